@@ -171,6 +171,8 @@ def _bpe_parts_heap(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
     the smallest ``(rank, left)`` is exactly "lowest rank, leftmost first".
     """
     n = len(piece)
+    if n < 2:
+        return [piece] if piece else []
     parts = [piece[i:i + 1] for i in range(n)]
     nxt = list(range(1, n + 1))
     nxt[-1] = -1
