@@ -243,7 +243,7 @@ DETAILS = (
     "{H_he} {h_was} {h_trait}, [but|and] {h_he} {h_was} also [very|rather|quite] {h_trait2}.",
     "[Some said|Everyone agreed|It was well known] that {hero} {h_job}.",
     "Nothing made {hero} happier than {h_food}[| for supper| after a long day].",
-    "{H_his} friends said {h_he} {h_was} the most {h_trait2} {hero_kind} they had ever met.",
+    "{H_his} friends said {h_he} {h_was} [very|truly|rather|wonderfully] {h_trait2}.",
 )
 
 FRIEND_INTROS = (
@@ -696,7 +696,7 @@ def _problem_fear() -> Problem:
         setup=(
             "{Hero} had a secret: {h_he} {h_was} [terribly|very|a little] afraid of {fear}.",
             "There was one thing that {hero} feared more than anything, and that was {fear}.",
-            "Everyone thought {hero} {h_was} brave, but {h_he} {h_was} scared of {fear}.",
+            "Everyone thought {hero} was brave, but {h_he} {h_was} scared of {fear}.",
         ),
         talk=(
             '"I am scared of {fear}. Please don\'t laugh," {hero} whispered to {friend}.',
