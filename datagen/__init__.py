@@ -22,7 +22,8 @@ def render_all(seed: int = DEFAULT_SEED) -> dict[str, str]:
     sms_splits = sms.generate_splits(seed=seed + 1)
     for name, rows in sms_splits.items():
         files[f"sms/{name}.tsv"] = sms.to_tsv(rows)
-    inst_splits = instructions.generate_splits(seed=seed + 2)
+    sms_texts = frozenset(text.lower() for rows in sms_splits.values() for _, text in rows)
+    inst_splits = instructions.generate_splits(seed=seed + 2, exclude_inputs=sms_texts)
     for name, items in inst_splits.items():
         files[f"instructions/{name}.json"] = instructions.to_json(items)
     files["README.md"] = readme.render(seed, corpus, sms_splits, inst_splits)

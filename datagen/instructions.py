@@ -751,8 +751,14 @@ TASKS: dict[str, Callable[[random.Random], Item]] = {
 }
 
 
-def generate(seed: int, n_per_task: int = N_PER_TASK) -> list[tuple[str, dict[str, str]]]:
-    """``(task name, record)`` pairs; no two records share instruction + input."""
+def generate(
+    seed: int, n_per_task: int = N_PER_TASK, exclude_inputs: frozenset[str] = frozenset()
+) -> list[tuple[str, dict[str, str]]]:
+    """``(task name, record)`` pairs; no two records share instruction + input.
+
+    ``exclude_inputs`` (lower-cased) keeps out inputs such as the SMS data set's messages, so a
+    spam classifier's test messages never turn up in instruction tuning.
+    """
     rng = random.Random(seed)
     seen: set[tuple[str, str]] = set()
     out = []
@@ -764,7 +770,7 @@ def generate(seed: int, n_per_task: int = N_PER_TASK) -> list[tuple[str, dict[st
                 raise RuntimeError(f"task {name} cannot make {n_per_task} distinct items")
             instruction, inp, output = task(rng)
             key = (instruction, inp)
-            if key in seen:
+            if key in seen or (inp and inp.lower() in exclude_inputs):
                 continue
             seen.add(key)
             out.append((name, {"instruction": instruction, "input": inp, "output": output}))
@@ -791,9 +797,11 @@ def split(
     return out
 
 
-def generate_splits(seed: int, n_per_task: int = N_PER_TASK) -> dict[str, list]:
+def generate_splits(
+    seed: int, n_per_task: int = N_PER_TASK, exclude_inputs: frozenset[str] = frozenset()
+) -> dict[str, list]:
     """``{split: [(task, record), ...]}``."""
-    return split(generate(seed, n_per_task), seed)
+    return split(generate(seed, n_per_task, exclude_inputs), seed)
 
 
 def to_json(items: list[tuple[str, dict[str, str]]]) -> str:

@@ -35,7 +35,7 @@ PLACES = (
 )
 TIMES = (
     "7", "half 6", "7.30", "8pm", "noon", "1", "quarter past 5", "10ish", "3", "about 9",
-    "6.15", "half 12", "4", "11", "5 o'clock", "2.45", "after lunch", "after work", "tonight",
+    "6.15", "half 12", "4", "11", "5 o'clock", "2.45", "9.30", "midday", "half 8",
 )
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
         "tomorrow", "tonight", "the weekend", "next week")
