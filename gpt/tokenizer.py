@@ -156,7 +156,7 @@ class Tokenizer:
         self._regex = compile_pattern(pattern)
         self._decoder: dict[int, bytes] = {i: t for t, i in ranks.items()}
         self._decoder.update({i: s.encode("utf-8") for s, i in special_tokens.items()})
-        self._byte_ids = tuple(ranks[bytes([b])] for b in range(256))
+        self._n_vocab = max(self._decoder) + 1
         self._cache: dict[str, list[int]] = {}
         self._cache_limit = 200_000
         self._encoding = encoding
@@ -170,7 +170,7 @@ class Tokenizer:
     @property
     def n_vocab(self) -> int:
         """One more than the largest id (like tiktoken's ``n_vocab``)."""
-        return max(self._decoder) + 1
+        return self._n_vocab
 
     @property
     def eot_token(self) -> int | None:
