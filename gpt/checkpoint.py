@@ -1,0 +1,372 @@
+"""Weights in and out: OpenAI's GPT-2 (Hugging Face safetensors layout) and our own checkpoints.
+
+Only safetensors are ever read; nothing here unpickles a file.
+
+Two folder layouts are loaded:
+
+- **Hugging Face GPT-2**: `config.json` (`model_type: gpt2`) + `model.safetensors` (or shards
+  listed by `model.safetensors.index.json`). Keys may carry a `transformer.` prefix; the causal
+  mask buffers (`attn.bias`, `attn.masked_bias`) are skipped; `lm_head.weight`, if present, must
+  equal `wte.weight` (GPT-2 ties them). HF's `Conv1D` stores weights `(in, out)` exactly as our
+  `Linear` does, so no tensor needs a transpose.
+- **GPT-2 Lab checkpoint** (what training writes):
+  `config.json` = `{"format": "gpt2-lab", "version": 1, "model": {GPTConfig fields},
+  "task": "lm" | "classify" | "instruct", "tokenizer": "gpt2" | "tokenizer.json",
+  "head": {...} | null, "metadata": {...}}`, `model.safetensors` with the model's keys (and a task
+  head's keys under `head.`), and `tokenizer.json` when the model has its own tokenizer.
+
+Every way a file can be wrong (missing, not safetensors, truncated, wrong shapes, missing or extra
+keys, an unknown config) raises `CheckpointError` with a message naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from gpt.config import HUB_IDS, PRESETS, GPTConfig
+from gpt.model import GPT
+
+FORMAT = "gpt2-lab"
+FORMAT_VERSION = 1
+MODELS_DIR_ENV = "GPT2LAB_MODELS_DIR"  # a folder holding gpt2/, gpt2-medium/, ... (HF layout)
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors caps its JSON header at 100 MB
+_HF_SKIP_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+
+
+class CheckpointError(ValueError):
+    """A weights file or folder that cannot be loaded; the message says what is wrong."""
+
+
+# --- safetensors files --------------------------------------------------------------------------
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read every tensor of a safetensors file, after checking its header and its size.
+
+    safetensors' own errors for a truncated or foreign file are terse; this names the file and
+    what is wrong with it before anything is loaded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is not a safetensors file: only {size} bytes long")
+        (n,) = struct.unpack("<Q", head)
+        if n == 0 or n > _MAX_HEADER or 8 + n > size:
+            raise CheckpointError(
+                f"{path} is not a safetensors file (its first 8 bytes do not give a valid header "
+                f"length; a pickle .bin/.pt file is not accepted, convert it to safetensors)"
+            )
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path} is not a safetensors file: bad header ({e})") from e
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file: header is not a JSON object")
+    data_len = max(
+        (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
+    )
+    if 8 + n + data_len > size:
+        raise CheckpointError(
+            f"{path} is truncated: its header promises {8 + n + data_len} bytes, the file has "
+            f"{size}"
+        )
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{path} could not be read as safetensors: {e}") from e
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"missing {path.name} in {path.parent}")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return d
+
+
+def _check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Raise a CheckpointError naming missing/unexpected keys and shape mismatches."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_few(unexpected)}")
+    for k in sorted(set(expected) & set(state)):
+        if tuple(state[k].shape) != tuple(expected[k].shape):
+            problems.append(
+                f"{k} has shape {tuple(state[k].shape)}, the config needs {tuple(expected[k].shape)}"
+            )
+    if problems:
+        raise CheckpointError(f"weights in {source} do not fit the model: " + "; ".join(problems))
+
+
+def _few(keys: list[str], n: int = 5) -> str:
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _build(
+    config: GPTConfig, state: dict[str, torch.Tensor], source: Path, dtype: torch.dtype
+) -> GPT:
+    with torch.device("meta"):  # no memory for a random init that is overwritten at once
+        model = GPT(config)
+    _check_state(model, state, source)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, assign=True)
+    return model.eval()
+
+
+# --- Hugging Face GPT-2 ---------------------------------------------------------------------------
+
+
+def config_from_hf(d: dict[str, Any], source: str = "config.json") -> GPTConfig:
+    """Map a Hugging Face GPT-2 `config.json` dict to a `GPTConfig`.
+
+    >>> config_from_hf({"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 8,
+    ...                 "n_positions": 16, "vocab_size": 50}).n_embd
+    8
+    """
+    if d.get("model_type", "gpt2") != "gpt2":
+        raise CheckpointError(f"{source}: model_type is {d.get('model_type')!r}, expected 'gpt2'")
+    act = d.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise CheckpointError(f"{source}: activation_function {act!r} is not GPT-2's tanh GELU")
+    try:
+        return GPTConfig(
+            vocab_size=d["vocab_size"],
+            block_size=d.get("n_positions", d.get("n_ctx", 1024)),
+            n_layer=d["n_layer"],
+            n_head=d["n_head"],
+            n_embd=d["n_embd"],
+            layer_norm_eps=float(d.get("layer_norm_epsilon", 1e-5)),
+        )
+    except KeyError as e:
+        raise CheckpointError(f"{source}: missing field {e.args[0]!r}") from e
+    except ValueError as e:
+        raise CheckpointError(f"{source}: {e}") from e
+
+
+def hf_state_to_ours(state: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
+    """Rename HF GPT-2 keys to ours, drop mask buffers, and check the head is tied."""
+    out: dict[str, torch.Tensor] = {}
+    head = None
+    for k, v in state.items():
+        if k == "lm_head.weight":
+            head = v
+            continue
+        k = k.removeprefix("transformer.")
+        if k.endswith(_HF_SKIP_SUFFIXES):
+            continue
+        out[k] = v
+    if head is not None and "wte.weight" in out and not torch.equal(head, out["wte.weight"]):
+        raise CheckpointError(
+            f"{source}: lm_head.weight differs from wte.weight; GPT-2's head must be tied"
+        )
+    return out
+
+
+def _hf_weight_files(folder: Path) -> list[Path]:
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        if not shards:
+            raise CheckpointError(f"{index} lists no weight shards")
+        return [folder / s for s in shards]
+    pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+    hint = f" (found {', '.join(pickles)}: pickle files are never loaded)" if pickles else ""
+    raise CheckpointError(f"no model.safetensors in {folder}{hint}")
+
+
+def load_hf_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
+    """Load GPT-2 weights from a folder in the Hugging Face layout (any of the four sizes)."""
+    folder = Path(folder)
+    config = config_from_hf(_read_json(folder / "config.json"), str(folder / "config.json"))
+    state: dict[str, torch.Tensor] = {}
+    for f in _hf_weight_files(folder):
+        state.update(read_safetensors(f))
+    return _build(config, hf_state_to_ours(state, folder), folder, dtype)
+
+
+def download_gpt2(name: str) -> Path:
+    """Download (or find in the local cache) the safetensors weights of a GPT-2 size."""
+    if name not in HUB_IDS:
+        raise CheckpointError(f"unknown GPT-2 size {name!r}; known: {', '.join(HUB_IDS)}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(
+            HUB_IDS[name],
+            allow_patterns=["config.json", "model.safetensors", "vocab.json", "merges.txt"],
+        )
+    except Exception as e:  # offline, hub down, gated...: one clear message
+        raise CheckpointError(
+            f"could not get {name!r} weights: the Hugging Face hub ({HUB_IDS[name]}) is not "
+            f"reachable and they are not in its local cache ({type(e).__name__}). Either go "
+            f"online once, or put a folder with config.json + model.safetensors at "
+            f"${MODELS_DIR_ENV}/{name}, or pass that folder's path instead of {name!r}."
+        ) from e
+    return Path(path)
+
+
+def resolve_gpt2(name: str) -> Path:
+    """Folder of a GPT-2 size: `$GPT2LAB_MODELS_DIR/<name>` if present, else the hub (cached)."""
+    local = os.environ.get(MODELS_DIR_ENV)
+    if local and (Path(local) / name / "config.json").is_file():
+        return Path(local) / name
+    return download_gpt2(name)
+
+
+# --- our checkpoints ------------------------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    """A loaded GPT-2 Lab checkpoint: the model and what travels with it."""
+
+    model: GPT
+    task: str = "lm"
+    tokenizer: str = "gpt2"  # "gpt2" or the name of a tokenizer file inside the folder
+    head: dict[str, Any] | None = None  # task head description (e.g. {"num_classes": 2})
+    head_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def is_checkpoint(folder: str | Path) -> bool:
+    cfg = Path(folder) / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: GPT,
+    *,
+    task: str = "lm",
+    tokenizer: Any = "gpt2",
+    head: dict[str, Any] | None = None,
+    head_state: dict[str, torch.Tensor] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically (written beside it, then renamed into place).
+
+    `tokenizer` is "gpt2" or an object with a `save(path)` method (our trained BPE).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        for k, v in (head_state or {}).items():
+            tensors[f"head.{k}"] = v.detach().contiguous().cpu()
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        tok_name = "gpt2"
+        if not isinstance(tokenizer, str):
+            tok_name = "tokenizer.json"
+            tokenizer.save(tmp / tok_name)
+        elif tokenizer != "gpt2":
+            raise CheckpointError(
+                f"tokenizer must be 'gpt2' or a tokenizer object, got {tokenizer!r}"
+            )
+        config = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model": model.config.to_dict(),
+            "task": task,
+            "tokenizer": tok_name,
+            "head": head,
+            "metadata": metadata or {},
+        }
+        (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
+    """Load a GPT-2 Lab checkpoint folder written by `save_checkpoint`."""
+    folder = Path(folder)
+    cfg = _read_json(folder / "config.json")
+    if cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{folder / 'config.json'} is not a {FORMAT} checkpoint config")
+    if cfg.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder}: checkpoint version {cfg.get('version')!r} is not supported "
+            f"(this code reads version {FORMAT_VERSION})"
+        )
+    try:
+        config = GPTConfig.from_dict(cfg["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / 'config.json'}: bad model config ({e})") from e
+    state = read_safetensors(folder / "model.safetensors")
+    head_state = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
+    body = {k: v for k, v in state.items() if not k.startswith("head.")}
+    return Checkpoint(
+        model=_build(config, body, folder, dtype),
+        task=cfg.get("task", "lm"),
+        tokenizer=cfg.get("tokenizer", "gpt2"),
+        head=cfg.get("head"),
+        head_state=head_state,
+        metadata=cfg.get("metadata") or {},
+        path=folder,
+    )
+
+
+def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
+    """Load a model by GPT-2 size name (`gpt2` ... `gpt2-xl`) or from a folder.
+
+    A folder may be a GPT-2 Lab checkpoint or a Hugging Face GPT-2 folder.
+    """
+    name = str(name_or_path)
+    path = Path(name)
+    if path.is_dir():
+        return (
+            load_checkpoint(path, dtype).model if is_checkpoint(path) else load_hf_gpt2(path, dtype)
+        )
+    if name in HUB_IDS:
+        return load_hf_gpt2(resolve_gpt2(name), dtype)
+    small = [k for k in PRESETS if k not in HUB_IDS]
+    raise CheckpointError(
+        f"no model named {name!r}: give a GPT-2 size ({', '.join(HUB_IDS)}) or a folder holding "
+        f"a checkpoint (presets without released weights, e.g. {', '.join(small)}, build a "
+        f"randomly initialised GPT(PRESETS[name]))"
+    )

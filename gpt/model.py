@@ -1,0 +1,305 @@
+"""GPT-2, written from scratch: embeddings, pre-LayerNorm blocks, causal attention, tied LM head.
+
+Parameter names follow OpenAI's checkpoint keys (`wte`, `wpe`, `h.N.attn.c_attn`, `h.N.mlp.c_fc`,
+`ln_f`, ...), and every projection stores its weight as `(in, out)` like GPT-2's own `Conv1D`, so
+loading the released weights is a key check with no transposes. We measured that layout on these
+2-core CPUs (see `bench/bench_layout.py`): batch-1 decoding reads every weight once per token, and
+`x @ W` with `W` stored `(in, out)` streams memory faster than `nn.Linear`'s `x @ W.T`.
+
+Two attention paths compute the same function:
+- the fast path (`forward`, `hidden`) calls `F.scaled_dot_product_attention`;
+- the explain path (`explain`) computes `softmax(q k^T / sqrt(d))` by hand and returns every
+  layer's attention weights `(B, H, T, T)` and hidden states, for the heatmap tab.
+
+>>> import torch
+>>> from gpt.config import PRESETS
+>>> model = GPT(PRESETS["tiny"]).eval()
+>>> idx = torch.tensor([[1, 2, 3]])
+>>> model(idx).shape
+torch.Size([1, 3, 512])
+>>> ex = model.explain(idx)
+>>> len(ex.attentions), ex.attentions[0].shape
+(2, torch.Size([1, 2, 3, 3]))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gpt.config import GPTConfig
+
+
+class Linear(nn.Module):
+    """An affine map whose weight is stored `(in, out)`: `y = x @ W + b` (GPT-2's `Conv1D`).
+
+    >>> lin = Linear(3, 2)
+    >>> lin.weight.shape, lin(torch.zeros(5, 3)).shape
+    (torch.Size([3, 2]), torch.Size([5, 2]))
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape[:-1] + (self.out_features,)
+        x2 = x.reshape(-1, self.in_features)  # (N, in)
+        if self.bias is None:
+            return (x2 @ self.weight).view(shape)
+        return torch.addmm(self.bias, x2, self.weight).view(shape)  # (N, out)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"
+
+
+class KVCache:
+    """Preallocated keys and values of every layer, written in place as decoding advances.
+
+    `pos` is the number of positions already stored. Preallocation avoids the `torch.cat` per
+    token (and the copy it implies) that a growing cache would cost.
+    """
+
+    def __init__(
+        self,
+        config: GPTConfig,
+        batch_size: int,
+        max_len: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        max_len = config.block_size if max_len is None else max_len
+        if not 0 < max_len <= config.block_size:
+            raise ValueError(f"KVCache max_len must be in [1, {config.block_size}], got {max_len}")
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)  # (L, B, H, maxT, hd)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.max_len = max_len
+        self.pos = 0
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, C = x.shape
+        qkv = self.c_attn(x)  # (B, T, 3C)
+        q, k, v = qkv.view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        # q, k, v: (B, H, T, hd)
+        start = 0
+        if cache is not None:
+            start = cache.pos
+            cache.k[layer, :, :, start : start + T] = k
+            cache.v[layer, :, :, start : start + T] = v
+            k = cache.k[layer, :, :, : start + T]  # (B, H, start+T, hd)
+            v = cache.v[layer, :, :, : start + T]
+        S = k.shape[2]
+
+        weights = None
+        if need_weights:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, S)
+            att = att.masked_fill(~_causal_mask(T, S, start, x.device), float("-inf"))
+            weights = torch.softmax(att, dim=-1)
+            y = weights @ v  # (B, H, T, hd)
+        else:
+            dropout_p = self.dropout if self.training else 0.0
+            if start == 0:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=T > 1)
+            elif T == 1:  # one new token sees every cached position: no mask needed
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            else:  # a chunk appended after cached positions: bottom-right aligned causal mask
+                mask = _causal_mask(T, S, start, x.device)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y)), weights
+
+
+def _causal_mask(T: int, S: int, start: int, device: torch.device) -> torch.Tensor:
+    """Boolean (T, S) mask: query i (at absolute position start+i) may see keys 0..start+i.
+
+    >>> _causal_mask(2, 3, 1, torch.device("cpu")).int().tolist()
+    [[1, 1, 0], [1, 1, 1]]
+    """
+    q_pos = torch.arange(start, start + T, device=device)[:, None]
+    return torch.arange(S, device=device)[None, :] <= q_pos
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.c_fc(x), approximate="tanh")  # (B, T, 4C), GPT-2's tanh GELU
+        return self.dropout(self.c_proj(h))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(self.ln_1(x), cache, layer, need_weights)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+@dataclass
+class Explanation:
+    """What the explain path returns.
+
+    Attributes:
+        logits: `(B, T, vocab)`, equal to `model(idx)`.
+        attentions: one `(B, H, T, T)` tensor per layer; row i is where token i attends.
+        hidden_states: `n_layer + 1` tensors `(B, T, C)`: the embeddings, then each block's
+            output (before the final LayerNorm).
+    """
+
+    logits: torch.Tensor
+    attentions: list[torch.Tensor]
+    hidden_states: list[torch.Tensor]
+
+
+class GPT(nn.Module):
+    """The GPT-2 language model.
+
+    `model(idx)` returns logits `(B, T, vocab)`; `model.hidden(idx)` the final-LayerNorm
+    features `(B, T, C)` that task heads (e.g. a classifier) read.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self._head_cache: tuple[tuple, torch.Tensor] | None = None  # inference copy of wte^T
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # GPT-2's scheme: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer).
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * self.config.n_layer))
+            elif name.endswith(("wte.weight", "wpe.weight")) or (
+                name.endswith(".weight") and p.dim() == 2
+            ):
+                nn.init.normal_(p, std=0.02)
+            elif name.endswith(".bias"):
+                nn.init.zeros_(p)
+
+    @property
+    def device(self) -> torch.device:
+        return self.wte.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.wte.weight.dtype
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
+        return KVCache(self.config, batch_size, max_len, dtype=self.dtype, device=self.device)
+
+    def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
+        if idx.dim() != 2:
+            raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
+        T = idx.shape[1]
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {start + T} tokens exceeds the context length "
+                f"{self.config.block_size}"
+            )
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        return self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Final-LayerNorm features `(B, T, C)`; with a cache, `idx` holds the new tokens only."""
+        start = 0 if cache is None else cache.pos
+        if cache is not None and start + idx.shape[1] > cache.max_len:
+            raise ValueError(
+                f"KV cache holds {cache.max_len} positions; {start} used, {idx.shape[1]} more asked"
+            )
+        x = self._embed(idx, start)
+        for i, block in enumerate(self.h):
+            x, _ = block(x, cache, i)
+        if cache is not None:
+            cache.pos += idx.shape[1]
+        return self.ln_f(x)
+
+    def lm_head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from features, with the head tied to the token embedding: `h @ wte^T`.
+
+        Without autograd (generation, evaluation) this multiplies by a cached `(C, vocab)` copy
+        of `wte^T`: the same `(in, out)` layout as every other projection, which decodes faster
+        than reading `wte` transposed. The copy is rebuilt whenever `wte` changes.
+        """
+        w = self.wte.weight
+        if torch.is_grad_enabled():
+            return F.linear(h, w)  # (B, T, vocab); gradients flow into the tied embedding
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._head_cache is None or self._head_cache[0] != key:
+            # A normal tensor even under inference_mode, so later no_grad calls can use it too.
+            with torch.inference_mode(False), torch.no_grad():
+                self._head_cache = (key, w.detach().t().contiguous())  # (C, vocab)
+        return h @ self._head_cache[1]  # (B, T, vocab)
+
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits `(B, T, vocab)`, or `(B, 1, vocab)` for the last position if `last_only`."""
+        h = self.hidden(idx, cache)
+        if last_only:
+            h = h[:, -1:, :]
+        return self.lm_head(h)
+
+    @torch.no_grad()
+    def explain(self, idx: torch.Tensor) -> Explanation:
+        """Run the explicit-softmax path and return logits, attention maps and hidden states."""
+        x = self._embed(idx, 0)
+        hidden_states, attentions = [x], []
+        for block in self.h:
+            x, weights = block(x, need_weights=True)
+            attentions.append(weights)
+            hidden_states.append(x)
+        return Explanation(self.lm_head(self.ln_f(x)), attentions, hidden_states)

@@ -1,0 +1,345 @@
+"""Sampling: turn a model's next-token logits into text, one token at a time.
+
+The model only returns logits; everything about choosing tokens lives here:
+temperature (0 means greedy), top-k, top-p (nucleus), repetition penalty, a seed, a token budget,
+and stopping at `<|endoftext|>` or at stop strings. Each step can also report the top-N candidate
+tokens with their probabilities, which is what the generation tab draws.
+
+>>> import torch
+>>> from gpt.config import PRESETS
+>>> from gpt.model import GPT
+>>> torch.manual_seed(0) and None
+>>> model = GPT(PRESETS["tiny"]).eval()
+>>> ids = generate_ids(model, [1, 2, 3], SamplingConfig(temperature=0, max_new_tokens=4))
+>>> len(ids)
+4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from gpt.model import GPT
+
+MAX_TEMPERATURE = 100.0
+MIN_TEMPERATURE = 0.01  # below this (and above 0) logits / T overflows float32 for big logits
+MAX_CANDIDATES = 50
+
+
+class SamplingError(ValueError):
+    """An invalid sampling argument; the message names it and its valid range."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to pick tokens.
+
+    Attributes:
+        temperature: 0 picks the most likely token (greedy); otherwise logits are divided by it,
+            in [0.01, 100].
+        top_k: keep only the k most likely tokens (0 or None: off).
+        top_p: keep the smallest set of tokens whose probability sums to at least top_p (1: off).
+        repetition_penalty: > 1 discourages tokens already in the prompt or output (1: off).
+        max_new_tokens: how many tokens to generate at most.
+        seed: seed of the sampling random generator (None: nondeterministic).
+        stop: strings that end generation; the text returned stops before them.
+        stop_at_eot: stop when the model emits the end-of-text token.
+        n_candidates: report this many top candidates at each step (0: none).
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 100
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_at_eot: bool = True
+    n_candidates: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> SamplingError:
+            return SamplingError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+        t = self.temperature
+        if not _is_number(t) or not (t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
+            raise bad("temperature", f"0 (greedy) or in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]")
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 0):
+            raise bad("top_k", "a non-negative integer (0 or None: off)")
+        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+            raise bad("top_p", "in (0, 1]")
+        rp = self.repetition_penalty
+        if not _is_number(rp) or not 0 < rp <= 10:
+            raise bad("repetition_penalty", "in (0, 10] (1: off)")
+        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 0:
+            raise bad("max_new_tokens", "a non-negative integer")
+        if self.seed is not None and not _is_int(self.seed):
+            raise bad("seed", "an integer or None")
+        if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
+            raise bad("stop", "a tuple of non-empty strings")
+        if not _is_int(self.n_candidates) or not 0 <= self.n_candidates <= MAX_CANDIDATES:
+            raise bad("n_candidates", f"an integer in [0, {MAX_CANDIDATES}]")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> SamplingConfig:
+        """Build from keyword arguments, naming any unknown one.
+
+        >>> SamplingConfig.from_kwargs(temperature=0.5, stop=["\\n"]).stop
+        ('\\n',)
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise SamplingError(
+                f"unknown sampling argument(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        if "stop" in kwargs:
+            stop = kwargs["stop"]
+            kwargs["stop"] = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return cls(**kwargs)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x  # rejects NaN
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of the most likely next tokens at a step."""
+
+    token_id: int
+    prob: float  # probability in the distribution actually sampled from
+    raw_prob: float  # probability under the model alone (temperature 1, no filters)
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class TokenStep:
+    """One generated token: its id, its probability, and the top candidates at that step."""
+
+    token_id: int
+    prob: float
+    candidates: tuple[Candidate, ...] = ()
+
+
+def next_token_distribution(
+    logits: torch.Tensor, seen: torch.Tensor | None, cfg: SamplingConfig
+) -> torch.Tensor:
+    """Probabilities `(V,)` to sample from, given raw logits `(V,)` and a seen-token mask `(V,)`.
+
+    Greedy (temperature 0) returns a one-hot distribution on the best token.
+
+    >>> p = next_token_distribution(torch.tensor([1.0, 3.0, 2.0]), None, SamplingConfig(top_k=2))
+    >>> [round(x, 3) for x in p.tolist()]
+    [0.0, 0.731, 0.269]
+    """
+    logits = logits.float()
+    if seen is not None and cfg.repetition_penalty != 1.0:
+        # CTRL's penalty: push seen tokens' logits towards "less likely" whatever their sign.
+        penalized = torch.where(
+            logits > 0, logits / cfg.repetition_penalty, logits * cfg.repetition_penalty
+        )
+        logits = torch.where(seen, penalized, logits)
+    if cfg.temperature == 0:
+        probs = torch.zeros_like(logits)
+        probs[int(torch.argmax(logits))] = 1.0
+        return probs
+    logits = logits / cfg.temperature
+    if cfg.top_k and cfg.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, cfg.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)  # max-subtracted: stable for any temperature
+    if cfg.top_p < 1.0:
+        sorted_p, order = torch.sort(probs, descending=True)
+        # Drop a token when the tokens before it already reach top_p; the best one always stays.
+        drop_sorted = (torch.cumsum(sorted_p, dim=-1) - sorted_p) >= cfg.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum()
+    return probs
+
+
+def _candidates(raw_logits: torch.Tensor, probs: torch.Tensor, n: int) -> tuple[Candidate, ...]:
+    raw = torch.softmax(raw_logits.float(), dim=-1)
+    # Rank by the sampling distribution, breaking ties (e.g. zeros after top-k) by raw probability.
+    score = probs + raw * 1e-9
+    top = torch.topk(score, min(n, score.shape[-1])).indices.tolist()
+    return tuple(Candidate(i, float(probs[i]), float(raw[i])) for i in top)
+
+
+def sample_steps(
+    model: GPT,
+    prompt_ids: Sequence[int],
+    cfg: SamplingConfig,
+    eot_id: int | None = None,
+) -> Iterator[TokenStep]:
+    """Yield generated tokens one by one, using a KV cache.
+
+    Stops after `cfg.max_new_tokens`, or after yielding `eot_id` when `cfg.stop_at_eot`.
+    When the context fills up, the cache is rebuilt from the most recent three quarters of the
+    context, so generation can run past the context length.
+    """
+    prompt = [int(t) for t in prompt_ids]
+    if not prompt:
+        raise SamplingError("the prompt is empty: give at least one token")
+    vocab = model.config.vocab_size
+    bad = [t for t in prompt if not 0 <= t < vocab]
+    if bad:
+        raise SamplingError(f"token id {bad[0]} is outside the model's vocabulary [0, {vocab})")
+    if cfg.max_new_tokens == 0:
+        return
+    block = model.config.block_size
+    generator = torch.Generator(device="cpu")
+    if cfg.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(cfg.seed)
+    seen = torch.zeros(vocab, dtype=torch.bool)
+    seen[prompt] = True
+    ids = list(prompt[-block:])
+
+    with torch.inference_mode():
+        cache = model.new_cache(1)
+        logits = model(torch.tensor([ids], device=model.device), cache, last_only=True)
+        for step in range(cfg.max_new_tokens):
+            raw = logits[0, -1].cpu()  # (V,)
+            probs = next_token_distribution(raw, seen, cfg)
+            if cfg.temperature == 0:
+                token = int(torch.argmax(probs))
+            else:
+                token = int(torch.multinomial(probs, 1, generator=generator))
+            cands = _candidates(raw, probs, cfg.n_candidates) if cfg.n_candidates else ()
+            yield TokenStep(token, float(probs[token]), cands)
+            if (cfg.stop_at_eot and token == eot_id) or step == cfg.max_new_tokens - 1:
+                return
+            seen[token] = True
+            ids.append(token)
+            if cache.pos >= block:  # context full: re-encode the recent tail
+                ids = ids[-(3 * block) // 4 :]
+                cache.reset()
+                logits = model(torch.tensor([ids], device=model.device), cache, last_only=True)
+            else:
+                logits = model(torch.tensor([[token]], device=model.device), cache, last_only=True)
+
+
+def generate_ids(
+    model: GPT, prompt_ids: Sequence[int], cfg: SamplingConfig, eot_id: int | None = None
+) -> list[int]:
+    """The generated token ids (without the prompt)."""
+    return [s.token_id for s in sample_steps(model, prompt_ids, cfg, eot_id)]
+
+
+class TextTokenizer(Protocol):
+    """What sampling needs from a tokenizer."""
+
+    eot_token: int | None
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of `stream`: the new text, the token that produced it, and its candidates.
+
+    `text` may be empty while a multi-byte character or a possible stop string is held back.
+    `finish_reason` is set on the last event: "length", "eot" or "stop".
+    """
+
+    text: str
+    token_id: int
+    prob: float
+    candidates: tuple[Candidate, ...] = ()
+    finish_reason: str | None = None
+
+
+class _Utf8Decoder:
+    """Turns token bytes into text without ever emitting half of a multi-byte character."""
+
+    def __init__(self) -> None:
+        import codecs
+
+        self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, data: bytes) -> str:
+        return self._dec.decode(data)
+
+    def flush(self) -> str:
+        return self._dec.decode(b"", final=True)
+
+
+def stream(
+    model: GPT, tokenizer: TextTokenizer, prompt: str, **sampling: Any
+) -> Iterator[StreamEvent]:
+    """Generate text from `prompt`, yielding a `StreamEvent` per token as it is produced.
+
+    Keyword arguments are `SamplingConfig` fields. Stop strings are never emitted: text that
+    could be the start of one is held back until it is known not to be.
+    """
+    cfg = SamplingConfig.from_kwargs(**sampling)
+    if not isinstance(prompt, str):
+        raise SamplingError(f"prompt must be a string, got {type(prompt).__name__}")
+    prompt_ids = tokenizer.encode(prompt)
+    eot = getattr(tokenizer, "eot_token", None)
+    decoder = _Utf8Decoder()
+    pending = ""  # text held back because it may begin a stop string
+    longest_stop = max((len(s) for s in cfg.stop), default=0)
+    steps = sample_steps(model, prompt_ids, cfg, eot)
+    for i, step in enumerate(steps):
+        cands = tuple(
+            dataclasses.replace(
+                c, text=tokenizer.decode_bytes([c.token_id]).decode("utf-8", "replace")
+            )
+            for c in step.candidates
+        )
+        is_eot = cfg.stop_at_eot and step.token_id == eot
+        is_last = is_eot or i == cfg.max_new_tokens - 1
+        text = pending + ("" if is_eot else decoder.push(tokenizer.decode_bytes([step.token_id])))
+        if is_last:
+            text += decoder.flush()
+        hit = _find_stop(text, cfg.stop)
+        if hit is not None:
+            steps.close()
+            yield StreamEvent(text[:hit], step.token_id, step.prob, cands, "stop")
+            return
+        if is_last:
+            yield StreamEvent(text, step.token_id, step.prob, cands, "eot" if is_eot else "length")
+            return
+        keep = _held_back(text, cfg.stop, longest_stop)
+        emit, pending = text[: len(text) - keep], text[len(text) - keep :]
+        yield StreamEvent(emit, step.token_id, step.prob, cands)
+
+
+def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else None
+
+
+def _held_back(text: str, stops: tuple[str, ...], longest: int) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of a stop string.
+
+    >>> _held_back("hello wor", ("world",), 5)
+    3
+    """
+    for n in range(min(longest - 1, len(text)), 0, -1):
+        suffix = text[-n:]
+        if any(s.startswith(suffix) for s in stops):
+            return n
+    return 0
+
+
+def generate(model: GPT, tokenizer: TextTokenizer, prompt: str, **sampling: Any) -> str:
+    """The completion of `prompt` as one string (see `stream` for the arguments)."""
+    return "".join(event.text for event in stream(model, tokenizer, prompt, **sampling))

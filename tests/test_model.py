@@ -1,0 +1,158 @@
+"""The model is exactly GPT-2: parity with Hugging Face, and its own paths agree with each other."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gpt.checkpoint import load_model
+from gpt.config import PRESETS, GPTConfig
+from gpt.model import GPT
+from gpt.sampling import SamplingConfig, generate_ids
+
+
+def hf_greedy(hf, prompt: list[int], n: int) -> list[int]:
+    hf.generation_config.eos_token_id = None  # never stop early: compare all n tokens
+    x = torch.tensor([prompt])
+    with torch.no_grad():
+        out = hf.generate(
+            x, max_new_tokens=n, do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(x)
+        )
+    return out[0, len(prompt) :].tolist()
+
+
+@pytest.mark.parametrize("fixture", ["hf_small", "hf_gpt2"])
+def test_logits_match_huggingface(fixture, request):
+    folder, hf = request.getfixturevalue(fixture)
+    ours = load_model(folder)
+    torch.manual_seed(0)
+    x = torch.randint(0, ours.config.vocab_size, (2, 100))
+    with torch.no_grad():
+        expected = hf(x).logits
+        got = ours(x)
+    assert got.shape == expected.shape == (2, 100, ours.config.vocab_size)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fixture", ["hf_small", "hf_gpt2"])
+def test_greedy_generation_matches_huggingface(fixture, request):
+    folder, hf = request.getfixturevalue(fixture)
+    ours = load_model(folder)
+    prompt = [5, 17, 256, 3, 99, 42]
+    cfg = SamplingConfig(temperature=0, max_new_tokens=50, stop_at_eot=False)
+    assert generate_ids(ours, prompt, cfg) == hf_greedy(hf, prompt, 50)
+
+
+def test_attention_maps_match_huggingface(hf_small):
+    folder, hf = hf_small
+    ours = load_model(folder)
+    x = torch.randint(0, 1000, (1, 20))
+    hf.set_attn_implementation("eager")
+    with torch.no_grad():
+        expected = hf(x, output_attentions=True).attentions
+    ex = ours.explain(x)
+    assert len(ex.attentions) == len(expected) == 2
+    for a, b in zip(ex.attentions, expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return GPT(PRESETS["tiny"]).eval()
+
+
+def test_kv_cache_equals_full_recomputation(tiny):
+    x = torch.randint(0, 512, (2, 40))
+    with torch.no_grad():
+        full = tiny(x)  # (B, T, V)
+        cache = tiny.new_cache(batch_size=2)
+        first = tiny(x[:, :10], cache)  # prefill 10, then one token at a time
+        steps = [first] + [tiny(x[:, t : t + 1], cache) for t in range(10, 40)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.pos == 40
+
+
+def test_kv_cache_chunked_prefill_equals_full(tiny):
+    x = torch.randint(0, 512, (1, 30))
+    with torch.no_grad():
+        full = tiny(x)
+        cache = tiny.new_cache()
+        a = tiny(x[:, :7], cache)
+        b = tiny(x[:, 7:19], cache)  # a chunk after cached positions needs an offset mask
+        c = tiny(x[:, 19:], cache, last_only=True)
+    torch.testing.assert_close(torch.cat([a, b], 1), full[:, :19], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_explain_equals_fast_path(tiny):
+    x = torch.randint(0, 512, (2, 25))
+    ex = tiny.explain(x)
+    with torch.no_grad():
+        torch.testing.assert_close(ex.logits, tiny(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tiny.ln_f(ex.hidden_states[-1]), tiny.hidden(x))
+    cfg = tiny.config
+    assert len(ex.hidden_states) == cfg.n_layer + 1
+    assert all(h.shape == (2, 25, cfg.n_embd) for h in ex.hidden_states)
+    for att in ex.attentions:
+        assert att.shape == (2, cfg.n_head, 25, 25)
+        torch.testing.assert_close(att.sum(-1), torch.ones(2, cfg.n_head, 25))
+        assert torch.all(att.triu(diagonal=1) == 0)  # causal: nothing attends to the future
+
+
+def test_inference_head_copy_follows_weight_updates(tiny):
+    model = GPT(PRESETS["tiny"]).eval()
+    x = torch.randint(0, 512, (1, 5))
+    with torch.no_grad():
+        before = model(x)
+        model.wte.weight.mul_(2.0)  # an optimizer step changes wte in place
+        after = model(x)
+    with torch.enable_grad():
+        reference = model(x)  # the autograd path reads wte directly
+    torch.testing.assert_close(after, reference.detach())
+    assert not torch.allclose(before, after)
+
+
+def test_training_gradients_reach_tied_embedding(tiny):
+    model = GPT(PRESETS["tiny"]).train()
+    x = torch.randint(0, 512, (2, 16))
+    model(x).logsumexp(-1).mean().backward()
+    assert model.wte.weight.grad is not None and model.wte.weight.grad.abs().sum() > 0
+
+
+def test_bad_inputs_raise_clear_errors(tiny):
+    with pytest.raises(ValueError, match="exceeds the context length 64"):
+        tiny(torch.zeros(1, 65, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"shape \(B, T\)"):
+        tiny(torch.zeros(65, dtype=torch.long))
+    cache = tiny.new_cache(max_len=8)
+    with torch.no_grad():
+        tiny(torch.zeros(1, 6, dtype=torch.long), cache)
+        with pytest.raises(ValueError, match="KV cache holds 8 positions"):
+            tiny(torch.zeros(1, 3, dtype=torch.long), cache)
+    with pytest.raises(ValueError, match="max_len"):
+        tiny.new_cache(max_len=65)
+
+
+def test_config_validation_and_round_trip():
+    with pytest.raises(ValueError, match="divisible by n_head"):
+        GPTConfig(n_embd=100, n_head=3)
+    with pytest.raises(ValueError, match="n_layer must be a positive integer"):
+        GPTConfig(n_layer=0)
+    with pytest.raises(ValueError, match="dropout"):
+        GPTConfig(dropout=1.5)
+    with pytest.raises(ValueError, match="unknown GPTConfig keys: colour"):
+        GPTConfig.from_dict({"colour": 1})
+    for cfg in PRESETS.values():
+        assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "tiny", "mini"])
+def test_preset_parameter_counts(name):
+    cfg = PRESETS[name]
+    with torch.device("meta"):
+        model = GPT(cfg)
+    assert model.num_params() == cfg.n_params()
+    published = {"gpt2": 124e6, "gpt2-medium": 355e6, "gpt2-large": 774e6, "gpt2-xl": 1558e6}
+    if name in published:
+        assert abs(cfg.n_params() - published[name]) / published[name] < 0.01
