@@ -243,7 +243,7 @@ DETAILS = (
     "{H_he} {h_was} {h_trait}, [but|and] {h_he} {h_was} also [very|rather|quite] {h_trait2}.",
     "[Some said|Everyone agreed|It was well known] that {hero} {h_job}.",
     "Nothing made {hero} happier than {h_food}[| for supper| after a long day].",
-    "{H_his} friends said {h_he} {h_was} [very|truly|rather|wonderfully] {h_trait2}.",
+    "{H_his} friends said {h_he} {h_was} [very|truly|rather|wonderfully] {h_trait}.",
 )
 
 FRIEND_INTROS = (
@@ -513,8 +513,8 @@ def _problem_lost() -> Problem:
             "[it was gone|it had vanished|{h_he} could not find it anywhere].",
         ),
         talk=(
-            '"I have lost my {thing}," {hero} told {friend}. "[I have looked everywhere!|'
-            'What shall I do?|It was so special to me.|I only had it this {time}!]"',
+            '"I have lost my {thing}, {friend}. [I have looked everywhere!|What shall I do?|'
+            'It was so special to me.|I only had it this {time}!]" {hero} [said|cried].',
             '"{Friend}, have you seen my {thing}?" {hero} {asked}, [looking|sounding] '
             "[very|terribly|rather] {feel_bad}.",
             '"My {thing} has [vanished|disappeared|gone]," {hero} {said}, "and {why}."',
@@ -579,9 +579,9 @@ def _problem_repair() -> Problem:
             "pieces[| after the storm| on the wet ground].",
         ),
         talk=(
-            '"Look at {broken}!" {hero} {cried}. "How will we ever [fix|mend] it?"',
-            '"It is ruined," {hero} {said} [sadly|to {friend}|with a sigh]. "Nobody has {use} '
-            'since the storm."',
+            '"Look at {broken}! How will we ever [fix|mend] it?" {hero} {cried}.',
+            '"It is ruined, and nobody has {use} since the storm," {hero} said [sadly|to '
+            "{friend}|with a sigh].",
             '"We cannot leave {broken} like this," {hero} told {friend}.',
         ),
         reply=(
@@ -594,8 +594,8 @@ def _problem_repair() -> Problem:
         tries=(
             "At first {hero} tried to fix it alone, but the pieces [kept falling down|would not "
             "stay together|slipped out of {h_his} grasp].",
-            "They worked all {time}, but the first try [wobbled and fell|was crooked|broke "
-            "again at once].",
+            "They worked all {time}, but the first try at mending {broken} [wobbled and fell|"
+            "was crooked|broke again at once].",
             "{Hero} pushed and pulled, but [it was too heavy|nothing fitted|the wind knocked "
             "it over|{h_he} only made it worse].",
         ),
@@ -615,8 +615,8 @@ def _problem_repair() -> Problem:
         ),
         end=(
             "The next day, everyone {use} again, and they all thanked {hero} and {friend}.",
-            "{Hero} stood back and looked at {broken}. It was [not perfect|a little crooked|"
-            "a bit lopsided], but it was [strong|sturdy|theirs].",
+            "{Hero} stood back and looked at {broken}, which was [not perfect|a little crooked|"
+            "a bit lopsided] but [strong|sturdy|all their own work].",
         ),
         morals=(
             "hard jobs are easier when friends share them",
@@ -644,8 +644,8 @@ def _problem_rescue() -> Problem:
             "{said}.",
             '"How can we [reach|get to] it?" {hero} {asked}, [looking around|biting {h_his} '
             "lip|frowning].",
-            '"Don\'t be scared, little one," {hero} called to the {creature}. "We are '
-            '[coming|nearly there|here to help]!"',
+            '"Don\'t be scared, little one! We are [coming|nearly there|here to help]!" {hero} '
+            "called to the {creature}.",
         ),
         reply=(
             '"We need a plan," {friend} {said}, [looking around|thinking hard|glancing at '
@@ -708,7 +708,7 @@ def _problem_fear() -> Problem:
             '"I would never laugh at you, {hero}. Everyone is scared of something," {friend} '
             "{said}.",
             '"Being brave doesn\'t mean not being scared," {friend} {said}.',
-            '"I will stay with you," {friend} {said}. "We can face {fear} together."',
+            '"I will stay with you, {hero}, and we can face {fear} together," {friend} {said}.',
         ),
         tries=(
             "The first time {hero} tried to face {fear}, {h_he} turned and ran home.",
@@ -758,8 +758,8 @@ def _problem_contest() -> Problem:
             "Everyone was talking about {event}, and {hero} decided to enter.",
         ),
         talk=(
-            '"I am going to enter {event}," {hero} told {friend}. "But I have never done '
-            'anything like it!"',
+            '"I am going to enter {event}, {friend}, but I have never done anything like it!" '
+            "{hero} [said|admitted|confessed].",
             '"Do you think I could win {event}?" {hero} {asked}.',
             '"Will you help me get ready, {friend}?" {hero} {asked}.',
         ),
@@ -823,7 +823,7 @@ def _problem_quarrel() -> Problem:
             '"Fine!" {friend} shouted back, and [went home alone|stomped off|turned away].',
             '{Friend} did not answer, but just walked away [with {f_his} head down|towards '
             "{place}|without looking back].",
-            '"Then I will play by myself!" {friend} {said}, [and ran off|crossly|with a '
+            '"Then I will play by myself!" {friend} said, [and ran off|crossly|with a '
             "scowl].",
         ),
         tries=(
@@ -874,13 +874,13 @@ def _problem_skill() -> Problem:
         ),
         talk=(
             '"Will you teach me to {skill}, {friend}?" {hero} {asked}.',
-            '"I will never be able to {skill}," {hero} {said} [sadly|with a sigh|glumly].',
+            '"I will never be able to {skill}," {hero} said [sadly|with a sigh|glumly].',
             '"I want to {skill} by the end of {season}," {hero} told {friend}.',
         ),
         reply=(
             '"Of course I will, {hero}. Let\'s start [today|this {time}|right now]," {friend} '
             "{said}.",
-            '"Everyone has to start somewhere," {friend} {said}, [smiling|kindly].',
+            '"Everyone has to start somewhere," {friend} said, [smiling|kindly].',
             '"You just need practice, {hero}," {friend} {said}.',
         ),
         tries=(
@@ -927,7 +927,7 @@ def _problem_noise() -> Problem:
             "from outside {hero}'s window.",
         ),
         talk=(
-            '"Did you hear that?" {hero} whispered to {friend}. "What could it be?"',
+            '"Did you hear that, {friend}? What could it be?" {hero} whispered.',
             '"Maybe it is a monster," {hero} {said}, [pulling the blanket up|hiding behind '
             "{friend}|trembling].",
             '"I have to find out what is making that noise," {hero} told {friend}.',
@@ -935,7 +935,7 @@ def _problem_noise() -> Problem:
         reply=(
             '"Monsters aren\'t real, {hero}," {friend} {said}, though {f_he} did not sound '
             "sure.",
-            '"Let\'s find out," {friend} {said} bravely.',
+            '"Let\'s find out," {friend} said bravely.',
             '"Bring a lantern, {hero}," {friend} {said}.',
         ),
         tries=(
@@ -954,13 +954,13 @@ def _problem_noise() -> Problem:
             "{Friend} said, \"Let's be very still and listen.\"",
         ),
         solve=(
-            "At last they found it: the noise was only {cause}!",
+            "At last {hero} found it: the noise was only {cause}!",
             "[Following the sound|Step by step|Creeping closer], they discovered that it was "
             "{cause}.",
             "It turned out to be {cause}, and {hero} laughed with relief.",
         ),
         end=(
-            "{Hero} slept soundly after that, and {h_he} was never scared of the noise "
+            "{Hero} slept soundly after that, and {h_he} {h_was} never scared of the noise "
             "again.",
             "The next time {hero} heard {noise}, {h_he} just smiled and turned over.",
         ),
@@ -988,7 +988,7 @@ def _problem_gift() -> Problem:
         talk=(
             '"What can I give {elder}? I [have no money|haven\'t a penny|spent my last coin '
             'on {h_food}]," {hero} told {friend}.',
-            '"Every present in the shop costs too much," {hero} {said} [sadly|to {friend}].',
+            '"Every present in the shop costs too much," {hero} said [sadly|to {friend}].',
             '"I want {elder}\'s present to be perfect," {hero} told {friend}.',
         ),
         reply=(
@@ -1015,7 +1015,7 @@ def _problem_gift() -> Problem:
             "With {friend}'s help, {hero} {make}.",
         ),
         end=(
-            "When {elder} opened the present, {e_his} eyes filled with happy tears.",
+            "When {elder} opened {gift}, {e_his} eyes filled with happy tears.",
             "\"It is the best present I have ever had, {hero},\" said {elder}.",
         ),
         morals=(
@@ -1070,7 +1070,8 @@ def _problem_lost_way() -> Problem:
             "So they {guide}, because {why}, and [before long|soon|at last] they were "
             "[home|back {place_at}|safe at home].",
             "{Hero} {guide}, since {why}, and it led them safely back.",
-            "They {guide}. {Why}, and soon they saw familiar roofs.",
+            "[Then|In the end|After a while] they {guide}. {Why}, and soon they saw the "
+            "familiar roofs of [home|Hollowmere|{place}].",
         ),
         end=(
             "[Their families|Everyone at home|All the neighbours] [were so glad|were "
@@ -1103,7 +1104,7 @@ def _problem_sick() -> Problem:
             '"I will find something to make you well, {friend}," {hero} promised.',
         ),
         reply=(
-            '"I just feel so tired," {friend} {said} weakly.',
+            '"I just feel so tired," {friend} said weakly.',
             '"Thank you, {hero}. You are a good friend," {friend} whispered.',
             '{Friend} tried to smile, but {f_he} {f_was} too weak.',
         ),
@@ -1291,15 +1292,8 @@ def tell(plot: Plot, rng: random.Random) -> Story:
     first.append(fill(rng.choice(FRIEND_INTROS), rng, ctx))
     paras.append(" ".join(first))
     paras.append(fill(rng.choice(SETTINGS), rng, ctx) + " " + fill(rng.choice(p.setup), rng, ctx))
-    paras.append(
-        " ".join(
-            [
-                fill(rng.choice(REACTIONS), rng, ctx),
-                fill(rng.choice(p.talk), rng, ctx),
-                fill(rng.choice(p.reply), rng, ctx),
-            ]
-        )
-    )
+    paras.append(fill(rng.choice(REACTIONS), rng, ctx) + " " + fill(rng.choice(p.talk), rng, ctx))
+    paras.append(fill(rng.choice(p.reply), rng, ctx))  # a new speaker starts a new paragraph
     paras.append(_sentences(rng, ctx, p.tries, rng.randint(1, 2)))
     if rng.random() < 0.8:
         paras.append(fill(rng.choice(p.help), rng, ctx))
