@@ -1,0 +1,64 @@
+"""GPT-2 Lab's core: a GPT-2 written from scratch in PyTorch, its tokenizer, weights and sampling.
+
+Depends on torch, tiktoken, numpy, safetensors and huggingface_hub only (never on a UI library).
+
+>>> import gpt
+>>> model = gpt.GPT(gpt.PRESETS["tiny"])
+>>> model.config.n_layer
+2
+"""
+
+from gpt.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    load_hf_gpt2,
+    load_model,
+    save_checkpoint,
+)
+from gpt.config import PRESETS, GPTConfig
+from gpt.model import GPT, Explanation, KVCache
+from gpt.sampling import (
+    Candidate,
+    SamplingConfig,
+    SamplingError,
+    StreamEvent,
+    generate,
+    generate_ids,
+    stream,
+)
+from gpt.tokenizer import (
+    StreamDecoder,
+    Tokenizer,
+    TokenizerError,
+    TokenizerNotFoundError,
+    gpt2_tokenizer,
+    load_tokenizer,
+)
+
+__all__ = [
+    "GPT",
+    "PRESETS",
+    "Candidate",
+    "Checkpoint",
+    "CheckpointError",
+    "Explanation",
+    "GPTConfig",
+    "KVCache",
+    "SamplingConfig",
+    "SamplingError",
+    "StreamDecoder",
+    "StreamEvent",
+    "Tokenizer",
+    "TokenizerError",
+    "TokenizerNotFoundError",
+    "generate",
+    "generate_ids",
+    "gpt2_tokenizer",
+    "load_checkpoint",
+    "load_hf_gpt2",
+    "load_model",
+    "load_tokenizer",
+    "save_checkpoint",
+    "stream",
+]

@@ -247,7 +247,9 @@ class TextTokenizer(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
-    def decode_bytes(self, ids: Sequence[int]) -> bytes: ...
+    def token_bytes(self, token_id: int) -> bytes: ...
+
+    def stream_decoder(self) -> Any: ...  # has push(token_id) -> str and flush() -> str
 
 
 @dataclass(frozen=True)
@@ -265,21 +267,6 @@ class StreamEvent:
     finish_reason: str | None = None
 
 
-class _Utf8Decoder:
-    """Turns token bytes into text without ever emitting half of a multi-byte character."""
-
-    def __init__(self) -> None:
-        import codecs
-
-        self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def push(self, data: bytes) -> str:
-        return self._dec.decode(data)
-
-    def flush(self) -> str:
-        return self._dec.decode(b"", final=True)
-
-
 def stream(
     model: GPT, tokenizer: TextTokenizer, prompt: str, **sampling: Any
 ) -> Iterator[StreamEvent]:
@@ -293,20 +280,20 @@ def stream(
         raise SamplingError(f"prompt must be a string, got {type(prompt).__name__}")
     prompt_ids = tokenizer.encode(prompt)
     eot = getattr(tokenizer, "eot_token", None)
-    decoder = _Utf8Decoder()
+    decoder = tokenizer.stream_decoder()  # holds back half-finished UTF-8 characters
     pending = ""  # text held back because it may begin a stop string
     longest_stop = max((len(s) for s in cfg.stop), default=0)
     steps = sample_steps(model, prompt_ids, cfg, eot)
     for i, step in enumerate(steps):
         cands = tuple(
             dataclasses.replace(
-                c, text=tokenizer.decode_bytes([c.token_id]).decode("utf-8", "replace")
+                c, text=tokenizer.token_bytes(c.token_id).decode("utf-8", "replace")
             )
             for c in step.candidates
         )
         is_eot = cfg.stop_at_eot and step.token_id == eot
         is_last = is_eot or i == cfg.max_new_tokens - 1
-        text = pending + ("" if is_eot else decoder.push(tokenizer.decode_bytes([step.token_id])))
+        text = pending + ("" if is_eot else decoder.push(step.token_id))
         if is_last:
             text += decoder.flush()
         hit = _find_stop(text, cfg.stop)

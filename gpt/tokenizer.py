@@ -525,13 +525,21 @@ gpt2_tokenizer.cache_clear = _gpt2_cached.cache_clear  # type: ignore[attr-defin
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> Tokenizer:
     """``"gpt2"``, our saved JSON file, a folder with ``tokenizer.json`` (our format) or with
-    GPT-2's files, or a ``.tiktoken`` file (GPT-2 pattern, ``<|endoftext|>`` after the ranks)."""
+    GPT-2's files (``encoder.json`` + ``vocab.bpe``, or Hugging Face's ``vocab.json`` +
+    ``merges.txt``), a model folder without vocabulary files (GPT-2's tokenizer), or a
+    ``.tiktoken`` file (GPT-2 pattern, ``<|endoftext|>`` after the ranks)."""
     if str(name_or_path) == "gpt2":
         return gpt2_tokenizer()
     path = Path(name_or_path)
     if path.is_dir():
         if (path / "tokenizer.json").is_file():
             return Tokenizer.load(path / "tokenizer.json")
+        if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+            # A Hugging Face GPT-2 folder: the same two files as OpenAI's, renamed.
+            ranks, specials = load_encoder_json(path / "vocab.json", path / "merges.txt")
+            return Tokenizer(ranks, specials or {GPT2_EOT: 50256}, name="gpt2", source=str(path))
+        if (path / "config.json").is_file() and not (path / "encoder.json").is_file():
+            return gpt2_tokenizer()  # a model folder without its own vocabulary uses GPT-2's
         return _gpt2_from_path(path)
     if not path.exists():
         raise TokenizerNotFoundError(
