@@ -1,0 +1,78 @@
+"""`python -m gpt tokenize|generate`, run in-process through `gpt.cli.main`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gpt.checkpoint import save_checkpoint
+from gpt.cli import main
+from gpt.config import PRESETS
+from gpt.model import GPT
+from gpt.tokenizer import Tokenizer, gpt2_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """A tiny byte-level checkpoint folder with its own tokenizer."""
+    torch.manual_seed(0)
+    tok = Tokenizer({bytes([b]): b for b in range(256)}, {"<|endoftext|>": 256})
+    folder = tmp_path_factory.mktemp("ck") / "tiny"
+    save_checkpoint(folder, GPT(PRESETS["tiny"].replace(vocab_size=257)), tokenizer=tok)
+    return folder
+
+
+def test_tokenize_json_matches_tokenizer(capsys):
+    text = "Hello world! 🙂 日本 <|endoftext|>"
+    assert main(["tokenize", "--text", text, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == gpt2_tokenizer().encode(text)
+
+
+def test_tokenize_lists_tokens_and_counts(capsys):
+    assert main(["tokenize", "--text", "Hi 日"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert lines[0].split("\t") == [str(gpt2_tokenizer().encode("Hi")[0]), "'Hi'"]
+    assert any("<" in line for line in lines)  # a partial character shows as hex bytes
+    assert "characters" in out.err
+
+
+def test_tokenize_explain_is_json(capsys):
+    assert main(["tokenize", "--text", "lower", "--explain"]) == 0
+    ex = json.loads(capsys.readouterr().out)
+    assert ex["pieces"][0]["text"] == "lower" and ex["pieces"][0]["steps"]
+
+
+def test_generate_is_seeded_and_streams(tiny_ckpt, capsys):
+    args = [
+        "generate",
+        "--model",
+        str(tiny_ckpt),
+        "--prompt",
+        "Hi",
+        "--seed",
+        "1",
+        "--max-new-tokens",
+        "12",
+    ]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first and first.startswith("Hi")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "--model", "no-such-model", "--prompt", "x"], "no model named"),
+        (["generate", "--model", "{ck}", "--prompt", "x", "--temperature", "-2"], "temperature"),
+        (["tokenize", "--tokenizer", "missing.json", "--text", "x"], "no tokenizer named"),
+    ],
+)
+def test_errors_exit_2_with_one_line(tiny_ckpt, capsys, args, message):
+    args = [a.replace("{ck}", str(tiny_ckpt)) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
