@@ -16,7 +16,8 @@ from gpt.checkpoint import (
     load_model,
     save_checkpoint,
 )
-from gpt.config import PRESETS, GPTConfig
+from gpt.classifier import GPTClassifier
+from gpt.config import PRESETS, STARTER_MODELS, GPTConfig
 from gpt.model import GPT, Explanation, KVCache
 from gpt.sampling import (
     Candidate,
@@ -43,8 +44,10 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "Explanation",
+    "GPTClassifier",
     "GPTConfig",
     "KVCache",
+    "STARTER_MODELS",
     "SamplingConfig",
     "SamplingError",
     "StreamDecoder",

@@ -34,7 +34,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from gpt.config import HUB_IDS, PRESETS, GPTConfig
+from gpt.classifier import GPTClassifier
+from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS, GPTConfig
 from gpt.model import GPT
 
 FORMAT = "gpt2-lab"
@@ -351,22 +352,50 @@ def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32) -> C
     )
 
 
-def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
-    """Load a model by GPT-2 size name (`gpt2` ... `gpt2-xl`) or from a folder.
+def model_from_checkpoint(ck: Checkpoint) -> GPT | GPTClassifier:
+    """The runnable model of a checkpoint: the GPT itself, or a classifier with its head."""
+    if ck.task != "classify":
+        return ck.model
+    head = ck.head or {}
+    try:
+        clf = GPTClassifier(ck.model, int(head["num_classes"]), head.get("labels"))
+        clf.head.load_state_dict(ck.head_state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{ck.path}: bad classification head ({e})") from e
+    return clf.to(ck.model.dtype).eval()
 
-    A folder may be a GPT-2 Lab checkpoint or a Hugging Face GPT-2 folder.
+
+def resolve_starter(name: str) -> Path:
+    folder = STARTER_DIR / name
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"starter model {name!r} not found in {STARTER_DIR}; train it with "
+            f"`python -m gpt recipes starter`"
+        )
+    return folder
+
+
+def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> GPT | GPTClassifier:
+    """Load a model by name or from a folder.
+
+    Names: a GPT-2 size (`gpt2` ... `gpt2-xl`) or a starter model (`starter`, `starter-spam`,
+    `starter-chat`). A folder may be a GPT-2 Lab checkpoint (a classification checkpoint loads
+    as a `GPTClassifier`) or a Hugging Face GPT-2 folder.
     """
     name = str(name_or_path)
     path = Path(name)
+    if name in STARTER_MODELS:
+        path = resolve_starter(name)
     if path.is_dir():
-        return (
-            load_checkpoint(path, dtype).model if is_checkpoint(path) else load_hf_gpt2(path, dtype)
-        )
+        if is_checkpoint(path):
+            return model_from_checkpoint(load_checkpoint(path, dtype))
+        return load_hf_gpt2(path, dtype)
     if name in HUB_IDS:
         return load_hf_gpt2(resolve_gpt2(name), dtype)
     small = [k for k in PRESETS if k not in HUB_IDS]
     raise CheckpointError(
-        f"no model named {name!r}: give a GPT-2 size ({', '.join(HUB_IDS)}) or a folder holding "
-        f"a checkpoint (presets without released weights, e.g. {', '.join(small)}, build a "
-        f"randomly initialised GPT(PRESETS[name]))"
+        f"no model named {name!r}: give a GPT-2 size ({', '.join(HUB_IDS)}), a starter model "
+        f"({', '.join(STARTER_MODELS)}) or a folder holding a checkpoint (presets without "
+        f"released weights, e.g. {', '.join(small)}, build a randomly initialised "
+        f"GPT(PRESETS[name]))"
     )

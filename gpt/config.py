@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 GPT2_VOCAB_SIZE = 50257
@@ -116,3 +117,8 @@ HUB_IDS: dict[str, str] = {
     "gpt2-large": "openai-community/gpt2-large",
     "gpt2-xl": "openai-community/gpt2-xl",
 }
+
+# The starter models: small models trained by `python -m gpt recipes starter` on the bundled data
+# alone, committed as safetensors so the app is useful offline. Loaded by name.
+STARTER_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
+STARTER_MODELS: tuple[str, ...] = ("starter", "starter-spam", "starter-chat")

@@ -52,6 +52,7 @@ from typing import Literal
 import tiktoken
 
 from gpt.bpe import GPT2_PATTERN, bpe_parts, compile_pattern, train_bpe
+from gpt.config import STARTER_DIR, STARTER_MODELS
 from gpt.gpt2_vocab import GPT2_EOT, load_encoder_json, load_tiktoken_ranks
 
 FORMAT = "gpt2lab-bpe"
@@ -531,6 +532,8 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Tokenizer:
     if str(name_or_path) == "gpt2":
         return gpt2_tokenizer()
     path = Path(name_or_path)
+    if str(name_or_path) in STARTER_MODELS:
+        path = STARTER_DIR / str(name_or_path)
     if path.is_dir():
         if (path / "tokenizer.json").is_file():
             return Tokenizer.load(path / "tokenizer.json")
