@@ -270,19 +270,30 @@ class GPT(nn.Module):
     def lm_head(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from features, with the head tied to the token embedding: `h @ wte^T`.
 
-        Without autograd (generation, evaluation) this multiplies by a cached `(C, vocab)` copy
+        Under `torch.inference_mode` (generation) this multiplies by a cached `(C, vocab)` copy
         of `wte^T`: the same `(in, out)` layout as every other projection, which decodes faster
-        than reading `wte` transposed. The copy is rebuilt whenever `wte` changes.
+        than reading `wte` transposed. The copy is dropped by `train()` and `load_state_dict`,
+        and rebuilt when `wte` is replaced or bumped in place. (Fused optimizers update
+        parameters without bumping their version, hence the `train()` rule: every training
+        loop calls it.) Training and `no_grad` evaluation always read `wte` itself.
         """
         w = self.wte.weight
-        if torch.is_grad_enabled():
+        if not torch.is_inference_mode_enabled():
             return F.linear(h, w)  # (B, T, vocab); gradients flow into the tied embedding
         key = (w.data_ptr(), w._version, w.dtype, w.device)
         if self._head_cache is None or self._head_cache[0] != key:
-            # A normal tensor even under inference_mode, so later no_grad calls can use it too.
+            # A normal tensor even under inference_mode, so it never leaks into autograd errors.
             with torch.inference_mode(False), torch.no_grad():
                 self._head_cache = (key, w.detach().t().contiguous())  # (C, vocab)
         return h @ self._head_cache[1]  # (B, T, vocab)
+
+    def train(self, mode: bool = True) -> GPT:
+        self._head_cache = None
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._head_cache = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def forward(
         self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False

@@ -1,0 +1,480 @@
+"""One training loop for every task: pretraining (`lm`), classification and instruction tuning.
+
+The tasks differ only in their data and in a named loss; the loop (AdamW, linear warmup then
+cosine decay, gradient clipping and accumulation, periodic evaluation, early stopping, exact
+checkpoint/resume, DistributedDataParallel under torchrun) is shared. Progress is reported
+through callbacks, never printed.
+
+>>> import torch
+>>> from gpt.config import PRESETS
+>>> from gpt.model import GPT
+>>> torch.manual_seed(0) and None
+>>> data = torch.randint(0, 512, (16, 17))
+>>> ds = [(row[:-1], row[1:]) for row in data]
+>>> cfg = TrainConfig(task="lm", max_steps=3, batch_size=4, eval_every=3)
+>>> result = fit(GPT(PRESETS["tiny"]), LMTask(), ds, ds[:4], cfg)
+>>> result.step, result.status
+(3, 'finished')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gpt import trainstate
+from gpt.classifier import GPTClassifier
+from gpt.model import GPT
+from gpt.optim import make_optimizer
+
+IGNORE_INDEX = -100
+TaskName = Literal["lm", "classify", "instruct"]
+Method = Literal["full", "last_blocks", "head", "lora"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about how a run trains (not what data it reads).
+
+    Steps are optimizer steps; each consumes `grad_accum` micro-batches of `batch_size` rows.
+    `max_steps` wins over `epochs` when both are given.
+    """
+
+    task: TaskName = "lm"
+    method: Method = "full"
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 0
+    weight_decay: float = 0.1
+    grad_clip: float | None = 1.0
+    eval_every: int = 50
+    eval_batches: int | None = None
+    patience: int | None = None
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 2
+    last_n_blocks: int = 1
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    mask_prompt: bool = True
+    seed: int = 0
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+        check(self.task in ("lm", "classify", "instruct"), "task", "lm, classify or instruct")
+        check(
+            self.method in ("full", "last_blocks", "head", "lora"),
+            "method",
+            "full, last_blocks, head or lora",
+        )
+        check(
+            self.method != "head" or self.task == "classify",
+            "method",
+            "'head' only for the classify task",
+        )
+        check(self.epochs > 0, "epochs", "> 0")
+        check(self.max_steps is None or self.max_steps > 0, "max_steps", "> 0 or None")
+        check(self.batch_size > 0, "batch_size", "> 0")
+        check(self.grad_accum > 0, "grad_accum", "> 0")
+        check(0 < self.lr < 1, "lr", "in (0, 1)")
+        check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]")
+        check(self.warmup_steps >= 0, "warmup_steps", ">= 0")
+        check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or None")
+        check(self.eval_every > 0, "eval_every", "> 0")
+        check(self.patience is None or self.patience > 0, "patience", "> 0 or None")
+        check(self.keep_checkpoints > 0, "keep_checkpoints", "> 0")
+        check(self.last_n_blocks > 0, "last_n_blocks", "> 0")
+        check(self.lora_rank > 0, "lora_rank", "> 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def lr_at(step: int, cfg: TrainConfig, max_steps: int) -> float:
+    """Learning rate for optimizer step `step` (0-based): linear warmup, then cosine decay.
+
+    >>> cfg = TrainConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    >>> [round(lr_at(s, cfg, 110) * 1e3, 3) for s in (0, 9, 10, 60, 110)]
+    [0.1, 1.0, 1.0, 0.55, 0.1]
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
+
+
+# --- losses and tasks ---------------------------------------------------------------------------
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over targets that are not IGNORE_INDEX.
+
+    logits: (B, T, V), targets: (B, T).
+    """
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of class logits (B, K) against labels (B,)."""
+    return F.cross_entropy(logits, labels)
+
+
+class LMTask:
+    """Next-token prediction. Batches are (inputs (B, T), targets (B, T))."""
+
+    name = "lm"
+
+    def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
+        x, y = batch
+        return lm_loss(model(x), y), int((y != IGNORE_INDEX).sum())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
+        total, count = 0.0, 0
+        for x, y in batches:
+            n = int((y != IGNORE_INDEX).sum())
+            if n:
+                total += float(lm_loss(model(x), y)) * n
+                count += n
+        loss = total / max(count, 1)
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+
+class InstructTask(LMTask):
+    """Instruction tuning: the LM loss on responses (prompt tokens masked by the collate)."""
+
+    name = "instruct"
+
+
+class ClassifyTask:
+    """Classification on the last non-padding token. Batches are (ids, last_index, labels)."""
+
+    name = "classify"
+
+    def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
+        ids, last, labels = batch
+        return classification_loss(model(ids, last), labels), int((last + 1).sum())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches) -> dict[str, Any]:
+        from gpt.metrics import classification_report
+
+        total, n, preds, truth = 0.0, 0, [], []
+        for ids, last, labels in batches:
+            logits = model(ids, last)
+            total += float(classification_loss(logits, labels)) * len(labels)
+            n += len(labels)
+            preds += logits.argmax(-1).tolist()
+            truth += labels.tolist()
+        report = classification_report(truth, preds)
+        return {"val_loss": total / max(n, 1), **{f"val_{k}": v for k, v in report.items()}}
+
+
+TASKS: dict[str, Callable[[], Any]] = {
+    "lm": LMTask,
+    "classify": ClassifyTask,
+    "instruct": InstructTask,
+}
+
+
+# --- what trains --------------------------------------------------------------------------------
+
+
+def gpt_body(model: nn.Module) -> GPT:
+    return model.gpt if isinstance(model, GPTClassifier) else model
+
+
+def prepare_model(model: nn.Module, cfg: TrainConfig) -> list[str]:
+    """Freeze parameters according to `cfg.method`; return the names left trainable.
+
+    - full: everything trains;
+    - head (classify only): only the classification head;
+    - last_blocks: the last `last_n_blocks` blocks, the final LayerNorm (and the head);
+    - lora: LoRA adapters on the attention and MLP projections (and the head).
+    """
+    body = gpt_body(model)
+    if cfg.method == "lora":
+        from gpt.lora import apply_lora
+
+        apply_lora(body, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
+    elif cfg.method != "full":
+        for p in body.parameters():
+            p.requires_grad = False
+        if cfg.method == "last_blocks":
+            n = min(cfg.last_n_blocks, len(body.h))
+            for module in [*body.h[-n:], body.ln_f]:
+                for p in module.parameters():
+                    p.requires_grad = True
+    if isinstance(model, GPTClassifier):
+        for p in model.head.parameters():
+            p.requires_grad = True
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """What callbacks receive. `kind` is "step", "eval", "checkpoint" or "end"."""
+
+    kind: str
+    step: int
+    max_steps: int
+    epoch: float
+    metrics: dict[str, Any]
+    elapsed_s: float
+    eta_s: float | None = None
+
+
+class StopTraining(Exception):  # noqa: N818 (a signal, not an error)
+    """Raise from a callback to stop once the current step is done (a checkpoint is written)."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    max_steps: int
+    status: str  # "finished", "early_stopped" or "stopped"
+    history: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    best: dict[str, Any] | None = None
+    elapsed_s: float = 0.0
+
+
+def _distributed() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _epoch_batches(n: int, batch: int, epoch: int, seed: int) -> list[list[int]]:
+    """The micro-batches of one epoch: a permutation seeded by (seed, epoch), cut in order."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    return [order[i : i + batch] for i in range(0, n, batch)]
+
+
+def fit(
+    model: nn.Module,
+    task: Any,
+    train_data: Sequence,
+    val_data: Sequence | None,
+    cfg: TrainConfig,
+    *,
+    collate: Callable[[list], Any] | None = None,
+    out_dir: str | Path | None = None,
+    callbacks: Sequence[Callable[[TrainEvent], None]] = (),
+    resume: bool = False,
+) -> TrainResult:
+    """Train `model` on `train_data` (a sequence of examples), evaluating on `val_data`.
+
+    With `out_dir`, training checkpoints go to `out_dir/checkpoints/` every
+    `checkpoint_every` steps (default: every evaluation) and at the end; `resume=True`
+    continues from the newest valid one, with the same data order, RNG states and history,
+    so the result equals an uninterrupted run's.
+    """
+    if len(train_data) == 0:
+        raise ValueError("no training examples")
+    collate = collate or _stack
+    rank, world = _distributed()
+    per_rank = cfg.batch_size // world if world > 1 else cfg.batch_size
+    if world > 1 and cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must divide by world size {world}")
+    micro_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+    steps_per_epoch = max(1, math.ceil(micro_per_epoch / cfg.grad_accum))
+    max_steps = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    ckpt_every = cfg.checkpoint_every or cfg.eval_every
+    ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
+
+    torch.manual_seed(cfg.seed)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    step, micro, history, evals, best, bad_evals = 0, 0, [], [], None, 0
+    if resume:
+        if ckpt_root is None:
+            raise ValueError("resume needs out_dir")
+        folder, state, _ = trainstate.latest_valid(ckpt_root)
+        trainstate.load_train_state(folder, state, model, optimizer)
+        step, micro = state["step"], state["micro"]
+        history, evals, best, bad_evals = (
+            state["history"],
+            state["evals"],
+            state["best"],
+            state["bad_evals"],
+        )
+    wrapped = model
+    if world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(model)
+
+    def val_batches():
+        if not val_data:
+            return []
+        rows = list(range(len(val_data)))
+        chunks = [rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
+        if cfg.eval_batches:
+            chunks = chunks[: cfg.eval_batches]
+        return (collate([val_data[i] for i in c]) for c in chunks)
+
+    stop_requested = False
+
+    def emit(kind: str, metrics: dict[str, Any], eta: float | None = None) -> None:
+        nonlocal stop_requested
+        if rank != 0:
+            return
+        event = TrainEvent(
+            kind, step, max_steps, micro / micro_per_epoch, metrics, time.time() - t0, eta
+        )
+        for cb in callbacks:
+            try:
+                cb(event)
+            except StopTraining:
+                stop_requested = True
+
+    def run_eval() -> dict[str, Any]:
+        model.eval()
+        metrics = task.evaluate(model, val_batches()) if val_data else {}
+        model.train()
+        return metrics
+
+    def save_ckpt() -> None:
+        if ckpt_root is None or rank != 0:
+            return
+        info = {
+            "step": step,
+            "micro": micro,
+            "max_steps": max_steps,
+            "history": history,
+            "evals": evals,
+            "best": best,
+            "bad_evals": bad_evals,
+            "config": cfg.to_dict(),
+        }
+        folder = trainstate.save_train_state(ckpt_root / f"step-{step:07d}", model, optimizer, info)
+        trainstate.prune(ckpt_root, cfg.keep_checkpoints)
+        emit("checkpoint", {"path": str(folder)})
+
+    model.train()
+    t0 = time.time()
+    started_step = step
+    status = "finished"
+    batches_epoch, batches = -1, []
+    while step < max_steps:
+        epoch = micro // micro_per_epoch
+        if epoch != batches_epoch:
+            batches_epoch, batches = (
+                epoch,
+                _epoch_batches(len(train_data), cfg.batch_size, epoch, cfg.seed),
+            )
+        pos = micro % micro_per_epoch
+        group = batches[pos : pos + cfg.grad_accum]
+        lr = lr_at(step, cfg, max_steps)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        t_step = time.time()
+        loss_sum, tokens = 0.0, 0
+        for j, rows in enumerate(group):
+            if world > 1:
+                rows = rows[rank * per_rank : (rank + 1) * per_rank]
+            batch = collate([train_data[i] for i in rows])
+            sync = j == len(group) - 1 or world == 1
+            ctx = nullcontext() if sync else wrapped.no_sync()
+            with ctx:
+                loss, n_tok = task.loss(wrapped, batch)
+                (loss / len(group)).backward()
+            loss_sum += float(loss.detach()) / len(group)
+            tokens += n_tok
+        if cfg.grad_clip:
+            gnorm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip))
+        else:
+            gnorm = float("nan")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        micro += len(group)  # a short last group ends the epoch exactly
+        step += 1
+        if world > 1:
+            t = torch.tensor([loss_sum, tokens], dtype=torch.float64)
+            dist.all_reduce(t)
+            loss_sum, tokens = float(t[0]) / world, int(t[1])
+        dt = time.time() - t_step
+        done = step - started_step
+        eta = (time.time() - t0) / done * (max_steps - step)
+        if step % cfg.log_every == 0 or step == max_steps:
+            rec = {
+                "step": step,
+                "loss": loss_sum,
+                "lr": lr,
+                "grad_norm": gnorm,
+                "tokens_per_s": tokens / max(dt, 1e-9),
+                "epoch": micro / micro_per_epoch,
+            }
+            history.append(rec)
+            emit("step", rec, eta)
+        if step % cfg.eval_every == 0 or step == max_steps:
+            metrics = {"step": step, **run_eval()}
+            evals.append(metrics)
+            emit("eval", metrics, eta)
+            if "val_loss" in metrics:
+                if best is None or metrics["val_loss"] < best["val_loss"]:
+                    best, bad_evals = metrics, 0
+                else:
+                    bad_evals += 1
+            if cfg.patience and bad_evals >= cfg.patience:
+                status = "early_stopped"
+                save_ckpt()
+                break
+        if step % ckpt_every == 0 or step == max_steps or stop_requested:
+            save_ckpt()
+        if stop_requested and step < max_steps:
+            status = "stopped"
+            break
+    if world > 1:
+        dist.barrier()
+    final = evals[-1] if evals else {}
+    result = TrainResult(step, max_steps, status, history, evals, final, best, time.time() - t0)
+    emit("end", {"status": status, **final})
+    return result
+
+
+def _stack(batch: list) -> Any:
+    """Default collate: stack each field of equally shaped examples."""
+    return tuple(torch.stack([torch.as_tensor(x[i]) for x in batch]) for i in range(len(batch[0])))
+
+
+def setup_distributed() -> tuple[int, int]:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return _distributed()

@@ -1,0 +1,175 @@
+"""Training checkpoints: everything needed to resume a run exactly, with no pickle.
+
+A training checkpoint is a folder `step-000120/` holding:
+
+- `model.safetensors`: the trained module's state (body, task head, LoRA adapters);
+- `optimizer.safetensors`: every tensor of the optimizer state, keyed `state.<param>.<name>`;
+- `state.json`: step, epoch, micro-batch position, best metric, metric history, the optimizer's
+  param groups, the RNG states (hex), and a `files` manifest of sha256 digests.
+
+Folders are written beside their final name and renamed into place, so a crash never leaves a
+half-written checkpoint under a real name. `verify` recomputes the digests, which catches a file
+that was truncated or overwritten later; `latest_valid` falls back to the newest one that passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE_VERSION = 1
+
+
+class TrainStateError(ValueError):
+    """A training checkpoint that is missing, corrupted or does not fit the run."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rng_state() -> dict[str, Any]:
+    """The RNG states a training step consumes (dropout, shuffling), JSON-serialisable."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state().numpy().tobytes().hex(),
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(torch.frombuffer(bytearray.fromhex(state["torch"]), dtype=torch.uint8))
+    v, internal, gauss = state["python"]
+    random.setstate((v, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for name, value in st.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"state.{pid}.{name}"] = t.detach().contiguous().cpu()
+    return tensors, sd["param_groups"]
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], groups: list) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = t
+    return {"state": state, "param_groups": groups}
+
+
+def save_train_state(
+    folder: Path,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    info: dict[str, Any],
+) -> Path:
+    """Write a training checkpoint folder atomically; `info` is saved in state.json."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model_state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+        save_file(model_state, str(tmp / "model.safetensors"))
+        opt_tensors, groups = _optimizer_tensors(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        files = {n: sha256(tmp / n) for n in ("model.safetensors", "optimizer.safetensors")}
+        state = {
+            "version": STATE_VERSION,
+            **info,
+            "param_groups": groups,
+            "rng": rng_state(),
+            "files": files,
+        }
+        (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def verify(folder: Path) -> dict[str, Any]:
+    """Read state.json and check every file's digest; raise TrainStateError naming the damage."""
+    path = folder / "state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise TrainStateError(f"checkpoint {folder} has no state.json") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TrainStateError(f"checkpoint {folder}: state.json is corrupted ({e})") from e
+    if state.get("version") != STATE_VERSION:
+        raise TrainStateError(f"checkpoint {folder}: unsupported version {state.get('version')!r}")
+    for name, digest in state.get("files", {}).items():
+        f = folder / name
+        if not f.is_file():
+            raise TrainStateError(f"checkpoint {folder}: {name} is missing")
+        if sha256(f) != digest:
+            raise TrainStateError(f"checkpoint {folder}: {name} is corrupted (checksum mismatch)")
+    return state
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Checkpoint folders under `root`, oldest first."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def latest_valid(root: Path) -> tuple[Path, dict[str, Any], list[str]]:
+    """The newest checkpoint that verifies, its state, and the problems of newer broken ones.
+
+    Raises TrainStateError when none verifies.
+    """
+    problems: list[str] = []
+    for folder in reversed(list_checkpoints(root)):
+        try:
+            return folder, verify(folder), problems
+        except TrainStateError as e:
+            problems.append(str(e))
+    detail = "; ".join(problems) if problems else "none found"
+    raise TrainStateError(f"no valid training checkpoint in {root}: {detail}")
+
+
+def load_train_state(
+    folder: Path,
+    state: dict[str, Any],
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> None:
+    """Restore module, optimizer and RNG states from a verified checkpoint folder."""
+    try:
+        module.load_state_dict(load_file(str(folder / "model.safetensors")))
+        opt = _optimizer_state(
+            load_file(str(folder / "optimizer.safetensors")), state["param_groups"]
+        )
+        optimizer.load_state_dict(opt)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise TrainStateError(f"checkpoint {folder} does not fit this run: {e}") from e
+    set_rng_state(state["rng"])
+
+
+def prune(root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints."""
+    for folder in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(folder, ignore_errors=True)
