@@ -518,7 +518,8 @@ def _json_array_items(path: Path, text: str) -> Iterator[tuple[int, Any]]:
             closed = True
         else:
             where = _at(path, text.count("\n", 0, i) + 1)
-            raise DataError(f"{where}: expected ',' or ']' after a list element")
+            problem = "the list is not closed" if i >= n else "unexpected text"
+            raise DataError(f"{where}: {problem}; expected ',' or ']' after a list element")
     if skip(i + 1) < n:
         where = _at(path, text.count("\n", 0, skip(i + 1)) + 1)
         raise DataError(f"{where}: extra data after the list; expected one JSON list")
