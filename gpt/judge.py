@@ -39,18 +39,24 @@ class JudgeError(RuntimeError):
     """The judge server could not be reached or gave an unusable reply; the message says which."""
 
 
-def task_text(example: Mapping[str, Any]) -> str:
+def _field(example: Any, name: str) -> str:
+    """`example[name]` for a dict, `example.name` for a record such as `gpt.data.Instruction`."""
+    value = example.get(name) if isinstance(example, Mapping) else getattr(example, name, None)
+    return "" if value is None else str(value)
+
+
+def task_text(example: Mapping[str, Any] | Any) -> str:
     """The instruction, followed by its input (if any) on a new paragraph.
 
     >>> task_text({"instruction": "Add the numbers.", "input": "2, 3"})
     'Add the numbers.\\n\\n2, 3'
     """
-    instruction = str(example.get("instruction", "")).strip()
-    extra = str(example.get("input") or "").strip()
+    instruction = _field(example, "instruction").strip()
+    extra = _field(example, "input").strip()
     return f"{instruction}\n\n{extra}" if extra else instruction
 
 
-def judge_prompt(example: Mapping[str, Any], response: str) -> str:
+def judge_prompt(example: Mapping[str, Any] | Any, response: str) -> str:
     """The prompt that asks the judge to score one response against the reference output.
 
     >>> print(judge_prompt({"instruction": "Say hi.", "input": "", "output": "Hi!"}, "Hello"))
@@ -58,7 +64,7 @@ def judge_prompt(example: Mapping[str, Any], response: str) -> str:
 scale from 0 to 100, where 100 is the best score. Respond with the integer number only.
     """
     return (
-        f"Given the input `{task_text(example)}` and correct output `{example.get('output', '')}`, "
+        f"Given the input `{task_text(example)}` and correct output `{_field(example, 'output')}`, "
         f"score the model response `{response}` on a scale from 0 to 100, where 100 is the best "
         "score. Respond with the integer number only."
     )
@@ -177,7 +183,7 @@ def chat(
 
 
 def judge_responses(
-    examples: Sequence[Mapping[str, Any]],
+    examples: Sequence[Mapping[str, Any] | Any],
     predictions: Sequence[str],
     url: str = DEFAULT_URL,
     model: str = "llama3",
@@ -187,8 +193,9 @@ def judge_responses(
 ) -> dict[str, Any]:
     """Ask the judge to score every prediction against its Alpaca example; average the scores.
 
-    `examples` are dicts with `instruction`, `input` and `output`; `predictions[i]` is the model's
-    response to `examples[i]`. `on_progress(done, total)` is called after each item.
+    `examples` are dicts with `instruction`, `input` and `output` (or records with those
+    attributes, e.g. `gpt.data.Instruction`); `predictions[i]` is the model's response to
+    `examples[i]`. `on_progress(done, total)` is called after each item.
 
     Returns `{"mean_score": float | None, "n_scored", "n_failed", "scores": [int | None, ...],
     "replies": [str, ...], "model"}`; `mean_score` averages the parsed scores only and is `None`

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 
@@ -219,6 +220,8 @@ def test_parse_score(text, want):
 
 
 def test_prompt_text():
+    record = SimpleNamespace(instruction="Add the numbers.", input="2 and 3", output="5")
+    assert judge_prompt(record, "6") == judge_prompt(EXAMPLES[1], "6")
     assert task_text({"instruction": " Do it. ", "input": None}) == "Do it."
     assert task_text(EXAMPLES[1]) == "Add the numbers.\n\n2 and 3"
     prompt = judge_prompt(EXAMPLES[1], "6")
