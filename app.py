@@ -8,14 +8,20 @@ from __future__ import annotations
 import gradio as gr
 
 from pages import tokenizer
+from pages.common import CSS
+
+# What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap.
+LAUNCH_KWARGS = {"css": CSS, "max_file_size": "5mb", "footer_links": ["api"]}
 
 
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="GPT-2 Lab") as demo:
         gr.Markdown("# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it.")
-        tokenizer.build()
+        with gr.Tabs():
+            tokenizer.build()
+    demo.queue(default_concurrency_limit=4)
     return demo
 
 
 if __name__ == "__main__":
-    build_app().queue(default_concurrency_limit=2).launch()
+    build_app().launch(**LAUNCH_KWARGS)

@@ -1,37 +1,414 @@
-"""Tokenizer tab: text in, coloured tokens with their ids and counts out."""
+"""Tokenizer tab: how text becomes tokens.
+
+Coloured tokens with ids and counts (whitespace made visible, characters split across tokens
+grouped), a byte view of one token, a merge-by-merge BPE replay, GPT-2's BPE beside our own, and
+training a small BPE on your own text.
+"""
 
 from __future__ import annotations
 
+import codecs
+import functools
+import os
+import threading
+import time
+from pathlib import Path
+
 import gradio as gr
 
-from gpt.tokenizer import gpt2_tokenizer
+from gpt.config import STARTER_DIR
+from gpt.tokenizer import Tokenizer, gpt2_tokenizer
+from pages.common import check_text, clamp, esc, friendly_errors
 
-MAX_CHARS = 100_000
+MAX_CHARS = 20_000
+MAX_WORD_CHARS = 64
+MAX_TRAIN_BYTES = 2_000_000
+MIN_VOCAB, MAX_VOCAB = 257, 8192  # 256 byte tokens + <|endoftext|> .. 8192
+STORIES = Path(__file__).resolve().parents[1] / "data" / "corpus" / "stories.txt"
+OURS_TRAIN_BYTES = 200_000
+OURS_VOCAB = 2048
+
+EXAMPLE = (
+    "GPT-2 reads text as tokens, not letters!\n"
+    "Tokenization isn't always intuitive: 1234567 → numbers split oddly, "
+    "and emoji 🙂 or accents like café take several bytes.\tTabs too."
+)
 
 
-def tokenize(text: str) -> tuple[list[tuple[str, str]], str]:
-    """Tokens as (text, id) pairs for `gr.HighlightedText`, and a counts line."""
-    if len(text) > MAX_CHARS:
-        raise gr.Error(f"Text is {len(text):,} characters; the limit is {MAX_CHARS:,}. Shorten it.")
-    tok = gpt2_tokenizer()
-    ids = tok.encode(text)
-    pieces = [
-        (tok.token_bytes(i).decode("utf-8", "replace").replace(" ", "·"), str(i)) for i in ids
-    ]
-    n_bytes = len(text.encode("utf-8"))
-    return pieces, f"**{len(ids)}** tokens · **{len(text)}** characters · **{n_bytes}** bytes"
+# --- tokenizers ---------------------------------------------------------------------------------
+
+_ours_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_ours() -> Tokenizer:
+    text = STORIES.read_text(encoding="utf-8")[:OURS_TRAIN_BYTES]
+    return Tokenizer.train(text, OURS_VOCAB, name=f"stories-bpe-{OURS_VOCAB}")
+
+
+def ours() -> Tokenizer:
+    """The starter model's BPE when present, else one trained once on the bundled stories."""
+    starter = STARTER_DIR / "starter" / "tokenizer.json"
+    if starter.is_file():
+        return _load_starter(str(starter), starter.stat().st_mtime)
+    with _ours_lock:
+        return _trained_ours()
+
+
+@functools.lru_cache(maxsize=2)
+def _load_starter(path: str, mtime: float) -> Tokenizer:
+    return Tokenizer.load(path)
+
+
+def ours_label() -> str:
+    tok = ours()
+    if tok.source == "trained":
+        return f"Ours: BPE with {tok.n_vocab:,} tokens trained on 200 KB of the bundled stories"
+    return f"Ours: the starter model's BPE ({tok.n_vocab:,} tokens)"
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def visible(text: str) -> str:
+    """HTML of a token's text with whitespace made visible (· space, ↵ newline, → tab)."""
+    marks = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
+    return "".join(
+        f'<span class="tok-ws">{marks[ch]}</span>' if ch in marks else esc(ch) for ch in text
+    )
+
+
+def hex_bytes(data: bytes) -> str:
+    return " ".join(f"{b:02X}" for b in data)
+
+
+def _token_span(i: int, token_id: int, data: bytes, shown: str, show_ids: bool, special: bool):
+    cls = "tok special" if special else f"tok c{i % 5}"
+    title = f"#{i} · id {token_id} · bytes {hex_bytes(data)}"
+    sub = f"<sub>{token_id}</sub>" if show_ids else ""
+    return f'<span class="{cls}" title="{esc(title)}">{shown}{sub}</span>'
+
+
+def tokens_html(tok: Tokenizer, ids: list[int], show_ids: bool = False) -> str:
+    """Coloured tokens; runs of tokens that only together spell whole characters are boxed with a
+    dashed border, showing the character once and each token's bytes in hex."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    specials = set(tok.special_tokens.values())
+    parts: list[str] = []
+    group: list[tuple[int, int, bytes]] = []
+    group_text: list[str] = []
+
+    def close_group() -> None:
+        chips = "".join(_token_span(i, t, b, hex_bytes(b), show_ids, False) for i, t, b in group)
+        text = "".join(group_text)
+        title = f"{len(group)} tokens spell {text!r} together"
+        parts.append(
+            f'<span class="tok-group" title="{esc(title)}">'
+            f'<span class="grp-char">{visible(text)}</span>{chips}</span>'
+        )
+        group.clear()
+        group_text.clear()
+
+    for i, token_id in enumerate(ids):
+        data = tok.token_bytes(token_id)
+        if token_id in specials:
+            if group:
+                group_text.append(decoder.decode(b"", final=True))
+                close_group()
+            parts.append(_token_span(i, token_id, data, esc(data.decode()), show_ids, True))
+            continue
+        text = decoder.decode(data)
+        pending = decoder.getstate()[0]
+        if group or pending:
+            group.append((i, token_id, data))
+            group_text.append(text)
+            if not pending:
+                close_group()
+        else:
+            parts.append(_token_span(i, token_id, data, visible(text), show_ids, False))
+        if "\n" in text:
+            parts.append("<br>" * text.count("\n"))
+    if group:
+        group_text.append(decoder.decode(b"", final=True))
+        close_group()
+    return f'<div class="tok-view">{"".join(parts)}</div>'
+
+
+def counts_md(name: str, ids: list[int], text: str) -> str:
+    n_bytes = len(text.encode("utf-8", "surrogatepass"))
+    ratio = f" · **{len(text) / len(ids):.2f}** characters per token" if ids else ""
+    return (
+        f"**{name}**: **{len(ids):,}** tokens · **{len(text):,}** characters · "
+        f"**{n_bytes:,}** bytes{ratio}"
+    )
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+@friendly_errors
+def tokenize(text: str, show_ids: bool = False) -> tuple[str, str, str, str, str]:
+    """GPT-2's tokens (HTML), its counts, its ids, and the same two for our BPE."""
+    text = check_text(text, MAX_CHARS, "Text", allow_empty=True)
+    gpt2, mine = gpt2_tokenizer(), ours()
+    ids = gpt2.encode(text)
+    our_ids = mine.encode(text)
+    return (
+        tokens_html(gpt2, ids, bool(show_ids)),
+        counts_md("GPT-2", ids, text),
+        ", ".join(map(str, ids)),
+        tokens_html(mine, our_ids, bool(show_ids)),
+        counts_md(ours_label(), our_ids, text),
+    )
+
+
+@friendly_errors
+def token_bytes(text: str, index: float) -> str:
+    """A table of one GPT-2 token of `text`: its index, id, text and bytes in hex."""
+    text = check_text(text, MAX_CHARS, "Text")
+    ids = gpt2_tokenizer().encode(text)
+    i = clamp(index, 0, len(ids) - 1, "Token index", integer=True)
+    data = gpt2_tokenizer().token_bytes(ids[i])
+    try:
+        decoded = f"`{data.decode('utf-8')!r}`"
+    except UnicodeDecodeError:
+        decoded = "not valid UTF-8 alone: part of a character split across tokens"
+    return (
+        f"| token # | id | bytes (hex) | byte count | as text |\n|---|---|---|---|---|\n"
+        f"| {i} of {len(ids)} | {ids[i]} | `{hex_bytes(data)}` | {len(data)} | {decoded} |"
+    )
+
+
+def _chips(tok: Tokenizer, ids: tuple[int, ...]) -> str:
+    return "".join(
+        _token_span(i, t, tok.token_bytes(t), visible(tok.decode([t])), False, False)
+        for i, t in enumerate(ids)
+    )
+
+
+@friendly_errors
+def bpe_merges(word: str, which: str = "GPT-2") -> str:
+    """HTML table replaying BPE on `word`: the bytes, then one row per merge."""
+    word = check_text(word, MAX_WORD_CHARS, "Word")
+    tok = ours() if which == "Ours" else gpt2_tokenizer()
+    rows = []
+    for piece in tok.explain(word).pieces:
+        label = f"piece {visible(piece.text)}"
+        if piece.special:
+            rows.append(
+                f"<tr><td>{label}</td><td>special token</td><td>{piece.ids[0]}</td>"
+                f"<td>{_chips(tok, piece.ids)}</td></tr>"
+            )
+            continue
+        rows.append(
+            f"<tr><td>{label}</td><td>start: one token per byte</td><td></td>"
+            f"<td>{_chips(tok, piece.start_ids)}</td></tr>"
+        )
+        for n, step in enumerate(piece.steps, 1):
+            left = visible(step.left_bytes.decode("utf-8", "replace"))
+            right = visible(step.right_bytes.decode("utf-8", "replace"))
+            rows.append(
+                f"<tr><td>step {n}</td><td>{left} + {right}</td><td>{step.new_id}</td>"
+                f"<td>{_chips(tok, step.tokens_after)}</td></tr>"
+            )
+    head = "<tr><th>step</th><th>pair merged</th><th>new id</th><th>tokens after</th></tr>"
+    return f'<table class="tok-table">{head}{"".join(rows)}</table>'
+
+
+def _read_upload(path: str) -> str:
+    size = os.path.getsize(path)
+    if size > MAX_TRAIN_BYTES:
+        raise gr.Error(
+            f"The file is {size / 1e6:.1f} MB; the limit is {MAX_TRAIN_BYTES / 1e6:.0f} MB. "
+            "Upload a smaller text file."
+        )
+    data = Path(path).read_bytes()
+    if b"\x00" in data:
+        raise gr.Error("That file looks binary, not text. Upload a UTF-8 .txt file.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise gr.Error(
+            "That file is not UTF-8 text. Save it as UTF-8 and upload it again."
+        ) from None
+
+
+@friendly_errors
+def train_bpe(
+    train_text: str,
+    upload: str | None,
+    vocab_size: float,
+    sample: str,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to get a progress bar)
+) -> tuple[str, str]:
+    """Train a BPE on the upload (or the pasted text) and tokenize `sample` with it."""
+    if upload:
+        text = _read_upload(upload)
+    else:
+        text = check_text(train_text, MAX_TRAIN_BYTES, "Training text")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_TRAIN_BYTES:
+        raise gr.Error(f"Training text is over {MAX_TRAIN_BYTES / 1e6:.0f} MB; use less text.")
+    if not text.strip():
+        raise gr.Error("The training text is empty: paste some text or upload a .txt file.")
+    vocab = clamp(vocab_size, MIN_VOCAB, MAX_VOCAB, "Vocab size", integer=True)
+    sample = check_text(sample, MAX_CHARS, "Text", allow_empty=True) or text[:2000]
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.1 or done == total:
+            last[0] = now
+            progress(done / max(total, 1), desc=f"merge {done} of {total}")
+
+    start = time.perf_counter()
+    try:
+        tok = Tokenizer.train(text, vocab, progress=report, name=f"yours-{vocab}")
+    except ValueError as e:
+        raise gr.Error(f"{e}.") from None
+    seconds = time.perf_counter() - start
+    ids = tok.encode(sample)
+    gpt2_n = len(gpt2_tokenizer().encode(sample))
+    learned = sorted((i, t) for t, i in tok.ranks.items() if i >= 256)[:12]
+    first = " ".join(f"`{t.decode('utf-8', 'replace')!r}`" for _, t in learned)
+    summary = (
+        f"Trained **{tok.n_vocab:,}** tokens ({tok.n_vocab - 257:,} merges) on "
+        f"**{len(text):,}** characters in **{seconds:.2f} s**. The text below takes "
+        f"**{len(ids):,}** tokens with yours and **{gpt2_n:,}** with GPT-2's.\n\n"
+        f"First merges learned: {first}"
+    )
+    return summary, tokens_html(tok, ids)
+
+
+# --- layout -------------------------------------------------------------------------------------
 
 
 def build() -> None:
-    with gr.Tab("Tokenizer"):
-        text = gr.Textbox(
-            label="Text",
-            value="GPT-2 reads text as tokens, not letters! 🙂",
-            lines=4,
-            elem_id="tok-text",
+    # First render at build time, so the tab is never empty on first load.
+    init = tokenize(EXAMPLE, False)
+    with gr.Tab("Tokenizer", id="tokenizer"):
+        gr.Markdown(
+            "Language models read **tokens**, not letters. Type below: each coloured box is one "
+            "token (hover for its id and bytes). `·` is a space, `↵` a newline, `→` a tab; a "
+            "dashed box groups the tokens that only together spell a character."
         )
-        counts = gr.Markdown(elem_id="tok-counts")
-        tokens = gr.HighlightedText(
-            label="Tokens (label = token id; · is a space)", elem_id="tok-out"
+        with gr.Row():
+            text = gr.Textbox(
+                label="Text",
+                value=EXAMPLE,
+                lines=5,
+                scale=4,
+                elem_id="tok-text",
+                max_length=MAX_CHARS,
+            )
+            with gr.Column(scale=1, min_width=180):
+                show_ids = gr.Checkbox(
+                    label="Show ids under tokens", value=False, elem_id="tok-show-ids"
+                )
+                gr.Markdown(f"Limit: {MAX_CHARS:,} characters.", elem_classes="note")
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                gpt2_counts = gr.Markdown(init[1], elem_id="tok-counts")
+                gpt2_html = gr.HTML(init[0], elem_id="tok-out")
+            with gr.Column():
+                our_counts = gr.Markdown(init[4], elem_id="tok-ours-counts")
+                our_html = gr.HTML(init[3], elem_id="tok-ours-out")
+        ids_box = gr.Textbox(
+            init[2],
+            label="GPT-2 token ids",
+            lines=2,
+            elem_id="tok-ids",
+            buttons=["copy"],
+            interactive=False,
         )
-        text.change(tokenize, text, [tokens, counts], api_name="tokenize")
+
+        with gr.Accordion("Byte view of one token", open=True), gr.Row():
+            index = gr.Number(
+                label="Token index (0 = first)",
+                value=0,
+                precision=0,
+                minimum=0,
+                elem_id="tok-index",
+                scale=1,
+            )
+            byte_view = gr.Markdown(token_bytes(EXAMPLE, 0), elem_id="tok-bytes")
+
+        with gr.Accordion("Replay BPE merge by merge", open=True):
+            with gr.Row():
+                word = gr.Textbox(
+                    label="Word",
+                    value=" tokenization",
+                    scale=3,
+                    elem_id="tok-word",
+                    max_length=MAX_WORD_CHARS,
+                )
+                which = gr.Radio(
+                    ["GPT-2", "Ours"],
+                    value="GPT-2",
+                    label="Tokenizer",
+                    scale=1,
+                    elem_id="tok-which",
+                )
+            merges = gr.HTML(bpe_merges(" tokenization"), elem_id="tok-merges")
+
+        with gr.Accordion("Train your own BPE", open=False):
+            gr.Markdown(
+                "Paste text or upload a UTF-8 `.txt` file (up to 2 MB), pick a vocab size "
+                "(256 byte tokens + `<|endoftext|>` + merges), and see how the text above "
+                "tokenizes with what you trained."
+            )
+            with gr.Row():
+                train_text = gr.Textbox(
+                    label="Training text", lines=4, scale=3, elem_id="tok-train-text"
+                )
+                with gr.Column(scale=2):
+                    upload = gr.File(
+                        label="…or upload a .txt file",
+                        file_types=[".txt"],
+                        type="filepath",
+                        elem_id="tok-upload",
+                    )
+                    vocab = gr.Slider(
+                        MIN_VOCAB,
+                        MAX_VOCAB,
+                        value=1024,
+                        step=1,
+                        label="Vocab size",
+                        elem_id="tok-vocab",
+                    )
+            train_btn = gr.Button("Train BPE", variant="primary", elem_id="tok-train-btn")
+            train_summary = gr.Markdown(elem_id="tok-train-summary")
+            train_html = gr.HTML(elem_id="tok-train-out")
+
+        outs = [gpt2_html, gpt2_counts, ids_box, our_html, our_counts]
+        text.change(
+            tokenize,
+            [text, show_ids],
+            outs,
+            api_name="tokenize",
+            show_progress="hidden",
+            trigger_mode="always_last",
+        )
+        show_ids.change(
+            tokenize, [text, show_ids], outs, api_visibility="private", show_progress="hidden"
+        )
+        index.change(
+            token_bytes, [text, index], byte_view, api_name="token_bytes", show_progress="hidden"
+        )
+        text.change(
+            token_bytes, [text, index], byte_view, api_visibility="private", show_progress="hidden"
+        )
+        gr.on(
+            [word.change, which.change],
+            bpe_merges,
+            [word, which],
+            merges,
+            api_name="bpe_merges",
+            show_progress="hidden",
+        )
+        train_btn.click(
+            train_bpe,
+            [train_text, upload, vocab, text],
+            [train_summary, train_html],
+            api_name="train_bpe",
+            concurrency_limit=1,
+        )

@@ -1,0 +1,342 @@
+"""The shared model registry: which models the app can offer, and a memory-capped cache of them.
+
+A registry lists `ModelEntry`s gathered from its `sources` (callables returning entries) and from
+models added at run time with `add`. Listing never touches the network and never loads weights.
+`get(name)` loads a model on first use (`gpt.load_model` + `gpt.load_tokenizer`) and keeps it in
+an LRU cache bounded by estimated bytes (parameters x element size).
+
+The default sources, in listing order:
+
+- GPT-2 sizes whose weights are on this machine: `$GPT2LAB_MODELS_DIR/<size>/` (Hugging Face
+  layout), or the huggingface_hub cache. With `GPT2LAB_ALLOW_DOWNLOAD=1` the sizes that fit the
+  cache cap are listed even when not cached (they download on first use).
+- The starter models (`gpt.STARTER_MODELS`) present under `assets/models/<name>/`.
+- Extra checkpoint folders named by `GPT2LAB_EXTRA_MODELS` (paths joined by `os.pathsep`, ":" on
+  Linux); each is listed under its folder name.
+
+Environment:
+
+- `GPT2LAB_MODEL_CACHE_MB`: the cache cap in MB (default 2500).
+- `GPT2LAB_ALLOW_DOWNLOAD=1`: offer GPT-2 sizes that are not cached yet.
+- `GPT2LAB_EXTRA_MODELS`: extra checkpoint folders, as above.
+
+>>> reg = ModelRegistry(sources=[])
+>>> reg.entries()
+[]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt.checkpoint import HUB_IDS, MODELS_DIR_ENV, CheckpointError, load_model
+from gpt.config import PRESETS, STARTER_DIR, STARTER_MODELS
+from gpt.tokenizer import Tokenizer, load_tokenizer
+
+TASKS = ("lm", "classify", "instruct")
+CACHE_ENV = "GPT2LAB_MODEL_CACHE_MB"
+DOWNLOAD_ENV = "GPT2LAB_ALLOW_DOWNLOAD"
+EXTRA_ENV = "GPT2LAB_EXTRA_MODELS"
+DEFAULT_CACHE_MB = 2500
+
+_STARTER_DESCRIPTIONS = {
+    "starter": "small GPT trained on the bundled stories",
+    "starter-spam": "starter model fine-tuned to tell spam from ham SMS",
+    "starter-chat": "starter model instruction-tuned on the bundled Alpaca-style data",
+}
+
+
+class RegistryError(LookupError):
+    """A model name that is not listed, or a model that cannot be loaded; says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the app can offer.
+
+    Attributes:
+        name: unique name shown in model pickers.
+        task: "lm", "classify" or "instruct".
+        source: where it comes from ("GPT-2 (hub cache)", "starter", "extra", ...).
+        description: one short line for people.
+        location: what `gpt.load_model` is given (a folder path or a GPT-2 size name).
+        tokenizer: what `gpt.load_tokenizer` is given.
+        n_params: parameter count when known from the config without loading, else None.
+    """
+
+    name: str
+    task: str
+    source: str
+    description: str
+    location: str
+    tokenizer: str
+    n_params: int | None = None
+
+
+def read_folder_info(folder: str | Path) -> tuple[str, int | None]:
+    """(task, n_params) of a checkpoint folder from its config.json; HF GPT-2 folders are "lm".
+
+    Raises RegistryError when the folder has no readable config.json or an unknown task.
+    """
+    cfg_path = Path(folder) / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RegistryError(f"{cfg_path}: no readable config.json ({type(e).__name__})") from e
+    if not isinstance(cfg, dict):
+        raise RegistryError(f"{cfg_path}: config.json is not a JSON object")
+    task = cfg.get("task", "lm")
+    if task not in TASKS:
+        raise RegistryError(f"{cfg_path}: task {task!r} is not one of {', '.join(TASKS)}")
+    n_params = None
+    model_cfg = cfg.get("model")
+    if isinstance(model_cfg, dict):
+        try:
+            n_params = PRESETS["gpt2"].replace(**model_cfg).n_params()
+        except (TypeError, ValueError):
+            n_params = None
+    return task, n_params
+
+
+def folder_entry(name: str, folder: str | Path, source: str, description: str = "") -> ModelEntry:
+    """An entry for a checkpoint folder, its task read from config.json."""
+    task, n_params = read_folder_info(folder)
+    folder = str(Path(folder).resolve())
+    return ModelEntry(name, task, source, description or folder, folder, folder, n_params)
+
+
+def cache_cap_bytes() -> int:
+    """The cache cap from `GPT2LAB_MODEL_CACHE_MB` (default 2500 MB); bad values use the default."""
+    try:
+        mb = float(os.environ.get(CACHE_ENV, DEFAULT_CACHE_MB))
+    except ValueError:
+        mb = DEFAULT_CACHE_MB
+    if not mb > 0:  # also rejects NaN
+        mb = DEFAULT_CACHE_MB
+    return int(mb * 1024 * 1024)
+
+
+def _hub_cached_folder(size: str) -> Path | None:
+    """The local snapshot folder of a GPT-2 size if its config and weights are cached."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = []
+    for filename in ("config.json", "model.safetensors"):
+        path = try_to_load_from_cache(HUB_IDS[size], filename)
+        if not isinstance(path, str):  # None or the "cached as missing" sentinel
+            return None
+        found.append(Path(path))
+    return found[0].parent
+
+
+def gpt2_source() -> list[ModelEntry]:
+    """GPT-2 sizes on this machine (or downloadable when GPT2LAB_ALLOW_DOWNLOAD=1)."""
+    entries = []
+    local = os.environ.get(MODELS_DIR_ENV)
+    allow_download = os.environ.get(DOWNLOAD_ENV) == "1"
+    for size in HUB_IDS:
+        n_params = PRESETS[size].n_params()
+        desc = f"OpenAI GPT-2, {n_params / 1e6:.0f}M parameters"
+        if local and (Path(local) / size / "config.json").is_file():
+            folder = str((Path(local) / size).resolve())
+            entries.append(ModelEntry(size, "lm", MODELS_DIR_ENV, desc, folder, "gpt2", n_params))
+            continue
+        cached = _hub_cached_folder(size)
+        if cached is not None:
+            entries.append(
+                ModelEntry(size, "lm", "GPT-2 (hub cache)", desc, str(cached), "gpt2", n_params)
+            )
+        elif allow_download and n_params * 4 <= cache_cap_bytes():
+            entries.append(ModelEntry(size, "lm", "GPT-2 (download)", desc, size, "gpt2", n_params))
+    return entries
+
+
+def starter_source() -> list[ModelEntry]:
+    """The starter models whose folders exist under assets/models/."""
+    entries = []
+    for name in STARTER_MODELS:
+        folder = STARTER_DIR / name
+        if (folder / "config.json").is_file():
+            try:
+                entries.append(folder_entry(name, folder, "starter", _STARTER_DESCRIPTIONS[name]))
+            except RegistryError:
+                continue  # half-written while being trained: list it once it is complete
+    return entries
+
+
+def extra_source() -> list[ModelEntry]:
+    """Checkpoint folders named by GPT2LAB_EXTRA_MODELS; unreadable ones are skipped."""
+    entries = []
+    for raw in os.environ.get(EXTRA_ENV, "").split(os.pathsep):
+        if not raw.strip():
+            continue
+        folder = Path(raw.strip())
+        try:
+            entries.append(folder_entry(folder.name, folder, "extra"))
+        except RegistryError:
+            continue
+    return entries
+
+
+DEFAULT_SOURCES: tuple[Callable[[], Iterable[ModelEntry]], ...] = (
+    gpt2_source,
+    starter_source,
+    extra_source,
+)
+
+
+def _model_bytes(model: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+class ModelRegistry:
+    """Lists models and loads them lazily into an LRU cache capped by estimated bytes.
+
+    Thread-safe: one lock guards the cache, and a lock per name makes concurrent `get`s of the
+    same model wait for one load instead of loading it twice.
+    """
+
+    def __init__(
+        self,
+        sources: Iterable[Callable[[], Iterable[ModelEntry]]] | None = None,
+        cap_bytes: int | None = None,
+    ) -> None:
+        self.sources: list[Callable[[], Iterable[ModelEntry]]] = list(
+            DEFAULT_SOURCES if sources is None else sources
+        )
+        self._cap_bytes = cap_bytes
+        self._added: dict[str, ModelEntry] = {}
+        self._cache: OrderedDict[str, tuple[Any, Tokenizer, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._name_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def cap_bytes(self) -> int:
+        return cache_cap_bytes() if self._cap_bytes is None else self._cap_bytes
+
+    # --- listing ------------------------------------------------------------------------------
+
+    def add(
+        self, name: str, path: str | Path, task: str | None = None, description: str = ""
+    ) -> ModelEntry:
+        """Register a checkpoint folder under `name` (e.g. a finished fine-tuning job).
+
+        `task` defaults to the one in the folder's config.json. Re-adding a name replaces it and
+        drops its cached copy.
+        """
+        if not name or not isinstance(name, str):
+            raise RegistryError("a model needs a non-empty name")
+        entry = folder_entry(name, path, "added", description)
+        if task is not None:
+            if task not in TASKS:
+                raise RegistryError(f"task {task!r} is not one of {', '.join(TASKS)}")
+            entry = ModelEntry(**{**entry.__dict__, "task": task})
+        with self._lock:
+            self._added[name] = entry
+            self._cache.pop(name, None)
+        return entry
+
+    def remove(self, name: str) -> None:
+        """Forget a model added with `add` (and its cached copy)."""
+        with self._lock:
+            self._added.pop(name, None)
+            self._cache.pop(name, None)
+
+    def entries(self, tasks: str | Iterable[str] | None = None) -> list[ModelEntry]:
+        """Every listed model (first one wins on a name clash), optionally only some tasks."""
+        wanted = None if tasks is None else ({tasks} if isinstance(tasks, str) else set(tasks))
+        seen: dict[str, ModelEntry] = {}
+        with self._lock:
+            added = list(self._added.values())
+        for source in self.sources:
+            try:
+                found = list(source())
+            except Exception:  # a broken source must not hide the others
+                continue
+            for entry in found:
+                seen.setdefault(entry.name, entry)
+        for entry in added:
+            seen.setdefault(entry.name, entry)
+        return [e for e in seen.values() if wanted is None or e.task in wanted]
+
+    def names(self, tasks: str | Iterable[str] | None = None) -> list[str]:
+        return [e.name for e in self.entries(tasks)]
+
+    def entry(self, name: str) -> ModelEntry:
+        for e in self.entries():
+            if e.name == name:
+                return e
+        known = ", ".join(self.names()) or "none"
+        raise RegistryError(f"no model named {name!r}; available: {known}")
+
+    def default(self, tasks: str | Iterable[str] | None = None) -> str | None:
+        """`gpt2` when listed and fitting the task, else the first listed model, else None."""
+        names = self.names(tasks)
+        if "gpt2" in names:
+            return "gpt2"
+        return names[0] if names else None
+
+    # --- loading ------------------------------------------------------------------------------
+
+    def cached(self) -> list[str]:
+        """Names currently loaded, least recently used first."""
+        with self._lock:
+            return list(self._cache)
+
+    def get(self, name: str) -> tuple[Any, Tokenizer]:
+        """(model, tokenizer) of a listed model, loading it on first use (eval mode)."""
+        with self._lock:
+            hit = self._cache.get(name)
+            if hit is not None:
+                self._cache.move_to_end(name)
+                return hit[0], hit[1]
+            name_lock = self._name_locks.setdefault(name, threading.Lock())
+        with name_lock:
+            with self._lock:  # another thread may have loaded it while we waited
+                hit = self._cache.get(name)
+                if hit is not None:
+                    self._cache.move_to_end(name)
+                    return hit[0], hit[1]
+            entry = self.entry(name)
+            try:
+                model = load_model(entry.location).eval()
+                tokenizer = load_tokenizer(entry.tokenizer)
+            except (CheckpointError, ValueError, OSError) as e:
+                raise RegistryError(f"could not load model {name!r}: {e}") from e
+            size = _model_bytes(model)
+            with self._lock:
+                self._cache[name] = (model, tokenizer, size)
+                self._evict(keep=name)
+            return model, tokenizer
+
+    def _evict(self, keep: str) -> None:
+        """Drop least recently used models until the cache fits (never the one just loaded)."""
+        total = sum(item[2] for item in self._cache.values())
+        for other in list(self._cache):
+            if total <= self.cap_bytes:
+                break
+            if other == keep:
+                continue
+            total -= self._cache.pop(other)[2]
+
+
+_default: ModelRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> ModelRegistry:
+    """The process-wide registry the app uses (created on first call)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = ModelRegistry()
+        return _default

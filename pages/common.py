@@ -1,0 +1,185 @@
+"""UI bits shared by the tabs: the model picker, input guards, error messages, page CSS."""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import gradio as gr
+
+from gpt.registry import DOWNLOAD_ENV, RegistryError, default_registry
+
+log = logging.getLogger("gpt2lab")
+
+GPT2_HELP = (
+    "To use OpenAI's GPT-2, set `GPT2LAB_MODELS_DIR` to a folder holding `gpt2/` "
+    "(config.json + model.safetensors), or run online with `GPT2LAB_ALLOW_DOWNLOAD=1`."
+)
+
+CSS = """
+.tok-view { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 14px;
+  line-height: 2.1; white-space: normal; word-break: break-word; padding: 6px 2px; }
+.tok { padding: 2px 1px; margin: 0 1px; border-radius: 3px; white-space: pre; color: #111; }
+.tok.c0 { background: #fde2a7; } .tok.c1 { background: #bfe3f5; } .tok.c2 { background: #cdeac0; }
+.tok.c3 { background: #f6c6d5; } .tok.c4 { background: #ddd1f4; }
+.tok.special { background: #333; color: #fff; }
+.tok-ws { color: #8a6d00; }
+.tok-group { border: 1.5px dashed #b04; border-radius: 4px; padding: 1px 2px; margin: 0 2px;
+  white-space: nowrap; }
+.tok-group .grp-char { font-size: 15px; margin-right: 2px; }
+.tok-group .tok { font-size: 11px; }
+.tok-table { border-collapse: collapse; font-size: 13px; width: 100%; }
+.tok-table th, .tok-table td { border: 1px solid #ccc; padding: 3px 6px; text-align: left;
+  font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+.tok-table th { background: #f3f3f3; }
+.note { font-size: 13px; }
+"""
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def _unexpected(fn_name: str, e: Exception) -> gr.Error:
+    log.exception("unexpected error in %s", fn_name)
+    return gr.Error(
+        f"Something went wrong ({type(e).__name__}: {e}). Try a shorter input or another model; "
+        "if it keeps happening, reload the page."
+    )
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Turn any exception other than gr.Error into a gr.Error that says what to do.
+
+    Works for plain functions and generators (streaming events), and keeps the signature so
+    Gradio still sees `gr.Progress` parameters.
+    """
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as e:
+                raise _unexpected(fn.__name__, e) from e
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            raise _unexpected(fn.__name__, e) from e
+
+    return wrapper
+
+
+# --- input guards ---------------------------------------------------------------------------------
+
+
+def check_text(text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False) -> str:
+    """The text, or a gr.Error when it is missing, empty or longer than `max_chars`."""
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise gr.Error(f"{what} must be text.")
+    if not text.strip() and not allow_empty:
+        raise gr.Error(f"{what} is empty: type something first.")
+    if len(text) > max_chars:
+        raise gr.Error(
+            f"{what} is {len(text):,} characters; the limit is {max_chars:,}. Shorten it."
+        )
+    return text
+
+
+def clamp(value: Any, lo: float, hi: float, name: str, integer: bool = False) -> float | int:
+    """`value` within [lo, hi]: NaN or non-numbers raise gr.Error, out-of-range values are
+    clamped with a gr.Warning saying so."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number between {lo:g} and {hi:g}.") from None
+    if math.isnan(x):
+        raise gr.Error(f"{name} is not a number; set it between {lo:g} and {hi:g}.")
+    if not lo <= x <= hi:
+        clamped = min(max(x, lo), hi)
+        gr.Warning(f"{name} must be between {lo:g} and {hi:g}; used {clamped:g} instead of {x:g}.")
+        x = clamped
+    return int(round(x)) if integer else x
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+def model_choices(tasks: Iterable[str]) -> list[tuple[str, str]]:
+    """(label, name) pairs for a dropdown: the name plus its short description."""
+    return [(f"{e.name} — {e.description}", e.name) for e in default_registry().entries(tasks)]
+
+
+def model_note(tasks: Iterable[str]) -> str:
+    """A line saying which model is the default here, and how to get GPT-2 when it is missing."""
+    reg = default_registry()
+    tasks = tuple(tasks)
+    default = reg.default(tasks)
+    if default is None:
+        return (
+            "**No model for this tab is available yet.** The starter models appear once "
+            f"`assets/models/` holds them. {GPT2_HELP}"
+        )
+    if "gpt2" in reg.names("lm"):
+        return f"Default model: **{default}**."
+    return f"GPT-2 weights are not on this machine, so the default is **{default}**. {GPT2_HELP}"
+
+
+def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr.Dropdown:
+    """A dropdown of the registry's models fitting `tasks`; its list refreshes when opened."""
+    tasks = tuple(tasks)
+    choices = model_choices(tasks)
+    picker = gr.Dropdown(
+        choices=choices,
+        value=default_registry().default(tasks),
+        label=label,
+        elem_id=elem_id,
+        interactive=True,
+        allow_custom_value=False,
+    )
+
+    def refresh(current: str | None):
+        names = default_registry().names(tasks)
+        value = current if current in names else default_registry().default(tasks)
+        return gr.Dropdown(choices=model_choices(tasks), value=value)
+
+    picker.focus(refresh, picker, picker, api_visibility="private", queue=False)
+    return picker
+
+
+def get_model(name: Any, tasks: Iterable[str]) -> tuple[Any, Any]:
+    """(model, tokenizer) for a picked model, or a gr.Error that says what to do."""
+    tasks = tuple(tasks)
+    reg = default_registry()
+    if not name:
+        name = reg.default(tasks)
+        if name is None:
+            raise gr.Error(f"No model is available for this tab. {GPT2_HELP}")
+    entry = next((e for e in reg.entries(tasks) if e.name == name), None)
+    if entry is None:
+        names = ", ".join(reg.names(tasks)) or "none"
+        raise gr.Error(f"Model {name!r} is not available for this tab; pick one of: {names}.")
+    try:
+        return reg.get(name)
+    except RegistryError as e:
+        hint = f" Set {DOWNLOAD_ENV}=1 only where the hub is reachable." if "hub" in str(e) else ""
+        raise gr.Error(f"{e}. Pick another model.{hint}") from e
+
+
+def esc(text: str) -> str:
+    return html.escape(text, quote=True)
