@@ -1,0 +1,401 @@
+"""A training run from one plain description: data, model, training, final model and metrics.
+
+`RunSpec` is what the CLI (`python -m gpt train`), the starter recipes and background jobs all
+pass around (it round-trips through a dict / JSON). `run(spec, out_dir)`:
+
+1. loads the base model and its tokenizer (a model name or folder, or `preset:NAME` for a fresh
+   randomly initialised model);
+2. reads the data (`bundled`, a file, a named online source or a URL) into train / val / test;
+3. freezes what the method says (full / last_blocks / head / lora) and runs `gpt.train.fit`,
+   with training checkpoints in `out_dir/checkpoints/`;
+4. evaluates on the test split and writes the final model to `out_dir/model/` (LoRA merged; the
+   adapters alone in `out_dir/adapters.safetensors`) and every metric to `out_dir/metrics.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from gpt import data as gdata
+from gpt.checkpoint import save_checkpoint
+from gpt.classifier import GPTClassifier
+from gpt.config import PRESETS
+from gpt.model import GPT
+from gpt.train import (
+    TASKS,
+    Method,
+    TaskName,
+    TrainConfig,
+    TrainEvent,
+    TrainResult,
+    fit,
+    gpt_body,
+    prepare_model,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED: dict[str, dict[str, Path]] = {
+    "lm": {"train": REPO / "data" / "corpus" / "stories.txt"},
+    "classify": {s: REPO / "data" / "sms" / f"{s}.tsv" for s in ("train", "val", "test")},
+    "instruct": {s: REPO / "data" / "instructions" / f"{s}.json" for s in ("train", "val", "test")},
+}
+SPAM_LABELS = ("ham", "spam")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to train, on what, from what, and how.
+
+    Attributes:
+        kind: "lm", "classify" or "instruct".
+        base: a model name (`gpt2`, `starter`, ...), a model folder, or `preset:NAME` for a new
+            random model of that preset (with `tokenizer`).
+        data: "bundled", a file path, a named online source (`sms-spam`, `instruction-data`,
+            `alpaca`) or an http(s) URL of plain text (lm).
+        method: "full", "last_blocks", "head" (classify) or "lora".
+        context: tokens per example (default: the model's context length).
+        eval_samples: instruct only: test examples answered to compute the response score.
+        save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
+    """
+
+    kind: TaskName
+    base: str = "starter"
+    data: str = "bundled"
+    method: Method = "full"
+    tokenizer: str | None = None
+    epochs: float = 1.0
+    max_steps: int | None = None
+    lr: float = 5e-5
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    weight_decay: float = 0.1
+    eval_every: int = 50
+    eval_batches: int | None = None
+    patience: int | None = None
+    checkpoint_every: int | None = None
+    last_n_blocks: int = 1
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    mask_prompt: bool = True
+    dropout: float = 0.0
+    context: int | None = None
+    stride: int | None = None
+    balance: bool = False
+    seed: int = 123
+    eval_samples: int = 50
+    max_new_tokens: int = 64
+    save_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASKS:
+            raise ValueError(f"kind must be one of {', '.join(TASKS)}, got {self.kind!r}")
+        if self.save_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"save_dtype must be float32 or bfloat16, got {self.save_dtype!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.context is not None and self.context < 2:
+            raise ValueError(f"context must be at least 2, got {self.context!r}")
+        self.train_config()  # validates the training fields with TrainConfig's own messages
+
+    def train_config(self) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        fields = {k: v for k, v in self.to_dict().items() if k in names}
+        return TrainConfig(task=self.kind, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown run settings: {', '.join(unknown)}")
+        return cls(**d)
+
+
+# --- model --------------------------------------------------------------------------------------
+
+
+def load_base(spec: RunSpec) -> tuple[nn.Module, Any]:
+    """The model to train (a GPTClassifier for classify) and its tokenizer."""
+    from gpt.checkpoint import load_model
+    from gpt.tokenizer import load_tokenizer
+
+    if spec.base.startswith("preset:"):
+        name = spec.base.removeprefix("preset:")
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        tok = load_tokenizer(spec.tokenizer or "gpt2")
+        model: nn.Module = GPT(PRESETS[name].replace(vocab_size=tok.n_vocab, dropout=spec.dropout))
+    else:
+        model = load_model(spec.base)
+        tok = load_tokenizer(spec.tokenizer or spec.base)
+        set_dropout(model, spec.dropout)
+    body = gpt_body(model)
+    if tok.n_vocab > body.config.vocab_size:
+        raise ValueError(
+            f"tokenizer has {tok.n_vocab} tokens but {spec.base} has only "
+            f"{body.config.vocab_size} embeddings"
+        )
+    if spec.kind == "classify" and not isinstance(model, GPTClassifier):
+        torch.manual_seed(spec.seed)
+        model = GPTClassifier(body, 2, labels=SPAM_LABELS)
+    elif spec.kind != "classify" and isinstance(model, GPTClassifier):
+        model = model.gpt  # a classifier's body can be tuned as a language model again
+    return model, tok
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Set every dropout probability of a loaded model (its config is fixed at build time)."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+        if hasattr(m, "dropout") and isinstance(m.dropout, float):
+            m.dropout = p
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunData:
+    train: Sequence
+    val: Sequence | None
+    test: Sequence | None
+    collate: Callable[[list], Any] | None
+    summary: dict[str, Any]
+    test_examples: list | None = None  # raw examples (instruct), for the response score
+
+
+def _source_path(spec: RunSpec) -> Path:
+    from gpt.sources import SOURCES, fetch
+
+    if spec.data in SOURCES or spec.data.startswith(("http://", "https://")):
+        return fetch(spec.data)
+    path = Path(spec.data)
+    if not path.is_file():
+        raise gdata.DataError(
+            f"data {spec.data!r} is neither 'bundled', an existing file, a known source "
+            f"({', '.join(SOURCES)}) nor an http(s) URL"
+        )
+    return path
+
+
+def _split(items: list, fractions: tuple[float, ...], seed: int) -> list[list]:
+    items = list(items)
+    random.Random(seed).shuffle(items)
+    cuts, acc = [], 0.0
+    for f in fractions[:-1]:
+        acc += f
+        cuts.append(round(acc * len(items)))
+    bounds = [0, *cuts, len(items)]
+    return [items[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
+    """Train / val / test datasets for the spec's kind, read and validated up front."""
+    bundled = spec.data == "bundled"
+    if spec.kind == "lm":
+        path = BUNDLED["lm"]["train"] if bundled else _source_path(spec)
+        train, val = gdata.lm_datasets(path, tok, context, spec.stride, val_fraction=0.05)
+        if len(train) == 0:
+            raise gdata.DataError(f"{path}: too little text for one window of {context} tokens")
+        summary = {"file": str(path), "train_windows": len(train), "val_windows": len(val or [])}
+        return RunData(train, val, val, None, summary)
+    if spec.kind == "classify":
+        if bundled:
+            splits = [gdata.read_spam(BUNDLED["classify"][s]) for s in ("train", "val", "test")]
+        else:
+            examples = gdata.read_spam(_source_path(spec))
+            splits = gdata.stratified_split(examples, (0.7, 0.1, 0.2), seed=spec.seed)
+        if spec.balance:
+            splits = [gdata.balance(s, seed=spec.seed) for s in splits]
+        sets = [gdata.SpamDataset(s, tok, context) for s in splits]
+        summary = {
+            "data": spec.data,
+            **{f"{n}_examples": len(s) for n, s in zip(("train", "val", "test"), splits)},
+            "train_labels": gdata.label_counts(splits[0]),
+        }
+        return RunData(sets[0], sets[1], sets[2], sets[0].collate, summary)
+    # instruct
+    if bundled:
+        splits = [gdata.read_instructions(BUNDLED["instruct"][s]) for s in ("train", "val", "test")]
+    else:
+        from gpt.sources import SOURCES
+
+        skip = spec.data in SOURCES and SOURCES[spec.data].skip_empty
+        examples = gdata.read_instructions(_source_path(spec), skip_empty=skip)
+        splits = _split(examples, (0.85, 0.05, 0.1), spec.seed)
+    sets = [gdata.InstructionDataset(s, tok, context, mask_prompt=spec.mask_prompt) for s in splits]
+    summary = {
+        "data": spec.data,
+        **{f"{n}_examples": len(s) for n, s in zip(("train", "val", "test"), splits)},
+        "train_truncated": sets[0].truncated,
+        "train_dropped": sets[0].dropped,
+    }
+    return RunData(sets[0], sets[1], sets[2], sets[0].collate, summary, test_examples=splits[2])
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def answer(model: GPT, tok: Any, example: gdata.Instruction, max_new_tokens: int = 64) -> str:
+    """The model's response to an instruction, greedy, stopping at end-of-text."""
+    from gpt.sampling import generate
+
+    prompt = gdata.format_prompt(example)
+    ids = tok.encode(prompt, allowed_special="none")
+    room = gpt_body(model).config.block_size - max_new_tokens
+    if len(ids) > room:  # keep the end of the prompt, where "### Response:" is
+        prompt = tok.decode(ids[-room:])
+    text = generate(model, tok, prompt, temperature=0, max_new_tokens=max_new_tokens)
+    return text.split("###")[0].strip()
+
+
+def evaluate_run(spec: RunSpec, model: nn.Module, tok: Any, data: RunData) -> dict[str, Any]:
+    """Final metrics on the test split, named `test_*`."""
+    task = TASKS[spec.kind]()
+    model.eval()
+    out: dict[str, Any] = {}
+    if data.test:
+        rows = list(range(len(data.test)))
+        collate = data.collate or (lambda b: tuple(torch.stack(x) for x in zip(*b)))
+        batches = (
+            collate([data.test[i] for i in rows[i : i + spec.batch_size]])
+            for i in range(0, len(rows), spec.batch_size)
+        )
+        metrics = task.evaluate(model, batches)
+        out.update({k.replace("val_", "test_", 1): v for k, v in metrics.items()})
+    if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
+        from gpt.metrics import response_scores
+
+        sample = data.test_examples[: spec.eval_samples]
+        preds = [answer(model, tok, ex, spec.max_new_tokens) for ex in sample]
+        scores = response_scores(preds, [ex.output for ex in sample])
+        out.update({f"test_{k}": v for k, v in scores.items()})
+        out["test_samples"] = [
+            {"instruction": ex.instruction, "input": ex.input, "reference": ex.output, "answer": p}
+            for ex, p in list(zip(sample, preds))[:5]
+        ]
+    return out
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def run(
+    spec: RunSpec,
+    out_dir: str | Path,
+    callbacks: Sequence[Callable[[TrainEvent], None]] = (),
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train as `spec` says; write `out_dir/{spec.json, checkpoints/, model/, metrics.json}`.
+
+    Returns the metrics dict that is also written to metrics.json.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+    t0 = time.time()
+    model, tok = load_base(spec)
+    body = gpt_body(model)
+    context = min(spec.context or body.config.block_size, body.config.block_size)
+    data = load_run_data(spec, tok, context)
+    cfg = spec.train_config()
+    trainable = prepare_model(model, cfg)
+    result: TrainResult = fit(
+        model,
+        TASKS[spec.kind](),
+        data.train,
+        data.val,
+        cfg,
+        collate=data.collate,
+        out_dir=out,
+        callbacks=callbacks,
+        resume=resume,
+    )
+    metrics: dict[str, Any] = {
+        "status": result.status,
+        "steps": result.step,
+        "max_steps": result.max_steps,
+        "train_seconds": round(result.elapsed_s, 1),
+        "final": result.final,
+        "best": result.best,
+        "evals": result.evals,
+        "history": result.history,
+        "data": data.summary,
+        "trainable_parameters": sum(
+            p.numel() for n, p in model.named_parameters() if n in set(trainable)
+        ),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    if result.status == "stopped":
+        _write_json(out / "metrics.json", metrics)
+        return metrics
+    if spec.method == "lora":
+        from gpt.lora import merge_lora, save_adapters
+
+        save_adapters(
+            body, out / "adapters.safetensors", meta={"base": spec.base, "kind": spec.kind}
+        )
+        merge_lora(body)
+    if spec.save_dtype == "bfloat16":  # evaluate exactly the weights that will be loaded
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(torch.bfloat16).float())
+    metrics["test"] = evaluate_run(spec, model, tok, data)
+    save_final(out / "model", model, tok, spec, metrics)
+    metrics["wall_seconds"] = round(time.time() - t0, 1)
+    _write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def save_final(folder: Path, model: nn.Module, tok: Any, spec: RunSpec, metrics: dict) -> Path:
+    """Write the trained model as a checkpoint whose metadata is its model card."""
+    dtype = torch.bfloat16 if spec.save_dtype == "bfloat16" else torch.float32
+    body = gpt_body(model)
+    original = body.dtype
+    body.to(dtype)
+    head, head_state = None, None
+    if isinstance(model, GPTClassifier):
+        head = {"num_classes": model.num_classes, "labels": list(model.labels)}
+        head_state = {k: v.to(dtype) for k, v in model.head.state_dict().items()}
+    card = {
+        "kind": spec.kind,
+        "base": spec.base,
+        "data": metrics.get("data"),
+        "steps": metrics.get("steps"),
+        "train_seconds": metrics.get("train_seconds"),
+        "test": {k: v for k, v in metrics.get("test", {}).items() if k != "test_samples"},
+        "spec": spec.to_dict(),
+    }
+    tokenizer = "gpt2" if getattr(tok, "name", "") == "gpt2" else tok
+    save_checkpoint(
+        folder,
+        body,
+        task=spec.kind,
+        tokenizer=tokenizer,
+        head=head,
+        head_state=head_state,
+        metadata=card,
+    )
+    body.to(original)
+    return folder
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
