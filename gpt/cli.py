@@ -1,9 +1,14 @@
-"""Command line: `python -m gpt tokenize ...` and `python -m gpt generate ...`.
+"""Command line: `python -m gpt tokenize|generate|train|eval|recipes ...`.
 
     python -m gpt tokenize --text "Hello world"            # tokens and ids, one per line
     python -m gpt tokenize --text "Hello" --explain        # the merges, as JSON
     echo "some text" | python -m gpt tokenize --json       # ids as a JSON list
     python -m gpt generate --model gpt2 --prompt "Once upon a time" --temperature 0.8 --top-k 40
+    python -m gpt train classify --base starter --data data/sms/train.tsv --out runs/spam
+    python -m gpt train classify --resume runs/spam        # continue from its last checkpoint
+    python -m gpt eval classify --model starter-spam --data data/sms/test.tsv
+    python -m gpt recipes starter                          # retrain the offline starter models
+    torchrun --nproc_per_node 2 -m gpt train lm --base preset:mini --tokenizer gpt2 --out runs/lm
 
 Errors (a missing model, an invalid argument) print one line to stderr and exit with status 2.
 """
@@ -15,8 +20,11 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gpt.checkpoint import CheckpointError, load_model
+from gpt.config import STARTER_DIR
+from gpt.data import DataError
 from gpt.sampling import SamplingError, stream
 from gpt.tokenizer import TokenizerError, load_tokenizer
 
@@ -84,6 +92,89 @@ def cmd_generate(args: argparse.Namespace) -> None:
     sys.stdout.write("\n")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from gpt.runs import RunSpec, run
+    from gpt.train import TrainEvent
+
+    if args.resume:
+        folder = Path(args.resume)
+        spec_file = folder / "spec.json"
+        if not spec_file.is_file():
+            raise OSError(f"--resume {folder}: no spec.json there (not a training output folder)")
+        spec = RunSpec.from_dict(json.loads(spec_file.read_text(encoding="utf-8")))
+        if spec.kind != args.kind:
+            raise ValueError(f"--resume {folder} is a {spec.kind} run, not {args.kind}")
+        out = folder
+    else:
+        if not args.out:
+            raise ValueError("give --out DIR (or --resume DIR)")
+        fields = {k: v for k, v in vars(args).items() if k in _SPEC_ARGS and v is not None}
+        spec = RunSpec(kind=args.kind, **fields)
+        out = Path(args.out)
+    bar = tqdm(desc=f"train {spec.kind}", unit="step", dynamic_ncols=True, disable=args.quiet)
+
+    def progress(event: TrainEvent) -> None:
+        bar.total = event.max_steps
+        if event.kind == "step":
+            bar.n = event.step
+            bar.set_postfix(loss=f"{event.metrics['loss']:.4f}", refresh=False)
+            bar.refresh()
+        elif event.kind == "eval":
+            shown = {k: round(v, 4) for k, v in event.metrics.items() if isinstance(v, float)}
+            bar.write(f"step {event.step}: {shown}")
+
+    metrics = run(spec, out, callbacks=[progress], resume=bool(args.resume))
+    bar.close()
+    test = {k: v for k, v in metrics.get("test", {}).items() if k != "test_samples"}
+    print(json.dumps({"status": metrics["status"], "steps": metrics["steps"], **test}, default=str))
+    print(f"model: {out / 'model'}  metrics: {out / 'metrics.json'}", file=sys.stderr)
+
+
+_SPEC_ARGS = {
+    "base",
+    "data",
+    "method",
+    "tokenizer",
+    "epochs",
+    "max_steps",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "warmup_steps",
+    "eval_every",
+    "patience",
+    "context",
+    "last_n_blocks",
+    "lora_rank",
+    "lora_alpha",
+    "mask_prompt",
+    "dropout",
+    "seed",
+    "balance",
+    "eval_samples",
+    "save_dtype",
+}
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from gpt.runs import evaluate_file
+
+    metrics = evaluate_file(args.kind, args.model, args.data, eval_samples=args.samples)
+    metrics.pop("samples", None)
+    print(json.dumps(metrics, default=str))
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    from gpt.recipes import starter
+
+    cards = starter(
+        Path(args.out), minutes=args.minutes, work_dir=Path(args.work), quick=args.quick
+    )
+    print(json.dumps({k: v.get("test") if isinstance(v, dict) else v for k, v in cards.items()}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m gpt", description="GPT-2 Lab command line.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -109,6 +200,59 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.set_defaults(func=cmd_generate)
+
+    tr = sub.add_parser("train", help="pretrain or fine-tune (lm, classify, instruct)")
+    tr.add_argument("kind", choices=["lm", "classify", "instruct"])
+    tr.add_argument("--base", help="model name or folder, or preset:NAME (default: starter)")
+    tr.add_argument("--data", help="'bundled', a file, a source name or a URL (default: bundled)")
+    tr.add_argument("--out", help="output folder (checkpoints/, model/, metrics.json)")
+    tr.add_argument("--resume", help="continue the run in this output folder")
+    tr.add_argument("--method", choices=["full", "last_blocks", "head", "lora"])
+    tr.add_argument("--tokenizer", help="for preset bases: 'gpt2' or a tokenizer file")
+    for name, typ in [
+        ("epochs", float),
+        ("max-steps", int),
+        ("lr", float),
+        ("batch-size", int),
+        ("grad-accum", int),
+        ("warmup-steps", int),
+        ("eval-every", int),
+        ("patience", int),
+        ("context", int),
+        ("last-n-blocks", int),
+        ("lora-rank", int),
+        ("lora-alpha", float),
+        ("dropout", float),
+        ("seed", int),
+        ("eval-samples", int),
+    ]:
+        tr.add_argument(f"--{name}", type=typ)
+    tr.add_argument(
+        "--no-mask-prompt",
+        dest="mask_prompt",
+        action="store_false",
+        default=None,
+        help="instruct: also train on the prompt tokens",
+    )
+    tr.add_argument("--balance", action="store_true", default=None, help="classify: undersample")
+    tr.add_argument("--save-dtype", choices=["float32", "bfloat16"])
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a model on a data file; prints one JSON line")
+    ev.add_argument("kind", choices=["lm", "classify", "instruct"])
+    ev.add_argument("--model", required=True, help="model name or folder")
+    ev.add_argument("--data", required=True, help="data file (the whole file is evaluated)")
+    ev.add_argument("--samples", type=int, default=50, help="instruct: answers to score")
+    ev.set_defaults(func=cmd_eval)
+
+    rc = sub.add_parser("recipes", help="rebuild the starter models from the bundled data")
+    rc.add_argument("recipe", choices=["starter"])
+    rc.add_argument("--out", default=str(STARTER_DIR), help="where the models go")
+    rc.add_argument("--work", default="runs/starter", help="scratch folder for the runs")
+    rc.add_argument("--minutes", type=float, default=20.0, help="time budget of the LM")
+    rc.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
+    rc.set_defaults(func=cmd_recipes)
     return ap
 
 
@@ -116,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CheckpointError, TokenizerError, SamplingError, OSError) as e:
+    except (CheckpointError, TokenizerError, SamplingError, DataError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

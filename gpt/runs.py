@@ -305,9 +305,13 @@ def run(
 
     Returns the metrics dict that is also written to metrics.json.
     """
+    from gpt.train import setup_distributed
+
+    rank, _ = setup_distributed()  # under torchrun: join the group; only rank 0 writes files
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+    if rank == 0:
+        (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     t0 = time.time()
     model, tok = load_base(spec)
     body = gpt_body(model)
@@ -341,8 +345,9 @@ def run(
         ),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    if result.status == "stopped":
-        _write_json(out / "metrics.json", metrics)
+    if result.status == "stopped" or rank != 0:
+        if rank == 0:
+            _write_json(out / "metrics.json", metrics)
         return metrics
     if spec.method == "lora":
         from gpt.lora import merge_lora, save_adapters
@@ -399,3 +404,32 @@ def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)
+
+
+def evaluate_file(kind: str, model_name: str, path: str | Path, **overrides: Any) -> dict[str, Any]:
+    """Evaluate a model on a whole data file (no split): the `python -m gpt eval` command.
+
+    classify: accuracy, precision, recall, F1, confusion matrix; lm: loss and perplexity;
+    instruct: loss, perplexity and the automatic response scores.
+    """
+    from gpt.checkpoint import load_model
+    from gpt.tokenizer import load_tokenizer
+
+    spec = RunSpec(kind=kind, base=model_name, data=str(path), **overrides)
+    model, tok = load_model(model_name), load_tokenizer(spec.tokenizer or model_name)
+    context = gpt_body(model).config.block_size
+    if (kind == "classify") != isinstance(model, GPTClassifier):
+        raise ValueError(f"{model_name} is not a {kind} model")
+    p = _source_path(spec)
+    if kind == "lm":
+        ds = gdata.lm_windows(tok.encode(gdata.read_text_files(p), allowed_special="all"), context)
+        data = RunData(ds, None, ds, None, {})
+    elif kind == "classify":
+        ds = gdata.SpamDataset(gdata.read_spam(p), tok, context)
+        data = RunData(ds, None, ds, ds.collate, {})
+    else:
+        examples = gdata.read_instructions(p)
+        ds = gdata.InstructionDataset(examples, tok, context, mask_prompt=spec.mask_prompt)
+        data = RunData(ds, None, ds, ds.collate, {}, test_examples=examples)
+    metrics = evaluate_run(spec, model, tok, data)
+    return {k.removeprefix("test_"): v for k, v in metrics.items()}

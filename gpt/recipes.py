@@ -1,0 +1,205 @@
+"""Recipes: `python -m gpt recipes starter` rebuilds the offline starter models from bundled data.
+
+1. **Tokenizer**: our byte-level BPE (4,096 tokens) trained on the bundled stories, SMS training
+   messages and training instructions, so every starter model reads all three well.
+2. **`starter`**: a 4-layer, 256-wide GPT (the `mini` preset) pretrained on the story corpus for
+   a time budget (20 minutes by default; the step count is calibrated from the first steps).
+3. **`starter-spam`**: `starter` + a classification head, fine-tuned on the SMS training split.
+4. **`starter-chat`**: `starter` instruction-tuned (Alpaca prompts, prompt masking) on the
+   training instructions; scored against the untuned `starter` on the test instructions.
+
+Each model is saved as bfloat16 safetensors (halving the size of the repository) with a model
+card, `card.json`: data, steps, wall time and test metrics measured on the saved weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt.runs import BUNDLED, RunSpec, answer, run
+from gpt.tokenizer import Tokenizer
+
+VOCAB_SIZE = 4096
+LM_BATCH = 16
+
+
+def train_tokenizer(out: Path) -> Path:
+    """Train the starter BPE on all bundled training text; return the saved file."""
+    from gpt import data as gdata
+
+    parts = [gdata.read_text(BUNDLED["lm"]["train"])]
+    parts += [ex.text for ex in gdata.read_spam(BUNDLED["classify"]["train"])]
+    for ex in gdata.read_instructions(BUNDLED["instruct"]["train"]):
+        parts += [gdata.format_prompt(ex), ex.output]
+    tok = Tokenizer.train("\n".join(parts), VOCAB_SIZE, name=f"starter-bpe-{VOCAB_SIZE}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return tok.save(out)
+
+
+def lm_steps_for(minutes: float, tokenizer: Path, work: Path) -> int:
+    """Optimizer steps that fit the budget, from the speed of a short calibration run."""
+    stamps: list[float] = []
+    run(
+        _lm_spec(tokenizer, max_steps=8),
+        work / "calibrate",
+        callbacks=[lambda e: stamps.append(e.elapsed_s) if e.kind == "step" else None],
+    )
+    per_step = (stamps[-1] - stamps[1]) / (len(stamps) - 2)  # steady state, setup excluded
+    shutil.rmtree(work / "calibrate", ignore_errors=True)
+    return max(50, int(minutes * 60 / (per_step * 1.05)))  # ~5% for evaluations
+
+
+def _lm_spec(tokenizer: Path, max_steps: int) -> RunSpec:
+    return RunSpec(
+        kind="lm",
+        base="preset:mini",
+        tokenizer=str(tokenizer),
+        data="bundled",
+        max_steps=max_steps,
+        batch_size=LM_BATCH,
+        lr=1e-3,
+        warmup_steps=min(100, max_steps // 10),
+        weight_decay=0.1,
+        dropout=0.1,
+        eval_every=max(50, max_steps // 10),
+        eval_batches=20,
+        save_dtype="bfloat16",
+        seed=1,
+    )
+
+
+def _install(run_dir: Path, dest: Path, card: dict[str, Any]) -> None:
+    """Copy a run's final model into the starter folder, with its card."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(run_dir / "model", dest)
+    (dest / "card.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+
+
+def lm_samples(model_dir: Path, prompts: list[str], seed: int = 0) -> list[str]:
+    from gpt.checkpoint import load_model
+    from gpt.sampling import generate
+    from gpt.tokenizer import load_tokenizer
+
+    model, tok = load_model(model_dir), load_tokenizer(model_dir)
+    return [
+        p + generate(model, tok, p, temperature=0.8, top_k=40, max_new_tokens=80, seed=seed + i)
+        for i, p in enumerate(prompts)
+    ]
+
+
+def starter(
+    out: Path, minutes: float = 20.0, work_dir: Path = Path("runs/starter"), quick: bool = False
+) -> dict:
+    """Train and install `starter`, `starter-spam` and `starter-chat` under `out`.
+
+    `quick` caps every stage at a few steps: a smoke test of the whole pipeline, not a model.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    t0 = time.time()
+    tok_file = train_tokenizer(work_dir / "tokenizer.json")
+    cards: dict[str, Any] = {}
+
+    steps = 10 if quick else lm_steps_for(minutes, tok_file, work_dir)
+    lm = run(_lm_spec(tok_file, steps), work_dir / "lm")
+    samples = lm_samples(work_dir / "lm" / "model", ["Once upon a time", "Pip the fox", "One day"])
+    cards["starter"] = {
+        "name": "starter",
+        "task": "lm",
+        "architecture": "GPT-2, preset mini (4 layers, 4 heads, 256 wide, context 256)",
+        "tokenizer": f"byte-level BPE, {VOCAB_SIZE} tokens, trained on the bundled training text",
+        "data": lm["data"],
+        "steps": lm["steps"],
+        "tokens_seen": lm["steps"] * LM_BATCH * 256,
+        "train_seconds": lm["train_seconds"],
+        "parameters": lm["parameters"],
+        "test": lm["test"],
+        "samples": samples,
+    }
+    _install(work_dir / "lm", out / "starter", cards["starter"])
+
+    spam_spec = RunSpec(
+        kind="classify",
+        base=str(out / "starter"),
+        data="bundled",
+        method="full",
+        epochs=3,
+        batch_size=16,
+        lr=5e-4,
+        warmup_steps=20,
+        eval_every=50,
+        save_dtype="bfloat16",
+        seed=2,
+    )
+    if quick:
+        spam_spec = dataclasses.replace(spam_spec, max_steps=5)
+    spam = run(spam_spec, work_dir / "spam")
+    cards["starter-spam"] = {
+        "name": "starter-spam",
+        "task": "classify",
+        "labels": ["ham", "spam"],
+        "base": "starter",
+        "data": spam["data"],
+        "steps": spam["steps"],
+        "train_seconds": spam["train_seconds"],
+        "test": spam["test"],
+        "spec": spam_spec.to_dict(),
+    }
+    _install(work_dir / "spam", out / "starter-spam", cards["starter-spam"])
+
+    chat_spec = RunSpec(
+        kind="instruct",
+        base=str(out / "starter"),
+        data="bundled",
+        method="full",
+        epochs=6,
+        batch_size=8,
+        lr=5e-4,
+        warmup_steps=20,
+        eval_every=100,
+        mask_prompt=True,
+        eval_samples=200,
+        max_new_tokens=64,
+        save_dtype="bfloat16",
+        seed=3,
+    )
+    if quick:
+        chat_spec = dataclasses.replace(chat_spec, max_steps=5, eval_samples=3, max_new_tokens=16)
+    chat = run(chat_spec, work_dir / "chat")
+    baseline = untuned_score(out / "starter", chat_spec)
+    cards["starter-chat"] = {
+        "name": "starter-chat",
+        "task": "instruct",
+        "base": "starter",
+        "data": chat["data"],
+        "steps": chat["steps"],
+        "train_seconds": chat["train_seconds"],
+        "test": {k: v for k, v in chat["test"].items() if k != "test_samples"},
+        "untuned_starter_test": baseline,
+        "samples": chat["test"].get("test_samples", [])[:3],
+        "spec": chat_spec.to_dict(),
+    }
+    _install(work_dir / "chat", out / "starter-chat", cards["starter-chat"])
+    cards["total_seconds"] = round(time.time() - t0, 1)
+    return cards
+
+
+def untuned_score(model_dir: Path, spec: RunSpec) -> dict[str, Any]:
+    """The automatic response score of a model that was never instruction-tuned."""
+    from gpt import data as gdata
+    from gpt.checkpoint import load_model
+    from gpt.metrics import response_scores
+    from gpt.tokenizer import load_tokenizer
+
+    model, tok = load_model(model_dir), load_tokenizer(model_dir)
+    examples = gdata.read_instructions(BUNDLED["instruct"]["test"])[: spec.eval_samples]
+    preds = [answer(model, tok, ex, spec.max_new_tokens) for ex in examples]
+    return {f"test_{k}": v for k, v in response_scores(preds, [e.output for e in examples]).items()}
