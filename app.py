@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pages import tokenizer
+from pages import attention, generation, tokenizer
 from pages.common import CSS
 
 # What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap.
@@ -18,7 +18,9 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title="GPT-2 Lab") as demo:
         gr.Markdown("# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it.")
         with gr.Tabs():
-            tokenizer.build()
+            tokenizer.build(demo)
+            attention.build(demo)
+            generation.build(demo)
     demo.queue(default_concurrency_limit=4)
     return demo
 

@@ -282,7 +282,7 @@ def train_bpe(
 # --- layout -------------------------------------------------------------------------------------
 
 
-def build() -> None:
+def build(demo: gr.Blocks | None = None) -> None:
     # First render at build time, so the tab is never empty on first load.
     init = tokenize(EXAMPLE, False)
     with gr.Tab("Tokenizer", id="tokenizer"):

@@ -201,3 +201,153 @@ def test_train_bpe_bad_inputs(client, tmp_path):
     with pytest.raises(AppError, match="less than minimum"):
         client.predict("abab cdcd " * 300, None, -5, "abab", api_name="/train_bpe")
     assert_alive(client)
+
+
+# --- attention ------------------------------------------------------------------------------------
+
+
+def test_attention_figures(client):
+    note, main, avg, grid, bars = client.predict(
+        LM, "The cat sat on the mat.", 1, 1, "Show", -1, api_name="/attention"
+    )
+    assert "tokens (cap 256)" in note
+    main_fig = main["plot"] if isinstance(main, dict) else main
+    text = str(main_fig)
+    assert "Key (attended-to token)" in text and "Query (attending token)" in text
+    assert "Layer 1, head 1" in text
+    assert "All heads: 2 layers × 2 heads" in str(grid)
+    assert "Where token #6" in str(bars)
+
+
+def test_attention_truncates_and_renormalises(client):
+    note, main, *_ = client.predict(
+        LM, "word " * 400, 0, 0, "Renormalise", 3, api_name="/attention"
+    )
+    assert "truncated" in note and "to its first 256 tokens" in note
+    assert "renormalised" in str(main)
+
+
+def test_attention_latency_256_tokens(client):
+    text = "word " * 256
+    client.predict(LM, text, 0, 0, "Hide", -1, api_name="/attention")
+    start = time.perf_counter()
+    client.predict(LM, text + "x", 1, 1, "Hide", -1, api_name="/attention")  # uncached maps
+    seconds = time.perf_counter() - start
+    print(f"attention, 256 tokens, tiny model: {seconds * 1000:.0f} ms")
+    assert seconds < 5
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("no-such-model", "hi", 0, 0, "Show", -1), "not available"),
+        ((SPAM, "hi", 0, 0, "Show", -1), "not available"),  # a classifier is not for this tab
+        ((LM, "", 0, 0, "Show", -1), "empty"),
+        ((LM, "a" * 1_000_000, 0, 0, "Show", -1), "limit is 20,000"),
+    ],
+)
+def test_attention_bad_inputs(client, args, match):
+    with pytest.raises(AppError, match=match):
+        client.predict(*args, api_name="/attention")
+    assert_alive(client)
+
+
+def test_attention_clamps_layer_and_emoji(client):
+    note, main, avg, grid, bars = client.predict(
+        LM, "🙂🙃😀", 1, 1, "Hide", 1e9, api_name="/attention"
+    )
+    assert "Layer 1, head 1" in str(main) and "Where token #" in str(bars)  # index clamped
+    with pytest.raises(AppError, match="greater than maximum"):
+        client.predict(LM, "hi", 99, 0, "Show", -1, api_name="/attention")
+
+
+# --- generation -----------------------------------------------------------------------------------
+
+
+GEN = dict(temperature=0.8, top_k=40, top_p=0.95, rep=1.1, max_new=12, seed=0)
+
+
+def gen_args(prompt="Once upon a time", model=LM, **over):
+    a = {**GEN, **over}
+    return (
+        model,
+        prompt,
+        a["temperature"],
+        a["top_k"],
+        a["top_p"],
+        a["rep"],
+        a["max_new"],
+        a["seed"],
+    )
+
+
+def test_generate_streams_and_updates_chart(client):
+    job = client.submit(*gen_args(max_new=20), api_name="/generate")
+    texts, charts = [], []
+    for text, chart, _status in job:
+        texts.append(text)
+        if chart:
+            charts.append(str(chart))
+    assert job.status().success if hasattr(job.status(), "success") else True
+    assert len(texts) >= 2
+    assert all(len(a) <= len(b) for a, b in zip(texts, texts[1:]))  # grows
+    assert any("Step 1:" in c for c in charts) and any("chosen" in c for c in charts)
+    final = job.outputs()[-1]
+    assert "stopped" in final[2]
+
+
+def test_generate_greedy_is_deterministic(client):
+    a = client.predict(*gen_args(temperature=0, seed=-1), api_name="/generate")
+    b = client.predict(*gen_args(temperature=0, seed=5), api_name="/generate")
+    assert a[0] == b[0]
+
+
+def test_generate_enforces_max_new_tokens_server_side(client):
+    with pytest.raises(AppError, match="greater than maximum"):
+        client.predict(*gen_args(max_new=100_000), api_name="/generate")
+    out = client.predict(*gen_args(max_new=3, top_p=1.0, top_k=0), api_name="/generate")
+    assert out[2].startswith("3 / 3 tokens")
+
+
+@pytest.mark.parametrize(
+    "over, match",
+    [
+        (dict(temperature=-1), "less than minimum"),
+        (dict(top_p=0), "less than minimum"),
+        (dict(rep=50), "greater than maximum"),
+    ],
+)
+def test_generate_rejects_absurd_sliders(client, over, match):
+    with pytest.raises(AppError, match=match):
+        client.predict(*gen_args(**over), api_name="/generate")
+    assert_alive(client)
+
+
+def test_generate_odd_prompts(client):
+    with pytest.raises(AppError, match="empty"):
+        client.predict(*gen_args(prompt=""), api_name="/generate")
+    with pytest.raises(AppError, match="limit is 10,000"):
+        client.predict(*gen_args(prompt="x" * 1_000_000), api_name="/generate")
+    out = client.predict(*gen_args(prompt="🙂🙂🙂", max_new=4), api_name="/generate")
+    assert "tokens" in out[2]
+    huge_seed = client.predict(*gen_args(seed=1e18, max_new=2), api_name="/generate")
+    assert "2 / 2" in huge_seed[2]
+
+
+def test_load_eight_concurrent_users(app_url):
+    """8 users generating at once: all served, no errors; prints p50/p95 latency."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_user(i: int) -> float:
+        c = gradio_client.Client(app_url, verbose=False)
+        start = time.perf_counter()
+        out = c.predict(*gen_args(f"User {i} says", max_new=16, seed=i), api_name="/generate")
+        assert "16 / 16" in out[2] or "stopped" in out[2]
+        return time.perf_counter() - start
+
+    with ThreadPoolExecutor(8) as pool:
+        latencies = sorted(pool.map(one_user, range(8)))
+    p50 = statistics.median(latencies)
+    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
+    print(f"8 concurrent users, 16 tokens each: p50 {p50:.2f} s, p95 {p95:.2f} s")
+    assert len(latencies) == 8 and p95 < 20

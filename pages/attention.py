@@ -1,0 +1,354 @@
+"""Attention tab: where each token looks, per layer and head, as heatmaps and bar charts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from gpt.config import HUB_IDS, PRESETS
+from gpt.registry import default_registry
+from pages.common import check_text, clamp, friendly_errors, get_model, model_note, model_picker
+
+TASKS = ("lm", "instruct")
+MAX_TOKENS = 256
+MAX_CHARS = 20_000
+GRID_CELLS = 32  # each map in the all-heads grid is pooled to at most this many cells a side
+MASKED = "#d4d4d4"  # background shown where the causal mask hides future tokens
+SINK_MODES = ("Show", "Hide", "Renormalise")
+SINK_HELP = (
+    "Many heads park most of their attention on the first token when nothing else is relevant "
+    "(an *attention sink*). Hide that column, or renormalise each row without it, to see the rest."
+)
+EXAMPLE = (
+    "The cat sat on the mat because it was tired. Then the cat fell asleep, and the mat "
+    "stayed warm all night."
+)
+
+_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def model_shape(name: str | None) -> tuple[int, int]:
+    """(n_layer, n_head) of a listed model from its config, without loading weights."""
+    if not name:
+        return 12, 12
+    try:
+        entry = default_registry().entry(name)
+    except LookupError:
+        return 12, 12
+    if entry.location in HUB_IDS:
+        cfg = PRESETS[entry.location]
+        return cfg.n_layer, cfg.n_head
+    try:
+        raw = json.loads((Path(entry.location) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 12, 12
+    body = raw.get("model", raw)
+    return int(body.get("n_layer", 12)), int(body.get("n_head", 12))
+
+
+def attention_maps(name: str, model, ids: list[int]) -> np.ndarray:
+    """Attention weights `(L, H, T, T)` as float32 numpy, cached per (model, ids)."""
+    key = (name, id(model), tuple(ids))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    gpt_model = getattr(model, "gpt", model)
+    with torch.inference_mode():
+        ex = gpt_model.explain(torch.tensor([ids], device=gpt_model.device))
+    maps = torch.stack([a[0] for a in ex.attentions]).float().cpu().numpy()  # (L, H, T, T)
+    with _cache_lock:
+        _cache[key] = maps
+        while len(_cache) > 8:
+            _cache.popitem(last=False)
+    return maps
+
+
+def apply_sink(maps: np.ndarray, mode: str) -> np.ndarray:
+    """Future positions as NaN; the first column shown, hidden (NaN) or dropped and renormalised."""
+    T = maps.shape[-1]
+    out = np.where(np.tril(np.ones((T, T), dtype=bool)), maps, np.nan).astype(np.float32)
+    if mode == "Show" or T == 1:
+        return out
+    out[..., 0] = np.nan
+    if mode == "Renormalise":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = out / np.nansum(out, axis=-1, keepdims=True)
+        out[..., 0, :] = np.nan  # the first token sees only itself: nothing left to show
+    return out
+
+
+def token_labels(tok, ids: list[int]) -> list[str]:
+    marks = str.maketrans({" ": "·", "\n": "↵", "\t": "→"})
+    return [tok.decode([i]).translate(marks) or "∅" for i in ids]
+
+
+def _ticks(labels: list[str]) -> dict:
+    step = max(1, len(labels) // 40)
+    vals = list(range(0, len(labels), step))
+    return dict(tickmode="array", tickvals=vals, ticktext=[labels[i] for i in vals])
+
+
+def heatmap(z: np.ndarray, labels: list[str], title: str, height: int = 560) -> go.Figure:
+    T = len(labels)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(range(T)),
+            y=list(range(T)),
+            colorscale="Viridis",
+            zmin=0,
+            zmax=float(np.nanmax(z)) if np.isfinite(z).any() else 1.0,
+            hoverongaps=False,
+            hovertemplate="query %{y} → key %{x}: %{z:.3f}<extra></extra>",
+            colorbar=dict(title="weight", thickness=12),
+        )
+    )
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=14)),
+        height=height,
+        margin=dict(l=90, r=20, t=50, b=90),
+        plot_bgcolor=MASKED,
+        xaxis=dict(
+            title="Key (attended-to token)", tickangle=-60, showgrid=False, **_ticks(labels)
+        ),
+        yaxis=dict(
+            title="Query (attending token)", autorange="reversed", showgrid=False, **_ticks(labels)
+        ),
+    )
+    return fig
+
+
+def pooled(maps: np.ndarray, cells: int) -> np.ndarray:
+    """Average-pool the last two axes to at most `cells` x `cells`, ignoring NaN."""
+    T = maps.shape[-1]
+    if cells >= T:
+        return maps
+    starts = np.linspace(0, T, cells + 1).astype(int)[:-1]
+    valid = np.isfinite(maps)
+    summed = np.where(valid, maps, 0.0)
+    for axis in (-1, -2):
+        summed = np.add.reduceat(summed, starts, axis=axis)
+        valid = np.add.reduceat(valid.astype(np.float32), starts, axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid > 0, summed / valid, np.nan).astype(np.float32)
+
+
+def grid_figure(maps: np.ndarray, layer: int, head: int) -> go.Figure:
+    """Every head of every layer as small multiples, tiled into one heatmap (fast to draw)."""
+    L, H, T, _ = maps.shape
+    small = pooled(maps, GRID_CELLS)
+    s = small.shape[-1]
+    mosaic = np.full((L * (s + 1) - 1, H * (s + 1) - 1), np.nan, dtype=np.float32)
+    for li in range(L):
+        for hi in range(H):
+            mosaic[li * (s + 1) : li * (s + 1) + s, hi * (s + 1) : hi * (s + 1) + s] = small[li, hi]
+    finite = mosaic[np.isfinite(mosaic)]
+    fig = go.Figure(
+        go.Heatmap(
+            z=mosaic,
+            colorscale="Viridis",
+            zmin=0,
+            zmax=float(np.percentile(finite, 99)) if finite.size else 1.0,
+            hoverongaps=False,
+            hoverinfo="skip",
+            showscale=False,
+        )
+    )
+    centres = [i * (s + 1) + (s - 1) / 2 for i in range(max(L, H))]
+    x0, y0 = head * (s + 1) - 0.5, layer * (s + 1) - 0.5
+    fig.add_shape(type="rect", x0=x0, x1=x0 + s, y0=y0, y1=y0 + s, line=dict(color="red", width=2))
+    pooled_note = f", each pooled to {s}×{s}" if s < T else ""
+    fig.update_layout(
+        title=dict(text=f"All heads: {L} layers × {H} heads{pooled_note}", font=dict(size=14)),
+        height=min(1000, 120 + 70 * L),
+        margin=dict(l=70, r=20, t=50, b=40),
+        plot_bgcolor="white",
+        xaxis=dict(
+            tickmode="array",
+            tickvals=centres[:H],
+            ticktext=[f"head {h}" for h in range(H)],
+            showgrid=False,
+            zeroline=False,
+            side="top",
+            title=None,
+        ),
+        yaxis=dict(
+            tickmode="array",
+            tickvals=centres[:L],
+            ticktext=[f"layer {i}" for i in range(L)],
+            showgrid=False,
+            zeroline=False,
+            autorange="reversed",
+            scaleanchor="x",
+        ),
+    )
+    return fig
+
+
+def bar_figure(row: np.ndarray, labels: list[str], index: int, where: str) -> go.Figure:
+    keys = list(range(index + 1))
+    values = np.nan_to_num(row[: index + 1], nan=0.0)
+    fig = go.Figure(
+        go.Bar(
+            x=keys,
+            y=values,
+            marker_color=["#e4572e" if k == index else "#4a6fa5" for k in keys],
+            hovertext=[labels[k] for k in keys],
+            hovertemplate="key %{x} %{hovertext}: %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=dict(
+            text=f"Where token #{index} {labels[index]!r} attends ({where})", font=dict(size=14)
+        ),
+        height=360,
+        margin=dict(l=60, r=20, t=50, b=90),
+        xaxis=dict(title="Key (attended-to token)", tickangle=-60, **_ticks(labels[: index + 1])),
+        yaxis=dict(title="attention weight", rangemode="tozero"),
+    )
+    return fig
+
+
+@friendly_errors
+def attention(
+    model_name: str,
+    text: str,
+    layer: float,
+    head: float,
+    sink: str,
+    token_index: float,
+) -> tuple[str, go.Figure, go.Figure, go.Figure, go.Figure]:
+    """(note, chosen head heatmap, head average, all-heads grid, one token's bar chart)."""
+    model, tok = get_model(model_name, TASKS)
+    text = check_text(text, MAX_CHARS, "Text")
+    gpt_model = getattr(model, "gpt", model)
+    cap = min(MAX_TOKENS, gpt_model.config.block_size)
+    ids = tok.encode(text)
+    notes = [f"**{min(len(ids), cap)}** tokens (cap {cap})."]
+    if len(ids) > cap:
+        notes.append(f"The text was **truncated** from {len(ids)} to its first {cap} tokens.")
+        ids = ids[:cap]
+    maps = attention_maps(model_name, model, ids)
+    L, H, T, _ = maps.shape
+    layer = clamp(layer, 0, L - 1, "Layer", integer=True)
+    head = clamp(head, 0, H - 1, "Head", integer=True)
+    if sink not in SINK_MODES:
+        sink = "Show"
+    index = clamp(token_index, -1, 10**9, "Token index", integer=True)
+    index = T - 1 if index < 0 or index >= T else index
+    shown = apply_sink(maps, sink)
+    labels = token_labels(tok, ids)
+    sink_note = {
+        "Show": "",
+        "Hide": " (first column hidden)",
+        "Renormalise": " (renormalised without the first token)",
+    }[sink]
+    main = heatmap(shown[layer, head], labels, f"Layer {layer}, head {head}{sink_note}")
+    with warnings.catch_warnings():  # rows that are all NaN (masked) average to NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        avg_maps = np.nanmean(shown[layer], axis=0) if H > 1 else shown[layer, 0]
+    avg = heatmap(avg_maps, labels, f"Layer {layer}, average of {H} heads{sink_note}", 460)
+    grid = grid_figure(shown, layer, head)
+    bars = bar_figure(shown[layer, head, index], labels, index, f"layer {layer}, head {head}")
+    notes.append("Grey cells are masked: a token cannot attend to tokens after it.")
+    return " ".join(notes), main, avg, grid, bars
+
+
+def first_render(*args):
+    """The page-load render; quiet (no error pop-up) when no model is available yet."""
+    if default_registry().default(TASKS) is None:
+        return model_note(TASKS), None, None, None, None
+    return attention(*args)
+
+
+def on_model_change(model_name: str, layer: float, head: float):
+    n_layer, n_head = model_shape(model_name)
+    return (
+        gr.Slider(maximum=n_layer - 1, value=min(int(layer or 0), n_layer - 1)),
+        gr.Slider(maximum=n_head - 1, value=min(int(head or 0), n_head - 1)),
+    )
+
+
+def build(demo: gr.Blocks) -> None:
+    with gr.Tab("Attention", id="attention"):
+        gr.Markdown(
+            "Each row of a heatmap is one token (the *query*) and shows how much it attends to "
+            "every earlier token (the *keys*). Up to 256 tokens; longer text is truncated."
+        )
+        with gr.Row():
+            model = model_picker(TASKS, "att-model")
+            gr.Markdown(model_note(TASKS), elem_id="att-model-note")
+        # Slider ranges fit the largest listed model (so the API accepts any of them); the page
+        # narrows them to the picked model on load and on every model change.
+        shapes = [model_shape(n) for n in default_registry().names(TASKS)] or [(12, 12)]
+        n_layer, n_head = max(s[0] for s in shapes), max(s[1] for s in shapes)
+        text = gr.Textbox(
+            label="Text", value=EXAMPLE, lines=3, elem_id="att-text", max_length=MAX_CHARS
+        )
+        with gr.Row():
+            layer = gr.Slider(0, n_layer - 1, value=0, step=1, label="Layer", elem_id="att-layer")
+            head = gr.Slider(0, n_head - 1, value=0, step=1, label="Head", elem_id="att-head")
+            token = gr.Number(
+                value=-1, precision=0, label="Token to inspect (-1 = last)", elem_id="att-token"
+            )
+        with gr.Row():
+            sink = gr.Radio(
+                list(SINK_MODES),
+                value="Show",
+                label="First token (attention sink)",
+                elem_id="att-sink",
+                scale=1,
+            )
+            gr.Markdown(SINK_HELP, elem_classes="note")
+        note = gr.Markdown(elem_id="att-note")
+        with gr.Row(equal_height=False):
+            main = gr.Plot(label="Chosen head", elem_id="att-heatmap")
+            avg = gr.Plot(label="Head average", elem_id="att-avg")
+        bars = gr.Plot(label="One token", elem_id="att-bars")
+        grid = gr.Plot(label="All heads", elem_id="att-grid")
+        show_btn = gr.Button("Show attention", variant="primary", elem_id="att-run")
+
+        inputs = [model, text, layer, head, sink, token]
+        outputs = [note, main, avg, grid, bars]
+        show_btn.click(
+            attention,
+            inputs,
+            outputs,
+            api_name="attention",
+            concurrency_limit=2,
+            concurrency_id="attention",
+        )
+        gr.on(
+            [text.submit, layer.release, head.release, sink.change, token.submit],
+            attention,
+            inputs,
+            outputs,
+            api_visibility="private",
+            concurrency_limit=2,
+            concurrency_id="attention",
+            trigger_mode="always_last",
+        )
+        model.change(
+            on_model_change,
+            [model, layer, head],
+            [layer, head],
+            api_visibility="private",
+            queue=False,
+        ).then(attention, inputs, outputs, api_visibility="private", concurrency_id="attention")
+        demo.load(
+            on_model_change,
+            [model, layer, head],
+            [layer, head],
+            api_visibility="private",
+            queue=False,
+        ).then(first_render, inputs, outputs, api_visibility="private", concurrency_id="attention")
