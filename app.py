@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pages import attention, generation, tokenizer
+from pages import attention, chat, classify, generation, tokenizer
 from pages.common import CSS
 
 # What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap.
@@ -21,6 +21,8 @@ def build_app() -> gr.Blocks:
             tokenizer.build(demo)
             attention.build(demo)
             generation.build(demo)
+            classify.build(demo)
+            chat.build(demo)
     demo.queue(default_concurrency_limit=4)
     return demo
 

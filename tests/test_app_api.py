@@ -351,3 +351,65 @@ def test_load_eight_concurrent_users(app_url):
     p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
     print(f"8 concurrent users, 16 tokens each: p50 {p50:.2f} s, p95 {p95:.2f} s")
     assert len(latencies) == 8 and p95 < 20
+
+
+# --- spam classifier ------------------------------------------------------------------------------
+
+
+def test_classify_label_and_trace(client):
+    label, summary, chart = client.predict(SPAM, "WIN a FREE prize now!!!", api_name="/classify")
+    assert {c["label"] for c in label["confidences"]} == {"ham", "spam"}
+    assert "P(spam)" in summary
+    assert "P(spam) after each token" in str(chart)
+
+
+@pytest.mark.parametrize(
+    "model, text, match",
+    [
+        (SPAM, "", "empty"),
+        (SPAM, "x" * 1_000_000, "limit is 5,000"),
+        (LM, "hello", "not available"),  # a language model is not a classifier
+    ],
+)
+def test_classify_bad_inputs(client, model, text, match):
+    with pytest.raises(AppError, match=match):
+        client.predict(model, text, api_name="/classify")
+    assert_alive(client)
+
+
+def test_classify_emoji_and_long_message(client):
+    label, summary, _ = client.predict(SPAM, "🎉🎉🎉", api_name="/classify")
+    assert label["label"] in ("ham", "spam")
+    _, summary, _ = client.predict(SPAM, "free money " * 400, api_name="/classify")
+    assert "Only the first 256" in summary
+
+
+# --- chat -----------------------------------------------------------------------------------------
+
+
+def test_chat_streams_reply_and_prompt(client):
+    job = client.submit("Say hello.", CHAT, 0.8, 40, 0.9, 12, api_name="/chat")
+    outs = list(job)
+    assert outs, "no streamed output"
+    reply, prompt = job.outputs()[-1]
+    assert isinstance(reply, str) and reply
+    assert "### Instruction:\nSay hello." in prompt and prompt.endswith("### Response:\n")
+
+
+def test_chat_bad_inputs(client):
+    with pytest.raises(AppError, match="empty"):
+        client.predict("", CHAT, 0.8, 40, 0.9, 12, api_name="/chat")
+    with pytest.raises(AppError, match="not available"):
+        client.predict("hi", LM, 0.8, 40, 0.9, 12, api_name="/chat")
+    with pytest.raises(AppError, match="greater than maximum"):
+        client.predict("hi", CHAT, 0.8, 40, 0.9, 10**6, api_name="/chat")
+    assert_alive(client)
+
+
+def test_alpaca_prompt_puts_history_in_input():
+    from pages.chat import alpaca_prompt
+
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    prompt = alpaca_prompt("And now?", history)
+    assert "### Instruction:\nAnd now?\n\n### Input:\nUser: Hi\nAssistant: Hello!\n\n" in prompt
+    assert prompt.startswith("Below is an instruction") and prompt.endswith("### Response:\n")

@@ -1,0 +1,123 @@
+"""Spam tab: a fine-tuned classifier's label, its spam probability, and how it evolved per token."""
+
+from __future__ import annotations
+
+import gradio as gr
+import plotly.graph_objects as go
+import torch
+
+from pages.common import check_text, friendly_errors, get_model, model_note, model_picker
+
+TASKS = ("classify",)
+MAX_CHARS = 5_000
+EXAMPLES = [
+    "Hey, are we still on for dinner at 7? I'll bring the salad.",
+    "WINNER!! You have been selected for a £1000 prize. Call 09061701461 now to claim!",
+    "URGENT: your account is locked. Reply with your PIN to unlock it today.",
+    "Can you pick up milk on your way home? Thanks x",
+]
+
+
+def spam_index(labels: tuple[str, ...]) -> int:
+    """The class read as "spam": a label named spam, else the last class."""
+    lowered = [label.lower() for label in labels]
+    return lowered.index("spam") if "spam" in lowered else len(labels) - 1
+
+
+def trace_figure(labels: list[str], probs: list[float], name: str) -> go.Figure:
+    fig = go.Figure(
+        go.Scatter(
+            x=list(range(len(probs))),
+            y=probs,
+            mode="lines+markers",
+            line=dict(color="#c0392b", width=2),
+            hovertext=labels,
+            hovertemplate="after %{hovertext}: %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_hline(y=0.5, line=dict(dash="dash", color="#888"), annotation_text="0.5")
+    step = max(1, len(labels) // 40)
+    vals = list(range(0, len(labels), step))
+    fig.update_layout(
+        title=dict(text=f"P({name}) after each token", font=dict(size=14)),
+        height=380,
+        margin=dict(l=60, r=20, t=50, b=90),
+        xaxis=dict(
+            title="Token (message read up to here)",
+            tickmode="array",
+            tickvals=vals,
+            ticktext=[labels[i] for i in vals],
+            tickangle=-60,
+        ),
+        yaxis=dict(title=f"P({name})", range=[0, 1]),
+    )
+    return fig
+
+
+@friendly_errors
+def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
+    """(label confidences, summary line, per-token trace of the spam probability)."""
+    message = check_text(message, MAX_CHARS, "Message")
+    model, tok = get_model(model_name, TASKS)
+    if not hasattr(model, "trace"):
+        raise gr.Error(f"{model_name!r} is not a classifier; pick a spam model.")
+    ids = tok.encode(message)
+    cap = model.config.block_size
+    note = ""
+    if len(ids) > cap:
+        note = f" Only the first {cap} of {len(ids)} tokens were read."
+        ids = ids[:cap]
+    with torch.inference_mode():
+        probs = model.trace(torch.tensor([ids], device=model.gpt.device)).float().cpu()
+    final = probs[-1].tolist()
+    labels = model.labels
+    k = spam_index(labels)
+    best = max(range(len(labels)), key=lambda i: final[i])
+    summary = (
+        f"**{labels[best]}** · P({labels[k]}) = **{final[k]:.3f}** over {len(ids)} tokens.{note}"
+    )
+    marks = str.maketrans({" ": "·", "\n": "↵", "\t": "→"})
+    token_labels = [tok.decode([i]).translate(marks) for i in ids]
+    fig = trace_figure(token_labels, probs[:, k].tolist(), labels[k])
+    return {label: final[i] for i, label in enumerate(labels)}, summary, fig
+
+
+def first_render(model_name: str, message: str):
+    if not model_name:
+        return None, model_note(TASKS), None
+    return classify(model_name, message)
+
+
+def build(demo: gr.Blocks) -> None:
+    with gr.Tab("Spam classifier", id="classify"):
+        gr.Markdown(
+            "A GPT fine-tuned to tell spam from ham reads the message; the chart shows what it "
+            "would answer had the message ended at each token."
+        )
+        with gr.Row():
+            model = model_picker(TASKS, "clf-model")
+            gr.Markdown(model_note(TASKS), elem_id="clf-model-note")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                message = gr.Textbox(
+                    label="Message",
+                    value=EXAMPLES[1],
+                    lines=4,
+                    elem_id="clf-text",
+                    max_length=MAX_CHARS,
+                )
+                run = gr.Button("Classify", variant="primary", elem_id="clf-run")
+                gr.Examples(EXAMPLES, [message], label="Example messages")
+            with gr.Column(scale=2):
+                label = gr.Label(label="Prediction", elem_id="clf-label")
+                summary = gr.Markdown(elem_id="clf-summary")
+        chart = gr.Plot(label="Spam probability, token by token", elem_id="clf-chart")
+        gr.on(
+            [run.click, message.submit],
+            classify,
+            [model, message],
+            [label, summary, chart],
+            api_name="classify",
+            concurrency_limit=4,
+        )
+        demo.load(first_render, [model, message], [label, summary, chart], api_visibility="private")
