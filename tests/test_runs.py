@@ -1,0 +1,128 @@
+"""Whole runs through `gpt.runs` and the CLI: data file -> training -> model folder -> eval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpt.checkpoint import load_checkpoint, load_model
+from gpt.classifier import GPTClassifier
+from gpt.cli import main
+from gpt.data import DataError
+from gpt.model import GPT
+from gpt.runs import RunSpec, run
+from gpt.tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="module")
+def byte_tok(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / "bytes.json"
+    return Tokenizer({bytes([b]): b for b in range(256)}, {"<|endoftext|>": 256}).save(path)
+
+
+@pytest.fixture(scope="module")
+def spam_tsv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spam") / "sms.tsv"
+    rows = [f"ham\tsee you at {i} pm ok" for i in range(40)]
+    rows += [f"spam\tWIN £{i}00 CASH now txt CLAIM to 8{i:04d}" for i in range(40)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def alpaca_json(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inst") / "inst.json"
+    rows = [
+        {"instruction": f"Add {a} and {a + 1}.", "input": "", "output": f"{2 * a + 1}"}
+        for a in range(40)
+    ]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return path
+
+
+def tiny_spec(kind, tok, data, **kw):
+    base = dict(
+        base="preset:tiny",
+        tokenizer=str(tok),
+        data=str(data),
+        max_steps=6,
+        eval_every=3,
+        batch_size=8,
+        lr=3e-3,
+    )
+    return RunSpec(kind=kind, **{**base, **kw})
+
+
+def test_classify_run_writes_a_loadable_classifier(tmp_path, byte_tok, spam_tsv):
+    metrics = run(tiny_spec("classify", byte_tok, spam_tsv), tmp_path)
+    assert metrics["status"] == "finished" and metrics["steps"] == 6
+    assert {"test_accuracy", "test_f1", "test_confusion_matrix"} <= set(metrics["test"])
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 6
+    model = load_model(tmp_path / "model")
+    assert isinstance(model, GPTClassifier) and model.labels == ("ham", "spam")
+    card = load_checkpoint(tmp_path / "model").metadata
+    assert card["test"]["test_accuracy"] == metrics["test"]["test_accuracy"]
+
+
+def test_instruct_lora_run_merges_and_saves_adapters(tmp_path, alpaca_json):
+    # GPT-2's tokenizer: the Alpaca preamble alone is 130 bytes, longer than tiny's context.
+    spec = tiny_spec(
+        "instruct", "gpt2", alpaca_json, method="lora", eval_samples=2, max_new_tokens=4
+    )
+    metrics = run(spec, tmp_path)
+    assert (tmp_path / "adapters.safetensors").is_file()
+    assert {"test_rouge_l_f1", "test_token_f1", "test_loss"} <= set(metrics["test"])
+    assert metrics["trainable_parameters"] < metrics["parameters"] / 2
+    assert isinstance(load_model(tmp_path / "model"), GPT)  # merged: a plain GPT again
+
+
+def test_cli_train_resume_and_eval(tmp_path, byte_tok, spam_tsv, capsys):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "classify",
+        "--base",
+        "preset:tiny",
+        "--tokenizer",
+        str(byte_tok),
+        "--data",
+        str(spam_tsv),
+        "--out",
+        str(out),
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["status"] == "finished" and first["steps"] == 4
+    assert main(["train", "classify", "--resume", str(out), "--quiet"]) == 0  # already done: no-op
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 4
+    assert main(["eval", "classify", "--model", str(out / "model"), "--data", str(spam_tsv)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert len(line.splitlines()) == 1
+    result = json.loads(line)
+    assert 0 <= result["accuracy"] <= 1 and result["n"] == 80
+
+
+def test_bad_data_fails_before_training(tmp_path, byte_tok):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("ham\thello\nmaybe\tspam or not\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.tsv.*line 2"):
+        run(tiny_spec("classify", byte_tok, bad), tmp_path / "out")
+    with pytest.raises(DataError, match="neither 'bundled', an existing file"):
+        run(tiny_spec("classify", byte_tok, tmp_path / "missing.tsv"), tmp_path / "out")
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="unknown run settings: colour"):
+        RunSpec.from_dict({"kind": "lm", "colour": "red"})
+    with pytest.raises(ValueError, match="kind must be one of"):
+        RunSpec(kind="summarise")
+    with pytest.raises(ValueError, match="lr must be in"):
+        RunSpec(kind="lm", lr=-1)
+    with pytest.raises(ValueError, match="save_dtype"):
+        RunSpec(kind="lm", save_dtype="int4")
