@@ -1,0 +1,811 @@
+"""Background training jobs: submit a `RunSpec`, watch it, cancel it, resume it, use its model.
+
+Training takes minutes to hours on a CPU, so it never runs inside a web request. A
+`JobManager` keeps a queue in SQLite (`root/jobs.db`) and runs each job in its own OS process
+(`python -m gpt.jobs_worker`), so a crash, an out-of-memory kill or a `kill -9` of a job never
+takes the app down, and a restart of the app never loses a job:
+
+    with JobManager("jobs") as jobs:
+        job_id = jobs.submit({"kind": "classify", "base": "starter", "data": "bundled"})
+        jobs.get(job_id).progress          # poll a plain JobStatus
+        jobs.cancel(job_id)                # stops within ~2 s, keeps the last checkpoint
+        jobs.resume(job_id)                # continues from that checkpoint
+        jobs.models()                      # finished jobs' models, for gpt.load_model
+
+Layout of `root`:
+
+- `jobs.db`: one row per job (spec, state, progress, times, error) and its metric history;
+- `<id>/out/`: what `gpt.runs.run` writes (`checkpoints/`, `model/`, `metrics.json`);
+- `<id>/log.txt`: the worker's stdout and stderr; `<id>/data/`: a copy of an uploaded data file.
+
+States: queued -> running -> succeeded | failed | cancelled | interrupted. A job whose process
+died without reporting (killed by a signal, or gone when a new manager starts) is
+`interrupted`; `resume` continues cancelled, interrupted and failed jobs from their newest valid
+checkpoint, so at most one checkpoint interval of training is redone, and the metric history
+stays continuous (rows past the checkpoint are dropped, rows up to it are restored from it).
+
+Several managers (the app, the CLI) may share one root: a job is claimed inside one SQLite write
+transaction, so the concurrency limit holds across processes, and a finished worker starts the
+next queued job itself, so a queue drains even when no manager is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpt import trainstate
+from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS
+from gpt.runs import RunSpec
+
+REPO = Path(__file__).resolve().parents[1]
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+RESUMABLE = ("cancelled", "interrupted", "failed")
+THREADS_ENV = "GPT2LAB_JOB_THREADS"  # torch threads per worker (default: cores / max_concurrent)
+CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
+START_GRACE_S = 30.0  # a claimed job may have no PID yet for this long
+LOG_TAIL_LINES = 15
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    base TEXT NOT NULL,
+    method TEXT NOT NULL,
+    data TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0,
+    max_steps INTEGER,
+    loss REAL,
+    eta_s REAL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    error TEXT,
+    note TEXT,
+    pid INTEGER,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    resume INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    disk_quota INTEGER
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, kind, step)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class JobError(ValueError):
+    """A job request that cannot be done (bad spec or data, unknown job, a limit reached)."""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a page or the CLI polls: one job's state and progress, plain values only."""
+
+    id: str
+    kind: str
+    base: str
+    method: str
+    data: str
+    state: str
+    step: int
+    max_steps: int | None
+    progress: float  # 0..1
+    loss: float | None
+    eta_s: float | None
+    created: float
+    started: float | None
+    finished: float | None
+    error: str | None
+    note: str | None  # e.g. a corrupted checkpoint skipped on resume
+    model_path: str | None  # set once the job succeeded
+    pid: int | None
+    attempt: int  # 1 for the first run, +1 per resume
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
+
+
+@dataclass(frozen=True)
+class JobModel:
+    """A finished job's model: `path` loads with `gpt.load_model`; `base` names it as `job:<id>`."""
+
+    id: str
+    kind: str
+    base: str
+    method: str
+    path: str
+    finished: float | None
+    metrics: dict[str, Any]  # the test metrics (test_loss, test_accuracy, ...)
+
+    @property
+    def name(self) -> str:
+        return f"job:{self.id}"
+
+
+# --- storage shared by the manager and the worker -----------------------------------------------
+
+
+def connect(root: str | Path) -> sqlite3.Connection:
+    """A connection to `root/jobs.db` (WAL, autocommit, busy timeout), schema created."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        root / "jobs.db", timeout=30.0, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+class _Tx:
+    """`with _Tx(conn):` one short write transaction (BEGIN IMMEDIATE ... COMMIT/ROLLBACK)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def record_metric(conn: sqlite3.Connection, job_id: str, kind: str, step: int, data: dict) -> None:
+    """Store one metric row (a training step, an evaluation, a checkpoint, the test)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO metrics (job_id, kind, step, data) VALUES (?, ?, ?, ?)",
+        (job_id, kind, step, json.dumps(data, default=str)),
+    )
+
+
+def rewind_metrics(
+    conn: sqlite3.Connection, job_id: str, step: int, state: Mapping[str, Any] | None = None
+) -> None:
+    """Drop metric rows past `step` (they are redone) and restore rows up to it from a
+    checkpoint's state (its history and evals), so the history has neither gaps nor duplicates."""
+    with _Tx(conn):
+        conn.execute("DELETE FROM metrics WHERE job_id = ? AND step > ?", (job_id, step))
+        conn.execute("DELETE FROM metrics WHERE job_id = ? AND kind = 'test'", (job_id,))
+        for kind, rows in (("step", "history"), ("eval", "evals")):
+            for rec in (state or {}).get(rows, []):
+                if rec.get("step", step + 1) <= step:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO metrics (job_id, kind, step, data) "
+                        "VALUES (?, ?, ?, ?)",
+                        (job_id, kind, rec["step"], json.dumps(rec, default=str)),
+                    )
+        conn.execute("UPDATE jobs SET step = ? WHERE id = ?", (step, job_id))
+
+
+def dir_size(path: Path) -> int:
+    """Bytes of every file under `path` (0 when it does not exist)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # deleted while we walk
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def jobs_usage(root: Path) -> int:
+    """Bytes used by the job folders under `root`."""
+    return sum(dir_size(p) for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+
+
+def is_worker_alive(pid: int | None, job_id: str) -> bool:
+    """Whether `pid` is a live (not zombie) worker process of `job_id`.
+
+    On Linux the command line must name `gpt.jobs_worker` and the job, so a PID reused by
+    another process after a reboot is not mistaken for the job.
+    """
+    if not pid:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self/stat").exists():
+        try:
+            stat = (proc / "stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return False
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            return False
+        return b"gpt.jobs_worker" in argv and job_id.encode() in argv
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+# --- the manager --------------------------------------------------------------------------------
+
+
+class JobManager:
+    """Queue, run, watch, cancel and resume training jobs stored under `root_dir`.
+
+    Args:
+        root_dir: where `jobs.db` and the job folders live.
+        max_concurrent: jobs running at once (1 suits a CPU: a job uses every core).
+        max_queued: jobs waiting at once; a submit beyond it raises JobError.
+        disk_quota_bytes: total size of the job folders above which submit and resume raise
+            JobError, and a running job stops at its next checkpoint (None: no limit).
+        background: run a scheduler thread that starts queued jobs and reaps finished ones
+            (without it, every public method does that work itself via `poll()`).
+        poll_interval: seconds between the scheduler thread's rounds.
+    """
+
+    def __init__(
+        self,
+        root_dir: str | Path,
+        max_concurrent: int = 1,
+        max_queued: int = 20,
+        disk_quota_bytes: int | None = None,
+        *,
+        background: bool = True,
+        poll_interval: float = 0.2,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        if max_queued < 0:
+            raise ValueError(f"max_queued must be >= 0, got {max_queued}")
+        self.root = Path(root_dir).resolve()
+        self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        self.disk_quota_bytes = disk_quota_bytes
+        self.poll_interval = poll_interval
+        self._conn = connect(self.root)
+        self._lock = threading.RLock()
+        self._procs: dict[str, tuple[subprocess.Popen, int]] = {}
+        self._closed = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('max_concurrent', ?)",
+            (str(max_concurrent),),
+        )
+        self.poll()  # recovery: jobs whose process died while no manager watched
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._loop, name="job-scheduler", daemon=True)
+            self._thread.start()
+
+    # -- lifecycle --
+
+    def close(self) -> None:
+        """Stop the scheduler thread. Running jobs go on in their own processes; a later
+        manager on the same root picks them up (or marks them interrupted if they died)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> JobManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.poll()
+            except Exception as e:  # a locked or vanished DB must not kill the scheduler
+                self.last_error = f"{type(e).__name__}: {e}"
+
+    # -- database helpers --
+
+    def _execute(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            if self._closed:
+                raise JobError("the job manager is closed")
+            return self._conn.execute(sql, params).fetchall()
+
+    def _row(self, job_id: str) -> sqlite3.Row:
+        rows = self._execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobError(f"no job {job_id!r} in {self.root}")
+        return rows[0]
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def model_dir(self, job_id: str) -> Path:
+        return self.root / job_id / "out" / "model"
+
+    def _status(self, row: sqlite3.Row) -> JobStatus:
+        model = self.model_dir(row["id"])
+        done = row["state"] == "succeeded" and (model / "config.json").is_file()
+        max_steps = row["max_steps"]
+        if row["state"] == "succeeded":
+            progress = 1.0
+        else:
+            progress = min(1.0, row["step"] / max_steps) if max_steps else 0.0
+        return JobStatus(
+            id=row["id"],
+            kind=row["kind"],
+            base=row["base"],
+            method=row["method"],
+            data=row["data"],
+            state=row["state"],
+            step=row["step"],
+            max_steps=max_steps,
+            progress=progress,
+            loss=row["loss"],
+            eta_s=row["eta_s"] if row["state"] == "running" else None,
+            created=row["created"],
+            started=row["started"],
+            finished=row["finished"],
+            error=row["error"],
+            note=row["note"],
+            model_path=str(model) if done else None,
+            pid=row["pid"],
+            attempt=row["attempt"],
+            spec=json.loads(row["spec"]),
+        )
+
+    # -- queries --
+
+    def get(self, job_id: str) -> JobStatus:
+        self.poll()
+        return self._status(self._row(job_id))
+
+    def list(self) -> list[JobStatus]:
+        """Every job, newest first."""
+        self.poll()
+        rows = self._execute("SELECT * FROM jobs ORDER BY created DESC, rowid DESC")
+        return [self._status(r) for r in rows]
+
+    def metrics(self, job_id: str) -> dict[str, Any]:
+        """The job's full history: `steps` (step, loss, lr, ...), `evals` (val metrics),
+        `checkpoints` (steps) and `test` (final test metrics, once succeeded)."""
+        self._row(job_id)
+        rows = self._execute(
+            "SELECT kind, step, data FROM metrics WHERE job_id = ? ORDER BY step", (job_id,)
+        )
+        out: dict[str, Any] = {"steps": [], "evals": [], "checkpoints": [], "test": {}}
+        for r in rows:
+            data = json.loads(r["data"])
+            if r["kind"] == "step":
+                out["steps"].append(data)
+            elif r["kind"] == "eval":
+                out["evals"].append(data)
+            elif r["kind"] == "checkpoint":
+                out["checkpoints"].append(r["step"])
+            elif r["kind"] == "test":
+                out["test"] = data
+        return out
+
+    def models(self) -> list[JobModel]:
+        """The models of succeeded jobs, newest first."""
+        out = []
+        for s in self.list():
+            if s.state != "succeeded" or s.model_path is None:
+                continue
+            test = self.metrics(s.id)["test"]
+            test = {k: v for k, v in test.items() if k != "test_samples"}
+            out.append(JobModel(s.id, s.kind, s.base, s.method, s.model_path, s.finished, test))
+        return out
+
+    def disk_usage(self) -> int:
+        return jobs_usage(self.root)
+
+    # -- validation --
+
+    def _resolve_base(self, base: str) -> str:
+        """The `RunSpec.base` to run for a spec's base, or JobError when it does not exist."""
+        if base.startswith("job:"):
+            job_id = base.removeprefix("job:")
+            row = self._row(job_id)
+            folder = self.model_dir(job_id)
+            if row["state"] != "succeeded" or not (folder / "config.json").is_file():
+                raise JobError(f"job {job_id} has no model yet (it is {row['state']})")
+            return str(folder)
+        if base.startswith("preset:"):
+            name = base.removeprefix("preset:")
+            if name not in PRESETS:
+                raise JobError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+            return base
+        if base in STARTER_MODELS:
+            if not (STARTER_DIR / base / "config.json").is_file():
+                raise JobError(
+                    f"starter model {base!r} is not available yet ({STARTER_DIR / base} has no "
+                    "config.json); train it with `python -m gpt recipes starter`, or pick "
+                    "another base"
+                )
+            return base
+        if base in HUB_IDS:
+            return base  # downloaded (or found in the cache) by the worker
+        folder = Path(base).expanduser()
+        if folder.is_dir():
+            if not (folder / "config.json").is_file():
+                raise JobError(f"base model folder {folder} has no config.json")
+            return str(folder.resolve())
+        raise JobError(
+            f"unknown base model {base!r}: expected a starter model ({', '.join(STARTER_MODELS)}),"
+            f" a GPT-2 size ({', '.join(HUB_IDS)}), preset:NAME ({', '.join(PRESETS)}), "
+            "job:<id> of a finished job, or a model folder"
+        )
+
+    def _check_data(self, kind: str, data: str) -> Path | None:
+        """The uploaded file to copy into the job (None for bundled data or an online source);
+        the file is parsed now, so a bad one fails with the parser's message."""
+        from gpt.data import DataError, validate_file
+        from gpt.sources import SOURCES
+
+        if data == "bundled" or data in SOURCES or data.startswith(("http://", "https://")):
+            return None
+        path = Path(data).expanduser()
+        if not path.is_file():
+            raise JobError(
+                f"data {data!r} is neither 'bundled', an existing file, a known source "
+                f"({', '.join(SOURCES)}) nor an http(s) URL"
+            )
+        try:
+            validate_file(kind, path)
+        except DataError as e:
+            raise JobError(str(e)) from e
+        except OSError as e:
+            raise JobError(f"cannot read data file {path}: {e}") from e
+        return path.resolve()
+
+    def _check_quota(self, extra: int = 0) -> None:
+        if self.disk_quota_bytes is None:
+            return
+        used = self.disk_usage()
+        if used + extra > self.disk_quota_bytes:
+            raise JobError(
+                f"disk quota exceeded: job outputs use {used:,} bytes"
+                + (f" (+{extra:,} for this job's data)" if extra else "")
+                + f" of {self.disk_quota_bytes:,} allowed; delete finished jobs to make room"
+            )
+
+    def _check_queue(self, conn: sqlite3.Connection) -> None:
+        (queued,) = conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()
+        if queued >= self.max_queued:
+            raise JobError(
+                f"the job queue is full ({queued} queued, limit {self.max_queued}); wait for a "
+                "job to start or cancel one"
+            )
+
+    # -- commands --
+
+    def submit(self, spec: Mapping[str, Any] | RunSpec) -> str:
+        """Validate `spec` (a dict of RunSpec fields, or a RunSpec) and queue it; return its id.
+
+        Raises JobError for an unknown key, a bad value, a missing base model, a data file
+        that does not parse, a full queue or an exceeded disk quota.
+        """
+        d = spec.to_dict() if isinstance(spec, RunSpec) else dict(spec)
+        label = str(d.get("base", "starter"))
+        try:
+            run_spec = RunSpec.from_dict(d)
+        except (TypeError, ValueError) as e:
+            raise JobError(f"invalid job spec: {e}") from e
+        base = self._resolve_base(label)
+        tokenizer = run_spec.tokenizer
+        if tokenizer not in (None, "gpt2"):
+            tok_path = Path(tokenizer).expanduser()
+            if not tok_path.exists():
+                raise JobError(f"tokenizer {tokenizer!r} not found")
+            tokenizer = str(tok_path.resolve())
+        upload = self._check_data(run_spec.kind, run_spec.data)
+        self._check_quota(extra=upload.stat().st_size if upload else 0)
+        with self._lock:
+            self._check_queue(self._conn)
+
+        for _ in range(100):
+            job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            folder = self.job_dir(job_id)
+            try:
+                folder.mkdir(parents=True)
+                break
+            except FileExistsError:
+                continue
+        else:  # pragma: no cover
+            raise JobError("could not allocate a job id")
+        try:
+            data = run_spec.data
+            if upload is not None:
+                (folder / "data").mkdir()
+                data = str(shutil.copy2(upload, folder / "data" / upload.name))
+            changes = {"base": base, "data": data, "tokenizer": tokenizer}
+            final = RunSpec.from_dict({**run_spec.to_dict(), **changes})
+            with self._lock, _Tx(self._conn) as conn:
+                self._check_queue(conn)
+                conn.execute(
+                    "INSERT INTO jobs (id, kind, base, method, data, spec, state, max_steps, "
+                    "created, disk_quota) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    (
+                        job_id,
+                        final.kind,
+                        label,
+                        final.method,
+                        run_spec.data,
+                        json.dumps(final.to_dict()),
+                        final.max_steps,
+                        time.time(),
+                        self.disk_quota_bytes,
+                    ),
+                )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self.poll()
+        return job_id
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a queued job, or stop a running one (SIGTERM: it checkpoints at the end of its
+        step; SIGKILL after CANCEL_GRACE_S). Returns within about 2 seconds."""
+        row = self._row(job_id)
+        if row["state"] == "queued":
+            self._execute(
+                "UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ? AND "
+                "state = 'queued'",
+                (time.time(), job_id),
+            )
+            row = self._row(job_id)
+        if row["state"] != "running":
+            if row["state"] == "cancelled":
+                return self._status(row)
+            raise JobError(f"job {job_id} is {row['state']}; only queued or running jobs cancel")
+        self._execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        deadline = time.time() + 1.0
+        while row["pid"] is None and time.time() < deadline:  # claimed, not yet spawned
+            time.sleep(0.02)
+            row = self._row(job_id)
+        pid, attempt = row["pid"], row["attempt"]
+        if pid is not None and self._alive(job_id, pid):
+            self._signal(pid, signal.SIGTERM)
+            end = time.time() + CANCEL_GRACE_S
+            while time.time() < end and self._alive(job_id, pid):
+                time.sleep(0.02)
+            if self._alive(job_id, pid):
+                self._signal(pid, signal.SIGKILL, group=True)
+                end = time.time() + 0.4
+                while time.time() < end and self._alive(job_id, pid):
+                    time.sleep(0.01)
+        self._finish(job_id, attempt, "cancelled", None)
+        self.poll()
+        return self._status(self._row(job_id))
+
+    def resume(self, job_id: str) -> str:
+        """Queue a cancelled, interrupted or failed job again, to continue from its newest valid
+        checkpoint (or from the start when it has none). Raises JobError when every checkpoint
+        is corrupted, or a limit is reached."""
+        row = self._row(job_id)
+        if row["state"] not in RESUMABLE:
+            raise JobError(
+                f"job {job_id} is {row['state']}; only {', '.join(RESUMABLE)} jobs resume"
+            )
+        self._check_quota()
+        ckpts = self.job_dir(job_id) / "out" / "checkpoints"
+        note = None
+        if trainstate.list_checkpoints(ckpts):
+            try:
+                folder, _, problems = trainstate.latest_valid(ckpts)
+            except trainstate.TrainStateError as e:
+                msg = f"cannot resume: {e}"
+                self._execute("UPDATE jobs SET note = ? WHERE id = ?", (msg, job_id))
+                raise JobError(f"job {job_id}: {msg}") from e
+            if problems:
+                note = f"skipped {'; '.join(problems)}; resuming from {folder.name}"
+        else:
+            note = "no checkpoint yet: starting over"
+        with self._lock, _Tx(self._conn) as conn:
+            self._check_queue(conn)
+            n = conn.execute(
+                "UPDATE jobs SET state = 'queued', resume = 1, cancel_requested = 0, error = NULL,"
+                " note = ?, finished = NULL, pid = NULL, disk_quota = ? WHERE id = ? AND state = ?",
+                (note, self.disk_quota_bytes, job_id, row["state"]),
+            ).rowcount
+        if not n:
+            raise JobError(f"job {job_id} changed state meanwhile; try again")
+        self.poll()
+        return job_id
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job, its files and its history (a running job is cancelled first)."""
+        row = self._row(job_id)
+        if row["state"] in ("queued", "running"):
+            self.cancel(job_id)
+        with self._lock, _Tx(self._conn) as conn:
+            conn.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._procs.pop(job_id, None)
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def wait(self, job_id: str, timeout: float | None = None, interval: float = 0.1) -> JobStatus:
+        """Block until the job leaves queued/running (or `timeout` seconds pass)."""
+        end = None if timeout is None else time.time() + timeout
+        while True:
+            status = self.get(job_id)
+            if not status.active or (end is not None and time.time() > end):
+                return status
+            time.sleep(interval)
+
+    # -- scheduling --
+
+    def poll(self) -> None:
+        """Reap finished processes and start queued jobs while slots are free."""
+        if self._closed:
+            return
+        with self._lock:
+            self._reap()
+            while self._start_next():
+                pass
+
+    def _alive(self, job_id: str, pid: int) -> bool:
+        owned = self._procs.get(job_id)
+        if owned is not None and owned[0].pid == pid:
+            return owned[0].poll() is None
+        return is_worker_alive(pid, job_id)
+
+    @staticmethod
+    def _signal(pid: int, sig: int, group: bool = False) -> None:
+        try:
+            if group:  # the worker leads its own session; take any child with it
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _reap(self) -> None:
+        now = time.time()
+        for row in self._conn.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall():
+            job_id, attempt = row["id"], row["attempt"]
+            owned = self._procs.get(job_id)
+            if owned is not None and owned[1] == attempt:
+                rc = owned[0].poll()
+                if rc is None:
+                    continue
+                del self._procs[job_id]
+            elif row["pid"] is None:
+                if now - (row["started"] or 0) < START_GRACE_S:
+                    continue  # claimed by a manager that is spawning it right now
+                rc = None
+            elif is_worker_alive(row["pid"], job_id):
+                continue
+            else:
+                rc = None  # not our child: its exit code is unknown
+            self._finish(job_id, attempt, None, rc)
+
+    def _finish(self, job_id: str, attempt: int, state: str | None, rc: int | None) -> None:
+        """Record the end of a job whose worker did not (it died, or was killed)."""
+        with self._lock:
+            self._finish_locked(job_id, attempt, state, rc)
+
+    def _finish_locked(self, job_id: str, attempt: int, state: str | None, rc: int | None) -> None:
+        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or row["state"] != "running" or row["attempt"] != attempt:
+            return  # the worker reported its own end, or it was resumed meanwhile
+        log = self.job_dir(job_id) / "log.txt"
+        if state is None:
+            if row["cancel_requested"]:
+                state, error = "cancelled", None
+            elif rc is not None and rc > 0:
+                state = "failed"
+                error = f"worker exited with status {rc}:\n{log_tail(log)}".strip()
+            elif rc is not None and rc < 0:
+                name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+                state = "interrupted"
+                error = (
+                    f"worker killed by {name} (out of memory, or killed by hand); resume "
+                    "continues from its last checkpoint"
+                )
+            elif rc == 0:
+                state, error = "failed", f"worker exited without reporting:\n{log_tail(log)}"
+            else:
+                state = "interrupted"
+                error = (
+                    "the job's process was gone (the app, the machine or the job was stopped); "
+                    "resume continues from its last checkpoint"
+                )
+        else:
+            error = None
+        self._execute(
+            "UPDATE jobs SET state = ?, error = ?, finished = ?, eta_s = NULL "
+            "WHERE id = ? AND state = 'running' AND attempt = ?",
+            (state, error, time.time(), job_id, attempt),
+        )
+
+    def _start_next(self) -> bool:
+        with _Tx(self._conn) as conn:
+            (running,) = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'running'"
+            ).fetchone()
+            if running >= self.max_concurrent:
+                return False
+            row = conn.execute(
+                "SELECT * FROM jobs WHERE state = 'queued' ORDER BY created, rowid LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return False
+            attempt = row["attempt"] + 1
+            conn.execute(
+                "UPDATE jobs SET state = 'running', attempt = ?, started = ?, finished = NULL, "
+                "pid = NULL, eta_s = NULL WHERE id = ?",
+                (attempt, time.time(), row["id"]),
+            )
+        job_id = row["id"]
+        try:
+            proc = self._spawn(job_id, attempt)
+        except OSError as e:
+            self._execute(
+                "UPDATE jobs SET state = 'failed', error = ?, finished = ? WHERE id = ?",
+                (f"could not start the worker: {e}", time.time(), job_id),
+            )
+            return True
+        self._procs[job_id] = (proc, attempt)
+        self._execute(
+            "UPDATE jobs SET pid = ? WHERE id = ? AND attempt = ?", (proc.pid, job_id, attempt)
+        )
+        return True
+
+    def _spawn(self, job_id: str, attempt: int) -> subprocess.Popen:
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.max_concurrent)))
+        cmd = [sys.executable, "-u", "-m", "gpt.jobs_worker", str(self.root), job_id, str(attempt)]
+        with open(folder / "log.txt", "ab") as log:
+            log.write(f"--- attempt {attempt}, {time.ctime()}\n".encode())
+            log.flush()
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(folder),
+                start_new_session=True,  # survives the app or CLI that started it
+            )

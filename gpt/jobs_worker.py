@@ -1,0 +1,169 @@
+"""The process that runs one training job: `python -m gpt.jobs_worker ROOT JOB_ID ATTEMPT`.
+
+Started by `gpt.jobs.JobManager`, with stdout/stderr going to `ROOT/JOB_ID/log.txt`. It runs
+`gpt.runs.run` on the job's spec and records every training event in `ROOT/jobs.db`, then
+writes its own final state (so a job started by a CLI that has since exited still ends
+properly) and starts the next queued job.
+
+SIGTERM asks it to stop: the next training callback raises `StopTraining`, so `fit` writes a
+checkpoint at the end of the current step and returns; the job ends `cancelled`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+class Cancelled(BaseException):  # noqa: N818 (a signal, not an error)
+    """SIGTERM before training started: nothing to checkpoint, just stop."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    root_arg, job_id, attempt_arg = argv if argv is not None else sys.argv[1:]
+    root, attempt = Path(root_arg), int(attempt_arg)
+    flags = {"stop": False, "training": False, "quota": False}
+
+    def on_term(signum, frame):
+        flags["stop"] = True
+        if not flags["training"]:
+            raise Cancelled()
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        import torch
+
+        threads = int(os.environ.get("GPT2LAB_JOB_THREADS", "0") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        from gpt import jobs
+
+        conn = jobs.connect(root)
+    except Cancelled:
+        return 0  # the manager records the cancellation
+    try:
+        return _run(conn, root, job_id, attempt, flags)
+    finally:
+        conn.close()
+        _start_next(root)
+
+
+def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
+    from gpt import jobs, trainstate
+    from gpt.runs import RunSpec, run
+    from gpt.train import StopTraining, TrainEvent
+
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None or row["attempt"] != attempt or row["state"] != "running":
+        print(f"job {job_id} attempt {attempt} is not ours to run; exiting", flush=True)
+        return 0
+    conn.execute(
+        "UPDATE jobs SET pid = ? WHERE id = ? AND attempt = ?", (os.getpid(), job_id, attempt)
+    )
+    quota = row["disk_quota"]
+
+    def finish(state: str, error: str | None = None, **extra) -> None:
+        sets = ", ".join(f"{k} = ?" for k in extra)
+        conn.execute(
+            f"UPDATE jobs SET state = ?, error = ?, finished = ?, eta_s = NULL"
+            f"{', ' + sets if sets else ''} WHERE id = ? AND attempt = ? AND state = 'running'",
+            (state, error, time.time(), *extra.values(), job_id, attempt),
+        )
+
+    try:
+        spec = RunSpec.from_dict(json.loads(row["spec"]))
+        out = root / job_id / "out"
+        resume = bool(row["resume"])
+        print(f"job {job_id}: {spec.kind} from {spec.base} on {spec.data} ({spec.method})")
+        if resume:
+            ckpts = out / "checkpoints"
+            if trainstate.list_checkpoints(ckpts):
+                folder, state, problems = trainstate.latest_valid(ckpts)
+                for p in problems:
+                    print(f"warning: {p}")
+                print(f"resuming from {folder.name}")
+                jobs.rewind_metrics(conn, job_id, state["step"], state)
+            else:
+                print("no checkpoint yet: starting over")
+                resume = False
+                jobs.rewind_metrics(conn, job_id, 0)
+
+        def on_event(event: TrainEvent) -> None:
+            flags["training"] = True
+            try:
+                _record(conn, jobs, job_id, attempt, event)
+            except Exception as e:  # a busy DB loses one row, never the training
+                print(f"warning: could not record {event.kind} {event.step}: {e}", flush=True)
+            if event.kind == "checkpoint" and quota is not None:
+                used = jobs.jobs_usage(root)
+                if used > quota:
+                    flags["quota"] = True
+                    print(f"disk quota exceeded ({used:,} > {quota:,} bytes): stopping")
+            if flags["stop"] or flags["quota"]:
+                raise StopTraining()
+
+        metrics = run(spec, out, callbacks=[on_event], resume=resume)
+    except Cancelled:
+        print("cancelled before training started", flush=True)
+        finish("cancelled")
+        return 0
+    except Exception as e:
+        traceback.print_exc()
+        finish("failed", f"{type(e).__name__}: {e}")
+        return 1
+    if metrics["status"] == "stopped":
+        if flags["quota"]:
+            finish("failed", f"disk quota exceeded ({quota:,} bytes); delete jobs, then resume")
+        else:
+            print(f"cancelled at step {metrics['steps']}", flush=True)
+            finish("cancelled")
+        return 0
+    jobs.record_metric(conn, job_id, "test", metrics["steps"], metrics.get("test", {}))
+    finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
+    print(f"succeeded: {metrics['steps']} steps, test {metrics.get('test', {})}", flush=True)
+    return 0
+
+
+def _record(conn, jobs, job_id: str, attempt: int, event) -> None:
+    if event.kind == "step":
+        with jobs._Tx(conn):
+            jobs.record_metric(conn, job_id, "step", event.step, event.metrics)
+            conn.execute(
+                "UPDATE jobs SET step = ?, max_steps = ?, loss = ?, eta_s = ? "
+                "WHERE id = ? AND attempt = ?",
+                (
+                    event.step,
+                    event.max_steps,
+                    event.metrics.get("loss"),
+                    event.eta_s,
+                    job_id,
+                    attempt,
+                ),
+            )
+    elif event.kind == "eval":
+        jobs.record_metric(conn, job_id, "eval", event.step, event.metrics)
+    elif event.kind == "checkpoint":
+        jobs.record_metric(conn, job_id, "checkpoint", event.step, event.metrics)
+
+
+def _start_next(root: Path) -> None:
+    """Start the next queued job, so a queue drains even with no manager left running."""
+    try:
+        from gpt.jobs import JobManager, connect
+
+        conn = connect(root)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'max_concurrent'").fetchone()
+        conn.close()
+        limit = int(row["value"]) if row else 1
+        JobManager(root, max_concurrent=limit, background=False).close()
+    except Exception as e:
+        print(f"warning: could not start the next queued job: {e}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
