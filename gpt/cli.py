@@ -92,11 +92,30 @@ def cmd_generate(args: argparse.Namespace) -> None:
     sys.stdout.write("\n")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
+class ProgressBar:
+    """A training callback that draws a tqdm bar (step, loss) and prints each evaluation."""
 
+    def __init__(self, desc: str, disable: bool = False) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=desc, unit="step", dynamic_ncols=True, disable=disable)
+
+    def __call__(self, event) -> None:
+        self.bar.total = event.max_steps
+        if event.kind == "step":
+            self.bar.n = event.step
+            self.bar.set_postfix(loss=f"{event.metrics['loss']:.4f}", refresh=False)
+            self.bar.refresh()
+        elif event.kind == "eval":
+            shown = {k: round(v, 4) for k, v in event.metrics.items() if isinstance(v, float)}
+            self.bar.write(f"step {event.step}: {shown}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_train(args: argparse.Namespace) -> None:
     from gpt.runs import RunSpec, run
-    from gpt.train import TrainEvent
 
     if args.resume:
         folder = Path(args.resume)
@@ -113,20 +132,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         fields = {k: v for k, v in vars(args).items() if k in _SPEC_ARGS and v is not None}
         spec = RunSpec(kind=args.kind, **fields)
         out = Path(args.out)
-    bar = tqdm(desc=f"train {spec.kind}", unit="step", dynamic_ncols=True, disable=args.quiet)
-
-    def progress(event: TrainEvent) -> None:
-        bar.total = event.max_steps
-        if event.kind == "step":
-            bar.n = event.step
-            bar.set_postfix(loss=f"{event.metrics['loss']:.4f}", refresh=False)
-            bar.refresh()
-        elif event.kind == "eval":
-            shown = {k: round(v, 4) for k, v in event.metrics.items() if isinstance(v, float)}
-            bar.write(f"step {event.step}: {shown}")
-
+    progress = ProgressBar(f"train {spec.kind}", disable=args.quiet)
     metrics = run(spec, out, callbacks=[progress], resume=bool(args.resume))
-    bar.close()
+    progress.close()
     test = {k: v for k, v in metrics.get("test", {}).items() if k != "test_samples"}
     print(json.dumps({"status": metrics["status"], "steps": metrics["steps"], **test}, default=str))
     print(f"model: {out / 'model'}  metrics: {out / 'metrics.json'}", file=sys.stderr)

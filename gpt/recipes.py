@@ -18,6 +18,7 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import torch
 
 from gpt.runs import BUNDLED, RunSpec, answer, run
 from gpt.tokenizer import Tokenizer
+from gpt.train import TrainEvent
 
 VOCAB_SIZE = 4096
 LM_BATCH = 16
@@ -96,12 +98,21 @@ def lm_samples(model_dir: Path, prompts: list[str], seed: int = 0) -> list[str]:
 
 
 def starter(
-    out: Path, minutes: float = 20.0, work_dir: Path = Path("runs/starter"), quick: bool = False
+    out: Path,
+    minutes: float = 20.0,
+    work_dir: Path = Path("runs/starter"),
+    quick: bool = False,
+    progress: Callable[[str], Callable[[TrainEvent], None]] | None = None,
 ) -> dict:
     """Train and install `starter`, `starter-spam` and `starter-chat` under `out`.
 
     `quick` caps every stage at a few steps: a smoke test of the whole pipeline, not a model.
+    `progress(stage_name)` makes the training callback of each stage (e.g. a progress bar).
     """
+
+    def cbs(name: str) -> list:
+        return [progress(name)] if progress else []
+
     work_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     t0 = time.time()
@@ -109,7 +120,7 @@ def starter(
     cards: dict[str, Any] = {}
 
     steps = 10 if quick else lm_steps_for(minutes, tok_file, work_dir)
-    lm = run(_lm_spec(tok_file, steps), work_dir / "lm")
+    lm = run(_lm_spec(tok_file, steps), work_dir / "lm", callbacks=cbs("starter LM"))
     samples = lm_samples(work_dir / "lm" / "model", ["Once upon a time", "Pip the fox", "One day"])
     cards["starter"] = {
         "name": "starter",
@@ -141,7 +152,7 @@ def starter(
     )
     if quick:
         spam_spec = dataclasses.replace(spam_spec, max_steps=5)
-    spam = run(spam_spec, work_dir / "spam")
+    spam = run(spam_spec, work_dir / "spam", callbacks=cbs("starter-spam"))
     cards["starter-spam"] = {
         "name": "starter-spam",
         "task": "classify",
@@ -173,7 +184,7 @@ def starter(
     )
     if quick:
         chat_spec = dataclasses.replace(chat_spec, max_steps=5, eval_samples=3, max_new_tokens=16)
-    chat = run(chat_spec, work_dir / "chat")
+    chat = run(chat_spec, work_dir / "chat", callbacks=cbs("starter-chat"))
     baseline = untuned_score(out / "starter", chat_spec)
     cards["starter-chat"] = {
         "name": "starter-chat",
