@@ -170,7 +170,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from gpt.runs import evaluate_file
 
     metrics = evaluate_file(args.kind, args.model, args.data, eval_samples=args.samples)
-    metrics.pop("samples", None)
+    samples = metrics.pop("samples", [])
+    if args.judge_url:
+        from gpt.judge import judge_responses
+
+        examples = [
+            {k: s[k] for k in ("instruction", "input")} | {"output": s["reference"]}
+            for s in samples
+        ]
+        verdict = judge_responses(
+            examples, [s["answer"] for s in samples], url=args.judge_url, model=args.judge_model
+        )
+        metrics.update({f"judge_{k}": verdict[k] for k in ("mean_score", "n_scored", "n_failed")})
     print(json.dumps(metrics, default=str))
 
 
@@ -252,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="model name or folder")
     ev.add_argument("--data", required=True, help="data file (the whole file is evaluated)")
     ev.add_argument("--samples", type=int, default=50, help="instruct: answers to score")
+    ev.add_argument(
+        "--judge-url",
+        help="instruct: also score answers with an LLM served by "
+        "Ollama's chat API at this URL (e.g. http://localhost:11434)",
+    )
+    ev.add_argument("--judge-model", default="llama3", help="the judge's model name")
     ev.set_defaults(func=cmd_eval)
 
     rc = sub.add_parser("recipes", help="rebuild the starter models from the bundled data")
@@ -268,7 +285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CheckpointError, TokenizerError, SamplingError, DataError, OSError, ValueError) as e:
+    except (
+        CheckpointError,
+        TokenizerError,
+        SamplingError,
+        DataError,
+        OSError,
+        ValueError,
+        RuntimeError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

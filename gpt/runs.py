@@ -287,7 +287,7 @@ def evaluate_run(spec: RunSpec, model: nn.Module, tok: Any, data: RunData) -> di
         out.update({f"test_{k}": v for k, v in scores.items()})
         out["test_samples"] = [
             {"instruction": ex.instruction, "input": ex.input, "reference": ex.output, "answer": p}
-            for ex, p in list(zip(sample, preds))[:5]
+            for ex, p in zip(sample, preds)
         ]
     return out
 

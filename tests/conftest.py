@@ -6,7 +6,11 @@ weights and written with `save_pretrained`, exactly the layout of the hub's GPT-
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,50 @@ def hf_gpt2(tmp_path_factory):
     """(folder, hf_model) for a randomly initialised GPT-2 124M (the `gpt2` config)."""
     folder = tmp_path_factory.mktemp("hf-gpt2")
     return folder, make_hf_gpt2(folder, seed=1)
+
+
+# --- a fake Ollama chat server on loopback, for the LLM-judge tests --------------------------
+
+
+class FakeOllama(BaseHTTPRequestHandler):
+    """Records each request body and answers with whatever `server.respond(body)` returns."""
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        raw = self.rfile.read(length)
+        body = json.loads(raw)
+        self.server.requests.append(
+            {"path": self.path, "body": body, "headers": dict(self.headers)}
+        )
+        status, payload = self.server.respond(body)
+        if isinstance(payload, float):  # stay silent past the client's timeout, then hang up
+            time.sleep(payload)
+            return
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+
+def reply(content: str) -> dict:
+    return {"model": "llama3", "message": {"role": "assistant", "content": content}, "done": True}
+
+
+@pytest.fixture
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeOllama)
+    srv.requests = []
+    srv.answers = []
+    srv.respond = lambda body: (200, reply(srv.answers.pop(0)))
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(timeout=5)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
 
 from gpt.judge import JudgeError, chat, judge_prompt, judge_responses, parse_score, task_text
+from tests.conftest import reply
 
 EXAMPLES = [
     {"instruction": "Name the capital of France.", "input": "", "output": "Paris"},
@@ -19,50 +18,6 @@ EXAMPLES = [
     {"instruction": "Rewrite politely.", "input": "Give me that.", "output": "Could I have that?"},
 ]
 PREDICTIONS = ["Paris.", "6", "Please give me that."]
-
-
-class FakeOllama(BaseHTTPRequestHandler):
-    """Records each request body and answers with whatever `server.respond(body)` returns."""
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        raw = self.rfile.read(length)
-        body = json.loads(raw)
-        self.server.requests.append(
-            {"path": self.path, "body": body, "headers": dict(self.headers)}
-        )
-        status, payload = self.server.respond(body)
-        if isinstance(payload, float):  # stay silent past the client's timeout, then hang up
-            time.sleep(payload)
-            return
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-
-def reply(content: str) -> dict:
-    return {"model": "llama3", "message": {"role": "assistant", "content": content}, "done": True}
-
-
-@pytest.fixture
-def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeOllama)
-    srv.requests = []
-    srv.answers = []
-    srv.respond = lambda body: (200, reply(srv.answers.pop(0)))
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
 
 
 def closed_port() -> int:

@@ -13,6 +13,7 @@ from gpt.data import DataError
 from gpt.model import GPT
 from gpt.runs import RunSpec, run
 from gpt.tokenizer import Tokenizer
+from tests.conftest import reply
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +127,28 @@ def test_spec_validation():
         RunSpec(kind="lm", lr=-1)
     with pytest.raises(ValueError, match="save_dtype"):
         RunSpec(kind="lm", save_dtype="int4")
+
+
+def test_cli_eval_instruct_with_llm_judge(tmp_path, alpaca_json, server, capsys):
+    spec = tiny_spec("instruct", "gpt2", alpaca_json, max_steps=2, eval_samples=0)
+    run(spec, tmp_path)
+    server.respond = lambda body: (200, reply("Score: 80"))
+    args = [
+        "eval",
+        "instruct",
+        "--model",
+        str(tmp_path / "model"),
+        "--data",
+        str(alpaca_json),
+        "--samples",
+        "3",
+        "--judge-url",
+        server.url,
+        "--judge-model",
+        "tiny-judge",
+    ]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["judge_mean_score"] == 80 and result["judge_n_scored"] == 3
+    assert {"rouge_l_f1", "token_f1", "loss"} <= set(result)
+    assert [r["body"]["model"] for r in server.requests] == ["tiny-judge"] * 3
