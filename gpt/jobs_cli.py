@@ -1,0 +1,227 @@
+"""`python -m gpt jobs ...`: background training jobs from the command line.
+
+    python -m gpt jobs submit --kind classify --base starter --data sms.tsv --epochs 2 --wait
+    python -m gpt jobs submit --spec job.json          # a JSON object of RunSpec fields
+    python -m gpt jobs list
+    python -m gpt jobs show JOB_ID [--json]
+    python -m gpt jobs cancel JOB_ID
+    python -m gpt jobs resume JOB_ID [--wait]
+    python -m gpt jobs delete JOB_ID
+
+`--root` (default `$GPT2LAB_JOBS_DIR` or `./jobs`) is where jobs live. Without `--wait` the job
+goes on after this command exits; the next `list` shows its progress. A refused request (bad
+spec or data, unknown job, a full queue, the disk quota) prints `error: ...` and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+ROOT_ENV = "GPT2LAB_JOBS_DIR"
+
+# Spec fields with their own flag; any other RunSpec field goes through --set KEY=VALUE.
+_FLAGS: list[tuple[str, type, str]] = [
+    ("kind", str, "lm, classify or instruct"),
+    ("base", str, "starter..., a GPT-2 size, preset:NAME, job:<id> or a model folder"),
+    ("data", str, "'bundled', a file, a source name or an http(s) URL"),
+    ("method", str, "full, last_blocks, head (classify) or lora"),
+    ("tokenizer", str, "a tokenizer file (with preset:NAME)"),
+    ("epochs", float, None),
+    ("max_steps", int, None),
+    ("lr", float, None),
+    ("batch_size", int, None),
+    ("eval_every", int, None),
+    ("checkpoint_every", int, None),
+]
+
+
+def register(subparsers: Any) -> None:
+    """Add the `jobs` command to `python -m gpt`'s subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--root",
+        default=os.environ.get(ROOT_ENV, "jobs"),
+        help=f"the jobs folder (default: ${ROOT_ENV} or ./jobs)",
+    )
+    jobs = subparsers.add_parser("jobs", help="background training jobs")
+    sub = jobs.add_subparsers(dest="jobs_command", required=True)
+
+    s = sub.add_parser("submit", parents=[common], help="queue a training job")
+    s.add_argument("--spec", help="a JSON file holding the job's RunSpec fields")
+    for name, kind, text in _FLAGS:
+        s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other RunSpec field (VALUE read as JSON, else as a string); repeatable",
+    )
+    s.add_argument("--wait", action="store_true", help="block until done, showing progress")
+    s.set_defaults(func=_guard(cmd_submit))
+
+    ls = sub.add_parser("list", parents=[common], help="every job, newest first")
+    ls.set_defaults(func=_guard(cmd_list))
+
+    sh = sub.add_parser("show", parents=[common], help="one job's state and metrics")
+    sh.add_argument("job_id")
+    sh.add_argument("--json", action="store_true", help="print the status and metrics as JSON")
+    sh.set_defaults(func=_guard(cmd_show))
+
+    c = sub.add_parser("cancel", parents=[common], help="stop a queued or running job")
+    c.add_argument("job_id")
+    c.set_defaults(func=_guard(cmd_cancel))
+
+    r = sub.add_parser("resume", parents=[common], help="continue from the last checkpoint")
+    r.add_argument("job_id")
+    r.add_argument("--wait", action="store_true")
+    r.set_defaults(func=_guard(cmd_resume))
+
+    d = sub.add_parser("delete", parents=[common], help="remove a job and its files")
+    d.add_argument("job_id")
+    d.set_defaults(func=_guard(cmd_delete))
+
+
+def _guard(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """Print a refused request as `error: ...` and exit with status 2."""
+
+    def run(args: argparse.Namespace) -> None:
+        from gpt.jobs import JobError
+
+        try:
+            fn(args)
+        except (JobError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return run
+
+
+def _manager(args: argparse.Namespace):
+    from gpt.jobs import JobManager
+
+    return JobManager(args.root, background=False)
+
+
+def _spec(args: argparse.Namespace) -> dict[str, Any]:
+    from gpt.jobs import JobError
+
+    spec: dict[str, Any] = {}
+    if args.spec:
+        with open(args.spec, encoding="utf-8") as f:
+            try:
+                spec = json.load(f)
+            except json.JSONDecodeError as e:
+                raise JobError(f"{args.spec}: not valid JSON ({e})") from e
+        if not isinstance(spec, dict):
+            raise JobError(f"{args.spec}: expected a JSON object of RunSpec fields")
+    for name, _, _ in _FLAGS:
+        if getattr(args, name) is not None:
+            spec[name] = getattr(args, name)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise JobError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            spec[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            spec[key.strip().replace("-", "_")] = value
+    if "kind" not in spec:
+        raise JobError("a job needs --kind (lm, classify or instruct) or a --spec file")
+    return spec
+
+
+def _line(s) -> str:
+    steps = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step)
+    loss = f"  loss {s.loss:.4f}" if s.loss is not None else ""
+    eta = f"  ETA {s.eta_s:.0f}s" if s.eta_s is not None else ""
+    return f"{s.id}  {s.state:<11} {s.kind:<8} step {steps} ({s.progress:.0%}){loss}{eta}"
+
+
+def _wait(jobs, job_id: str) -> None:
+    last = ""
+    try:
+        while True:
+            s = jobs.get(job_id)
+            line = _line(s)
+            if line != last and sys.stderr.isatty():
+                print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
+            last = line
+            if not s.active:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print(f"\n{job_id} goes on in the background; `jobs cancel {job_id}` stops it")
+        raise SystemExit(130) from None
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(_line(s))
+    if s.state != "succeeded":
+        print(f"error: job {job_id} {s.state}: {s.error or ''}".rstrip(), file=sys.stderr)
+        raise SystemExit(1)
+    print(f"model: {s.model_path}")
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    with _manager(args) as jobs:
+        job_id = jobs.submit(_spec(args))
+        print(f"{job_id} {jobs.get(job_id).state}")
+        if args.wait:
+            _wait(jobs, job_id)
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    with _manager(args) as jobs:
+        rows = jobs.list()
+        for s in rows:
+            print(_line(s))
+        if not rows:
+            print(f"no jobs in {jobs.root}")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    with _manager(args) as jobs:
+        s = jobs.get(args.job_id)
+        metrics = jobs.metrics(args.job_id)
+    if args.json:
+        print(json.dumps({**dataclasses.asdict(s), "metrics": metrics}, indent=2, default=str))
+        return
+    print(_line(s))
+    for key in ("base", "data", "method", "error", "note", "model_path"):
+        value = getattr(s, key)
+        if value:
+            print(f"  {key}: {value}")
+    for e in metrics["evals"][-3:]:
+        print("  eval " + ", ".join(f"{k}={v}" for k, v in e.items() if not isinstance(v, list)))
+    if metrics["test"]:
+        test = {k: v for k, v in metrics["test"].items() if not isinstance(v, (list, dict))}
+        print("  test " + ", ".join(f"{k}={v}" for k, v in test.items()))
+
+
+def cmd_cancel(args: argparse.Namespace) -> None:
+    with _manager(args) as jobs:
+        print(_line(jobs.cancel(args.job_id)))
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    with _manager(args) as jobs:
+        jobs.resume(args.job_id)
+        s = jobs.get(args.job_id)
+        print(_line(s))
+        if s.note:
+            print(f"  note: {s.note}")
+        if args.wait:
+            _wait(jobs, args.job_id)
+
+
+def cmd_delete(args: argparse.Namespace) -> None:
+    with _manager(args) as jobs:
+        jobs.delete(args.job_id)
+        print(f"deleted {args.job_id}")
