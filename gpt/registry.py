@@ -109,7 +109,10 @@ def folder_entry(name: str, folder: str | Path, source: str, description: str = 
     """An entry for a checkpoint folder, its task read from config.json."""
     task, n_params = read_folder_info(folder)
     folder = str(Path(folder).resolve())
-    return ModelEntry(name, task, source, description or folder, folder, folder, n_params)
+    if not description:
+        size = f", {n_params / 1e6:.1f}M parameters" if n_params else ""
+        description = f"{task} checkpoint ({source}{size})"
+    return ModelEntry(name, task, source, description, folder, folder, n_params)
 
 
 def cache_cap_bytes() -> int:

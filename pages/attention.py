@@ -310,13 +310,13 @@ def build(demo: gr.Blocks) -> None:
                 scale=1,
             )
             gr.Markdown(SINK_HELP, elem_classes="note")
+        show_btn = gr.Button("Show attention", variant="primary", elem_id="att-run")
         note = gr.Markdown(elem_id="att-note")
         with gr.Row(equal_height=False):
             main = gr.Plot(label="Chosen head", elem_id="att-heatmap")
             avg = gr.Plot(label="Head average", elem_id="att-avg")
         bars = gr.Plot(label="One token", elem_id="att-bars")
         grid = gr.Plot(label="All heads", elem_id="att-grid")
-        show_btn = gr.Button("Show attention", variant="primary", elem_id="att-run")
 
         inputs = [model, text, layer, head, sink, token]
         outputs = [note, main, avg, grid, bars]

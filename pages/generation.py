@@ -8,7 +8,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from gpt.registry import default_registry
-from gpt.sampling import MIN_TEMPERATURE, SamplingError, stream
+from gpt.sampling import MIN_TEMPERATURE, Candidate, SamplingError, stream
 from pages.common import (
     check_text,
     clamp,
@@ -51,11 +51,16 @@ def sampling_args(temperature, top_k, top_p, repetition_penalty, max_new_tokens,
     )
 
 
-def candidates_figure(step: int, event) -> go.Figure:
-    """Horizontal bars of the top candidates at one step, the chosen token in orange."""
+def candidates_figure(step: int, event, chosen_text: str) -> go.Figure:
+    """Horizontal bars of the top candidates at one step, the chosen token in orange (added as
+    an extra bar when sampling picked a token outside the top N)."""
     cands = list(event.candidates)
     chosen_in_top = any(c.token_id == event.token_id for c in cands)
+    if not chosen_in_top:
+        cands.append(Candidate(event.token_id, event.prob, float("nan"), chosen_text))
     labels = [f"{i + 1}. {visible(c.text)}" for i, c in enumerate(cands)]
+    if not chosen_in_top:
+        labels[-1] = f"chosen: {visible(chosen_text)}"
     colours = ["#e4572e" if c.token_id == event.token_id else "#4a6fa5" for c in cands]
     fig = go.Figure()
     fig.add_bar(
@@ -68,24 +73,23 @@ def candidates_figure(step: int, event) -> go.Figure:
     )
     fig.add_bar(
         y=labels,
-        x=[c.raw_prob for c in cands],
+        x=[c.raw_prob if c.raw_prob == c.raw_prob else None for c in cands],  # NaN: unknown
         orientation="h",
         marker=dict(color="rgba(0,0,0,0)", line=dict(color="#333", width=1)),
         name="model alone",
         hovertemplate="%{y}: %{x:.3f}<extra>model alone</extra>",
     )
-    chosen = next((c for c in cands if c.token_id == event.token_id), None)
-    chosen_text = visible(chosen.text) if chosen else f"id {event.token_id}"
-    extra = "" if chosen_in_top else " (outside the top 10)"
+    extra = "" if chosen_in_top else f" (outside the top {len(cands) - 1})"
+    top = max([c.prob for c in cands] + [c.raw_prob for c in cands if c.raw_prob == c.raw_prob])
     fig.update_layout(
         title=dict(
-            text=f"Step {step}: top {len(cands)} candidates, chosen {chosen_text!r}{extra}",
+            text=f"Step {step}: top candidates, chosen {visible(chosen_text)!r}{extra}",
             font=dict(size=14),
         ),
         barmode="overlay",
         height=380,
         margin=dict(l=140, r=20, t=50, b=50),
-        xaxis=dict(title="probability", range=[0, 1]),
+        xaxis=dict(title="probability", range=[0, min(1.0, top * 1.15) or 1.0]),
         yaxis=dict(autorange="reversed"),
         legend=dict(orientation="h", y=-0.18),
     )
@@ -126,7 +130,8 @@ def generate(
                         "stop": "a stop string",
                     }[event.finish_reason]
                     status += f" · stopped: {why}"
-                yield text, candidates_figure(step, event), status
+                chosen = tok.token_bytes(event.token_id).decode("utf-8", "replace")
+                yield text, candidates_figure(step, event, chosen), status
             else:
                 yield text, gr.skip(), gr.skip()
     except SamplingError as e:

@@ -1,0 +1,183 @@
+"""The app in a real browser (Playwright driving Debian's /usr/bin/chromium): use every tab as a
+person would and save a full-page screenshot of each to docs/screenshots/<tab>.png.
+
+Install the browser with `scripts/install_browser.sh`; without it these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        f"{CHROMIUM} is missing: run scripts/install_browser.sh (apt chromium + fonts-liberation)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from tests.test_app_api import CHAT, LM, SPAM, start_app  # noqa: E402
+
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    demo, url = start_app(tmp_path_factory.mktemp("browser-models"))
+    with sync_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="pw-") as profile:
+        ctx = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        pg = ctx.new_page()
+        pg.set_default_timeout(20_000)
+        pg.goto(url, wait_until="load")
+        pg.wait_for_selector("#tok-text textarea")
+        yield pg
+        ctx.close()
+    demo.close()
+
+
+def settle(page) -> None:
+    """Wait for Gradio's fades and Plotly's transitions to finish."""
+    # Infinite animations (spinners of idle components) never end: wait for the finite ones.
+    page.wait_for_function(
+        "document.getAnimations().filter(a => a.playState === 'running'"
+        " && a.effect && a.effect.getComputedTiming().iterations !== Infinity).length === 0",
+        timeout=10_000,
+    )
+    page.wait_for_timeout(300)
+
+
+def shot(page, name: str) -> None:
+    settle(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label).click()
+
+
+def pick_model(page, elem_id: str, name: str) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.click()
+    page.get_by_role("option", name=name).first.click()
+
+
+def test_tokenizer_tab(page):
+    open_tab(page, "Tokenizer")
+    text = page.locator("#tok-text textarea")
+    text.fill("Hello world 🦜\n\tcafé")
+    page.wait_for_function(
+        "document.querySelector('#tok-counts').innerText.includes('19 characters')"
+    )
+    assert page.locator("#tok-out .tok-group").count() >= 1  # the parrot spans several tokens
+    assert "15496, 995" in page.locator("#tok-ids textarea").input_value()
+    assert page.locator("#tok-ours-out .tok").count() > 0
+    page.locator("#tok-index input").fill("1")
+    page.locator("#tok-index input").press("Enter")
+    page.wait_for_function("document.querySelector('#tok-bytes').innerText.includes('995')")
+    page.locator("#tok-word textarea, #tok-word input").first.fill(" lowest")
+    page.wait_for_function("document.querySelector('#tok-merges').innerText.includes('step 1')")
+    text.fill("GPT-2 reads text as tokens, not letters! Emoji 🙂 and café take several bytes.")
+    page.wait_for_function("document.querySelector('#tok-counts').innerText.includes('characters')")
+    shot(page, "tokenizer")
+
+
+def test_attention_tab(page):
+    open_tab(page, "Attention")
+    pick_model(page, "att-model", LM)
+    page.wait_for_selector("#att-heatmap .js-plotly-plot")
+    page.locator("#att-layer input[type=range]").fill("1")
+    page.locator("#att-layer input[type=range]").dispatch_event("pointerup")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#att-heatmap .gtitle')]"
+        ".some(t => t.textContent.includes('Layer 1'))"
+    )
+    titles = page.locator("#att-heatmap .gtitle").all_text_contents()
+    assert any("head" in t for t in titles)
+    xtitle = page.locator("#att-heatmap .xtitle").first.text_content()
+    assert xtitle == "Key (attended-to token)"
+    page.get_by_label("Renormalise").check()
+    page.wait_for_function(
+        "[...document.querySelectorAll('#att-heatmap .gtitle')]"
+        ".some(t => t.textContent.includes('renormalised'))"
+    )
+    assert page.locator("#att-grid .js-plotly-plot").count() == 1
+    assert "Where token" in page.locator("#att-bars .gtitle").first.text_content()
+    shot(page, "attention")
+
+
+def test_generation_tab(page):
+    open_tab(page, "Generate")
+    pick_model(page, "gen-model", LM)
+    page.locator("#gen-max input[type=range]").fill("120")
+    page.locator("#gen-prompt textarea").fill("Once upon a time")
+    page.locator("#gen-run").click()
+    out = page.locator("#gen-out textarea")
+    page.wait_for_function("document.querySelector('#gen-out textarea').value.length > 0")
+    first = len(out.input_value())
+    page.wait_for_function(
+        f"document.querySelector('#gen-out textarea').value.length > {first}"
+    )  # the text grows while streaming
+    page.wait_for_function(
+        "document.querySelector('#gen-status').innerText.includes('stopped')", timeout=60_000
+    )
+    title = page.locator("#gen-chart .gtitle").first.text_content()
+    assert title.startswith("Step ") and "chosen" in title
+    shot(page, "generate")
+
+
+def test_generation_stop_button(page):
+    open_tab(page, "Generate")
+    page.locator("#gen-max input[type=range]").fill("256")
+    page.locator("#gen-prompt textarea").fill("A long story begins")
+    page.locator("#gen-run").click()
+    page.locator("#gen-stop").click()  # right away: the tiny test model is fast
+    settle(page)
+    page.wait_for_timeout(500)
+    status = page.locator("#gen-status").inner_text()
+    assert "256 / 256" not in status
+
+
+def test_classify_tab(page):
+    open_tab(page, "Spam classifier")
+    pick_model(page, "clf-model", SPAM)
+    page.locator("#clf-text textarea").fill("WINNER! Claim your free prize now, call 0906!")
+    page.locator("#clf-run").click()
+    page.wait_for_function("document.querySelector('#clf-summary').innerText.includes('P(spam)')")
+    assert "P(spam) after each token" in page.locator("#clf-chart .gtitle").first.text_content()
+    shot(page, "classify")
+
+
+def test_chat_tab(page):
+    open_tab(page, "Chat")
+    pick_model(page, "chat-model", CHAT)
+    page.locator("#chat-input textarea").fill("Give me a tip for studying.")
+    page.locator("#chat-input textarea").press("Enter")
+    page.wait_for_function(
+        "document.querySelectorAll('#chat-bot .message').length >= 2", timeout=30_000
+    )
+    page.get_by_text("Prompt sent to the model").click()
+    page.wait_for_function(
+        "document.querySelector('#chat-prompt').innerText.includes('Give me a tip for studying.')"
+    )
+    shot(page, "chat")
