@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = {"stop": False, "training": False, "quota": False}
 
     def on_term(signum, frame):
-        flags["stop"] = True
+        flags["stop"] = flags["stop"] or time.time()
         if not flags["training"]:
             raise Cancelled()
 
@@ -120,7 +120,8 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
         if flags["quota"]:
             finish("failed", f"disk quota exceeded ({quota:,} bytes); delete jobs, then resume")
         else:
-            print(f"cancelled at step {metrics['steps']}", flush=True)
+            took = time.time() - flags["stop"]
+            print(f"cancelled at step {metrics['steps']}, {took:.2f} s after SIGTERM", flush=True)
             finish("cancelled")
         return 0
     jobs.record_metric(conn, job_id, "test", metrics["steps"], metrics.get("test", {}))
@@ -166,4 +167,9 @@ def _start_next(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written and closed; skip the interpreter's teardown, which takes over a
+    # second once torch is imported and would eat most of the 2 s a cancel may take.
+    os._exit(code)
