@@ -207,28 +207,34 @@ def sample_steps(
     seen[prompt] = True
     ids = list(prompt[-block:])
 
+    def forward(new_ids: list[int]) -> torch.Tensor:
+        # inference_mode is thread-local, and a generator may be resumed on another thread (a
+        # web server's worker pool does that): enter it around each call, never across a yield.
+        with torch.inference_mode():
+            x = torch.tensor([new_ids], device=model.device)
+            return model(x, cache, last_only=True)[0, -1].float().cpu()  # (V,)
+
     with torch.inference_mode():
         cache = model.new_cache(1)
-        logits = model(torch.tensor([ids], device=model.device), cache, last_only=True)
-        for step in range(cfg.max_new_tokens):
-            raw = logits[0, -1].cpu()  # (V,)
-            probs = next_token_distribution(raw, seen, cfg)
-            if cfg.temperature == 0:
-                token = int(torch.argmax(probs))
-            else:
-                token = int(torch.multinomial(probs, 1, generator=generator))
-            cands = _candidates(raw, probs, cfg.n_candidates) if cfg.n_candidates else ()
-            yield TokenStep(token, float(probs[token]), cands)
-            if (cfg.stop_at_eot and token == eot_id) or step == cfg.max_new_tokens - 1:
-                return
-            seen[token] = True
-            ids.append(token)
-            if cache.pos >= block:  # context full: re-encode the recent tail
-                ids = ids[-(3 * block) // 4 :]
-                cache.reset()
-                logits = model(torch.tensor([ids], device=model.device), cache, last_only=True)
-            else:
-                logits = model(torch.tensor([[token]], device=model.device), cache, last_only=True)
+    raw = forward(ids)
+    for step in range(cfg.max_new_tokens):
+        probs = next_token_distribution(raw, seen, cfg)
+        if cfg.temperature == 0:
+            token = int(torch.argmax(probs))
+        else:
+            token = int(torch.multinomial(probs, 1, generator=generator))
+        cands = _candidates(raw, probs, cfg.n_candidates) if cfg.n_candidates else ()
+        yield TokenStep(token, float(probs[token]), cands)
+        if (cfg.stop_at_eot and token == eot_id) or step == cfg.max_new_tokens - 1:
+            return
+        seen[token] = True
+        ids.append(token)
+        if cache.pos >= block:  # context full: re-encode the recent tail
+            ids = ids[-(3 * block) // 4 :]
+            cache.reset()
+            raw = forward(ids)
+        else:
+            raw = forward([token])
 
 
 def generate_ids(

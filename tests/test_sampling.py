@@ -201,3 +201,21 @@ def test_invalid_prompts(model, byte_tok):
         list(sample_steps(model, [999], SamplingConfig()))
     with pytest.raises(SamplingError, match="prompt must be a string"):
         generate(model, byte_tok, 42)
+
+
+def test_stream_can_be_resumed_on_other_threads(model, byte_tok):
+    # A web server resumes a streaming generator on whichever worker thread is free.
+    from concurrent.futures import ThreadPoolExecutor
+
+    kw = dict(temperature=0.7, seed=3, max_new_tokens=12, stop_at_eot=False)
+    expected = generate(model, byte_tok, "thread", **kw)
+    events = stream(model, byte_tok, "thread", **kw)
+    pieces = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i in range(12):
+            event = pool.submit(next, events).result()
+            pieces.append(event.text)
+            pool.submit(lambda: None).result()  # another task on the pool between steps
+            if event.finish_reason:
+                break
+    assert "".join(pieces) == expected
