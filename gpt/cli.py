@@ -1,4 +1,4 @@
-"""Command line: `python -m gpt tokenize|generate|train|eval|recipes ...`.
+"""Command line: `python -m gpt tokenize|generate|train|eval|recipes|jobs ...`.
 
     python -m gpt tokenize --text "Hello world"            # tokens and ids, one per line
     python -m gpt tokenize --text "Hello" --explain        # the merges, as JSON
@@ -9,6 +9,8 @@
     python -m gpt eval classify --model starter-spam --data data/sms/test.tsv
     python -m gpt recipes starter                          # retrain the offline starter models
     torchrun --nproc_per_node 2 -m gpt train lm --base preset:mini --tokenizer gpt2 --out runs/lm
+    python -m gpt jobs submit --kind classify --base starter --data bundled --epochs 1
+    python -m gpt jobs list
 
 Errors (a missing model, an invalid argument) print one line to stderr and exit with status 2.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 from gpt.checkpoint import CheckpointError, load_model
 from gpt.config import STARTER_DIR
 from gpt.data import DataError
+from gpt.jobs_cli import register as register_jobs
 from gpt.sampling import SamplingError, stream
 from gpt.tokenizer import TokenizerError, load_tokenizer
 
@@ -106,6 +109,10 @@ class ProgressBar:
             self.bar.n = event.step
             self.bar.set_postfix(loss=f"{event.metrics['loss']:.4f}", refresh=False)
             self.bar.refresh()
+        elif event.kind == "resume":
+            self.bar.write(f"resumed from {event.metrics['from']} (step {event.metrics['step']})")
+            for problem in event.metrics["skipped"]:
+                self.bar.write(f"warning: skipped a damaged checkpoint: {problem}")
         elif event.kind == "eval":
             shown = {k: round(v, 4) for k, v in event.metrics.items() if isinstance(v, float)}
             self.bar.write(f"step {event.step}: {shown}")
@@ -278,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--minutes", type=float, default=20.0, help="time budget of the LM")
     rc.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
     rc.set_defaults(func=cmd_recipes)
+
+    register_jobs(sub)  # python -m gpt jobs submit|list|show|cancel|resume|delete
     return ap
 
 

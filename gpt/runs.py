@@ -340,6 +340,7 @@ def run(
         "evals": result.evals,
         "history": result.history,
         "data": data.summary,
+        "resumed": result.resumed,
         "trainable_parameters": sum(
             p.numel() for n, p in model.named_parameters() if n in set(trainable)
         ),

@@ -247,7 +247,7 @@ def prepare_model(model: nn.Module, cfg: TrainConfig) -> list[str]:
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """What callbacks receive. `kind` is "step", "eval", "checkpoint" or "end"."""
+    """What callbacks receive. `kind` is "resume", "step", "eval", "checkpoint" or "end"."""
 
     kind: str
     step: int
@@ -272,6 +272,7 @@ class TrainResult:
     final: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] | None = None
     elapsed_s: float = 0.0
+    resumed: dict[str, Any] = field(default_factory=dict)  # from, step, skipped (broken ones)
 
 
 def _distributed() -> tuple[int, int]:
@@ -323,11 +324,13 @@ def fit(
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     trainable = [p for p in model.parameters() if p.requires_grad]
     step, micro, history, evals, best, bad_evals = 0, 0, [], [], None, 0
+    resumed: dict[str, Any] = {}
     if resume:
         if ckpt_root is None:
             raise ValueError("resume needs out_dir")
-        folder, state, _ = trainstate.latest_valid(ckpt_root)
+        folder, state, skipped = trainstate.latest_valid(ckpt_root)
         trainstate.load_train_state(folder, state, model, optimizer)
+        resumed = {"from": str(folder), "step": state["step"], "skipped": skipped}
         step, micro = state["step"], state["micro"]
         history, evals, best, bad_evals = (
             state["history"],
@@ -389,6 +392,8 @@ def fit(
     model.train()
     t0 = time.time()
     started_step = step
+    if resumed:  # newer checkpoints that failed verification are reported, not silently skipped
+        emit("resume", resumed)
     status = "finished"
     batches_epoch, batches = -1, []
     while step < max_steps:
@@ -463,7 +468,9 @@ def fit(
     if world > 1:
         dist.barrier()
     final = evals[-1] if evals else {}
-    result = TrainResult(step, max_steps, status, history, evals, final, best, time.time() - t0)
+    result = TrainResult(
+        step, max_steps, status, history, evals, final, best, time.time() - t0, resumed
+    )
     emit("end", {"status": status, **final})
     return result
 

@@ -241,3 +241,25 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     )
     assert len(ddp_losses) == 6
     assert ddp_losses == pytest.approx([h["loss"] for h in single.history], rel=1e-4)
+
+
+def test_resume_skips_a_damaged_checkpoint_and_says_so(tmp_path):
+    data = counting_data(16)
+    cfg = TrainConfig(max_steps=4, batch_size=4, eval_every=2)
+    fit(GPT(TINY), LMTask(), data, None, cfg, out_dir=tmp_path)
+    newest = sorted((tmp_path / "checkpoints").iterdir())[-1]
+    (newest / "model.safetensors").write_bytes(b"garbage")
+    events = []
+    result = fit(
+        GPT(TINY),
+        LMTask(),
+        data,
+        None,
+        cfg,
+        out_dir=tmp_path,
+        resume=True,
+        callbacks=[events.append],
+    )
+    assert result.resumed["step"] == 2 and result.step == 4
+    assert "checksum mismatch" in result.resumed["skipped"][0]
+    assert events[0].kind == "resume" and events[0].metrics["skipped"]
