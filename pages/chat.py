@@ -15,7 +15,6 @@ from pages.common import (
     clamp,
     friendly_errors,
     get_model,
-    in_own_thread,
     model_note,
     model_picker,
 )
@@ -100,9 +99,7 @@ def chat(
     prompt = fit_prompt(message, history, tok, budget)
     reply = ""
     try:
-        for event in in_own_thread(
-            lambda: stream(model, tok, prompt, stop=STOPS, stop_at_eot=True, **args)
-        ):
+        for event in stream(model, tok, prompt, stop=STOPS, stop_at_eot=True, **args):
             reply += event.text
             yield reply.strip() or "…", prompt
     except SamplingError as e:

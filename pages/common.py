@@ -7,8 +7,6 @@ import html
 import inspect
 import logging
 import math
-import queue
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -83,60 +81,6 @@ def friendly_errors(fn: Callable) -> Callable:
             raise _unexpected(fn.__name__, e) from e
 
     return wrapper
-
-
-# --- streaming -----------------------------------------------------------------------------------
-
-
-def in_own_thread(make_iter: Callable[[], Iterable[Any]]) -> Iterable[Any]:
-    """Iterate `make_iter()` on one dedicated thread and yield its items here.
-
-    `gpt.stream` enters `torch.inference_mode()` inside a generator. Gradio resumes a streaming
-    event's generator on whichever worker thread is free, so that thread-local mode would leak
-    into other requests and be missing on the thread that resumes it ("inplace update to inference
-    tensor outside InferenceMode"). One thread per stream keeps the mode where it belongs. When
-    the consumer stops early (Stop button, closed tab), the producer is told and closes the stream.
-    """
-    items: queue.Queue = queue.Queue(maxsize=8)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            it = iter(make_iter())
-            try:
-                for x in it:
-                    if not put(("item", x)):
-                        break
-            finally:
-                close = getattr(it, "close", None)
-                if close is not None:
-                    close()
-        except BaseException as e:  # handed to the consumer, which re-raises it
-            put(("error", e))
-            return
-        put(("done", None))
-
-    threading.Thread(target=produce, daemon=True, name="gpt2lab-stream").start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
 
 
 # --- input guards ---------------------------------------------------------------------------------

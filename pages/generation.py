@@ -14,7 +14,6 @@ from pages.common import (
     clamp,
     friendly_errors,
     get_model,
-    in_own_thread,
     model_note,
     model_picker,
 )
@@ -114,9 +113,7 @@ def generate(
     text = ""
     start = time.perf_counter()
     try:
-        events = in_own_thread(
-            lambda: stream(model, tok, prompt, n_candidates=N_CANDIDATES, **args)
-        )
+        events = stream(model, tok, prompt, n_candidates=N_CANDIDATES, **args)
         for step, event in enumerate(events, 1):
             text += event.text
             last = event.finish_reason is not None
