@@ -283,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--out", default=str(STARTER_DIR), help="where the models go")
     rc.add_argument("--work", default="runs/starter", help="scratch folder for the runs")
     rc.add_argument("--minutes", type=float, default=20.0, help="time budget of the LM")
+    rc.add_argument("--lm-steps", type=int, help="fixed LM steps (default: fit --minutes)")
     rc.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
     rc.set_defaults(func=cmd_recipes)
 
