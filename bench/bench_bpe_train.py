@@ -11,7 +11,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +19,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_tokenizer import varied_text  # noqa: E402
 
+from bench.common import repeat_times  # noqa: E402
 from gpt.tokenizer import Tokenizer  # noqa: E402
 
 
@@ -45,15 +45,6 @@ def train_hf(text: str, vocab: int):
     return hf
 
 
-def _time(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--mb", type=float, default=1.0)
@@ -70,8 +61,8 @@ def main() -> None:
     hf = train_hf(text, args.vocab)
     hf_size = hf.get_vocab_size()
 
-    ours = _time(lambda: train_ours(text, args.vocab), args.repeats)
-    theirs = _time(lambda: train_hf(text, args.vocab), args.repeats)
+    ours = repeat_times(lambda: train_ours(text, args.vocab), args.repeats)
+    theirs = repeat_times(lambda: train_hf(text, args.vocab), args.repeats)
     m_ours, m_hf = statistics.median(ours), statistics.median(theirs)
     print(f"BPE training, vocab {args.vocab}, {mb:.2f} MB of generated text, "
           f"median of {args.repeats}\n")

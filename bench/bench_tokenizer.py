@@ -12,12 +12,12 @@ import json
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import repeat_times  # noqa: E402
 from gpt.tokenizer import Tokenizer, gpt2_tokenizer  # noqa: E402
 
 SYLLABLES = ["ka", "lo", "mi", "tren", "vor", "un", "es", "pa", "ri", "shu", "the", "and", "ing",
@@ -59,15 +59,6 @@ def varied_text(n_bytes: int, seed: int = 0) -> str:
     return "".join(out)
 
 
-def _time(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--mb", type=float, default=1.0, help="size of the generated text in MB")
@@ -88,9 +79,9 @@ def main() -> None:
         Tokenizer(tok.ranks, tok.special_tokens, tok.pattern, "gpt2").encode_ordinary_py(text)
 
     rows = {
-        "tiktoken (1 thread)": _time(lambda: enc.encode_ordinary(text), args.repeats),
-        "python, cold cache": _time(cold, args.repeats),
-        "python, warm cache": _time(lambda: fresh.encode_ordinary_py(text), args.repeats),
+        "tiktoken (1 thread)": repeat_times(lambda: enc.encode_ordinary(text), args.repeats),
+        "python, cold cache": repeat_times(cold, args.repeats),
+        "python, warm cache": repeat_times(lambda: fresh.encode_ordinary_py(text), args.repeats),
     }
     base = mb / statistics.median(rows["tiktoken (1 thread)"])
     print(f"GPT-2 encode, {mb:.2f} MB of generated text, {len(expected)} tokens, "

@@ -25,6 +25,11 @@ def time_once(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def repeat_times(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn`."""
+    return [time_once(fn) for _ in range(repeats)]
+
+
 def interleaved(
     fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
 ) -> dict[str, float]:
