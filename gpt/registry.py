@@ -13,6 +13,8 @@ The default sources, in listing order:
 - The starter models (`gpt.STARTER_MODELS`) present under `assets/models/<name>/`.
 - Extra checkpoint folders named by `GPT2LAB_EXTRA_MODELS` (paths joined by `os.pathsep`, ":" on
   Linux); each is listed under its folder name.
+- Finished fine-tuning jobs, as `job:<id>`, once `add_job_models(registry, manager)` hands the
+  registry a `gpt.jobs.JobManager` (the app does when it creates its manager).
 
 Environment:
 
@@ -34,11 +36,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpt.checkpoint import HUB_IDS, MODELS_DIR_ENV, CheckpointError, load_model
 from gpt.config import PRESETS, STARTER_DIR, STARTER_MODELS
 from gpt.tokenizer import Tokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from gpt.jobs import JobManager
 
 TASKS = ("lm", "classify", "instruct")
 CACHE_ENV = "GPT2LAB_MODEL_CACHE_MB"
@@ -188,6 +193,38 @@ def extra_source() -> list[ModelEntry]:
         except RegistryError:
             continue
     return entries
+
+
+class JobModelsSource:
+    """A source listing the models of a `JobManager`'s succeeded jobs as `job:<id>`.
+
+    Their task comes from the saved config.json (what `gpt.load_model` will build); a job
+    folder being deleted meanwhile is skipped.
+    """
+
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
+
+    def __call__(self) -> list[ModelEntry]:
+        entries = []
+        for job in self.manager.models():
+            base = Path(job.base).name if os.sep in job.base else job.base
+            method = job.method.replace("_", " ")
+            desc = f"{job.kind} job fine-tuned from {base} ({method})"
+            accuracy = job.metrics.get("test_accuracy")
+            if isinstance(accuracy, int | float):
+                desc += f", test accuracy {accuracy:.2f}"
+            try:
+                entries.append(folder_entry(job.name, job.path, "job", desc))
+            except RegistryError:
+                continue
+        return entries
+
+
+def add_job_models(registry: ModelRegistry, manager: JobManager) -> None:
+    """List `manager`'s finished job models in `registry`, replacing any earlier manager's."""
+    registry.sources = [s for s in registry.sources if not isinstance(s, JobModelsSource)]
+    registry.sources.append(JobModelsSource(manager))
 
 
 DEFAULT_SOURCES: tuple[Callable[[], Iterable[ModelEntry]], ...] = (
