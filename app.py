@@ -5,16 +5,27 @@
 
 from __future__ import annotations
 
+import os
+
 import gradio as gr
 
-from pages import attention, chat, classify, generation, tokenizer
+from gpt.jobs import JobManager
+from gpt.registry import add_job_models, default_registry
+from pages import attention, chat, classify, generation, jobs, tokenizer
 from pages.common import CSS
 
-# What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap.
-LAUNCH_KWARGS = {"css": CSS, "max_file_size": "5mb", "footer_links": ["api"]}
+# What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap (the
+# fine-tuning tab takes data files up to 20 MB; the tokenizer tab checks its own smaller cap).
+LAUNCH_KWARGS = {"css": CSS, "max_file_size": "20mb", "footer_links": ["api"]}
+JOBS_DIR_ENV = "GPT2LAB_JOBS_DIR"  # where fine-tuning jobs live (default ./jobs)
+MAX_QUEUED_JOBS = 5
 
 
 def build_app() -> gr.Blocks:
+    manager = JobManager(
+        os.environ.get(JOBS_DIR_ENV, "jobs"), max_concurrent=1, max_queued=MAX_QUEUED_JOBS
+    )
+    add_job_models(default_registry(), manager)  # finished jobs' models, as job:<id>
     with gr.Blocks(title="GPT-2 Lab") as demo:
         gr.Markdown("# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it.")
         with gr.Tabs():
@@ -23,6 +34,8 @@ def build_app() -> gr.Blocks:
             generation.build(demo)
             classify.build(demo)
             chat.build(demo)
+            pickers = {b.elem_id: b for b in demo.blocks.values() if b.elem_id in jobs.TAB_TASKS}
+            jobs.build(demo, manager, pickers)
     demo.queue(default_concurrency_limit=4)
     return demo
 

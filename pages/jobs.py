@@ -1,0 +1,595 @@
+"""Fine-tune tab: start background training jobs, watch them learn, and use their models.
+
+Training runs in `gpt.jobs.JobManager`'s worker processes; this tab only submits specs, polls the
+plain `JobStatus` objects (a `gr.Timer`, active while a job is queued or running) and draws them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from gpt.config import HUB_IDS, STARTER_MODELS
+from gpt.jobs import JobError, JobManager, JobStatus
+from gpt.registry import default_registry
+from gpt.sources import SOURCES
+from pages.common import esc, friendly_errors, model_choices
+
+KINDS = [
+    ("Spam classifier (classify)", "classify"),
+    ("Instruction following (instruct)", "instruct"),
+    ("Language model (lm)", "lm"),
+]
+KIND_NAMES = {"lm": "language-model", "classify": "classifier", "instruct": "instruction"}
+BASE_TASKS = {
+    "lm": ("lm", "instruct"),
+    "classify": ("classify", "lm"),
+    "instruct": ("instruct", "lm"),
+}
+METHODS = [("Full: every weight", "full"), ("Last blocks only", "last_blocks"), ("LoRA", "lora")]
+UPLOAD_TYPES = {
+    "lm": (".txt",),
+    "classify": (".tsv", ".csv"),
+    "instruct": (".json", ".jsonl"),
+}
+UPLOAD_HELP = {
+    "lm": "a UTF-8 .txt file of plain text",
+    "classify": "a .tsv file of `label<TAB>text` lines or a .csv with `label,text` columns "
+    "(labels ham / spam)",
+    "instruct": "a .json list or .jsonl lines of Alpaca records (`instruction`, `input`, `output`)",
+}
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+LEARNING_RATES = ["1e-5", "3e-5", "5e-5", "1e-4", "3e-4", "1e-3"]
+COLUMNS = ["Job", "Kind", "Base", "Method", "State", "Progress", "Step", "Loss", "ETA"]
+EMPTY = "### No jobs yet — start one above\nYour jobs, their progress and loss curves show up here."
+TAB_TASKS = {  # the other tabs' model pickers (elem_id) and the tasks each one lists
+    "att-model": ("Attention", ("lm", "instruct")),
+    "gen-model": ("Generate", ("lm", "instruct")),
+    "clf-model": ("Spam classifier", ("classify",)),
+    "chat-model": ("Chat", ("instruct",)),
+}
+
+
+# --- choices ------------------------------------------------------------------------------------
+
+
+def base_choices(kind: str) -> list[tuple[str, str]]:
+    """(label, name) of the registry's models a `kind` job can start from."""
+    entries = default_registry().entries(BASE_TASKS.get(kind, ()))
+    return [(f"{e.name} — {e.description}", e.name) for e in entries]
+
+
+def data_choices(kind: str) -> list[tuple[str, str]]:
+    online = [
+        (f"{name} (online: {src.description})", name)
+        for name, src in SOURCES.items()
+        if src.kind == kind
+    ]
+    return [("Bundled sample data", "bundled"), ("Upload a file", "upload"), *online]
+
+
+def data_info(kind: str) -> str:
+    return f"Uploads: {UPLOAD_HELP.get(kind, 'a data file')}; at most 20 MB."
+
+
+def on_kind(kind: str):
+    """Base models and data sources that fit a newly chosen kind."""
+    bases = base_choices(kind)
+    return (
+        gr.Dropdown(choices=bases, value=bases[0][1] if bases else None),
+        gr.Dropdown(choices=data_choices(kind), value="bundled", info=data_info(kind)),
+    )
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+
+def number(value: Any, lo: float, hi: float, name: str, hint: str = "") -> float:
+    """`value` as a float within [lo, hi], or a gr.Error that says what to enter."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number between {lo:g} and {hi:g}.{hint}") from None
+    if math.isnan(x) or not lo <= x <= hi:
+        raise gr.Error(f"{name} must be between {lo:g} and {hi:g}, not {value}.{hint}")
+    return x
+
+
+def resolve_base(name: Any, kind: str) -> str:
+    """What `RunSpec.base` gets for a picked model: its name where the job runner knows it
+    (starter, GPT-2 size, job:<id>), else its checkpoint folder."""
+    if not name:
+        raise gr.Error("Pick a base model to start from.")
+    entries = {e.name: e for e in default_registry().entries(BASE_TASKS[kind])}
+    if name not in entries:
+        known = ", ".join(entries) or "none"
+        raise gr.Error(f"Base model {name!r} does not fit a {kind} job; pick one of: {known}.")
+    if name in STARTER_MODELS or name in HUB_IDS or name.startswith("job:"):
+        return name
+    return entries[name].location
+
+
+def check_upload(upload: Any, kind: str) -> Path:
+    if not upload:
+        raise gr.Error(f"Choose a file to upload first: {UPLOAD_HELP[kind]}.")
+    path = Path(upload if isinstance(upload, str) else upload.get("path", ""))
+    if not path.is_file():
+        raise gr.Error("The upload did not arrive; upload the file again.")
+    if path.suffix.lower() not in UPLOAD_TYPES[kind]:
+        raise gr.Error(
+            f"A {kind} job reads {UPLOAD_HELP[kind]}; {path.name!r} is not one. "
+            "Pick another file or another kind."
+        )
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise gr.Error(
+            f"{path.name} is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB. "
+            "Upload a smaller sample."
+        )
+    return path
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+@friendly_errors
+def start_job(
+    manager: JobManager,
+    kind: str,
+    base: str,
+    data: str,
+    upload: Any,
+    method: str,
+    epochs: float,
+    lr: Any,
+    batch_size: float,
+    max_steps: float,
+    eval_every: float,
+) -> tuple[str, str]:
+    """Validate the form and submit the job; (message, job id for the job picker)."""
+    if kind not in UPLOAD_TYPES:
+        raise gr.Error(f"Kind must be one of {', '.join(UPLOAD_TYPES)}.")
+    if method not in dict((v, k) for k, v in METHODS):
+        raise gr.Error(f"Method must be one of {', '.join(v for _, v in METHODS)}.")
+    spec: dict[str, Any] = {
+        "kind": kind,
+        "base": resolve_base(base, kind),
+        "method": method,
+        "epochs": number(epochs, 0.1, 20, "Epochs"),
+        "lr": number(lr, 1e-6, 1e-2, "Learning rate", " Try 5e-5 (full) or 3e-4 (LoRA)."),
+        "batch_size": int(number(batch_size, 1, 64, "Batch size")),
+        "eval_every": int(number(eval_every, 1, 10_000, "Eval every")),
+    }
+    steps = int(number(max_steps, 0, 100_000, "Max steps", " 0 lets the epochs decide."))
+    if steps:
+        spec["max_steps"] = steps
+    upload_path = None
+    if data == "upload":
+        upload_path = check_upload(upload, kind)
+        spec["data"] = str(upload_path)
+    elif data == "bundled" or (data in SOURCES and SOURCES[data].kind == kind):
+        spec["data"] = data
+    else:
+        names = ", ".join(v for _, v in data_choices(kind))
+        raise gr.Error(f"Data {data!r} does not fit a {kind} job; choose one of: {names}.")
+    try:
+        job_id = manager.submit(spec)
+    except JobError as e:
+        msg = str(e)
+        if upload_path is not None:
+            msg = msg.replace(str(upload_path), upload_path.name)
+            raise gr.Error(
+                f"{msg}. Fix the file (it needs {UPLOAD_HELP[kind]}) and upload it again."
+            ) from None
+        raise gr.Error(f"Could not start the job: {msg}.") from None
+    status = manager.get(job_id)
+    where = "starting now" if status.state == "running" else "queued behind the running job"
+    return f"Started job **{job_id}** ({where}).", job_id  # the list refresh adds its choice
+
+
+def _job_id(job_id: Any) -> str:
+    if not job_id or not isinstance(job_id, str):
+        raise gr.Error("Select a job in the list first.")
+    return job_id
+
+
+@friendly_errors
+def cancel_job(manager: JobManager, job_id: str) -> str:
+    try:
+        status = manager.cancel(_job_id(job_id))
+    except JobError as e:
+        raise gr.Error(f"{e}.") from None
+    return f"Job **{status.id}** cancelled at step {status.step}; **Resume** continues it."
+
+
+@friendly_errors
+def resume_job(manager: JobManager, job_id: str) -> str:
+    try:
+        manager.resume(_job_id(job_id))
+        status = manager.get(job_id)
+    except JobError as e:
+        raise gr.Error(f"{e}.") from None
+    note = f" ({status.note})" if status.note else ""
+    return f"Job **{job_id}** resumed{note}."
+
+
+@friendly_errors
+def delete_job(manager: JobManager, job_id: str) -> str:
+    try:
+        manager.delete(_job_id(job_id))
+    except JobError as e:
+        raise gr.Error(f"{e}.") from None
+    default_registry().remove(f"job:{job_id}")  # drop a cached copy of its model
+    return f"Job **{job_id}** deleted with its files."
+
+
+@friendly_errors
+def open_in_tabs(manager: JobManager, job_id: str) -> list[Any]:
+    """(message, then one update per other tab's picker): `job:<id>` where its task fits."""
+    try:
+        status = manager.get(_job_id(job_id))
+    except JobError as e:
+        raise gr.Error(f"{e}.") from None
+    if status.model_path is None:
+        raise gr.Error(f"Job {job_id} is {status.state}; its model is ready once it succeeds.")
+    name = f"job:{job_id}"
+    entry = next((e for e in default_registry().entries() if e.name == name), None)
+    if entry is None:
+        raise gr.Error(f"{name} is not in the model list yet; try again in a second.")
+    updates, tabs = [], []
+    for _elem_id, (tab, tasks) in TAB_TASKS.items():
+        if entry.task in tasks:
+            updates.append(gr.Dropdown(choices=model_choices(tasks), value=name))
+            tabs.append(f"**{tab}**")
+        else:
+            updates.append(gr.skip())
+    where = ", ".join(tabs[:-1]) + " and " + tabs[-1] if len(tabs) > 1 else tabs[0]
+    plural = "s" if len(tabs) > 1 else ""
+    msg = f"Picked **{name}** in the {where} tab{plural}: open it in the tab bar at the top."
+    gr.Info(msg.replace("**", ""))
+    return [msg, *updates]
+
+
+# --- the list and the curves --------------------------------------------------------------------
+
+
+def progress_bar(fraction: float, cells: int = 10) -> str:
+    full = int(round(fraction * cells))
+    return "█" * full + "░" * (cells - full) + f" {fraction * 100:.0f}%"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def short_base(base: str) -> str:
+    return Path(base).name if "/" in base or "\\" in base else base
+
+
+def job_rows(jobs: list[JobStatus]) -> pd.DataFrame:
+    rows = [
+        [
+            s.id,
+            s.kind,
+            short_base(s.base),
+            s.method.replace("_", " "),
+            s.state,
+            progress_bar(s.progress),
+            f"{s.step} / {s.max_steps}" if s.max_steps else str(s.step),
+            "—" if s.loss is None else f"{s.loss:.4f}",
+            duration(s.eta_s),
+        ]
+        for s in jobs
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def job_choices(manager: JobManager) -> list[tuple[str, str]]:
+    return [(f"{s.id} · {s.kind} · {s.state}", s.id) for s in manager.list()]
+
+
+@friendly_errors
+def list_jobs(manager: JobManager) -> pd.DataFrame:
+    """Every job, newest first: the `/jobs` endpoint."""
+    return job_rows(manager.list())
+
+
+def details(status: JobStatus, metrics: dict[str, Any]) -> str:
+    parts = [
+        f"**{status.id}** · {KIND_NAMES[status.kind]} job from **{esc(short_base(status.base))}**"
+        f" · {status.method.replace('_', ' ')} · **{status.state}**"
+    ]
+    if status.max_steps:
+        parts.append(f"step {status.step} / {status.max_steps} ({status.progress:.0%})")
+    if status.active and status.eta_s is not None:
+        parts.append(f"about {duration(status.eta_s)} left")
+    if status.started and status.active:
+        parts.append(f"running for {duration(time.time() - status.started)}")
+    text = " · ".join(parts)
+    test = {k: v for k, v in metrics.get("test", {}).items() if isinstance(v, int | float)}
+    if test:
+        shown = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in list(test.items())[:4])
+        text += f"\n\nTest set: {shown}."
+    if status.model_path:
+        text += (
+            f"\n\nIts model is **job:{status.id}** in every model picker; "
+            "**Open in other tabs** picks it for you."
+        )
+    if status.note:
+        text += f"\n\nNote: {esc(status.note)}"
+    if status.error:
+        text += f"\n\n```\n{status.error[-1500:]}\n```"
+    if status.state in ("cancelled", "interrupted", "failed"):
+        text += "\n\n**Resume** continues it from its last checkpoint."
+    return text
+
+
+def curves(metrics: dict[str, Any]) -> go.Figure | None:
+    """Train and val loss (and val accuracy, for classifiers) against the step."""
+    steps = [r for r in metrics.get("steps", []) if "loss" in r]
+    evals = metrics.get("evals", [])
+    if not steps and not evals:
+        return None
+    accuracy = [r for r in evals if isinstance(r.get("val_accuracy"), int | float)]
+    cols = 2 if accuracy else 1
+    fig = make_subplots(
+        rows=1, cols=cols, subplot_titles=("Loss", "Accuracy")[:cols], horizontal_spacing=0.1
+    )
+    fig.add_scatter(
+        x=[r["step"] for r in steps],
+        y=[r["loss"] for r in steps],
+        mode="lines",
+        name="train loss",
+        line=dict(color="#4a6fa5", width=2),
+        row=1,
+        col=1,
+    )
+    val = [r for r in evals if isinstance(r.get("val_loss"), int | float)]
+    fig.add_scatter(
+        x=[r["step"] for r in val],
+        y=[r["val_loss"] for r in val],
+        mode="lines+markers",
+        name="val loss",
+        line=dict(color="#e4572e", width=2),
+        row=1,
+        col=1,
+    )
+    fig.update_xaxes(title_text="Step", row=1, col=1)
+    fig.update_yaxes(title_text="Loss", row=1, col=1)
+    if accuracy:
+        fig.add_scatter(
+            x=[r["step"] for r in accuracy],
+            y=[r["val_accuracy"] for r in accuracy],
+            mode="lines+markers",
+            name="val accuracy",
+            line=dict(color="#2e8b57", width=2),
+            row=1,
+            col=2,
+        )
+        fig.update_xaxes(title_text="Step", row=1, col=2)
+        fig.update_yaxes(title_text="Accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_layout(
+        height=340,
+        margin=dict(l=60, r=20, t=40, b=50),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
+
+
+def refresh(manager: JobManager, selected: Any, seen: Any):
+    """Everything the list shows, for the timer: (empty note, table, job picker, details, plot,
+    what the plot shows, timer). The plot is re-sent only when the selected job moved on."""
+    jobs = manager.list()
+    active = any(s.active for s in jobs)
+    timer = gr.Timer(active=active)
+    if not jobs:
+        return (
+            gr.Markdown(visible=True),
+            gr.Dataframe(value=job_rows([]), visible=False),
+            gr.Dropdown(choices=[], value=None),
+            "",
+            gr.Plot(value=None, visible=False),
+            None,
+            timer,
+        )
+    ids = [s.id for s in jobs]
+    job = next((s for s in jobs if s.id == selected), jobs[0])
+    metrics = manager.metrics(job.id)
+    key = [job.id, job.state, job.step, len(metrics["evals"]), len(metrics["steps"])]
+    if key == seen:
+        plot = gr.skip()
+    else:
+        fig = curves(metrics)
+        plot = gr.Plot(value=fig, visible=fig is not None)
+    choices = [(f"{s.id} · {s.kind} · {s.state}", s.id) for s in jobs]
+    return (
+        gr.Markdown(visible=False),
+        gr.Dataframe(value=job_rows(jobs), visible=True),
+        gr.Dropdown(choices=choices, value=job.id if job.id in ids else None),
+        details(job, metrics),
+        plot,
+        key,
+        timer,
+    )
+
+
+# --- layout -------------------------------------------------------------------------------------
+
+
+def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown]) -> None:
+    """The Fine-tune tab. `pickers` maps the other tabs' model-picker elem_ids (TAB_TASKS) to
+    their dropdowns, for "Open in other tabs"."""
+    first_kind = KINDS[0][1]
+    bases = base_choices(first_kind)
+    with gr.Tab("Fine-tune", id="jobs"):
+        gr.Markdown(
+            "Fine-tune a model in the background: jobs run one at a time in their own process, "
+            "survive page reloads, and can be cancelled and resumed from their last checkpoint."
+        )
+        with gr.Group():
+            with gr.Row():
+                kind = gr.Dropdown(
+                    KINDS, value=first_kind, label="Kind", elem_id="job-kind", interactive=True
+                )
+                base = gr.Dropdown(
+                    bases,
+                    value=bases[0][1] if bases else None,
+                    label="Base model",
+                    elem_id="job-base",
+                    interactive=True,
+                    allow_custom_value=True,  # finished jobs appear at run time
+                )
+                method = gr.Dropdown(
+                    METHODS, value="full", label="Method", elem_id="job-method", interactive=True
+                )
+            with gr.Row(equal_height=True):
+                data = gr.Dropdown(
+                    data_choices(first_kind),
+                    value="bundled",
+                    label="Data",
+                    info=data_info(first_kind),
+                    elem_id="job-data",
+                    interactive=True,
+                    allow_custom_value=True,  # the choices change with the kind; checked on start
+                    scale=2,
+                )
+                upload = gr.File(
+                    label="Upload (TSV/CSV, JSON/JSONL or TXT, ≤ 20 MB)",
+                    file_types=[".txt", ".tsv", ".csv", ".json", ".jsonl"],
+                    type="filepath",
+                    elem_id="job-upload",
+                    height=120,
+                    scale=1,
+                )
+            with gr.Row():
+                epochs = gr.Number(
+                    value=1,
+                    step=0.5,
+                    label="Epochs",
+                    info="0.1 to 20 passes over the training split",
+                    elem_id="job-epochs",
+                )
+                lr = gr.Dropdown(
+                    LEARNING_RATES,
+                    value="5e-5",
+                    label="Learning rate",
+                    info="1e-6 to 1e-2; pick one or type a value like 2e-4",
+                    allow_custom_value=True,
+                    elem_id="job-lr",
+                    interactive=True,
+                )
+            with gr.Accordion("Advanced", open=False, elem_id="job-advanced"), gr.Row():
+                batch_size = gr.Number(
+                    value=8, precision=0, label="Batch size (1–64)", elem_id="job-batch"
+                )
+                max_steps = gr.Number(
+                    value=0,
+                    precision=0,
+                    label="Max steps (0 = set by epochs)",
+                    elem_id="job-max-steps",
+                )
+                eval_every = gr.Number(
+                    value=50, precision=0, label="Evaluate every N steps", elem_id="job-eval"
+                )
+        start = gr.Button("Start job", variant="primary", elem_id="job-start")
+        message = gr.Markdown(elem_id="job-msg")
+
+        gr.Markdown("## Jobs")
+        empty = gr.Markdown(EMPTY, elem_id="job-empty")
+        table = gr.Dataframe(
+            value=job_rows([]),
+            headers=COLUMNS,
+            interactive=False,
+            visible=False,
+            elem_id="job-table",
+            wrap=True,
+        )
+        with gr.Row(equal_height=True):
+            picked = gr.Dropdown(
+                [],
+                label="Selected job",
+                elem_id="job-picked",
+                allow_custom_value=True,
+                interactive=True,
+                scale=3,
+            )
+            cancel = gr.Button("Cancel", variant="stop", elem_id="job-cancel", scale=1)
+            resume = gr.Button("Resume", elem_id="job-resume", scale=1)
+            delete = gr.Button("Delete", elem_id="job-delete", scale=1)
+            use = gr.Button("Open in other tabs", elem_id="job-use", scale=2)
+            refresh_btn = gr.Button("Refresh", elem_id="job-refresh", scale=1)
+        info = gr.Markdown(elem_id="job-details")
+        plot = gr.Plot(label="Training curves", elem_id="job-plot", visible=False)
+        seen = gr.State(None)
+        timer = gr.Timer(1.0, active=False)
+
+        view = [empty, table, picked, info, plot, seen, timer]
+        quiet = dict(api_visibility="private", show_progress="hidden", concurrency_limit=None)
+
+        def do_refresh(selected, last):
+            return refresh(manager, selected, last)
+
+        def after(event):
+            event.then(do_refresh, [picked, seen], view, **quiet)
+
+        kind.change(on_kind, kind, [base, data], api_visibility="private")
+        upload.upload(lambda: "upload", None, data, api_visibility="private", queue=False)
+        base.focus(
+            lambda k, b: gr.Dropdown(choices=base_choices(k), value=b),
+            [kind, base],
+            base,
+            api_visibility="private",
+            queue=False,
+        )
+
+        def do_start(*args):
+            return start_job(manager, *args)
+
+        form = [kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every]
+        after(start.click(do_start, form, [message, picked], api_name="start_job"))
+
+        def do_cancel(job_id):
+            return cancel_job(manager, job_id)
+
+        def do_resume(job_id):
+            return resume_job(manager, job_id)
+
+        def do_delete(job_id):
+            return delete_job(manager, job_id)
+
+        def do_list():
+            return list_jobs(manager)
+
+        after(cancel.click(do_cancel, picked, message, api_name="cancel_job"))
+        after(resume.click(do_resume, picked, message, api_name="resume_job"))
+        after(delete.click(do_delete, picked, message, api_name="delete_job"))
+        after(refresh_btn.click(do_list, None, table, api_name="jobs", concurrency_limit=None))
+
+        others = [pickers[elem_id] for elem_id in TAB_TASKS]
+
+        def do_open(job_id):
+            return open_in_tabs(manager, job_id)
+
+        use.click(do_open, picked, [message, *others], api_name="open_job_model")
+
+        def on_select(evt: gr.SelectData):
+            return evt.row_value[0] if evt.row_value else gr.skip()
+
+        after(table.select(on_select, None, picked, api_visibility="private"))
+        picked.input(do_refresh, [picked, seen], view, **quiet)
+        timer.tick(do_refresh, [picked, seen], view, **quiet)
+        demo.load(do_refresh, [picked, seen], view, **quiet)
