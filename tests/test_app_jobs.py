@@ -1,0 +1,244 @@
+"""The Fine-tune tab: background jobs through gradio_client, then in a real browser.
+
+One app for the module (tests/test_app_api.py's `start_app`, its registry holding tiny
+random-weight checkpoints), its jobs under a temporary GPT2LAB_JOBS_DIR. Every job is a tiny
+classifier fine-tuned from `tiny-spam` for a few steps on a TSV written here.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+
+import gradio_client  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from tests.test_app_api import SPAM, assert_alive, start_app  # noqa: E402
+
+
+def write_tsv(path: Path, n: int = 60) -> Path:
+    rows = [
+        ("spam", f"WIN a free prize number {i}, call now!")
+        if i % 3 == 0
+        else ("ham", f"see you at {i} ok")
+        for i in range(n)
+    ]
+    path.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jobs-app")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GPT2LAB_JOBS_DIR", str(root / "jobs"))
+        mp.setenv("GPT2LAB_JOB_THREADS", "1")  # leave a core to the app and the browser
+        demo, url = start_app(root / "models")
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return gradio_client.Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def tsv(tmp_path_factory):
+    return write_tsv(tmp_path_factory.mktemp("jobs-data") / "sms.tsv")
+
+
+def form(upload, max_steps=4, eval_every=2, **over):
+    args = dict(
+        kind="classify",
+        base=SPAM,
+        data="upload",
+        upload=gradio_client.handle_file(str(upload)) if upload else None,
+        method="full",
+        epochs=1,
+        lr="1e-3",
+        batch_size=8,
+        max_steps=max_steps,
+        eval_every=eval_every,
+    )
+    args.update(over)
+    return list(args.values())
+
+
+def jobs(client) -> dict[str, dict]:
+    table = client.predict(api_name="/jobs")
+    return {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
+
+
+def wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 60) -> dict:
+    end = time.monotonic() + timeout
+    while True:
+        row = jobs(client)[job_id]
+        if row["State"] in states or time.monotonic() > end:
+            return row
+        time.sleep(0.1)
+
+
+def test_no_jobs_at_first(client):
+    assert jobs(client) == {}
+
+
+def test_start_job_runs_and_its_model_classifies(client, tsv):
+    message, job_id = client.predict(*form(tsv), api_name="/start_job")
+    assert job_id and f"**{job_id}**" in message
+    row = wait_state(client, job_id, ("succeeded", "failed"))
+    assert row["State"] == "succeeded" and row["Step"] == "4 / 4"
+    assert row["Progress"] == "██████████ 100%"
+
+    from gpt.registry import default_registry
+
+    assert f"job:{job_id}" in default_registry().names("classify")
+    label, summary, _ = client.predict(f"job:{job_id}", "WIN a free prize!", api_name="/classify")
+    assert {c["label"] for c in label["confidences"]} == {"ham", "spam"} and "P(spam)" in summary
+
+
+def test_bad_uploads_say_what_to_fix(client, tmp_path):
+    binary = tmp_path / "blob.tsv"
+    binary.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(AppError, match=r"blob\.tsv.*upload it again"):
+        client.predict(*form(binary), api_name="/start_job")
+    columns = tmp_path / "columns.csv"
+    columns.write_text("foo,bar\n1,2\n", encoding="utf-8")
+    with pytest.raises(AppError, match=r"columns\.csv.*label"):
+        client.predict(*form(columns), api_name="/start_job")
+    wrong_type = tmp_path / "notes.json"
+    wrong_type.write_text("[]", encoding="utf-8")
+    with pytest.raises(AppError, match="is not one"):
+        client.predict(*form(wrong_type), api_name="/start_job")
+    with pytest.raises(AppError, match="Choose a file"):
+        client.predict(*form(None), api_name="/start_job")
+    assert_alive(client)
+
+
+@pytest.mark.parametrize(
+    "over, match",
+    [
+        (dict(epochs=1000), "Epochs must be between 0.1 and 20"),
+        (dict(lr="fast"), "Learning rate must be a number"),
+        (dict(lr=1.0), "Learning rate must be between"),
+        (dict(batch_size=-3), "Batch size"),
+        (dict(base="tiny-lm-nope"), "does not fit"),
+        (dict(data="alpaca"), "does not fit a classify job"),
+    ],
+)
+def test_absurd_settings_are_rejected(client, tsv, over, match):
+    with pytest.raises(AppError, match=match):
+        client.predict(*form(tsv, **over), api_name="/start_job")
+
+
+def test_cancel_then_resume_to_success(client, tsv):
+    _, job_id = client.predict(*form(tsv, max_steps=40, eval_every=10), api_name="/start_job")
+    assert wait_state(client, job_id, ("running",))["State"] == "running"
+    message = client.predict(job_id, api_name="/cancel_job")
+    assert "cancelled" in message
+    assert jobs(client)[job_id]["State"] == "cancelled"
+    assert "resumed" in client.predict(job_id, api_name="/resume_job")
+    assert wait_state(client, job_id, ("succeeded", "failed"))["State"] == "succeeded"
+    with pytest.raises(AppError, match="only cancelled, interrupted, failed jobs resume"):
+        client.predict(job_id, api_name="/resume_job")
+    assert "deleted" in client.predict(job_id, api_name="/delete_job")
+    assert job_id not in jobs(client)
+
+
+def test_full_queue_says_so(app_url, tmp_path, tsv):
+    import gradio as gr
+
+    from gpt.jobs import JobManager
+    from pages.jobs import start_job
+
+    args = ("classify", SPAM, "upload", str(tsv), "full", 1, "1e-4", 8, 4, 2)
+    manager = JobManager(tmp_path / "jobs", max_queued=0, background=False)
+    with manager, pytest.raises(gr.Error, match="queue is full"):
+        start_job(manager, *args)
+
+
+# --- in a browser -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from tests import test_browser as tb  # skips when chromium is missing
+
+    with tb.sync_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="pw-") as profile:
+        ctx = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=tb.CHROMIUM,
+            args=tb.ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        pg = ctx.new_page()
+        pg.set_default_timeout(20_000)
+        pg.goto(app_url, wait_until="load")
+        pg.wait_for_selector("#tok-text textarea")
+        yield pg
+        ctx.close()
+
+
+def wait_for_text(page, elem_id: str, pattern: str, timeout: float = 20_000) -> None:
+    """Wait until the text of `#elem_id` matches the (JS) regular expression `pattern`."""
+    page.wait_for_function(
+        "([id, re]) => new RegExp(re).test(document.querySelector('#' + id)?.innerText ?? '')",
+        arg=[elem_id, pattern],
+        timeout=timeout,
+    )
+
+
+def test_fine_tune_tab_in_browser(page, tmp_path):
+    from tests import test_browser as tb
+
+    tb.open_tab(page, "Fine-tune")
+    tb.pick_model(page, "job-kind", "Spam classifier")
+    tb.pick_model(page, "job-base", SPAM)
+    page.locator("#job-upload input[type=file]").set_input_files(
+        str(write_tsv(tmp_path / "my.tsv"))
+    )
+    page.wait_for_function(
+        "document.querySelector('#job-data input').value === 'Upload a file'"
+    )  # uploading picks it as the data
+    page.locator("#job-epochs input").fill("2")
+    page.get_by_text("Advanced").click()
+    page.locator("#job-max-steps input").fill("120")
+    page.locator("#job-eval input").fill("20")
+    page.locator("#job-start").click()
+    wait_for_text(page, "job-msg", "Started job")
+    job_id = re.search(r"Started job (\S+)", page.locator("#job-msg").inner_text()).group(1)
+
+    # progress shows up while it runs (step > 0 of 120), then cancel and resume it
+    wait_for_text(page, "job-table", r"running[\s\S]*\b[1-9]\d* / 120\b", timeout=60_000)
+    page.locator("#job-cancel").click()
+    wait_for_text(page, "job-msg", "cancelled")
+    wait_for_text(page, "job-table", "cancelled")
+    page.locator("#job-resume").click()
+    wait_for_text(page, "job-msg", "resumed")
+    wait_for_text(page, "job-details", f"{job_id}[\\s\\S]*succeeded", timeout=90_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#job-plot .y2title')]"
+        ".some(t => t.textContent === 'Accuracy')"
+    )
+    xtitles = page.locator("#job-plot .xtitle, #job-plot .x2title").all_text_contents()
+    ytitles = page.locator("#job-plot .ytitle, #job-plot .y2title").all_text_contents()
+    assert xtitles == ["Step", "Step"] and ytitles == ["Loss", "Accuracy"]
+
+    page.locator("#job-use").click()
+    wait_for_text(page, "job-msg", "Picked")
+    assert "Spam classifier" in page.locator("#job-msg").inner_text()
+    for close in page.locator(".toast-close").all():  # its countdown would hold up settle()
+        close.click()
+    page.locator("#job-start").scroll_into_view_if_needed()
+    tb.shot(page, "jobs")
+
+    tb.open_tab(page, "Spam classifier")
+    assert f"job:{job_id}" in page.locator("#clf-model input").input_value()
