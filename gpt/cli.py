@@ -196,7 +196,12 @@ def cmd_recipes(args: argparse.Namespace) -> None:
     from gpt.recipes import starter
 
     cards = starter(
-        Path(args.out), minutes=args.minutes, work_dir=Path(args.work), quick=args.quick
+        Path(args.out),
+        minutes=args.minutes,
+        work_dir=Path(args.work),
+        quick=args.quick,
+        progress=ProgressBar,
+        lm_steps=args.lm_steps,
     )
     print(json.dumps({k: v.get("test") if isinstance(v, dict) else v for k, v in cards.items()}))
 
