@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 
 import gradio as gr
 
@@ -40,5 +42,20 @@ def build_app() -> gr.Blocks:
     return demo
 
 
+def warm_up() -> None:
+    """Load each tab's default model in the background, so no first visitor waits for a load."""
+    registry = default_registry()
+    for module in (attention, classify, chat):
+        name = registry.default(module.TASKS)
+        if name is None:
+            continue
+        try:
+            registry.get(name)
+        except Exception as e:  # a broken model shows its error in the tab; the app still starts
+            logging.getLogger(__name__).warning("could not preload %s: %s", name, e)
+
+
 if __name__ == "__main__":
-    build_app().launch(**LAUNCH_KWARGS)
+    app = build_app()
+    threading.Thread(target=warm_up, name="gpt2lab-warm-up", daemon=True).start()
+    app.launch(**LAUNCH_KWARGS)
