@@ -212,7 +212,8 @@ def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
         train, val = gdata.lm_datasets(path, tok, context, spec.stride, val_fraction=0.05)
         if len(train) == 0:
             raise gdata.DataError(f"{path}: too little text for one window of {context} tokens")
-        summary = {"file": str(path), "train_windows": len(train), "val_windows": len(val or [])}
+        shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        summary = {"file": str(shown), "train_windows": len(train), "val_windows": len(val or [])}
         return RunData(train, val, val, None, summary)
     if spec.kind == "classify":
         if bundled:
