@@ -178,6 +178,8 @@ def test_chat_tab(page):
     )
     page.get_by_text("Prompt sent to the model").click()
     page.wait_for_function(
-        "document.querySelector('#chat-prompt').innerText.includes('Give me a tip for studying.')"
+        # null-safe: the accordion's content may not be in the page yet right after the click
+        "(document.querySelector('#chat-prompt')?.innerText || '')"
+        ".includes('Give me a tip for studying.')"
     )
     shot(page, "chat")
