@@ -212,7 +212,7 @@ def test_stream_can_be_resumed_on_other_threads(model, byte_tok):
     events = stream(model, byte_tok, "thread", **kw)
     pieces = []
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for i in range(12):
+        for _ in range(12):
             event = pool.submit(next, events).result()
             pieces.append(event.text)
             pool.submit(lambda: None).result()  # another task on the pool between steps
