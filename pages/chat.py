@@ -27,10 +27,11 @@ PREAMBLE = (
     "completes the request."
 )
 STOPS = ("### Instruction:", "### Input:", "### Response:")
+# Questions in the starter chat model's world (see data/README.md); GPT-2 sizes answer anything.
 EXAMPLES = [
-    "Give three tips for staying focused while studying.",
-    "Rewrite this sentence in the past tense: The dog runs to the park.",
-    "What is the capital of France?",
+    "Where does Pip the fox live?",
+    "Is a robin a mammal, a bird or a fish?",
+    "Reverse the letters of the word shout.",
 ]
 
 
