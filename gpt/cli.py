@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,9 +140,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         fields = {k: v for k, v in vars(args).items() if k in _SPEC_ARGS and v is not None}
         spec = RunSpec(kind=args.kind, **fields)
         out = Path(args.out)
-    progress = ProgressBar(f"train {spec.kind}", disable=args.quiet)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 reports
+    progress = ProgressBar(f"train {spec.kind}", disable=args.quiet or not main_rank)
     metrics = run(spec, out, callbacks=[progress], resume=bool(args.resume))
     progress.close()
+    if not main_rank:
+        return
     test = {k: v for k, v in metrics.get("test", {}).items() if k != "test_samples"}
     print(json.dumps({"status": metrics["status"], "steps": metrics["steps"], **test}, default=str))
     print(f"model: {out / 'model'}  metrics: {out / 'metrics.json'}", file=sys.stderr)
