@@ -103,8 +103,11 @@ class ProgressBar:
         from tqdm import tqdm
 
         self.bar = tqdm(desc=desc, unit="step", dynamic_ncols=True, disable=disable)
+        self.disable = disable
 
     def __call__(self, event) -> None:
+        if self.disable:
+            return
         self.bar.total = event.max_steps
         if event.kind == "step":
             self.bar.n = event.step
