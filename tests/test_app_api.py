@@ -57,6 +57,7 @@ def start_app(tmp_root: Path):
     """Launch the app in-process on a free port; (demo, url)."""
     folders = make_checkpoints(tmp_root)
     os.environ["GPT2LAB_EXTRA_MODELS"] = os.pathsep.join(str(f) for f in folders)
+    os.environ.setdefault("GPT2LAB_JOBS_DIR", str(tmp_root / "jobs"))  # never ./jobs in the repo
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import app
