@@ -58,6 +58,19 @@ _STARTER_DESCRIPTIONS = {
 }
 
 
+def downloads_allowed() -> bool:
+    """Whether GPT-2 sizes not yet on disk are listed (and downloaded on first use).
+
+    `GPT2LAB_ALLOW_DOWNLOAD=1` / `0` decides; unset, downloads are allowed on Hugging Face
+    Spaces (which sets `SPACE_ID` and is online) unless `HF_HUB_OFFLINE=1`, and off elsewhere,
+    so a machine without network never lists a model it cannot load.
+    """
+    choice = os.environ.get(DOWNLOAD_ENV)
+    if choice in ("0", "1"):
+        return choice == "1"
+    return bool(os.environ.get("SPACE_ID")) and os.environ.get("HF_HUB_OFFLINE") != "1"
+
+
 class RegistryError(LookupError):
     """A model name that is not listed, or a model that cannot be loaded; says what to do."""
 
@@ -150,7 +163,7 @@ def gpt2_source() -> list[ModelEntry]:
     """GPT-2 sizes on this machine (or downloadable when GPT2LAB_ALLOW_DOWNLOAD=1)."""
     entries = []
     local = os.environ.get(MODELS_DIR_ENV)
-    allow_download = os.environ.get(DOWNLOAD_ENV) == "1"
+    allow_download = downloads_allowed()
     for size in HUB_IDS:
         n_params = PRESETS[size].n_params()
         desc = f"OpenAI GPT-2, {n_params / 1e6:.0f}M parameters"

@@ -171,3 +171,23 @@ def test_re_adding_a_name_replaces_it(folders):
     assert reg.entry("m").description == "retrained" and reg.get("m")[0] is not first
     reg.remove("m")
     assert reg.names() == []
+
+
+@pytest.mark.parametrize(
+    "env, allowed",
+    [
+        ({}, False),
+        ({"SPACE_ID": "someone/gpt2-lab"}, True),
+        ({"SPACE_ID": "someone/gpt2-lab", "HF_HUB_OFFLINE": "1"}, False),
+        ({"SPACE_ID": "someone/gpt2-lab", "GPT2LAB_ALLOW_DOWNLOAD": "0"}, False),
+        ({"GPT2LAB_ALLOW_DOWNLOAD": "1"}, True),
+    ],
+)
+def test_downloads_allowed_online_on_spaces_only(monkeypatch, env, allowed):
+    from gpt.registry import downloads_allowed
+
+    for key in ("SPACE_ID", "HF_HUB_OFFLINE", "GPT2LAB_ALLOW_DOWNLOAD"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert downloads_allowed() is allowed
