@@ -18,6 +18,19 @@ from pathlib import Path
 from typing import Any
 
 GPT2_VOCAB_SIZE = 50257
+
+
+def unknown_fields(cls: type, keys: Any) -> list[str]:
+    """The names in `keys` that are not fields of the dataclass `cls`, sorted.
+
+    Every config's `from_dict` uses it to reject a misspelt setting by name.
+
+    >>> unknown_fields(GPTConfig, ["n_layer", "colour"])
+    ['colour']
+    """
+    return sorted(set(keys) - {f.name for f in dataclasses.fields(cls)})
+
+
 GPT2_EOT = 50256
 
 
@@ -67,9 +80,7 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
         """Build a config from a dict, rejecting unknown keys by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
+        if unknown := unknown_fields(cls, d):
             raise ValueError(f"unknown GPTConfig keys: {', '.join(unknown)}")
         return cls(**d)
 

@@ -29,7 +29,7 @@ import torch.nn as nn
 from gpt import data as gdata
 from gpt.checkpoint import save_checkpoint
 from gpt.classifier import GPTClassifier
-from gpt.config import PRESETS
+from gpt.config import PRESETS, unknown_fields
 from gpt.model import GPT
 from gpt.train import (
     TASKS,
@@ -118,9 +118,7 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
+        if unknown := unknown_fields(cls, d):
             raise ValueError(f"unknown run settings: {', '.join(unknown)}")
         return cls(**d)
 

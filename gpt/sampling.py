@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import torch
 
+from gpt.config import unknown_fields
 from gpt.model import GPT
 
 MAX_TEMPERATURE = 100.0
@@ -92,11 +93,10 @@ class SamplingConfig:
         >>> SamplingConfig.from_kwargs(temperature=0.5, stop=["\\n"]).stop
         ('\\n',)
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
+        if unknown := unknown_fields(cls, kwargs):
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
             raise SamplingError(
-                f"unknown sampling argument(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                f"unknown sampling argument(s): {', '.join(unknown)}; known: {known}"
             )
         if "stop" in kwargs:
             stop = kwargs["stop"]

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from gpt import trainstate
 from gpt.classifier import GPTClassifier
+from gpt.config import unknown_fields
 from gpt.model import GPT
 from gpt.optim import make_optimizer
 
@@ -110,9 +111,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
+        if unknown := unknown_fields(cls, d):
             raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}")
         return cls(**d)
 
