@@ -189,11 +189,20 @@ def page(app_url):
 
 def wait_for_text(page, elem_id: str, pattern: str, timeout: float = 20_000) -> None:
     """Wait until the text of `#elem_id` matches the (JS) regular expression `pattern`."""
-    page.wait_for_function(
-        "([id, re]) => new RegExp(re).test(document.querySelector('#' + id)?.innerText ?? '')",
-        arg=[elem_id, pattern],
-        timeout=timeout,
-    )
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            "([id, re]) => new RegExp(re).test(document.querySelector('#' + id)?.innerText ?? '')",
+            arg=[elem_id, pattern],
+            timeout=timeout,
+        )
+    except PlaywrightTimeout:
+        shown = page.locator(f"#{elem_id}").inner_text()
+        details = page.locator("#job-details").inner_text()
+        raise AssertionError(
+            f"#{elem_id} never matched {pattern!r}: {shown!r}; {details!r}"
+        ) from None
 
 
 def test_fine_tune_tab_in_browser(page, tmp_path):
@@ -210,7 +219,8 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
     )  # uploading picks it as the data
     page.locator("#job-epochs input").fill("2")
     page.get_by_text("Advanced").click()
-    page.locator("#job-max-steps input").fill("120")
+    # long enough (~20 s idle) that the 1 s poll always catches it running before it ends
+    page.locator("#job-max-steps input").fill("600")
     page.locator("#job-eval input").fill("20")
     page.locator("#job-start").click()
     wait_for_text(page, "job-msg", "Started job")
@@ -218,13 +228,13 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
 
     # progress shows up while it runs (step > 0 of 120), then cancel and resume it
     # generous: on a loaded 2-core machine the worker's start (importing torch) takes a while
-    wait_for_text(page, "job-table", r"running[\s\S]*\b[1-9]\d* / 120\b", timeout=150_000)
+    wait_for_text(page, "job-table", r"running[\s\S]*\b[1-9]\d* / 600\b", timeout=150_000)
     page.locator("#job-cancel").click()
     wait_for_text(page, "job-msg", "cancelled")
     wait_for_text(page, "job-table", "cancelled")
     page.locator("#job-resume").click()
     wait_for_text(page, "job-msg", "resumed")
-    wait_for_text(page, "job-details", f"{job_id}[\\s\\S]*succeeded", timeout=90_000)
+    wait_for_text(page, "job-details", f"{job_id}[\\s\\S]*succeeded", timeout=300_000)
     page.wait_for_function(
         "[...document.querySelectorAll('#job-plot .y2title')]"
         ".some(t => t.textContent === 'Accuracy')"
