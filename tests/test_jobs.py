@@ -11,8 +11,8 @@ import json
 import os
 import signal
 import threading
-import warnings
 import time
+import warnings
 from pathlib import Path
 
 import pytest
