@@ -222,6 +222,11 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
     # long enough (~20 s idle) that the 1 s poll always catches it running before it ends
     page.locator("#job-max-steps input").fill("600")
     page.locator("#job-eval input").fill("20")
+    # Leave each field (blur) so Gradio commits it before Start reads the form: without this
+    # the job sometimes started with the default max steps.
+    for field in ("job-epochs", "job-max-steps", "job-eval"):
+        page.locator(f"#{field} input").press("Tab")
+    page.wait_for_function("document.querySelector('#job-max-steps input').value === '600'")
     page.locator("#job-start").click()
     wait_for_text(page, "job-msg", "Started job")
     job_id = re.search(r"Started job (\S+)", page.locator("#job-msg").inner_text()).group(1)
