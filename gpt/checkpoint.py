@@ -112,9 +112,9 @@ def _check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
     unexpected = sorted(set(state) - set(expected))
     problems = []
     if missing:
-        problems.append(f"missing keys: {_few(missing)}")
+        problems.append(f"missing keys: {first_few(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_few(unexpected)}")
+        problems.append(f"unexpected keys: {first_few(unexpected)}")
     for k in sorted(set(expected) & set(state)):
         if tuple(state[k].shape) != tuple(expected[k].shape):
             problems.append(
@@ -124,9 +124,16 @@ def _check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
         raise CheckpointError(f"weights in {source} do not fit the model: " + "; ".join(problems))
 
 
-def _few(keys: list[str], n: int = 5) -> str:
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
+def first_few(names: list[str], n: int = 5) -> str:
+    """Names for an error message, the first `n` of them.
+
+    >>> first_few(["a", "b", "c"], 2), first_few([])
+    ('a, b (+1 more)', 'none')
+    """
+    if not names:
+        return "none"
+    more = f" (+{len(names) - n} more)" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
 
 
 def _build(

@@ -40,6 +40,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from gpt.checkpoint import first_few
 from gpt.model import Linear
 
 DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")
@@ -288,9 +289,11 @@ def load_adapters(model: nn.Module, path: str | Path) -> dict[str, Any]:
     missing = sorted(set(have["modules"]) - set(saved.get("modules", [])))
     extra = sorted(set(saved.get("modules", [])) - set(have["modules"]))
     if missing:
-        problems.append(f"layers wrapped in the model but absent from the file: {_few(missing)}")
+        problems.append(
+            f"layers wrapped in the model but absent from the file: {first_few(missing, n=4)}"
+        )
     if extra:
-        problems.append(f"layers in the file but not wrapped in the model: {_few(extra)}")
+        problems.append(f"layers in the file but not wrapped in the model: {first_few(extra, n=4)}")
     if problems:
         raise LoRAError(f"adapters in {path} do not fit the model: " + "; ".join(problems))
 
@@ -299,8 +302,8 @@ def load_adapters(model: nn.Module, path: str | Path) -> dict[str, Any]:
         keys = set(f.keys())
         if keys != set(current):
             raise LoRAError(
-                f"{path} tensors do not match its header: missing {_few(sorted(set(current) - keys))}"
-                f", unexpected {_few(sorted(keys - set(current)))}"
+                f"{path} tensors do not match its header: missing {first_few(sorted(set(current) - keys), n=4)}"
+                f", unexpected {first_few(sorted(keys - set(current)), n=4)}"
             )
         tensors = {k: f.get_tensor(k) for k in current}
     for k, t in tensors.items():
@@ -311,10 +314,3 @@ def load_adapters(model: nn.Module, path: str | Path) -> dict[str, Any]:
     for k, t in tensors.items():
         current[k].copy_(t)  # state_dict tensors share storage with the parameters
     return saved
-
-
-def _few(names: list[str], n: int = 4) -> str:
-    if not names:
-        return "none"
-    more = f" (+{len(names) - n} more)" if len(names) > n else ""
-    return ", ".join(names[:n]) + more
