@@ -42,10 +42,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gpt import trainstate
 from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS
@@ -58,6 +58,8 @@ THREADS_ENV = "GPT2LAB_JOB_THREADS"  # torch threads per worker (default: cores 
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
 START_GRACE_S = 30.0  # a claimed job may have no PID yet for this long
 LOG_TAIL_LINES = 15
+DB_RETRY_S = 60.0  # how long a worker retries a write SQLite reports busy
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -161,6 +163,28 @@ def connect(root: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(_SCHEMA)
     return conn
+
+
+def retry_db(fn: Callable[..., T], *args: Any, timeout: float = DB_RETRY_S) -> T:
+    """`fn(*args)`, retried with backoff while SQLite reports the database locked or busy.
+
+    The busy timeout covers most contention, but WAL mode can return SQLITE_BUSY at once
+    (e.g. while another process recovers or checkpoints the log); a worker's final state
+    must not be lost to that.
+
+    >>> retry_db(lambda x: x + 1, 1)
+    2
+    """
+    end, delay = time.monotonic() + timeout, 0.02
+    while True:
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as e:
+            transient = "locked" in str(e) or "busy" in str(e)
+            if not transient or time.monotonic() > end:
+                raise
+        time.sleep(delay)
+        delay = min(1.0, delay * 2)
 
 
 class _Tx:
@@ -700,7 +724,14 @@ class JobManager:
 
     def _reap(self) -> None:
         now = time.time()
-        for row in self._conn.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall():
+        rows = self._conn.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall()
+        running = {row["id"]: row["attempt"] for row in rows}
+        for job_id, (proc, attempt) in list(self._procs.items()):
+            # A worker that reported its own end is our child still: wait for it, or it
+            # stays a zombie for as long as this manager lives.
+            if running.get(job_id) != attempt and proc.poll() is not None:
+                del self._procs[job_id]
+        for row in rows:
             job_id, attempt = row["id"], row["attempt"]
             owned = self._procs.get(job_id)
             if owned is not None and owned[1] == attempt:

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             raise Cancelled()
 
     signal.signal(signal.SIGTERM, on_term)
+    conn = None
     try:
         import torch
 
@@ -43,14 +44,38 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(threads)
         from gpt import jobs
 
-        conn = jobs.connect(root)
-    except Cancelled:
-        return 0  # the manager records the cancellation
-    try:
+        conn = jobs.retry_db(jobs.connect, root)
         return _run(conn, root, job_id, attempt, flags)
+    except Cancelled:
+        return 0  # SIGTERM before `_run` could record it: the cancelling manager records it
+    except BaseException as e:
+        # Whatever went wrong outside training (the database, an import), the job must end
+        # `failed` with the reason, not look like a process that vanished.
+        traceback.print_exc()
+        _record_failure(root, job_id, attempt, f"{type(e).__name__}: {e}")
+        return 1
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
         _start_next(root)
+
+
+def _record_failure(root: Path, job_id: str, attempt: int, error: str) -> None:
+    try:
+        from gpt import jobs
+
+        conn = jobs.retry_db(jobs.connect, root)
+        try:
+            jobs.retry_db(
+                conn.execute,
+                "UPDATE jobs SET state = 'failed', error = ?, finished = ?, eta_s = NULL "
+                "WHERE id = ? AND attempt = ? AND state = 'running'",
+                (error, time.time(), job_id, attempt),
+            )
+        finally:
+            conn.close()
+    except Exception as e:  # the manager will see the exit status instead
+        print(f"warning: could not record the failure: {e}", flush=True)
 
 
 def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
@@ -58,18 +83,21 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
     from gpt.runs import RunSpec, run
     from gpt.train import StopTraining, TrainEvent
 
-    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = jobs.retry_db(conn.execute, "SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None or row["attempt"] != attempt or row["state"] != "running":
         print(f"job {job_id} attempt {attempt} is not ours to run; exiting", flush=True)
         return 0
-    conn.execute(
-        "UPDATE jobs SET pid = ? WHERE id = ? AND attempt = ?", (os.getpid(), job_id, attempt)
+    jobs.retry_db(
+        conn.execute,
+        "UPDATE jobs SET pid = ? WHERE id = ? AND attempt = ?",
+        (os.getpid(), job_id, attempt),
     )
     quota = row["disk_quota"]
 
     def finish(state: str, error: str | None = None, **extra) -> None:
         sets = ", ".join(f"{k} = ?" for k in extra)
-        conn.execute(
+        jobs.retry_db(
+            conn.execute,
             f"UPDATE jobs SET state = ?, error = ?, finished = ?, eta_s = NULL"
             f"{', ' + sets if sets else ''} WHERE id = ? AND attempt = ? AND state = 'running'",
             (state, error, time.time(), *extra.values(), job_id, attempt),
@@ -124,7 +152,9 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
             print(f"cancelled at step {metrics['steps']}, {took:.2f} s after SIGTERM", flush=True)
             finish("cancelled")
         return 0
-    jobs.record_metric(conn, job_id, "test", metrics["steps"], metrics.get("test", {}))
+    jobs.retry_db(
+        jobs.record_metric, conn, job_id, "test", metrics["steps"], metrics.get("test", {})
+    )
     finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
     print(f"succeeded: {metrics['steps']} steps, test {metrics.get('test', {})}", flush=True)
     return 0
@@ -167,7 +197,11 @@ def _start_next(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except BaseException:  # noqa: BLE001 (main records every failure; this is a last resort)
+        traceback.print_exc()
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     # Everything is written and closed; skip the interpreter's teardown, which takes over a

@@ -10,6 +10,9 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -19,7 +22,7 @@ import pytest
 
 import gpt
 from gpt import trainstate
-from gpt.jobs import JobError, JobManager, is_worker_alive
+from gpt.jobs import REPO, JobError, JobManager, connect, is_worker_alive, retry_db
 from gpt.jobs_cli import register
 
 
@@ -179,6 +182,8 @@ def test_queue_runs_jobs_one_after_the_other(files, tmp_path):
         assert sa.state == sb.state == "succeeded"
         assert sa.finished <= sb.started
         assert [s.id for s in jobs.list()] == [b, a]
+        # the manager started `a`: it must also wait for it, not leave a zombie behind
+        wait_for(lambda: not Path(f"/proc/{sa.pid}").exists(), timeout=10)
 
 
 def test_queue_full_gives_a_clear_error(files, tmp_path):
@@ -276,6 +281,45 @@ def test_submissions_from_many_threads_get_distinct_ids_and_all_run(files, tmp_p
             sum(s.started <= t.started < s.finished for s in jobs.list()) for t in jobs.list()
         )
         assert running_at_once <= 4
+
+
+def test_a_worker_that_fails_outside_training_records_failed_itself(files, tmp_path):
+    """A worker started by another process (here: by hand) that dies of an error outside the
+    training loop must say `failed` and why; the reaper could only call it `interrupted`."""
+    root = tmp_path / "jobs"
+    with JobManager(root, background=False) as jobs:
+        job_id = jobs.submit(classify_spec(files, max_steps=100_000))
+        jobs.cancel(job_id)
+        conn = connect(root)
+        conn.execute("UPDATE jobs SET state = 'running', attempt = 9, pid = NULL WHERE id = ?",
+                     (job_id,))  # fmt: skip
+        conn.close()
+        env = {**os.environ, "GPT2LAB_JOB_THREADS": "many", "PYTHONPATH": str(REPO)}
+        cmd = [sys.executable, "-m", "gpt.jobs_worker", str(root), job_id, "9"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        status = jobs.get(job_id)
+        assert status.state == "failed", (status.state, status.error)
+        assert status.error.startswith("ValueError: invalid literal for int()"), status.error
+
+
+def test_retry_db_retries_busy_errors_only():
+    def failing(message: str, times: int):
+        calls = []
+
+        def fn():
+            calls.append(1)
+            if len(calls) <= times:
+                raise sqlite3.OperationalError(message)
+            return len(calls)
+
+        return fn
+
+    assert retry_db(failing("database is locked", 2)) == 3
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        retry_db(failing("no such table: x", 1))  # not transient: raised at once
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        retry_db(failing("database is locked", 10**6), timeout=0.1)
 
 
 def test_corrupted_checkpoint_falls_back_or_fails_clearly(files, tmp_path):
