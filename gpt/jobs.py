@@ -47,6 +47,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+try:
+    import fcntl
+except ImportError:  # Windows: liveness falls back to process ids
+    fcntl = None
+
 from gpt import trainstate
 from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS
 from gpt.runs import RunSpec
@@ -56,7 +61,9 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted"
 RESUMABLE = ("cancelled", "interrupted", "failed")
 THREADS_ENV = "GPT2LAB_JOB_THREADS"  # torch threads per worker (default: cores / max_concurrent)
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
-START_GRACE_S = 30.0  # a claimed job may have no PID yet for this long
+START_GRACE_S = 30.0  # without flock: a claimed job may have no PID yet for this long
+LOCK_NAME = "worker.lock"  # in the job folder, flock-ed for as long as its worker lives
+LOCK_FD_ENV = "GPT2LAB_JOB_LOCK_FD"  # tells the worker which inherited fd holds that lock
 LOG_TAIL_LINES = 15
 DB_RETRY_S = 60.0  # how long a worker retries a write SQLite reports busy
 T = TypeVar("T")
@@ -241,6 +248,46 @@ def dir_size(path: Path) -> int:
 def jobs_usage(root: Path) -> int:
     """Bytes used by the job folders under `root`."""
     return sum(dir_size(p) for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+
+
+def take_worker_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path` (created if missing), or None when another
+    open file holds it. Closing the fd, or the exit of every process that inherited it,
+    releases the lock, whatever way the process ends (SIGKILL included).
+
+    >>> import tempfile
+    >>> lock = Path(tempfile.mkdtemp()) / LOCK_NAME
+    >>> fd = take_worker_lock(lock)
+    >>> take_worker_lock(lock) is None, worker_holds_lock(lock)
+    (True, True)
+    >>> os.close(fd); worker_holds_lock(lock)
+    False
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def worker_holds_lock(path: Path) -> bool:
+    """Whether a live process holds `path`'s lock (a worker, or the manager spawning it)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False  # never locked: no worker was ever started for it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock if we just took it
+    return False
 
 
 def is_worker_alive(pid: int | None, job_id: str) -> bool:
@@ -706,10 +753,14 @@ class JobManager:
             while self._start_next():
                 pass
 
-    def _alive(self, job_id: str, pid: int) -> bool:
+    def _alive(self, job_id: str, pid: int | None) -> bool:
+        """Whether the job's worker (or the manager spawning it) is alive. The job's lock
+        says so for any process; PIDs are only the fallback where flock does not exist."""
         owned = self._procs.get(job_id)
         if owned is not None and owned[0].pid == pid:
             return owned[0].poll() is None
+        if fcntl is not None:
+            return worker_holds_lock(self.job_dir(job_id) / LOCK_NAME)
         return is_worker_alive(pid, job_id)
 
     @staticmethod
@@ -739,11 +790,11 @@ class JobManager:
                 if rc is None:
                     continue
                 del self._procs[job_id]
-            elif row["pid"] is None:
+            elif fcntl is None and row["pid"] is None:
                 if now - (row["started"] or 0) < START_GRACE_S:
                     continue  # claimed by a manager that is spawning it right now
                 rc = None
-            elif is_worker_alive(row["pid"], job_id):
+            elif self._alive(job_id, row["pid"]):
                 continue
             else:
                 rc = None  # not our child: its exit code is unknown
@@ -778,8 +829,8 @@ class JobManager:
                 state = "interrupted"
                 error = (
                     "the job's process was gone (the app, the machine or the job was stopped); "
-                    "resume continues from its last checkpoint"
-                )
+                    f"resume continues from its last checkpoint\n{log_tail(log)}"
+                ).strip()
         else:
             error = None
         self._execute(
@@ -795,36 +846,60 @@ class JobManager:
             ).fetchone()
             if running >= self.max_concurrent:
                 return False
-            row = conn.execute(
-                "SELECT * FROM jobs WHERE state = 'queued' ORDER BY created, rowid LIMIT 1"
-            ).fetchone()
-            if row is None:
+            queued = conn.execute(
+                "SELECT * FROM jobs WHERE state = 'queued' ORDER BY created, rowid"
+            ).fetchall()
+            # The job's lock is taken before the claim commits and handed to the worker, so
+            # from `running` on, a live process always holds it. A job whose previous worker
+            # is still exiting (its lock still held) waits for the next round.
+            for row in queued:
+                lock = self._take_lock(row["id"])
+                if lock is not None:
+                    break
+            else:
                 return False
-            attempt = row["attempt"] + 1
-            conn.execute(
-                "UPDATE jobs SET state = 'running', attempt = ?, started = ?, finished = NULL, "
-                "pid = NULL, eta_s = NULL WHERE id = ?",
-                (attempt, time.time(), row["id"]),
-            )
+            try:
+                attempt = row["attempt"] + 1
+                conn.execute(
+                    "UPDATE jobs SET state = 'running', attempt = ?, started = ?, "
+                    "finished = NULL, pid = NULL, eta_s = NULL WHERE id = ?",
+                    (attempt, time.time(), row["id"]),
+                )
+            except BaseException:
+                _close_lock(lock)
+                raise
         job_id = row["id"]
         try:
-            proc = self._spawn(job_id, attempt)
+            proc = self._spawn(job_id, attempt, lock)
         except OSError as e:
             self._execute(
                 "UPDATE jobs SET state = 'failed', error = ?, finished = ? WHERE id = ?",
                 (f"could not start the worker: {e}", time.time(), job_id),
             )
             return True
+        finally:
+            _close_lock(lock)  # the worker holds it now (or nobody, if it did not start)
         self._procs[job_id] = (proc, attempt)
         self._execute(
             "UPDATE jobs SET pid = ? WHERE id = ? AND attempt = ?", (proc.pid, job_id, attempt)
         )
         return True
 
-    def _spawn(self, job_id: str, attempt: int) -> subprocess.Popen:
+    def _take_lock(self, job_id: str) -> int | None:
+        """The job's lock fd, None when a live process holds it, -1 without flock."""
+        if fcntl is None:
+            return -1
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        return take_worker_lock(folder / LOCK_NAME)
+
+    def _spawn(self, job_id: str, attempt: int, lock: int = -1) -> subprocess.Popen:
         folder = self.job_dir(job_id)
         folder.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
+        env.pop(LOCK_FD_ENV, None)
+        if lock >= 0:
+            env[LOCK_FD_ENV] = str(lock)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.max_concurrent)))
         cmd = [sys.executable, "-u", "-m", "gpt.jobs_worker", str(self.root), job_id, str(attempt)]
@@ -837,6 +912,12 @@ class JobManager:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                pass_fds=(lock,) if lock >= 0 else (),
                 cwd=str(folder),
                 start_new_session=True,  # survives the app or CLI that started it
             )
+
+
+def _close_lock(fd: int | None) -> None:
+    if fd is not None and fd >= 0:
+        os.close(fd)

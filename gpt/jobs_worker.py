@@ -11,6 +11,7 @@ checkpoint at the end of the current step and returns; the job ends `cancelled`.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
             raise Cancelled()
 
     signal.signal(signal.SIGTERM, on_term)
+    faulthandler.enable()  # a crash in native code leaves its traceback in the job's log
+    lock = os.environ.pop("GPT2LAB_JOB_LOCK_FD", "")
+    if lock:  # the job's lock, taken by the manager that claimed the job: hold it until exit
+        os.set_inheritable(int(lock), False)
     conn = None
     try:
         import torch
