@@ -27,6 +27,12 @@ stays continuous (rows past the checkpoint are dropped, rows up to it are restor
 Several managers (the app, the CLI) may share one root: a job is claimed inside one SQLite write
 transaction, so the concurrency limit holds across processes, and a finished worker starts the
 next queued job itself, so a queue drains even when no manager is left running.
+
+Whether a running job's worker is alive is read from `<id>/worker.lock`: the claiming manager
+takes an exclusive flock on it before the claim commits and hands that open file to the worker,
+which holds it until its state is final. The kernel drops the lock when the process dies, however
+it dies, so any manager can tell a live worker from a dead one without trusting PIDs (which are
+reused) or a grace period for a worker still starting.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     faulthandler.enable()  # a crash in native code leaves its traceback in the job's log
     lock = os.environ.pop("GPT2LAB_JOB_LOCK_FD", "")
-    if lock:  # the job's lock, taken by the manager that claimed the job: hold it until exit
+    if lock:  # the job's lock, taken by the manager that claimed the job: held until the end
         os.set_inheritable(int(lock), False)
     conn = None
     try:
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if conn is not None:
             conn.close()
+        if lock:  # the job's state is final: let a resume claim it while we start the next
+            os.close(int(lock))
         _start_next(root)
 
 

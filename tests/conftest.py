@@ -6,7 +6,10 @@ weights and written with `save_pretrained`, exactly the layout of the hub's GPT-
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import threading
 import time
 import warnings
@@ -33,6 +36,27 @@ def make_hf_gpt2(folder: Path, seed: int = 0, **config):
         model = GPT2LMHeadModel(cfg).eval()
         model.save_pretrained(folder)
     return model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_job_workers_left_behind(tmp_path_factory):
+    """After each test module, kill job workers still running under this session's temporary
+    folders (a failed test can leave a 600-step job behind, loading every later test)."""
+    yield
+    proc = Path("/proc")
+    if not (proc / "self").exists():
+        return
+    base = str(tmp_path_factory.getbasetemp()).encode()
+    for entry in proc.glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gpt.jobs_worker" in argv and any(a.startswith(base) for a in argv):
+            left = b" ".join(argv[3:]).decode()
+            warnings.warn(f"killed a job worker left running: {left}", stacklevel=1)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ not fit tiny's 64-token context with a byte tokenizer) for a handful of steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -75,6 +76,17 @@ def wait_for(pred, timeout: float = 60.0, interval: float = 0.02):
     raise AssertionError("timed out")
 
 
+def exited(pid: int) -> bool:
+    """Every thread of the process has finished dying, so its files (locks included) are
+    closed. A process loses its command line, and its main thread turns zombie, before the
+    last of its threads closes its files."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+    return all(s in ("Z", "X") for s in states)
+
+
 def assert_continuous(steps: list[dict], max_steps: int) -> None:
     assert [r["step"] for r in steps] == list(range(1, max_steps + 1))
 
@@ -138,7 +150,7 @@ def test_sigkill_then_restart_marks_interrupted_and_resume_redoes_one_interval(f
     pid = wait_for(lambda: (s := jobs.get(job_id)).step >= 4 and s.pid)
     jobs.close()  # the app goes down ...
     os.kill(pid, signal.SIGKILL)  # ... and the job is killed with it
-    wait_for(lambda: not is_worker_alive(pid, job_id))
+    wait_for(lambda: exited(pid))
 
     with JobManager(root) as jobs:  # the app restarts
         status = jobs.get(job_id)
