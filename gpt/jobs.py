@@ -846,34 +846,35 @@ class JobManager:
         )
 
     def _start_next(self) -> bool:
-        with _Tx(self._conn) as conn:
-            (running,) = conn.execute(
-                "SELECT COUNT(*) FROM jobs WHERE state = 'running'"
-            ).fetchone()
-            if running >= self.max_concurrent:
-                return False
-            queued = conn.execute(
-                "SELECT * FROM jobs WHERE state = 'queued' ORDER BY created, rowid"
-            ).fetchall()
-            # The job's lock is taken before the claim commits and handed to the worker, so
-            # from `running` on, a live process always holds it. A job whose previous worker
-            # is still exiting (its lock still held) waits for the next round.
-            for row in queued:
-                lock = self._take_lock(row["id"])
-                if lock is not None:
-                    break
-            else:
-                return False
-            try:
+        lock = None
+        try:
+            with _Tx(self._conn) as conn:
+                (running,) = conn.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE state = 'running'"
+                ).fetchone()
+                if running >= self.max_concurrent:
+                    return False
+                queued = conn.execute(
+                    "SELECT * FROM jobs WHERE state = 'queued' ORDER BY created, rowid"
+                ).fetchall()
+                # The job's lock is taken before the claim commits and handed to the worker,
+                # so from `running` on, a live process always holds it. A job whose previous
+                # worker is still exiting (its lock still held) waits for the next round.
+                for row in queued:
+                    lock = self._take_lock(row["id"])
+                    if lock is not None:
+                        break
+                else:
+                    return False
                 attempt = row["attempt"] + 1
                 conn.execute(
                     "UPDATE jobs SET state = 'running', attempt = ?, started = ?, "
                     "finished = NULL, pid = NULL, eta_s = NULL WHERE id = ?",
                     (attempt, time.time(), row["id"]),
                 )
-            except BaseException:
-                _close_lock(lock)
-                raise
+        except BaseException:
+            _close_lock(lock)  # not claimed (the commit failed): nobody may keep its lock
+            raise
         job_id = row["id"]
         try:
             proc = self._spawn(job_id, attempt, lock)
