@@ -70,6 +70,7 @@ CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
 START_GRACE_S = 30.0  # without flock: a claimed job may have no PID yet for this long
 LOCK_NAME = "worker.lock"  # in the job folder, flock-ed for as long as its worker lives
 LOCK_FD_ENV = "GPT2LAB_JOB_LOCK_FD"  # tells the worker which inherited fd holds that lock
+SCHEDULER_LOCK = "scheduler.lock"  # shared-locked by every manager running a scheduler thread
 LOG_TAIL_LINES = 15
 DB_RETRY_S = 60.0  # how long a worker retries a write SQLite reports busy
 T = TypeVar("T")
@@ -296,6 +297,24 @@ def worker_holds_lock(path: Path) -> bool:
     return False
 
 
+def scheduler_running(root: Path) -> bool:
+    """Whether a manager with a scheduler thread (the app, `jobs submit --wait`) watches `root`:
+    it then starts queued jobs itself, as its own children, so it can wait for them."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(Path(root) / SCHEDULER_LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def is_worker_alive(pid: int | None, job_id: str) -> bool:
     """Whether `pid` is a live (not zombie) worker process of `job_id`.
 
@@ -381,7 +400,11 @@ class JobManager:
         )
         self.poll()  # recovery: jobs whose process died while no manager watched
         self._thread = None
+        self._scheduler_fd = None
         if background:
+            if fcntl is not None:  # tells finishing workers to leave the queue to us
+                self._scheduler_fd = os.open(self.root / SCHEDULER_LOCK, os.O_RDWR | os.O_CREAT)
+                fcntl.flock(self._scheduler_fd, fcntl.LOCK_SH)
             self._thread = threading.Thread(target=self._loop, name="job-scheduler", daemon=True)
             self._thread.start()
 
@@ -397,6 +420,8 @@ class JobManager:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._scheduler_fd is not None:
+            os.close(self._scheduler_fd)
         with self._lock:
             self._conn.close()
 
@@ -911,7 +936,7 @@ class JobManager:
         env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.max_concurrent)))
         cmd = [sys.executable, "-u", "-m", "gpt.jobs_worker", str(self.root), job_id, str(attempt)]
         with open(folder / "log.txt", "ab") as log:
-            log.write(f"--- attempt {attempt}, {time.ctime()}\n".encode())
+            log.write(f"--- attempt {attempt}, {time.ctime()}, started by pid {os.getpid()}\n".encode())
             log.flush()
             return subprocess.Popen(
                 cmd,

@@ -190,9 +190,14 @@ def _record(conn, jobs, job_id: str, attempt: int, event) -> None:
 
 
 def _start_next(root: Path) -> None:
-    """Start the next queued job, so a queue drains even with no manager left running."""
+    """Start the next queued job, so a queue drains even with no manager left running. While
+    a manager's scheduler runs, it starts the job instead, as its own child: a job started here
+    outlives this process, and an app running as PID 1 would never reap it."""
     try:
-        from gpt.jobs import JobManager, connect
+        from gpt.jobs import JobManager, connect, scheduler_running
+
+        if scheduler_running(root):
+            return
 
         conn = connect(root)
         row = conn.execute("SELECT value FROM meta WHERE key = 'max_concurrent'").fetchone()

@@ -193,8 +193,12 @@ def test_queue_runs_jobs_one_after_the_other(files, tmp_path):
         assert sa.state == sb.state == "succeeded"
         assert sa.finished <= sb.started
         assert [s.id for s in jobs.list()] == [b, a]
-        # the manager started `a`: it must also wait for it, not leave a zombie behind
-        wait_for(lambda: not Path(f"/proc/{sa.pid}").exists(), timeout=10)
+        # While a scheduler runs, it starts every job itself (not `a`'s worker), so that it
+        # can also wait for each one: no zombie is left behind.
+        root = tmp_path / "jobs"
+        for job_id in (a, b):
+            assert f"started by pid {os.getpid()}\n" in (root / job_id / "log.txt").read_text()
+        wait_for(lambda: not any(Path(f"/proc/{s.pid}").exists() for s in (sa, sb)), timeout=10)
 
 
 def test_queue_full_gives_a_clear_error(files, tmp_path):
