@@ -205,6 +205,20 @@ def wait_for_text(page, elem_id: str, pattern: str, timeout: float = 20_000) -> 
         ) from None
 
 
+def fill_and_leave(page, elem_id: str, value: str, tries: int = 5) -> None:
+    """Type `value` into a field and leave it (blur), so Gradio commits it before a button
+    reads the form. Types again if the field lost the value: seen once in a full run, on the
+    first field inside the Advanced accordion right after it opened."""
+    field = page.locator(f"#{elem_id} input")
+    for _ in range(tries):
+        field.fill(value)
+        field.press("Tab")
+        page.wait_for_timeout(200)
+        if field.input_value() == value:
+            return
+    raise AssertionError(f"#{elem_id} would not keep {value!r}: it shows {field.input_value()!r}")
+
+
 def test_fine_tune_tab_in_browser(page, tmp_path):
     from tests import test_browser as tb
 
@@ -217,16 +231,10 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
     page.wait_for_function(
         "document.querySelector('#job-data input').value === 'Upload a file'"
     )  # uploading picks it as the data
-    page.locator("#job-epochs input").fill("2")
     page.get_by_text("Advanced").click()
-    # long enough (~20 s idle) that the 1 s poll always catches it running before it ends
-    page.locator("#job-max-steps input").fill("600")
-    page.locator("#job-eval input").fill("20")
-    # Leave each field (blur) so Gradio commits it before Start reads the form: without this
-    # the job sometimes started with the default max steps.
-    for field in ("job-epochs", "job-max-steps", "job-eval"):
-        page.locator(f"#{field} input").press("Tab")
-    page.wait_for_function("document.querySelector('#job-max-steps input').value === '600'")
+    # 600 steps: long enough (~20 s idle) that the 1 s poll always catches it running
+    for field, value in (("job-epochs", "2"), ("job-max-steps", "600"), ("job-eval", "20")):
+        fill_and_leave(page, field, value)
     page.locator("#job-start").click()
     wait_for_text(page, "job-msg", "Started job")
     job_id = re.search(r"Started job (\S+)", page.locator("#job-msg").inner_text()).group(1)
