@@ -391,11 +391,16 @@ def build(demo: gr.Blocks | None = None) -> None:
         show_ids.change(
             tokenize, [text, show_ids], outs, api_visibility="private", show_progress="hidden"
         )
-        index.change(
-            token_bytes, [text, index], byte_view, api_name="token_bytes", show_progress="hidden"
-        )
-        text.change(
-            token_bytes, [text, index], byte_view, api_visibility="private", show_progress="hidden"
+        # One listener for both triggers: its runs are queued one after the other, so the view
+        # always ends on the latest text and index (two listeners could finish out of order).
+        gr.on(
+            [text.change, index.change],
+            token_bytes,
+            [text, index],
+            byte_view,
+            api_name="token_bytes",
+            show_progress="hidden",
+            trigger_mode="always_last",
         )
         gr.on(
             [word.change, which.change],
