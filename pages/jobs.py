@@ -494,16 +494,25 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
                 )
             with gr.Accordion("Advanced", open=False, elem_id="job-advanced"), gr.Row():
                 batch_size = gr.Number(
-                    value=8, precision=0, label="Batch size (1–64)", elem_id="job-batch"
+                    value=8,
+                    precision=0,
+                    label="Batch size (1–64)",
+                    info="examples per step: larger is steadier, each step slower",
+                    elem_id="job-batch",
                 )
                 max_steps = gr.Number(
                     value=0,
                     precision=0,
                     label="Max steps (0 = set by epochs)",
+                    info="stops the job after this many steps, whatever the epochs say",
                     elem_id="job-max-steps",
                 )
                 eval_every = gr.Number(
-                    value=50, precision=0, label="Evaluate every N steps", elem_id="job-eval"
+                    value=50,
+                    precision=0,
+                    label="Evaluate every N steps",
+                    info="a checkpoint is saved at each evaluation: a crash loses at most N steps",
+                    elem_id="job-eval",
                 )
         start = gr.Button("Start job", variant="primary", elem_id="job-start")
         message = gr.Markdown(elem_id="job-msg")
