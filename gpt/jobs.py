@@ -25,8 +25,9 @@ checkpoint, so at most one checkpoint interval of training is redone, and the me
 stays continuous (rows past the checkpoint are dropped, rows up to it are restored from it).
 
 Several managers (the app, the CLI) may share one root: a job is claimed inside one SQLite write
-transaction, so the concurrency limit holds across processes, and a finished worker starts the
-next queued job itself, so a queue drains even when no manager is left running.
+transaction, so the concurrency limit holds across processes. A manager with a scheduler thread
+(the app's) starts every queued job as its own child, and waits for it; with none running (say,
+only the CLI), a finished worker starts the next queued job itself, so a queue always drains.
 
 Whether a running job's worker is alive is read from `<id>/worker.lock`: the claiming manager
 takes an exclusive flock on it before the claim commits and hands that open file to the worker,
@@ -298,8 +299,8 @@ def worker_holds_lock(path: Path) -> bool:
 
 
 def scheduler_running(root: Path) -> bool:
-    """Whether a manager with a scheduler thread (the app, `jobs submit --wait`) watches `root`:
-    it then starts queued jobs itself, as its own children, so it can wait for them."""
+    """Whether a manager with a scheduler thread (`background=True`, as in the app) watches
+    `root`: it then starts queued jobs itself, as its own children, so it can wait for them."""
     if fcntl is None:
         return False
     try:
@@ -936,7 +937,8 @@ class JobManager:
         env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.max_concurrent)))
         cmd = [sys.executable, "-u", "-m", "gpt.jobs_worker", str(self.root), job_id, str(attempt)]
         with open(folder / "log.txt", "ab") as log:
-            log.write(f"--- attempt {attempt}, {time.ctime()}, started by pid {os.getpid()}\n".encode())
+            header = f"--- attempt {attempt}, {time.ctime()}, started by pid {os.getpid()}\n"
+            log.write(header.encode())
             log.flush()
             return subprocess.Popen(
                 cmd,
