@@ -66,6 +66,9 @@ class RunSpec:
         context: tokens per example (default: the model's context length).
         eval_samples: instruct only: test examples answered to compute the response score.
         save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
+        checkpoint_minutes: also write a training checkpoint after any step that ends this
+            long after the last one (besides every `checkpoint_every` steps), so a crash
+            loses at most about this much training; None: by steps only.
     """
 
     kind: TaskName
@@ -84,6 +87,7 @@ class RunSpec:
     eval_batches: int | None = None
     patience: int | None = None
     checkpoint_every: int | None = None
+    checkpoint_minutes: float | None = 5.0
     last_n_blocks: int = 1
     lora_rank: int = 8
     lora_alpha: float = 16.0

@@ -68,6 +68,7 @@ class TrainConfig:
     eval_batches: int | None = None
     patience: int | None = None
     checkpoint_every: int | None = None
+    checkpoint_minutes: float | None = None  # also checkpoint once this long since the last
     keep_checkpoints: int = 2
     last_n_blocks: int = 1
     lora_rank: int = 8
@@ -102,6 +103,11 @@ class TrainConfig:
         check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "> 0 or None")
         check(self.eval_every > 0, "eval_every", "> 0")
         check(self.patience is None or self.patience > 0, "patience", "> 0 or None")
+        check(
+            self.checkpoint_minutes is None or self.checkpoint_minutes > 0,
+            "checkpoint_minutes",
+            "> 0 or None",
+        )
         check(self.keep_checkpoints > 0, "keep_checkpoints", "> 0")
         check(self.last_n_blocks > 0, "last_n_blocks", "> 0")
         check(self.lora_rank > 0, "lora_rank", "> 0")
@@ -302,7 +308,8 @@ def fit(
     """Train `model` on `train_data` (a sequence of examples), evaluating on `val_data`.
 
     With `out_dir`, training checkpoints go to `out_dir/checkpoints/` every
-    `checkpoint_every` steps (default: every evaluation) and at the end; `resume=True`
+    `checkpoint_every` steps (default: every evaluation), after any step that ends
+    `checkpoint_minutes` or more after the last one, and at the end; `resume=True`
     continues from the newest valid one, with the same data order, RNG states and history,
     so the result equals an uninterrupted run's.
     """
@@ -372,6 +379,7 @@ def fit(
         return metrics
 
     def save_ckpt() -> None:
+        nonlocal last_ckpt
         if ckpt_root is None or rank != 0:
             return
         info = {
@@ -386,10 +394,12 @@ def fit(
         }
         folder = trainstate.save_train_state(ckpt_root / f"step-{step:07d}", model, optimizer, info)
         trainstate.prune(ckpt_root, cfg.keep_checkpoints)
+        last_ckpt = time.monotonic()
         emit("checkpoint", {"path": str(folder)})
 
     model.train()
     t0 = time.time()
+    last_ckpt = time.monotonic()  # when the last checkpoint was written (or training began)
     started_step = step
     if resumed:  # newer checkpoints that failed verification are reported, not silently skipped
         emit("resume", resumed)
@@ -459,7 +469,11 @@ def fit(
                 status = "early_stopped"
                 save_ckpt()
                 break
-        if step % ckpt_every == 0 or step == max_steps or stop_requested:
+        overdue = (
+            cfg.checkpoint_minutes is not None
+            and time.monotonic() - last_ckpt >= 60 * cfg.checkpoint_minutes
+        )
+        if step % ckpt_every == 0 or step == max_steps or stop_requested or overdue:
             save_ckpt()
         if stop_requested and step < max_steps:
             status = "stopped"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 import torch
@@ -150,6 +151,24 @@ def test_callbacks_see_progress(tmp_path):
     assert all(e.eta_s is not None and e.metrics["tokens_per_s"] > 0 for e in steps)
     assert steps[-1].eta_s == 0
     assert len(list((tmp_path / "checkpoints").iterdir())) == 2  # keep_checkpoints
+
+
+def test_checkpoint_minutes_adds_checkpoints_by_time(tmp_path):
+    """Steps slower than `checkpoint_minutes` get a checkpoint each, whatever the step cadence."""
+    events = []
+    data = counting_data(16)
+
+    def slow(event):
+        events.append(event)
+        if event.kind == "step":
+            time.sleep(0.05)  # each step ends more than checkpoint_minutes after the last
+
+    cfg = TrainConfig(max_steps=5, batch_size=4, eval_every=100, checkpoint_minutes=0.0005)
+    fit(GPT(TINY), LMTask(), data, None, cfg, out_dir=tmp_path, callbacks=[slow])
+    saved = [e.step for e in events if e.kind == "checkpoint"]
+    assert saved == [1, 2, 3, 4, 5]  # by steps alone (every 100, and the end): only [5]
+    with pytest.raises(ValueError, match="checkpoint_minutes must be > 0 or None"):
+        TrainConfig(checkpoint_minutes=0)
 
 
 def test_early_stopping():
