@@ -41,9 +41,17 @@ class GPTClassifier(nn.Module):
     def num_classes(self) -> int:
         return self.head.out_features
 
-    def forward(self, idx: torch.Tensor, last_index: torch.Tensor | None = None) -> torch.Tensor:
-        """Class logits `(B, num_classes)` from the features at `last_index` (default: T - 1)."""
+    def forward(
+        self,
+        idx: torch.Tensor,
+        last_index: torch.Tensor | None = None,
+        every_position: bool = False,
+    ) -> torch.Tensor:
+        """Class logits `(B, num_classes)` from the features at `last_index` (default: T - 1),
+        or, with `every_position`, `(B, T, num_classes)`: the logits after each prefix."""
         h = self.gpt.hidden(idx)  # (B, T, C)
+        if every_position:
+            return self.head(h)
         if last_index is None:
             pooled = h[:, -1]
         else:

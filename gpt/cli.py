@@ -200,8 +200,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_recipes(args: argparse.Namespace) -> None:
-    from gpt.recipes import starter
+    from gpt.recipes import starter, starter_spam
 
+    if args.only == "starter-spam":  # re-tune the classifier from the installed starter
+        bar = ProgressBar("starter-spam")
+        card = starter_spam(Path(args.out), Path(args.work), args.quick, [bar])
+        print(json.dumps(card["test"]))
+        return
     cards = starter(
         Path(args.out),
         minutes=args.minutes,
@@ -297,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--minutes", type=float, default=20.0, help="time budget of the LM")
     rc.add_argument("--lm-steps", type=int, help="fixed LM steps (default: fit --minutes)")
     rc.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
+    rc.add_argument(
+        "--only",
+        choices=["starter-spam"],
+        help="rebuild just this model, from the installed starter",
+    )
     rc.set_defaults(func=cmd_recipes)
 
     register_jobs(sub)  # python -m gpt jobs submit|list|show|cancel|resume|delete

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,34 +140,7 @@ def starter(
     }
     _install(work_dir / "lm", out / "starter", cards["starter"])
 
-    spam_spec = RunSpec(
-        kind="classify",
-        base=str(out / "starter"),
-        data="bundled",
-        method="full",
-        epochs=3,
-        batch_size=16,
-        lr=5e-4,
-        warmup_steps=20,
-        eval_every=50,
-        save_dtype="bfloat16",
-        seed=2,
-    )
-    if quick:
-        spam_spec = dataclasses.replace(spam_spec, max_steps=5)
-    spam = run(spam_spec, work_dir / "spam", callbacks=cbs("starter-spam"))
-    cards["starter-spam"] = {
-        "name": "starter-spam",
-        "task": "classify",
-        "labels": ["ham", "spam"],
-        "base": "starter",
-        "data": spam["data"],
-        "steps": spam["steps"],
-        "train_seconds": spam["train_seconds"],
-        "test": spam["test"],
-        "spec": spam_spec.to_dict(),
-    }
-    _install(work_dir / "spam", out / "starter-spam", cards["starter-spam"])
+    cards["starter-spam"] = starter_spam(out, work_dir, quick, cbs("starter-spam"))
 
     chat_spec = RunSpec(
         kind="instruct",
@@ -204,6 +177,46 @@ def starter(
     _install(work_dir / "chat", out / "starter-chat", cards["starter-chat"])
     cards["total_seconds"] = round(time.time() - t0, 1)
     return cards
+
+
+def starter_spam(
+    out: Path, work_dir: Path, quick: bool = False, callbacks: Sequence = ()
+) -> dict[str, Any]:
+    """Fine-tune `out/starter` into `out/starter-spam` (installed there); return its card.
+
+    `prefix_weight` trains the head on every prefix of each message as well, so the Spam
+    tab's P(spam)-after-each-token trace rises as spammy words appear.
+    """
+    spam_spec = RunSpec(
+        kind="classify",
+        base=str(out / "starter"),
+        data="bundled",
+        method="full",
+        epochs=3,
+        batch_size=16,
+        lr=5e-4,
+        warmup_steps=20,
+        eval_every=50,
+        prefix_weight=0.5,
+        save_dtype="bfloat16",
+        seed=2,
+    )
+    if quick:
+        spam_spec = dataclasses.replace(spam_spec, max_steps=5)
+    spam = run(spam_spec, work_dir / "spam", callbacks=list(callbacks))
+    card = {
+        "name": "starter-spam",
+        "task": "classify",
+        "labels": ["ham", "spam"],
+        "base": "starter",
+        "data": spam["data"],
+        "steps": spam["steps"],
+        "train_seconds": spam["train_seconds"],
+        "test": spam["test"],
+        "spec": spam_spec.to_dict(),
+    }
+    _install(work_dir / "spam", out / "starter-spam", card)
+    return card
 
 
 def untuned_score(model_dir: Path, spec: RunSpec) -> dict[str, Any]:

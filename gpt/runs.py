@@ -33,6 +33,7 @@ from gpt.config import PRESETS, unknown_fields
 from gpt.model import GPT
 from gpt.train import (
     TASKS,
+    ClassifyTask,
     Method,
     TaskName,
     TrainConfig,
@@ -66,6 +67,8 @@ class RunSpec:
         context: tokens per example (default: the model's context length).
         eval_samples: instruct only: test examples answered to compute the response score.
         save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
+        prefix_weight: classify only: also train the head on every prefix of each message, with
+            this weight (see `gpt.train.ClassifyTask`); 0 trains on the last token alone.
         checkpoint_minutes: also write a training checkpoint after any step that ends this
             long after the last one (besides every `checkpoint_every` steps), so a crash
             loses at most about this much training; None: by steps only.
@@ -88,6 +91,7 @@ class RunSpec:
     patience: int | None = None
     checkpoint_every: int | None = None
     checkpoint_minutes: float | None = 5.0
+    prefix_weight: float = 0.0
     last_n_blocks: int = 1
     lora_rank: int = 8
     lora_alpha: float = 16.0
@@ -108,6 +112,8 @@ class RunSpec:
             raise ValueError(f"save_dtype must be float32 or bfloat16, got {self.save_dtype!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.prefix_weight < 0:
+            raise ValueError(f"prefix_weight must be >= 0, got {self.prefix_weight!r}")
         if self.context is not None and self.context < 2:
             raise ValueError(f"context must be at least 2, got {self.context!r}")
         self.train_config()  # validates the training fields with TrainConfig's own messages
@@ -267,9 +273,16 @@ def answer(model: GPT, tok: Any, example: gdata.Instruction, max_new_tokens: int
     return text.split("###")[0].strip()
 
 
+def make_task(spec: RunSpec) -> Any:
+    """The training task object for `spec.kind`, with its task-specific settings."""
+    if spec.kind == "classify":
+        return ClassifyTask(prefix_weight=spec.prefix_weight)
+    return TASKS[spec.kind]()
+
+
 def evaluate_run(spec: RunSpec, model: nn.Module, tok: Any, data: RunData) -> dict[str, Any]:
     """Final metrics on the test split, named `test_*`."""
-    task = TASKS[spec.kind]()
+    task = make_task(spec)
     model.eval()
     out: dict[str, Any] = {}
     if data.test:
@@ -324,7 +337,7 @@ def run(
     trainable = prepare_model(model, cfg)
     result: TrainResult = fit(
         model,
-        TASKS[spec.kind](),
+        make_task(spec),
         data.train,
         data.val,
         cfg,

@@ -183,13 +183,33 @@ class InstructTask(LMTask):
 
 
 class ClassifyTask:
-    """Classification on the last non-padding token. Batches are (ids, last_index, labels)."""
+    """Classification on the last non-padding token. Batches are (ids, last_index, labels).
+
+    With `prefix_weight` > 0 the head also learns the label from every prefix of a message
+    (cross-entropy averaged over its tokens, times `prefix_weight`, added to the last-token
+    loss), so P(class) after each token rises as the evidence appears instead of firing only
+    at the end: what the Spam tab's trace shows.
+    """
 
     name = "classify"
 
+    def __init__(self, prefix_weight: float = 0.0) -> None:
+        if prefix_weight < 0:
+            raise ValueError(f"prefix_weight must be >= 0, got {prefix_weight!r}")
+        self.prefix_weight = prefix_weight
+
     def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
         ids, last, labels = batch
-        return classification_loss(model(ids, last), labels), int((last + 1).sum())
+        tokens = int((last + 1).sum())
+        if not self.prefix_weight:
+            return classification_loss(model(ids, last), labels), tokens
+        logits = model(ids, every_position=True)  # (B, T, K)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        final = classification_loss(logits[rows, last], labels)
+        inside = torch.arange(ids.shape[1], device=ids.device)[None, :] <= last[:, None]  # (B, T)
+        every = labels[:, None].expand_as(inside)
+        prefix = F.cross_entropy(logits[inside], every[inside])
+        return final + self.prefix_weight * prefix, tokens
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches) -> dict[str, Any]:

@@ -171,7 +171,9 @@ def test_generation_stop_button(page):
 def test_classify_tab(page):
     open_tab(page, "Spam classifier")
     pick_model(page, "clf-model", SPAM)
-    page.locator("#clf-text textarea").fill("WINNER! Claim your free prize now, call 0906!")
+    # a message that turns into spam half-way: the trace shows the classifier change its mind
+    text = "Hi Sam, great news: you have won a free entry to our weekly prize draw, text WIN to 80086"
+    page.locator("#clf-text textarea").fill(text)
     page.locator("#clf-run").click()
     page.wait_for_function(
         "(document.querySelector('#clf-summary')?.innerText || '').includes('P(spam)')"

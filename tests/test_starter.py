@@ -49,3 +49,20 @@ def test_starter_reproduces_its_card_metrics(name):
             assert got[key] == pytest.approx(want, rel=1e-4, abs=1e-6), key
         else:
             assert got[key] == want, key
+
+
+def test_starter_spam_trace_rises_as_the_evidence_appears():
+    """`starter-spam` learned from every prefix (prefix_weight): P(spam) after each token
+    crosses 0.5 where the spam starts, not only at the message's last token."""
+    import torch
+
+    model, tok = load_model("starter-spam"), load_tokenizer("starter-spam")
+
+    def trace(text: str) -> list[float]:
+        return model.trace(torch.tensor([tok.encode(text)]))[:, 1].tolist()
+
+    spam = trace("Free entry to our weekly prize draw, text WIN to 80086")
+    first = next(i for i, p in enumerate(spam) if p > 0.5)
+    assert first <= len(spam) - 10 and min(spam[first:]) > 0.5, spam
+    ham = trace("Can you pick up milk on your way home? Thanks x")
+    assert max(ham) < 0.5, ham

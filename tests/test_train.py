@@ -93,6 +93,25 @@ def test_classify_learns_and_reports_metrics():
     assert result.final["val_accuracy"] > 0.75
 
 
+def test_prefix_loss_equals_last_token_loss_plus_weighted_loss_on_every_prefix():
+    torch.manual_seed(0)
+    model = GPTClassifier(GPT(TINY), num_classes=2).eval()
+    batch = classify_collate(classify_data(6))
+    ids, last, labels = batch
+    ref_final, ref_prefix = [], []
+    for row, end, label in zip(ids, last, labels):  # one row at a time, through `trace`
+        probs = model.trace(row[None, : end + 1])  # (T_row, 2)
+        ref_final.append(-probs[-1, label].log())
+        ref_prefix.extend(-probs[:, label].log())
+    expected = torch.stack(ref_final).mean() + 0.5 * torch.stack(ref_prefix).mean()
+    loss, tokens = ClassifyTask(prefix_weight=0.5).loss(model, batch)
+    assert torch.allclose(loss, expected, atol=1e-5) and tokens == int((last + 1).sum())
+    plain, _ = ClassifyTask().loss(model, batch)
+    assert torch.allclose(plain, torch.stack(ref_final).mean(), atol=1e-5)
+    with pytest.raises(ValueError, match="prefix_weight must be >= 0"):
+        ClassifyTask(prefix_weight=-1)
+
+
 def test_instruct_loss_falls_with_masked_targets():
     torch.manual_seed(0)
     data = []
