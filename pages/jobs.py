@@ -47,6 +47,7 @@ UPLOAD_HELP = {
 }
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 LEARNING_RATES = ["1e-5", "3e-5", "5e-5", "1e-4", "3e-4", "1e-3"]
+CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs also learn from every prefix (gpt.train.ClassifyTask)
 COLUMNS = ["Job", "Kind", "Base", "Method", "State", "Progress", "Step", "Loss", "ETA"]
 EMPTY = "### No jobs yet — start one above\nYour jobs, their progress and loss curves show up here."
 TAB_TASKS = {  # the other tabs' model pickers (elem_id) and the tasks each one lists
@@ -170,6 +171,8 @@ def start_job(
     steps = int(number(max_steps, 0, 100_000, "Max steps", " 0 lets the epochs decide."))
     if steps:
         spec["max_steps"] = steps
+    if kind == "classify":  # as starter-spam: the Spam tab's trace then rises as spam appears
+        spec["prefix_weight"] = CLASSIFY_PREFIX_WEIGHT
     upload_path = None
     if data == "upload":
         upload_path = check_upload(upload, kind)

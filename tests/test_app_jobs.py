@@ -7,6 +7,7 @@ classifier fine-tuned from `tiny-spam` for a few steps on a TSV written here.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import time
@@ -35,8 +36,14 @@ def write_tsv(path: Path, n: int = 60) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("jobs-app")
+def app_root(tmp_path_factory):
+    """The app's folder: `models/` for its registry, `jobs/` for its jobs."""
+    return tmp_path_factory.mktemp("jobs-app")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_root):
+    root = app_root
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GPT2LAB_JOBS_DIR", str(root / "jobs"))
         mp.setenv("GPT2LAB_JOB_THREADS", "1")  # leave a core to the app and the browser
@@ -90,7 +97,7 @@ def test_no_jobs_at_first(client):
     assert jobs(client) == {}
 
 
-def test_start_job_runs_and_its_model_classifies(client, tsv):
+def test_start_job_runs_and_its_model_classifies(client, tsv, app_root):
     message, job_id = client.predict(*form(tsv), api_name="/start_job")
     assert job_id and f"**{job_id}**" in message
     row = wait_state(client, job_id, ("succeeded", "failed"))
@@ -100,6 +107,8 @@ def test_start_job_runs_and_its_model_classifies(client, tsv):
     from gpt.registry import default_registry
 
     assert f"job:{job_id}" in default_registry().names("classify")
+    spec = json.loads((app_root / "jobs" / job_id / "out" / "spec.json").read_text())
+    assert spec["prefix_weight"] == 0.5  # its trace in the Spam tab rises as the spam appears
     label, summary, _ = client.predict(f"job:{job_id}", "WIN a free prize!", api_name="/classify")
     assert {c["label"] for c in label["confidences"]} == {"ham", "spam"} and "P(spam)" in summary
 
