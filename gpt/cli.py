@@ -177,6 +177,8 @@ _SPEC_ARGS = {
     "balance",
     "eval_samples",
     "save_dtype",
+    "prefix_weight",
+    "checkpoint_minutes",
 }
 
 
@@ -268,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("dropout", float),
         ("seed", int),
         ("eval-samples", int),
+        ("prefix-weight", float),
+        ("checkpoint-minutes", float),
     ]:
         tr.add_argument(f"--{name}", type=typ)
     tr.add_argument(
