@@ -526,6 +526,12 @@ class JobManager:
                 out["test"] = data
         return out
 
+    def log(self, job_id: str, lines: int = 40) -> str:
+        """The last `lines` lines of the job's log: who started each attempt, what it trains,
+        resumes, warnings, tracebacks and the final result."""
+        self._row(job_id)
+        return log_tail(self.job_dir(job_id) / "log.txt", lines)
+
     def models(self) -> list[JobModel]:
         """The models of succeeded jobs, newest first."""
         out = []

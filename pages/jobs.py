@@ -327,6 +327,11 @@ def details(status: JobStatus, metrics: dict[str, Any]) -> str:
     if test:
         shown = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in list(test.items())[:4])
         text += f"\n\nTest set: {shown}."
+    if status.spec.get("prefix_weight"):
+        text += (
+            f"\n\nThe train loss adds the every-prefix term (× {status.spec['prefix_weight']:g}),"
+            " so it sits above the val loss, which scores each message's last token only."
+        )
     if status.model_path:
         text += (
             f"\n\nIts model is **job:{status.id}** in every model picker; "
@@ -395,7 +400,7 @@ def curves(metrics: dict[str, Any]) -> go.Figure | None:
 
 def refresh(manager: JobManager, selected: Any, seen: Any):
     """Everything the list shows, for the timer: (empty note, table, job picker, details, plot,
-    what the plot shows, timer). The plot is re-sent only when the selected job moved on."""
+    what the plot shows, timer, log). The plot is re-sent only when the selected job moved on."""
     jobs = manager.list()
     active = any(s.active for s in jobs)
     timer = gr.Timer(active=active)
@@ -408,6 +413,7 @@ def refresh(manager: JobManager, selected: Any, seen: Any):
             gr.Plot(value=None, visible=False),
             None,
             timer,
+            "",
         )
     ids = [s.id for s in jobs]
     job = next((s for s in jobs if s.id == selected), jobs[0])
@@ -427,6 +433,7 @@ def refresh(manager: JobManager, selected: Any, seen: Any):
         plot,
         key,
         timer,
+        manager.log(job.id),
     )
 
 
@@ -546,10 +553,12 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
             refresh_btn = gr.Button("Refresh", elem_id="job-refresh", scale=1)
         info = gr.Markdown(elem_id="job-details")
         plot = gr.Plot(label="Training curves", elem_id="job-plot", visible=False)
+        with gr.Accordion("Log (last 40 lines)", open=False, elem_id="job-log-box"):
+            log = gr.Code(value="", language=None, interactive=False, elem_id="job-log")
         seen = gr.State(None)
         timer = gr.Timer(1.0, active=False)
 
-        view = [empty, table, picked, info, plot, seen, timer]
+        view = [empty, table, picked, info, plot, seen, timer, log]
         quiet = dict(api_visibility="private", show_progress="hidden", concurrency_limit=None)
 
         def do_refresh(selected, last):

@@ -265,6 +265,9 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
     ytitles = page.locator("#job-plot .ytitle, #job-plot .y2title").all_text_contents()
     assert xtitles == ["Step", "Step"] and ytitles == ["Loss", "Accuracy"]
 
+    page.get_by_text("Log (last 40 lines)").click()
+    wait_for_text(page, "job-log", r"resuming from step-\d+[\s\S]*succeeded: 600 steps")
+
     page.locator("#job-use").click()
     wait_for_text(page, "job-msg", "Picked")
     assert "Spam classifier" in page.locator("#job-msg").inner_text()

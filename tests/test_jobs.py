@@ -102,6 +102,10 @@ def test_classify_job_end_to_end_then_limits(files, tmp_path):
         metrics = jobs.metrics(job_id)
         assert_continuous(metrics["steps"], 4)
         assert [e["step"] for e in metrics["evals"]] == [2, 4]
+        log = jobs.log(job_id)
+        assert log.startswith("--- attempt 1") and "succeeded: 4 steps" in log
+        with pytest.raises(JobError, match="no job 'nope'"):
+            jobs.log("nope")
         assert "test_accuracy" in metrics["test"]
         (model,) = jobs.models()
         assert model.id == job_id and model.kind == "classify" and "test_f1" in model.metrics
