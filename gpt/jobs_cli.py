@@ -73,6 +73,7 @@ def register(subparsers: Any) -> None:
     sh = sub.add_parser("show", parents=[common], help="one job's state and metrics")
     sh.add_argument("job_id")
     sh.add_argument("--json", action="store_true", help="print the status and metrics as JSON")
+    sh.add_argument("--log", action="store_true", help="also print the last 40 lines of its log")
     sh.set_defaults(func=_guard(cmd_show))
 
     c = sub.add_parser("cancel", parents=[common], help="stop a queued or running job")
@@ -190,6 +191,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     with _manager(args) as jobs:
         s = jobs.get(args.job_id)
         metrics = jobs.metrics(args.job_id)
+        log = jobs.log(args.job_id) if args.log else ""
     if args.json:
         print(json.dumps({**dataclasses.asdict(s), "metrics": metrics}, indent=2, default=str))
         return
@@ -203,6 +205,8 @@ def cmd_show(args: argparse.Namespace) -> None:
     if metrics["test"]:
         test = {k: v for k, v in metrics["test"].items() if not isinstance(v, (list, dict))}
         print("  test " + ", ".join(f"{k}={v}" for k, v in test.items()))
+    if log:
+        print("  log:\n" + "\n".join(f"    {line}" for line in log.splitlines()))
 
 
 def cmd_cancel(args: argparse.Namespace) -> None:

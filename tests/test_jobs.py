@@ -420,6 +420,7 @@ def test_cli_submit_wait_list_show(files, tmp_path, capsys):
     assert job_id in cli("list", "--root", root).out
     shown = json.loads(cli("show", "--root", root, job_id, "--json").out)
     assert shown["state"] == "succeeded" and shown["model_path"]
+    assert "    succeeded: 3 steps" in cli("show", "--root", root, job_id, "--log").out
     with pytest.raises(SystemExit) as e:
         cli(
             "submit",
