@@ -61,16 +61,15 @@ except ImportError:  # Windows: liveness falls back to process ids
 
 from gpt import trainstate
 from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS
+from gpt.jobs_worker import LOCK_FD_ENV, THREADS_ENV
 from gpt.runs import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 RESUMABLE = ("cancelled", "interrupted", "failed")
-THREADS_ENV = "GPT2LAB_JOB_THREADS"  # torch threads per worker (default: cores / max_concurrent)
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
 START_GRACE_S = 30.0  # without flock: a claimed job may have no PID yet for this long
 LOCK_NAME = "worker.lock"  # in the job folder, flock-ed for as long as its worker lives
-LOCK_FD_ENV = "GPT2LAB_JOB_LOCK_FD"  # tells the worker which inherited fd holds that lock
 SCHEDULER_LOCK = "scheduler.lock"  # shared-locked by every manager running a scheduler thread
 LOG_TAIL_LINES = 15
 DB_RETRY_S = 60.0  # how long a worker retries a write SQLite reports busy
@@ -284,7 +283,8 @@ def take_worker_lock(path: Path) -> int | None:
 
 
 def worker_holds_lock(path: Path) -> bool:
-    """Whether a live process holds `path`'s lock (a worker, or the manager spawning it)."""
+    """Whether a live process holds `path`'s lock, shared or exclusive (a worker, the manager
+    spawning it, or for SCHEDULER_LOCK a manager's scheduler)."""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
@@ -301,19 +301,7 @@ def worker_holds_lock(path: Path) -> bool:
 def scheduler_running(root: Path) -> bool:
     """Whether a manager with a scheduler thread (`background=True`, as in the app) watches
     `root`: it then starts queued jobs itself, as its own children, so it can wait for them."""
-    if fcntl is None:
-        return False
-    try:
-        fd = os.open(Path(root) / SCHEDULER_LOCK, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return fcntl is not None and worker_holds_lock(Path(root) / SCHEDULER_LOCK)
 
 
 def is_worker_alive(pid: int | None, job_id: str) -> bool:

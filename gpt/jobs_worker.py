@@ -20,6 +20,9 @@ import time
 import traceback
 from pathlib import Path
 
+THREADS_ENV = "GPT2LAB_JOB_THREADS"  # torch threads per worker (default: cores / max_concurrent)
+LOCK_FD_ENV = "GPT2LAB_JOB_LOCK_FD"  # which inherited fd holds the job's lock (see gpt.jobs)
+
 
 class Cancelled(BaseException):  # noqa: N818 (a signal, not an error)
     """SIGTERM before training started: nothing to checkpoint, just stop."""
@@ -37,14 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     faulthandler.enable()  # a crash in native code leaves its traceback in the job's log
-    lock = os.environ.pop("GPT2LAB_JOB_LOCK_FD", "")
+    lock = os.environ.pop(LOCK_FD_ENV, "")
     if lock:  # the job's lock, taken by the manager that claimed the job: held until the end
         os.set_inheritable(int(lock), False)
     conn = None
     try:
         import torch
 
-        threads = int(os.environ.get("GPT2LAB_JOB_THREADS", "0") or 0)
+        threads = int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads > 0:
             torch.set_num_threads(threads)
         from gpt import jobs
