@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import tempfile
 import threading
+from pathlib import Path
 
 import gradio as gr
 
@@ -23,13 +26,35 @@ JOBS_DIR_ENV = "GPT2LAB_JOBS_DIR"  # where fine-tuning jobs live (default ./jobs
 MAX_QUEUED_JOBS = 5
 
 
+def open_jobs(folder: str | Path) -> tuple[JobManager, str]:
+    """The jobs manager, and a notice when `folder` cannot be used (a temporary folder is).
+
+    A jobs folder that cannot be created or opened must not stop the app: every other tab works
+    without it, and jobs still run, only not across restarts.
+    """
+    try:
+        return JobManager(folder, max_concurrent=1, max_queued=MAX_QUEUED_JOBS), ""
+    except (OSError, sqlite3.Error) as e:
+        fallback = Path(tempfile.gettempdir()) / "gpt2lab-jobs"
+        logging.getLogger(__name__).warning(
+            "jobs folder %s unusable (%s); using %s", folder, e, fallback
+        )
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        notice = (
+            f"⚠️ The jobs folder `{folder}` cannot be used ({reason}), so fine-tuning jobs are "
+            f"kept in a temporary folder and are lost when the app stops. Set `{JOBS_DIR_ENV}` "
+            "to a writable folder and restart to keep them."
+        )
+        return JobManager(fallback, max_concurrent=1, max_queued=MAX_QUEUED_JOBS), notice
+
+
 def build_app() -> gr.Blocks:
-    manager = JobManager(
-        os.environ.get(JOBS_DIR_ENV, "jobs"), max_concurrent=1, max_queued=MAX_QUEUED_JOBS
-    )
+    manager, notice = open_jobs(os.environ.get(JOBS_DIR_ENV, "jobs"))
     add_job_models(default_registry(), manager)  # finished jobs' models, as job:<id>
     with gr.Blocks(title="GPT-2 Lab") as demo:
         gr.Markdown("# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it.")
+        if notice:
+            gr.Markdown(notice, elem_id="jobs-notice")
         with gr.Tabs():
             tokenizer.build(demo)
             attention.build(demo)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import functools
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from gpt.config import STARTER_DIR
-from gpt.tokenizer import Tokenizer, gpt2_tokenizer
+from gpt.tokenizer import Tokenizer, TokenizerNotFoundError, gpt2_tokenizer
 from pages.common import check_text, clamp, esc, friendly_errors
 
 MAX_CHARS = 20_000
@@ -53,6 +54,30 @@ def ours() -> Tokenizer:
         return _load_starter(str(starter), starter.stat().st_mtime)
     with _ours_lock:
         return _trained_ours()
+
+
+GPT2_VOCAB_HELP = (
+    "GPT-2's vocabulary is not on this machine, so its column is empty and the other views use "
+    "our BPE. Install it with `pip install --no-deps -r requirements-nodeps.txt` (the "
+    "`openai-whisper` package ships it; no network needed after that), or run once with internet "
+    "access, then reload the page."
+)
+
+
+def gpt2_or_none() -> Tokenizer | None:
+    """GPT-2's tokenizer, or None when its vocabulary is not installed (the tab says how to get it).
+
+    The lookup fails fast offline, and succeeds on the next call once the vocabulary is there.
+    """
+    try:
+        return gpt2_tokenizer()
+    except TokenizerNotFoundError:
+        return None
+
+
+def missing_gpt2_html() -> str:
+    help_html = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(GPT2_VOCAB_HELP))
+    return f'<div class="note">⚠️ {help_html}</div>'
 
 
 @functools.lru_cache(maxsize=2)
@@ -150,13 +175,19 @@ def counts_md(name: str, ids: list[int], text: str) -> str:
 def tokenize(text: str, show_ids: bool = False) -> tuple[str, str, str, str, str]:
     """GPT-2's tokens (HTML), its counts, its ids, and the same two for our BPE."""
     text = check_text(text, MAX_CHARS, "Text", allow_empty=True)
-    gpt2, mine = gpt2_tokenizer(), ours()
-    ids = gpt2.encode(text)
+    gpt2, mine = gpt2_or_none(), ours()
     our_ids = mine.encode(text)
+    if gpt2 is None:
+        gpt2_view = (missing_gpt2_html(), "**GPT-2**: vocabulary not installed", "")
+    else:
+        ids = gpt2.encode(text)
+        gpt2_view = (
+            tokens_html(gpt2, ids, bool(show_ids)),
+            counts_md("GPT-2", ids, text),
+            ", ".join(map(str, ids)),
+        )
     return (
-        tokens_html(gpt2, ids, bool(show_ids)),
-        counts_md("GPT-2", ids, text),
-        ", ".join(map(str, ids)),
+        *gpt2_view,
         tokens_html(mine, our_ids, bool(show_ids)),
         counts_md(ours_label(), our_ids, text),
     )
@@ -164,11 +195,14 @@ def tokenize(text: str, show_ids: bool = False) -> tuple[str, str, str, str, str
 
 @friendly_errors
 def token_bytes(text: str, index: float) -> str:
-    """A table of one GPT-2 token of `text`: its index, id, text and bytes in hex."""
+    """A table of one GPT-2 token of `text` (ours when GPT-2's vocabulary is missing): its index,
+    id, text and bytes in hex."""
     text = check_text(text, MAX_CHARS, "Text")
-    ids = gpt2_tokenizer().encode(text)
+    gpt2 = gpt2_or_none()
+    tok = gpt2 or ours()
+    ids = tok.encode(text)
     i = clamp(index, 0, len(ids) - 1, "Token index", integer=True)
-    data = gpt2_tokenizer().token_bytes(ids[i])
+    data = tok.token_bytes(ids[i])
     try:
         decoded = f"`{data.decode('utf-8')!r}`"
     except UnicodeDecodeError:
@@ -176,7 +210,7 @@ def token_bytes(text: str, index: float) -> str:
     return (
         f"| token # | id | bytes (hex) | byte count | as text |\n|---|---|---|---|---|\n"
         f"| {i} of {len(ids)} | {ids[i]} | `{hex_bytes(data)}` | {len(data)} | {decoded} |"
-    )
+    ) + ("" if gpt2 is not None else f"\n\nTokens of {ours_label()}: {GPT2_VOCAB_HELP}")
 
 
 def _chips(tok: Tokenizer, ids: tuple[int, ...]) -> str:
@@ -190,7 +224,9 @@ def _chips(tok: Tokenizer, ids: tuple[int, ...]) -> str:
 def bpe_merges(word: str, which: str = "GPT-2") -> str:
     """HTML table replaying BPE on `word`: the bytes, then one row per merge."""
     word = check_text(word, MAX_WORD_CHARS, "Word")
-    tok = ours() if which == "Ours" else gpt2_tokenizer()
+    tok = ours() if which == "Ours" else gpt2_or_none()
+    if tok is None:
+        return missing_gpt2_html()
     rows = []
     for piece in tok.explain(word).pieces:
         label = f"piece {visible(piece.text)}"
@@ -267,13 +303,14 @@ def train_bpe(
         raise gr.Error(f"{e}.") from None
     seconds = time.perf_counter() - start
     ids = tok.encode(sample)
-    gpt2_n = len(gpt2_tokenizer().encode(sample))
+    gpt2 = gpt2_or_none()
+    gpt2_n = f"**{len(gpt2.encode(sample)):,}**" if gpt2 is not None else "(not installed)"
     learned = sorted((i, t) for t, i in tok.ranks.items() if i >= 256)[:12]
     first = " ".join(f"`{t.decode('utf-8', 'replace')!r}`" for _, t in learned)
     summary = (
         f"Trained **{tok.n_vocab:,}** tokens ({tok.n_vocab - 257:,} merges) on "
         f"**{len(text):,}** characters in **{seconds:.2f} s**. The text below takes "
-        f"**{len(ids):,}** tokens with yours and **{gpt2_n:,}** with GPT-2's.\n\n"
+        f"**{len(ids):,}** tokens with yours and {gpt2_n} with GPT-2's.\n\n"
         f"First merges learned: {first}"
     )
     return summary, tokens_html(tok, ids)
