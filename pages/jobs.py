@@ -20,7 +20,7 @@ from gpt.config import HUB_IDS, STARTER_MODELS
 from gpt.jobs import JobError, JobManager, JobStatus
 from gpt.registry import default_registry
 from gpt.sources import SOURCES
-from pages.common import esc, friendly_errors, model_choices
+from pages.common import esc, friendly_errors, model_card_box, model_choices
 
 KINDS = [
     ("Spam classifier (classify)", "classify"),
@@ -524,6 +524,7 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
                     info="checkpoints: at each evaluation and every 5 min; a crash loses no more",
                     elem_id="job-eval",
                 )
+            model_card_box(base, "job-base-card")
         start = gr.Button("Start job", variant="primary", elem_id="job-start")
         message = gr.Markdown(elem_id="job-msg")
 
