@@ -76,6 +76,7 @@ class ModelCard:
         data: the training data, in words.
         training: how it was trained (steps, epochs, method, time).
         metrics: held-out results.
+        baseline: the same held-out results of the base model before fine-tuning.
         metrics_on: what the held-out results were measured on.
         limits: honest limits, the most important first (the Spam tab shows the first).
         multi_turn: an instruction model trained on conversations (none of ours is).
@@ -93,6 +94,7 @@ class ModelCard:
     data: str | None = None
     training: str | None = None
     metrics: tuple[Metric, ...] = ()
+    baseline: tuple[Metric, ...] = ()
     metrics_on: str | None = None
     limits: tuple[str, ...] = ()
     multi_turn: bool = False
@@ -283,21 +285,21 @@ _METRICS = (  # test key, label, shown as a percentage
 )
 
 
-def _metrics(record: dict[str, Any]) -> tuple[Metric, ...]:
-    out = [
+def _metrics(test: Any) -> tuple[Metric, ...]:
+    test = _dict(test)
+    return tuple(
         Metric(label, v, pct)
         for key, label, pct in _METRICS
-        if (v := _num(_dict(record.get("test")).get(key))) is not None
-    ]
-    for key, value in record.items():  # e.g. untuned_starter_test: the base before tuning
-        m = re.fullmatch(r"untuned_(.+)_test", key)
-        if m and isinstance(value, dict):
-            out += [
-                Metric(f"{label} (untuned {m.group(1)})", v, pct)
-                for k, label, pct in _METRICS
-                if (v := _num(value.get(k))) is not None
-            ]
-    return tuple(out)
+        if (v := _num(test.get(key))) is not None
+    )
+
+
+def _baseline(record: dict[str, Any]) -> tuple[Metric, ...]:
+    """The base model's held-out results before tuning (`untuned_<base>_test` in a card)."""
+    for key, value in record.items():
+        if re.fullmatch(r"untuned_(.+)_test", key):
+            return _metrics(value)
+    return ()
 
 
 def _metrics_on(task: str, record: dict[str, Any]) -> str | None:
@@ -421,7 +423,8 @@ def card_from_record(
         base=_base_name(record.get("base")),
         data=data_words,
         training=training,
-        metrics=_metrics(record),
+        metrics=_metrics(record.get("test")),
+        baseline=_baseline(record),
         metrics_on=_metrics_on(task, record),
         limits=tuple(dict.fromkeys(limits)),
         multi_turn=record.get("multi_turn") is True,

@@ -35,8 +35,8 @@ EXAMPLES = [
     "Reverse the letters of the word shout.",
 ]
 REMEMBER_INFO = (
-    "Off: each message is sent alone, as single-turn models were trained. On: earlier turns go "
-    "in the prompt's ### Input:."
+    "Off: each message is sent alone, as single-turn models were trained. On: the conversation "
+    "so far goes in the prompt's Input section."
 )
 
 
@@ -147,7 +147,7 @@ def build(demo: gr.Blocks) -> None:
             model = model_picker(TASKS, "chat-model")
             gr.Markdown(model_note(TASKS), elem_id="chat-model-note")
         model_card_box(model, "chat-card")
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False):
             remember = gr.Checkbox(
                 value=remember_default(model.value),
                 label="Remember earlier turns",
@@ -155,7 +155,7 @@ def build(demo: gr.Blocks) -> None:
                 elem_id="chat-remember",
                 scale=4,
             )
-            new = gr.Button("New chat", elem_id="chat-new", scale=1, min_width=120)
+            new = gr.Button("New chat", elem_id="chat-new", scale=1, min_width=120, size="md")
         with gr.Accordion("Prompt sent to the model", open=False):
             prompt_box = gr.Code(
                 label="Alpaca prompt (exactly what the model reads)",

@@ -240,6 +240,9 @@ def card_markdown(card: ModelCard | None, name: Any = None) -> str:
         shown = " · ".join(f"{m.label} **{m.text}**" for m in card.metrics)
         on = f" (on {card.metrics_on})" if card.metrics_on else ""
         facts.append(("Held-out results", shown + on))
+        if card.baseline:
+            before = " · ".join(f"{m.label} {m.text}" for m in card.baseline)
+            facts.append((f"Before fine-tuning{f' ({card.base})' if card.base else ''}", before))
     else:
         facts.append(("Held-out results", "none recorded for this model"))
     lines += ["", *(f"- **{label}:** {md(text)}" for label, text in facts if text)]

@@ -47,6 +47,9 @@ def test_starter_card_reports_its_card_json(starters, name):
     assert text.startswith(f"**{name}**") and "**Limits**" in text
     assert f"{card.parameters / 1e6:.1f}M parameters" in text
     assert "Held-out results" in text and card.metrics[0].text in text
+    if "untuned_starter_test" in raw:  # starter-chat: the base's scores before tuning
+        assert card.baseline[0].value == raw["untuned_starter_test"]["test_rouge_l_f1"]
+        assert f"Before fine-tuning (starter):** ROUGE-L F1 {card.baseline[0].text}" in text
 
 
 def test_bundled_spam_card_says_templated_data(starters):
