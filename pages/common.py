@@ -258,12 +258,14 @@ def model_card_text(name: Any) -> str:
     return card_markdown(card_of(name), name)
 
 
-def model_card_box(picker: gr.Dropdown, elem_id: str) -> gr.Markdown:
+def model_card_box(
+    picker: gr.Dropdown, elem_id: str, label: str = "About this model"
+) -> gr.Markdown:
     """An "About this model" accordion showing the card of `picker`'s model, kept in step with it.
 
     Call it right under the picker; returns the Markdown inside.
     """
-    with gr.Accordion("About this model", open=False, elem_id=f"{elem_id}-box"):
+    with gr.Accordion(label, open=False, elem_id=f"{elem_id}-box"):
         card = gr.Markdown(model_card_text(picker.value), elem_id=elem_id)
     picker.change(model_card_text, picker, card, api_visibility="private", queue=False)
     return card

@@ -466,6 +466,7 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
                 method = gr.Dropdown(
                     METHODS, value="full", label="Method", elem_id="job-method", interactive=True
                 )
+            model_card_box(base, "job-base-card", "About the base model")
             with gr.Row(equal_height=True):
                 data = gr.Dropdown(
                     data_choices(first_kind),
@@ -524,7 +525,6 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
                     info="checkpoints: at each evaluation and every 5 min; a crash loses no more",
                     elem_id="job-eval",
                 )
-            model_card_box(base, "job-base-card")
         start = gr.Button("Start job", variant="primary", elem_id="job-start")
         message = gr.Markdown(elem_id="job-msg")
 
