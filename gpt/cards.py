@@ -101,6 +101,21 @@ class ModelCard:
     location: str | None = None
 
 
+def params_text(n: int) -> str:
+    """A parameter count for people.
+
+    >>> params_text(124439808), params_text(4273664), params_text(43904)
+    ('124M', '4.3M', '43,904')
+    """
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e8:
+        return f"{n / 1e6:.0f}M"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    return f"{n:,}"
+
+
 # --- reading files, forgivingly -----------------------------------------------------------------
 
 
@@ -398,7 +413,7 @@ def card_from_record(
     if task == "instruct":
         limits.append("Answers are generated word by word: they can be fluent and wrong.")
     if params and params < SMALL_MODEL:
-        small = f"Small ({params / 1e6:.1f}M parameters; GPT-2 small has 124M)"
+        small = f"Small ({params_text(params)} parameters; GPT-2 small has 124M)"
         if task == "classify":
             limits.append(f"{small}: wording unlike its training data can fool it.")
         else:
@@ -465,7 +480,7 @@ def card_for_entry(entry: ModelEntry) -> ModelCard:
         record, config = job_record(entry.location)
         job_id = entry.name.removeprefix("job:")
         kind = {"lm": "Language model", "classify": "Spam classifier", "instruct": "Chat model"}
-        summary = f"{kind.get(entry.task, 'Model')} fine-tuned in the Fine-tune tab (job {job_id})."
+        summary = f"{kind.get(entry.task, 'Model')} fine-tuned by job {job_id}."
         source = "job"
     else:
         record, config = folder_record(entry.location)

@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from gpt.cards import ModelCard, model_card
+from gpt.cards import ModelCard, model_card, params_text
 from gpt.registry import DOWNLOAD_ENV, RegistryError, default_registry
 
 log = logging.getLogger("gpt2lab")
@@ -184,21 +184,6 @@ def get_model(name: Any, tasks: Iterable[str]) -> tuple[Any, Any]:
 
 
 # --- model cards ----------------------------------------------------------------------------------
-
-
-def params_text(n: int) -> str:
-    """A parameter count for people.
-
-    >>> params_text(124439808), params_text(4273664), params_text(43904)
-    ('124M', '4.3M', '43,904')
-    """
-    if n >= 1e9:
-        return f"{n / 1e9:.2f}B"
-    if n >= 1e8:
-        return f"{n / 1e6:.0f}M"
-    if n >= 1e6:
-        return f"{n / 1e6:.1f}M"
-    return f"{n:,}"
 
 
 def card_of(name: Any) -> ModelCard | None:
