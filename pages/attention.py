@@ -15,7 +15,15 @@ import torch
 
 from gpt.config import HUB_IDS, PRESETS
 from gpt.registry import default_registry
-from pages.common import check_text, clamp, friendly_errors, get_model, model_note, model_picker
+from pages.common import (
+    check_text,
+    clamp,
+    friendly_errors,
+    get_model,
+    model_card_box,
+    model_note,
+    model_picker,
+)
 
 TASKS = ("lm", "instruct")
 MAX_TOKENS = 256
@@ -288,6 +296,7 @@ def build(demo: gr.Blocks) -> None:
         with gr.Row():
             model = model_picker(TASKS, "att-model")
             gr.Markdown(model_note(TASKS), elem_id="att-model-note")
+        model_card_box(model, "att-card")
         # Slider ranges fit the largest listed model (so the API accepts any of them); the page
         # narrows them to the picked model on load and on every model change.
         shapes = [model_shape(n) for n in default_registry().names(TASKS)] or [(12, 12)]

@@ -1,20 +1,25 @@
 """Chat tab: talk to an instruction-tuned model through the Alpaca prompt it was trained on.
 
-Multi-turn: the newest message is the `### Instruction:`; earlier turns go in an `### Input:`
-section as a transcript ("User: ..." / "Assistant: ..."), trimmed from the oldest turn when the
-prompt would not fit the model's context.
+Our chat models were tuned on single instructions (`gpt.data.format_prompt`, one Alpaca record
+per prompt), so by default each message is sent alone, in exactly the prompt training used.
+With "Remember earlier turns" on, earlier turns go in the prompt's `### Input:` section as a
+transcript ("User: ..." / "Assistant: ..."), trimmed from the oldest turn when the prompt would
+not fit the model's context. The default follows the model's card (`ModelCard.multi_turn`).
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
+from gpt.data import Instruction, format_prompt
 from gpt.sampling import SamplingError, stream
 from pages.common import (
+    card_of,
     check_text,
     clamp,
     friendly_errors,
     get_model,
+    model_card_box,
     model_note,
     model_picker,
 )
@@ -22,10 +27,6 @@ from pages.common import (
 TASKS = ("instruct",)
 MAX_MESSAGE_CHARS = 4_000
 MAX_NEW_TOKENS = 256
-PREAMBLE = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request."
-)
 STOPS = ("### Instruction:", "### Input:", "### Response:")
 # Questions in the starter chat model's world (see data/README.md); GPT-2 sizes answer anything.
 EXAMPLES = [
@@ -33,6 +34,10 @@ EXAMPLES = [
     "Is a robin a mammal, a bird or a fish?",
     "Reverse the letters of the word shout.",
 ]
+REMEMBER_INFO = (
+    "Off: each message is sent alone, as single-turn models were trained. On: the conversation "
+    "so far goes in the prompt's Input section."
+)
 
 
 def _content(message) -> str:
@@ -43,37 +48,50 @@ def _content(message) -> str:
     return str(message or "")
 
 
-def alpaca_prompt(message: str, history: list[dict] | None = None) -> str:
-    """The Alpaca prompt for `message`, previous turns in an `### Input:` transcript.
+def transcript(history: list[dict] | None) -> str:
+    """Earlier turns as "User: ..." / "Assistant: ..." lines.
 
-    >>> print(alpaca_prompt("Say hi."))  # doctest: +NORMALIZE_WHITESPACE
-    Below is an instruction that describes a task. Write a response that appropriately completes
-    the request.
-    <BLANKLINE>
-    ### Instruction:
-    Say hi.
-    <BLANKLINE>
-    ### Response:
-    <BLANKLINE>
+    >>> transcript([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}])
+    'User: Hi\\nAssistant: Hello!'
     """
     lines = []
     for turn in history or []:
         who = "User" if turn.get("role") == "user" else "Assistant"
         lines.append(f"{who}: {_content(turn).strip()}")
-    prompt = f"{PREAMBLE}\n\n### Instruction:\n{message.strip()}\n\n"
-    if lines:
-        prompt += "### Input:\n" + "\n".join(lines) + "\n\n"
-    return prompt + "### Response:\n"
+    return "\n".join(lines)
 
 
-def fit_prompt(message: str, history: list[dict], tok, budget: int) -> str:
-    """The prompt with as many recent turns as fit in `budget` tokens."""
-    turns = list(history or [])
+def chat_prompt(message: str, history: list[dict] | None = None, remember: bool = False) -> str:
+    """The prompt for `message`: training's Alpaca prompt (`gpt.data.format_prompt`) with the
+    message as the instruction; with `remember`, earlier turns as the `### Input:`.
+
+    >>> chat_prompt("Say hi.", [{"role": "user", "content": "Hi"}]) == format_prompt(
+    ...     Instruction("Say hi."))
+    True
+    >>> "### Input:\\nUser: Hi" in chat_prompt("Say hi.", [{"role": "user", "content": "Hi"}], True)
+    True
+    """
+    context = transcript(history) if remember else ""
+    return format_prompt(Instruction(message.strip(), context))
+
+
+def fit_prompt(
+    message: str, history: list[dict] | None, tok, budget: int, remember: bool = False
+) -> str:
+    """The prompt with as many recent turns as fit in `budget` tokens (none unless `remember`)."""
+    turns = list(history or []) if remember else []
     while True:
-        prompt = alpaca_prompt(message, turns)
+        prompt = chat_prompt(message, turns, remember)
         if len(tok.encode(prompt)) <= budget or not turns:
             return prompt
         turns = turns[1:]
+
+
+def remember_default(model_name) -> bool:
+    """Whether a model's chat remembers earlier turns by default: only models trained on
+    conversations (none of ours; their cards say `multi_turn`)."""
+    card = card_of(model_name)
+    return bool(card and card.multi_turn)
 
 
 @friendly_errors
@@ -85,8 +103,12 @@ def chat(
     top_k: float,
     top_p: float,
     max_new_tokens: float,
+    remember: bool = False,
 ):
-    """Stream the reply (and the prompt used, for the accordion)."""
+    """Stream the reply (and the exact prompt sent, for the accordion).
+
+    With `remember` off (the default), the prompt holds only this message, as in training.
+    """
     message = check_text(_content(message), MAX_MESSAGE_CHARS, "Message")
     t = clamp(temperature, 0, 2, "Temperature")
     args = dict(
@@ -97,7 +119,7 @@ def chat(
     )
     model, tok = get_model(model_name, TASKS)
     budget = max(16, model.config.block_size - args["max_new_tokens"])
-    prompt = fit_prompt(message, history, tok, budget)
+    prompt = fit_prompt(message, history, tok, budget, bool(remember))
     reply = ""
     try:
         for event in stream(model, tok, prompt, stop=STOPS, stop_at_eot=True, **args):
@@ -109,21 +131,37 @@ def chat(
         yield "(the model ended its reply without any text; try a higher temperature)", prompt
 
 
+def new_chat():
+    """An empty conversation (the chat shown and the history the next turn reads) and prompt."""
+    return [], [], [], chat_prompt("(your message)")
+
+
 def build(demo: gr.Blocks) -> None:
     with gr.Tab("Chat", id="chat"):
         gr.Markdown(
             "Chat with an instruction-tuned model. Each message is wrapped in the Alpaca prompt "
-            "the model was trained on; earlier turns go in its `### Input:` section."
+            "the model was trained on, one instruction per prompt; tick *Remember earlier "
+            "turns* to put the conversation so far in the prompt's `### Input:` section."
         )
         with gr.Row():
             model = model_picker(TASKS, "chat-model")
             gr.Markdown(model_note(TASKS), elem_id="chat-model-note")
+        model_card_box(model, "chat-card")
+        with gr.Row(equal_height=False):
+            remember = gr.Checkbox(
+                value=remember_default(model.value),
+                label="Remember earlier turns",
+                info=REMEMBER_INFO,
+                elem_id="chat-remember",
+                scale=4,
+            )
+            new = gr.Button("New chat", elem_id="chat-new", scale=1, min_width=120, size="md")
         with gr.Accordion("Prompt sent to the model", open=False):
             prompt_box = gr.Code(
-                label="Alpaca prompt",
+                label="Alpaca prompt (exactly what the model reads)",
                 language=None,
                 elem_id="chat-prompt",
-                value=alpaca_prompt("(your message)"),
+                value=chat_prompt("(your message)"),
             )
         with gr.Accordion("Sampling settings", open=False):
             temperature = gr.Slider(
@@ -142,7 +180,7 @@ def build(demo: gr.Blocks) -> None:
             max_new = gr.Slider(
                 1, MAX_NEW_TOKENS, value=120, step=1, label="Max new tokens", elem_id="chat-max"
             )
-        gr.ChatInterface(
+        chat_ui = gr.ChatInterface(
             chat,
             chatbot=gr.Chatbot(height=380, elem_id="chat-bot", label="Chat"),
             textbox=gr.Textbox(
@@ -152,11 +190,21 @@ def build(demo: gr.Blocks) -> None:
                 elem_id="chat-input",
                 max_length=MAX_MESSAGE_CHARS,
             ),
-            additional_inputs=[model, temperature, top_k, top_p, max_new],
+            additional_inputs=[model, temperature, top_k, top_p, max_new, remember],
             additional_outputs=[prompt_box],
-            examples=[[e, model.value, 0.7, 40, 0.9, 120] for e in EXAMPLES],
+            # messages only: clicking one must not reset the model or the settings
+            examples=[[e, None, None, None, None, None, None] for e in EXAMPLES],
             run_examples_on_click=False,
             api_name="chat",
             concurrency_limit=4,
             fill_height=False,
+        )
+        # the default follows how the picked model was trained (its card)
+        model.change(remember_default, model, remember, api_visibility="private", queue=False)
+        new.click(
+            new_chat,
+            None,
+            [chat_ui.chatbot, chat_ui.chatbot_state, chat_ui.chatbot_value, prompt_box],
+            api_name="new_chat",
+            queue=False,
         )

@@ -6,7 +6,16 @@ import gradio as gr
 import plotly.graph_objects as go
 import torch
 
-from pages.common import check_text, friendly_errors, get_model, model_note, model_picker
+from pages.common import (
+    card_of,
+    check_text,
+    friendly_errors,
+    get_model,
+    md,
+    model_card_box,
+    model_note,
+    model_picker,
+)
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000
@@ -54,6 +63,15 @@ def trace_figure(labels: list[str], probs: list[float], name: str) -> go.Figure:
     return fig
 
 
+def limit_line(model_name: str) -> str:
+    """The model's most important limit from its card, as one line under the verdict ("" when
+    the card names none)."""
+    card = card_of(model_name)
+    if card is None or not card.limits:
+        return ""
+    return f"⚠️ *Limit: {md(card.limits[0])}* (more under *About this model*)"
+
+
 @friendly_errors
 def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
     """(label confidences, summary line, per-token trace of the spam probability)."""
@@ -76,6 +94,8 @@ def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
     summary = (
         f"**{labels[best]}** · P({labels[k]}) = **{final[k]:.3f}** over {len(ids)} tokens.{note}"
     )
+    if limit := limit_line(model_name):
+        summary += f"\n\n{limit}"
     marks = str.maketrans({" ": "·", "\n": "↵", "\t": "→"})
     token_labels = [tok.decode([i]).translate(marks) for i in ids]
     fig = trace_figure(token_labels, probs[:, k].tolist(), labels[k])
@@ -97,6 +117,7 @@ def build(demo: gr.Blocks) -> None:
         with gr.Row():
             model = model_picker(TASKS, "clf-model")
             gr.Markdown(model_note(TASKS), elem_id="clf-model-note")
+        model_card_box(model, "clf-card")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 message = gr.Textbox(

@@ -1,4 +1,5 @@
-"""UI bits shared by the tabs: the model picker, input guards, error messages, page CSS."""
+"""UI bits shared by the tabs: the model picker and its model card, input guards, error messages,
+page CSS."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from gpt.cards import ModelCard, model_card, params_text
 from gpt.registry import DOWNLOAD_ENV, RegistryError, default_registry
 
 log = logging.getLogger("gpt2lab")
@@ -179,6 +181,84 @@ def get_model(name: Any, tasks: Iterable[str]) -> tuple[Any, Any]:
     except RegistryError as e:
         hint = f" Set {DOWNLOAD_ENV}=1 only where the hub is reachable." if "hub" in str(e) else ""
         raise gr.Error(f"{e}. Pick another model.{hint}") from e
+
+
+# --- model cards ----------------------------------------------------------------------------------
+
+
+def card_of(name: Any) -> ModelCard | None:
+    """The card of a picked model, or None when there is no such model (never raises)."""
+    if not name or not isinstance(name, str):
+        return None
+    try:
+        return model_card(name, default_registry())
+    except RegistryError:
+        return None
+    except Exception:  # a card is a courtesy: a broken model folder must not break a tab
+        log.exception("no model card for %r", name)
+        return None
+
+
+def card_markdown(card: ModelCard | None, name: Any = None) -> str:
+    """A model card as Markdown: one line on what it is, the facts, held-out results, limits.
+
+    The one renderer of cards: every tab's "About this model" uses it.
+    """
+    if card is None:
+        if not name:
+            return "No model is picked."
+        return f"No card for **{md(str(name))}**: it is not in the model list (any more)."
+    lines = [f"**{md(card.name)}**" + (f": {md(card.summary)}" if card.summary else "")]
+    facts = []
+    if card.parameters:
+        size = f"{params_text(card.parameters)} parameters"
+        facts.append(("Size", size + (f" ({card.architecture})" if card.architecture else "")))
+    elif card.architecture:
+        facts.append(("Architecture", card.architecture))
+    facts += [
+        ("Tokenizer", card.tokenizer),
+        ("Fine-tuned from", card.base),
+        ("Trained on", card.data),
+        ("Training", card.training),
+    ]
+    if card.metrics:
+        shown = " · ".join(f"{m.label} **{m.text}**" for m in card.metrics)
+        on = f" (on {card.metrics_on})" if card.metrics_on else ""
+        facts.append(("Held-out results", shown + on))
+        if card.baseline:
+            before = " · ".join(f"{m.label} {m.text}" for m in card.baseline)
+            facts.append((f"Before fine-tuning{f' ({card.base})' if card.base else ''}", before))
+    else:
+        facts.append(("Held-out results", "none recorded for this model"))
+    lines += ["", *(f"- **{label}:** {md(text)}" for label, text in facts if text)]
+    if card.limits:
+        lines += ["", "**Limits**", "", *(f"- {md(limit)}" for limit in card.limits)]
+    if card.location and card.source != "starter":
+        lines += ["", f"Loaded from `{card.location}`."]
+    return "\n".join(lines)
+
+
+def model_card_text(name: Any) -> str:
+    """The Markdown card of a picked model name."""
+    return card_markdown(card_of(name), name)
+
+
+def model_card_box(
+    picker: gr.Dropdown, elem_id: str, label: str = "About this model"
+) -> gr.Markdown:
+    """An "About this model" accordion showing the card of `picker`'s model, kept in step with it.
+
+    Call it right under the picker; returns the Markdown inside.
+    """
+    with gr.Accordion(label, open=False, elem_id=f"{elem_id}-box"):
+        card = gr.Markdown(model_card_text(picker.value), elem_id=elem_id)
+    picker.change(model_card_text, picker, card, api_visibility="private", queue=False)
+    return card
+
+
+def md(text: str) -> str:
+    """Text from files (card.json of any folder) shown in Markdown: no HTML tags survive."""
+    return html.escape(text, quote=False)
 
 
 def esc(text: str) -> str:

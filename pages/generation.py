@@ -14,6 +14,7 @@ from pages.common import (
     clamp,
     friendly_errors,
     get_model,
+    model_card_box,
     model_note,
     model_picker,
 )
@@ -153,6 +154,7 @@ def build(demo: gr.Blocks) -> None:
         with gr.Row():
             model = model_picker(TASKS, "gen-model")
             gr.Markdown(model_note(TASKS), elem_id="gen-model-note")
+        model_card_box(model, "gen-card")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 prompt = gr.Textbox(

@@ -20,7 +20,7 @@ from gpt.config import HUB_IDS, STARTER_MODELS
 from gpt.jobs import JobError, JobManager, JobStatus
 from gpt.registry import default_registry
 from gpt.sources import SOURCES
-from pages.common import esc, friendly_errors, model_choices
+from pages.common import esc, friendly_errors, model_card_box, model_choices
 
 KINDS = [
     ("Spam classifier (classify)", "classify"),
@@ -466,6 +466,7 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
                 method = gr.Dropdown(
                     METHODS, value="full", label="Method", elem_id="job-method", interactive=True
                 )
+            model_card_box(base, "job-base-card", "About the base model")
             with gr.Row(equal_height=True):
                 data = gr.Dropdown(
                     data_choices(first_kind),

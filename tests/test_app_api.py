@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import gpt  # noqa: E402
+from gpt.data import Instruction, format_prompt  # noqa: E402
 
 TINY = gpt.GPTConfig(vocab_size=50257, block_size=256, n_layer=2, n_head=2, n_embd=32)
 LM, SPAM, CHAT = "tiny-lm", "tiny-spam", "tiny-chat"
@@ -407,10 +408,60 @@ def test_chat_bad_inputs(client):
     assert_alive(client)
 
 
-def test_alpaca_prompt_puts_history_in_input():
-    from pages.chat import alpaca_prompt
+def test_chat_prompt_puts_history_in_input_only_when_remembering():
+    from pages.chat import chat_prompt
 
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
-    prompt = alpaca_prompt("And now?", history)
+    prompt = chat_prompt("And now?", history, remember=True)
     assert "### Instruction:\nAnd now?\n\n### Input:\nUser: Hi\nAssistant: Hello!\n\n" in prompt
     assert prompt.startswith("Below is an instruction") and prompt.endswith("### Response:\n")
+    assert chat_prompt("And now?", history) == format_prompt(Instruction("And now?"))
+
+
+def chat_turn(client, message: str, remember: bool | None) -> str:
+    """One /chat call (greedy, 3 new tokens); the prompt it sent. None: the API's default."""
+    args = [message, CHAT, 0, 40, 0.9, 3] + ([] if remember is None else [remember])
+    reply, prompt = client.predict(*args, api_name="/chat")
+    assert isinstance(reply, str)
+    return prompt
+
+
+@pytest.mark.parametrize("remember", [False, None])
+def test_chat_api_sends_single_turn_prompts_unless_asked(app_url, remember):
+    fresh = gradio_client.Client(app_url, verbose=False)  # its own conversation
+    chat_turn(fresh, "Name a fox.", remember)
+    second = chat_turn(fresh, "Where does Pip live?", remember)
+    assert second == format_prompt(Instruction("Where does Pip live?"))
+
+
+def test_chat_api_remember_then_new_chat(app_url):
+    fresh = gradio_client.Client(app_url, verbose=False)
+    chat_turn(fresh, "Name a fox.", True)
+    second = chat_turn(fresh, "Where does Pip live?", True)
+    assert "### Instruction:\nWhere does Pip live?\n\n### Input:\nUser: Name a fox.\n" in second
+    assert "\nAssistant: " in second
+    third = chat_turn(fresh, "And Otto?", True)
+    assert "User: Name a fox." in third and "User: Where does Pip live?" in third
+    fresh.predict(api_name="/new_chat")
+    assert chat_turn(fresh, "And Otto?", True) == format_prompt(Instruction("And Otto?"))
+
+
+def test_every_tab_with_a_model_picker_has_a_model_card(app_url):
+    import json
+
+    config = json.loads(urllib.request.urlopen(app_url + "config", timeout=10).read())
+    ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    for card in ("att-card", "gen-card", "clf-card", "chat-card", "job-base-card"):
+        assert card in ids, card
+    assert "chat-remember" in ids and "chat-new" in ids
+
+
+@pytest.mark.parametrize("model", [SPAM, "starter-spam"])
+def test_classify_verdict_carries_the_cards_main_limit(client, model):
+    from gpt.cards import model_card
+
+    if model not in gpt.registry.default_registry().names():
+        pytest.skip(f"{model} is not installed")
+    _, summary, _ = client.predict(model, "WIN a prize now", api_name="/classify")
+    limit = model_card(model).limits[0]  # starter-spam: from its card.json, whatever it says
+    assert f"Limit: {limit}" in summary

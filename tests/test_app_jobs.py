@@ -278,3 +278,6 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
 
     tb.open_tab(page, "Spam classifier")
     assert f"job:{job_id}" in page.locator("#clf-model input").input_value()
+    # the tab's model card follows the picker to the job's model: its data, its limit
+    page.locator("#clf-card-box").get_by_text("About this model").click()
+    wait_for_text(page, "clf-card", f"job {job_id}[\\s\\S]*my\\.tsv[\\s\\S]*Limits")

@@ -25,7 +25,11 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from tests.test_app_api import start_app  # noqa: E402
 
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# GPT2LAB_SCREENSHOTS: somewhere else to put them (a look at a change without touching docs/)
+SHOTS = Path(
+    os.environ.get("GPT2LAB_SCREENSHOTS")
+    or Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+)
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -172,23 +176,39 @@ def test_classify_tab(page):
     open_tab(page, "Spam classifier")
     pick_model(page, "clf-model", SPAM)
     # a message that turns into spam half-way: the trace shows the classifier change its mind
-    text = "Hi Sam, great news: you have won a free entry to our weekly prize draw, text WIN to 80086"
+    text = (
+        "Hi Sam, great news: you have won a free entry to our weekly prize draw, text WIN to 80086"
+    )
     page.locator("#clf-text textarea").fill(text)
     page.locator("#clf-run").click()
     page.wait_for_function(
         "(document.querySelector('#clf-summary')?.innerText || '').includes('P(spam)')"
     )
     assert "P(spam) after each token" in page.locator("#clf-chart .gtitle").first.text_content()
+    assert "Limit:" in page.locator("#clf-summary").inner_text()  # from starter-spam's card
     shot(page, "classify")
+
+
+def chat_messages(page) -> int:
+    return page.locator("#chat-bot .message").count()
 
 
 def test_chat_tab(page):
     open_tab(page, "Chat")
     pick_model(page, "chat-model", CHAT)
-    page.locator("#chat-input textarea").fill("Where does Pip the fox live?")
-    page.locator("#chat-input textarea").press("Enter")
+    remember = page.locator("#chat-remember input[type=checkbox]")
+    assert not remember.is_checked()  # starter-chat was trained on single turns
+    box = page.locator("#chat-input textarea")
+    box.fill("Is a robin a mammal, a bird or a fish?")
+    box.press("Enter")
     page.wait_for_function(
         "document.querySelectorAll('#chat-bot .message').length >= 2", timeout=30_000
+    )
+    settle(page)
+    box.fill("Where does Pip the fox live?")
+    box.press("Enter")
+    page.wait_for_function(
+        "document.querySelectorAll('#chat-bot .message').length >= 4", timeout=30_000
     )
     page.get_by_text("Prompt sent to the model").click()
     page.wait_for_function(
@@ -196,4 +216,54 @@ def test_chat_tab(page):
         "(document.querySelector('#chat-prompt')?.innerText || '')"
         ".includes('Where does Pip the fox live?')"
     )
+    sent = page.locator("#chat-prompt").inner_text()
+    assert "robin" not in sent and "### Input:" not in sent  # single-turn, as in training
     shot(page, "chat")
+
+
+def test_chat_remember_and_new_chat(page):
+    open_tab(page, "Chat")
+    page.locator("#chat-remember input[type=checkbox]").check()
+    box = page.locator("#chat-input textarea")
+    box.fill("And Otto the owl?")
+    box.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('#chat-prompt')?.innerText || '').includes('And Otto')",
+        timeout=30_000,
+    )
+    sent = page.locator("#chat-prompt").inner_text()
+    assert "### Input:" in sent and "User: Where does Pip the fox live?" in sent
+    settle(page)
+    page.locator("#chat-new").click()
+    page.wait_for_function("document.querySelectorAll('#chat-bot .message').length === 0")
+    box.fill("Where does Pip the fox live?")
+    box.press("Enter")
+    page.wait_for_function(
+        "document.querySelectorAll('#chat-bot .message').length >= 2", timeout=30_000
+    )
+    page.wait_for_function(
+        "(document.querySelector('#chat-prompt')?.innerText || '').includes('Pip the fox')"
+    )
+    assert "### Input:" not in page.locator("#chat-prompt").inner_text()  # the chat is new
+    page.locator("#chat-remember input[type=checkbox]").uncheck()
+
+
+def test_model_card_follows_the_picker(page):
+    open_tab(page, "Chat")
+    page.locator("#chat-card-box").get_by_text("About this model").click()
+    page.wait_for_function(
+        "(document.querySelector('#chat-card')?.innerText || '').includes('starter-chat')"
+    )
+    card = page.locator("#chat-card").inner_text()
+    assert "Held-out results" in card and "Limits" in card and "single-turn" in card
+    shot(page, "chat-card")
+    open_tab(page, "Generate")
+    page.locator("#gen-card-box").get_by_text("About this model").click()
+    pick_model(page, "gen-model", CHAT)
+    page.wait_for_function(
+        "(document.querySelector('#gen-card')?.innerText || '').includes('starter-chat')"
+    )
+    pick_model(page, "gen-model", LM)
+    page.wait_for_function(
+        "(document.querySelector('#gen-card')?.innerText || '').includes('invented valley')"
+    )
