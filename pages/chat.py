@@ -167,10 +167,10 @@ def build(demo: gr.Blocks) -> None:
             temperature = gr.Slider(
                 0,
                 2,
-                value=0.7,
+                value=0.3,  # small instruction models answer right far more often when cool
                 step=0.05,
                 label="Temperature",
-                info="0 = greedy",
+                info="0 = greedy; low values keep a small model's answers on topic",
                 elem_id="chat-temp",
             )
             top_k = gr.Slider(
