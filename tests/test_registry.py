@@ -174,20 +174,25 @@ def test_re_adding_a_name_replaces_it(folders):
 
 
 @pytest.mark.parametrize(
-    "env, allowed",
+    "env, state, allowed",
     [
-        ({}, False),
-        ({"SPACE_ID": "someone/gpt2-lab"}, True),
-        ({"SPACE_ID": "someone/gpt2-lab", "HF_HUB_OFFLINE": "1"}, False),
-        ({"SPACE_ID": "someone/gpt2-lab", "GPT2LAB_ALLOW_DOWNLOAD": "0"}, False),
-        ({"GPT2LAB_ALLOW_DOWNLOAD": "1"}, True),
+        ({}, "unknown", False),
+        ({}, "checking", False),
+        ({}, "online", True),
+        ({}, "offline", False),
+        ({"SPACE_ID": "someone/gpt2-lab"}, "unknown", False),  # Spaces alone proves nothing
+        ({"HF_HUB_OFFLINE": "1"}, "online", False),
+        ({"GPT2LAB_ALLOW_DOWNLOAD": "0"}, "online", False),
+        ({"GPT2LAB_ALLOW_DOWNLOAD": "1"}, "offline", True),  # forces the listing
     ],
 )
-def test_downloads_allowed_online_on_spaces_only(monkeypatch, env, allowed):
+def test_downloads_allowed_follows_the_hub_check(monkeypatch, env, state, allowed):
+    from gpt import hub
     from gpt.registry import downloads_allowed
 
     for key in ("SPACE_ID", "HF_HUB_OFFLINE", "GPT2LAB_ALLOW_DOWNLOAD"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setattr(hub, "_status", hub.HubStatus(state))
     assert downloads_allowed() is allowed
