@@ -15,7 +15,15 @@ import torch
 
 from gpt.config import HUB_IDS, PRESETS
 from gpt.registry import default_registry
-from pages.common import check_text, clamp, friendly_errors, get_model, model_note, model_picker
+from pages.common import (
+    check_text,
+    clamp,
+    friendly_errors,
+    get_model,
+    model_note,
+    model_picker,
+    model_status,
+)
 
 TASKS = ("lm", "instruct")
 MAX_TOKENS = 256
@@ -227,9 +235,10 @@ def attention(
     head: float,
     sink: str,
     token_index: float,
+    progress=gr.Progress(),  # noqa: B008 (Gradio's way): shows a GPT-2 download
 ) -> tuple[str, go.Figure, go.Figure, go.Figure, go.Figure]:
     """(note, chosen head heatmap, head average, all-heads grid, one token's bar chart)."""
-    model, tok = get_model(model_name, TASKS)
+    model, tok = get_model(model_name, TASKS, progress)
     text = check_text(text, MAX_CHARS, "Text")
     gpt_model = getattr(model, "gpt", model)
     cap = min(MAX_TOKENS, gpt_model.config.block_size)
@@ -287,7 +296,7 @@ def build(demo: gr.Blocks) -> None:
         )
         with gr.Row():
             model = model_picker(TASKS, "att-model")
-            gr.Markdown(model_note(TASKS), elem_id="att-model-note")
+            model_status(model, TASKS, "att-model-note")
         # Slider ranges fit the largest listed model (so the API accepts any of them); the page
         # narrows them to the picked model on load and on every model change.
         shapes = [model_shape(n) for n in default_registry().names(TASKS)] or [(12, 12)]

@@ -15,8 +15,8 @@ from pages.common import (
     clamp,
     friendly_errors,
     get_model,
-    model_note,
     model_picker,
+    model_status,
 )
 
 TASKS = ("instruct",)
@@ -117,7 +117,7 @@ def build(demo: gr.Blocks) -> None:
         )
         with gr.Row():
             model = model_picker(TASKS, "chat-model")
-            gr.Markdown(model_note(TASKS), elem_id="chat-model-note")
+            model_status(model, TASKS, "chat-model-note")
         with gr.Accordion("Prompt sent to the model", open=False):
             prompt_box = gr.Code(
                 label="Alpaca prompt",

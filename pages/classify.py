@@ -6,7 +6,14 @@ import gradio as gr
 import plotly.graph_objects as go
 import torch
 
-from pages.common import check_text, friendly_errors, get_model, model_note, model_picker
+from pages.common import (
+    check_text,
+    friendly_errors,
+    get_model,
+    model_note,
+    model_picker,
+    model_status,
+)
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000
@@ -96,7 +103,7 @@ def build(demo: gr.Blocks) -> None:
         )
         with gr.Row():
             model = model_picker(TASKS, "clf-model")
-            gr.Markdown(model_note(TASKS), elem_id="clf-model-note")
+            model_status(model, TASKS, "clf-model-note")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 message = gr.Textbox(
