@@ -377,9 +377,15 @@ def explain(e: BaseException, timeout: float | None = None) -> tuple[str, str]:
         )
     except ImportError:  # pragma: no cover
         HfHubHTTPError = RemoteEntryNotFoundError = RepositoryNotFoundError = ()  # type: ignore
+    try:
+        from huggingface_hub.errors import OfflineModeIsEnabled
+    except ImportError:  # pragma: no cover
+        OfflineModeIsEnabled = ()  # type: ignore
     for err in _chain(e):
         if isinstance(err, DownloadError):
             return err.kind, str(err)
+        if isinstance(err, OfflineModeIsEnabled):
+            return "offline", "huggingface_hub is in offline mode (HF_HUB_OFFLINE=1 at start)"
         if isinstance(err, RemoteEntryNotFoundError | RepositoryNotFoundError):
             return "not_found", "not found on the hub (HTTP 404)"
         if isinstance(err, HfHubHTTPError):
@@ -515,8 +521,8 @@ def _download(name: str, progress: ProgressCallback | None, timeout: float) -> P
     done = 0
 
     def report(filename: str, finished: bool = False) -> None:
-        elapsed = max(time.monotonic() - start, 1e-6)
-        rate = done / elapsed
+        elapsed = time.monotonic() - start
+        rate = done / elapsed if elapsed >= 0.5 else 0.0  # too early to tell before that
         eta = (total - done) / rate if rate > 0 else None
         event = DownloadProgress(name, filename, done, total, rate, eta, finished)
         with _progress_lock:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import gradio as gr
+from gradio.context import Context
 
 from gpt import hub
 from gpt.config import HUB_IDS
@@ -184,10 +185,13 @@ def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr
     def refresh(current: str | None):
         hub.maybe_recheck()  # offline a while ago? ask again (the next opening shows it)
         names = default_registry().names(tasks)
-        value = current if current in names else default_registry().default(tasks)
-        return gr.Dropdown(choices=model_choices(tasks), value=value)
+        if current in names:  # only the list: setting the value could undo a pick made meanwhile
+            return gr.Dropdown(choices=model_choices(tasks))
+        return gr.Dropdown(choices=model_choices(tasks), value=default_registry().default(tasks))
 
-    picker.focus(refresh, picker, picker, api_visibility="private", queue=False)
+    picker.focus(
+        refresh, picker, picker, api_visibility="private", queue=False, show_progress="hidden"
+    )
     return picker
 
 
@@ -199,11 +203,18 @@ def model_status(picker: gr.Dropdown, tasks: Iterable[str], elem_id: str) -> gr.
     note says why and the picker goes back to the model it showed before.
     """
     tasks = tuple(tasks)
-    note = gr.Markdown(value=lambda: model_note(tasks), elem_id=elem_id, elem_classes="note")
+    note = gr.Markdown(model_note(tasks), elem_id=elem_id, elem_classes="note")
     previous = gr.State(picker.value)
+    quiet = dict(api_visibility="private", show_progress="hidden", queue=False)
+    root = Context.root_block
+    if root is not None:  # fresh on each page load (the hub check may have answered since)
+        root.load(lambda: model_note(tasks), None, note, **quiet)
 
     def prepare(name: str | None, before: str | None):
         reg = default_registry()
+        if name and name == before:  # the picker was just put back: keep the failure note
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
         if not name or not (reg.needs_download(name) or _downloading(name)):
             yield gr.skip(), model_note(tasks), name
             return
@@ -213,7 +224,8 @@ def model_status(picker: gr.Dropdown, tasks: Iterable[str], elem_id: str) -> gr.
                 line = next(steps)
                 yield gr.skip(), f"Downloading {line}", gr.skip()
         except StopIteration:
-            yield gr.skip(), f"**{esc(name)}** is downloaded and ready.", name
+            ready = gr.Dropdown(choices=model_choices(tasks))  # its label loses "download"
+            yield ready, f"**{esc(name)}** is downloaded and ready.", name
         except RegistryError as e:
             gr.Warning(f"{e}")
             back = before if before and before != name else reg.default(tasks)
@@ -230,7 +242,7 @@ def model_status(picker: gr.Dropdown, tasks: Iterable[str], elem_id: str) -> gr.
         show_progress="hidden",
         concurrency_limit=None,
     )
-    picker.focus(lambda: model_note(tasks), None, note, api_visibility="private", queue=False)
+    picker.focus(lambda: model_note(tasks), None, note, **quiet)
     return note
 
 
@@ -250,7 +262,8 @@ def _check_name(name: Any, tasks: tuple[str, ...]) -> str:
             raise gr.Error(f"No model is available for this tab. {gpt2_help()}")
     if name not in reg.names(tasks):
         names = ", ".join(reg.names(tasks)) or "none"
-        raise gr.Error(f"Model {name!r} is not available for this tab; pick one of: {names}.")
+        hint = f" {gpt2_help()}" if name in HUB_IDS else ""
+        raise gr.Error(f"Model {name!r} is not available for this tab; pick one of: {names}.{hint}")
     return name
 
 

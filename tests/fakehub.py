@@ -21,8 +21,9 @@ Modes (`set_mode`): "ok"; "refuse" (nothing listens on the port: connection refu
     fakehub.set_mode("truncate")
     fakehub.stop()
 
-Run it by hand (for trying the app): `python tests/fakehub.py [--port 8799] [FOLDER]` serves
-FOLDER (default: a new tiny random GPT-2) as all four GPT-2 sizes until Ctrl-C.
+Run it by hand (for trying the app): `python tests/fakehub.py [--port 8799] [--rate-mb 2]
+[FOLDER]` serves FOLDER (default: a new tiny random GPT-2, 13 MB) as all four GPT-2 sizes until
+Ctrl-C; `--rate-mb` slows the files down so a download's progress can be watched.
 """
 
 from __future__ import annotations
@@ -161,6 +162,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
             return
+        if body and hub.rate:  # throttled: the body in slices, at about `rate` bytes/s
+            self._send(status, b"", headers, body=True)
+            step = max(1, int(hub.rate / 20))
+            for i in range(0, len(part), step):
+                self.wfile.write(part[i : i + step])
+                hub._release.wait(0.05)
+            return
         self._send(status, part, headers, body)
 
 
@@ -176,9 +184,12 @@ class _Server(ThreadingHTTPServer):
 class FakeHub:
     """One fake hub serving `repos` (repo id -> model folder)."""
 
-    def __init__(self, repos: dict[str, str | Path], port: int = 0) -> None:
+    def __init__(
+        self, repos: dict[str, str | Path], port: int = 0, rate: float | None = None
+    ) -> None:
         self.repos = {r: Path(f) for r, f in repos.items()}
         self.mode = "ok"
+        self.rate = rate  # bytes/s for file bodies (None: as fast as possible)
         self.requests: list[dict[str, Any]] = []
         self.port = port
         self._server: _Server | None = None
@@ -254,13 +265,15 @@ def start(
     repo_id: str | tuple[str, ...] | list[str] = "openai-community/gpt2",
     mode: str = "ok",
     port: int = 0,
+    rate: float | None = None,
 ) -> str:
     """Serve `model_folder` as `repo_id` (one id or several) on 127.0.0.1; return the URL to
-    put in HF_ENDPOINT. Replaces an earlier `start`."""
+    put in HF_ENDPOINT. `rate` (bytes/s) slows file bodies down, to watch a download's
+    progress. Replaces an earlier `start`."""
     global _hub
     stop()
     ids = [repo_id] if isinstance(repo_id, str) else list(repo_id)
-    _hub = FakeHub({r: model_folder for r in ids}, port=port)
+    _hub = FakeHub({r: model_folder for r in ids}, port=port, rate=rate)
     _hub.start()
     _hub.set_mode(mode)
     return _hub.url
@@ -296,9 +309,11 @@ def main() -> None:
     parser.add_argument("folder", nargs="?", help="model folder (default: a tiny random GPT-2)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--rate-mb", type=float, help="serve files at about this many MB/s")
     args = parser.parse_args()
     folder = args.folder or make_tiny_gpt2(tempfile.mkdtemp(prefix="fakehub-"))
-    url = start(folder, GPT2_REPOS, mode=args.mode, port=args.port)
+    rate = args.rate_mb * 1e6 if args.rate_mb else None
+    url = start(folder, GPT2_REPOS, mode=args.mode, port=args.port, rate=rate)
     print(f"fake hub at {url} serving {folder} as {', '.join(GPT2_REPOS)}", flush=True)
     try:
         threading.Event().wait()

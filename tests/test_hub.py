@@ -37,6 +37,10 @@ def env(monkeypatch, tmp_path):
         "HF_HUB_DOWNLOAD_TIMEOUT",
     ):
         monkeypatch.delenv(name, raising=False)
+    import huggingface_hub.constants
+
+    # read once when huggingface_hub was imported (another test module may have set it then)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("GPT2LAB_MODEL_CACHE_MB", "1000")  # gpt2 fits, gpt2-medium does not
     hub.reset()
@@ -89,6 +93,7 @@ def test_known_sizes_match_the_hub():
 
 def test_download_reports_progress_caches_and_loads(served, tiny):
     url, total = served
+    fakehub.hub().rate = 20e6  # about 0.7 s, so rate and time left are measured
     hub.check()
     events: list[hub.DownloadProgress] = []
     reg = ModelRegistry()
@@ -97,7 +102,9 @@ def test_download_reports_progress_caches_and_loads(served, tiny):
     dones = [e.done for e in events]
     assert dones == sorted(dones) and len(events) > 3
     assert all(e.total == total for e in events)
-    assert "MB/s" in events[len(events) // 2].line() and "left" in events[len(events) // 2].line()
+    lines = [e.line() for e in events]
+    assert any(" MB/s · " in line and line.endswith(" s left") for line in lines), lines[-3:]
+    assert lines[-1] == f"gpt2: {total / 1e6:.0f} / {total / 1e6:.0f} MB · done"
     torch.testing.assert_close(logits(model), logits(load_hf_gpt2(tiny)), rtol=0, atol=0)
     assert tok.n_vocab == 50257
     gets = [r["path"].rsplit("/", 1)[-1] for r in fakehub.requests() if r["method"] == "GET"]
