@@ -670,3 +670,14 @@ def test_plain_text_url_must_be_utf8(tmp_path, fake_web):
 def test_unknown_source_name():
     with pytest.raises(ValueError, match="unknown data source 'nope'.*alpaca"):
         fetch("nope")
+
+
+def test_job_submit_refuses_an_online_source_offline(tmp_path, monkeypatch):
+    from gpt.jobs import JobError, JobManager
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(sources.ENV_CACHE, str(tmp_path / "cache"))
+    manager = JobManager(tmp_path / "jobs", background=False)
+    with pytest.raises(JobError, match="'sms-spam' needs the network: HF_HUB_OFFLINE=1"):
+        manager.submit({"kind": "classify", "base": "starter", "data": "sms-spam"})
+    assert manager.list() == []

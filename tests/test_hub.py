@@ -232,7 +232,7 @@ def test_recheck_after_going_online(served, env):
 
 
 @pytest.mark.slow  # imports gradio
-def test_notes_in_each_state(served, env, monkeypatch):
+def test_notes_in_each_state(served, env, monkeypatch, tmp_path):
     import pages.common as common
 
     reg = ModelRegistry()
@@ -251,3 +251,10 @@ def test_notes_in_each_state(served, env, monkeypatch):
     assert "connection refused" in offline and "go online" in offline
     assert "GPT2LAB_MODELS_DIR" in offline and "ALLOW_DOWNLOAD" not in offline
     assert "gpt2" not in offline.split("Default model: **")[1].split("**")[0]
+    import pages.jobs as jobs
+
+    env.setenv("GPT2LAB_CACHE", str(tmp_path / "cache"))  # nothing downloaded
+    labels = dict((v, k) for k, v in jobs.data_choices("classify"))
+    assert labels["sms-spam"] == (
+        f"sms-spam (unavailable, needs the network: {hub.endpoint()}: connection refused)"
+    )
