@@ -63,6 +63,7 @@ def test_apply_sets_hf_home_and_cache(tmp_path):
     assert again == {"GPT2LAB_DATA_ROOT": str(tmp_path / "missing"), "HF_HOME": "/x"}
 
 
+@pytest.mark.slow  # a subprocess
 def test_app_sets_hf_home_before_huggingface_hub_is_imported(tmp_path):
     """`python app.py` on a Space: HF_HOME on the volume as huggingface_hub reads it at import."""
     # The guard in app.py runs before any import: check it sets HF_HOME first, in a process
