@@ -143,9 +143,13 @@ def gpt2_help() -> str:
             "Checking whether the Hugging Face hub answers; once it does, GPT-2 appears in the "
             "list (open it again)."
         )
+    if hub.skip_reason() is not None:  # a variable rules the network out: no check will run
+        how = "unset that variable and restart the app"
+    else:
+        how = "go online (opening the list checks again, at most once a minute)"
     return (
         f"GPT-2 is not on this machine and cannot be downloaded now ({esc(state.reason)}). To "
-        f"use it, go online (the list checks again when opened), or {MODELS_DIR_HELP}."
+        f"use it, {how}, or {MODELS_DIR_HELP}."
     )
 
 
