@@ -239,12 +239,13 @@ def download_gpt2(name: str, progress: Any = None) -> Path:
         ) from e
 
 
-def resolve_gpt2(name: str) -> Path:
-    """Folder of a GPT-2 size: `$GPT2LAB_MODELS_DIR/<name>` if present, else the hub (cached)."""
+def resolve_gpt2(name: str, progress: Any = None) -> Path:
+    """Folder of a GPT-2 size: `$GPT2LAB_MODELS_DIR/<name>` if present, else the hub (cached,
+    or downloaded with `progress` getting each `gpt.hub.DownloadProgress`)."""
     local = os.environ.get(MODELS_DIR_ENV)
     if local and (Path(local) / name / "config.json").is_file():
         return Path(local) / name
-    return download_gpt2(name)
+    return download_gpt2(name, progress)
 
 
 # --- our checkpoints ------------------------------------------------------------------------------

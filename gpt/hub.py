@@ -411,11 +411,10 @@ def explain(e: BaseException, timeout: float | None = None) -> tuple[str, str]:
 
 
 _ADVICE = {
-    "refused": "Nothing answers at {ep}: check your network (or HF_ENDPOINT), then pick the model "
-    "again.",
-    "unreachable": "Check your network connection (or HF_ENDPOINT), then pick the model again.",
+    "refused": "Nothing answers at {ep}: check your network (or HF_ENDPOINT), then try again.",
+    "unreachable": "Check your network connection (or HF_ENDPOINT), then try again.",
     "timeout": "The network is slow or blocked; try again later.",
-    "truncated": "The connection broke off; pick the model again to retry.",
+    "truncated": "The connection broke off; try again (pick the model again, or rerun).",
     "not_found": "Check that HF_ENDPOINT points to the Hugging Face hub or a mirror of {repo}.",
     "http": "The hub may be down; try again later.",
 }
