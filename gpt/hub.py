@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gpt.config import HUB_IDS, PRESETS
 
@@ -541,6 +542,9 @@ def _download(name: str, progress: ProgressCallback | None, timeout: float) -> P
             try:
                 headers = build_hf_headers()
                 headers["Accept-Encoding"] = "identity"
+                if urlsplit(meta.location).netloc != urlsplit(endpoint()).netloc:
+                    headers.pop("authorization", None)  # a CDN gets no hub token (as hf does)
+                    headers.pop("Authorization", None)
                 with (
                     get_session().stream(
                         "GET",

@@ -4,7 +4,10 @@ It serves model folders (config.json + model.safetensors, as `save_pretrained` w
 the hub's URL layout, with the headers huggingface_hub reads (X-Repo-Commit, ETag,
 Content-Length, Accept-Ranges):
 
-- `HEAD|GET /<repo>/resolve/<revision>/<file>`: the file (GET honours `Range: bytes=N-`).
+- `HEAD|GET /<repo>/resolve/<revision>/<file>`: the file (GET honours `Range: bytes=N-`);
+  .safetensors files answer as the hub answers LFS files: 302 to `http://localhost:<port>/cdn/
+  <sha256>` (another host name, so huggingface_hub treats it as storage) with X-Linked-Size and
+  X-Linked-Etag (set `FakeHub.cdn = False` to serve them directly).
 - `GET /api/models/<repo>` and `/api/models/<repo>/revision/<revision>`: model info with
   `sha` and `siblings`.
 - `GET /api/models/<repo>/tree/<revision>`: the file list.
@@ -91,6 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
         if m and m.group(1) in hub.repos:
             self._api(m.group(1), tree=m.group(3) is not None, body=body)
             return
+        m = re.fullmatch(r"/cdn/([0-9a-f]{64})", path)
+        if m:
+            self._cdn(m.group(1), body)
+            return
         m = re.fullmatch(r"/(.+?)/resolve/([^/]+)/(.+)", path)
         if m and m.group(1) in hub.repos:
             self._file(m.group(1), m.group(3), body)
@@ -140,15 +147,33 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         data = files[filename]
-        etag = (
-            hashlib.sha256(data).hexdigest() if filename.endswith(".safetensors") else _sha1(data)
-        )
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "X-Repo-Commit": commit,
-            "ETag": f'"{etag}"',
-            "Accept-Ranges": "bytes",
-        }
+        if filename.endswith(".safetensors") and hub.cdn:
+            # an LFS file, as the hub serves it: a redirect to storage on another host, its
+            # size and sha256 in X-Linked-* headers
+            sha = hashlib.sha256(data).hexdigest()
+            headers = {
+                "X-Repo-Commit": commit,
+                "X-Linked-Etag": f'"{sha}"',
+                "X-Linked-Size": str(len(data)),
+                "ETag": f'"{_sha1(data)}"',
+                "Location": f"http://localhost:{hub.port}/cdn/{sha}",
+            }
+            self._send(302, b"", headers, body)
+            return
+        self._bytes(data, filename, {"X-Repo-Commit": commit, "ETag": f'"{_sha1(data)}"'}, body)
+
+    def _cdn(self, sha: str, body: bool) -> None:
+        for repo in self.server.hub.repos:
+            for filename, data in self.server.hub.files(repo).items():
+                if hashlib.sha256(data).hexdigest() == sha:
+                    self._bytes(data, filename, {"ETag": f'"{sha}"'}, body)
+                    return
+        self._send(404, b"no such object", {}, body)
+
+    def _bytes(self, data: bytes, filename: str, extra: dict[str, str], body: bool) -> None:
+        """The file's bytes (from `Range: bytes=N-` on), cut short or slowed as the mode says."""
+        hub = self.server.hub
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", **extra}
         status, start = 200, 0
         r = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
         if body and r and int(r.group(1)) < len(data):
@@ -190,6 +215,7 @@ class FakeHub:
         self.repos = {r: Path(f) for r, f in repos.items()}
         self.mode = "ok"
         self.rate = rate  # bytes/s for file bodies (None: as fast as possible)
+        self.cdn = True  # .safetensors redirect to /cdn/<sha256> on "localhost", as the hub does
         self.requests: list[dict[str, Any]] = []
         self.port = port
         self._server: _Server | None = None
