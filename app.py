@@ -1,29 +1,42 @@
 """GPT-2 Lab: see and steer every part of GPT-2. `python app.py` serves it on 127.0.0.1.
 
 `app.py` only composes the tabs in `pages/`; it honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+
+At start (`python app.py`), before huggingface_hub is imported, `gpt.paths.apply_storage_env`
+puts the hub cache and downloads on Spaces' persistent `/data` when it exists, and
+`gpt.hub.start_check` asks the Hugging Face hub, in the background, whether it answers (the
+model pickers list the GPT-2 sizes to download when it does).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sqlite3
-import tempfile
-import threading
-from pathlib import Path
+if __name__ == "__main__":  # before anything imports huggingface_hub (gradio does)
+    from gpt import hub
+    from gpt.paths import apply_storage_env
 
-import gradio as gr
+    apply_storage_env()
+    hub.start_check()
 
-from gpt.jobs import JobManager
-from gpt.registry import add_job_models, default_registry
-from pages import attention, chat, classify, generation, jobs, tokenizer
-from pages.common import CSS
+import logging  # noqa: E402
+import sqlite3  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from gpt import hub  # noqa: E402
+from gpt.jobs import JobManager  # noqa: E402
+from gpt.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
+from gpt.registry import add_job_models, default_registry  # noqa: E402
+from pages import attention, chat, classify, generation, jobs, tokenizer  # noqa: E402
+from pages.common import CSS  # noqa: E402
 
 # What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap (the
 # fine-tuning tab takes data files up to 20 MB; the tokenizer tab checks its own smaller cap).
 LAUNCH_KWARGS = {"css": CSS, "max_file_size": "20mb", "footer_links": ["api"]}
-JOBS_DIR_ENV = "GPT2LAB_JOBS_DIR"  # where fine-tuning jobs live (default ./jobs)
 MAX_QUEUED_JOBS = 5
+log = logging.getLogger("gpt2lab")
 
 
 def open_jobs(folder: str | Path) -> tuple[JobManager, str]:
@@ -36,9 +49,7 @@ def open_jobs(folder: str | Path) -> tuple[JobManager, str]:
         return JobManager(folder, max_concurrent=1, max_queued=MAX_QUEUED_JOBS), ""
     except (OSError, sqlite3.Error) as e:
         fallback = Path(tempfile.gettempdir()) / "gpt2lab-jobs"
-        logging.getLogger(__name__).warning(
-            "jobs folder %s unusable (%s); using %s", folder, e, fallback
-        )
+        log.warning("jobs folder %s unusable (%s); using %s", folder, e, fallback)
         reason = getattr(e, "strerror", None) or type(e).__name__
         notice = (
             f"⚠️ The jobs folder `{folder}` cannot be used ({reason}), so fine-tuning jobs are "
@@ -49,7 +60,9 @@ def open_jobs(folder: str | Path) -> tuple[JobManager, str]:
 
 
 def build_app() -> gr.Blocks:
-    manager, notice = open_jobs(os.environ.get(JOBS_DIR_ENV, "jobs"))
+    """The app. Jobs live in `gpt.paths.storage_paths().jobs_dir` ($GPT2LAB_JOBS_DIR, else
+    /data/gpt2lab/jobs on a Space with persistent storage, else ./jobs)."""
+    manager, notice = open_jobs(storage_paths().jobs_dir)
     add_job_models(default_registry(), manager)  # finished jobs' models, as job:<id>
     with gr.Blocks(title="GPT-2 Lab") as demo:
         gr.Markdown("# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it.")
@@ -68,19 +81,43 @@ def build_app() -> gr.Blocks:
 
 
 def warm_up() -> None:
-    """Load each tab's default model in the background, so no first visitor waits for a load."""
+    """Load each tab's default model in the background, so no first visitor waits for a load
+    (online, that downloads gpt2 once; its progress goes to the log every 10%)."""
     registry = default_registry()
+    hub.wait(hub.CHECK_TIMEOUT + 1)
+    logged = [-1]
+
+    def report(p: hub.DownloadProgress) -> None:
+        tenth = int(p.fraction * 10)
+        if tenth > logged[0] or p.finished:
+            logged[0] = tenth
+            log.warning("downloading %s", p.line())
+
     for module in (attention, classify, chat):
         name = registry.default(module.TASKS)
         if name is None:
             continue
         try:
-            registry.get(name)
+            registry.get(name, progress=report)
         except Exception as e:  # a broken model shows its error in the tab; the app still starts
-            logging.getLogger(__name__).warning("could not preload %s: %s", name, e)
+            log.warning("could not preload %s: %s", name, e)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    paths = storage_paths()
+    if paths.persistent:
+        log.warning(
+            "persistent storage: jobs in %s, hub cache in %s",
+            paths.jobs_dir,
+            paths.hf_home or "HF_HOME",
+        )
+    state = hub.wait(hub.CHECK_TIMEOUT + 0.5)  # the pickers are built with its answer
+    log.warning("Hugging Face hub: %s", state.line())
     app = build_app()
     threading.Thread(target=warm_up, name="gpt2lab-warm-up", daemon=True).start()
     app.launch(**LAUNCH_KWARGS)
+
+
+if __name__ == "__main__":
+    main()

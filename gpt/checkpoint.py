@@ -221,33 +221,31 @@ def load_hf_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
     return _build(config, hf_state_to_ours(state, folder), folder, dtype)
 
 
-def download_gpt2(name: str) -> Path:
-    """Download (or find in the local cache) the safetensors weights of a GPT-2 size."""
+def download_gpt2(name: str, progress: Any = None) -> Path:
+    """The cached folder of a GPT-2 size, downloaded from the hub first when missing.
+
+    `progress` (optional) gets each `gpt.hub.DownloadProgress`; failures raise CheckpointError
+    saying why (refused, timeout, truncated, not found, offline) and what to do.
+    """
+    from gpt import hub
+
     if name not in HUB_IDS:
         raise CheckpointError(f"unknown GPT-2 size {name!r}; known: {', '.join(HUB_IDS)}")
-    from huggingface_hub import snapshot_download
-
     try:
-        path = snapshot_download(
-            HUB_IDS[name],
-            allow_patterns=["config.json", "model.safetensors", "vocab.json", "merges.txt"],
-        )
-    except Exception as e:  # offline, hub down, gated...: one clear message
+        return hub.download_gpt2(name, progress)
+    except hub.DownloadError as e:
         raise CheckpointError(
-            f"could not get {name!r} weights: the Hugging Face hub ({HUB_IDS[name]}) is not "
-            f"reachable and they are not in its local cache ({type(e).__name__}). Either go "
-            f"online once, or put a folder with config.json + model.safetensors at "
-            f"${MODELS_DIR_ENV}/{name}, or pass that folder's path instead of {name!r}."
+            f"{e} You can also pass that folder's path instead of {name!r}."
         ) from e
-    return Path(path)
 
 
-def resolve_gpt2(name: str) -> Path:
-    """Folder of a GPT-2 size: `$GPT2LAB_MODELS_DIR/<name>` if present, else the hub (cached)."""
+def resolve_gpt2(name: str, progress: Any = None) -> Path:
+    """Folder of a GPT-2 size: `$GPT2LAB_MODELS_DIR/<name>` if present, else the hub (cached,
+    or downloaded with `progress` getting each `gpt.hub.DownloadProgress`)."""
     local = os.environ.get(MODELS_DIR_ENV)
     if local and (Path(local) / name / "config.json").is_file():
         return Path(local) / name
-    return download_gpt2(name)
+    return download_gpt2(name, progress)
 
 
 # --- our checkpoints ------------------------------------------------------------------------------

@@ -24,9 +24,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from gpt.checkpoint import CheckpointError, load_model
-from gpt.config import STARTER_DIR
+from gpt.checkpoint import CheckpointError, load_model, resolve_gpt2
+from gpt.config import HUB_IDS, STARTER_DIR
 from gpt.data import DataError
 from gpt.jobs_cli import register as register_jobs
 from gpt.sampling import SamplingError, stream
@@ -77,8 +78,17 @@ def _show(data: bytes) -> str:
         return f"<{data.hex(' ')}>"
 
 
+def _download_line(p: Any) -> None:
+    """Print a GPT-2 download's progress on one stderr line (a gpt.hub.DownloadProgress)."""
+    end = "\n" if p.finished else ""
+    print(f"\rdownloading {p.line()}\033[K", end=end, file=sys.stderr, flush=True)
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
-    model = load_model(args.model)
+    model_arg = args.model
+    if model_arg in HUB_IDS:  # a GPT-2 size: show its download, if it needs one
+        model_arg = str(resolve_gpt2(model_arg, progress=_download_line))
+    model = load_model(model_arg)
     tok = load_tokenizer(args.tokenizer or args.model)
     sampling = dict(
         temperature=args.temperature,

@@ -575,9 +575,14 @@ class JobManager:
         """The uploaded file to copy into the job (None for bundled data or an online source);
         the file is parsed now, so a bad one fails with the parser's message."""
         from gpt.data import DataError, validate_file
-        from gpt.sources import SOURCES
+        from gpt.sources import SOURCES, availability
 
-        if data == "bundled" or data in SOURCES or data.startswith(("http://", "https://")):
+        if data in SOURCES:
+            why = availability(data)  # the network check found it off, and it is not cached
+            if why is not None:
+                raise JobError(f"data {data!r} {why}; use bundled data or a file instead")
+            return None
+        if data == "bundled" or data.startswith(("http://", "https://")):
             return None
         path = Path(data).expanduser()
         if not path.is_file():

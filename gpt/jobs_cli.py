@@ -8,7 +8,8 @@
     python -m gpt jobs resume JOB_ID [--wait]
     python -m gpt jobs delete JOB_ID
 
-`--root` (default `$GPT2LAB_JOBS_DIR` or `./jobs`) is where jobs live. Without `--wait` the job
+`--root` (default `$GPT2LAB_JOBS_DIR`, else `/data/gpt2lab/jobs` where a writable `/data` exists
+as on Spaces, else `./jobs`; see `gpt.paths`) is where jobs live. Without `--wait` the job
 goes on after this command exits; the next `list` shows its progress. A refused request (bad
 spec or data, unknown job, a full queue, the disk quota) prints `error: ...` and exits with 2.
 """
@@ -18,13 +19,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-ROOT_ENV = "GPT2LAB_JOBS_DIR"
+from gpt.paths import JOBS_DIR_ENV, storage_paths
+
+ROOT_ENV = JOBS_DIR_ENV
 
 # Spec fields with their own flag; any other RunSpec field goes through --set KEY=VALUE.
 _FLAGS: list[tuple[str, type, str]] = [
@@ -47,8 +49,9 @@ def register(subparsers: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--root",
-        default=os.environ.get(ROOT_ENV, "jobs"),
-        help=f"the jobs folder (default: ${ROOT_ENV} or ./jobs)",
+        default=str(storage_paths().jobs_dir),
+        help=f"the jobs folder (default: ${ROOT_ENV}, else /data/gpt2lab/jobs when /data is "
+        "writable, else ./jobs)",
     )
     jobs = subparsers.add_parser("jobs", help="background training jobs")
     sub = jobs.add_subparsers(dest="jobs_command", required=True)

@@ -8,8 +8,10 @@ an LRU cache bounded by estimated bytes (parameters x element size).
 The default sources, in listing order:
 
 - GPT-2 sizes whose weights are on this machine: `$GPT2LAB_MODELS_DIR/<size>/` (Hugging Face
-  layout), or the huggingface_hub cache. With `GPT2LAB_ALLOW_DOWNLOAD=1` the sizes that fit the
-  cache cap are listed even when not cached (they download on first use).
+  layout), or the huggingface_hub cache. When `gpt.hub`'s availability check found the hub
+  online (or `GPT2LAB_ALLOW_DOWNLOAD=1` forces it), the sizes that fit the cache cap are listed
+  even when not cached, their download size in the description; they download on first use
+  (`get(name, progress=...)` reports the bytes).
 - The starter models (`gpt.STARTER_MODELS`) present under `assets/models/<name>/`.
 - Extra checkpoint folders named by `GPT2LAB_EXTRA_MODELS` (paths joined by `os.pathsep`, ":" on
   Linux); each is listed under its folder name.
@@ -19,7 +21,8 @@ The default sources, in listing order:
 Environment:
 
 - `GPT2LAB_MODEL_CACHE_MB`: the cache cap in MB (default 2500).
-- `GPT2LAB_ALLOW_DOWNLOAD=1`: offer GPT-2 sizes that are not cached yet.
+- `GPT2LAB_ALLOW_DOWNLOAD=1`: offer GPT-2 sizes that are not cached yet even before (or
+  without) an answer from the hub; `=0`: never download (no hub check either).
 - `GPT2LAB_EXTRA_MODELS`: extra checkpoint folders, as above.
 
 >>> reg = ModelRegistry(sources=[])
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpt import hub
 from gpt.checkpoint import HUB_IDS, MODELS_DIR_ENV, CheckpointError, load_model
 from gpt.config import PRESETS, STARTER_DIR, STARTER_MODELS
 from gpt.tokenizer import Tokenizer, load_tokenizer
@@ -49,6 +53,7 @@ TASKS = ("lm", "classify", "instruct")
 CACHE_ENV = "GPT2LAB_MODEL_CACHE_MB"
 DOWNLOAD_ENV = "GPT2LAB_ALLOW_DOWNLOAD"
 EXTRA_ENV = "GPT2LAB_EXTRA_MODELS"
+DOWNLOAD_SOURCE = "GPT-2 (download)"  # the source of a listed GPT-2 size that is not cached yet
 DEFAULT_CACHE_MB = 2500
 
 _STARTER_DESCRIPTIONS = {
@@ -61,14 +66,11 @@ _STARTER_DESCRIPTIONS = {
 def downloads_allowed() -> bool:
     """Whether GPT-2 sizes not yet on disk are listed (and downloaded on first use).
 
-    `GPT2LAB_ALLOW_DOWNLOAD=1` / `0` decides; unset, downloads are allowed on Hugging Face
-    Spaces (which sets `SPACE_ID` and is online) unless `HF_HUB_OFFLINE=1`, and off elsewhere,
+    `GPT2LAB_ALLOW_DOWNLOAD=1` forces it, `=0` or `HF_HUB_OFFLINE=1` rule it out; otherwise
+    it is whether `gpt.hub`'s availability check (started by the app) found the hub online,
     so a machine without network never lists a model it cannot load.
     """
-    choice = os.environ.get(DOWNLOAD_ENV)
-    if choice in ("0", "1"):
-        return choice == "1"
-    return bool(os.environ.get("SPACE_ID")) and os.environ.get("HF_HUB_OFFLINE") != "1"
+    return hub.downloads_listed()
 
 
 class RegistryError(LookupError):
@@ -144,40 +146,34 @@ def cache_cap_bytes() -> int:
     return int(mb * 1024 * 1024)
 
 
-def _hub_cached_folder(size: str) -> Path | None:
-    """The local snapshot folder of a GPT-2 size if its config and weights are cached."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    found = []
-    for filename in ("config.json", "model.safetensors"):
-        path = try_to_load_from_cache(HUB_IDS[size], filename)
-        if not isinstance(path, str):  # None or the "cached as missing" sentinel
-            return None
-        found.append(Path(path))
-    return found[0].parent
+def gpt2_description(size: str, download: bool = False) -> str:
+    """'OpenAI GPT-2, 124M parameters', plus ' · 548 MB download' for a size not cached yet."""
+    desc = f"OpenAI GPT-2, {PRESETS[size].n_params() / 1e6:.0f}M parameters"
+    if download:
+        desc += f" · {hub.size_label(hub.download_bytes(size))} download"
+    return desc
 
 
 def gpt2_source() -> list[ModelEntry]:
-    """GPT-2 sizes on this machine (or downloadable when GPT2LAB_ALLOW_DOWNLOAD=1)."""
+    """GPT-2 sizes on this machine, and those that fit the cap when downloads are possible."""
     entries = []
     local = os.environ.get(MODELS_DIR_ENV)
     allow_download = downloads_allowed()
     for size in HUB_IDS:
         n_params = PRESETS[size].n_params()
-        desc = f"OpenAI GPT-2, {n_params / 1e6:.0f}M parameters"
+        desc = gpt2_description(size)
         if local and (Path(local) / size / "config.json").is_file():
             folder = str((Path(local) / size).resolve())
             entries.append(ModelEntry(size, "lm", MODELS_DIR_ENV, desc, folder, "gpt2", n_params))
             continue
-        cached = _hub_cached_folder(size)
+        cached = hub.cached_gpt2(size)
         if cached is not None:
             entries.append(
                 ModelEntry(size, "lm", "GPT-2 (hub cache)", desc, str(cached), "gpt2", n_params)
             )
-        elif allow_download and n_params * 4 <= cache_cap_bytes():
-            entries.append(ModelEntry(size, "lm", "GPT-2 (download)", desc, size, "gpt2", n_params))
+        elif allow_download and hub.fits_cap(size, cache_cap_bytes()):
+            desc = gpt2_description(size, download=True)
+            entries.append(ModelEntry(size, "lm", DOWNLOAD_SOURCE, desc, size, "gpt2", n_params))
     return entries
 
 
@@ -345,8 +341,21 @@ class ModelRegistry:
         with self._lock:
             return list(self._cache)
 
-    def get(self, name: str) -> tuple[Any, Tokenizer]:
-        """(model, tokenizer) of a listed model, loading it on first use (eval mode)."""
+    def needs_download(self, name: str) -> bool:
+        """Whether loading `name` would download it first (a GPT-2 size not cached yet)."""
+        try:
+            entry = self.entry(name)
+        except RegistryError:
+            return False
+        return entry.location in HUB_IDS and hub.cached_gpt2(entry.location) is None
+
+    def get(self, name: str, progress: hub.ProgressCallback | None = None) -> tuple[Any, Tokenizer]:
+        """(model, tokenizer) of a listed model, loading it on first use (eval mode).
+
+        A GPT-2 size that is not cached is downloaded first, `progress` getting each
+        `gpt.hub.DownloadProgress`; a failed download or load raises RegistryError and caches
+        nothing, so the next `get` tries again.
+        """
         with self._lock:
             hit = self._cache.get(name)
             if hit is not None:
@@ -360,9 +369,14 @@ class ModelRegistry:
                     self._cache.move_to_end(name)
                     return hit[0], hit[1]
             entry = self.entry(name)
+            location = entry.location
             try:
-                model = load_model(entry.location).eval()
+                if location in HUB_IDS:  # a GPT-2 size: its files first, with progress
+                    location = str(hub.download_gpt2(location, progress))
+                model = load_model(location).eval()
                 tokenizer = load_tokenizer(entry.tokenizer)
+            except hub.DownloadError as e:
+                raise RegistryError(str(e)) from e
             except (CheckpointError, ValueError, OSError) as e:
                 raise RegistryError(f"could not load model {name!r}: {e}") from e
             size = _model_bytes(model)

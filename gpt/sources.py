@@ -12,6 +12,12 @@ place only after it passed every check (sha256 where the source is fixed and the
 known, size cap, the reader of its kind from :mod:`gpt.data`, a minimum record count), so
 the cache never holds a partial or unchecked file. A cached file is used as is: nothing here
 needs the network once it has been fetched, and nothing in the tests touches it.
+
+The named sources need the network until they are cached. :func:`availability` says whether
+one can be used now: cached, or :mod:`gpt.hub`'s network check has not found the machine
+offline. :func:`fetch` refuses at once with "needs the network: <reason>" when the check found
+it offline (or ``HF_HUB_OFFLINE=1`` / ``GPT2LAB_ALLOW_DOWNLOAD=0`` is set), and says the same
+when every address fails to connect, instead of a raw ``urlopen error``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -76,8 +84,9 @@ class Source:
         return (self.url, *self.mirrors)
 
 
-# No sha256 below: none of these was published by its maintainers and we could not download
-# them here to compute one, so each is checked by format and record count instead.
+# sha256: only instruction-data's is known (of the file as published in 2024); the other two
+# were not published by their maintainers and could not be downloaded here to compute one, so
+# they are checked by format and record count instead.
 SOURCES: dict[str, Source] = {
     "sms-spam": Source(
         url="https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
@@ -96,6 +105,7 @@ SOURCES: dict[str, Source] = {
         url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
         filename="instruction-data.json",
         kind="instruct",
+        sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
         min_records=1000,  # 1,100 records
         description="LLMs-from-scratch chapter 7 instruction data: 1,100 Alpaca-style records",
     ),
@@ -140,6 +150,38 @@ def resolve(name_or_url: str) -> Source:
         f"unknown data source {name_or_url!r}; expected one of {sorted(SOURCES)} "
         "or an http(s):// URL of a plain-text file"
     )
+
+
+def availability(name_or_url: str, cache_dir: str | os.PathLike | None = None) -> str | None:
+    """None when the source can be used now (cached, or the network is not known to be off),
+    else why not: "needs the network: <reason>".
+
+    Never touches the network: it reads :func:`gpt.hub.status` (which the app's background
+    check fills in; "unknown" counts as usable, and :func:`fetch` then tries).
+    """
+    source = resolve(name_or_url)
+    if (cache_folder(cache_dir) / source.filename).is_file():
+        return None
+    return _offline_reason()
+
+
+def _offline_reason() -> str | None:
+    from gpt import hub
+
+    state = hub.status()
+    return f"needs the network: {state.reason}" if state.offline else None
+
+
+def _network_reason(error: BaseException) -> str | None:
+    """The reason when a download failed before any byte (no connection), else None."""
+    if isinstance(error, urllib.error.HTTPError):
+        return None
+    if isinstance(error, urllib.error.URLError):
+        reason = error.reason
+        return str(reason.strerror if isinstance(reason, OSError) and reason.strerror else reason)
+    if isinstance(error, TimeoutError | ConnectionError):
+        return str(error) or type(error).__name__
+    return None
 
 
 def download_url(
@@ -241,14 +283,34 @@ def fetch(
     target = folder / source.filename
     if target.is_file() and not force:
         return target
+    offline = _offline_reason()
+    if offline is not None:
+        raise SourceError(f"{name_or_url!r} {offline}. {_offline_advice(target)}")
     folder.mkdir(parents=True, exist_ok=True)
-    failures = []
+    failures, unreachable = [], []
     for url in source.urls:
         try:
             checked = _try_one(source, url, folder, progress)
         except (OSError, http.client.HTTPException, DataError) as e:  # URLError is an OSError
-            failures.append(f"  {url}: {e}")
+            reason = _network_reason(e)
+            if reason is not None:
+                unreachable.append(f"{urllib.parse.urlsplit(url).netloc}: {reason}")
+                failures.append(f"  {url}: cannot connect ({reason})")
+            else:
+                failures.append(f"  {url}: {e}")
             continue
         os.replace(checked, target)
         return target
+    if len(unreachable) == len(source.urls):  # no address answered: say it plainly
+        raise SourceError(
+            f"{name_or_url!r} needs the network: {'; '.join(unreachable)}. "
+            + _offline_advice(target)
+        )
     raise SourceError(f"could not fetch {name_or_url!r}:\n" + "\n".join(failures))
+
+
+def _offline_advice(target: Path) -> str:
+    return (
+        f"Connect to the internet and try again, or put the file at {target} (or upload it / "
+        "pass its path instead)."
+    )

@@ -23,6 +23,7 @@ from pages.common import (
     model_card_box,
     model_note,
     model_picker,
+    model_status,
 )
 
 TASKS = ("lm", "instruct")
@@ -235,9 +236,10 @@ def attention(
     head: float,
     sink: str,
     token_index: float,
+    progress=gr.Progress(),  # noqa: B008 (Gradio's way): shows a GPT-2 download
 ) -> tuple[str, go.Figure, go.Figure, go.Figure, go.Figure]:
     """(note, chosen head heatmap, head average, all-heads grid, one token's bar chart)."""
-    model, tok = get_model(model_name, TASKS)
+    model, tok = get_model(model_name, TASKS, progress)
     text = check_text(text, MAX_CHARS, "Text")
     gpt_model = getattr(model, "gpt", model)
     cap = min(MAX_TOKENS, gpt_model.config.block_size)
@@ -295,7 +297,7 @@ def build(demo: gr.Blocks) -> None:
         )
         with gr.Row():
             model = model_picker(TASKS, "att-model")
-            gr.Markdown(model_note(TASKS), elem_id="att-model-note")
+            model_status(model, TASKS, "att-model-note")
         model_card_box(model, "att-card")
         # Slider ranges fit the largest listed model (so the API accepts any of them); the page
         # narrows them to the picked model on load and on every model change.

@@ -20,8 +20,8 @@ from pages.common import (
     friendly_errors,
     get_model,
     model_card_box,
-    model_note,
     model_picker,
+    model_status,
 )
 
 TASKS = ("instruct",)
@@ -145,7 +145,7 @@ def build(demo: gr.Blocks) -> None:
         )
         with gr.Row():
             model = model_picker(TASKS, "chat-model")
-            gr.Markdown(model_note(TASKS), elem_id="chat-model-note")
+            model_status(model, TASKS, "chat-model-note")
         model_card_box(model, "chat-card")
         with gr.Row(equal_height=False):
             remember = gr.Checkbox(

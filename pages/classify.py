@@ -15,6 +15,7 @@ from pages.common import (
     model_card_box,
     model_note,
     model_picker,
+    model_status,
 )
 
 TASKS = ("classify",)
@@ -116,7 +117,7 @@ def build(demo: gr.Blocks) -> None:
         )
         with gr.Row():
             model = model_picker(TASKS, "clf-model")
-            gr.Markdown(model_note(TASKS), elem_id="clf-model-note")
+            model_status(model, TASKS, "clf-model-note")
         model_card_box(model, "clf-card")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):

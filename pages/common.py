@@ -8,20 +8,28 @@ import html
 import inspect
 import logging
 import math
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import gradio as gr
+from gradio.context import Context
 
+from gpt import hub
 from gpt.cards import ModelCard, model_card, params_text
-from gpt.registry import DOWNLOAD_ENV, RegistryError, default_registry
+from gpt.config import HUB_IDS
+from gpt.registry import RegistryError, default_registry
 
 log = logging.getLogger("gpt2lab")
 
-GPT2_HELP = (
-    "To use OpenAI's GPT-2, set `GPT2LAB_MODELS_DIR` to a folder holding `gpt2/` "
-    "(config.json + model.safetensors), or run online with `GPT2LAB_ALLOW_DOWNLOAD=1`."
+MODELS_DIR_HELP = (
+    "set `GPT2LAB_MODELS_DIR` to a folder holding `gpt2/` (config.json + model.safetensors)"
 )
+GPT2_HELP = (  # the offline advice; `gpt2_help()` says what fits the hub's current state
+    f"To use OpenAI's GPT-2, go online (the app checks the Hugging Face hub when it starts), "
+    f"or {MODELS_DIR_HELP}."
+)
+POLL_S = 0.5  # how often a waiting event reports download progress
 
 CSS = """
 .tok-view { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 14px;
@@ -127,6 +135,26 @@ def model_choices(tasks: Iterable[str]) -> list[tuple[str, str]]:
     return [(f"{e.name} — {e.description}", e.name) for e in default_registry().entries(tasks)]
 
 
+def gpt2_help() -> str:
+    """How to get GPT-2 here, for the hub's current state (checking, online, offline)."""
+    state = hub.status()
+    if state.online or hub.downloads_listed():
+        return "GPT-2 sizes not on this machine download from the Hugging Face hub when picked."
+    if state.state in (hub.UNKNOWN, hub.CHECKING):
+        return (
+            "Checking whether the Hugging Face hub answers; once it does, GPT-2 appears in the "
+            "list (open it again)."
+        )
+    if hub.skip_reason() is not None:  # a variable rules the network out: no check will run
+        how = "unset that variable and restart the app"
+    else:
+        how = "go online (opening the list checks again, at most once a minute)"
+    return (
+        f"GPT-2 is not on this machine and cannot be downloaded now ({esc(state.reason)}). To "
+        f"use it, {how}, or {MODELS_DIR_HELP}."
+    )
+
+
 def model_note(tasks: Iterable[str]) -> str:
     """A line saying which model is the default here, and how to get GPT-2 when it is missing."""
     reg = default_registry()
@@ -135,11 +163,16 @@ def model_note(tasks: Iterable[str]) -> str:
     if default is None:
         return (
             "**No model for this tab is available yet.** The starter models appear once "
-            f"`assets/models/` holds them. {GPT2_HELP}"
+            f"`assets/models/` holds them. {gpt2_help()}"
         )
-    if "gpt2" in reg.names("lm"):
+    if "lm" not in tasks:
         return f"Default model: **{default}**."
-    return f"GPT-2 weights are not on this machine, so the default is **{default}**. {GPT2_HELP}"
+    if default != "gpt2":
+        return f"Default model: **{default}**. {gpt2_help()}"
+    if reg.needs_download("gpt2"):
+        size = hub.size_label(hub.download_bytes("gpt2"))
+        return f"Default model: **gpt2** ({size} download on first use). {gpt2_help()}"
+    return "Default model: **gpt2**."
 
 
 def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr.Dropdown:
@@ -156,31 +189,168 @@ def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr
     )
 
     def refresh(current: str | None):
+        hub.maybe_recheck()  # offline a while ago? ask again (the next opening shows it)
         names = default_registry().names(tasks)
-        value = current if current in names else default_registry().default(tasks)
-        return gr.Dropdown(choices=model_choices(tasks), value=value)
+        if current in names:  # only the list: setting the value could undo a pick made meanwhile
+            return gr.Dropdown(choices=model_choices(tasks))
+        return gr.Dropdown(choices=model_choices(tasks), value=default_registry().default(tasks))
 
-    picker.focus(refresh, picker, picker, api_visibility="private", queue=False)
+    picker.focus(
+        refresh, picker, picker, api_visibility="private", queue=False, show_progress="hidden"
+    )
     return picker
 
 
-def get_model(name: Any, tasks: Iterable[str]) -> tuple[Any, Any]:
-    """(model, tokenizer) for a picked model, or a gr.Error that says what to do."""
+def model_status(picker: gr.Dropdown, tasks: Iterable[str], elem_id: str) -> gr.Markdown:
+    """The note under a picker (`model_note`, fresh on each page load and opening of the list).
+
+    Picking a GPT-2 size that is not cached downloads it at once, the note showing MB done,
+    MB/s and time left; the tab's own action waits for the same download. When it fails the
+    note says why and the picker goes back to the model it showed before.
+    """
     tasks = tuple(tasks)
+    note = gr.Markdown(model_note(tasks), elem_id=elem_id, elem_classes="note")
+    previous = gr.State(picker.value)
+    quiet = dict(api_visibility="private", show_progress="hidden", queue=False)
+    root = Context.root_block
+    if root is not None:  # fresh on each page load (the hub check may have answered since)
+        root.load(lambda: model_note(tasks), None, note, **quiet)
+
+    def prepare(name: str | None, before: str | None):
+        reg = default_registry()
+        if name and name == before:  # the picker was just put back: keep the failure note
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        if not name or not (reg.needs_download(name) or _downloading(name)):
+            yield gr.skip(), model_note(tasks), name
+            return
+        steps = load_steps(name, tasks)
+        try:
+            while True:
+                line = next(steps)
+                yield gr.skip(), f"Downloading {line}", gr.skip()
+        except StopIteration:
+            ready = gr.Dropdown(choices=model_choices(tasks))  # its label loses "download"
+            yield ready, f"**{esc(name)}** is downloaded and ready.", name
+        except RegistryError as e:
+            gr.Warning(f"{e}")
+            back = before if before and before != name else reg.default(tasks)
+            if back == name:
+                back = None
+            kept = f" The tab keeps **{esc(back)}**." if back else ""
+            yield back, f"**Download failed.** {esc(str(e))}{kept}", back
+
+    picker.change(
+        prepare,
+        [picker, previous],
+        [picker, note, previous],
+        api_visibility="private",
+        show_progress="hidden",
+        concurrency_limit=None,
+    )
+    picker.focus(lambda: model_note(tasks), None, note, **quiet)
+    return note
+
+
+def _downloading(name: str) -> bool:
+    try:
+        location = default_registry().entry(name).location
+    except RegistryError:
+        return False
+    return location in HUB_IDS and hub.download_progress(location) is not None
+
+
+def _check_name(name: Any, tasks: tuple[str, ...]) -> str:
     reg = default_registry()
     if not name:
         name = reg.default(tasks)
         if name is None:
-            raise gr.Error(f"No model is available for this tab. {GPT2_HELP}")
-    entry = next((e for e in reg.entries(tasks) if e.name == name), None)
-    if entry is None:
+            raise gr.Error(f"No model is available for this tab. {gpt2_help()}")
+    if name not in reg.names(tasks):
         names = ", ".join(reg.names(tasks)) or "none"
-        raise gr.Error(f"Model {name!r} is not available for this tab; pick one of: {names}.")
-    try:
+        hint = f" {gpt2_help()}" if name in HUB_IDS else ""
+        raise gr.Error(f"Model {name!r} is not available for this tab; pick one of: {names}.{hint}")
+    return name
+
+
+def load_steps(name: str, tasks: Iterable[str]) -> Generator[str, None, tuple[Any, Any]]:
+    """Load a listed model; while a GPT-2 download runs, yield a progress line every 0.5 s
+    ('gpt2: 120 / 548 MB · 35.0 MB/s · 12 s left'). Returns (model, tokenizer); raises
+    RegistryError when the download or load fails (nothing is cached then)."""
+    reg = default_registry()
+    location = reg.entry(name).location
+    if not (reg.needs_download(name) or _downloading(name)):
         return reg.get(name)
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["ok"] = reg.get(name)
+        except Exception as e:  # handed to the waiting generator
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name=f"gpt2lab-load-{name}", daemon=True)
+    worker.start()
+    yield f"{name}: starting the download"
+    while worker.is_alive():
+        worker.join(POLL_S)
+        progress = hub.download_progress(location)
+        if progress is not None:
+            yield progress.line()
+        elif worker.is_alive():
+            yield f"{name}: loading the downloaded weights"
+    if "error" in result:
+        error = result["error"]
+        if isinstance(error, RegistryError):
+            raise error
+        raise RegistryError(f"could not load model {name!r}: {error}") from error
+    return result["ok"]
+
+
+def progress_lines(
+    steps: Generator[str, None, Any], wrap: Callable[[str], Any]
+) -> Generator[Any, None, Any]:
+    """Yield `wrap(line)` for each line of `steps` (e.g. `load_steps`); return its result.
+
+    For streaming events: `model, tok = yield from progress_lines(load_steps(...), wrap)`.
+    """
+    while True:
+        try:
+            line = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield wrap(line)
+
+
+def get_model(name: Any, tasks: Iterable[str], progress: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a picked model, or a gr.Error that says what to do.
+
+    A GPT-2 size that is not cached is downloaded first; `progress` (a `gr.Progress`) then
+    shows the MB done and the time left.
+    """
+    tasks = tuple(tasks)
+    name = _check_name(name, tasks)
+    steps = load_steps(name, tasks)
+    try:
+        while True:
+            line = next(steps)
+            if progress is not None:
+                p = hub.download_progress(default_registry().entry(name).location)
+                progress(p.fraction if p else None, desc=f"Downloading {line}")
+    except StopIteration as stop:
+        return stop.value
     except RegistryError as e:
-        hint = f" Set {DOWNLOAD_ENV}=1 only where the hub is reachable." if "hub" in str(e) else ""
-        raise gr.Error(f"{e}. Pick another model.{hint}") from e
+        raise gr.Error(f"{e} Pick another model.") from e
+
+
+def wait_model(name: Any, tasks: Iterable[str]) -> Generator[str, None, tuple[Any, Any]]:
+    """`load_steps` for a picked name, its failures as gr.Error (for streaming events)."""
+    tasks = tuple(tasks)
+    name = _check_name(name, tasks)
+    try:
+        return (yield from load_steps(name, tasks))
+    except RegistryError as e:
+        raise gr.Error(f"{e} Pick another model.") from e
 
 
 # --- model cards ----------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ from pages.common import (
     check_text,
     clamp,
     friendly_errors,
-    get_model,
     model_card_box,
     model_note,
     model_picker,
+    model_status,
+    progress_lines,
+    wait_model,
 )
 
 TASKS = ("lm", "instruct")
@@ -110,7 +112,9 @@ def generate(
     """Yield (continuation so far, candidates chart or skip, status line or skip) per token."""
     prompt = check_text(prompt, MAX_PROMPT_CHARS, "Prompt")
     args = sampling_args(temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed)
-    model, tok = get_model(model_name, TASKS)
+    model, tok = yield from progress_lines(
+        wait_model(model_name, TASKS), lambda line: (gr.skip(), gr.skip(), f"Downloading {line}")
+    )
     text = ""
     start = time.perf_counter()
     try:
@@ -153,7 +157,7 @@ def build(demo: gr.Blocks) -> None:
         )
         with gr.Row():
             model = model_picker(TASKS, "gen-model")
-            gr.Markdown(model_note(TASKS), elem_id="gen-model-note")
+            model_status(model, TASKS, "gen-model-note")
         model_card_box(model, "gen-card")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):

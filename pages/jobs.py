@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 from gpt.config import HUB_IDS, STARTER_MODELS
 from gpt.jobs import JobError, JobManager, JobStatus
 from gpt.registry import default_registry
-from gpt.sources import SOURCES
+from gpt.sources import SOURCES, availability
 from pages.common import esc, friendly_errors, model_card_box, model_choices
 
 KINDS = [
@@ -68,11 +68,17 @@ def base_choices(kind: str) -> list[tuple[str, str]]:
 
 
 def data_choices(kind: str) -> list[tuple[str, str]]:
-    online = [
-        (f"{name} (online: {src.description})", name)
-        for name, src in SOURCES.items()
-        if src.kind == kind
-    ]
+    """Bundled data, an upload, and the online sources of `kind` (each marked unavailable, with
+    the reason, while the network is known to be off and it is not cached)."""
+    online = []
+    for name, src in SOURCES.items():
+        if src.kind != kind:
+            continue
+        why = availability(name)
+        label = f"{name} (online: {src.description})"
+        if why is not None:
+            label = f"{name} (unavailable, {why})"
+        online.append((label, name))
     return [("Bundled sample data", "bundled"), ("Upload a file", "upload"), *online]
 
 
@@ -178,6 +184,11 @@ def start_job(
         upload_path = check_upload(upload, kind)
         spec["data"] = str(upload_path)
     elif data == "bundled" or (data in SOURCES and SOURCES[data].kind == kind):
+        why = availability(data) if data in SOURCES else None
+        if why is not None:
+            raise gr.Error(
+                f"Data {data!r} {why}. Pick the bundled sample data or upload a file instead."
+            )
         spec["data"] = data
     else:
         names = ", ".join(v for _, v in data_choices(kind))
@@ -574,6 +585,13 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
             lambda k, b: gr.Dropdown(choices=base_choices(k), value=b),
             [kind, base],
             base,
+            api_visibility="private",
+            queue=False,
+        )
+        data.focus(  # an online source's availability follows the network check
+            lambda k, d: gr.Dropdown(choices=data_choices(k), value=d),
+            [kind, data],
+            data,
             api_visibility="private",
             queue=False,
         )

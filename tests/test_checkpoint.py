@@ -96,14 +96,13 @@ def test_load_model_by_size_name_uses_models_dir_env(hf_small, tmp_path, monkeyp
 
 
 def test_offline_without_cache_names_the_options(monkeypatch, tmp_path):
-    import huggingface_hub
-
-    def offline(*args, **kwargs):
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network is tried: the hub check is skipped
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("GPT2LAB_MODELS_DIR", str(tmp_path))
-    with pytest.raises(CheckpointError, match=r"not reachable.*GPT2LAB_MODELS_DIR/gpt2-medium"):
+    with pytest.raises(
+        CheckpointError, match=r"not in the local cache.*GPT2LAB_MODELS_DIR/gpt2-me"
+    ):
         load_model("gpt2-medium")
 
 

@@ -5,6 +5,7 @@ No network: the source tests replace the low-level download with a local copy.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt import sources
+from gpt import hub, sources
 from gpt.data import (
     IGNORE_INDEX,
     DataError,
@@ -519,12 +520,58 @@ def fake_web(monkeypatch):
 
     monkeypatch.setattr(sources, "download_url", download)
     monkeypatch.delenv(sources.ENV_CACHE, raising=False)
+    for name in ("HF_HUB_OFFLINE", "GPT2LAB_ALLOW_DOWNLOAD"):  # no network check says offline
+        monkeypatch.delenv(name, raising=False)
+    hub.reset()
     return files, calls
 
 
-def test_fetch_caches_the_file(tmp_path, fake_web):
+@pytest.mark.parametrize("env", ["HF_HUB_OFFLINE", "GPT2LAB_ALLOW_DOWNLOAD"])
+def test_offline_sources_say_they_need_the_network(tmp_path, fake_web, monkeypatch, env):
     files, calls = fake_web
-    files[SOURCES["instruction-data"].url] = _many_instructions(tmp_path, 1100)
+    monkeypatch.setenv(env, "1" if env == "HF_HUB_OFFLINE" else "0")
+    cache = tmp_path / "cache"
+    reason = sources.availability("sms-spam", cache_dir=cache)
+    assert reason is not None and reason.startswith("needs the network: ") and env in reason
+    with pytest.raises(SourceError, match=rf"'sms-spam' needs the network: {env}=.*Connect"):
+        fetch("sms-spam", cache_dir=cache)
+    assert calls == []  # refused before any download
+    cache.mkdir()
+    (cache / SOURCES["sms-spam"].filename).write_text("ham\thello\n")
+    assert sources.availability("sms-spam", cache_dir=cache) is None  # cached: usable offline
+    assert fetch("sms-spam", cache_dir=cache) == cache / SOURCES["sms-spam"].filename
+
+
+def test_offline_hub_check_gates_sources(tmp_path, fake_web, monkeypatch):
+    files, calls = fake_web
+    monkeypatch.setattr(hub, "_status", hub.HubStatus("offline", "x.test: connection refused"))
+    assert (
+        sources.availability("alpaca", tmp_path) == "needs the network: x.test: connection refused"
+    )
+    with pytest.raises(SourceError, match="needs the network: x.test: connection refused"):
+        fetch("alpaca", cache_dir=tmp_path)
+    assert calls == []
+
+
+def test_unreachable_addresses_say_needs_the_network(tmp_path, fake_web):
+    files, calls = fake_web  # no file registered: every address raises URLError
+    with pytest.raises(SourceError) as info:
+        fetch("sms-spam", cache_dir=tmp_path / "cache")
+    message = str(info.value)
+    assert message.startswith("'sms-spam' needs the network: archive.ics.uci.edu: unreachable")
+    assert "urlopen error" not in message and calls == list(SOURCES["sms-spam"].urls)
+
+
+def test_fetch_caches_the_file(tmp_path, fake_web, monkeypatch):
+    files, calls = fake_web
+    fake = _many_instructions(tmp_path, 1100)
+    files[SOURCES["instruction-data"].url] = fake
+    # the real file's sha256 is pinned; this stand-in has its own
+    assert SOURCES["instruction-data"].sha256 == (
+        "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
+    )
+    own = dataclasses.replace(SOURCES["instruction-data"], sha256=sources.sha256_file(fake))
+    monkeypatch.setitem(SOURCES, "instruction-data", own)
     cache = tmp_path / "cache"
     path = fetch("instruction-data", cache_dir=cache)
     assert path == cache / "instruction-data.json"
@@ -623,3 +670,14 @@ def test_plain_text_url_must_be_utf8(tmp_path, fake_web):
 def test_unknown_source_name():
     with pytest.raises(ValueError, match="unknown data source 'nope'.*alpaca"):
         fetch("nope")
+
+
+def test_job_submit_refuses_an_online_source_offline(tmp_path, monkeypatch):
+    from gpt.jobs import JobError, JobManager
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(sources.ENV_CACHE, str(tmp_path / "cache"))
+    manager = JobManager(tmp_path / "jobs", background=False)
+    with pytest.raises(JobError, match="'sms-spam' needs the network: HF_HUB_OFFLINE=1"):
+        manager.submit({"kind": "classify", "base": "starter", "data": "sms-spam"})
+    assert manager.list() == []

@@ -98,6 +98,8 @@ def test_models_dir_env_lists_gpt2_without_network(tmp_path, monkeypatch):
 def test_download_env_lists_sizes_that_fit_the_cap(monkeypatch, tmp_path):
     monkeypatch.setenv("GPT2LAB_MODELS_DIR", str(tmp_path))
     monkeypatch.setenv("GPT2LAB_ALLOW_DOWNLOAD", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # it would win: never list downloads
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
     monkeypatch.setenv("GPT2LAB_MODEL_CACHE_MB", "1000")  # 124M fits, 355M does not
     names = [e.name for e in reg_mod.gpt2_source()]
     assert "gpt2" in names and "gpt2-xl" not in names
@@ -174,20 +176,26 @@ def test_re_adding_a_name_replaces_it(folders):
 
 
 @pytest.mark.parametrize(
-    "env, allowed",
+    "env, state, allowed",
     [
-        ({}, False),
-        ({"SPACE_ID": "someone/gpt2-lab"}, True),
-        ({"SPACE_ID": "someone/gpt2-lab", "HF_HUB_OFFLINE": "1"}, False),
-        ({"SPACE_ID": "someone/gpt2-lab", "GPT2LAB_ALLOW_DOWNLOAD": "0"}, False),
-        ({"GPT2LAB_ALLOW_DOWNLOAD": "1"}, True),
+        ({}, "unknown", False),
+        ({}, "checking", False),
+        ({}, "online", True),
+        ({}, "offline", False),
+        ({"SPACE_ID": "someone/gpt2-lab"}, "unknown", False),  # Spaces alone proves nothing
+        ({"HF_HUB_OFFLINE": "1"}, "online", False),
+        ({"GPT2LAB_ALLOW_DOWNLOAD": "0"}, "online", False),
+        ({"GPT2LAB_ALLOW_DOWNLOAD": "1"}, "offline", True),  # forces the listing
+        ({"GPT2LAB_ALLOW_DOWNLOAD": "1", "HF_HUB_OFFLINE": "1"}, "online", False),  # offline wins
     ],
 )
-def test_downloads_allowed_online_on_spaces_only(monkeypatch, env, allowed):
+def test_downloads_allowed_follows_the_hub_check(monkeypatch, env, state, allowed):
+    from gpt import hub
     from gpt.registry import downloads_allowed
 
     for key in ("SPACE_ID", "HF_HUB_OFFLINE", "GPT2LAB_ALLOW_DOWNLOAD"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setattr(hub, "_status", hub.HubStatus(state))
     assert downloads_allowed() is allowed
