@@ -117,6 +117,8 @@ class ProgressBar:
             self.bar.write(f"resumed from {event.metrics['from']} (step {event.metrics['step']})")
             for problem in event.metrics["skipped"]:
                 self.bar.write(f"warning: skipped a damaged checkpoint: {problem}")
+        elif event.kind == "note":
+            self.bar.write(event.metrics["message"])
         elif event.kind == "eval":
             shown = {k: round(v, 4) for k, v in event.metrics.items() if isinstance(v, float)}
             self.bar.write(f"step {event.step}: {shown}")

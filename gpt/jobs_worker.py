@@ -133,6 +133,8 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
 
         def on_event(event: TrainEvent) -> None:
             flags["training"] = True
+            if event.kind == "note":
+                print(event.metrics["message"], flush=True)
             try:
                 _record(conn, jobs, job_id, attempt, event)
             except Exception as e:  # a busy DB loses one row, never the training

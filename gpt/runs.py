@@ -69,6 +69,8 @@ class RunSpec:
         save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
         prefix_weight: classify only: also train the head on every prefix of each message, with
             this weight (see `gpt.train.ClassifyTask`); 0 trains on the last token alone.
+        cache_trunk, cache_max_mb, bucket: speed-ups that leave the result as it was (see
+            `gpt.train.TrainConfig`): cache a frozen trunk's output, batch similar lengths.
         checkpoint_minutes: also write a training checkpoint after any step that ends this
             long after the last one (besides every `checkpoint_every` steps), so a crash
             loses at most about this much training; None: by steps only.
@@ -104,6 +106,9 @@ class RunSpec:
     eval_samples: int = 50
     max_new_tokens: int = 64
     save_dtype: str = "float32"
+    cache_trunk: bool = True
+    cache_max_mb: float = 2048.0
+    bucket: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in TASKS:
