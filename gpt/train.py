@@ -292,7 +292,7 @@ def prepare_model(model: nn.Module, cfg: TrainConfig) -> list[str]:
 @dataclass(frozen=True)
 class TrainEvent:
     """What callbacks receive. `kind` is "resume", "note" (metrics["message"]: a log line),
-    "step", "eval", "checkpoint" or "end"."""
+    "step", "eval", "checkpoint" or "end" (and "estimate", from `gpt.runs.run`)."""
 
     kind: str
     step: int
@@ -324,6 +324,42 @@ def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def run_length(n_examples: int, cfg: TrainConfig) -> tuple[int, int]:
+    """(micro-batches per epoch, optimizer steps in the run) for `n_examples` examples.
+
+    >>> run_length(100, TrainConfig(batch_size=8, grad_accum=2, epochs=3))
+    (13, 21)
+    """
+    micro_per_epoch = math.ceil(n_examples / cfg.batch_size)
+    steps_per_epoch = max(1, math.ceil(micro_per_epoch / cfg.grad_accum))
+    return micro_per_epoch, cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+
+
+def step_schedule(
+    n_examples: int, cfg: TrainConfig, lengths: Sequence[int] | None = None
+) -> list[list[list[int]]]:
+    """Every optimizer step's micro-batches (indices into the data), as `fit` will draw them
+    from the start (`lengths`: bucketed, as `fit` does for classify and instruct), for
+    planning a run before it starts (`gpt.estimate`).
+
+    >>> step_schedule(5, TrainConfig(batch_size=2, epochs=1))
+    [[[4, 0]], [[1, 3]], [[2]]]
+    """
+    micro_per_epoch, max_steps = run_length(n_examples, cfg)
+    steps, micro, epoch_batches = [], 0, {}
+    while len(steps) < max_steps:
+        epoch = micro // micro_per_epoch
+        if epoch not in epoch_batches:
+            epoch_batches = {
+                epoch: _epoch_batches(n_examples, cfg.batch_size, epoch, cfg.seed, lengths)
+            }
+        pos = micro % micro_per_epoch
+        group = epoch_batches[epoch][pos : pos + cfg.grad_accum]
+        steps.append(group)
+        micro += len(group)
+    return steps
 
 
 def _epoch_batches(
@@ -465,9 +501,7 @@ def fit(
     per_rank = cfg.batch_size // world if world > 1 else cfg.batch_size
     if world > 1 and cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must divide by world size {world}")
-    micro_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
-    steps_per_epoch = max(1, math.ceil(micro_per_epoch / cfg.grad_accum))
-    max_steps = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    micro_per_epoch, max_steps = run_length(len(train_data), cfg)
     ckpt_every = cfg.checkpoint_every or cfg.eval_every
     ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
 

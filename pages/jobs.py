@@ -197,6 +197,33 @@ def start_job(
     return f"Started job **{job_id}** ({where}).", job_id  # the list refresh adds its choice
 
 
+def estimate_text(record: dict[str, Any]) -> str:
+    """`It should take about 4 min on this machine.` (and whether other jobs slowed the timing)"""
+    busy = " (timed while another job ran, so probably less)" if record.get("busy") else ""
+    return f"It should take {record['text']}{busy}."
+
+
+def estimate_job(manager: JobManager, job_id: Any, message: str, wait_s: float = 30.0) -> str:
+    """The start message plus how long the job should take. A queued job is estimated here
+    (its data counted, a few steps of its model timed); a running one estimates itself once
+    its model is loaded, so this waits up to `wait_s` for that."""
+    if not job_id or not isinstance(job_id, str):
+        return message
+    try:
+        status = manager.get(job_id)
+        if status.state == "queued":
+            return f"{message} {estimate_text(manager.estimate(job_id))}"
+        deadline = time.time() + wait_s
+        while status.estimate is None and status.active and time.time() < deadline:
+            time.sleep(0.5)
+            status = manager.get(job_id)
+    except Exception as e:  # an estimate is a courtesy: never fail the start over it
+        return f"{message} (No time estimate: {e}.)"
+    if status.estimate is None:
+        return f"{message} Its time estimate shows below once its model is loaded."
+    return f"{message} {estimate_text(status.estimate)}"
+
+
 def _job_id(job_id: Any) -> str:
     if not job_id or not isinstance(job_id, str):
         raise gr.Error("Select a job in the list first.")
@@ -283,6 +310,15 @@ def short_base(base: str) -> str:
     return Path(base).name if "/" in base or "\\" in base else base
 
 
+def eta_cell(s: JobStatus) -> str:
+    """A running job's time left (from its recent steps), or a queued job's estimate."""
+    if s.state == "running" and s.eta_s is not None:
+        return duration(s.eta_s)
+    if s.state == "queued" and s.estimate:
+        return f"≈ {s.estimate['text'].removeprefix('about ').removesuffix(' on this machine')}"
+    return "—"
+
+
 def job_rows(jobs: list[JobStatus]) -> pd.DataFrame:
     rows = [
         [
@@ -294,7 +330,7 @@ def job_rows(jobs: list[JobStatus]) -> pd.DataFrame:
             progress_bar(s.progress),
             f"{s.step} / {s.max_steps}" if s.max_steps else str(s.step),
             "—" if s.loss is None else f"{s.loss:.4f}",
-            duration(s.eta_s),
+            eta_cell(s),
         ]
         for s in jobs
     ]
@@ -320,6 +356,9 @@ def details(status: JobStatus, metrics: dict[str, Any]) -> str:
         parts.append(f"step {status.step} / {status.max_steps} ({status.progress:.0%})")
     if status.active and status.eta_s is not None:
         parts.append(f"about {duration(status.eta_s)} left")
+    if status.active and status.estimate:
+        said = "estimated at its start" if status.state == "running" else "expected to take"
+        parts.append(f"{said}: {status.estimate['text']}")
     if status.started and status.active:
         parts.append(f"running for {duration(time.time() - status.started)}")
     text = " · ".join(parts)
@@ -581,7 +620,13 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
             return start_job(manager, *args)
 
         form = [kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every]
-        after(start.click(do_start, form, [message, picked], api_name="start_job"))
+        started = start.click(do_start, form, [message, picked], api_name="start_job")
+        after(started)
+
+        def do_estimate(job_id, text):
+            return estimate_job(manager, job_id, text)
+
+        after(started.success(do_estimate, [picked, message], message, **quiet))
 
         def do_cancel(job_id):
             return cancel_job(manager, job_id)
