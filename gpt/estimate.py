@@ -38,7 +38,7 @@ from gpt.train import (
     example_lengths,
     step_schedule,
 )
-from gpt.trunk import Split, TrunkCache, cache_bytes, frozen_split
+from gpt.trunk import GROUP, Split, TrunkCache, cache_bytes, frozen_split
 
 
 @dataclass(frozen=True)
@@ -110,14 +110,16 @@ def plan(
     split: bool = False,
     cached: bool = False,
     bucket: bool = False,
+    group: int = GROUP,
 ) -> Workload:
     """Count the work of `fit(..., cfg)` on examples of these lengths.
 
     `split`: a frozen trunk (method head / last_blocks); `cached`: its output kept per example
-    (computed once, on groups of `batch_size` similar lengths); `bucket`: bucketed batches.
+    (computed once, on groups of `group` similar lengths, as `gpt.trunk.TrunkCache` does);
+    `bucket`: bucketed batches.
 
     >>> cfg = TrainConfig(task="classify", batch_size=2, epochs=2, eval_every=100)
-    >>> w = plan(cfg, [1, 4, 2, 3], [5, 5], split=True, cached=True, bucket=True)
+    >>> w = plan(cfg, [1, 4, 2, 3], [5, 5], split=True, cached=True, bucket=True, group=2)
     >>> w.steps, w.train_tokens, w.trunk_tokens, w.eval_tokens
     (4, 24, 12, 10)
 
@@ -127,15 +129,15 @@ def plan(
     schedule = step_schedule(len(lengths), cfg, lengths if bucket else None)
     seen: set[int] = set()
     train = 0
-    for group in schedule:
-        for rows in group:
+    for micro_batches in schedule:
+        for rows in micro_batches:
             train += len(rows) * max(lengths[i] for i in rows)
             seen.update(rows)
     trunk = 0
     if split and cached:
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-        for g in range(0, len(order), cfg.batch_size):
-            rows = order[g : g + cfg.batch_size]
+        for g in range(0, len(order), group):
+            rows = order[g : g + group]
             if seen.intersection(rows):
                 trunk += len(rows) * max(lengths[i] for i in rows)
     elif split:
@@ -189,7 +191,7 @@ def measure(
             m.eval()
         with torch.no_grad():
             trunk_s = _seconds(lambda: split.trunk(body, ids), repeats) / tokens
-        net = TrunkCache(model, split, data, collate, lengths, group=cfg.batch_size)
+        net = TrunkCache(model, split, data, collate, lengths, group=len(rows))
 
     def train_pass() -> None:
         if isinstance(net, TrunkCache):

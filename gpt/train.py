@@ -427,7 +427,7 @@ def _trunk_cache(
             f"{cfg.cache_max_mb:,.0f}; every epoch runs the whole model"
         )
     note = f"frozen-trunk cache on: {len(lengths):,} examples, {need:,.1f} MB (float32)"
-    return TrunkCache(model, split, data, collate, lengths, group=cfg.batch_size), note
+    return TrunkCache(model, split, data, collate, lengths), note
 
 
 class EtaClock:

@@ -32,11 +32,11 @@ def test_plan_counts_the_batches_fit_draws():
     assert (w.steps, w.train_tokens) == (4, expected)
     assert w.trunk_tokens == expected  # uncached: the trunk runs on every batch
     assert w.eval_tokens == 2 * 3 * 6  # evaluations after steps 3 and 4, one padded batch each
-    cached = plan(cfg, lengths, split=True, cached=True, bucket=True)
+    cached = plan(cfg, lengths, split=True, cached=True, bucket=True, group=3)
     groups = [[6, 0, 2], [4, 8, 5], [7, 1, 9], [3]]  # by length, 3 at a time
     assert cached.trunk_tokens == padded(lengths, groups) == 3 * 4 + 3 * 7 + 3 * 10 + 12
     assert plan(cfg, lengths, split=False).trunk_tokens == 0
-    short = plan(TrainConfig(batch_size=3, max_steps=1), lengths, split=True, cached=True)
+    short = plan(TrainConfig(batch_size=3, max_steps=1), lengths, split=True, cached=True, group=3)
     assert short.trunk_tokens < cached.trunk_tokens  # only the groups its batch touches
 
 
@@ -54,7 +54,7 @@ def test_estimate_is_the_counted_work_times_the_measured_costs():
     train = padded(lengths, _epoch_batches(40, 8, 0, 0, lengths))
     train += padded(lengths, _epoch_batches(40, 8, 1, 0, lengths))
     order = sorted(range(40), key=lambda i: (lengths[i], i))
-    trunk = padded(lengths, [order[i : i + 8] for i in range(0, 40, 8)])
+    trunk = padded(lengths, [order])  # one group: 40 examples, up to 64 at a time
     val = 2 * 8 * max(lengths[:8])  # evaluations after steps 5 and 10
     assert (est.work.steps, est.work.train_tokens, est.work.trunk_tokens) == (10, train, trunk)
     assert est.work.eval_tokens == val
