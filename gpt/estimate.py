@@ -171,17 +171,21 @@ def measure(
     split: Split | None,
     repeats: int = 2,
 ) -> Costs:
-    """Time the model's work per token on `batch_size` examples of about the median length.
+    """Time the model's work per token on examples of about the median length: a batch of
+    `batch_size` for training and evaluation, a group of `gpt.trunk.GROUP` for the trunk.
 
     Leaves the weights as they were (the optimizer is timed at learning rate 0) and the
     gradients cleared.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    mid = max(0, len(order) // 2 - cfg.batch_size // 2)
-    rows = order[mid : mid + cfg.batch_size]
+
+    def around_median(n: int) -> list[int]:
+        start = max(0, len(order) // 2 - n // 2)
+        return order[start : start + n]
+
+    rows = around_median(cfg.batch_size)
     batch = collate([data[i] for i in rows])
-    ids = batch[0]
-    tokens = ids.numel()
+    tokens = batch[0].numel()
     body = gpt_body(model)
     model.train()
     trunk_s = 0.0
@@ -189,8 +193,9 @@ def measure(
     if split is not None:
         for m in split.frozen_modules(body):
             m.eval()
+        ids = collate([data[i] for i in around_median(GROUP)])[0]  # (G, T)
         with torch.no_grad():
-            trunk_s = _seconds(lambda: split.trunk(body, ids), repeats) / tokens
+            trunk_s = _seconds(lambda: split.trunk(body, ids), repeats) / ids.numel()
         net = TrunkCache(model, split, data, collate, lengths, group=len(rows))
 
     def train_pass() -> None:

@@ -347,19 +347,34 @@ def step_schedule(
     >>> step_schedule(5, TrainConfig(batch_size=2, epochs=1))
     [[[4, 0]], [[1, 3]], [[2]]]
     """
-    micro_per_epoch, max_steps = run_length(n_examples, cfg)
-    steps, micro, epoch_batches = [], 0, {}
+    plan, (_, max_steps) = BatchPlan(n_examples, cfg, lengths), run_length(n_examples, cfg)
+    steps, micro = [], 0
     while len(steps) < max_steps:
-        epoch = micro // micro_per_epoch
-        if epoch not in epoch_batches:
-            epoch_batches = {
-                epoch: _epoch_batches(n_examples, cfg.batch_size, epoch, cfg.seed, lengths)
-            }
-        pos = micro % micro_per_epoch
-        group = epoch_batches[epoch][pos : pos + cfg.grad_accum]
-        steps.append(group)
-        micro += len(group)
+        steps.append(plan.step_at(micro))
+        micro += len(steps[-1])
     return steps
+
+
+class BatchPlan:
+    """Which examples each optimizer step trains on: every epoch a fresh `_epoch_batches`
+    (bucketed when `lengths` is given), cut into steps of `grad_accum` micro-batches."""
+
+    def __init__(
+        self, n_examples: int, cfg: TrainConfig, lengths: Sequence[int] | None = None
+    ) -> None:
+        self.n, self.cfg, self.lengths = n_examples, cfg, lengths
+        self.micro_per_epoch = math.ceil(n_examples / cfg.batch_size)
+        self.epoch, self.batches = -1, []
+
+    def step_at(self, micro: int) -> list[list[int]]:
+        """The micro-batches of the step that starts at micro-batch `micro` (counted from the
+        start of the run); a short last group ends its epoch."""
+        epoch, pos = divmod(micro, self.micro_per_epoch)
+        if epoch != self.epoch:
+            cfg = self.cfg
+            self.epoch = epoch
+            self.batches = _epoch_batches(self.n, cfg.batch_size, epoch, cfg.seed, self.lengths)
+        return self.batches[pos : pos + self.cfg.grad_accum]
 
 
 def _epoch_batches(
@@ -532,6 +547,7 @@ def fit(
     if bucket or (split is not None and cfg.cache_trunk):
         lengths = example_lengths(task, train_data, collate)
     cache, cache_note = _trunk_cache(model, split, cfg, train_data, collate, lengths, world)
+    plan = BatchPlan(len(train_data), cfg, lengths if bucket else None)
     clock = EtaClock()
 
     def train_mode() -> None:
@@ -599,18 +615,8 @@ def fit(
     if cache_note:
         emit("note", {"message": cache_note})
     status = "finished"
-    batches_epoch, batches = -1, []
     while step < max_steps:
-        epoch = micro // micro_per_epoch
-        if epoch != batches_epoch:
-            batches_epoch, batches = (
-                epoch,
-                _epoch_batches(
-                    len(train_data), cfg.batch_size, epoch, cfg.seed, lengths if bucket else None
-                ),
-            )
-        pos = micro % micro_per_epoch
-        group = batches[pos : pos + cfg.grad_accum]
+        group = plan.step_at(micro)
         lr = lr_at(step, cfg, max_steps)
         for g in optimizer.param_groups:
             g["lr"] = lr
