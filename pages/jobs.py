@@ -197,31 +197,32 @@ def start_job(
     return f"Started job **{job_id}** ({where}).", job_id  # the list refresh adds its choice
 
 
-def estimate_text(record: dict[str, Any]) -> str:
-    """`It should take about 4 min on this machine.` (and whether other jobs slowed the timing)"""
+def estimate_text(job_id: str, record: dict[str, Any]) -> str:
+    """`Job **X** should take about 4 min on this machine.` (and whether other jobs slowed
+    the timing)."""
     busy = " (timed while another job ran, so probably less)" if record.get("busy") else ""
-    return f"It should take {record['text']}{busy}."
+    return f"Job **{job_id}** should take {record['text']}{busy}."
 
 
-def estimate_job(manager: JobManager, job_id: Any, message: str, wait_s: float = 30.0) -> str:
-    """The start message plus how long the job should take. A queued job is estimated here
-    (its data counted, a few steps of its model timed); a running one estimates itself once
-    its model is loaded, so this waits up to `wait_s` for that."""
+def estimate_job(manager: JobManager, job_id: Any, wait_s: float = 30.0) -> str:
+    """How long a just-started job should take. A queued job is estimated here (its data
+    counted, a few steps of its model timed); a running one estimates itself once its model
+    is loaded, so this waits up to `wait_s` for that."""
     if not job_id or not isinstance(job_id, str):
-        return message
+        return ""
     try:
         status = manager.get(job_id)
         if status.state == "queued":
-            return f"{message} {estimate_text(manager.estimate(job_id))}"
+            return estimate_text(job_id, manager.estimate(job_id))
         deadline = time.time() + wait_s
         while status.estimate is None and status.active and time.time() < deadline:
             time.sleep(0.5)
             status = manager.get(job_id)
     except Exception as e:  # an estimate is a courtesy: never fail the start over it
-        return f"{message} (No time estimate: {e}.)"
+        return f"No time estimate for job {job_id}: {esc(str(e))}."
     if status.estimate is None:
-        return f"{message} Its time estimate shows below once its model is loaded."
-    return f"{message} {estimate_text(status.estimate)}"
+        return f"Job **{job_id}**'s time estimate shows in its details once its model is loaded."
+    return estimate_text(job_id, status.estimate)
 
 
 def _job_id(job_id: Any) -> str:
@@ -565,6 +566,7 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
                 )
         start = gr.Button("Start job", variant="primary", elem_id="job-start")
         message = gr.Markdown(elem_id="job-msg")
+        estimate = gr.Markdown(elem_id="job-estimate")
 
         gr.Markdown("## Jobs")
         empty = gr.Markdown(EMPTY, elem_id="job-empty")
@@ -623,10 +625,10 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
         started = start.click(do_start, form, [message, picked], api_name="start_job")
         after(started)
 
-        def do_estimate(job_id, text):
-            return estimate_job(manager, job_id, text)
+        def do_estimate(job_id):
+            return estimate_job(manager, job_id)
 
-        after(started.success(do_estimate, [picked, message], message, **quiet))
+        started.success(do_estimate, picked, estimate, **quiet)
 
         def do_cancel(job_id):
             return cancel_job(manager, job_id)

@@ -116,6 +116,23 @@ def test_fine_tune_tab_shows_estimates():
     assert "expected to take: about 3 min" in details(status("queued", estimate=est), {})
     shown = details(status("running", eta=65.0, estimate=est), {})
     assert "about 1 min 05 s left" in shown and "estimated at its start: about 3 min" in shown
-    assert estimate_text(est) == (
-        "It should take about 3 min on this machine (timed while another job ran, so probably less)."
+    assert estimate_text("j1", est) == (
+        "Job **j1** should take about 3 min on this machine (timed while another job ran, so "
+        "probably less)."
     )
+
+
+def test_a_queued_job_gets_an_estimate(tmp_path, monkeypatch, byte_tok, spam_tsv):  # noqa: F811
+    pytest.importorskip("gradio")
+    from gpt.jobs import JobManager
+    from pages.jobs import estimate_job, eta_cell
+
+    monkeypatch.setattr(JobManager, "_start_next", lambda self: False)  # it stays queued
+    with JobManager(tmp_path / "jobs", background=False) as manager:
+        job_id = manager.submit(tiny_spec("classify", byte_tok, spam_tsv, method="last_blocks"))
+        assert manager.get(job_id).state == "queued" and manager.get(job_id).estimate is None
+        text = estimate_job(manager, job_id)
+        status = manager.get(job_id)
+    assert status.estimate["seconds"] > 0 and status.estimate["busy"] == 0
+    assert text == f"Job **{job_id}** should take {status.estimate['text']}."
+    assert eta_cell(status).startswith("≈ ")
