@@ -1,67 +1,244 @@
-"""Fine-tuning speed: a spam classifier from the starter LM on a 1,500-message TSV, on 2 cores.
+"""Fine-tuning speed on 2 cores: the frozen-trunk cache and length bucketing against the old path.
 
-    python bench/bench_finetune.py [--base starter] [--epochs 3] [--method full]
+    python bench/bench_finetune.py [--messages 2000] [--epochs 3] [--old-epochs 1] [--lora-steps 12]
 
-The TSV is generated fresh (our own SMS generator, a seed the bundled data does not use): SMS
-Spam Collection format, 750 ham + 750 spam, split 70/10/20 (stratified) by the run itself.
-Prints the wall time (goal: < 5 minutes) and the test metrics; writes
-bench/results/finetune.json.
+The model is a randomly initialised GPT-2 124M in the Hugging Face layout
+(`transformers.GPT2LMHeadModel(GPT2Config())` written with `save_pretrained` to a temporary
+folder) loaded through `gpt.load_model`, so the timings are those of `gpt2` itself.
+
+1. Spam classifier, last_blocks (the last block) + final LayerNorm + head, batch 8, over the first
+   `--messages` messages of data/sms/train.tsv (the project's own generated SMS):
+   - new: frozen-trunk cache + bucketing (what `python -m gpt train` does now);
+   - old: no cache, every batch padded to the longest message (a fixed max), timed for
+     `--old-epochs` epochs and projected to `--epochs` (its epochs all cost the same);
+   - main: no cache, no bucketing, each batch padded to its own longest (the code before).
+2. Instruction tuning with LoRA (rank 8) on data/instructions/train.json: tokens/s over a short
+   run and the projected time for 1,100 instructions x 2 epochs.
+
+Beside each figure: the 1-minute load average before and after (other processes share the CPU),
+and what `gpt.estimate` predicted before the run. Writes bench/results/finetune.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
 from bench.common import machine, print_table, save  # noqa: E402
-from datagen.sms import generate_messages, to_tsv  # noqa: E402
-from gpt.runs import RunSpec, run  # noqa: E402
+from gpt import data as gdata  # noqa: E402
+from gpt.checkpoint import load_model  # noqa: E402
+from gpt.classifier import GPTClassifier  # noqa: E402
+from gpt.tokenizer import load_tokenizer  # noqa: E402
+from gpt.train import (  # noqa: E402
+    ClassifyTask,
+    InstructTask,
+    TrainConfig,
+    _epoch_batches,
+    example_lengths,
+    fit,
+    prepare_model,
+    step_schedule,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def save_random_gpt2(folder: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        GPT2LMHeadModel(GPT2Config()).save_pretrained(folder, safe_serialization=True)
+
+
+def pad_to(collate, length: int, pad_id: int):
+    """The old path: every batch padded to one fixed length (the data set's longest)."""
+
+    def padded(batch):
+        ids, *rest = collate(batch)
+        return (F.pad(ids, (0, length - ids.shape[1]), value=pad_id), *rest)
+
+    return padded
+
+
+def timed_fit(model, task, data, cfg, collate) -> dict:
+    """Train; wall seconds of `fit`, seconds per epoch, the loads before and after."""
+    marks, epoch_ends = [time.perf_counter()], []
+
+    def on_event(event):
+        if event.kind == "step":
+            marks.append(time.perf_counter())
+            if abs(event.epoch - round(event.epoch)) < 1e-9:
+                epoch_ends.append(marks[-1])
+
+    before = load()
+    t0 = time.perf_counter()
+    result = fit(model, task, data, None, cfg, collate=collate, callbacks=[on_event])
+    wall = time.perf_counter() - t0
+    epochs = [b - a for a, b in zip([marks[0], *epoch_ends], epoch_ends)]
+    steps = [b - a for a, b in zip(marks, marks[1:])]
+    return {
+        "wall_s": wall,
+        "epoch_s": epochs,
+        "step_s": steps,
+        "steps": result.step,
+        "final_loss": result.history[-1]["loss"],
+        "load": f"{before} -> {load()}",
+    }
+
+
+def spam_runs(folder: Path, args) -> dict:
+    from gpt.estimate import estimate_fit
+
+    tok = load_tokenizer("gpt2")
+    examples = gdata.read_spam(REPO / "data" / "sms" / "train.tsv")[: args.messages]
+    ds = gdata.SpamDataset(examples, tok, 1024)
+    out = {}
+    for mode in ("new", "old", "main"):
+        epochs = args.epochs if mode == "new" else args.old_epochs
+        cfg = TrainConfig(
+            task="classify",
+            method="last_blocks",
+            last_n_blocks=1,
+            epochs=epochs,
+            batch_size=8,
+            lr=5e-4,
+            eval_every=10**6,
+            cache_trunk=mode == "new",
+            bucket=mode == "new",
+        )
+        torch.manual_seed(0)
+        model = GPTClassifier(load_model(folder), 2)
+        prepare_model(model, cfg)
+        collate = ds.collate if mode != "old" else pad_to(ds.collate, ds.longest, ds.pad_id)
+        estimate = estimate_fit(model, ClassifyTask(), ds, None, cfg, collate=collate)
+        print(f"{mode}: estimated {estimate.seconds:.0f} s ({estimate.describe()})", flush=True)
+        r = timed_fit(model, ClassifyTask(), ds, cfg, collate)
+        r["estimate_s"] = estimate.seconds
+        r["epochs"] = epochs
+        r["projected_s"] = r["wall_s"] * args.epochs / epochs
+        print(f"{mode}: {r['wall_s']:.1f} s for {epochs} epoch(s), load {r['load']}", flush=True)
+        out[mode] = r
+    lengths = [len(t) for t in ds.ids]
+    out["tokens"] = {"messages": len(ds), "mean": sum(lengths) / len(ds), "max": max(lengths)}
+    return out
+
+
+def lora_run(folder: Path, args) -> dict:
+    from gpt.estimate import estimate_fit
+
+    tok = load_tokenizer("gpt2")
+    records = gdata.read_instructions(REPO / "data" / "instructions" / "train.json")
+    ds = gdata.InstructionDataset(records, tok, 1024, mask_prompt=True)
+    cfg = TrainConfig(
+        task="instruct", method="lora", max_steps=args.lora_steps, batch_size=8, eval_every=10**6
+    )
+    torch.manual_seed(0)
+    model = load_model(folder)
+    prepare_model(model, cfg)
+    lengths = example_lengths(InstructTask(), ds, ds.collate)
+    padded = [sum(len(b) * max(lengths[i] for i in b) for b in group)
+              for group in step_schedule(len(ds), cfg, lengths)]  # fmt: skip
+    estimate = estimate_fit(model, InstructTask(), ds, None, cfg, collate=ds.collate)
+    r = timed_fit(model, InstructTask(), ds, cfg, ds.collate)
+    steps = r["step_s"][1:]  # the first step also pays for fit's setup
+    tokens_per_s = sum(padded[1:]) / sum(steps)
+    # 1,100 instructions x 2 epochs, in the batches bucketing makes of their lengths
+    lengths = lengths[:1100]
+    total = sum(
+        len(b) * max(lengths[i] for i in b)
+        for e in range(2)
+        for b in _epoch_batches(len(lengths), 8, e, cfg.seed, lengths)
+    )
+    full_cfg = TrainConfig(task="instruct", method="lora", epochs=2, batch_size=8, eval_every=10**6)
+    full_estimate = estimate_fit(
+        model, InstructTask(), torch.utils.data.Subset(ds, range(1100)), None, full_cfg,
+        collate=ds.collate, costs=estimate.costs,
+    )  # fmt: skip
+    r.update(
+        tokens_per_s=tokens_per_s,
+        steps_timed=len(steps),
+        total_tokens=total,
+        projected_s=total / tokens_per_s,
+        projected_steps=2 * math.ceil(1100 / 8),
+        estimate_s=full_estimate.seconds,
+        short_estimate_s=estimate.seconds,
+    )
+    return r
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", default="starter")
+    ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--epochs", type=float, default=3)
-    ap.add_argument("--method", default="full")
+    ap.add_argument("--old-epochs", type=float, default=1)
+    ap.add_argument("--lora-steps", type=int, default=12)
     args = ap.parse_args()
-    rows = generate_messages(seed=777, n=4000, spam_fraction=0.5)
-    ham = [r for r in rows if r[0] == "ham"][:750]
-    spam = [r for r in rows if r[0] == "spam"][:750]
     with tempfile.TemporaryDirectory() as tmp:
-        tsv = Path(tmp) / "sms1500.tsv"
-        tsv.write_text(to_tsv(ham + spam), encoding="utf-8")
-        spec = RunSpec(
-            kind="classify",
-            base=args.base,
-            data=str(tsv),
-            method=args.method,
-            epochs=args.epochs,
-            batch_size=16,
-            lr=5e-4,
-            warmup_steps=20,
-            eval_every=50,
-            seed=2,
-        )
-        t0 = time.time()
-        metrics = run(spec, Path(tmp) / "run")
-        wall = time.time() - t0
-    test = metrics["test"]
+        folder = Path(tmp) / "gpt2-random"
+        save_random_gpt2(folder)
+        spam = spam_runs(folder, args)
+        lora = lora_run(folder, args)
+    new, old, before = spam["new"], spam["old"], spam["main"]
+    tok = spam["tokens"]
+
+    def row(name: str, r: dict) -> list[str]:
+        timed = f"{r['wall_s']:.0f} s ({r['epochs']:g} ep.)"
+        return [
+            name,
+            timed,
+            f"{r['projected_s']:.0f} s",
+            ", ".join(f"{s:.0f}" for s in r["epoch_s"]),
+            f"{r['estimate_s'] * args.epochs / r['epochs']:.0f} s",
+            r["load"],
+        ]
+
     print_table(
-        f"Spam fine-tuning from {args.base}, 1,500 balanced messages ({machine()})",
-        ["What", "Value"],
+        f"Spam fine-tune, GPT-2 124M (random), last block + ln_f + head, {tok['messages']:,} "
+        f"messages ({tok['mean']:.1f} tokens on average, longest {tok['max']}), batch 8, "
+        f"{args.epochs:g} epochs ({machine()})",
+        ["Path", "Timed", f"{args.epochs:g} epochs", "Per epoch (s)", "Estimated", "Load 1 min"],
         [
-            ["Wall time (load, train, evaluate, save)", f"{wall:.1f} s"],
-            ["Optimizer steps", str(metrics["steps"])],
-            ["Test accuracy / F1", f"{test['test_accuracy']:.4f} / {test['test_f1']:.4f}"],
-            ["Test examples", str(test["test_n"])],
+            row("new: trunk cache + bucketing", new),
+            row("old: no cache, padded to the longest message", old),
+            row("main before: no cache, padded to each batch's longest", before),
         ],
     )
-    print(f"\nwrote {save('finetune', {'wall_s': wall, 'steps': metrics['steps'], 'test': test})}")
+    print(f"\nold / new: {old['projected_s'] / new['wall_s']:.1f}x faster")
+    print(f"main before / new: {before['projected_s'] / new['wall_s']:.1f}x faster")
+    print_table(
+        "Instruction tuning, GPT-2 124M (random), LoRA rank 8, batch 8, bucketed",
+        ["What", "Value"],
+        [
+            ["Padded tokens/s (steps 2..)", f"{lora['tokens_per_s']:.0f}"],
+            ["Estimated before the short run", f"{lora['short_estimate_s']:.0f} s"],
+            ["Short run took", f"{lora['wall_s']:.0f} s"],
+            ["Steps timed", str(lora["steps_timed"])],
+            ["1,100 instructions x 2 epochs", f"{lora['total_tokens']:,} padded tokens"],
+            ["Projected (tokens / tokens/s)", f"{lora['projected_s'] / 60:.1f} min"],
+            ["gpt.estimate says", f"{lora['estimate_s'] / 60:.1f} min"],
+            ["Load 1 min", lora["load"]],
+        ],
+    )
+    print(f"\nwrote {save('finetune', {'spam': spam, 'lora': lora, 'args': vars(args)})}")
 
 
 if __name__ == "__main__":

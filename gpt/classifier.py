@@ -49,14 +49,22 @@ class GPTClassifier(nn.Module):
     ) -> torch.Tensor:
         """Class logits `(B, num_classes)` from the features at `last_index` (default: T - 1),
         or, with `every_position`, `(B, T, num_classes)`: the logits after each prefix."""
-        h = self.gpt.hidden(idx)  # (B, T, C)
+        return self.classify(self.gpt.hidden(idx), last_index, every_position)
+
+    def classify(
+        self,
+        h: torch.Tensor,
+        last_index: torch.Tensor | None = None,
+        every_position: bool = False,
+    ) -> torch.Tensor:
+        """What `forward` does once the body has given the final features `h` `(B, T, C)`."""
         if every_position:
-            return self.head(h)
+            return self.head(h)  # (B, T, K)
         if last_index is None:
             pooled = h[:, -1]
         else:
             pooled = h[torch.arange(h.shape[0], device=h.device), last_index]  # (B, C)
-        return self.head(pooled)
+        return self.head(pooled)  # (B, K)
 
     @torch.no_grad()
     def trace(self, idx: torch.Tensor) -> torch.Tensor:
@@ -69,3 +77,8 @@ class GPTClassifier(nn.Module):
             raise ValueError(f"trace takes one row of shape (1, T), got {tuple(idx.shape)}")
         h = self.gpt.hidden(idx)[0]  # (T, C)
         return torch.softmax(self.head(h), dim=-1)  # (T, num_classes)
+
+
+def gpt_body(model: nn.Module) -> GPT:
+    """The GPT inside `model`: the model itself, or a classifier's body."""
+    return model.gpt if isinstance(model, GPTClassifier) else model

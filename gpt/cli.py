@@ -121,12 +121,17 @@ class ProgressBar:
         self.bar.total = event.max_steps
         if event.kind == "step":
             self.bar.n = event.step
-            self.bar.set_postfix(loss=f"{event.metrics['loss']:.4f}", refresh=False)
+            left = "" if event.eta_s is None else f"{event.eta_s / 60:.1f} min"
+            self.bar.set_postfix(loss=f"{event.metrics['loss']:.4f}", left=left, refresh=False)
             self.bar.refresh()
         elif event.kind == "resume":
             self.bar.write(f"resumed from {event.metrics['from']} (step {event.metrics['step']})")
             for problem in event.metrics["skipped"]:
                 self.bar.write(f"warning: skipped a damaged checkpoint: {problem}")
+        elif event.kind == "note":
+            self.bar.write(event.metrics["message"])
+        elif event.kind == "estimate":
+            self.bar.write(f"should take {event.metrics['text']} (training and evaluation)")
         elif event.kind == "eval":
             shown = {k: round(v, 4) for k, v in event.metrics.items() if isinstance(v, float)}
             self.bar.write(f"step {event.step}: {shown}")
@@ -155,7 +160,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         out = Path(args.out)
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 reports
     progress = ProgressBar(f"train {spec.kind}", disable=args.quiet or not main_rank)
-    metrics = run(spec, out, callbacks=[progress], resume=bool(args.resume))
+    metrics = run(
+        spec,
+        out,
+        callbacks=[progress],
+        resume=bool(args.resume),
+        estimate=main_rank and not args.quiet,
+    )
     progress.close()
     if not main_rank:
         return
@@ -189,6 +200,8 @@ _SPEC_ARGS = {
     "save_dtype",
     "prefix_weight",
     "checkpoint_minutes",
+    "cache_trunk",
+    "bucket",
 }
 
 
@@ -290,6 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         default=None,
         help="instruct: also train on the prompt tokens",
+    )
+    tr.add_argument(
+        "--no-trunk-cache",
+        dest="cache_trunk",
+        action="store_false",
+        default=None,
+        help="head / last_blocks: run the frozen layers every epoch instead of caching them",
+    )
+    tr.add_argument(
+        "--no-bucket",
+        dest="bucket",
+        action="store_false",
+        default=None,
+        help="classify / instruct: batch in random order, not by similar lengths",
     )
     tr.add_argument("--balance", action="store_true", default=None, help="classify: undersample")
     tr.add_argument("--save-dtype", choices=["float32", "bfloat16"])

@@ -72,6 +72,7 @@ START_GRACE_S = 30.0  # without flock: a claimed job may have no PID yet for thi
 LOCK_NAME = "worker.lock"  # in the job folder, flock-ed for as long as its worker lives
 SCHEDULER_LOCK = "scheduler.lock"  # shared-locked by every manager running a scheduler thread
 LOG_TAIL_LINES = 15
+ESTIMATE_FILE = "estimate.json"  # in the job folder: how long it should take, said up front
 DB_RETRY_S = 60.0  # how long a worker retries a write SQLite reports busy
 T = TypeVar("T")
 
@@ -138,6 +139,7 @@ class JobStatus:
     pid: int | None
     attempt: int  # 1 for the first run, +1 per resume
     spec: dict[str, Any] = field(default_factory=dict)
+    estimate: dict[str, Any] | None = None  # `JobManager.estimate`'s record, once made
 
     @property
     def active(self) -> bool:
@@ -480,6 +482,7 @@ class JobManager:
             pid=row["pid"],
             attempt=row["attempt"],
             spec=json.loads(row["spec"]),
+            estimate=_read_json(self.job_dir(row["id"]) / ESTIMATE_FILE),
         )
 
     # -- queries --
@@ -513,6 +516,20 @@ class JobManager:
             elif r["kind"] == "test":
                 out["test"] = data
         return out
+
+    def estimate(self, job_id: str) -> dict[str, Any]:
+        """Estimate how long the job will train and evaluate on this machine
+        (`gpt.estimate.estimate_run`: its data counted, a few steps of its model timed), keep
+        it in the job folder for `JobStatus.estimate`, and return it: `seconds`, `text`
+        ("about 4 min on this machine"), `busy` (jobs running while it was measured)."""
+        from gpt.estimate import estimate_run
+
+        row = self._row(job_id)
+        busy = len(
+            self._execute("SELECT id FROM jobs WHERE state = 'running' AND id != ?", (job_id,))
+        )
+        est = estimate_run(RunSpec.from_dict(json.loads(row["spec"])))
+        return write_estimate(self.job_dir(job_id), est.seconds, est.describe(), busy)
 
     def log(self, job_id: str, lines: int = 40) -> str:
         """The last `lines` lines of the job's log: who started each attempt, what it trains,
@@ -949,6 +966,23 @@ class JobManager:
                 cwd=str(folder),
                 start_new_session=True,  # survives the app or CLI that started it
             )
+
+
+def write_estimate(job_dir: Path, seconds: float, text: str, busy: int = 0) -> dict[str, Any]:
+    """Keep a job's estimate in its folder (`JobStatus.estimate` reads it); return it."""
+    record = {"seconds": seconds, "text": text, "busy": busy, "at": time.time()}
+    path = job_dir / ESTIMATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    tmp.replace(path)
+    return record
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _close_lock(fd: int | None) -> None:

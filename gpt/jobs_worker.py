@@ -133,6 +133,11 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
 
         def on_event(event: TrainEvent) -> None:
             flags["training"] = True
+            if event.kind == "note":
+                print(event.metrics["message"], flush=True)
+            if event.kind == "estimate":
+                print(f"estimated: {event.metrics['text']}", flush=True)
+                jobs.write_estimate(root / job_id, event.metrics["seconds"], event.metrics["text"])
             try:
                 _record(conn, jobs, job_id, attempt, event)
             except Exception as e:  # a busy DB loses one row, never the training
@@ -145,7 +150,7 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
             if flags["stop"] or flags["quota"]:
                 raise StopTraining()
 
-        metrics = run(spec, out, callbacks=[on_event], resume=resume)
+        metrics = run(spec, out, callbacks=[on_event], resume=resume, estimate=True)
     except Cancelled:
         print("cancelled before training started", flush=True)
         finish("cancelled")
@@ -171,7 +176,12 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
 
 
 def _record(conn, jobs, job_id: str, attempt: int, event) -> None:
-    if event.kind == "step":
+    if event.kind == "estimate":
+        conn.execute(
+            "UPDATE jobs SET max_steps = ?, eta_s = ? WHERE id = ? AND attempt = ?",
+            (event.max_steps, event.eta_s, job_id, attempt),
+        )
+    elif event.kind == "step":
         with jobs._Tx(conn):
             jobs.record_metric(conn, job_id, "step", event.step, event.metrics)
             conn.execute(

@@ -267,6 +267,22 @@ class GPT(nn.Module):
             cache.pos += idx.shape[1]
         return self.ln_f(x)
 
+    def residual(self, idx: torch.Tensor, n_blocks: int) -> torch.Tensor:
+        """The residual stream `(B, T, C)` after the embeddings and the first `n_blocks` blocks:
+        what enters block `n_blocks`. With `hidden_from` it splits `hidden` in two, so a frozen
+        trunk's output can be computed once and reused (see `gpt.trunk`)."""
+        x = self._embed(idx, 0)
+        for block in self.h[:n_blocks]:
+            x, _ = block(x)
+        return x
+
+    def hidden_from(self, x: torch.Tensor, first_block: int) -> torch.Tensor:
+        """Final-LayerNorm features `(B, T, C)` from the residual stream `x` entering block
+        `first_block`: `hidden_from(residual(idx, k), k)` equals `hidden(idx)` for every k."""
+        for block in self.h[first_block:]:
+            x, _ = block(x)
+        return self.ln_f(x)
+
     def lm_head(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from features, with the head tied to the token embedding: `h @ wte^T`.
 

@@ -42,6 +42,7 @@ from gpt.train import (
     fit,
     gpt_body,
     prepare_model,
+    run_length,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +70,8 @@ class RunSpec:
         save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
         prefix_weight: classify only: also train the head on every prefix of each message, with
             this weight (see `gpt.train.ClassifyTask`); 0 trains on the last token alone.
+        cache_trunk, cache_max_mb, bucket: speed-ups that leave the result as it was (see
+            `gpt.train.TrainConfig`): cache a frozen trunk's output, batch similar lengths.
         checkpoint_minutes: also write a training checkpoint after any step that ends this
             long after the last one (besides every `checkpoint_every` steps), so a crash
             loses at most about this much training; None: by steps only.
@@ -104,6 +107,9 @@ class RunSpec:
     eval_samples: int = 50
     max_new_tokens: int = 64
     save_dtype: str = "float32"
+    cache_trunk: bool = True
+    cache_max_mb: float = 2048.0
+    bucket: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in TASKS:
@@ -316,9 +322,13 @@ def run(
     out_dir: str | Path,
     callbacks: Sequence[Callable[[TrainEvent], None]] = (),
     resume: bool = False,
+    estimate: bool = False,
 ) -> dict[str, Any]:
     """Train as `spec` says; write `out_dir/{spec.json, checkpoints/, model/, metrics.json}`.
 
+    With `estimate`, callbacks first get an "estimate" event: how long training and
+    evaluation should take on this machine (`gpt.estimate`: the run's work counted, a few
+    steps of its model timed), metrics `{"seconds", "text"}`, with `eta_s` set too.
     Returns the metrics dict that is also written to metrics.json.
     """
     from gpt.train import setup_distributed
@@ -335,6 +345,8 @@ def run(
     data = load_run_data(spec, tok, context)
     cfg = spec.train_config()
     trainable = prepare_model(model, cfg)
+    if estimate and rank == 0:
+        _announce_estimate(spec, model, data, cfg, callbacks)
     result: TrainResult = fit(
         model,
         make_task(spec),
@@ -382,6 +394,19 @@ def run(
     metrics["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _announce_estimate(
+    spec: RunSpec, model: nn.Module, data: RunData, cfg: TrainConfig, callbacks: Sequence
+) -> None:
+    from gpt.estimate import estimate_fit
+
+    est = estimate_fit(model, make_task(spec), data.train, data.val, cfg, collate=data.collate)
+    _, max_steps = run_length(len(data.train), cfg)
+    info = {"seconds": est.seconds, "text": est.describe()}
+    event = TrainEvent("estimate", 0, max_steps, 0.0, info, 0.0, est.seconds)
+    for cb in callbacks:
+        cb(event)
 
 
 def save_final(folder: Path, model: nn.Module, tok: Any, spec: RunSpec, metrics: dict) -> Path:

@@ -23,6 +23,7 @@ import dataclasses
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -35,14 +36,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gpt import trainstate
-from gpt.classifier import GPTClassifier
+from gpt.classifier import GPTClassifier, gpt_body
 from gpt.config import unknown_fields
-from gpt.model import GPT
 from gpt.optim import make_optimizer
+from gpt.trunk import Split, TrunkCache, cache_bytes, frozen_split
 
 IGNORE_INDEX = -100
 TaskName = Literal["lm", "classify", "instruct"]
 Method = Literal["full", "last_blocks", "head", "lora"]
+BUCKETED_TASKS = ("classify", "instruct")  # variable-length examples: batch similar lengths
+BUCKET_CHUNK = 8  # batches per length-sorted chunk (see _epoch_batches)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ class TrainConfig:
 
     Steps are optimizer steps; each consumes `grad_accum` micro-batches of `batch_size` rows.
     `max_steps` wins over `epochs` when both are given.
+
+    Speed: `cache_trunk` keeps the frozen trunk's output per example when the method freezes a
+    prefix (`head`, `last_blocks`; see `gpt.trunk`), unless that would take more than
+    `cache_max_mb`; `bucket` batches similar lengths together (classify and instruct), so each
+    batch pads to its own longest example, not far past most of them.
     """
 
     task: TaskName = "lm"
@@ -76,6 +84,9 @@ class TrainConfig:
     mask_prompt: bool = True
     seed: int = 0
     log_every: int = 1
+    cache_trunk: bool = True
+    cache_max_mb: float = 2048.0
+    bucket: bool = True
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, rule: str) -> None:
@@ -111,6 +122,7 @@ class TrainConfig:
         check(self.keep_checkpoints > 0, "keep_checkpoints", "> 0")
         check(self.last_n_blocks > 0, "last_n_blocks", "> 0")
         check(self.lora_rank > 0, "lora_rank", "> 0")
+        check(self.cache_max_mb >= 0, "cache_max_mb", ">= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,6 +172,13 @@ class LMTask:
 
     name = "lm"
 
+    def row_lengths(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per row, how many leading positions the loss can depend on (B,): up to the last
+        target that is not IGNORE_INDEX (attention is causal, so later ones never matter)."""
+        _, y = batch
+        positions = torch.arange(1, y.shape[1] + 1, device=y.device)  # (T,)
+        return ((y != IGNORE_INDEX) * positions).amax(dim=1)
+
     def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
         x, y = batch
         return lm_loss(model(x), y), int((y != IGNORE_INDEX).sum())
@@ -197,6 +216,10 @@ class ClassifyTask:
         if prefix_weight < 0:
             raise ValueError(f"prefix_weight must be >= 0, got {prefix_weight!r}")
         self.prefix_weight = prefix_weight
+
+    def row_lengths(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per row, how many leading positions the loss can depend on (B,): the message."""
+        return batch[1] + 1
 
     def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
         ids, last, labels = batch
@@ -236,10 +259,6 @@ TASKS: dict[str, Callable[[], Any]] = {
 # --- what trains --------------------------------------------------------------------------------
 
 
-def gpt_body(model: nn.Module) -> GPT:
-    return model.gpt if isinstance(model, GPTClassifier) else model
-
-
 def prepare_model(model: nn.Module, cfg: TrainConfig) -> list[str]:
     """Freeze parameters according to `cfg.method`; return the names left trainable.
 
@@ -272,7 +291,8 @@ def prepare_model(model: nn.Module, cfg: TrainConfig) -> list[str]:
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """What callbacks receive. `kind` is "resume", "step", "eval", "checkpoint" or "end"."""
+    """What callbacks receive. `kind` is "resume", "note" (metrics["message"]: a log line),
+    "step", "eval", "checkpoint" or "end" (and "estimate", from `gpt.runs.run`)."""
 
     kind: str
     step: int
@@ -306,11 +326,162 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def _epoch_batches(n: int, batch: int, epoch: int, seed: int) -> list[list[int]]:
-    """The micro-batches of one epoch: a permutation seeded by (seed, epoch), cut in order."""
+def run_length(n_examples: int, cfg: TrainConfig) -> tuple[int, int]:
+    """(micro-batches per epoch, optimizer steps in the run) for `n_examples` examples.
+
+    >>> run_length(100, TrainConfig(batch_size=8, grad_accum=2, epochs=3))
+    (13, 21)
+    """
+    micro_per_epoch = math.ceil(n_examples / cfg.batch_size)
+    steps_per_epoch = max(1, math.ceil(micro_per_epoch / cfg.grad_accum))
+    return micro_per_epoch, cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+
+
+def step_schedule(
+    n_examples: int, cfg: TrainConfig, lengths: Sequence[int] | None = None
+) -> list[list[list[int]]]:
+    """Every optimizer step's micro-batches (indices into the data), as `fit` will draw them
+    from the start (`lengths`: bucketed, as `fit` does for classify and instruct), for
+    planning a run before it starts (`gpt.estimate`).
+
+    >>> step_schedule(5, TrainConfig(batch_size=2, epochs=1))
+    [[[4, 0]], [[1, 3]], [[2]]]
+    """
+    plan, (_, max_steps) = BatchPlan(n_examples, cfg, lengths), run_length(n_examples, cfg)
+    steps, micro = [], 0
+    while len(steps) < max_steps:
+        steps.append(plan.step_at(micro))
+        micro += len(steps[-1])
+    return steps
+
+
+class BatchPlan:
+    """Which examples each optimizer step trains on: every epoch a fresh `_epoch_batches`
+    (bucketed when `lengths` is given), cut into steps of `grad_accum` micro-batches."""
+
+    def __init__(
+        self, n_examples: int, cfg: TrainConfig, lengths: Sequence[int] | None = None
+    ) -> None:
+        self.n, self.cfg, self.lengths = n_examples, cfg, lengths
+        self.micro_per_epoch = math.ceil(n_examples / cfg.batch_size)
+        self.epoch, self.batches = -1, []
+
+    def step_at(self, micro: int) -> list[list[int]]:
+        """The micro-batches of the step that starts at micro-batch `micro` (counted from the
+        start of the run); a short last group ends its epoch."""
+        epoch, pos = divmod(micro, self.micro_per_epoch)
+        if epoch != self.epoch:
+            cfg = self.cfg
+            self.epoch = epoch
+            self.batches = _epoch_batches(self.n, cfg.batch_size, epoch, cfg.seed, self.lengths)
+        return self.batches[pos : pos + self.cfg.grad_accum]
+
+
+def _epoch_batches(
+    n: int,
+    batch: int,
+    epoch: int,
+    seed: int,
+    lengths: Sequence[int] | None = None,
+    chunk: int = BUCKET_CHUNK,
+) -> list[list[int]]:
+    """The micro-batches of one epoch: a permutation seeded by (seed, epoch), cut in order.
+
+    With `lengths` (bucketing), the permutation is cut into chunks of `chunk` batches, each
+    chunk sorted by length and cut into batches, and the full batches shuffled (a short one
+    stays last), so a batch holds similar lengths and pads little, in an order that is still
+    random and a function of (seed, epoch) alone: a resumed run sees the same batches.
+
+    >>> _epoch_batches(6, 2, 0, 0)
+    [[2, 5], [3, 0], [1, 4]]
+    >>> _epoch_batches(6, 2, 0, 0, lengths=[1, 9, 2, 8, 3, 7])  # lengths 1+2, 8+9, 3+7
+    [[0, 2], [3, 1], [4, 5]]
+    """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=g).tolist()
-    return [order[i : i + batch] for i in range(0, n, batch)]
+    if lengths is None:
+        return [order[i : i + batch] for i in range(0, n, batch)]
+    size = batch * chunk
+    batches = []
+    for c in range(0, n, size):
+        part = sorted(order[c : c + size], key=lambda i: lengths[i])  # stable: ties stay random
+        batches += [part[i : i + batch] for i in range(0, len(part), batch)]
+    short = [batches.pop()] if len(batches[-1]) < batch else []
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()] + short
+
+
+def example_lengths(task: Any, data: Sequence, collate: Callable[[list], Any]) -> list[int] | None:
+    """Each example's length in positions that reach the loss (`task.row_lengths` of the
+    example collated alone), or None for a task that cannot say."""
+    if not hasattr(task, "row_lengths"):
+        return None
+    return [int(task.row_lengths(collate([ex]))[0]) for ex in data]
+
+
+def _trunk_cache(
+    model: nn.Module,
+    split: Split | None,
+    cfg: TrainConfig,
+    data: Sequence,
+    collate: Callable[[list], Any],
+    lengths: list[int] | None,
+    world: int,
+) -> tuple[TrunkCache | None, str | None]:
+    """The frozen-trunk cache for this run, or None and why not (a log line) when it could
+    help but does not apply."""
+    if split is None or not cfg.cache_trunk:
+        return None, None
+    if world > 1:
+        return None, "frozen-trunk cache off: not used under DistributedDataParallel"
+    if lengths is None:
+        return None, "frozen-trunk cache off: the task does not say its examples' lengths"
+    need = cache_bytes(lengths, gpt_body(model).config.n_embd) / 2**20
+    if need > cfg.cache_max_mb:
+        return None, (
+            f"frozen-trunk cache off: it would take {need:,.0f} MB, over cache_max_mb "
+            f"{cfg.cache_max_mb:,.0f}; every epoch runs the whole model"
+        )
+    note = f"frozen-trunk cache on: {len(lengths):,} examples, {need:,.1f} MB (float32)"
+    return TrunkCache(model, split, data, collate, lengths), note
+
+
+class EtaClock:
+    """Time left in a run, from recent steps, not the average since the start: steps get
+    faster once the frozen trunk is cached, so the average would overstate what is left.
+
+    The estimate is the mean time of the last `window` steps without the trunk computations
+    they did, times the steps left, plus the trunk computations still to come (from the
+    cache's measured cost per example), plus the evaluations left at the last one's duration.
+
+    >>> clock = EtaClock(window=2)
+    >>> for s in (5.0, 1.0, 1.0):
+    ...     clock.step(s)
+    >>> clock.eval_s = 3.0
+    >>> clock.eta(steps_left=10, evals_left=2, trunk_left_s=4.0)
+    20.0
+    """
+
+    def __init__(self, window: int = 20) -> None:
+        self.recent: deque[float] = deque(maxlen=window)
+        self.eval_s = 0.0
+
+    def step(self, seconds: float) -> None:
+        self.recent.append(seconds)
+
+    def eta(self, steps_left: int, evals_left: int, trunk_left_s: float = 0.0) -> float:
+        per_step = sum(self.recent) / len(self.recent) if self.recent else 0.0
+        return per_step * steps_left + self.eval_s * evals_left + trunk_left_s
+
+
+def evals_left(step: int, max_steps: int, eval_every: int) -> int:
+    """Evaluations still to run after step `step` (every `eval_every` steps, and at the end).
+
+    >>> evals_left(0, 10, 4), evals_left(8, 10, 4), evals_left(10, 10, 4)
+    (3, 1, 0)
+    """
+    if step >= max_steps:
+        return 0
+    return max_steps // eval_every - step // eval_every + (max_steps % eval_every != 0)
 
 
 def fit(
@@ -332,6 +503,11 @@ def fit(
     `checkpoint_minutes` or more after the last one, and at the end; `resume=True`
     continues from the newest valid one, with the same data order, RNG states and history,
     so the result equals an uninterrupted run's.
+
+    When `cfg.method` freezes a prefix of the network, that prefix runs in eval mode (no
+    dropout) and, with `cfg.cache_trunk`, its output is computed once per example and reused
+    (`gpt.trunk.TrunkCache`); with `cfg.bucket`, classify and instruct batches group similar
+    lengths (`_epoch_batches`). A "note" event says whether the cache is used.
     """
     if len(train_data) == 0:
         raise ValueError("no training examples")
@@ -340,9 +516,7 @@ def fit(
     per_rank = cfg.batch_size // world if world > 1 else cfg.batch_size
     if world > 1 and cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must divide by world size {world}")
-    micro_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
-    steps_per_epoch = max(1, math.ceil(micro_per_epoch / cfg.grad_accum))
-    max_steps = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    micro_per_epoch, max_steps = run_length(len(train_data), cfg)
     ckpt_every = cfg.checkpoint_every or cfg.eval_every
     ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
 
@@ -367,6 +541,20 @@ def fit(
     wrapped = model
     if world > 1:
         wrapped = nn.parallel.DistributedDataParallel(model)
+    split = frozen_split(model, cfg.method, cfg.last_n_blocks)
+    bucket = cfg.bucket and getattr(task, "name", None) in BUCKETED_TASKS
+    lengths = None
+    if bucket or (split is not None and cfg.cache_trunk):
+        lengths = example_lengths(task, train_data, collate)
+    cache, cache_note = _trunk_cache(model, split, cfg, train_data, collate, lengths, world)
+    plan = BatchPlan(len(train_data), cfg, lengths if bucket else None)
+    clock = EtaClock()
+
+    def train_mode() -> None:
+        model.train()
+        if split is not None:  # the frozen trunk never drops out, cached or not (gpt.trunk)
+            for m in split.frozen_modules(gpt_body(model)):
+                m.eval()
 
     def val_batches():
         if not val_data:
@@ -393,9 +581,11 @@ def fit(
                 stop_requested = True
 
     def run_eval() -> dict[str, Any]:
+        t_eval = time.time()
         model.eval()
         metrics = task.evaluate(model, val_batches()) if val_data else {}
-        model.train()
+        train_mode()
+        clock.eval_s = time.time() - t_eval
         return metrics
 
     def save_ckpt() -> None:
@@ -417,36 +607,31 @@ def fit(
         last_ckpt = time.monotonic()
         emit("checkpoint", {"path": str(folder)})
 
-    model.train()
+    train_mode()
     t0 = time.time()
     last_ckpt = time.monotonic()  # when the last checkpoint was written (or training began)
-    started_step = step
     if resumed:  # newer checkpoints that failed verification are reported, not silently skipped
         emit("resume", resumed)
+    if cache_note:
+        emit("note", {"message": cache_note})
     status = "finished"
-    batches_epoch, batches = -1, []
     while step < max_steps:
-        epoch = micro // micro_per_epoch
-        if epoch != batches_epoch:
-            batches_epoch, batches = (
-                epoch,
-                _epoch_batches(len(train_data), cfg.batch_size, epoch, cfg.seed),
-            )
-        pos = micro % micro_per_epoch
-        group = batches[pos : pos + cfg.grad_accum]
+        group = plan.step_at(micro)
         lr = lr_at(step, cfg, max_steps)
         for g in optimizer.param_groups:
             g["lr"] = lr
         t_step = time.time()
+        trunk_s = cache.trunk_seconds if cache else 0.0
         loss_sum, tokens = 0.0, 0
         for j, rows in enumerate(group):
             if world > 1:
                 rows = rows[rank * per_rank : (rank + 1) * per_rank]
             batch = collate([train_data[i] for i in rows])
+            net = cache.for_rows(rows) if cache else wrapped
             sync = j == len(group) - 1 or world == 1
             ctx = nullcontext() if sync else wrapped.no_sync()
             with ctx:
-                loss, n_tok = task.loss(wrapped, batch)
+                loss, n_tok = task.loss(net, batch)
                 (loss / len(group)).backward()
             loss_sum += float(loss.detach()) / len(group)
             tokens += n_tok
@@ -463,8 +648,13 @@ def fit(
             dist.all_reduce(t)
             loss_sum, tokens = float(t[0]) / world, int(t[1])
         dt = time.time() - t_step
-        done = step - started_step
-        eta = (time.time() - t0) / done * (max_steps - step)
+        clock.step(dt - (cache.trunk_seconds - trunk_s if cache else 0.0))
+        examples_left = (max_steps - step) * cfg.grad_accum * cfg.batch_size
+        eta = clock.eta(
+            max_steps - step,
+            evals_left(step, max_steps, cfg.eval_every),
+            cache.seconds_left(examples_left) if cache else 0.0,
+        )
         if step % cfg.log_every == 0 or step == max_steps:
             rec = {
                 "step": step,

@@ -208,6 +208,34 @@ def start_job(
     return f"Started job **{job_id}** ({where}).", job_id  # the list refresh adds its choice
 
 
+def estimate_text(job_id: str, record: dict[str, Any]) -> str:
+    """`Job **X** should take about 4 min on this machine.` (and whether other jobs slowed
+    the timing)."""
+    busy = " (timed while another job ran, so probably less)" if record.get("busy") else ""
+    return f"Job **{job_id}** should take {record['text']}{busy}."
+
+
+def estimate_job(manager: JobManager, job_id: Any, wait_s: float = 30.0) -> str:
+    """How long a just-started job should take. A queued job is estimated here (its data
+    counted, a few steps of its model timed); a running one estimates itself once its model
+    is loaded, so this waits up to `wait_s` for that."""
+    if not job_id or not isinstance(job_id, str):
+        return ""
+    try:
+        status = manager.get(job_id)
+        if status.state == "queued":
+            return estimate_text(job_id, manager.estimate(job_id))
+        deadline = time.time() + wait_s
+        while status.estimate is None and status.active and time.time() < deadline:
+            time.sleep(0.5)
+            status = manager.get(job_id)
+    except Exception as e:  # an estimate is a courtesy: never fail the start over it
+        return f"No time estimate for job {job_id}: {esc(str(e))}."
+    if status.estimate is None:
+        return f"Job **{job_id}**'s time estimate shows in its details once its model is loaded."
+    return estimate_text(job_id, status.estimate)
+
+
 def _job_id(job_id: Any) -> str:
     if not job_id or not isinstance(job_id, str):
         raise gr.Error("Select a job in the list first.")
@@ -294,6 +322,15 @@ def short_base(base: str) -> str:
     return Path(base).name if "/" in base or "\\" in base else base
 
 
+def eta_cell(s: JobStatus) -> str:
+    """A running job's time left (from its recent steps), or a queued job's estimate."""
+    if s.state == "running" and s.eta_s is not None:
+        return duration(s.eta_s)
+    if s.state == "queued" and s.estimate:
+        return f"≈ {s.estimate['text'].removeprefix('about ').removesuffix(' on this machine')}"
+    return "—"
+
+
 def job_rows(jobs: list[JobStatus]) -> pd.DataFrame:
     rows = [
         [
@@ -305,7 +342,7 @@ def job_rows(jobs: list[JobStatus]) -> pd.DataFrame:
             progress_bar(s.progress),
             f"{s.step} / {s.max_steps}" if s.max_steps else str(s.step),
             "—" if s.loss is None else f"{s.loss:.4f}",
-            duration(s.eta_s),
+            eta_cell(s),
         ]
         for s in jobs
     ]
@@ -331,6 +368,9 @@ def details(status: JobStatus, metrics: dict[str, Any]) -> str:
         parts.append(f"step {status.step} / {status.max_steps} ({status.progress:.0%})")
     if status.active and status.eta_s is not None:
         parts.append(f"about {duration(status.eta_s)} left")
+    if status.active and status.estimate:
+        said = "estimated at its start" if status.state == "running" else "expected to take"
+        parts.append(f"{said}: {status.estimate['text']}")
     if status.started and status.active:
         parts.append(f"running for {duration(time.time() - status.started)}")
     text = " · ".join(parts)
@@ -538,6 +578,7 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
                 )
         start = gr.Button("Start job", variant="primary", elem_id="job-start")
         message = gr.Markdown(elem_id="job-msg")
+        estimate = gr.Markdown(elem_id="job-estimate")
 
         gr.Markdown("## Jobs")
         empty = gr.Markdown(EMPTY, elem_id="job-empty")
@@ -600,7 +641,13 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
             return start_job(manager, *args)
 
         form = [kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every]
-        after(start.click(do_start, form, [message, picked], api_name="start_job"))
+        started = start.click(do_start, form, [message, picked], api_name="start_job")
+        after(started)
+
+        def do_estimate(job_id):
+            return estimate_job(manager, job_id)
+
+        started.success(do_estimate, picked, estimate, **quiet)
 
         def do_cancel(job_id):
             return cancel_job(manager, job_id)

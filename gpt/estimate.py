@@ -1,0 +1,291 @@
+"""How long a training run will take, said before it starts.
+
+Two parts, kept apart so the arithmetic can be checked without a clock:
+
+- `plan` counts the work from the data and the config alone: the optimizer steps, and the
+  padded tokens that go through the frozen trunk (once per example when it is cached, every
+  step when not), through the trained part (forward and backward, every step) and through the
+  whole model in evaluations. It draws the very batches `fit` will (`gpt.train.step_schedule`),
+  so bucketing and each batch's own padding are counted as they will happen.
+- `measure` times a few forward/backward passes of the actual model on a batch of the data's
+  median length, on this machine as it is now: seconds per token of each kind of work.
+
+`Estimate.seconds` is their product, summed. It counts training and evaluation, not loading
+the model or writing it out.
+
+>>> work = Workload(steps=10, trunk_tokens=1000, train_tokens=3000, eval_tokens=500)
+>>> costs = Costs(trunk=1e-3, train=2e-3, eval=1e-3, step=0.1)
+>>> round(Estimate(work, costs).seconds, 6)  # 1 + 6 + 0.5 + 1
+8.5
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from gpt.classifier import gpt_body
+from gpt.optim import make_optimizer
+from gpt.train import (
+    BUCKETED_TASKS,
+    TrainConfig,
+    _stack,
+    example_lengths,
+    step_schedule,
+)
+from gpt.trunk import GROUP, Split, TrunkCache, cache_bytes, frozen_split
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a run computes, counted before it starts (tokens are padded positions)."""
+
+    steps: int
+    trunk_tokens: int  # through the frozen trunk, forward only
+    train_tokens: int  # through the trained part, forward and backward
+    eval_tokens: int  # through the whole model, forward only (evaluations)
+    decode_tokens: int = 0  # generated one at a time (instruct: the response score)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per token of each kind of work, and per optimizer step (`measure`)."""
+
+    trunk: float
+    train: float
+    eval: float
+    step: float
+    decode: float = 0.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    work: Workload
+    costs: Costs
+
+    @property
+    def seconds(self) -> float:
+        w, c = self.work, self.costs
+        return (
+            w.trunk_tokens * c.trunk
+            + w.train_tokens * c.train
+            + w.eval_tokens * c.eval
+            + w.steps * c.step
+            + w.decode_tokens * c.decode
+        )
+
+    def describe(self) -> str:
+        """`about 4 min on this machine`, rounded as an estimate should be.
+
+        >>> Estimate(Workload(1, 0, 0, 0), Costs(0, 0, 0, 200)).describe()
+        'about 3 min on this machine'
+        """
+        return f"about {rough_duration(self.seconds)} on this machine"
+
+
+def rough_duration(seconds: float) -> str:
+    """A duration, rounded: to 5 s, to the minute, to 10 minutes past an hour.
+
+    >>> [rough_duration(s) for s in (4, 44, 150, 4000)]
+    ['5 s', '45 s', '3 min', '1 h 10 min']
+    """
+    if seconds < 60:
+        return f"{max(5, int(seconds / 5 + 0.5) * 5)} s"
+    if seconds < 3600:
+        return f"{int(seconds / 60 + 0.5)} min"
+    h, m = divmod(int(seconds / 600 + 0.5) * 10, 60)
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def plan(
+    cfg: TrainConfig,
+    lengths: Sequence[int],
+    val_lengths: Sequence[int] = (),
+    *,
+    split: bool = False,
+    cached: bool = False,
+    bucket: bool = False,
+    group: int = GROUP,
+) -> Workload:
+    """Count the work of `fit(..., cfg)` on examples of these lengths.
+
+    `split`: a frozen trunk (method head / last_blocks); `cached`: its output kept per example
+    (computed once, on groups of `group` similar lengths, as `gpt.trunk.TrunkCache` does);
+    `bucket`: bucketed batches.
+
+    >>> cfg = TrainConfig(task="classify", batch_size=2, epochs=2, eval_every=100)
+    >>> w = plan(cfg, [1, 4, 2, 3], [5, 5], split=True, cached=True, bucket=True, group=2)
+    >>> w.steps, w.train_tokens, w.trunk_tokens, w.eval_tokens
+    (4, 24, 12, 10)
+
+    Bucketed batches (1, 2) and (3, 4) pad to 2 and 4: 2 * 2 + 2 * 4 = 12 tokens an epoch,
+    24 in two; the trunk runs once on the same groups (12); one evaluation of 2 * 5 tokens.
+    """
+    schedule = step_schedule(len(lengths), cfg, lengths if bucket else None)
+    seen: set[int] = set()
+    train = 0
+    for micro_batches in schedule:
+        for rows in micro_batches:
+            train += len(rows) * max(lengths[i] for i in rows)
+            seen.update(rows)
+    trunk = 0
+    if split and cached:
+        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+        for g in range(0, len(order), group):
+            rows = order[g : g + group]
+            if seen.intersection(rows):
+                trunk += len(rows) * max(lengths[i] for i in rows)
+    elif split:
+        trunk = train
+    steps = len(schedule)
+    evals = steps // cfg.eval_every + (steps % cfg.eval_every != 0)
+    chunks = [
+        val_lengths[i : i + cfg.batch_size] for i in range(0, len(val_lengths), cfg.batch_size)
+    ]
+    if cfg.eval_batches:
+        chunks = chunks[: cfg.eval_batches]
+    per_eval = sum(len(c) * max(c) for c in chunks)
+    return Workload(steps, trunk, train, evals * per_eval)
+
+
+def _seconds(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up: first calls allocate
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def measure(
+    model: nn.Module,
+    task: Any,
+    data: Sequence,
+    collate: Callable[[list], Any],
+    cfg: TrainConfig,
+    lengths: Sequence[int],
+    split: Split | None,
+    repeats: int = 2,
+) -> Costs:
+    """Time the model's work per token on examples of about the median length: a batch of
+    `batch_size` for training and evaluation, a group of `gpt.trunk.GROUP` for the trunk.
+
+    Leaves the weights as they were (the optimizer is timed at learning rate 0) and the
+    gradients cleared.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+
+    def around_median(n: int) -> list[int]:
+        start = max(0, len(order) // 2 - n // 2)
+        return order[start : start + n]
+
+    rows = around_median(cfg.batch_size)
+    batch = collate([data[i] for i in rows])
+    tokens = batch[0].numel()
+    body = gpt_body(model)
+    model.train()
+    trunk_s = 0.0
+    net: nn.Module = model
+    if split is not None:
+        for m in split.frozen_modules(body):
+            m.eval()
+        ids = collate([data[i] for i in around_median(GROUP)])[0]  # (G, T)
+        with torch.no_grad():
+            trunk_s = _seconds(lambda: split.trunk(body, ids), repeats) / ids.numel()
+        net = TrunkCache(model, split, data, collate, lengths, group=len(rows))
+
+    def train_pass() -> None:
+        if isinstance(net, TrunkCache):
+            net.for_rows(rows)
+        loss, _ = task.loss(net, batch)
+        loss.backward()
+
+    train_s = _seconds(train_pass, repeats) / tokens
+    optimizer = make_optimizer(model, lr=0.0, weight_decay=cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def step() -> None:
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        optimizer.step()
+
+    step_s = _seconds(step, repeats)
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        eval_s = _seconds(lambda: task.evaluate(model, [batch]), repeats) / tokens
+    model.train()
+    return Costs(trunk=trunk_s, train=train_s, eval=eval_s, step=step_s)
+
+
+def estimate_fit(
+    model: nn.Module,
+    task: Any,
+    train_data: Sequence,
+    val_data: Sequence | None,
+    cfg: TrainConfig,
+    *,
+    collate: Callable[[list], Any] | None = None,
+    costs: Costs | None = None,
+) -> Estimate:
+    """How long `fit(model, task, train_data, val_data, cfg, collate=collate)` will take on
+    this machine; `model` must be prepared (`prepare_model`) as it will be trained. Pass
+    `costs` to reuse a measurement."""
+    collate = collate or _stack
+    lengths = example_lengths(task, train_data, collate)
+    if lengths is None:
+        raise ValueError(f"{type(task).__name__} has no row_lengths: cannot count its work")
+    val_lengths = example_lengths(task, val_data, collate) if val_data else []
+    split = frozen_split(model, cfg.method, cfg.last_n_blocks)
+    cached = (
+        split is not None
+        and cfg.cache_trunk
+        and cache_bytes(lengths, gpt_body(model).config.n_embd) / 2**20 <= cfg.cache_max_mb
+    )
+    bucket = cfg.bucket and getattr(task, "name", None) in BUCKETED_TASKS
+    work = plan(
+        cfg, lengths, val_lengths or (), split=split is not None, cached=cached, bucket=bucket
+    )
+    if costs is None:
+        costs = measure(model, task, train_data, collate, cfg, lengths, split)
+    return Estimate(work, costs)
+
+
+def estimate_run(spec: Any) -> Estimate:
+    """How long `gpt.runs.run(spec, ...)` will train and evaluate on this machine: it loads
+    the base model and the data as the run will, plans the run and times a few steps."""
+    import dataclasses
+
+    from gpt.runs import load_base, load_run_data, make_task
+    from gpt.sampling import generate
+    from gpt.train import prepare_model
+
+    model, tok = load_base(spec)
+    body = gpt_body(model)
+    context = min(spec.context or body.config.block_size, body.config.block_size)
+    data = load_run_data(spec, tok, context)
+    cfg = spec.train_config()
+    prepare_model(model, cfg)
+    task = make_task(spec)
+    est = estimate_fit(model, task, data.train, data.val, cfg, collate=data.collate)
+    collate = data.collate or _stack
+    test = example_lengths(task, data.test, collate) if data.test else []
+    test_tokens = sum(
+        len(test[i : i + cfg.batch_size]) * max(test[i : i + cfg.batch_size])
+        for i in range(0, len(test), cfg.batch_size)
+    )
+    decode_tokens, decode = 0, 0.0
+    if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
+        decode_tokens = min(spec.eval_samples, len(data.test_examples)) * spec.max_new_tokens
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            generate(model.eval(), tok, "Hello", temperature=0, max_new_tokens=8)
+            decode = (time.perf_counter() - t0) / 8
+    work = dataclasses.replace(
+        est.work, eval_tokens=est.work.eval_tokens + test_tokens, decode_tokens=decode_tokens
+    )
+    return Estimate(work, dataclasses.replace(est.costs, decode=decode))
