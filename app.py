@@ -72,8 +72,8 @@ def build_app() -> gr.Blocks:
             tokenizer.build(demo)
             attention.build(demo)
             generation.build(demo)
-            classify.build(demo)
-            chat.build(demo)
+            classify.build(demo, manager)
+            chat.build(demo, manager)
             pickers = {b.elem_id: b for b in demo.blocks.values() if b.elem_id in jobs.TAB_TASKS}
             jobs.build(demo, manager, pickers)
     demo.queue(default_concurrency_limit=4)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import gradio as gr
 
 from gpt.data import Instruction, format_prompt
+from gpt.jobs import JobManager
+from gpt.oneclick import ONE_CLICK
 from gpt.sampling import SamplingError, stream
+from pages import oneclick
 from pages.common import (
     card_of,
     check_text,
@@ -136,7 +139,8 @@ def new_chat():
     return [], [], [], chat_prompt("(your message)")
 
 
-def build(demo: gr.Blocks) -> None:
+def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
+    """The tab; with a jobs `manager`, also the one-click GPT-2 fine-tune button."""
     with gr.Tab("Chat", id="chat"):
         gr.Markdown(
             "Chat with an instruction-tuned model. Each message is wrapped in the Alpaca prompt "
@@ -147,6 +151,8 @@ def build(demo: gr.Blocks) -> None:
             model = model_picker(TASKS, "chat-model")
             model_status(model, TASKS, "chat-model-note")
         model_card_box(model, "chat-card")
+        if manager is not None:
+            oneclick.build(manager, ONE_CLICK["gpt2-chat"], model, TASKS)
         with gr.Row(equal_height=False):
             remember = gr.Checkbox(
                 value=remember_default(model.value),

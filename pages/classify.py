@@ -6,6 +6,9 @@ import gradio as gr
 import plotly.graph_objects as go
 import torch
 
+from gpt.jobs import JobManager
+from gpt.oneclick import ONE_CLICK
+from pages import oneclick
 from pages.common import (
     card_of,
     check_text,
@@ -109,7 +112,8 @@ def first_render(model_name: str, message: str):
     return classify(model_name, message)
 
 
-def build(demo: gr.Blocks) -> None:
+def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
+    """The tab; with a jobs `manager`, also the one-click GPT-2 fine-tune button."""
     with gr.Tab("Spam classifier", id="classify"):
         gr.Markdown(
             "A GPT fine-tuned to tell spam from ham reads the message; the chart shows what it "
@@ -119,6 +123,8 @@ def build(demo: gr.Blocks) -> None:
             model = model_picker(TASKS, "clf-model")
             model_status(model, TASKS, "clf-model-note")
         model_card_box(model, "clf-card")
+        if manager is not None:
+            oneclick.build(manager, ONE_CLICK["gpt2-spam"], model, TASKS)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 message = gr.Textbox(

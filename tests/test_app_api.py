@@ -465,3 +465,13 @@ def test_classify_verdict_carries_the_cards_main_limit(client, model):
     _, summary, _ = client.predict(model, "WIN a prize now", api_name="/classify")
     limit = model_card(model).limits[0]  # starter-spam: from its card.json, whatever it says
     assert f"Limit: {limit}" in summary
+
+
+@pytest.mark.parametrize("api_name", ["/gpt2_spam", "/gpt2_chat"])
+def test_one_click_gpt2_buttons_offline_start_nothing(client, api_name):
+    # the app under test runs with HF_HUB_OFFLINE=1: the buttons say so and submit no job
+    line = client.predict(api_name=api_name)
+    line = line[0] if isinstance(line, list | tuple) else line
+    assert "needs the network" in line and "nothing was started" in line
+    jobs = client.predict(api_name="/jobs")
+    assert jobs["data"] == [] or jobs["data"] == [[""] * len(jobs["headers"])]

@@ -1,0 +1,144 @@
+"""A one-click GPT-2 fine-tune inside a tab: a button, then the job's ETA and progress, then its
+model picked in the tab's model picker.
+
+`build(manager, one, picker, tasks)` adds the button and a status line under it. The job runs in
+the background (`gpt.jobs`), so the visitor keeps using the tab; a timer polls the job every two
+seconds while it is queued or running. Offline, the button says what it needs and starts nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gradio as gr
+
+from gpt.jobs import JobError, JobManager, JobStatus
+from gpt.oneclick import OneClick, why_not
+from pages.common import esc, friendly_errors, model_choices
+
+POLL_S = 2.0
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{seconds / 60:.0f} min"
+
+
+def progress_line(status: JobStatus) -> str:
+    """One line for a queued or running job: where it is and how long is left."""
+    estimate = (status.estimate or {}).get("text")
+    if status.state == "queued":
+        wait = f" It should take {estimate}." if estimate else ""
+        return f"Job **{status.id}** is queued behind another job.{wait}"
+    if status.max_steps:
+        where = f"step {status.step}/{status.max_steps} ({status.progress * 100:.0f}%)"
+    else:
+        where = "preparing (downloading the model and data, caching the trunk)"
+    left = f" · about {_minutes(status.eta_s)} left" if status.eta_s else ""
+    told = f" · estimated {estimate} at the start" if estimate else ""
+    return f"Job **{status.id}** is training: {where}{left}{told}."
+
+
+def end_line(status: JobStatus, metrics: dict[str, Any]) -> str:
+    """What a finished job gave: its test metrics, or why it stopped."""
+    if status.state == "succeeded":
+        test = metrics.get("test") or {}
+        shown = [
+            f"{label} {test[key]:.3f}"
+            for key, label in (
+                ("test_accuracy", "test accuracy"),
+                ("test_f1", "spam F1"),
+                ("test_rouge_l_f1", "ROUGE-L F1"),
+                ("test_loss", "test loss"),
+            )
+            if isinstance(test.get(key), int | float)
+        ]
+        scores = f" ({', '.join(shown)})" if shown else ""
+        return f"Job **{status.id}** finished{scores}: **job:{status.id}** is now picked above."
+    reason = f": {esc(status.error)}" if status.error else ""
+    return (
+        f"Job **{status.id}** ended **{status.state}**{reason}. The Fine-tune tab shows its log; "
+        "Resume it there."
+    )
+
+
+@friendly_errors
+def start(manager: JobManager, one: OneClick, job_id: str | None) -> tuple[Any, str, Any]:
+    """Submit `one` (unless this visitor's earlier one is still active); (job id, line, timer)."""
+    if job_id:
+        try:
+            status = manager.get(job_id)
+        except JobError:
+            status = None
+        if status is not None and status.active:
+            return job_id, progress_line(status), gr.Timer(active=True)
+    why = why_not(one)
+    if why is not None:
+        return (
+            job_id,
+            f"⚠️ {one.title} {why}. Connect this machine to the internet and reload the page; "
+            "nothing was started.",
+            gr.Timer(active=False),
+        )
+    try:
+        new_id = manager.submit(one.spec)
+    except JobError as e:
+        raise gr.Error(f"Could not start the job: {e}.") from None
+    status = manager.get(new_id)
+    where = "starting now" if status.state == "running" else "queued behind the running job"
+    line = (
+        f"Started job **{new_id}** ({where}): {esc(one.about)}. On 2 CPU cores it took about "
+        f"**{one.minutes:.0f} min** plus the download; its own estimate for this machine follows "
+        "once it starts. Keep using the tab meanwhile; the Fine-tune tab shows its curves."
+    )
+    return new_id, line, gr.Timer(active=True)
+
+
+def poll(manager: JobManager, tasks: tuple[str, ...], job_id: str | None, picked: Any):
+    """(line, picker update, timer update): progress while active; at the end, the model picked."""
+    if not job_id:
+        return gr.skip(), gr.skip(), gr.Timer(active=False)
+    try:
+        status = manager.get(job_id)
+    except JobError:
+        return f"Job **{job_id}** no longer exists.", gr.skip(), gr.Timer(active=False)
+    if status.active:
+        return progress_line(status), gr.skip(), gr.skip()
+    picker: Any = gr.skip()
+    if status.state == "succeeded":
+        picker = gr.Dropdown(choices=model_choices(tasks), value=f"job:{job_id}")
+    return end_line(status, manager.metrics(job_id)), picker, gr.Timer(active=False)
+
+
+def build(manager: JobManager, one: OneClick, picker: gr.Dropdown, tasks: tuple[str, ...]) -> None:
+    """The button and its status line; the job's model lands in `picker` when it succeeds."""
+    with gr.Row(equal_height=True):
+        button = gr.Button(
+            f"🚀 {one.title}", elem_id=f"{one.name}-btn", size="md", scale=0, min_width=320
+        )
+        status = gr.Markdown(
+            f"A background job: {esc(one.about)}; about {one.minutes:.0f} min on 2 CPU cores. "
+            "Needs the network (GPT-2's weights and the data download once).",
+            elem_id=f"{one.name}-status",
+            elem_classes="note",
+        )
+    job = gr.State(None)  # this visitor's job
+    timer = gr.Timer(POLL_S, active=False)
+    button.click(
+        lambda job_id: start(manager, one, job_id),
+        job,
+        [job, status, timer],
+        api_name=one.name.replace("-", "_"),
+        concurrency_limit=1,
+    )
+    timer.tick(
+        lambda job_id, picked: poll(manager, tasks, job_id, picked),
+        [job, picker],
+        [status, picker, timer],
+        api_visibility="private",
+        show_progress="hidden",
+    )
