@@ -464,22 +464,29 @@ def occlusion(
     ids: Sequence[int] | torch.Tensor,
     target: int | None = None,
     batch_size: int = 16,
+    positions: Sequence[int] | None = None,
 ) -> Attribution:
     """Drop each token in turn and measure how P(target) changes: score = P(full) − P(without).
 
-    Positive: the token pushed the target up. The T shortened texts run in batches.
+    Positive: the token pushed the target up. The shortened texts run in batches. `positions`
+    limits the work to those tokens (the others score NaN): each costs one forward pass.
     """
     idx = as_ids(model, ids, min_len=2)
     target, prob = _target(model, idx, target)
     T = idx.shape[1]
-    keep = ~torch.eye(T, dtype=torch.bool, device=idx.device)  # row i: every position but i
-    variants = idx.expand(T, T)[keep].view(T, T - 1)  # (T, T-1)
+    chosen = list(range(T)) if positions is None else sorted({int(p) for p in positions})
+    if chosen and not 0 <= chosen[0] <= chosen[-1] < T:
+        raise ValueError(f"positions must be in [0, {T}), got {chosen[0]}..{chosen[-1]}")
+    keep = ~torch.eye(T, dtype=torch.bool, device=idx.device)[chosen]  # row: all but one
+    variants = idx.expand(len(chosen), T)[keep].view(len(chosen), T - 1)  # (N, T-1)
     probs = []
     with torch.inference_mode():
-        for start in range(0, T, batch_size):
+        for start in range(0, len(chosen), batch_size):
             out = _outputs(model, variants[start : start + batch_size]).float()
-            probs.append(torch.softmax(out, dim=-1)[:, target])
-    scores = (prob - torch.cat(probs)).cpu()
+            probs.append(torch.softmax(out, dim=-1)[:, target].cpu())
+    scores = torch.full((T,), float("nan"))
+    if chosen:
+        scores[chosen] = prob - torch.cat(probs)
     return Attribution(scores, "occlusion", target, prob, is_classifier(model))
 
 

@@ -212,6 +212,9 @@ def test_occlusion_matches_a_brute_force_loop(pair, classifier, which):
     expected = [full - p_target(torch.cat([ids[:i], ids[i + 1 :]])) for i in range(len(ids))]
     assert abs(got.prob - full) < 1e-6
     torch.testing.assert_close(got.scores, torch.tensor(expected), atol=1e-6, rtol=1e-5)
+    some = inside.occlusion(model, ids, positions=[3, 0, 11])
+    torch.testing.assert_close(some.scores[[0, 3, 11]], got.scores[[0, 3, 11]])
+    assert int(some.scores.isnan().sum()) == 9
     assert inside.attribute(model, ids, "occlusion").method == "occlusion"
     with pytest.raises(ValueError, match="method must be one of gradient, occlusion"):
         inside.attribute(model, ids, "shap")
