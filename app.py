@@ -16,7 +16,7 @@ import gradio as gr
 
 from gpt.jobs import JobManager
 from gpt.registry import add_job_models, default_registry
-from pages import attention, chat, classify, generation, jobs, tokenizer
+from pages import attention, chat, classify, generation, inside, jobs, tokenizer
 from pages.common import CSS
 
 # What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap (the
@@ -61,6 +61,7 @@ def build_app() -> gr.Blocks:
             generation.build(demo)
             classify.build(demo)
             chat.build(demo)
+            inside.build(demo)
             pickers = {b.elem_id: b for b in demo.blocks.values() if b.elem_id in jobs.TAB_TASKS}
             jobs.build(demo, manager, pickers)
     demo.queue(default_concurrency_limit=4)

@@ -231,8 +231,9 @@ def predictions_from_logits(logits: torch.Tensor, ids: torch.Tensor, k: int = 5)
     )
 
 
-def _logits(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-    """All logits `(T, V)` of one sequence `(1, T)`."""
+def sequence_logits(model: nn.Module, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """All next-token logits `(T, V)` of one sequence (float32, on the model's device)."""
+    idx = as_ids(model, ids)
     with torch.inference_mode():
         return body(model)(idx)[0].float()
 
@@ -246,13 +247,13 @@ def predictions(model: nn.Module, ids: Sequence[int] | torch.Tensor, k: int = 5)
     (torch.Size([2, 4]), torch.Size([2]))
     """
     idx = as_ids(model, ids, min_len=2)
-    return predictions_from_logits(_logits(model, idx), idx[0], k)
+    return predictions_from_logits(sequence_logits(model, idx), idx[0], k)
 
 
 def surprisal(model: nn.Module, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """`(T-1,)`: −log p(ids[t+1] | ids[..t]) in nats. Its mean equals the model's LM loss."""
     idx = as_ids(model, ids, min_len=2)
-    logp = torch.log_softmax(_logits(model, idx)[:-1], dim=-1)  # (T-1, V)
+    logp = torch.log_softmax(sequence_logits(model, idx)[:-1], dim=-1)  # (T-1, V)
     return -logp.gather(1, idx[0, 1:, None])[:, 0].cpu()
 
 
@@ -369,9 +370,9 @@ def ablate(
 ) -> Ablation:
     """Run `ids` intact and with `heads` ablated; `before`: the intact logits `(T, V)` if known."""
     idx = as_ids(model, ids, min_len=2)
-    logits_before = _logits(model, idx) if before is None else before.float()
+    logits_before = sequence_logits(model, idx) if before is None else before.float()
     with ablate_heads(model, heads, mode) as by_layer:
-        logits_after = _logits(model, idx)
+        logits_after = sequence_logits(model, idx)
     return Ablation(
         heads=by_layer,
         mode=mode,
