@@ -16,6 +16,7 @@ from pages.common import (
     model_note,
     model_picker,
 )
+from pages.inside import METHODS, attribution_result
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000
@@ -102,6 +103,20 @@ def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
     return {label: final[i] for i, label in enumerate(labels)}, summary, fig
 
 
+@friendly_errors
+def spam_attribution(model_name: str, message: str, method: str):
+    """(coloured message, note, CSV + JSON): which tokens pushed P(spam) up or down."""
+    model, _ = get_model(model_name, TASKS)
+    spam = model.labels[spam_index(model.labels)] if hasattr(model, "labels") else ""
+    return attribution_result(model_name, message, method, spam, TASKS)
+
+
+def first_attribution(model_name: str, message: str, method: str):
+    if not model_name:
+        return "", "", None
+    return spam_attribution(model_name, message, method)
+
+
 def first_render(model_name: str, message: str):
     if not model_name:
         return None, model_note(TASKS), None
@@ -133,6 +148,18 @@ def build(demo: gr.Blocks) -> None:
                 label = gr.Label(label="Prediction", elem_id="clf-label")
                 summary = gr.Markdown(elem_id="clf-summary")
         chart = gr.Plot(label="Spam probability, token by token", elem_id="clf-chart")
+        with gr.Accordion(
+            "Which tokens pushed P(spam) up or down", open=True, elem_id="clf-attr-box"
+        ):
+            attr_method = gr.Radio(METHODS, value="occlusion", label="Method", elem_id="clf-method")
+            attr_note = gr.Markdown(elem_id="clf-attr-note")
+            attr_view = gr.HTML(elem_id="clf-attr")
+            attr_files = gr.File(
+                label="Attribution numbers (CSV, JSON)",
+                file_count="multiple",
+                elem_id="clf-attr-files",
+            )
+        attr_io = ([model, message, attr_method], [attr_view, attr_note, attr_files])
         gr.on(
             [run.click, message.submit],
             classify,
@@ -140,5 +167,8 @@ def build(demo: gr.Blocks) -> None:
             [label, summary, chart],
             api_name="classify",
             concurrency_limit=4,
-        )
-        demo.load(first_render, [model, message], [label, summary, chart], api_visibility="private")
+        ).then(spam_attribution, *attr_io, api_visibility="private", concurrency_limit=4)
+        attr_method.change(spam_attribution, *attr_io, api_visibility="private")
+        demo.load(
+            first_render, [model, message], [label, summary, chart], api_visibility="private"
+        ).then(first_attribution, *attr_io, api_visibility="private")
