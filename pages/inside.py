@@ -287,8 +287,8 @@ def lens(model_name: str, text: str, target: str):
     data = {
         "model": model_name,
         "ids": ids,
-        "target": {"id": tid, "text": ttext},
         **inside.describe(result),
+        "target": {"id": tid, "text": ttext},
         "top_ids": first.top_ids.tolist(),
         "top_probs": first.top_probs.tolist(),
     }
@@ -713,6 +713,7 @@ def on_model_change(model_name: str, heads: Any):
     return (
         gr.CheckboxGroup(choices=head_choices(n_layer, n_head), value=kept),
         grid_style(n_head),
+        ", ".join(kept),
     )
 
 
@@ -783,6 +784,13 @@ def build(demo: gr.Blocks) -> None:
                 label="Heads (layer.head)",
                 elem_id="ins-heads",
             )
+            # What /ablate reads: the ticked heads as text, so the API takes any model's heads
+            # (a checkbox group only accepts the choices it was built with).
+            heads_text = gr.Textbox(
+                label="Heads to ablate (L<layer>H<head>, comma-separated; the grid fills this)",
+                elem_id="ins-heads-text",
+                max_lines=1,
+            )
             with gr.Row():
                 mode = gr.Radio(MODES, value="zero", label="Ablation", elem_id="ins-mode")
                 ablate_btn = gr.Button("Ablate and re-run", elem_id="ins-ablate-run")
@@ -829,9 +837,16 @@ def build(demo: gr.Blocks) -> None:
         surprisal_io = ([model, text], [surprisal_view, ppl, surprisal_files])
         gr.on([run.click, text.submit, target.submit], lens, *lens_io, api_name="lens", **quiet)
         gr.on([run.click, text.submit], surprisal, *surprisal_io, api_name="surprisal", **quiet)
+        heads.input(
+            lambda values: ", ".join(values or []),
+            heads,
+            heads_text,
+            api_visibility="private",
+            queue=False,
+        )
         ablate_btn.click(
             ablate,
-            [model, text, heads, mode],
+            [model, text, heads_text, mode],
             [ablate_note, ablate_next, ablate_loss, ablate_files],
             api_name="ablate",
             **quiet,
@@ -851,12 +866,20 @@ def build(demo: gr.Blocks) -> None:
             **quiet,
         )
         model.change(
-            on_model_change, [model, heads], [heads, style], api_visibility="private", queue=False
+            on_model_change,
+            [model, heads],
+            [heads, style, heads_text],
+            api_visibility="private",
+            queue=False,
         ).then(first_render, *lens_io, api_visibility="private", **quiet).then(
             first_surprisal, *surprisal_io, api_visibility="private", **quiet
         )
         demo.load(
-            on_model_change, [model, heads], [heads, style], api_visibility="private", queue=False
+            on_model_change,
+            [model, heads],
+            [heads, style, heads_text],
+            api_visibility="private",
+            queue=False,
         ).then(first_render, *lens_io, api_visibility="private", **quiet).then(
             first_surprisal, *surprisal_io, api_visibility="private", **quiet
         )
