@@ -209,6 +209,7 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
     bars(st.scaled, 2, 1, kept=torch.isfinite(st.top_k))
     # 5: tokens by probability before the cut, the running total and the cutoff
     by_p = torch.topk(st.softmax, min(PIPELINE_TOKENS, st.softmax.shape[-1])).indices.tolist()
+    by_p = [i for i in by_p if st.softmax[i] > 0] or by_p[:1]  # not the tokens top-k removed
     cum = torch.cumsum(st.softmax[by_p], 0).tolist()
     names = [visible(tok.decode([i])) for i in by_p]
     fig.add_bar(
@@ -244,7 +245,8 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
         title=dict(
             text=(
                 f"Sampling pipeline at step {step}: chose {label[chosen]!r} "
-                f"(P = {float(st.probs[chosen]):.3f} now; {n_kept} tokens left to sample from)"
+                f"(P = {float(st.probs[chosen]):.3f} now; {n_kept} token"
+                f"{'' if n_kept == 1 else 's'} left to sample from)"
             ),
             font=dict(size=14),
         ),
