@@ -232,11 +232,12 @@ def decide_figure(lens: inside.LogitLens, target_text: str, where: str) -> go.Fi
     return fig
 
 
-def pick_target(tok, target: Any, lens_top: int) -> tuple[int, str, str]:
-    """(token id, its text, a note) for the token to follow; blank: the model's own guess."""
+def pick_target(tok, target: Any) -> tuple[int | str, str | None, str]:
+    """(token id, its text, a note) for the token to follow; blank: ("top", None, ""), the
+    model's own best guess after the last token."""
     target = (target or "") if isinstance(target, str) else ""
     if not target:
-        return lens_top, tok.decode([lens_top]), ""
+        return "top", None, ""
     if len(target) > 100:
         raise gr.Error("The token to follow is longer than 100 characters; type one word.")
     ids = tok.encode(target)
@@ -254,9 +255,11 @@ def lens(model_name: str, text: str, target: str):
     """(note, lens heatmap, 'when does it decide' chart, CSV + JSON files)."""
     model, tok = get_model(model_name, TASKS)
     ids, notes = read_text(model, tok, text, "lens", model_name)
-    guess = int(cached_logits(model_name, model, ids)[-1].argmax())  # the model's own guess
-    tid, ttext, tnote = pick_target(tok, target, guess)
-    result = first = inside.logit_lens(model, ids, k=TOP_K, target=tid)
+    tid, ttext, tnote = pick_target(tok, target)
+    # fast: rows before the last projected in bf16, each position's top candidates exact
+    result = first = inside.logit_lens(model, ids, k=TOP_K, target=tid, fast=True)
+    tid = result.target
+    ttext = ttext if ttext is not None else tok.decode([tid])
     if tnote:
         notes.append(tnote)
     decode = Decoder(tok)
@@ -551,7 +554,7 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
             raise gr.Error(f"{target!r} is not a class of {model_name}: {', '.join(model.labels)}.")
         tid = lowered.index(target.lower())
     elif target:
-        tid, _, tnote = pick_target(tok, target, 0)
+        tid, _, tnote = pick_target(tok, target)
         if tnote:
             notes.append(tnote)
     positions = None

@@ -247,3 +247,15 @@ def test_compare_models_of_different_depths_and_vocabularies(pair, tmp_path):
     make_hf_gpt2(tmp_path / "other", **{**SMALL_HF, "vocab_size": 999})
     with pytest.raises(ValueError, match="vocabularies differ"):
         inside.compare(ours, load_model(tmp_path / "other"), ids)
+
+
+def test_fast_lens_agrees_with_the_exact_one(pair):
+    ours, _, ids = pair
+    exact = inside.logit_lens(ours, ids, k=5, target="top")
+    fast = inside.logit_lens(ours, ids, k=5, target="top", fast=True)
+    assert exact.target == int(exact.top_ids[-1, -1, 0]) == fast.target  # "top": the own guess
+    assert torch.equal(fast.top_ids, exact.top_ids)
+    torch.testing.assert_close(fast.top_probs, exact.top_probs, atol=2e-3, rtol=1e-2)
+    torch.testing.assert_close(fast.next_logprobs, exact.next_logprobs, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(fast.target_logprobs, exact.target_logprobs, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(fast.top_probs[-1], exact.top_probs[-1])  # the last row: exact
