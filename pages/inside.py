@@ -706,6 +706,31 @@ def compare(model_a: str, model_b: str, text: str):
     return " ".join(notes), view, fig, export_files("compare", rows, data)
 
 
+def caps_markdown() -> str:
+    """The token caps of each view for the GPT-2 sizes, as a Markdown table."""
+    from gpt.config import PRESETS
+
+    views = [
+        ("lens", "Logit lens"),
+        ("surprisal", "Surprisal"),
+        ("ablate", "Ablation"),
+        ("gradient", "Gradient × input"),
+        ("compare", "Compare (per model)"),
+    ]
+    head = "| Model | " + " | ".join(v for _, v in views) + " | Occlusion (tokens dropped) |"
+    lines = [head, "|---" * (len(views) + 2) + "|"]
+    for size in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+        cfg = PRESETS[size]
+        cells = [str(token_cap(cfg, v)) for v, _ in views]
+        occl = token_cap(cfg, "occlusion", token_cap(cfg, "gradient"))
+        lines.append(f"| {size} | " + " | ".join(cells) + f" | {occl} |")
+    return (
+        f"Each view reads at most {MAX_TOKENS} tokens (and never more than the model's context). "
+        "On big models it reads fewer, so that a request stays near 10 s on a 2-core CPU; the "
+        "note under the text says when a cap cut the text. Tokens per view:\n\n" + "\n".join(lines)
+    )
+
+
 # --- the tab --------------------------------------------------------------------------------------
 
 
@@ -745,6 +770,8 @@ def build(demo: gr.Blocks) -> None:
             model = model_picker(TASKS, "ins-model")
             gr.Markdown(model_note(TASKS), elem_id="ins-model-note")
         model_card_box(model, "ins-card")
+        with gr.Accordion("Caps for big models", open=False, elem_id="ins-caps-box"):
+            gr.Markdown(caps_markdown(), elem_id="ins-caps")
         text = gr.Textbox(
             label="Text", value=EXAMPLE, lines=3, elem_id="ins-text", max_length=MAX_CHARS
         )
