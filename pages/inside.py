@@ -156,7 +156,8 @@ def lens_figure(lens: inside.LogitLens, labels: list[str], decode: Decoder) -> g
     text = [[decode(int(lens.top_ids[r, t, 0])) for t in range(T)] for r in range(L1)]
     hover = [
         [
-            "<br>".join(
+            f"after {rows[r]}, reading {html.escape(labels[t])!r} (#{t}):<br>"
+            + "<br>".join(
                 f"{j + 1}. {html.escape(decode(int(lens.top_ids[r, t, j])))!s}  "
                 f"{float(lens.top_probs[r, t, j]):.3f}"
                 for j in range(k)
@@ -179,9 +180,7 @@ def lens_figure(lens: inside.LogitLens, labels: list[str], decode: Decoder) -> g
             zmin=0,
             zmax=1,
             colorbar=dict(title="P(top-1)", thickness=12),
-            hovertemplate=(
-                "after %{y}, reading token %{x}:<br>%{customdata}<extra>top 5 next tokens</extra>"
-            ),
+            hovertemplate="%{customdata}<extra>top 5 next tokens</extra>",
         )
     )
     step = max(1, T // 40)

@@ -28,7 +28,7 @@ def text_of(page, selector: str) -> str:
     return page.locator(selector).inner_text()
 
 
-def wait_text(page, selector: str, needle: str, timeout: int = 30_000) -> None:
+def wait_text(page, selector: str, needle: str, timeout: int = 60_000) -> None:
     page.wait_for_function(
         f"(document.querySelector({selector!r})?.innerText || '').includes({needle!r})",
         timeout=timeout,
@@ -42,7 +42,7 @@ def test_inside_lens_and_surprisal(page):
     page.locator("#ins-run").click()
     wait_text(page, "#ins-surprisal", "fox")  # this text's views, not the first render's
     page.wait_for_function(
-        "(document.querySelector('#ins-lens')?.textContent || '').includes('fox')"
+        "(document.querySelector('#ins-lens')?.textContent || '').includes('fox')", timeout=60_000
     )
     page.wait_for_selector("#ins-lens .js-plotly-plot")
     title = page.locator("#ins-lens .gtitle").first.text_content()
@@ -58,7 +58,19 @@ def test_inside_lens_and_surprisal(page):
     assert spans.count() > 10
     assert "rank" in (spans.nth(3).get_attribute("title") or "")
     assert page.locator("#ins-lens-files a").count() == 2  # CSV + JSON
+    page.locator("#ins-lens").scroll_into_view_if_needed()
+    settle(page)
+    drag = page.locator("#ins-lens .nsewdrag").first  # the plot area: hover a cell
+    box = drag.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.3)
+    page.wait_for_function(
+        "(document.querySelector('#ins-lens .hoverlayer')?.textContent || '').includes('top 5')"
+    )
+    assert "1. " in page.locator("#ins-lens .hoverlayer").text_content()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#ins-lens").screenshot(path=str(SHOTS / "inside-lens-hover.png"))
     element_shot(page, "#ins-lens-box", "inside-lens")
+    page.mouse.move(0, 0)
     element_shot(page, "#ins-surprisal-box", "inside-surprisal")
     shot(page, "inside")
 
