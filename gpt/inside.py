@@ -272,6 +272,7 @@ class Predictions:
         rank: `(T-1,)` 1 + the number of tokens the model found more likely than the actual one.
         entropy: `(T-1,)` entropy of the next-token distribution, in nats.
         top_ids, top_probs: `(T-1, k)` the k most likely alternatives and their probabilities.
+        next_probs: `(V,)` the distribution of the token after the last one (what comes next).
     """
 
     surprisal: torch.Tensor
@@ -280,6 +281,7 @@ class Predictions:
     entropy: torch.Tensor
     top_ids: torch.Tensor
     top_probs: torch.Tensor
+    next_probs: torch.Tensor | None = None
 
     @property
     def loss(self) -> float:
@@ -311,6 +313,7 @@ def predictions_from_logits(logits: torch.Tensor, ids: torch.Tensor, k: int = 5)
         entropy=entropy.cpu(),
         top_ids=indices.cpu(),
         top_probs=values.exp().cpu(),
+        next_probs=torch.softmax(logits[-1].float(), dim=-1).cpu(),
     )
 
 
@@ -449,21 +452,16 @@ def ablate(
     heads: Iterable[tuple[int, int]],
     mode: str = "zero",
     k: int = 5,
-    before: torch.Tensor | None = None,
+    before: Predictions | None = None,
 ) -> Ablation:
-    """Run `ids` intact and with `heads` ablated; `before`: the intact logits `(T, V)` if known."""
+    """Run `ids` intact and with `heads` ablated. `before`: the intact model's `predictions` of
+    `ids` if already known (with `next_probs`), so only the ablated model runs."""
     idx = as_ids(model, ids, min_len=2)
-    logits_before = sequence_logits(model, idx) if before is None else before.float()
+    if before is None or before.next_probs is None:
+        before = predictions_from_logits(sequence_logits(model, idx), idx[0], k)
     with ablate_heads(model, heads, mode) as by_layer:
-        logits_after = sequence_logits(model, idx)
-    return Ablation(
-        heads=by_layer,
-        mode=mode,
-        before=predictions_from_logits(logits_before, idx[0], k),
-        after=predictions_from_logits(logits_after, idx[0], k),
-        next_before=torch.softmax(logits_before[-1], dim=-1).cpu(),
-        next_after=torch.softmax(logits_after[-1], dim=-1).cpu(),
-    )
+        after = predictions_from_logits(sequence_logits(model, idx), idx[0], k)
+    return Ablation(by_layer, mode, before, after, before.next_probs, after.next_probs)
 
 
 # --- attribution ----------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ EXAMPLE = "The cat sat on the mat because it was tired. Then the cat fell asleep
 MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
 METHODS = [("Occlusion (drop each token)", "occlusion"), ("Gradient × input", "gradient")]
 
-_logits_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_predictions_cache: OrderedDict[tuple, inside.Predictions] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -91,19 +91,20 @@ def read_text(model, tok, text: str, view: str, name: str) -> tuple[list[int], l
     return ids, notes
 
 
-def cached_logits(name: str, model, ids: list[int]) -> torch.Tensor:
-    """All logits `(T, V)` of `ids`, kept for the last few texts (the ablation's baseline)."""
+def cached_predictions(name: str, model, ids: list[int]) -> inside.Predictions:
+    """The intact model's `Predictions` of `ids`, kept for the last few texts: surprisal computes
+    them, ablation reuses them as its baseline."""
     key = (name, id(model), tuple(ids))
     with _cache_lock:
-        if key in _logits_cache:
-            _logits_cache.move_to_end(key)
-            return _logits_cache[key]
-    logits = inside.sequence_logits(model, ids).cpu()
+        if key in _predictions_cache:
+            _predictions_cache.move_to_end(key)
+            return _predictions_cache[key]
+    result = inside.predictions(model, ids, TOP_K)
     with _cache_lock:
-        _logits_cache[key] = logits
-        while len(_logits_cache) > 4:
-            _logits_cache.popitem(last=False)
-    return logits
+        _predictions_cache[key] = result
+        while len(_predictions_cache) > 8:
+            _predictions_cache.popitem(last=False)
+    return result
 
 
 # --- text helpers ---------------------------------------------------------------------------------
@@ -307,9 +308,7 @@ def surprisal(model_name: str, text: str):
     ids, notes = read_text(model, tok, text, "surprisal", model_name)
     if len(ids) < 2:
         raise gr.Error("Surprisal needs at least 2 tokens: the first one has no prediction.")
-    p = inside.predictions_from_logits(
-        cached_logits(model_name, model, ids), torch.tensor(ids), TOP_K
-    )
+    p = cached_predictions(model_name, model, ids)
     decode = Decoder(tok)
     pieces = [(tok.decode([ids[0]]), "#e8e8e8", "the first token has no prediction")]
     rows = []
@@ -347,6 +346,11 @@ def surprisal(model_name: str, text: str):
         f"rank {int(p.rank[worst])}).",
     )
     data = {"model": model_name, "ids": ids, **inside.describe(p), "perplexity": p.perplexity}
+    nxt = torch.topk(p.next_probs, min(20, p.next_probs.shape[0]))  # not all V probabilities
+    data["next_probs"] = [
+        {"id": int(i), "token": tok.decode([int(i)]), "prob": float(v)}
+        for v, i in zip(nxt.values, nxt.indices)
+    ]
     return view, " ".join(notes), export_files("surprisal", rows, data)
 
 
@@ -466,7 +470,7 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
         raise gr.Error(f"Mode must be one of {', '.join(inside.ABLATION_MODES)}.")
     try:
         result = inside.ablate(
-            model, ids, pairs, mode, TOP_K, before=cached_logits(model_name, model, ids)
+            model, ids, pairs, mode, TOP_K, before=cached_predictions(model_name, model, ids)
         )
     except ValueError as e:
         raise gr.Error(f"{e}.") from None
