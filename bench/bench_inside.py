@@ -7,7 +7,8 @@ starts `python app.py` with it (`GPT2LAB_MODELS_DIR`), and times through gradio_
 tokens: the logit lens (all layers and positions, figures included), surprisal, one ablation
 re-run, attribution and compare; then the sampling-pipeline redraw after a slider move (a /generate
 run first, then /pipeline with new settings: no model call). Files are not downloaded, as in a
-browser. From the lens figure it derives the machine's effective rate and what the caps in
+browser. The ablation re-run finds the intact model's predictions kept by the tab (as after
+"Look inside"), so it times one forward pass of the ablated model. From the lens figure it derives the machine's effective rate and what the caps in
 `pages/inside.py` mean in seconds for gpt2-xl. Writes bench/results/inside.json; prints the load
 average (`os.getloadavg`), since the figures depend on it.
 """
@@ -68,6 +69,7 @@ def main() -> None:
         try:
             c = Client(url, verbose=False, download_files=False)
             m, r = "gpt2", args.repeats
+            fresh = iter(range(10**6))  # a new first word: the tab keeps the last texts' results
             cases = [
                 (
                     "lens",
@@ -77,9 +79,9 @@ def main() -> None:
                 ),
                 (
                     "surprisal",
-                    "Surprisal (coloured text, perplexity)",
+                    "Surprisal (coloured text, perplexity), a new text each time",
                     "< 0.5 s",
-                    lambda: c.predict(m, TEXT_256, api_name="/surprisal"),
+                    lambda: c.predict(m, f"{next(fresh)} {TEXT_256}", api_name="/surprisal"),
                 ),
                 (
                     "ablate",
