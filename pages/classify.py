@@ -16,6 +16,7 @@ from pages.common import (
     model_note,
     model_picker,
 )
+from pages.export import export_files
 from pages.inside import METHODS, attribution_result
 
 TASKS = ("classify",)
@@ -111,6 +112,25 @@ def spam_attribution(model_name: str, message: str, method: str):
     return attribution_result(model_name, message, method, spam, TASKS)
 
 
+@friendly_errors
+def trace_numbers(model_name: str, message: str) -> list[str]:
+    """CSV + JSON of the trace chart: the class probabilities after each token."""
+    message = check_text(message, MAX_CHARS, "Message")
+    model, tok = get_model(model_name, TASKS)
+    ids = tok.encode(message)[: model.config.block_size]
+    with torch.inference_mode():
+        probs = model.trace(torch.tensor([ids], device=model.gpt.device)).float().cpu()
+    rows = [
+        {
+            "position": t,
+            "token": tok.decode([i]),
+            **{f"P({lab})": float(p) for lab, p in zip(model.labels, probs[t])},
+        }
+        for t, i in enumerate(ids)
+    ]
+    return export_files("spam-trace", rows, {"model": model_name, "ids": ids, "trace": rows})
+
+
 def first_attribution(model_name: str, message: str, method: str):
     if not model_name:
         return "", "", None
@@ -148,6 +168,9 @@ def build(demo: gr.Blocks) -> None:
                 label = gr.Label(label="Prediction", elem_id="clf-label")
                 summary = gr.Markdown(elem_id="clf-summary")
         chart = gr.Plot(label="Spam probability, token by token", elem_id="clf-chart")
+        trace_files = gr.File(
+            label="Trace numbers (CSV, JSON)", file_count="multiple", elem_id="clf-trace-files"
+        )
         with gr.Accordion(
             "Which tokens pushed P(spam) up or down", open=True, elem_id="clf-attr-box"
         ):
@@ -167,7 +190,9 @@ def build(demo: gr.Blocks) -> None:
             [label, summary, chart],
             api_name="classify",
             concurrency_limit=4,
-        ).then(spam_attribution, *attr_io, api_visibility="private", concurrency_limit=4)
+        ).then(spam_attribution, *attr_io, api_visibility="private", concurrency_limit=4).then(
+            trace_numbers, [model, message], trace_files, api_visibility="private"
+        )
         attr_method.change(spam_attribution, *attr_io, api_visibility="private")
         demo.load(
             first_render, [model, message], [label, summary, chart], api_visibility="private"

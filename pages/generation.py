@@ -127,12 +127,13 @@ def generate(
     start = time.perf_counter()
     # The last run, kept for the sampling-pipeline view: each step's raw logits, so moving a
     # slider redraws the pipeline without running the model again.
-    run = {"prompt_ids": tok.encode(prompt), "tokens": [], "logits": [], "tok": tok}
+    run = {"prompt_ids": tok.encode(prompt), "tokens": [], "logits": [], "tok": tok, "steps": []}
     try:
         events = stream(model, tok, prompt, n_candidates=N_CANDIDATES, keep_logits=True, **args)
         for step, event in enumerate(events, 1):
             text += event.text
             run["tokens"].append(event.token_id)
+            run["steps"].append((event.prob, event.candidates))
             run["logits"].append(event.logits)
             last = event.finish_reason is not None
             if step == 1 or last or step % CHART_EVERY == 0:
@@ -299,13 +300,29 @@ def quiet_pipeline(run: dict | None, *args):
     return pipeline(run, *args)
 
 
+def run_export(run: dict) -> list[str]:
+    """CSV + JSON of the candidates chart's numbers: every step's token and top candidates."""
+    tok = run["tok"]
+    rows = []
+    for i, (token, (prob, cands)) in enumerate(zip(run["tokens"], run["steps"]), 1):
+        row = {"step": i, "token_id": token, "token": tok.decode([token]), "prob": prob}
+        for j, c in enumerate(cands, 1):
+            row[f"cand{j}"] = c.text
+            row[f"cand{j}_prob"] = c.prob
+            row[f"cand{j}_model_prob"] = c.raw_prob
+        rows.append(row)
+    data = {"prompt_ids": run["prompt_ids"], "steps": rows}
+    return export_files("generation", rows, data)
+
+
 def after_run(run: dict | None, step, temperature, top_k, top_p, repetition_penalty):
-    """Point the step slider at the last run's steps and draw its last step."""
+    """Point the step slider at the last run's steps, draw its last step, export its numbers."""
     if not run or not run.get("tokens"):
-        return gr.skip(), None, None
+        return gr.skip(), None, None, None
     n = len(run["tokens"])
     fig, files = pipeline(run, n, temperature, top_k, top_p, repetition_penalty)
-    return gr.Slider(minimum=1, maximum=max(n, 2), value=n, interactive=n > 1), fig, files
+    step = gr.Slider(minimum=1, maximum=max(n, 2), value=n, interactive=n > 1)
+    return step, fig, files, run_export(run)
 
 
 def first_render(*args):
@@ -391,6 +408,11 @@ def build(demo: gr.Blocks) -> None:
                     value=0, precision=0, label="Seed (-1 = random)", elem_id="gen-seed"
                 )
         chart = gr.Plot(label="Next-token candidates", elem_id="gen-chart")
+        run_files = gr.File(
+            label="The run's numbers: each step's token and candidates (CSV, JSON)",
+            file_count="multiple",
+            elem_id="gen-run-files",
+        )
         last_run = gr.State(None, time_to_live=3600)
         with gr.Accordion("Sampling pipeline of the last run", open=True, elem_id="gen-pipe-box"):
             gr.Markdown(
@@ -420,7 +442,8 @@ def build(demo: gr.Blocks) -> None:
             show_progress="hidden",
         )
         pipe_inputs = [last_run, step, temperature, top_k, top_p, rep]
-        event.then(after_run, pipe_inputs, [step, pipe, pipe_files], api_visibility="private")
+        after = [step, pipe, pipe_files, run_files]
+        event.then(after_run, pipe_inputs, after, api_visibility="private")
         redraw = dict(trigger_mode="always_last", concurrency_limit=None, show_progress="hidden")
         step.release(pipeline, pipe_inputs, [pipe, pipe_files], api_name="pipeline", **redraw)
         gr.on(
@@ -439,4 +462,4 @@ def build(demo: gr.Blocks) -> None:
             api_visibility="private",
             concurrency_id="generate",
             show_progress="hidden",
-        ).then(after_run, pipe_inputs, [step, pipe, pipe_files], api_visibility="private")
+        ).then(after_run, pipe_inputs, after, api_visibility="private")

@@ -172,3 +172,22 @@ def test_pipeline_redraws_a_step_of_the_last_run_without_the_model(app):
     assert "Sampling pipeline at step 3" in fig["plot"] and "Top-k cut (k = 3)" in fig["plot"]
     fig, _ = fresh.predict(99, 0, 0, 1.0, 1.0, api_name="/pipeline")  # clamped to the last step
     assert "step 6" in fig["plot"] and "greedy: skipped" in fig["plot"]
+
+
+def test_exports_of_the_older_charts(app):
+    """The attention heatmaps' and the spam trace's numbers, as the tabs' download buttons give
+    them (functions called directly: they are not API endpoints)."""
+    from pages.attention import attention_numbers
+    from pages.classify import trace_numbers
+
+    rows, data = files(attention_numbers(LM, "The cat sat on the mat.", 1, 0))
+    model, tok = loaded(LM)
+    T = len(tok.encode("The cat sat on the mat."))
+    assert len(rows) == T * (T + 1) // 2 and data["layer"] == 1 and data["head"] == 0
+    ex = model.explain(torch.tensor([tok.encode("The cat sat on the mat.")]))
+    torch.testing.assert_close(torch.tensor(data["weights"]), ex.attentions[1][0, 0])
+    rows, data = files(trace_numbers(SPAM, "WIN a FREE prize now"))
+    clf, tok = loaded(SPAM)
+    expected = clf.trace(torch.tensor([tok.encode("WIN a FREE prize now")]))[:, 1]
+    got = torch.tensor([float(r["P(spam)"]) for r in rows])
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)

@@ -130,6 +130,7 @@ def test_generate_sampling_pipeline_follows_the_sliders(page):
     page.wait_for_function(  # the subplot titles follow the slider
         "(document.querySelector('#gen-pipeline')?.textContent || '').includes('(k = 3)')"
     )
+    assert page.locator("#gen-run-files a").count() == 2  # the run's numbers: CSV + JSON
     output = page.locator("#gen-out textarea").input_value()
     assert output  # the run's text is untouched: the model did not run again
     element_shot(page, "#gen-pipe-box", "generate-pipeline")
@@ -143,4 +144,5 @@ def test_spam_attribution(page):
     page.locator("#clf-run").click()
     wait_text(page, "#clf-attr-note", "P(spam)")
     assert page.locator("#clf-attr .attribution-view .tok").count() > 10
+    page.wait_for_function("document.querySelectorAll('#clf-trace-files a').length === 2")
     element_shot(page, "#clf-attr-box", "classify-attribution")
