@@ -135,7 +135,7 @@ def _bf16_head(gpt: GPT) -> torch.Tensor:
     key = (w.data_ptr(), w._version, w.dtype, w.device)
     hit = _bf16_heads.get(id(gpt))
     if hit is None or hit[0] != key:
-        if len(_bf16_heads) > 4:
+        if len(_bf16_heads) >= 2:  # a copy is vocab x width x 2 bytes (160 MB for gpt2-xl)
             _bf16_heads.clear()
         with torch.inference_mode(False), torch.no_grad():
             hit = (key, w.detach().t().to(torch.bfloat16).contiguous())

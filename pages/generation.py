@@ -413,7 +413,9 @@ def build(demo: gr.Blocks) -> None:
             file_count="multiple",
             elem_id="gen-run-files",
         )
-        last_run = gr.State(None, time_to_live=3600)
+        # The last run's raw logits, per session: up to 256 x vocab floats (51 MB for GPT-2),
+        # dropped 15 minutes after the run.
+        last_run = gr.State(None, time_to_live=900)
         with gr.Accordion("Sampling pipeline of the last run", open=True, elem_id="gen-pipe-box"):
             gr.Markdown(
                 "Any step of the last run, from the model's raw logits to the probabilities "
