@@ -259,3 +259,27 @@ def test_fast_lens_agrees_with_the_exact_one(pair):
     torch.testing.assert_close(fast.next_logprobs, exact.next_logprobs, atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(fast.target_logprobs, exact.target_logprobs, atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(fast.top_probs[-1], exact.top_probs[-1])  # the last row: exact
+
+
+@pytest.mark.slow
+def test_gpt2_124m_lens_surprisal_and_ablation_match_hf(hf_gpt2):
+    """The same checks on the full GPT-2 124M shape (random weights, 12 layers x 12 heads)."""
+    folder, hf = hf_gpt2
+    ours = load_model(folder).eval()
+    torch.manual_seed(4)
+    ids = torch.randint(0, 50257, (32,))
+    with torch.no_grad():
+        out = hf(ids[None], labels=ids[None], output_hidden_states=True)
+        hs = out.hidden_states
+        rows = [hf.lm_head(h if i == 12 else hf.transformer.ln_f(h))[0] for i, h in enumerate(hs)]
+    expected = torch.log_softmax(torch.stack(rows), dim=-1)  # (13, T, V)
+    for fast in (False, True):
+        lens = inside.logit_lens(ours, ids, k=5, fast=fast)
+        assert torch.equal(lens.top_ids, expected.topk(5, dim=-1).indices)
+        tol = dict(atol=2e-3, rtol=1e-2) if fast else dict(atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(lens.top_probs, expected.topk(5, dim=-1).values.exp(), **tol)
+    torch.testing.assert_close(inside.surprisal(ours, ids).mean(), out.loss, atol=1e-5, rtol=1e-5)
+    silenced = hf_logp(hf_without_values(hf, 5, [3, 7]), ids)
+    with inside.ablate_heads(ours, [(5, 3), (5, 7)]):
+        got = torch.log_softmax(ours(ids[None])[0], dim=-1)
+    torch.testing.assert_close(got, silenced, atol=1e-4, rtol=1e-4)
