@@ -150,7 +150,8 @@ def _fast_row(gpt: GPT, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Te
     Where the CPU has bf16 matrix units this is several times faster than float32, and the
     `(T, V)` logits stay in bf16 (half the memory traffic). Each position's top candidates are
     recomputed in float32, so the top-k and their logits are exact; the normaliser sums the
-    other tokens' bf16 logits (their rounding errors mostly cancel; probabilities within 0.5% of float32 on GPT-2 124M).
+    other tokens' bf16 logits (their rounding errors mostly cancel: probabilities stay within
+    0.5% of the float32 ones on GPT-2 124M).
     """
     logits = h.to(torch.bfloat16) @ _bf16_head(gpt)  # (T, V) bf16
     cand = torch.topk(logits, min(_FAST_CANDIDATES, logits.shape[-1]), dim=-1).indices  # (T, M)
@@ -250,7 +251,8 @@ def logit_lens(
     token id whose log-probability to follow through the layers, or "top" for the model's own
     best guess after the last token. `fast`: project the rows before the last in bfloat16 and
     recompute each position's top candidates (and the tokens asked about) in float32; the
-    normaliser then carries bf16 rounding (probabilities within 0.5% of the float32 ones on GPT-2 124M).
+    normaliser then carries bf16 rounding (probabilities within 0.5% of the float32 ones on
+    GPT-2 124M).
 
     >>> from gpt.config import PRESETS
     >>> lens = logit_lens(GPT(PRESETS["tiny"]).eval(), [1, 2, 3], k=2, target=7)
