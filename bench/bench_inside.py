@@ -8,8 +8,9 @@ tokens: the logit lens (all layers and positions, figures included), surprisal, 
 re-run, attribution and compare; then the sampling-pipeline redraw after a slider move (a /generate
 run first, then /pipeline with new settings: no model call). Files are not downloaded, as in a
 browser. The ablation re-run finds the intact model's predictions kept by the tab (as after
-"Look inside"), so it times one forward pass of the ablated model. From the lens figure it derives the machine's effective rate and what the caps in
-`pages/inside.py` mean in seconds for gpt2-xl. Writes bench/results/inside.json; prints the load
+"Look inside"), so it times one forward pass of the ablated model. From the lens figure it
+derives the machine's effective rate and what the caps in `pages/inside.py` mean in seconds for
+gpt2-xl. Writes bench/results/inside.json; prints the load
 average (`os.getloadavg`), since the figures depend on it.
 """
 

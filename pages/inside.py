@@ -39,6 +39,10 @@ SURPRISAL_MAX = 10.0  # nats: the darkest colour of the surprisal view
 EXAMPLE = "The cat sat on the mat because it was tired. Then the cat fell asleep on the mat."
 MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
 METHODS = [("Occlusion (drop each token)", "occlusion"), ("Gradient × input", "gradient")]
+HOW = {
+    "occlusion": "drop each token and see how it changes",
+    "gradient": "gradient × input on the token embeddings, of the logit",
+}
 
 _predictions_cache: OrderedDict[tuple, inside.Predictions] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -585,8 +589,7 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
     scores = result.scores.tolist()
     notes.insert(
         0,
-        f"Explaining {what}: **{result.prob:.3f}** on the full text "
-        f"({'drop each token and see how it changes' if method == 'occlusion' else 'gradient × input on the token embeddings, of the logit'}).",
+        f"Explaining {what}: **{result.prob:.3f}** on the full text ({HOW[method]}).",
     )
     rows = [{"position": i, "token": t, "score": s} for i, (t, s) in enumerate(zip(texts, scores))]
     data = {
