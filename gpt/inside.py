@@ -615,9 +615,15 @@ class Comparison:
 
 
 def compare(
-    model_a: nn.Module, model_b: nn.Module, ids: Sequence[int] | torch.Tensor
+    model_a: nn.Module,
+    model_b: nn.Module,
+    ids: Sequence[int] | torch.Tensor,
+    fast: bool = False,
 ) -> Comparison:
     """Per-token log-probability differences and logit-lens differences of two models.
+
+    `fast`: the lenses' rows before the last as in `logit_lens(fast=True)`; the final
+    log-probabilities (`logprobs_*`, `diff`, `kl`) are float32 either way.
 
     >>> from gpt.config import PRESETS
     >>> torch.manual_seed(0) and None
@@ -631,8 +637,8 @@ def compare(
         raise ValueError(f"the models' vocabularies differ ({va} vs {vb} tokens): no shared tokens")
     idx = as_ids(model_a, ids, min_len=2)
     as_ids(model_b, idx)  # B's context length too
-    lens_a, logp_a = _lens_pass(model_a, idx, 1, None)
-    lens_b, logp_b = _lens_pass(model_b, idx, 1, None)
+    lens_a, logp_a = _lens_pass(model_a, idx, 1, None, fast)
+    lens_b, logp_b = _lens_pass(model_b, idx, 1, None, fast)
     lp_a, lp_b = lens_a.next_logprobs[-1], lens_b.next_logprobs[-1]
     kl = (logp_a[:-1].exp() * (logp_a[:-1] - logp_b[:-1])).nan_to_num().sum(dim=-1)
     same_depth = lens_a.n_rows == lens_b.n_rows

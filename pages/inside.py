@@ -633,7 +633,7 @@ def compare(model_a: str, model_b: str, text: str):
         )
     if len(ids) < 2:
         raise gr.Error("Comparing needs at least 2 tokens.")
-    c = inside.compare(ma, mb, ids)
+    c = inside.compare(ma, mb, ids, fast=True)
     labels = token_labels(tok_a, ids)
     texts = [tok_a.decode([i]) for i in ids]
     scale = max(float(c.diff.abs().max()), 1e-9)

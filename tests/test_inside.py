@@ -235,6 +235,9 @@ def test_compare_gives_hf_log_prob_differences(pair, tmp_path):
     torch.testing.assert_close(c.kl, kl, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(c.lens_diff, c.lens_b - c.lens_a)
     torch.testing.assert_close(c.lens_a[-1], c.logprobs_a)
+    fast = inside.compare(ours, b, ids, fast=True)
+    torch.testing.assert_close(fast.diff, c.diff)  # the final rows are float32 either way
+    torch.testing.assert_close(fast.lens_diff, c.lens_diff, atol=1e-2, rtol=1e-2)
     same = inside.compare(ours, ours, ids)
     assert float(same.diff.abs().max()) == 0 and float(same.kl.abs().max()) < 1e-6
 
