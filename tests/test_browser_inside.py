@@ -126,9 +126,13 @@ def test_generate_sampling_pipeline_follows_the_sliders(page):
         ".some(t => t.textContent.includes('step 5'))"
     )
     topk = page.locator("#gen-topk input[type=range]")
-    topk.fill("3")
+    topk.fill("8")
     page.wait_for_function(  # the subplot titles follow the slider
-        "(document.querySelector('#gen-pipeline')?.textContent || '').includes('(k = 3)')"
+        "(document.querySelector('#gen-pipeline')?.textContent || '').includes('(k = 8)')"
+    )
+    page.locator("#gen-temp input[type=range]").fill("2")  # flatter: every stage shows
+    page.wait_for_function(
+        "(document.querySelector('#gen-pipeline')?.textContent || '').includes('temperature 2')"
     )
     assert page.locator("#gen-run-files a").count() == 2  # the run's numbers: CSV + JSON
     output = page.locator("#gen-out textarea").input_value()
