@@ -59,5 +59,5 @@ def export_files(stem: str, rows: list[dict[str, Any]], data: dict[str, Any]) ->
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    json_path.write_text(json.dumps(_clean(data), ensure_ascii=False, indent=1), encoding="utf-8")
+    json_path.write_text(json.dumps(_clean(data), ensure_ascii=False), encoding="utf-8")
     return [str(csv_path), str(json_path)]

@@ -118,12 +118,18 @@ class Decoder:
     """Token texts with whitespace made visible, memoised (the lens decodes thousands)."""
 
     def __init__(self, tok) -> None:
-        self.tok, self.memo = tok, {}
+        self.tok, self.memo, self.raw_memo = tok, {}, {}
 
     def __call__(self, token_id: int) -> str:
         if token_id not in self.memo:
             self.memo[token_id] = token_labels(self.tok, [token_id])[0]
         return self.memo[token_id]
+
+    def raw(self, token_id: int) -> str:
+        """The token's text as it is (for exported numbers)."""
+        if token_id not in self.raw_memo:
+            self.raw_memo[token_id] = self.tok.decode([token_id])
+        return self.raw_memo[token_id]
 
 
 def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
@@ -279,7 +285,7 @@ def lens(model_name: str, text: str, target: str):
             "input_token": tok.decode([ids[t]]),
             **{
                 f"top{j + 1}_{what}": (
-                    tok.decode([int(first.top_ids[r, t, j])])
+                    decode.raw(int(first.top_ids[r, t, j]))
                     if what == "token"
                     else float(first.top_probs[r, t, j])
                 )
