@@ -164,13 +164,13 @@ def lens_figure(lens: inside.LogitLens, labels: list[str], decode: Decoder) -> g
     L1, T, k = lens.top_ids.shape
     rows = ["embeddings"] + [f"layer {i}" for i in range(1, L1)]
     z = lens.top_probs[:, :, 0].tolist()  # (L+1, T)
-    text = [[decode(int(lens.top_ids[r, t, 0])) for t in range(T)] for r in range(L1)]
+    ids, probs = lens.top_ids.tolist(), lens.top_probs.tolist()  # plain lists: fast to index
+    text = [[decode(ids[r][t][0]) for t in range(T)] for r in range(L1)]
     hover = [
         [
             f"after {rows[r]}, reading {html.escape(labels[t])!r} (#{t}):<br>"
             + "<br>".join(
-                f"{j + 1}. {html.escape(decode(int(lens.top_ids[r, t, j])))!s}  "
-                f"{float(lens.top_probs[r, t, j]):.3f}"
+                f"{j + 1}. {html.escape(decode(ids[r][t][j]))}  {probs[r][t][j]:.3f}"
                 for j in range(k)
             )
             for t in range(T)
@@ -277,6 +277,8 @@ def lens(model_name: str, text: str, target: str):
     heat = lens_figure(first, labels, decode)
     decide = decide_figure(result, ttext, f"reading the last token {labels[-1]!r}")
     L1, T, _ = first.top_ids.shape
+    top_ids, top_probs = first.top_ids.tolist(), first.top_probs.tolist()
+    target_lp = result.target_logprobs.tolist()
     rows = [
         {
             "row": r,
@@ -285,14 +287,12 @@ def lens(model_name: str, text: str, target: str):
             "input_token": tok.decode([ids[t]]),
             **{
                 f"top{j + 1}_{what}": (
-                    decode.raw(int(first.top_ids[r, t, j]))
-                    if what == "token"
-                    else float(first.top_probs[r, t, j])
+                    decode.raw(top_ids[r][t][j]) if what == "token" else top_probs[r][t][j]
                 )
                 for j in range(TOP_K)
                 for what in ("token", "prob")
             },
-            "target_logprob": float(result.target_logprobs[r, t]),
+            "target_logprob": target_lp[r][t],
         }
         for r in range(L1)
         for t in range(T)
