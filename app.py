@@ -29,7 +29,7 @@ from gpt import hub  # noqa: E402
 from gpt.jobs import JobManager  # noqa: E402
 from gpt.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
 from gpt.registry import add_job_models, default_registry  # noqa: E402
-from pages import attention, chat, classify, generation, jobs, tokenizer  # noqa: E402
+from pages import attention, chat, classify, generation, inside, jobs, tokenizer  # noqa: E402
 from pages.common import CSS  # noqa: E402
 
 # What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap (the
@@ -74,6 +74,7 @@ def build_app() -> gr.Blocks:
             generation.build(demo)
             classify.build(demo, manager)
             chat.build(demo, manager)
+            inside.build(demo)
             pickers = {b.elem_id: b for b in demo.blocks.values() if b.elem_id in jobs.TAB_TASKS}
             jobs.build(demo, manager, pickers)
     demo.queue(default_concurrency_limit=4)

@@ -18,6 +18,17 @@ from gpt.checkpoint import (
 )
 from gpt.classifier import GPTClassifier
 from gpt.config import PRESETS, STARTER_MODELS, GPTConfig
+from gpt.inside import (
+    ablate,
+    ablate_heads,
+    attribute,
+    compare,
+    gradient_x_input,
+    logit_lens,
+    occlusion,
+    predictions,
+    surprisal,
+)
 from gpt.model import GPT, Explanation, KVCache
 from gpt.sampling import (
     Candidate,
@@ -55,13 +66,22 @@ __all__ = [
     "Tokenizer",
     "TokenizerError",
     "TokenizerNotFoundError",
+    "ablate",
+    "ablate_heads",
+    "attribute",
+    "compare",
     "generate",
     "generate_ids",
     "gpt2_tokenizer",
+    "gradient_x_input",
     "load_checkpoint",
     "load_hf_gpt2",
     "load_model",
     "load_tokenizer",
+    "logit_lens",
+    "occlusion",
+    "predictions",
     "save_checkpoint",
     "stream",
+    "surprisal",
 ]

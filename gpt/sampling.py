@@ -51,6 +51,8 @@ class SamplingConfig:
         stop: strings that end generation; the text returned stops before them.
         stop_at_eot: stop when the model emits the end-of-text token.
         n_candidates: report this many top candidates at each step (0: none).
+        keep_logits: hand each step's raw logits `(V,)` to the caller (`TokenStep.logits`,
+            `StreamEvent.logits`), e.g. to redraw the sampling stages later without the model.
     """
 
     temperature: float = 1.0
@@ -62,6 +64,7 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()
     stop_at_eot: bool = True
     n_candidates: int = 0
+    keep_logits: bool = False
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> SamplingError:
@@ -129,35 +132,64 @@ class TokenStep:
     token_id: int
     prob: float
     candidates: tuple[Candidate, ...] = ()
+    logits: torch.Tensor | None = None  # the raw logits (V,) when `keep_logits`
 
 
-def next_token_distribution(
-    logits: torch.Tensor, seen: torch.Tensor | None, cfg: SamplingConfig
-) -> torch.Tensor:
-    """Probabilities `(V,)` to sample from, given raw logits `(V,)` and a seen-token mask `(V,)`.
+@dataclass(frozen=True)
+class SamplingStages:
+    """Every stage between a step's raw logits and the distribution sampled from, each `(V,)`.
 
-    Greedy (temperature 0) returns a one-hot distribution on the best token.
+    The order is the one `next_token_distribution` applies: repetition penalty, then ÷ temperature
+    (the two commute: both rescale a logit without changing its sign), then the top-k cut, the
+    softmax, and the top-p cut. Greedy (temperature 0) skips the division and the cuts and ends
+    one-hot on the best token.
 
-    >>> p = next_token_distribution(torch.tensor([1.0, 3.0, 2.0]), None, SamplingConfig(top_k=2))
-    >>> [round(x, 3) for x in p.tolist()]
-    [0.0, 0.731, 0.269]
+    Attributes:
+        raw: the model's logits.
+        penalized: after the repetition penalty on seen tokens.
+        scaled: after ÷ temperature.
+        top_k: `scaled` with -inf outside the top k.
+        softmax: probabilities before the top-p cut.
+        probs: the final probabilities.
     """
-    logits = logits.float()
+
+    raw: torch.Tensor
+    penalized: torch.Tensor
+    scaled: torch.Tensor
+    top_k: torch.Tensor
+    softmax: torch.Tensor
+    probs: torch.Tensor
+
+
+def sampling_stages(
+    logits: torch.Tensor, seen: torch.Tensor | None, cfg: SamplingConfig
+) -> SamplingStages:
+    """The stages from raw logits `(V,)` and a seen-token mask `(V,)` to the sampled distribution.
+
+    >>> st = sampling_stages(torch.tensor([1.0, 3.0, 2.0]), None, SamplingConfig(temperature=2))
+    >>> st.scaled.tolist(), [round(x, 3) for x in st.probs.tolist()]
+    ([0.5, 1.5, 1.0], [0.186, 0.506, 0.307])
+    """
+    raw = logits = logits.float()
     if seen is not None and cfg.repetition_penalty != 1.0:
         # CTRL's penalty: push seen tokens' logits towards "less likely" whatever their sign.
         penalized = torch.where(
             logits > 0, logits / cfg.repetition_penalty, logits * cfg.repetition_penalty
         )
         logits = torch.where(seen, penalized, logits)
+    penalized = logits
     if cfg.temperature == 0:
         probs = torch.zeros_like(logits)
         probs[int(torch.argmax(logits))] = 1.0
-        return probs
-    logits = logits / cfg.temperature
+        return SamplingStages(
+            raw, penalized, penalized, penalized, torch.softmax(logits, -1), probs
+        )
+    logits = scaled = logits / cfg.temperature
     if cfg.top_k and cfg.top_k < logits.shape[-1]:
         kth = torch.topk(logits, cfg.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)  # max-subtracted: stable for any temperature
+    cut_k = logits
+    probs = softmax = torch.softmax(logits, dim=-1)  # max-subtracted: stable for any temperature
     if cfg.top_p < 1.0:
         sorted_p, order = torch.sort(probs, descending=True)
         # Drop a token when the tokens before it already reach top_p; the best one always stays.
@@ -165,7 +197,22 @@ def next_token_distribution(
         drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
         probs = probs.masked_fill(drop, 0.0)
         probs = probs / probs.sum()
-    return probs
+    return SamplingStages(raw, penalized, scaled, cut_k, softmax, probs)
+
+
+def next_token_distribution(
+    logits: torch.Tensor, seen: torch.Tensor | None, cfg: SamplingConfig
+) -> torch.Tensor:
+    """Probabilities `(V,)` to sample from, given raw logits `(V,)` and a seen-token mask `(V,)`.
+
+    Greedy (temperature 0) returns a one-hot distribution on the best token. The stages in
+    between are `sampling_stages`.
+
+    >>> p = next_token_distribution(torch.tensor([1.0, 3.0, 2.0]), None, SamplingConfig(top_k=2))
+    >>> [round(x, 3) for x in p.tolist()]
+    [0.0, 0.731, 0.269]
+    """
+    return sampling_stages(logits, seen, cfg).probs
 
 
 def _candidates(raw_logits: torch.Tensor, probs: torch.Tensor, n: int) -> tuple[Candidate, ...]:
@@ -224,7 +271,7 @@ def sample_steps(
         else:
             token = int(torch.multinomial(probs, 1, generator=generator))
         cands = _candidates(raw, probs, cfg.n_candidates) if cfg.n_candidates else ()
-        yield TokenStep(token, float(probs[token]), cands)
+        yield TokenStep(token, float(probs[token]), cands, raw if cfg.keep_logits else None)
         if (cfg.stop_at_eot and token == eot_id) or step == cfg.max_new_tokens - 1:
             return
         seen[token] = True
@@ -269,6 +316,7 @@ class StreamEvent:
     prob: float
     candidates: tuple[Candidate, ...] = ()
     finish_reason: str | None = None
+    logits: torch.Tensor | None = None  # the step's raw logits (V,) when `keep_logits`
 
 
 def stream(
@@ -303,14 +351,15 @@ def stream(
         hit = _find_stop(text, cfg.stop)
         if hit is not None:
             steps.close()
-            yield StreamEvent(text[:hit], step.token_id, step.prob, cands, "stop")
+            yield StreamEvent(text[:hit], step.token_id, step.prob, cands, "stop", step.logits)
             return
         if is_last:
-            yield StreamEvent(text, step.token_id, step.prob, cands, "eot" if is_eot else "length")
+            reason = "eot" if is_eot else "length"
+            yield StreamEvent(text, step.token_id, step.prob, cands, reason, step.logits)
             return
         keep = _held_back(text, cfg.stop, longest_stop)
         emit, pending = text[: len(text) - keep], text[len(text) - keep :]
-        yield StreamEvent(emit, step.token_id, step.prob, cands)
+        yield StreamEvent(emit, step.token_id, step.prob, cands, None, step.logits)
 
 
 def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:

@@ -274,6 +274,44 @@ def attention(
     return " ".join(notes), main, avg, grid, bars
 
 
+@friendly_errors
+def attention_numbers(model_name: str, text: str, layer: float, head: float) -> list[str]:
+    """CSV + JSON of the chosen head's map and its layer's head average (the two heatmaps)."""
+    from pages.export import export_files
+
+    model, tok = get_model(model_name, TASKS)
+    text = check_text(text, MAX_CHARS, "Text")
+    cap = min(MAX_TOKENS, getattr(model, "gpt", model).config.block_size)
+    ids = tok.encode(text)[:cap]
+    maps = attention_maps(model_name, model, ids)
+    L, H, T, _ = maps.shape
+    layer = clamp(layer, 0, L - 1, "Layer", integer=True)
+    head = clamp(head, 0, H - 1, "Head", integer=True)
+    one, avg = maps[layer, head], maps[layer].mean(axis=0)
+    labels = [tok.decode([i]) for i in ids]
+    rows = [
+        {
+            "query": q,
+            "query_token": labels[q],
+            "key": k,
+            "key_token": labels[k],
+            "weight": float(one[q, k]),
+            "head_average": float(avg[q, k]),
+        }
+        for q in range(T)
+        for k in range(q + 1)
+    ]
+    data = {
+        "model": model_name,
+        "ids": ids,
+        "layer": layer,
+        "head": head,
+        "weights": one.tolist(),
+        "head_average": avg.tolist(),
+    }
+    return export_files(f"attention-L{layer}H{head}", rows, data)
+
+
 def first_render(*args):
     """The page-load render; quiet (no error pop-up) when no model is available yet."""
     if default_registry().default(TASKS) is None:
@@ -328,6 +366,12 @@ def build(demo: gr.Blocks) -> None:
             avg = gr.Plot(label="Head average", elem_id="att-avg")
         bars = gr.Plot(label="One token", elem_id="att-bars")
         grid = gr.Plot(label="All heads", elem_id="att-grid")
+        with gr.Row():
+            numbers_btn = gr.Button("Numbers of the chosen head (CSV, JSON)", elem_id="att-export")
+            numbers = gr.File(label="Attention numbers", file_count="multiple", elem_id="att-files")
+        numbers_btn.click(
+            attention_numbers, [model, text, layer, head], numbers, api_visibility="private"
+        )
 
         inputs = [model, text, layer, head, sink, token]
         outputs = [note, main, avg, grid, bars]

@@ -20,6 +20,8 @@ from pages.common import (
     model_picker,
     model_status,
 )
+from pages.export import export_files
+from pages.inside import METHODS, attribution_result
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000
@@ -106,6 +108,39 @@ def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
     return {label: final[i] for i, label in enumerate(labels)}, summary, fig
 
 
+@friendly_errors
+def spam_attribution(model_name: str, message: str, method: str):
+    """(coloured message, note, CSV + JSON): which tokens pushed P(spam) up or down."""
+    model, _ = get_model(model_name, TASKS)
+    spam = model.labels[spam_index(model.labels)] if hasattr(model, "labels") else ""
+    return attribution_result(model_name, message, method, spam, TASKS)
+
+
+@friendly_errors
+def trace_numbers(model_name: str, message: str) -> list[str]:
+    """CSV + JSON of the trace chart: the class probabilities after each token."""
+    message = check_text(message, MAX_CHARS, "Message")
+    model, tok = get_model(model_name, TASKS)
+    ids = tok.encode(message)[: model.config.block_size]
+    with torch.inference_mode():
+        probs = model.trace(torch.tensor([ids], device=model.gpt.device)).float().cpu()
+    rows = [
+        {
+            "position": t,
+            "token": tok.decode([i]),
+            **{f"P({lab})": float(p) for lab, p in zip(model.labels, probs[t])},
+        }
+        for t, i in enumerate(ids)
+    ]
+    return export_files("spam-trace", rows, {"model": model_name, "ids": ids, "trace": rows})
+
+
+def first_attribution(model_name: str, message: str, method: str):
+    if not model_name:
+        return "", "", None
+    return spam_attribution(model_name, message, method)
+
+
 def first_render(model_name: str, message: str):
     if not model_name:
         return None, model_note(TASKS), None
@@ -140,6 +175,21 @@ def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
                 label = gr.Label(label="Prediction", elem_id="clf-label")
                 summary = gr.Markdown(elem_id="clf-summary")
         chart = gr.Plot(label="Spam probability, token by token", elem_id="clf-chart")
+        trace_files = gr.File(
+            label="Trace numbers (CSV, JSON)", file_count="multiple", elem_id="clf-trace-files"
+        )
+        with gr.Accordion(
+            "Which tokens pushed P(spam) up or down", open=True, elem_id="clf-attr-box"
+        ):
+            attr_method = gr.Radio(METHODS, value="occlusion", label="Method", elem_id="clf-method")
+            attr_note = gr.Markdown(elem_id="clf-attr-note")
+            attr_view = gr.HTML(elem_id="clf-attr")
+            attr_files = gr.File(
+                label="Attribution numbers (CSV, JSON)",
+                file_count="multiple",
+                elem_id="clf-attr-files",
+            )
+        attr_io = ([model, message, attr_method], [attr_view, attr_note, attr_files])
         gr.on(
             [run.click, message.submit],
             classify,
@@ -147,5 +197,10 @@ def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
             [label, summary, chart],
             api_name="classify",
             concurrency_limit=4,
+        ).then(spam_attribution, *attr_io, api_visibility="private", concurrency_limit=4).then(
+            trace_numbers, [model, message], trace_files, api_visibility="private"
         )
-        demo.load(first_render, [model, message], [label, summary, chart], api_visibility="private")
+        attr_method.change(spam_attribution, *attr_io, api_visibility="private")
+        demo.load(
+            first_render, [model, message], [label, summary, chart], api_visibility="private"
+        ).then(first_attribution, *attr_io, api_visibility="private")

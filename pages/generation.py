@@ -6,9 +6,18 @@ import time
 
 import gradio as gr
 import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
 
 from gpt.registry import default_registry
-from gpt.sampling import MIN_TEMPERATURE, Candidate, SamplingError, stream
+from gpt.sampling import (
+    MIN_TEMPERATURE,
+    Candidate,
+    SamplingConfig,
+    SamplingError,
+    sampling_stages,
+    stream,
+)
 from pages.common import (
     check_text,
     clamp,
@@ -20,12 +29,15 @@ from pages.common import (
     progress_lines,
     wait_model,
 )
+from pages.export import export_files
 
 TASKS = ("lm", "instruct")
 MAX_NEW_TOKENS = 256
 MAX_PROMPT_CHARS = 10_000
 N_CANDIDATES = 10
 CHART_EVERY = 3  # redraw the candidates chart every few tokens so streaming stays smooth
+PIPELINE_TOKENS = 12  # tokens shown in each panel of the sampling pipeline
+CHOSEN, KEPT, CUT = "#e4572e", "#4a6fa5", "#d0d0d0"
 EXAMPLES = [
     ["Once upon a time, in a small village by the sea,", 0.8, 40, 0.95, 1.1, 60, 0],
     ["The robot looked at the garden and said", 0.0, 0, 1.0, 1.0, 40, -1],
@@ -117,10 +129,16 @@ def generate(
     )
     text = ""
     start = time.perf_counter()
+    # The last run, kept for the sampling-pipeline view: each step's raw logits, so moving a
+    # slider redraws the pipeline without running the model again.
+    run = {"prompt_ids": tok.encode(prompt), "tokens": [], "logits": [], "tok": tok, "steps": []}
     try:
-        events = stream(model, tok, prompt, n_candidates=N_CANDIDATES, **args)
+        events = stream(model, tok, prompt, n_candidates=N_CANDIDATES, keep_logits=True, **args)
         for step, event in enumerate(events, 1):
             text += event.text
+            run["tokens"].append(event.token_id)
+            run["steps"].append((event.prob, event.candidates))
+            run["logits"].append(event.logits)
             last = event.finish_reason is not None
             if step == 1 or last or step % CHART_EVERY == 0:
                 rate = step / max(time.perf_counter() - start, 1e-6)
@@ -133,18 +151,189 @@ def generate(
                     }[event.finish_reason]
                     status += f" · stopped: {why}"
                 chosen = tok.token_bytes(event.token_id).decode("utf-8", "replace")
-                yield text, candidates_figure(step, event, chosen), status
+                yield text, candidates_figure(step, event, chosen), status, run
             else:
-                yield text, gr.skip(), gr.skip()
+                yield text, gr.skip(), gr.skip(), gr.skip()
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
+
+
+def _pipeline_rows(run: dict, step: int, cfg: SamplingConfig):
+    """The stages at one step of the last run, from its kept logits (no model call)."""
+    logits = run["logits"][step - 1]
+    seen = torch.zeros(logits.shape[-1], dtype=torch.bool)
+    seen[run["prompt_ids"] + run["tokens"][: step - 1]] = True  # what the sampler had seen
+    return sampling_stages(logits, seen, cfg), seen
+
+
+def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figure, list[dict]]:
+    """Six panels: raw logits, repetition penalty, ÷ temperature, top-k cut, top-p cut (with the
+    cumulative line and the cutoff), final probabilities; the chosen token in orange."""
+    st, seen = _pipeline_rows(run, step, cfg)
+    tok, chosen = run["tok"], run["tokens"][step - 1]
+    order = torch.topk(st.raw, min(PIPELINE_TOKENS, st.raw.shape[-1])).indices.tolist()
+    if chosen not in order:
+        order.append(chosen)
+    label = {i: visible(tok.decode([i])) for i in order}
+    greedy = cfg.temperature == 0
+    fig = make_subplots(
+        rows=2,
+        cols=3,
+        vertical_spacing=0.22,
+        horizontal_spacing=0.07,
+        subplot_titles=[
+            "1. Raw logits (the model)",
+            f"2. Repetition penalty {cfg.repetition_penalty:g} on seen tokens",
+            "3. ÷ temperature" + (" (greedy: skipped)" if greedy else f" {cfg.temperature:g}"),
+            "4. Top-k cut" + (f" (k = {cfg.top_k})" if cfg.top_k and not greedy else " (off)"),
+            "5. Top-p cut"
+            + (f" (p = {cfg.top_p:g})" if cfg.top_p < 1 and not greedy else " (off)"),
+            "6. Final probabilities (sampled from)",
+        ],
+    )
+
+    def bars(values, row, col, kept=None, hover="%{y:.3f}"):
+        names = [label[i] for i in order]
+        colours = [
+            CHOSEN if i == chosen else (KEPT if kept is None or kept[i] else CUT) for i in order
+        ]
+        shown = [float(values[i]) if torch.isfinite(values[i]) else None for i in order]
+        fig.add_bar(
+            x=names,
+            y=shown,
+            marker_color=colours,
+            row=row,
+            col=col,
+            showlegend=False,
+            hovertemplate=f"%{{x}}: {hover}<extra></extra>",
+        )
+
+    bars(st.raw, 1, 1)
+    bars(st.penalized, 1, 2, kept=~seen | (st.penalized == st.raw))
+    bars(st.scaled, 1, 3)
+    bars(st.scaled, 2, 1, kept=torch.isfinite(st.top_k))
+    # 5: tokens by probability before the cut, the running total and the cutoff
+    by_p = torch.topk(st.softmax, min(PIPELINE_TOKENS, st.softmax.shape[-1])).indices.tolist()
+    by_p = [i for i in by_p if st.softmax[i] > 0] or by_p[:1]  # not the tokens top-k removed
+    cum = torch.cumsum(st.softmax[by_p], 0).tolist()
+    names = [visible(tok.decode([i])) for i in by_p]
+    fig.add_bar(
+        x=names,
+        y=st.softmax[by_p].tolist(),
+        marker_color=[CHOSEN if i == chosen else (KEPT if st.probs[i] > 0 else CUT) for i in by_p],
+        row=2,
+        col=2,
+        showlegend=False,
+        hovertemplate="%{x}: %{y:.3f}<extra>before the cut</extra>",
+    )
+    fig.add_scatter(
+        x=names,
+        y=cum,
+        mode="lines+markers",
+        line=dict(color="#333"),
+        row=2,
+        col=2,
+        showlegend=False,
+        hovertemplate="%{x}: cumulative %{y:.3f}<extra></extra>",
+    )
+    if cfg.top_p < 1 and not greedy:
+        fig.add_hline(y=cfg.top_p, line=dict(dash="dash", color=CHOSEN), row=2, col=2)
+    bars(st.probs, 2, 3, kept=st.probs > 0)
+    for col in (1, 2, 3):
+        fig.update_yaxes(title_text="logit" if col == 1 else None, row=1, col=col)
+    fig.update_yaxes(title_text="probability", range=[0, 1.02], row=2, col=2)
+    fig.update_yaxes(range=[0, 1.02], row=2, col=3)
+    fig.update_xaxes(tickangle=-50, tickfont=dict(size=10))
+    fig.update_annotations(font_size=12)
+    n_kept = int((st.probs > 0).sum())
+    fig.update_layout(
+        title=dict(
+            text=(
+                f"Sampling pipeline at step {step}: chose {label[chosen]!r} "
+                f"(P = {float(st.probs[chosen]):.3f} now; {n_kept} token"
+                f"{'' if n_kept == 1 else 's'} left to sample from)"
+            ),
+            font=dict(size=14),
+        ),
+        height=640,
+        margin=dict(l=50, r=20, t=80, b=60),
+    )
+    rows = [
+        {
+            "token_id": i,
+            "token": tok.decode([i]),
+            "chosen": i == chosen,
+            "seen": bool(seen[i]),
+            "raw_logit": float(st.raw[i]),
+            "penalized": float(st.penalized[i]),
+            "scaled": float(st.scaled[i]),
+            "after_top_k": float(st.top_k[i]),
+            "prob_before_top_p": float(st.softmax[i]),
+            "final_prob": float(st.probs[i]),
+        }
+        for i in dict.fromkeys(order + by_p)
+    ]
+    return fig, rows
+
+
+def pipeline_config(temperature, top_k, top_p, repetition_penalty) -> SamplingConfig:
+    args = sampling_args(temperature, top_k, top_p, repetition_penalty, 1, -1)
+    args.pop("max_new_tokens"), args.pop("seed")
+    return SamplingConfig(**args)
+
+
+@friendly_errors
+def pipeline(run: dict | None, step: float, temperature, top_k, top_p, repetition_penalty):
+    """(pipeline chart, CSV + JSON of its numbers) at one step of the last run, redrawn from the
+    kept logits with the current sliders: no model call."""
+    if not run or not run.get("tokens"):
+        raise gr.Error("Generate some text first: the pipeline shows a step of the last run.")
+    n = len(run["tokens"])
+    step = clamp(step, 1, n, "Step", integer=True)
+    cfg = pipeline_config(temperature, top_k, top_p, repetition_penalty)
+    fig, rows = pipeline_figure(run, step, cfg)
+    settings = {f: getattr(cfg, f) for f in ("temperature", "top_k", "top_p", "repetition_penalty")}
+    files = export_files("sampling-pipeline", rows, {"step": step, **settings, "tokens": rows})
+    return fig, files
+
+
+def quiet_pipeline(run: dict | None, *args):
+    """A slider moved: redraw the pipeline if there is a last run (no error before the first)."""
+    if not run or not run.get("tokens"):
+        return gr.skip(), gr.skip()
+    return pipeline(run, *args)
+
+
+def run_export(run: dict) -> list[str]:
+    """CSV + JSON of the candidates chart's numbers: every step's token and top candidates."""
+    tok = run["tok"]
+    rows = []
+    for i, (token, (prob, cands)) in enumerate(zip(run["tokens"], run["steps"]), 1):
+        row = {"step": i, "token_id": token, "token": tok.decode([token]), "prob": prob}
+        for j, c in enumerate(cands, 1):
+            row[f"cand{j}"] = c.text
+            row[f"cand{j}_prob"] = c.prob
+            row[f"cand{j}_model_prob"] = c.raw_prob
+        rows.append(row)
+    data = {"prompt_ids": run["prompt_ids"], "steps": rows}
+    return export_files("generation", rows, data)
+
+
+def after_run(run: dict | None, step, temperature, top_k, top_p, repetition_penalty):
+    """Point the step slider at the last run's steps, draw its last step, export its numbers."""
+    if not run or not run.get("tokens"):
+        return gr.skip(), None, None, None
+    n = len(run["tokens"])
+    fig, files = pipeline(run, n, temperature, top_k, top_p, repetition_penalty)
+    step = gr.Slider(minimum=1, maximum=max(n, 2), value=n, interactive=n > 1)
+    return step, fig, files, run_export(run)
 
 
 def first_render(*args):
     """What the tab shows on page load: a short run of the default example (16 tokens)."""
     *rest, max_new_tokens, seed = args
     if default_registry().default(TASKS) is None:
-        yield "", None, model_note(TASKS)
+        yield "", None, model_note(TASKS), None
         return
     yield from generate(*rest, min(16, max_new_tokens or 16), seed)
 
@@ -223,6 +412,28 @@ def build(demo: gr.Blocks) -> None:
                     value=0, precision=0, label="Seed (-1 = random)", elem_id="gen-seed"
                 )
         chart = gr.Plot(label="Next-token candidates", elem_id="gen-chart")
+        run_files = gr.File(
+            label="The run's numbers: each step's token and candidates (CSV, JSON)",
+            file_count="multiple",
+            elem_id="gen-run-files",
+        )
+        # The last run's raw logits, per session: up to 256 x vocab floats (51 MB for GPT-2),
+        # dropped 15 minutes after the run.
+        last_run = gr.State(None, time_to_live=900)
+        with gr.Accordion("Sampling pipeline of the last run", open=True, elem_id="gen-pipe-box"):
+            gr.Markdown(
+                "Any step of the last run, from the model's raw logits to the probabilities "
+                "sampled from. Move the sliders above: the pipeline is redrawn from that step's "
+                "kept logits, without running the model again. (The repetition penalty and "
+                "÷ temperature commute: both rescale a logit without changing its sign.)"
+            )
+            step = gr.Slider(1, MAX_NEW_TOKENS, value=1, step=1, label="Step", elem_id="gen-step")
+            pipe = gr.Plot(label="Sampling pipeline", elem_id="gen-pipeline")
+            pipe_files = gr.File(
+                label="Pipeline numbers (CSV, JSON)",
+                file_count="multiple",
+                elem_id="gen-pipe-files",
+            )
         inputs = [model, prompt, temperature, top_k, top_p, rep, max_new, seed]
         gr.Examples(EXAMPLES, inputs[1:], label="Example prompts and settings")
 
@@ -230,18 +441,31 @@ def build(demo: gr.Blocks) -> None:
             [run.click, prompt.submit],
             generate,
             inputs,
-            [output, chart, status],
+            [output, chart, status, last_run],
             api_name="generate",
             concurrency_limit=4,
             concurrency_id="generate",
             show_progress="hidden",
         )
+        pipe_inputs = [last_run, step, temperature, top_k, top_p, rep]
+        after = [step, pipe, pipe_files, run_files]
+        event.then(after_run, pipe_inputs, after, api_visibility="private")
+        redraw = dict(trigger_mode="always_last", concurrency_limit=None, show_progress="hidden")
+        step.release(pipeline, pipe_inputs, [pipe, pipe_files], api_name="pipeline", **redraw)
+        gr.on(
+            [temperature.change, top_k.change, top_p.change, rep.change],
+            quiet_pipeline,
+            pipe_inputs,
+            [pipe, pipe_files],
+            api_visibility="private",
+            **redraw,
+        )
         stop.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
         demo.load(
             first_render,
             inputs,
-            [output, chart, status],
+            [output, chart, status, last_run],
             api_visibility="private",
             concurrency_id="generate",
             show_progress="hidden",
-        )
+        ).then(after_run, pipe_inputs, after, api_visibility="private")

@@ -55,6 +55,7 @@ TAB_TASKS = {  # the other tabs' model pickers (elem_id) and the tasks each one 
     "gen-model": ("Generate", ("lm", "instruct")),
     "clf-model": ("Spam classifier", ("classify",)),
     "chat-model": ("Chat", ("instruct",)),
+    "ins-model": ("Inside", ("lm", "instruct")),
 }
 
 

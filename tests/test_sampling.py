@@ -219,3 +219,25 @@ def test_stream_can_be_resumed_on_other_threads(model, byte_tok):
             if event.finish_reason:
                 break
     assert "".join(pieces) == expected
+
+
+def test_sampling_stages_end_in_the_distribution_sampled_from(model, byte_tok):
+    """The stages the Generate tab draws are the sampler's own: replaying a kept step's logits
+    through `sampling_stages` gives back the probability of the token that was sampled."""
+    from gpt.sampling import sampling_stages
+
+    cfg = dict(temperature=0.7, top_k=20, top_p=0.8, repetition_penalty=1.3, seed=4)
+    events = list(stream(model, byte_tok, "abc", max_new_tokens=8, keep_logits=True, **cfg))
+    seen = torch.zeros(model.config.vocab_size, dtype=torch.bool)
+    seen[byte_tok.encode("abc")] = True
+    for e in events:
+        st = sampling_stages(e.logits, seen, SamplingConfig(**cfg))
+        assert math.isclose(float(st.probs[e.token_id]), e.prob, rel_tol=1e-6)
+        assert torch.equal(st.probs, next_token_distribution(e.logits, seen, SamplingConfig(**cfg)))
+        torch.testing.assert_close(st.scaled, st.penalized / 0.7)
+        assert int(torch.isfinite(st.top_k).sum()) == 20
+        assert int((st.probs > 0).sum()) <= 20 and float(st.softmax.sum()) == pytest.approx(1)
+        seen[e.token_id] = True
+    assert all(e.logits is None for e in stream(model, byte_tok, "abc", max_new_tokens=2))
+    greedy = sampling_stages(events[0].logits, None, SamplingConfig(temperature=0))
+    assert float(greedy.probs.max()) == 1.0 and torch.equal(greedy.scaled, greedy.raw)

@@ -1,0 +1,927 @@
+"""Inside tab: the logit lens, per-token surprisal, head ablation, input attribution, and two
+models compared on one text. The numbers come from `gpt.inside`; this page only draws them."""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import gradio as gr
+import plotly.graph_objects as go
+import torch
+
+from gpt import inside
+from gpt.registry import default_registry
+from pages.attention import model_shape, token_labels
+from pages.common import (
+    check_text,
+    friendly_errors,
+    get_model,
+    model_card_box,
+    model_note,
+    model_picker,
+)
+from pages.export import export_files
+
+TASKS = ("lm", "instruct")
+ATTRIBUTION_TASKS = ("lm", "instruct", "classify")
+MAX_TOKENS = 256
+MAX_CHARS = 20_000
+TOP_K = 5
+CELL_TEXT_MAX = 48  # beyond this many positions the lens cells are too narrow for their text
+# Caps: each view reads at most as many tokens as keep its estimated work under this many
+# floating-point operations, about 10 s on a 2-core CPU (bench/bench_inside.py measures the rate).
+FLOP_BUDGET = 1.0e12
+SURPRISAL_MAX = 10.0  # nats: the darkest colour of the surprisal view
+EXAMPLE = "The cat sat on the mat because it was tired. Then the cat fell asleep on the mat."
+MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
+METHODS = [("Occlusion (drop each token)", "occlusion"), ("Gradient × input", "gradient")]
+HOW = {
+    "occlusion": "drop each token and see how it changes",
+    "gradient": "gradient × input on the token embeddings, of the logit",
+}
+
+_predictions_cache: OrderedDict[tuple, inside.Predictions] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+# --- caps -----------------------------------------------------------------------------------------
+
+
+def token_cap(cfg, view: str, n_tokens: int | None = None) -> int:
+    """How many tokens `view` reads for a model of config `cfg` (context and FLOP budget).
+
+    Per token, a forward pass costs about 2 × parameters; the lens adds a vocabulary projection
+    per layer; a gradient triples a forward. Occlusion runs one forward per dropped token, so its
+    cap is the number of tokens dropped, given `n_tokens` read.
+
+    >>> from gpt.config import PRESETS
+    >>> token_cap(PRESETS["gpt2"], "lens"), token_cap(PRESETS["gpt2-xl"], "lens")
+    (256, 90)
+    """
+    forward = 2 * cfg.n_params()
+    per_token = {
+        "surprisal": forward,
+        "ablate": 2 * forward,
+        "lens": forward + 2 * (cfg.n_layer + 1) * cfg.n_embd * cfg.vocab_size,
+        "compare": 2 * (forward + 2 * (cfg.n_layer + 1) * cfg.n_embd * cfg.vocab_size),
+        "gradient": 3 * forward,
+    }
+    if view == "occlusion":
+        return max(1, int(FLOP_BUDGET // (forward * max(1, n_tokens or 1))))
+    return max(2, min(MAX_TOKENS, cfg.block_size, int(FLOP_BUDGET // per_token[view])))
+
+
+def read_text(model, tok, text: str, view: str, name: str) -> tuple[list[int], list[str]]:
+    """The text's ids, capped for `view`, and the notes saying so."""
+    text = check_text(text, MAX_CHARS, "Text")
+    gpt_model = inside.body(model)
+    cap = token_cap(gpt_model.config, view)
+    ids = tok.encode(text)
+    notes = [f"**{min(len(ids), cap)}** tokens."]
+    if len(ids) > cap:
+        why = (
+            f"the context of {name}"
+            if cap == gpt_model.config.block_size
+            else f"the cap for {name} in this view (so a request stays near 10 s)"
+            if cap < MAX_TOKENS
+            else "the tab's cap"
+        )
+        notes.append(f"**Capped:** read the first {cap} of {len(ids)} tokens ({why}).")
+        ids = ids[:cap]
+    return ids, notes
+
+
+def cached_predictions(name: str, model, ids: list[int]) -> inside.Predictions:
+    """The intact model's `Predictions` of `ids`, kept for the last few texts: surprisal computes
+    them, ablation reuses them as its baseline."""
+    key = (name, id(model), tuple(ids))
+    with _cache_lock:
+        if key in _predictions_cache:
+            _predictions_cache.move_to_end(key)
+            return _predictions_cache[key]
+    result = inside.predictions(model, ids, TOP_K)
+    with _cache_lock:
+        _predictions_cache[key] = result
+        while len(_predictions_cache) > 8:
+            _predictions_cache.popitem(last=False)
+    return result
+
+
+# --- text helpers ---------------------------------------------------------------------------------
+
+
+class Decoder:
+    """Token texts with whitespace made visible, memoised (the lens decodes thousands)."""
+
+    def __init__(self, tok) -> None:
+        self.tok, self.memo, self.raw_memo = tok, {}, {}
+
+    def __call__(self, token_id: int) -> str:
+        if token_id not in self.memo:
+            self.memo[token_id] = token_labels(self.tok, [token_id])[0]
+        return self.memo[token_id]
+
+    def raw(self, token_id: int) -> str:
+        """The token's text as it is (for exported numbers)."""
+        if token_id not in self.raw_memo:
+            self.raw_memo[token_id] = self.tok.decode([token_id])
+        return self.raw_memo[token_id]
+
+
+def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
+    t = min(max(t, 0.0), 1.0)
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b))
+
+
+WHITE, RED, BLUE, GREEN = (255, 255, 255), (200, 30, 30), (40, 90, 200), (30, 150, 60)
+
+
+def coloured_text(pieces: list[tuple[str, str, str]], legend: str, elem_class: str) -> str:
+    """HTML of (text, background colour, hover text) spans, with a legend line."""
+    spans = "".join(
+        f'<span class="tok" style="background:{bg}" title="{html.escape(tip, quote=True)}">'
+        f"{html.escape(text)}</span>"
+        for text, bg, tip in pieces
+    )
+    return (
+        f'<div class="tok-view {elem_class}">{spans}</div>'
+        f'<div class="note">{html.escape(legend)}</div>'
+    )
+
+
+def _alternatives(decode: Decoder, ids: torch.Tensor, probs: torch.Tensor) -> str:
+    return ", ".join(f"{decode(int(i))!r} {float(p):.3f}" for i, p in zip(ids, probs))
+
+
+# --- the logit lens -------------------------------------------------------------------------------
+
+
+def lens_figure(lens: inside.LogitLens, labels: list[str], decode: Decoder) -> go.Figure:
+    L1, T, k = lens.top_ids.shape
+    rows = ["embeddings"] + [f"layer {i}" for i in range(1, L1)]
+    z = lens.top_probs[:, :, 0].tolist()  # (L+1, T)
+    ids, probs = lens.top_ids.tolist(), lens.top_probs.tolist()  # plain lists: fast to index
+    text = [[decode(ids[r][t][0]) for t in range(T)] for r in range(L1)]
+    hover = [
+        [
+            f"after {rows[r]}, reading {html.escape(labels[t])!r} (#{t}):<br>"
+            + "<br>".join(
+                f"{j + 1}. {html.escape(decode(ids[r][t][j]))}  {probs[r][t][j]:.3f}"
+                for j in range(k)
+            )
+            for t in range(T)
+        ]
+        for r in range(L1)
+    ]
+    show_text = T <= CELL_TEXT_MAX
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(range(T)),
+            y=rows,
+            text=text,
+            customdata=hover,
+            texttemplate="%{text}" if show_text else None,
+            textfont=dict(size=10),
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="P(top-1)", thickness=12),
+            hovertemplate="%{customdata}<extra>top 5 next tokens</extra>",
+        )
+    )
+    step = max(1, T // 40)
+    ticks = list(range(0, T, step))
+    note = "" if show_text else " · hover (or zoom in) for the tokens"
+    fig.update_layout(
+        title=dict(
+            text=f"Logit lens: the top next-token guess after each layer{note}",
+            font=dict(size=14),
+        ),
+        height=min(1400, 140 + 30 * L1),
+        margin=dict(l=90, r=20, t=50, b=90),
+        xaxis=dict(
+            title="Input token (the guess is for the token after it)",
+            tickmode="array",
+            tickvals=ticks,
+            ticktext=[labels[i] for i in ticks],
+            tickangle=-60,
+        ),
+        yaxis=dict(title=None),
+    )
+    return fig
+
+
+def decide_figure(lens: inside.LogitLens, target_text: str, where: str) -> go.Figure:
+    L1 = lens.n_rows
+    rows = ["embeddings"] + [f"layer {i}" for i in range(1, L1)]
+    logp = lens.target_logprobs[:, -1]
+    fig = go.Figure(
+        go.Scatter(
+            x=rows,
+            y=logp.exp().tolist(),
+            customdata=logp.tolist(),
+            mode="lines+markers",
+            line=dict(color="#e4572e", width=2),
+            hovertemplate="%{x}: P = %{y:.4f} (log p = %{customdata:.2f})<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=dict(
+            text=f"When does the model decide? P({target_text!r}) after each layer, {where}",
+            font=dict(size=14),
+        ),
+        height=340,
+        margin=dict(l=60, r=20, t=50, b=60),
+        yaxis=dict(title="probability", range=[0, 1.02]),
+    )
+    return fig
+
+
+def pick_target(tok, target: Any) -> tuple[int | str, str | None, str]:
+    """(token id, its text, a note) for the token to follow; blank: ("top", None, ""), the
+    model's own best guess after the last token."""
+    target = (target or "") if isinstance(target, str) else ""
+    if not target:
+        return "top", None, ""
+    if len(target) > 100:
+        raise gr.Error("The token to follow is longer than 100 characters; type one word.")
+    ids = tok.encode(target)
+    if not ids:
+        raise gr.Error("The token to follow is empty.")
+    note = ""
+    if len(ids) > 1:
+        pieces = " + ".join(repr(tok.decode([i])) for i in ids)
+        note = f"{target!r} is {len(ids)} tokens ({pieces}); following the first."
+    return ids[0], tok.decode([ids[0]]), note
+
+
+@friendly_errors
+def lens(model_name: str, text: str, target: str):
+    """(note, lens heatmap, 'when does it decide' chart, CSV + JSON files)."""
+    model, tok = get_model(model_name, TASKS)
+    ids, notes = read_text(model, tok, text, "lens", model_name)
+    tid, ttext, tnote = pick_target(tok, target)
+    # fast: rows before the last projected in bf16, each position's top candidates exact
+    result = first = inside.logit_lens(model, ids, k=TOP_K, target=tid, fast=True)
+    tid = result.target
+    ttext = ttext if ttext is not None else tok.decode([tid])
+    if tnote:
+        notes.append(tnote)
+    decode = Decoder(tok)
+    labels = token_labels(tok, ids)
+    heat = lens_figure(first, labels, decode)
+    decide = decide_figure(result, ttext, f"reading the last token {labels[-1]!r}")
+    L1, T, _ = first.top_ids.shape
+    top_ids, top_probs = first.top_ids.tolist(), first.top_probs.tolist()
+    target_lp = result.target_logprobs.tolist()
+    rows = [
+        {
+            "row": r,
+            "layer": "embeddings" if r == 0 else f"layer {r}",
+            "position": t,
+            "input_token": tok.decode([ids[t]]),
+            **{
+                f"top{j + 1}_{what}": (
+                    decode.raw(top_ids[r][t][j]) if what == "token" else top_probs[r][t][j]
+                )
+                for j in range(TOP_K)
+                for what in ("token", "prob")
+            },
+            "target_logprob": target_lp[r][t],
+        }
+        for r in range(L1)
+        for t in range(T)
+    ]
+    data = {
+        "model": model_name,
+        "ids": ids,
+        **inside.describe(result),
+        "target": {"id": tid, "text": ttext},
+        "top_ids": first.top_ids.tolist(),
+        "top_probs": first.top_probs.tolist(),
+    }
+    return " ".join(notes), heat, decide, export_files("logit-lens", rows, data)
+
+
+# --- surprisal ------------------------------------------------------------------------------------
+
+
+@friendly_errors
+def surprisal(model_name: str, text: str):
+    """(text coloured by surprisal as HTML, summary with the perplexity, CSV + JSON files)."""
+    model, tok = get_model(model_name, TASKS)
+    ids, notes = read_text(model, tok, text, "surprisal", model_name)
+    if len(ids) < 2:
+        raise gr.Error("Surprisal needs at least 2 tokens: the first one has no prediction.")
+    p = cached_predictions(model_name, model, ids)
+    decode = Decoder(tok)
+    pieces = [(tok.decode([ids[0]]), "#e8e8e8", "the first token has no prediction")]
+    rows = []
+    for t in range(len(ids) - 1):
+        s = float(p.surprisal[t])
+        alts = _alternatives(decode, p.top_ids[t], p.top_probs[t])
+        tip = (
+            f"p = {float(p.prob[t]):.4f} · rank {int(p.rank[t])} · surprisal {s:.2f} nats · "
+            f"entropy {float(p.entropy[t]):.2f} nats\ntop {TOP_K}: {alts}"
+        )
+        pieces.append((tok.decode([ids[t + 1]]), _mix(WHITE, RED, s / SURPRISAL_MAX), tip))
+        rows.append(
+            {
+                "position": t + 1,
+                "token": tok.decode([ids[t + 1]]),
+                "surprisal_nats": s,
+                "prob": float(p.prob[t]),
+                "rank": int(p.rank[t]),
+                "entropy_nats": float(p.entropy[t]),
+                "top_alternatives": alts,
+            }
+        )
+    view = coloured_text(
+        pieces,
+        f"White: expected (0 nats); dark red: surprising ({SURPRISAL_MAX:g}+ nats). "
+        "Hover a token for its probability, rank and the top 5 alternatives.",
+        "surprisal-view",
+    )
+    worst = int(torch.argmax(p.surprisal))
+    notes.insert(
+        0,
+        f"Perplexity **{p.perplexity:.2f}** (mean surprisal {p.loss:.3f} nats over "
+        f"{len(ids) - 1} predicted tokens). Most surprising: "
+        f"{tok.decode([ids[worst + 1]])!r} ({float(p.surprisal[worst]):.2f} nats, "
+        f"rank {int(p.rank[worst])}).",
+    )
+    data = {"model": model_name, "ids": ids, **inside.describe(p), "perplexity": p.perplexity}
+    nxt = torch.topk(p.next_probs, min(20, p.next_probs.shape[0]))  # not all V probabilities
+    data["next_probs"] = [
+        {"id": int(i), "token": tok.decode([int(i)]), "prob": float(v)}
+        for v, i in zip(nxt.values, nxt.indices)
+    ]
+    return view, " ".join(notes), export_files("surprisal", rows, data)
+
+
+# --- head ablation --------------------------------------------------------------------------------
+
+
+def head_choices(n_layer: int, n_head: int) -> list[tuple[str, str]]:
+    return [(f"{i}.{h}", f"L{i}H{h}") for i in range(n_layer) for h in range(n_head)]
+
+
+def grid_style(n_head: int) -> str:
+    """CSS laying the head checkboxes out as a layer × head grid (one row per layer)."""
+    return (
+        f"<style>#ins-heads .wrap {{ display: grid; grid-template-columns: repeat({n_head}, "
+        "minmax(3.2em, max-content)); gap: 2px 4px; }</style>"
+        f'<div class="note">Each row is a layer, each column a head: <code>layer.head</code>, '
+        f"{n_head} heads per layer.</div>"
+    )
+
+
+def parse_head_values(values: Any) -> list[tuple[int, int]]:
+    """["L0H1", ...] (or "L0H1, L2H3") as (layer, head) pairs; a gr.Error names a bad one."""
+    if isinstance(values, str):
+        values = [v for v in values.replace(" ", "").split(",") if v]
+    pairs = []
+    for v in values or []:
+        s = str(v).upper()
+        try:
+            layer, head = s[1:].split("H")
+            if not s.startswith("L"):
+                raise ValueError
+            pairs.append((int(layer), int(head)))
+        except ValueError:
+            raise gr.Error(
+                f"{v!r} is not a head; write heads as L<layer>H<head>, e.g. L0H3."
+            ) from None
+    return pairs
+
+
+def ablation_figures(result: inside.Ablation, ids, decode: Decoder, labels: list[str]):
+    before, after = result.next_before, result.next_after
+    top = torch.topk(torch.maximum(before, after), 10).indices.tolist()
+    names = [f"{decode(i)}" for i in top]
+    nxt = go.Figure()
+    nxt.add_bar(
+        y=names,
+        x=[float(before[i]) for i in top],
+        orientation="h",
+        name="intact",
+        marker_color="#9db4d6",
+    )
+    nxt.add_bar(
+        y=names,
+        x=[float(after[i]) for i in top],
+        orientation="h",
+        name="heads ablated",
+        marker_color="#e4572e",
+    )
+    nxt.update_layout(
+        title=dict(text=f"Next token after {labels[-1]!r}: intact vs ablated", font=dict(size=14)),
+        barmode="group",
+        height=420,
+        margin=dict(l=110, r=20, t=50, b=60),
+        xaxis=dict(title="probability"),
+        yaxis=dict(autorange="reversed"),
+        legend=dict(orientation="h", y=-0.15),
+    )
+    delta = (result.after.surprisal - result.before.surprisal).tolist()
+    loss = go.Figure(
+        go.Bar(
+            x=list(range(1, len(ids))),
+            y=delta,
+            marker_color=["#c0392b" if d > 0 else "#2e86c1" for d in delta],
+            hovertext=labels[1:],
+            customdata=list(zip(result.before.surprisal.tolist(), result.after.surprisal.tolist())),
+            hovertemplate=(
+                "%{hovertext}: %{customdata[0]:.2f} → %{customdata[1]:.2f} nats"
+                " (%{y:+.2f})<extra></extra>"
+            ),
+        )
+    )
+    step = max(1, len(labels) // 40)
+    ticks = list(range(1, len(labels), step))
+    loss.update_layout(
+        title=dict(
+            text=(
+                f"Per-token loss change: mean {result.before.loss:.3f} → {result.after.loss:.3f} "
+                "nats (up: the ablation hurt)"
+            ),
+            font=dict(size=14),
+        ),
+        height=360,
+        margin=dict(l=60, r=20, t=50, b=90),
+        xaxis=dict(
+            title="Predicted token",
+            tickmode="array",
+            tickvals=ticks,
+            ticktext=[labels[i] for i in ticks],
+            tickangle=-60,
+        ),
+        yaxis=dict(title="Δ loss (nats)"),
+    )
+    return nxt, loss
+
+
+@friendly_errors
+def ablate(model_name: str, text: str, heads: Any, mode: str):
+    """(note, next-token chart, per-token loss-change chart, CSV + JSON files)."""
+    model, tok = get_model(model_name, TASKS)
+    ids, notes = read_text(model, tok, text, "ablate", model_name)
+    if len(ids) < 2:
+        raise gr.Error("Ablation needs at least 2 tokens.")
+    pairs = parse_head_values(heads)
+    if not pairs:
+        raise gr.Error("Pick at least one head to ablate.")
+    if mode not in inside.ABLATION_MODES:
+        raise gr.Error(f"Mode must be one of {', '.join(inside.ABLATION_MODES)}.")
+    try:
+        result = inside.ablate(
+            model, ids, pairs, mode, TOP_K, before=cached_predictions(model_name, model, ids)
+        )
+    except ValueError as e:
+        raise gr.Error(f"{e}.") from None
+    decode = Decoder(tok)
+    labels = token_labels(tok, ids)
+    nxt, loss = ablation_figures(result, ids, decode, labels)
+    shown = ", ".join(f"{i}.{h}" for i, hs in result.heads.items() for h in hs)
+    verb = "zeroed" if mode == "zero" else "replaced by their mean over positions"
+    b, a = int(result.next_before.argmax()), int(result.next_after.argmax())
+    change = (
+        f"the top next token stays {decode(b)!r}"
+        if a == b
+        else f"the top next token changes from {decode(b)!r} to {decode(a)!r}"
+    )
+    notes.insert(
+        0,
+        f"Heads {shown} {verb}: loss {result.before.loss:.3f} → **{result.after.loss:.3f}** "
+        f"nats; {change}.",
+    )
+    rows = [
+        {
+            "position": t + 1,
+            "token": tok.decode([ids[t + 1]]),
+            "loss_before": float(result.before.surprisal[t]),
+            "loss_after": float(result.after.surprisal[t]),
+        }
+        for t in range(len(ids) - 1)
+    ]
+    top = torch.topk(torch.maximum(result.next_before, result.next_after), 20).indices.tolist()
+    data = {
+        "model": model_name,
+        "ids": ids,
+        "heads": {str(k): v for k, v in result.heads.items()},
+        "mode": mode,
+        "loss_before": result.before.surprisal.tolist(),
+        "loss_after": result.after.surprisal.tolist(),
+        "next_token": [
+            {
+                "id": i,
+                "token": tok.decode([i]),
+                "before": float(result.next_before[i]),
+                "after": float(result.next_after[i]),
+            }
+            for i in top
+        ],
+    }
+    return " ".join(notes), nxt, loss, export_files("ablation", rows, data)
+
+
+# --- attribution ----------------------------------------------------------------------------------
+
+
+def attribution_html(scores: list[float], texts: list[str], what: str, method: str) -> str:
+    finite = [abs(s) for s in scores if not math.isnan(s)]
+    scale = max(finite, default=0.0) or 1.0
+    unit = "ΔP" if method == "occlusion" else "grad × input"
+    pieces = []
+    for text, s in zip(texts, scores):
+        if math.isnan(s):
+            pieces.append((text, "#e8e8e8", "not measured (cap)"))
+            continue
+        colour = _mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale)
+        pieces.append((text, colour, f"{unit} {s:+.3g}"))
+    return coloured_text(
+        pieces,
+        f"Red: pushed {what} up; blue: pushed it down (strongest: {unit} {scale:.3g}). "
+        "Hover a token for its score.",
+        "attribution-view",
+    )
+
+
+def attribution_result(model_name: str, text: str, method: str, target: Any, tasks):
+    """(HTML, note, files): which input tokens pushed a class (classifier) or the next token."""
+    model, tok = get_model(model_name, tasks)
+    if method not in inside.ATTRIBUTION_METHODS:
+        raise gr.Error(f"Method must be one of {', '.join(inside.ATTRIBUTION_METHODS)}.")
+    ids, notes = read_text(model, tok, text, "gradient", model_name)
+    classifier = inside.is_classifier(model)
+    tid = None
+    target = target if isinstance(target, str) else ""
+    if classifier and target:
+        lowered = [label.lower() for label in model.labels]
+        if target.lower() not in lowered:
+            raise gr.Error(f"{target!r} is not a class of {model_name}: {', '.join(model.labels)}.")
+        tid = lowered.index(target.lower())
+    elif target:
+        tid, _, tnote = pick_target(tok, target)
+        if tnote:
+            notes.append(tnote)
+    positions = None
+    if method == "occlusion":
+        if len(ids) < 2:
+            raise gr.Error("Occlusion needs at least 2 tokens: it drops one at a time.")
+        cap = token_cap(inside.body(model).config, "occlusion", len(ids))
+        if cap < len(ids):
+            positions = range(len(ids) - cap, len(ids))
+            notes.append(
+                f"**Capped:** occlusion dropped only the last {cap} tokens (one forward pass "
+                f"each, so a request stays near 10 s on {model_name}); grey tokens were not "
+                "measured."
+            )
+    try:
+        if method == "occlusion":
+            result = inside.occlusion(model, ids, tid, positions=positions)
+        else:
+            result = inside.gradient_x_input(model, ids, tid)
+    except ValueError as e:
+        raise gr.Error(f"{e}.") from None
+    name = model.labels[result.target] if classifier else tok.decode([result.target])
+    what = f"P({name})" if classifier else f"the next token {name!r}"
+    texts = [tok.decode([i]) for i in ids]
+    scores = result.scores.tolist()
+    notes.insert(
+        0,
+        f"Explaining {what}: **{result.prob:.3f}** on the full text ({HOW[method]}).",
+    )
+    rows = [{"position": i, "token": t, "score": s} for i, (t, s) in enumerate(zip(texts, scores))]
+    data = {
+        "model": model_name,
+        "ids": ids,
+        "method": method,
+        "target": {"index": result.target, "name": name},
+        "prob": result.prob,
+        "scores": scores,
+    }
+    files = export_files("attribution", rows, data)
+    return attribution_html(scores, texts, what, method), " ".join(notes), files
+
+
+@friendly_errors
+def attribution(model_name: str, text: str, method: str, target: str):
+    """(coloured HTML, note, CSV + JSON files). Any model: a classifier's class (target: a label,
+    blank = the predicted one) or a language model's next token (blank = its top guess)."""
+    return attribution_result(model_name, text, method, target, ATTRIBUTION_TASKS)
+
+
+# --- compare --------------------------------------------------------------------------------------
+
+
+@friendly_errors
+def compare(model_a: str, model_b: str, text: str):
+    """(note, per-token coloured difference HTML, lens-difference heatmap, CSV + JSON files)."""
+    ma, tok_a = get_model(model_a, TASKS)
+    mb, tok_b = get_model(model_b, TASKS)
+    ids, notes = read_text(ma, tok_a, text, "compare", model_a)
+    cap_b = token_cap(inside.body(mb).config, "compare")
+    if len(ids) > cap_b:
+        notes.append(f"**Capped:** {model_b} reads at most {cap_b} tokens here.")
+        ids = ids[:cap_b]
+    same_vocab = inside.body(ma).config.vocab_size == inside.body(mb).config.vocab_size
+    if not same_vocab or tok_b.encode(tok_a.decode(ids)) != ids:
+        raise gr.Error(
+            f"{model_a} and {model_b} do not share a tokenizer, so their token-by-token "
+            "probabilities cannot be compared. Pick two models with the same tokenizer (e.g. "
+            "starter and a job fine-tuned from it)."
+        )
+    if len(ids) < 2:
+        raise gr.Error("Comparing needs at least 2 tokens.")
+    c = inside.compare(ma, mb, ids, fast=True)
+    labels = token_labels(tok_a, ids)
+    texts = [tok_a.decode([i]) for i in ids]
+    scale = max(float(c.diff.abs().max()), 1e-9)
+    pieces = [(texts[0], "#e8e8e8", "the first token has no prediction")]
+    for t in range(len(ids) - 1):
+        d = float(c.diff[t])
+        tip = (
+            f"log p: A {float(c.logprobs_a[t]):.3f} · B {float(c.logprobs_b[t]):.3f} · "
+            f"B − A {d:+.3f} · KL(A‖B) {float(c.kl[t]):.3f} nats"
+        )
+        pieces.append((texts[t + 1], _mix(WHITE, GREEN if d > 0 else RED, abs(d) / scale), tip))
+    view = coloured_text(
+        pieces,
+        f"Green: B ({model_b}) found the token more likely than A ({model_a}); red: less "
+        f"likely (strongest: {scale:.3f} nats). Hover for both log-probabilities.",
+        "compare-view",
+    )
+    loss_a, loss_b = float(-c.logprobs_a.mean()), float(-c.logprobs_b.mean())
+    notes.insert(
+        0,
+        f"Loss A ({model_a}) **{loss_a:.3f}** · B ({model_b}) **{loss_b:.3f}** nats per token; "
+        f"mean KL(A‖B) {float(c.kl.mean()):.3f} nats.",
+    )
+    fig = None
+    if c.lens_diff is None:
+        notes.append("The models differ in depth, so their logit lenses are not compared.")
+    else:
+        L1 = c.lens_diff.shape[0]
+        bound = max(float(c.lens_diff.abs().max()), 1e-6)
+        step = max(1, (len(ids) - 1) // 40)
+        ticks = list(range(0, len(ids) - 1, step))
+        fig = go.Figure(
+            go.Heatmap(
+                z=c.lens_diff.tolist(),
+                x=list(range(len(ids) - 1)),
+                y=["embeddings"] + [f"layer {i}" for i in range(1, L1)],
+                colorscale="RdBu",
+                zmid=0,
+                zmin=-bound,
+                zmax=bound,
+                customdata=[labels[1:]] * L1,
+                colorbar=dict(title="B − A", thickness=12),
+                hovertemplate=(
+                    "%{y}, predicting %{customdata}: log p B − A = %{z:+.3f}<extra></extra>"
+                ),
+            )
+        )
+        fig.update_layout(
+            title=dict(
+                text="Logit lens, B − A: log p(actual next token) after each layer "
+                "(blue: B more sure)",
+                font=dict(size=14),
+            ),
+            height=min(1400, 140 + 30 * L1),
+            margin=dict(l=90, r=20, t=50, b=90),
+            xaxis=dict(
+                title="Predicted token",
+                tickmode="array",
+                tickvals=ticks,
+                ticktext=[labels[i + 1] for i in ticks],
+                tickangle=-60,
+            ),
+        )
+    rows = [
+        {
+            "position": t + 1,
+            "token": texts[t + 1],
+            "logprob_a": float(c.logprobs_a[t]),
+            "logprob_b": float(c.logprobs_b[t]),
+            "b_minus_a": float(c.diff[t]),
+            "kl_a_b": float(c.kl[t]),
+        }
+        for t in range(len(ids) - 1)
+    ]
+    data = {"model_a": model_a, "model_b": model_b, "ids": ids, **inside.describe(c)}
+    return " ".join(notes), view, fig, export_files("compare", rows, data)
+
+
+def caps_markdown() -> str:
+    """The token caps of each view for the GPT-2 sizes, as a Markdown table."""
+    from gpt.config import PRESETS
+
+    views = [
+        ("lens", "Logit lens"),
+        ("surprisal", "Surprisal"),
+        ("ablate", "Ablation"),
+        ("gradient", "Gradient × input"),
+        ("compare", "Compare (per model)"),
+    ]
+    head = "| Model | " + " | ".join(v for _, v in views) + " | Occlusion (tokens dropped) |"
+    lines = [head, "|---" * (len(views) + 2) + "|"]
+    for size in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+        cfg = PRESETS[size]
+        cells = [str(token_cap(cfg, v)) for v, _ in views]
+        occl = token_cap(cfg, "occlusion", token_cap(cfg, "gradient"))
+        lines.append(f"| {size} | " + " | ".join(cells) + f" | {occl} |")
+    return (
+        f"Each view reads at most {MAX_TOKENS} tokens (and never more than the model's context). "
+        "On big models it reads fewer, so that a request stays near 10 s on a 2-core CPU; the "
+        "note under the text says when a cap cut the text. Tokens per view:\n\n" + "\n".join(lines)
+    )
+
+
+# --- the tab --------------------------------------------------------------------------------------
+
+
+def on_model_change(model_name: str, heads: Any):
+    n_layer, n_head = model_shape(model_name)
+    valid = {v for _, v in head_choices(n_layer, n_head)}
+    kept = [h for h in (heads or []) if h in valid]
+    return (
+        gr.CheckboxGroup(choices=head_choices(n_layer, n_head), value=kept),
+        grid_style(n_head),
+        ", ".join(kept),
+    )
+
+
+def first_render(model_name: str, text: str, target: str):
+    if default_registry().default(TASKS) is None:
+        return model_note(TASKS), None, None, None
+    return lens(model_name, text, target)
+
+
+def first_surprisal(model_name: str, text: str):
+    if default_registry().default(TASKS) is None:
+        return "", "", None
+    return surprisal(model_name, text)
+
+
+def build(demo: gr.Blocks) -> None:
+    with gr.Tab("Inside", id="inside"):
+        gr.Markdown(
+            "Look inside a language model: what it would predict after each layer (the *logit "
+            "lens*), how surprised it is by each token, what happens when you silence attention "
+            "heads, which tokens pushed a prediction, and how two models differ on the same "
+            f"text. Up to {MAX_TOKENS} tokens; big models read fewer, and the note says so. "
+            "Save any chart with its camera button; the numbers download as CSV and JSON."
+        )
+        with gr.Row():
+            model = model_picker(TASKS, "ins-model")
+            gr.Markdown(model_note(TASKS), elem_id="ins-model-note")
+        model_card_box(model, "ins-card")
+        with gr.Accordion("Caps for big models", open=False, elem_id="ins-caps-box"):
+            gr.Markdown(caps_markdown(), elem_id="ins-caps")
+        text = gr.Textbox(
+            label="Text", value=EXAMPLE, lines=3, elem_id="ins-text", max_length=MAX_CHARS
+        )
+        with gr.Row():
+            target = gr.Textbox(
+                label="Token to follow through the layers (blank: the model's own guess)",
+                elem_id="ins-target",
+                max_lines=1,
+                scale=3,
+            )
+            run = gr.Button("Look inside", variant="primary", elem_id="ins-run", scale=1)
+        note = gr.Markdown(elem_id="ins-note")
+
+        with gr.Accordion("Logit lens", open=True, elem_id="ins-lens-box"):
+            lens_plot = gr.Plot(label="Logit lens", elem_id="ins-lens")
+            decide_plot = gr.Plot(label="When does the model decide?", elem_id="ins-decide")
+            lens_files = gr.File(
+                label="Lens numbers (CSV, JSON)", file_count="multiple", elem_id="ins-lens-files"
+            )
+
+        with gr.Accordion("Surprisal", open=True, elem_id="ins-surprisal-box"):
+            ppl = gr.Markdown(elem_id="ins-ppl")
+            surprisal_view = gr.HTML(elem_id="ins-surprisal")
+            surprisal_files = gr.File(
+                label="Surprisal numbers (CSV, JSON)",
+                file_count="multiple",
+                elem_id="ins-surprisal-files",
+            )
+
+        with gr.Accordion("Head ablation", open=True, elem_id="ins-ablate-box"):
+            gr.Markdown(
+                "Tick heads to silence, then run: *zero* removes a head's output, *mean* "
+                "replaces it by its average over the text's positions (it keeps the head's "
+                "constant part). Compare the next-token distribution and each token's loss."
+            )
+            n_layer, n_head = model_shape(model.value)
+            style = gr.HTML(grid_style(n_head), elem_id="ins-heads-style")
+            heads = gr.CheckboxGroup(
+                head_choices(n_layer, n_head),
+                label="Heads (layer.head)",
+                elem_id="ins-heads",
+            )
+            # What /ablate reads: the ticked heads as text, so the API takes any model's heads
+            # (a checkbox group only accepts the choices it was built with).
+            heads_text = gr.Textbox(
+                label="Heads to ablate (L<layer>H<head>, comma-separated; the grid fills this)",
+                elem_id="ins-heads-text",
+                max_lines=1,
+            )
+            with gr.Row():
+                mode = gr.Radio(MODES, value="zero", label="Ablation", elem_id="ins-mode")
+                ablate_btn = gr.Button("Ablate and re-run", elem_id="ins-ablate-run")
+            ablate_note = gr.Markdown(elem_id="ins-ablate-note")
+            with gr.Row(equal_height=False):
+                ablate_next = gr.Plot(label="Next token", elem_id="ins-ablate-next")
+                ablate_loss = gr.Plot(label="Per-token loss", elem_id="ins-ablate-loss")
+            ablate_files = gr.File(
+                label="Ablation numbers (CSV, JSON)",
+                file_count="multiple",
+                elem_id="ins-ablate-files",
+            )
+
+        with gr.Accordion("Which tokens pushed the prediction", open=False, elem_id="ins-attr-box"):
+            method = gr.Radio(METHODS, value="occlusion", label="Method", elem_id="ins-method")
+            attr_btn = gr.Button("Explain the next token", elem_id="ins-attr-run")
+            attr_note = gr.Markdown(elem_id="ins-attr-note")
+            attr_view = gr.HTML(elem_id="ins-attr")
+            attr_files = gr.File(
+                label="Attribution numbers (CSV, JSON)",
+                file_count="multiple",
+                elem_id="ins-attr-files",
+            )
+
+        with gr.Accordion("Compare two models", open=True, elem_id="ins-compare-box"):
+            gr.Markdown(
+                "Pick a second model with the same tokenizer (e.g. `starter` and a job fine-tuned "
+                "from it) and see, token by token, which one found the text more likely."
+            )
+            with gr.Row():
+                model_b = model_picker(TASKS, "ins-model-b", label="Model B (A is the one above)")
+                compare_btn = gr.Button("Compare", elem_id="ins-compare-run")
+            compare_note = gr.Markdown(elem_id="ins-compare-note")
+            compare_view = gr.HTML(elem_id="ins-compare")
+            compare_lens = gr.Plot(label="Logit lens difference", elem_id="ins-compare-lens")
+            compare_files = gr.File(
+                label="Comparison numbers (CSV, JSON)",
+                file_count="multiple",
+                elem_id="ins-compare-files",
+            )
+
+        quiet = dict(concurrency_limit=2, concurrency_id="inside")
+        lens_io = ([model, text, target], [note, lens_plot, decide_plot, lens_files])
+        surprisal_io = ([model, text], [surprisal_view, ppl, surprisal_files])
+        gr.on([run.click, text.submit, target.submit], lens, *lens_io, api_name="lens", **quiet)
+        gr.on([run.click, text.submit], surprisal, *surprisal_io, api_name="surprisal", **quiet)
+        heads.input(
+            lambda values: ", ".join(values or []),
+            heads,
+            heads_text,
+            api_visibility="private",
+            queue=False,
+        )
+        ablate_btn.click(
+            ablate,
+            [model, text, heads_text, mode],
+            [ablate_note, ablate_next, ablate_loss, ablate_files],
+            api_name="ablate",
+            **quiet,
+        )
+        attr_btn.click(
+            attribution,
+            [model, text, method, target],
+            [attr_view, attr_note, attr_files],
+            api_name="attribution",
+            **quiet,
+        )
+        compare_btn.click(
+            compare,
+            [model, model_b, text],
+            [compare_note, compare_view, compare_lens, compare_files],
+            api_name="compare",
+            **quiet,
+        )
+        model.change(
+            on_model_change,
+            [model, heads],
+            [heads, style, heads_text],
+            api_visibility="private",
+            queue=False,
+        ).then(first_render, *lens_io, api_visibility="private", **quiet).then(
+            first_surprisal, *surprisal_io, api_visibility="private", **quiet
+        )
+        demo.load(
+            on_model_change,
+            [model, heads],
+            [heads, style, heads_text],
+            api_visibility="private",
+            queue=False,
+        ).then(first_render, *lens_io, api_visibility="private", **quiet).then(
+            first_surprisal, *surprisal_io, api_visibility="private", **quiet
+        )

@@ -1,0 +1,288 @@
+"""gpt/inside.py against Hugging Face transformers: the logit lens, surprisal, head ablation,
+attribution and comparison, on random-weight GPT-2 folders loaded through our loader."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+import torch
+
+from gpt import inside
+from gpt.checkpoint import load_model
+from gpt.classifier import GPTClassifier
+from tests.conftest import SMALL_HF, make_hf_gpt2
+
+
+@pytest.fixture(scope="module")
+def pair(hf_small):
+    """(ours, hf, ids): the same random 2-layer GPT-2 in both implementations, and 24 tokens."""
+    folder, hf = hf_small
+    torch.manual_seed(3)
+    return load_model(folder).eval(), hf, torch.randint(0, 1000, (24,))
+
+
+def hf_logp(hf, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.log_softmax(hf(ids[None]).logits[0], dim=-1)  # (T, V)
+
+
+def test_lens_rows_equal_hf_hidden_states_through_ln_f_and_head(pair):
+    ours, hf, ids = pair
+    k = 5
+    lens = inside.logit_lens(ours, ids, k=k, target=7)
+    with torch.no_grad():
+        hs = hf(ids[None], output_hidden_states=True).hidden_states  # L+1 tensors (1, T, C)
+        rows = []
+        for i, h in enumerate(hs):
+            # HF's last hidden state already has ln_f applied; the others do not.
+            normed = h if i == len(hs) - 1 else hf.transformer.ln_f(h)
+            rows.append(torch.log_softmax(hf.lm_head(normed)[0], dim=-1))
+    expected = torch.stack(rows)  # (L+1, T, V)
+    assert lens.top_ids.shape == lens.top_probs.shape == (SMALL_HF["n_layer"] + 1, 24, k)
+    values, indices = expected.topk(k, dim=-1)
+    torch.testing.assert_close(lens.top_probs, values.exp(), atol=1e-5, rtol=1e-4)
+    assert torch.equal(lens.top_ids, indices)
+    torch.testing.assert_close(lens.target_logprobs, expected[:, :, 7], atol=1e-4, rtol=1e-4)
+    nxt = expected[:, torch.arange(23), ids[1:]]
+    torch.testing.assert_close(lens.next_logprobs, nxt, atol=1e-4, rtol=1e-4)
+    # the last row is the model's own next-token distribution
+    top_own = hf_logp(hf, ids).topk(k, dim=-1)
+    torch.testing.assert_close(lens.top_probs[-1], top_own.values.exp(), atol=1e-5, rtol=1e-4)
+
+
+def test_surprisal_mean_equals_hf_loss_and_predictions_agree(pair):
+    ours, hf, ids = pair
+    s = inside.surprisal(ours, ids)
+    with torch.no_grad():
+        loss = hf(ids[None], labels=ids[None]).loss
+    assert s.shape == (23,)
+    torch.testing.assert_close(s.mean(), loss, atol=1e-5, rtol=1e-5)
+    p = inside.predictions(ours, ids, k=3)
+    torch.testing.assert_close(p.surprisal, s)
+    assert abs(p.loss - float(loss)) < 1e-5 and abs(p.perplexity - float(loss.exp())) < 1e-3
+    logp = hf_logp(hf, ids)[:-1]
+    for t in range(23):  # brute force: the actual token's place in the sorted distribution
+        order = torch.argsort(logp[t], descending=True).tolist()
+        assert int(p.rank[t]) == order.index(int(ids[t + 1])) + 1
+    entropy = -(logp.exp() * logp).sum(-1)
+    torch.testing.assert_close(p.entropy, entropy, atol=1e-4, rtol=1e-4)
+    assert torch.equal(p.top_ids, logp.topk(3, dim=-1).indices)
+
+
+def hf_without_values(hf, layer: int, heads: list[int]):
+    """A copy of `hf` whose chosen heads have zero value weights and biases: each such head's
+    output is exactly zero, computed by HF's own code."""
+    model = copy.deepcopy(hf)
+    C, hd = hf.config.n_embd, hf.config.n_embd // hf.config.n_head
+    attn = model.transformer.h[layer].attn.c_attn  # Conv1D: weight (C, 3C), columns q | k | v
+    with torch.no_grad():
+        for h in heads:
+            cols = slice(2 * C + h * hd, 2 * C + (h + 1) * hd)
+            attn.weight[:, cols] = 0
+            attn.bias[cols] = 0
+    return model
+
+
+@pytest.mark.parametrize("layer, heads", [(0, [0, 1, 2, 3]), (1, [0, 1, 2, 3]), (1, [2])])
+def test_zero_ablation_equals_hf_with_those_heads_silenced(pair, layer, heads):
+    ours, hf, ids = pair
+    expected = hf_logp(hf_without_values(hf, layer, heads), ids)
+    with inside.ablate_heads(ours, [(layer, h) for h in heads], mode="zero"):
+        got = torch.log_softmax(ours(ids[None])[0], dim=-1)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        assert not torch.allclose(torch.log_softmax(ours(ids[None])[0], -1), expected, atol=1e-3)
+
+
+def test_ablating_a_whole_layer_equals_zeroing_its_attention_output(pair):
+    ours, _, ids = pair
+    with inside.ablate_heads(ours, [(1, h) for h in range(4)]):
+        ablated = ours(ids[None])
+    model = copy.deepcopy(ours)
+    model.h[1].attn.c_proj.register_forward_pre_hook(lambda m, a: (torch.zeros_like(a[0]),))
+    with torch.no_grad():
+        torch.testing.assert_close(ablated, model(ids[None]), atol=1e-6, rtol=1e-6)
+
+
+def test_mean_ablation_equals_hf_with_head_outputs_replaced_by_their_mean(pair):
+    ours, hf, ids = pair
+    layer, head, hd = 0, 2, 16
+    cols = slice(head * hd, (head + 1) * hd)
+
+    def mean_head(module, args):
+        y = args[0].clone()  # HF's merged head outputs (1, T, C), the input of c_proj
+        y[..., cols] = y[..., cols].mean(dim=1, keepdim=True)
+        return (y,)
+
+    handle = hf.transformer.h[layer].attn.c_proj.register_forward_pre_hook(mean_head)
+    try:
+        expected = hf_logp(hf, ids)
+    finally:
+        handle.remove()
+    result = inside.ablate(ours, ids, [(layer, head)], mode="mean", k=3)
+    with inside.ablate_heads(ours, [(layer, head)], mode="mean"):
+        got = torch.log_softmax(ours(ids[None])[0], dim=-1)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        result.after.surprisal, -expected[:-1].gather(1, ids[1:, None])[:, 0]
+    )
+    torch.testing.assert_close(result.next_after, expected[-1].exp(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(result.before.surprisal, inside.surprisal(ours, ids))
+
+
+def test_ablation_is_invisible_to_other_threads(pair):
+    ours, _, ids = pair
+    with torch.no_grad():
+        intact = ours(ids[None])
+    seen = {}
+    with inside.ablate_heads(ours, [(0, 0), (1, 1)]):
+        t = threading.Thread(target=lambda: seen.setdefault("other", ours(ids[None]).detach()))
+        t.start()
+        t.join()
+        here = ours(ids[None]).detach()
+    torch.testing.assert_close(seen["other"], intact)
+    assert not torch.allclose(here, intact)
+    assert not ours.h[0].attn.c_proj._forward_pre_hooks  # hooks removed on exit
+
+
+def test_bad_heads_and_modes_name_the_problem(pair):
+    ours, _, ids = pair
+    with (
+        pytest.raises(ValueError, match="layer 5 is out of range"),
+        inside.ablate_heads(ours, [(5, 0)]),
+    ):
+        pass
+    with pytest.raises(ValueError, match="head 9 is out of range"):
+        inside.ablate(ours, ids, [(0, 9)])
+    with pytest.raises(ValueError, match="mode must be one of zero, mean"):
+        inside.ablate(ours, ids, [(0, 0)], mode="noise")
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        inside.surprisal(ours, [1, 5000])
+    with pytest.raises(ValueError, match="at least 2 token"):
+        inside.surprisal(ours, [1])
+    with pytest.raises(ValueError, match="exceed the model's context length 128"):
+        inside.logit_lens(ours, [1] * 129)
+
+
+@pytest.fixture(scope="module")
+def classifier(pair):
+    ours, _, _ = pair
+    torch.manual_seed(1)
+    clf = GPTClassifier(copy.deepcopy(ours), 2, ("ham", "spam")).eval()
+    with torch.no_grad():
+        clf.head.weight.normal_(std=1.0)
+    return clf
+
+
+def test_gradient_x_input_equals_hf_inputs_embeds_gradient(pair, classifier):
+    ours, hf, ids = pair
+    emb = hf.transformer.wte(ids[None]).detach().requires_grad_(True)
+    # next-token logit of the model's favourite token
+    logits = hf(inputs_embeds=emb).logits[0, -1]
+    target = int(logits.argmax())
+    (grad,) = torch.autograd.grad(logits[target], emb)
+    got = inside.gradient_x_input(ours, ids)
+    assert got.target == target and not got.classifier
+    torch.testing.assert_close(got.scores, (grad * emb).sum(-1)[0], atol=1e-4, rtol=1e-3)
+    # a classifier's class logit: HF's features at the last position through our head
+    emb = emb.detach().requires_grad_(True)
+    feats = hf.transformer(inputs_embeds=emb).last_hidden_state[0, -1]
+    score = classifier.head(feats)[1]
+    (grad,) = torch.autograd.grad(score, emb)
+    got = inside.gradient_x_input(classifier, ids, target=1)
+    assert got.classifier and got.target == 1 and 0 < got.prob < 1
+    torch.testing.assert_close(got.scores, (grad * emb).sum(-1)[0], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("which", ["lm", "classifier"])
+def test_occlusion_matches_a_brute_force_loop(pair, classifier, which):
+    ours, _, ids = pair
+    model = ours if which == "lm" else classifier
+    ids = ids[:12]
+    got = inside.occlusion(model, ids, batch_size=5)
+
+    def p_target(seq: torch.Tensor) -> float:
+        with torch.no_grad():
+            out = model(seq[None]) if which == "classifier" else ours(seq[None])[:, -1]
+        return float(torch.softmax(out[0], -1)[got.target])
+
+    full = p_target(ids)
+    expected = [full - p_target(torch.cat([ids[:i], ids[i + 1 :]])) for i in range(len(ids))]
+    assert abs(got.prob - full) < 1e-6
+    torch.testing.assert_close(got.scores, torch.tensor(expected), atol=1e-6, rtol=1e-5)
+    some = inside.occlusion(model, ids, positions=[3, 0, 11])
+    torch.testing.assert_close(some.scores[[0, 3, 11]], got.scores[[0, 3, 11]])
+    assert int(some.scores.isnan().sum()) == 9
+    assert inside.attribute(model, ids, "occlusion").method == "occlusion"
+    with pytest.raises(ValueError, match="method must be one of gradient, occlusion"):
+        inside.attribute(model, ids, "shap")
+    with pytest.raises(ValueError, match="out of range"):
+        inside.occlusion(model, ids, target=10**6)
+
+
+def test_compare_gives_hf_log_prob_differences(pair, tmp_path):
+    ours, hf, ids = pair
+    hf_b = make_hf_gpt2(tmp_path / "b", seed=5, **SMALL_HF)
+    b = load_model(tmp_path / "b").eval()
+    c = inside.compare(ours, b, ids)
+    lp_a = hf_logp(hf, ids)[:-1].gather(1, ids[1:, None])[:, 0]
+    lp_b = hf_logp(hf_b, ids)[:-1].gather(1, ids[1:, None])[:, 0]
+    torch.testing.assert_close(c.diff, lp_b - lp_a, atol=1e-4, rtol=1e-4)
+    full_a, full_b = hf_logp(hf, ids)[:-1], hf_logp(hf_b, ids)[:-1]
+    kl = (full_a.exp() * (full_a - full_b)).sum(-1)
+    torch.testing.assert_close(c.kl, kl, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(c.lens_diff, c.lens_b - c.lens_a)
+    torch.testing.assert_close(c.lens_a[-1], c.logprobs_a)
+    fast = inside.compare(ours, b, ids, fast=True)
+    torch.testing.assert_close(fast.diff, c.diff)  # the final rows are float32 either way
+    torch.testing.assert_close(fast.lens_diff, c.lens_diff, atol=1e-2, rtol=1e-2)
+    same = inside.compare(ours, ours, ids)
+    assert float(same.diff.abs().max()) == 0 and float(same.kl.abs().max()) < 1e-6
+
+
+def test_compare_models_of_different_depths_and_vocabularies(pair, tmp_path):
+    ours, _, ids = pair
+    make_hf_gpt2(tmp_path / "deep", **{**SMALL_HF, "n_layer": 3})
+    c = inside.compare(ours, load_model(tmp_path / "deep"), ids)
+    assert c.lens_diff is None and c.lens_b.shape == (4, 23)
+    make_hf_gpt2(tmp_path / "other", **{**SMALL_HF, "vocab_size": 999})
+    with pytest.raises(ValueError, match="vocabularies differ"):
+        inside.compare(ours, load_model(tmp_path / "other"), ids)
+
+
+def test_fast_lens_agrees_with_the_exact_one(pair):
+    ours, _, ids = pair
+    exact = inside.logit_lens(ours, ids, k=5, target="top")
+    fast = inside.logit_lens(ours, ids, k=5, target="top", fast=True)
+    assert exact.target == int(exact.top_ids[-1, -1, 0]) == fast.target  # "top": the own guess
+    assert torch.equal(fast.top_ids, exact.top_ids)
+    torch.testing.assert_close(fast.top_probs, exact.top_probs, atol=2e-3, rtol=1e-2)
+    torch.testing.assert_close(fast.next_logprobs, exact.next_logprobs, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(fast.target_logprobs, exact.target_logprobs, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(fast.top_probs[-1], exact.top_probs[-1])  # the last row: exact
+
+
+@pytest.mark.slow
+def test_gpt2_124m_lens_surprisal_and_ablation_match_hf(hf_gpt2):
+    """The same checks on the full GPT-2 124M shape (random weights, 12 layers x 12 heads)."""
+    folder, hf = hf_gpt2
+    ours = load_model(folder).eval()
+    torch.manual_seed(4)
+    ids = torch.randint(0, 50257, (32,))
+    with torch.no_grad():
+        out = hf(ids[None], labels=ids[None], output_hidden_states=True)
+        hs = out.hidden_states
+        rows = [hf.lm_head(h if i == 12 else hf.transformer.ln_f(h))[0] for i, h in enumerate(hs)]
+    expected = torch.log_softmax(torch.stack(rows), dim=-1)  # (13, T, V)
+    for fast in (False, True):
+        lens = inside.logit_lens(ours, ids, k=5, fast=fast)
+        assert torch.equal(lens.top_ids, expected.topk(5, dim=-1).indices)
+        tol = dict(atol=2e-3, rtol=1e-2) if fast else dict(atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(lens.top_probs, expected.topk(5, dim=-1).values.exp(), **tol)
+    torch.testing.assert_close(inside.surprisal(ours, ids).mean(), out.loss, atol=1e-5, rtol=1e-5)
+    silenced = hf_logp(hf_without_values(hf, 5, [3, 7]), ids)
+    with inside.ablate_heads(ours, [(5, 3), (5, 7)]):
+        got = torch.log_softmax(ours(ids[None])[0], dim=-1)
+    torch.testing.assert_close(got, silenced, atol=1e-4, rtol=1e-4)
