@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--judge-model", default="llama3", help="the judge's model name")
     ev.set_defaults(func=cmd_eval)
 
-    rc = sub.add_parser("recipes", help="rebuild the starter models from the bundled data")
+    rc = sub.add_parser("recipes", help="rebuild the starter models (bundled data + ../shared SMS)")
     rc.add_argument("recipe", choices=["starter"])
     rc.add_argument("--out", default=str(STARTER_DIR), help="where the models go")
     rc.add_argument("--work", default="runs/starter", help="scratch folder for the runs")

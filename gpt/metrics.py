@@ -7,6 +7,9 @@ Classification (`classification_report`), for binary labels `(negative, positive
 - precision = tp / (tp + fp), recall = tp / (tp + fn), F1 = 2 tp / (2 tp + fp + fn), all for the
   positive class; a ratio whose denominator is 0 is defined as 0.0;
 - macro F1 = the mean of the F1 of each class (each label taken in turn as positive);
+- balanced accuracy = the mean of the recall of each class present in `y_true` (tp / (tp + fn)
+  and tn / (tn + fp)): the accuracy to expect on a test set with equally many of each class,
+  whatever the class mix of this one (the same as scikit-learn's `balanced_accuracy_score`);
 - confusion matrix `[[tn, fp], [fn, tp]]`: rows are the true label, columns the predicted one,
   both in the order of `labels`.
 
@@ -41,6 +44,7 @@ empty and 0.0 otherwise. Every score lies in [0, 1] and is symmetric in its two 
 from __future__ import annotations
 
 import math
+import random
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -73,8 +77,8 @@ def classification_report(
     >>> r = classification_report([0, 0, 1, 1, 1], [0, 1, 1, 1, 0])
     >>> r["confusion_matrix"], r["accuracy"], r["precision"], r["recall"]
     ([[1, 1], [1, 2]], 0.6, 0.6666666666666666, 0.6666666666666666)
-    >>> round(r["f1"], 4), round(r["macro_f1"], 4), r["labels"], r["n"]
-    (0.6667, 0.5833, [0, 1], 5)
+    >>> round(r["f1"], 4), round(r["macro_f1"], 4), r["balanced_accuracy"], r["labels"], r["n"]
+    (0.6667, 0.5833, 0.5833333333333333, [0, 1], 5)
     """
     y_true, y_pred = _as_list(y_true, "y_true"), _as_list(y_pred, "y_pred")
     labels = _as_list(labels, "labels")
@@ -94,8 +98,12 @@ def classification_report(
     n = len(y_true)
     f1_pos = _ratio(2 * tp, 2 * tp + fp + fn)
     f1_neg = _ratio(2 * tn, 2 * tn + fn + fp)  # the negative class taken as positive
+    recalls = [
+        _ratio(right, right + wrong) for right, wrong in ((tn, fp), (tp, fn)) if right + wrong
+    ]
     return {
         "accuracy": (tp + tn) / n,
+        "balanced_accuracy": sum(recalls) / len(recalls),
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
         "f1": f1_pos,
@@ -104,6 +112,46 @@ def classification_report(
         "labels": labels,
         "n": n,
     }
+
+
+def balanced_report(
+    y_true: Iterable[Any],
+    y_pred: Iterable[Any],
+    labels: Sequence[Any] = (0, 1),
+    draws: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`classification_report` on balanced versions of a test set, averaged over `draws`.
+
+    Each draw keeps every example of the rarer class and as many of the other, chosen at random
+    (seeded by `seed + draw`): what a test set with equally many of each class would score.
+    Returns the mean `accuracy`, `precision`, `recall`, `f1` and `macro_f1` over the draws,
+    the first draw's `confusion_matrix`, `n` (examples per draw) and `draws`.
+
+    >>> r = balanced_report([0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 0], draws=200)
+    >>> r["n"], round(r["accuracy"], 2)  # ham right 3 times in 4, spam 1 in 2: about 5/8
+    (4, 0.62)
+    """
+    y_true, y_pred = _as_list(y_true, "y_true"), _as_list(y_pred, "y_pred")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    by_class = {label: [i for i, t in enumerate(y_true) if t == label] for label in labels}
+    k = min(len(rows) for rows in by_class.values())
+    if k == 0:
+        raise ValueError(f"cannot balance: a class of {list(labels)} has no examples")
+    reports = []
+    for d in range(draws):
+        rng = random.Random(seed + d)
+        rows = [i for group in by_class.values() for i in rng.sample(group, k)]
+        reports.append(
+            classification_report([y_true[i] for i in rows], [y_pred[i] for i in rows], labels)
+        )
+    keys = ("accuracy", "precision", "recall", "f1", "macro_f1")
+    out: dict[str, Any] = {key: sum(r[key] for r in reports) / draws for key in keys}
+    out.update(confusion_matrix=reports[0]["confusion_matrix"], n=2 * k, draws=draws)
+    return out
 
 
 def perplexity(mean_loss: float) -> float:

@@ -58,7 +58,7 @@ DEFAULT_CACHE_MB = 2500
 
 _STARTER_DESCRIPTIONS = {
     "starter": "small GPT trained on the bundled stories",
-    "starter-spam": "starter model fine-tuned to tell spam from ham SMS",
+    "starter-spam": "starter model adapted to SMS and fine-tuned on real SMS to tell spam from ham",
     "starter-chat": "starter model instruction-tuned on the bundled Alpaca-style data",
 }
 

@@ -52,6 +52,9 @@ BUNDLED: dict[str, dict[str, Path]] = {
     "instruct": {s: REPO / "data" / "instructions" / f"{s}.json" for s in ("train", "val", "test")},
 }
 SPAM_LABELS = ("ham", "spam")
+# Real SMS (half of the UCI SMS Spam Collection, CC BY 4.0), kept beside the repository, never in it.
+REAL_SMS = Path("../shared/data/sms-spam-collection/sms-half.tsv")
+CLASSIFY_SPLIT = (0.7, 0.1, 0.2)  # train / val / test of a classify file, stratified by label
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,8 @@ def _source_path(spec: RunSpec) -> Path:
     if spec.data in SOURCES or spec.data.startswith(("http://", "https://")):
         return fetch(spec.data)
     path = Path(spec.data)
+    if not path.is_file() and not path.is_absolute() and (REPO / path).is_file():
+        path = REPO / path  # a relative path not found here is read from the repository root
     if not path.is_file():
         raise gdata.DataError(
             f"data {spec.data!r} is neither 'bundled', an existing file, a known source "
@@ -218,6 +223,15 @@ def _split(items: list, fractions: tuple[float, ...], seed: int) -> list[list]:
     return [items[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
+def classify_splits(spec: RunSpec) -> list[list[gdata.SpamExample]]:
+    """The train / val / test messages of a classify spec: the bundled files, or the spec's file
+    split `CLASSIFY_SPLIT` by label with `spec.seed` (the same seed, the same split)."""
+    if spec.data == "bundled":
+        return [gdata.read_spam(BUNDLED["classify"][s]) for s in ("train", "val", "test")]
+    examples = gdata.read_spam(_source_path(spec))
+    return gdata.stratified_split(examples, CLASSIFY_SPLIT, seed=spec.seed)
+
+
 def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
     """Train / val / test datasets for the spec's kind, read and validated up front."""
     bundled = spec.data == "bundled"
@@ -230,11 +244,7 @@ def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
         summary = {"file": str(shown), "train_windows": len(train), "val_windows": len(val or [])}
         return RunData(train, val, val, None, summary)
     if spec.kind == "classify":
-        if bundled:
-            splits = [gdata.read_spam(BUNDLED["classify"][s]) for s in ("train", "val", "test")]
-        else:
-            examples = gdata.read_spam(_source_path(spec))
-            splits = gdata.stratified_split(examples, (0.7, 0.1, 0.2), seed=spec.seed)
+        splits = classify_splits(spec)
         if spec.balance:
             splits = [gdata.balance(s, seed=spec.seed) for s in splits]
         sets = [gdata.SpamDataset(s, tok, context) for s in splits]
@@ -277,6 +287,20 @@ def answer(model: GPT, tok: Any, example: gdata.Instruction, max_new_tokens: int
         prompt = tok.decode(ids[-room:])
     text = generate(model, tok, prompt, temperature=0, max_new_tokens=max_new_tokens)
     return text.split("###")[0].strip()
+
+
+@torch.no_grad()
+def predict_labels(
+    model: GPTClassifier, tok: Any, examples: Sequence[gdata.SpamExample], batch_size: int = 32
+) -> list[int]:
+    """The class a classifier gives each message (read as in training: cut to the context)."""
+    model.eval()
+    ds = gdata.SpamDataset(examples, tok, model.config.block_size)
+    preds: list[int] = []
+    for i in range(0, len(ds), batch_size):
+        ids, last, _ = ds.collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
+        preds += model(ids.to(model.gpt.device), last.to(model.gpt.device)).argmax(-1).tolist()
+    return preds
 
 
 def make_task(spec: RunSpec) -> Any:

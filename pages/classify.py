@@ -25,11 +25,17 @@ from pages.inside import METHODS, attribution_result
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000
+# Written for this tab in the style of real texts (none is taken from a dataset).
 EXAMPLES = [
-    "Hey, are we still on for dinner at 7? I'll bring the salad.",
-    "WINNER!! You have been selected for a £1000 prize. Call 09061701461 now to claim!",
-    "URGENT: your account is locked. Reply with your PIN to unlock it today.",
-    "Can you pick up milk on your way home? Thanks x",
+    "hey u still coming 2nite? running a bit l8 but will b there by 8. save me a seat x",
+    "CONGRATS! Ur number has won a £750 cash prize! To claim txt CASH to 81234 now. "
+    "T&Cs apply, 18+ only, 150p/msg",
+    "ok cant do lunch 2day, mum needs the car :( tmrw instead? same place",
+    "URGENT: ur mobile acct has an unclaimed reward. Call 09050001234 b4 midnight to collect. "
+    "Landline only, 25p/min",
+    "Did u get my last msg? Dont forget to pick up milk on ur way home pls",
+    "FREE ringtone every week! Reply YES to get ur 1st tone free, then 3 per wk at 150p. "
+    "Txt STOP to end",
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt.metrics import (
+    balanced_report,
     classification_report,
     exact_match,
     lcs_length,
@@ -46,6 +48,9 @@ def brute_force(y_true, y_pred, neg, pos):
         "recall": rec,
         "f1": f1(prec, rec),
         "macro_f1": (f1(prec, rec) + f1(prec_n, rec_n)) / 2,
+        "balanced_accuracy": statistics.mean(
+            [r for r, present in ((rec_n, tn + fp), (rec, tp + fn)) if present]
+        ),
         "confusion_matrix": cm,
     }
 
@@ -60,9 +65,38 @@ def test_classification_matches_brute_force_on_random_labels(seed):
     got = classification_report(y_true, y_pred)
     want = brute_force(y_true, y_pred, 0, 1)
     assert got["confusion_matrix"] == want["confusion_matrix"]
-    for key in ("accuracy", "precision", "recall", "f1", "macro_f1"):
+    for key in ("accuracy", "precision", "recall", "f1", "macro_f1", "balanced_accuracy"):
         assert got[key] == pytest.approx(want[key], abs=1e-12), key
     assert got["n"] == n and got["labels"] == [0, 1]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_balanced_accuracy_matches_scikit_learn(seed):
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = random.Random(seed)
+    n = rng.randint(2, 80)
+    y_true = [int(rng.random() < 0.15) for _ in range(n)]  # skewed, like ham / spam
+    y_true[0], y_true[1] = 0, 1
+    y_pred = [t if rng.random() < 0.8 else 1 - t for t in y_true]
+    want = metrics.balanced_accuracy_score(y_true, y_pred)
+    assert classification_report(y_true, y_pred)["balanced_accuracy"] == pytest.approx(want)
+
+
+def test_balanced_report_keeps_every_rare_example_and_as_many_common_ones():
+    # 90 ham (80 right), 10 spam (7 right): every draw has all 10 spam and 10 of the ham.
+    y_true = [0] * 90 + [1] * 10
+    y_pred = [0] * 80 + [1] * 10 + [1] * 7 + [0] * 3
+    r = balanced_report(y_true, y_pred, draws=400, seed=1)
+    assert r["n"] == 20 and r["draws"] == 400
+    (tn, fp), (fn, tp) = r["confusion_matrix"]
+    assert (fn, tp) == (3, 7) and tn + fp == 10
+    # the expectation over draws is the balanced accuracy: (80/90 + 7/10) / 2
+    assert r["accuracy"] == pytest.approx((80 / 90 + 0.7) / 2, abs=0.01)
+    assert r["recall"] == pytest.approx(0.7)  # the rare class is never subsampled
+    same = balanced_report([0, 1, 0, 1], [0, 1, 1, 1], draws=3)  # already balanced: no choice
+    assert same["accuracy"] == 0.75 and same["confusion_matrix"] == [[1, 1], [0, 2]]
+    with pytest.raises(ValueError, match="has no examples"):
+        balanced_report([0, 0], [0, 1])
 
 
 def test_classification_known_values_and_label_order():

@@ -9,10 +9,11 @@ import pytest
 from gpt.checkpoint import load_checkpoint, load_model
 from gpt.classifier import GPTClassifier
 from gpt.cli import main
-from gpt.data import DataError
+from gpt.data import DataError, label_counts, read_spam
+from gpt.metrics import classification_report
 from gpt.model import GPT
-from gpt.runs import RunSpec, run
-from gpt.tokenizer import Tokenizer
+from gpt.runs import REPO, RunSpec, classify_splits, predict_labels, run
+from gpt.tokenizer import Tokenizer, load_tokenizer
 from tests.conftest import reply
 
 
@@ -64,6 +65,21 @@ def test_classify_run_writes_a_loadable_classifier(tmp_path, byte_tok, spam_tsv)
     assert isinstance(model, GPTClassifier) and model.labels == ("ham", "spam")
     card = load_checkpoint(tmp_path / "model").metadata
     assert card["test"]["test_accuracy"] == metrics["test"]["test_accuracy"]
+    # predict_labels gives the classes behind the test metrics, from the saved weights
+    spec = tiny_spec("classify", byte_tok, spam_tsv)
+    train, val, test = classify_splits(spec)
+    assert (len(train), len(val), len(test)) == (56, 8, 16) and label_counts(test)["spam"] == 8
+    preds = predict_labels(model, load_tokenizer(tmp_path / "model"), test, batch_size=5)
+    report = classification_report([e.label for e in test], preds)
+    assert report["confusion_matrix"] == metrics["test"]["test_confusion_matrix"]
+
+
+def test_relative_data_path_is_read_from_the_repository_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repository: data/sms/val.tsv is not here
+    spec = RunSpec(kind="classify", data="data/sms/val.tsv", seed=5)
+    assert sum(len(p) for p in classify_splits(spec)) == len(read_spam(REPO / "data/sms/val.tsv"))
+    with pytest.raises(DataError, match="neither 'bundled', an existing file"):
+        classify_splits(RunSpec(kind="classify", data="data/sms/nope.tsv"))
 
 
 def test_instruct_lora_run_merges_and_saves_adapters(tmp_path, alpaca_json):
