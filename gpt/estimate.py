@@ -21,6 +21,7 @@ the model or writing it out.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,12 +154,17 @@ def plan(
     return Workload(steps, trunk, train, evals * per_eval)
 
 
-def _seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: first calls allocate
-    t0 = time.perf_counter()
-    for _ in range(repeats):
+def _seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    """Median seconds of `repeats` calls after `warmup` untimed ones (first calls allocate,
+    and a busy machine makes single timings jumpy)."""
+    for _ in range(warmup):
         fn()
-    return (time.perf_counter() - t0) / repeats
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def measure(
@@ -169,7 +175,7 @@ def measure(
     cfg: TrainConfig,
     lengths: Sequence[int],
     split: Split | None,
-    repeats: int = 2,
+    repeats: int = 3,
 ) -> Costs:
     """Time the model's work per token on examples of about the median length: a batch of
     `batch_size` for training and evaluation, a group of `gpt.trunk.GROUP` for the trunk.
