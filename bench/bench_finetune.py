@@ -112,7 +112,7 @@ def spam_runs(folder: Path, args) -> dict:
     examples = gdata.read_spam(REPO / "data" / "sms" / "train.tsv")[: args.messages]
     ds = gdata.SpamDataset(examples, tok, 1024)
     out = {}
-    for mode in args.paths.split(","):
+    for mode in [m for m in args.paths.split(",") if m]:
         epochs = args.epochs if mode == "new" else args.old_epochs
         cfg = TrainConfig(
             task="classify",
@@ -216,13 +216,14 @@ def main() -> None:
         "old": "old: no cache, padded to the longest message",
         "main": "main before: no cache, padded to each batch's longest",
     }
-    print_table(
-        f"Spam fine-tune, GPT-2 124M (random), last block + ln_f + head, {tok['messages']:,} "
-        f"messages ({tok['mean']:.1f} tokens on average, longest {tok['max']}), batch 8, "
-        f"{args.epochs:g} epochs ({machine()})",
-        ["Path", "Timed", f"{args.epochs:g} epochs", "Per epoch (s)", "Estimated", "Load 1 min"],
-        [row(names[k], spam[k]) for k in names if k in spam],
-    )
+    if any(k in spam for k in names):
+        print_table(
+            f"Spam fine-tune, GPT-2 124M (random), last block + ln_f + head, "
+            f"{tok['messages']:,} messages ({tok['mean']:.1f} tokens on average, longest "
+            f"{tok['max']}), batch 8, {args.epochs:g} epochs ({machine()})",
+            ["Path", "Timed", f"{args.epochs:g} epochs", "Per epoch (s)", "Estimated", "Load"],
+            [row(names[k], spam[k]) for k in names if k in spam],
+        )
     for k in ("old", "main"):
         if k in spam and "new" in spam:
             print(f"\n{k} / new: {spam[k]['projected_s'] / spam['new']['wall_s']:.1f}x faster")
