@@ -183,6 +183,23 @@ def measure(
     Leaves the weights as they were (the optimizer is timed at learning rate 0) and the
     gradients cleared.
     """
+    try:
+        return _timed_costs(model, task, data, collate, cfg, lengths, split, repeats)
+    finally:  # whatever happened, training starts from clean gradients
+        model.zero_grad(set_to_none=True)
+        model.train()
+
+
+def _timed_costs(
+    model: nn.Module,
+    task: Any,
+    data: Sequence,
+    collate: Callable[[list], Any],
+    cfg: TrainConfig,
+    lengths: Sequence[int],
+    split: Split | None,
+    repeats: int,
+) -> Costs:
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
 
     def around_median(n: int) -> list[int]:
@@ -220,11 +237,9 @@ def measure(
         optimizer.step()
 
     step_s = _seconds(step, repeats)
-    model.zero_grad(set_to_none=True)
     model.eval()
     with torch.no_grad():
         eval_s = _seconds(lambda: task.evaluate(model, [batch]), repeats) / tokens
-    model.train()
     return Costs(trunk=trunk_s, train=train_s, eval=eval_s, step=step_s)
 
 
