@@ -176,15 +176,18 @@ def measure(
     lengths: Sequence[int],
     split: Split | None,
     repeats: int = 3,
+    cached: bool = True,
 ) -> Costs:
     """Time the model's work per token on examples of about the median length: a batch of
-    `batch_size` for training and evaluation, a group of `gpt.trunk.GROUP` for the trunk.
+    `batch_size` for training and evaluation, and for the trunk a group of `gpt.trunk.GROUP`
+    when `cached` (as the cache computes it), else a training batch (larger matrix products
+    run several times faster per token).
 
     Leaves the weights as they were (the optimizer is timed at learning rate 0) and the
     gradients cleared.
     """
     try:
-        return _timed_costs(model, task, data, collate, cfg, lengths, split, repeats)
+        return _timed_costs(model, task, data, collate, cfg, lengths, split, repeats, cached)
     finally:  # whatever happened, training starts from clean gradients
         model.zero_grad(set_to_none=True)
         model.train()
@@ -199,6 +202,7 @@ def _timed_costs(
     lengths: Sequence[int],
     split: Split | None,
     repeats: int,
+    cached: bool,
 ) -> Costs:
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
 
@@ -216,7 +220,7 @@ def _timed_costs(
     if split is not None:
         for m in split.frozen_modules(body):
             m.eval()
-        ids = collate([data[i] for i in around_median(GROUP)])[0]  # (G, T)
+        ids = collate([data[i] for i in around_median(GROUP if cached else len(rows))])[0]
         with torch.no_grad():
             trunk_s = _seconds(lambda: split.trunk(body, ids), repeats) / ids.numel()
         net = TrunkCache(model, split, data, collate, lengths, group=len(rows))
@@ -272,7 +276,7 @@ def estimate_fit(
         cfg, lengths, val_lengths or (), split=split is not None, cached=cached, bucket=bucket
     )
     if costs is None:
-        costs = measure(model, task, train_data, collate, cfg, lengths, split)
+        costs = measure(model, task, train_data, collate, cfg, lengths, split, cached=cached)
     return Estimate(work, costs)
 
 
