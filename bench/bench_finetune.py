@@ -112,7 +112,7 @@ def spam_runs(folder: Path, args) -> dict:
     examples = gdata.read_spam(REPO / "data" / "sms" / "train.tsv")[: args.messages]
     ds = gdata.SpamDataset(examples, tok, 1024)
     out = {}
-    for mode in ("new", "old", "main"):
+    for mode in [m for m in args.paths.split(",") if m]:
         epochs = args.epochs if mode == "new" else args.old_epochs
         cfg = TrainConfig(
             task="classify",
@@ -190,14 +190,14 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--old-epochs", type=float, default=1)
-    ap.add_argument("--lora-steps", type=int, default=12)
+    ap.add_argument("--lora-steps", type=int, default=12, help="0: no LoRA run")
+    ap.add_argument("--paths", default="new,old,main", help="which spam paths to time")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "gpt2-random"
         save_random_gpt2(folder)
         spam = spam_runs(folder, args)
-        lora = lora_run(folder, args)
-    new, old, before = spam["new"], spam["old"], spam["main"]
+        lora = lora_run(folder, args) if args.lora_steps else None
     tok = spam["tokens"]
 
     def row(name: str, r: dict) -> list[str]:
@@ -211,19 +211,28 @@ def main() -> None:
             r["load"],
         ]
 
-    print_table(
-        f"Spam fine-tune, GPT-2 124M (random), last block + ln_f + head, {tok['messages']:,} "
-        f"messages ({tok['mean']:.1f} tokens on average, longest {tok['max']}), batch 8, "
-        f"{args.epochs:g} epochs ({machine()})",
-        ["Path", "Timed", f"{args.epochs:g} epochs", "Per epoch (s)", "Estimated", "Load 1 min"],
-        [
-            row("new: trunk cache + bucketing", new),
-            row("old: no cache, padded to the longest message", old),
-            row("main before: no cache, padded to each batch's longest", before),
-        ],
-    )
-    print(f"\nold / new: {old['projected_s'] / new['wall_s']:.1f}x faster")
-    print(f"main before / new: {before['projected_s'] / new['wall_s']:.1f}x faster")
+    names = {
+        "new": "new: trunk cache + bucketing",
+        "old": "old: no cache, padded to the longest message",
+        "main": "main before: no cache, padded to each batch's longest",
+    }
+    if any(k in spam for k in names):
+        print_table(
+            f"Spam fine-tune, GPT-2 124M (random), last block + ln_f + head, "
+            f"{tok['messages']:,} messages ({tok['mean']:.1f} tokens on average, longest "
+            f"{tok['max']}), batch 8, {args.epochs:g} epochs ({machine()})",
+            ["Path", "Timed", f"{args.epochs:g} epochs", "Per epoch (s)", "Estimated", "Load"],
+            [row(names[k], spam[k]) for k in names if k in spam],
+        )
+    for k in ("old", "main"):
+        if k in spam and "new" in spam:
+            print(f"\n{k} / new: {spam[k]['projected_s'] / spam['new']['wall_s']:.1f}x faster")
+    if lora:
+        print_lora(lora)
+    print(f"\nwrote {save('finetune', {'spam': spam, 'lora': lora, 'args': vars(args)})}")
+
+
+def print_lora(lora: dict) -> None:
     print_table(
         "Instruction tuning, GPT-2 124M (random), LoRA rank 8, batch 8, bucketed",
         ["What", "Value"],
@@ -238,7 +247,6 @@ def main() -> None:
             ["Load 1 min", lora["load"]],
         ],
     )
-    print(f"\nwrote {save('finetune', {'spam': spam, 'lora': lora, 'args': vars(args)})}")
 
 
 if __name__ == "__main__":

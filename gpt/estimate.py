@@ -21,6 +21,7 @@ the model or writing it out.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,12 +154,17 @@ def plan(
     return Workload(steps, trunk, train, evals * per_eval)
 
 
-def _seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: first calls allocate
-    t0 = time.perf_counter()
-    for _ in range(repeats):
+def _seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    """Median seconds of `repeats` calls after `warmup` untimed ones (first calls allocate,
+    and a busy machine makes single timings jumpy)."""
+    for _ in range(warmup):
         fn()
-    return (time.perf_counter() - t0) / repeats
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def measure(
@@ -169,14 +175,35 @@ def measure(
     cfg: TrainConfig,
     lengths: Sequence[int],
     split: Split | None,
-    repeats: int = 2,
+    repeats: int = 3,
+    cached: bool = True,
 ) -> Costs:
     """Time the model's work per token on examples of about the median length: a batch of
-    `batch_size` for training and evaluation, a group of `gpt.trunk.GROUP` for the trunk.
+    `batch_size` for training and evaluation, and for the trunk a group of `gpt.trunk.GROUP`
+    when `cached` (as the cache computes it), else a training batch (larger matrix products
+    run several times faster per token).
 
     Leaves the weights as they were (the optimizer is timed at learning rate 0) and the
     gradients cleared.
     """
+    try:
+        return _timed_costs(model, task, data, collate, cfg, lengths, split, repeats, cached)
+    finally:  # whatever happened, training starts from clean gradients
+        model.zero_grad(set_to_none=True)
+        model.train()
+
+
+def _timed_costs(
+    model: nn.Module,
+    task: Any,
+    data: Sequence,
+    collate: Callable[[list], Any],
+    cfg: TrainConfig,
+    lengths: Sequence[int],
+    split: Split | None,
+    repeats: int,
+    cached: bool,
+) -> Costs:
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
 
     def around_median(n: int) -> list[int]:
@@ -193,7 +220,7 @@ def measure(
     if split is not None:
         for m in split.frozen_modules(body):
             m.eval()
-        ids = collate([data[i] for i in around_median(GROUP)])[0]  # (G, T)
+        ids = collate([data[i] for i in around_median(GROUP if cached else len(rows))])[0]
         with torch.no_grad():
             trunk_s = _seconds(lambda: split.trunk(body, ids), repeats) / ids.numel()
         net = TrunkCache(model, split, data, collate, lengths, group=len(rows))
@@ -214,11 +241,9 @@ def measure(
         optimizer.step()
 
     step_s = _seconds(step, repeats)
-    model.zero_grad(set_to_none=True)
     model.eval()
     with torch.no_grad():
         eval_s = _seconds(lambda: task.evaluate(model, [batch]), repeats) / tokens
-    model.train()
     return Costs(trunk=trunk_s, train=train_s, eval=eval_s, step=step_s)
 
 
@@ -251,7 +276,7 @@ def estimate_fit(
         cfg, lengths, val_lengths or (), split=split is not None, cached=cached, bucket=bucket
     )
     if costs is None:
-        costs = measure(model, task, train_data, collate, cfg, lengths, split)
+        costs = measure(model, task, train_data, collate, cfg, lengths, split, cached=cached)
     return Estimate(work, costs)
 
 

@@ -146,6 +146,8 @@ def _line(s) -> str:
     steps = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step)
     loss = f"  loss {s.loss:.4f}" if s.loss is not None else ""
     eta = f"  ETA {s.eta_s:.0f}s" if s.eta_s is not None else ""
+    if s.state == "queued" and s.estimate:
+        eta = f"  should take {s.estimate['text']}"
     return f"{s.id}  {s.state:<11} {s.kind:<8} step {steps} ({s.progress:.0%}){loss}{eta}"
 
 

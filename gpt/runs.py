@@ -73,8 +73,9 @@ class RunSpec:
         save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
         prefix_weight: classify only: also train the head on every prefix of each message, with
             this weight (see `gpt.train.ClassifyTask`); 0 trains on the last token alone.
-        cache_trunk, cache_max_mb, bucket: speed-ups that leave the result as it was (see
-            `gpt.train.TrainConfig`): cache a frozen trunk's output, batch similar lengths.
+        cache_trunk, cache_max_mb, bucket: speed-ups (see `gpt.train.TrainConfig`): cache a
+            frozen trunk's output (the result stays as it was), batch similar lengths together
+            (another random order, padded less).
         checkpoint_minutes: also write a training checkpoint after any step that ends this
             long after the last one (besides every `checkpoint_every` steps), so a crash
             loses at most about this much training; None: by steps only.
@@ -350,9 +351,10 @@ def run(
 ) -> dict[str, Any]:
     """Train as `spec` says; write `out_dir/{spec.json, checkpoints/, model/, metrics.json}`.
 
-    With `estimate`, callbacks first get an "estimate" event: how long training and
-    evaluation should take on this machine (`gpt.estimate`: the run's work counted, a few
-    steps of its model timed), metrics `{"seconds", "text"}`, with `eta_s` set too.
+    With `estimate` (and not `resume`), callbacks first get an "estimate" event: how long
+    training and evaluation should take on this machine (`gpt.estimate`: the run's work
+    counted, a few steps of its model timed), metrics `{"seconds", "text"}`, with `eta_s` set
+    too; should the estimate fail, a "note" event says why and training goes on.
     Returns the metrics dict that is also written to metrics.json.
     """
     from gpt.train import setup_distributed
@@ -369,7 +371,7 @@ def run(
     data = load_run_data(spec, tok, context)
     cfg = spec.train_config()
     trainable = prepare_model(model, cfg)
-    if estimate and rank == 0:
+    if estimate and rank == 0 and not resume:
         _announce_estimate(spec, model, data, cfg, callbacks)
     result: TrainResult = fit(
         model,
@@ -425,10 +427,15 @@ def _announce_estimate(
 ) -> None:
     from gpt.estimate import estimate_fit
 
-    est = estimate_fit(model, make_task(spec), data.train, data.val, cfg, collate=data.collate)
     _, max_steps = run_length(len(data.train), cfg)
-    info = {"seconds": est.seconds, "text": est.describe()}
-    event = TrainEvent("estimate", 0, max_steps, 0.0, info, 0.0, est.seconds)
+    try:
+        est = estimate_fit(model, make_task(spec), data.train, data.val, cfg, collate=data.collate)
+    except Exception as e:  # an estimate is a courtesy: it never stops a run
+        note = {"message": f"no time estimate: {type(e).__name__}: {e}"}
+        event = TrainEvent("note", 0, max_steps, 0.0, note, 0.0)
+    else:
+        info = {"seconds": est.seconds, "text": est.describe()}
+        event = TrainEvent("estimate", 0, max_steps, 0.0, info, 0.0, est.seconds)
     for cb in callbacks:
         cb(event)
 

@@ -136,3 +136,18 @@ def test_a_queued_job_gets_an_estimate(tmp_path, monkeypatch, byte_tok, spam_tsv
     assert status.estimate["seconds"] > 0 and status.estimate["busy"] == 0
     assert text == f"Job **{job_id}** should take {status.estimate['text']}."
     assert eta_cell(status).startswith("≈ ")
+
+
+def test_a_failed_estimate_is_a_note_not_a_failed_run(tmp_path, monkeypatch, byte_tok, spam_tsv):  # noqa: F811
+    import gpt.estimate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no clock")
+
+    monkeypatch.setattr(gpt.estimate, "estimate_fit", broken)
+    events = []
+    metrics = run(
+        tiny_spec("classify", byte_tok, spam_tsv), tmp_path, [events.append], estimate=True
+    )
+    assert metrics["status"] == "finished"
+    assert events[0].kind == "note" and "RuntimeError: no clock" in events[0].metrics["message"]
