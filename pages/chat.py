@@ -152,7 +152,7 @@ def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
             model_status(model, TASKS, "chat-model-note")
         model_card_box(model, "chat-card")
         if manager is not None:
-            oneclick.build(manager, ONE_CLICK["gpt2-chat"], model, TASKS)
+            oneclick.build(manager, ONE_CLICK["gpt2-chat"], model, TASKS, demo)
         with gr.Row(equal_height=False):
             remember = gr.Checkbox(
                 value=remember_default(model.value),

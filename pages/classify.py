@@ -165,7 +165,7 @@ def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
             model_status(model, TASKS, "clf-model-note")
         model_card_box(model, "clf-card")
         if manager is not None:
-            oneclick.build(manager, ONE_CLICK["gpt2-spam"], model, TASKS)
+            oneclick.build(manager, ONE_CLICK["gpt2-spam"], model, TASKS, demo)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 message = gr.Textbox(

@@ -114,18 +114,34 @@ def poll(manager: JobManager, tasks: tuple[str, ...], job_id: str | None, picked
     return end_line(status, manager.metrics(job_id)), picker, gr.Timer(active=False)
 
 
-def build(manager: JobManager, one: OneClick, picker: gr.Dropdown, tasks: tuple[str, ...]) -> None:
-    """The button and its status line; the job's model lands in `picker` when it succeeds."""
+def intro(one: OneClick) -> str:
+    """The line beside the button before any click: what it trains, or why it cannot now."""
+    why = why_not(one)
+    if why is not None:
+        return (
+            f"⚠️ Unavailable now: it {esc(why)}. Online, this button trains {esc(one.about)} "
+            f"in the background (about {one.minutes:.0f} min on 2 CPU cores)."
+        )
+    return (
+        f"A background job: {esc(one.about)}; about {one.minutes:.0f} min on 2 CPU cores, plus "
+        "the one-time download of GPT-2's weights and the data."
+    )
+
+
+def build(
+    manager: JobManager,
+    one: OneClick,
+    picker: gr.Dropdown,
+    tasks: tuple[str, ...],
+    demo: gr.Blocks | None = None,
+) -> None:
+    """The button and its status line; the job's model lands in `picker` when it succeeds.
+    With `demo`, the line is brought up to date (online or not) on each page load."""
     with gr.Row(equal_height=True):
         button = gr.Button(
             f"🚀 {one.title}", elem_id=f"{one.name}-btn", size="md", scale=0, min_width=320
         )
-        status = gr.Markdown(
-            f"A background job: {esc(one.about)}; about {one.minutes:.0f} min on 2 CPU cores. "
-            "Needs the network (GPT-2's weights and the data download once).",
-            elem_id=f"{one.name}-status",
-            elem_classes="note",
-        )
+        status = gr.Markdown(intro(one), elem_id=f"{one.name}-status", elem_classes="note")
     job = gr.State(None)  # this visitor's job
     timer = gr.Timer(POLL_S, active=False)
     button.click(
@@ -135,6 +151,8 @@ def build(manager: JobManager, one: OneClick, picker: gr.Dropdown, tasks: tuple[
         api_name=one.name.replace("-", "_"),
         concurrency_limit=1,
     )
+    if demo is not None:
+        demo.load(lambda: intro(one), None, status, api_visibility="private", queue=False)
     timer.tick(
         lambda job_id, picked: poll(manager, tasks, job_id, picked),
         [job, picker],

@@ -114,3 +114,14 @@ def test_progress_lines_say_where_the_job_is():
     )
     line = page.progress_line(running)
     assert "step 30/120 (25%)" in line and "about 2 min left" in line
+
+
+def test_the_line_beside_the_button_says_when_it_cannot_start(env):
+    one = ONE_CLICK["gpt2-spam"]
+    env.setenv("HF_HUB_OFFLINE", "1")
+    offline = page.intro(one)
+    assert offline.startswith("⚠️ Unavailable now") and "needs the network" in offline
+    env.delenv("HF_HUB_OFFLINE")
+    env.setenv("GPT2LAB_ALLOW_DOWNLOAD", "1")  # listed as downloadable, as when the hub answers
+    online = page.intro(one)
+    assert online.startswith("A background job") and "about 4 min" in online
