@@ -198,6 +198,16 @@ def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr
     picker.focus(
         refresh, picker, picker, api_visibility="private", queue=False, show_progress="hidden"
     )
+    root = Context.root_block
+    if root is not None:  # the list as of this page load: "· 548 MB download" goes once cached
+        root.load(
+            lambda: gr.Dropdown(choices=model_choices(tasks)),
+            None,
+            picker,
+            api_visibility="private",
+            queue=False,
+            show_progress="hidden",
+        )
     return picker
 
 
