@@ -197,7 +197,7 @@ def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
             )
         attr_io = ([model, message, attr_method], [attr_view, attr_note, attr_files])
         gr.on(
-            [run.click, message.submit],
+            [run.click, message.submit, model.change],  # a new pick (e.g. a finished job) re-reads
             classify,
             [model, message],
             [label, summary, chart],
