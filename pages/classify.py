@@ -20,7 +20,7 @@ from pages.common import (
     model_picker,
     model_status,
 )
-from pages.export import export_files
+from pages.export import export_files, numbers_box
 from pages.inside import METHODS, attribution_result
 
 TASKS = ("classify",)
@@ -181,20 +181,14 @@ def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
                 label = gr.Label(label="Prediction", elem_id="clf-label")
                 summary = gr.Markdown(elem_id="clf-summary")
         chart = gr.Plot(label="Spam probability, token by token", elem_id="clf-chart")
-        trace_files = gr.File(
-            label="Trace numbers (CSV, JSON)", file_count="multiple", elem_id="clf-trace-files"
-        )
+        trace_files = numbers_box("Trace numbers", "clf-trace-files")
         with gr.Accordion(
             "Which tokens pushed P(spam) up or down", open=True, elem_id="clf-attr-box"
         ):
             attr_method = gr.Radio(METHODS, value="occlusion", label="Method", elem_id="clf-method")
             attr_note = gr.Markdown(elem_id="clf-attr-note")
             attr_view = gr.HTML(elem_id="clf-attr")
-            attr_files = gr.File(
-                label="Attribution numbers (CSV, JSON)",
-                file_count="multiple",
-                elem_id="clf-attr-files",
-            )
+            attr_files = numbers_box("Attribution numbers", "clf-attr-files")
         attr_io = ([model, message, attr_method], [attr_view, attr_note, attr_files])
         gr.on(
             [run.click, message.submit, model.change],  # a new pick (e.g. a finished job) re-reads

@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
+
 EXPORT_DIR = Path(tempfile.gettempdir()) / "gpt2lab-export"
 KEEP_SECONDS = 3600
 
@@ -61,3 +63,8 @@ def export_files(stem: str, rows: list[dict[str, Any]], data: dict[str, Any]) ->
             writer.writerows(rows)
     json_path.write_text(json.dumps(_clean(data), ensure_ascii=False), encoding="utf-8")
     return [str(csv_path), str(json_path)]
+
+
+def numbers_box(label: str, elem_id: str) -> gr.File:
+    """The download box for a view's numbers: `label` + " (CSV, JSON)", filled by `export_files`."""
+    return gr.File(label=f"{label} (CSV, JSON)", file_count="multiple", elem_id=elem_id)

@@ -29,7 +29,7 @@ from pages.common import (
     progress_lines,
     wait_model,
 )
-from pages.export import export_files
+from pages.export import export_files, numbers_box
 
 TASKS = ("lm", "instruct")
 MAX_NEW_TOKENS = 256
@@ -412,10 +412,8 @@ def build(demo: gr.Blocks) -> None:
                     value=0, precision=0, label="Seed (-1 = random)", elem_id="gen-seed"
                 )
         chart = gr.Plot(label="Next-token candidates", elem_id="gen-chart")
-        run_files = gr.File(
-            label="The run's numbers: each step's token and candidates (CSV, JSON)",
-            file_count="multiple",
-            elem_id="gen-run-files",
+        run_files = numbers_box(
+            "The run's numbers: each step's token and candidates", "gen-run-files"
         )
         # The last run's raw logits, per session: up to 256 x vocab floats (51 MB for GPT-2),
         # dropped 15 minutes after the run.
@@ -429,11 +427,7 @@ def build(demo: gr.Blocks) -> None:
             )
             step = gr.Slider(1, MAX_NEW_TOKENS, value=1, step=1, label="Step", elem_id="gen-step")
             pipe = gr.Plot(label="Sampling pipeline", elem_id="gen-pipeline")
-            pipe_files = gr.File(
-                label="Pipeline numbers (CSV, JSON)",
-                file_count="multiple",
-                elem_id="gen-pipe-files",
-            )
+            pipe_files = numbers_box("Pipeline numbers", "gen-pipe-files")
         inputs = [model, prompt, temperature, top_k, top_p, rep, max_new, seed]
         gr.Examples(EXAMPLES, inputs[1:], label="Example prompts and settings")
 

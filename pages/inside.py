@@ -24,7 +24,7 @@ from pages.common import (
     model_note,
     model_picker,
 )
-from pages.export import export_files
+from pages.export import export_files, numbers_box
 
 TASKS = ("lm", "instruct")
 ATTRIBUTION_TASKS = ("lm", "instruct", "classify")
@@ -800,18 +800,12 @@ def build(demo: gr.Blocks) -> None:
         with gr.Accordion("Logit lens", open=True, elem_id="ins-lens-box"):
             lens_plot = gr.Plot(label="Logit lens", elem_id="ins-lens")
             decide_plot = gr.Plot(label="When does the model decide?", elem_id="ins-decide")
-            lens_files = gr.File(
-                label="Lens numbers (CSV, JSON)", file_count="multiple", elem_id="ins-lens-files"
-            )
+            lens_files = numbers_box("Lens numbers", "ins-lens-files")
 
         with gr.Accordion("Surprisal", open=True, elem_id="ins-surprisal-box"):
             ppl = gr.Markdown(elem_id="ins-ppl")
             surprisal_view = gr.HTML(elem_id="ins-surprisal")
-            surprisal_files = gr.File(
-                label="Surprisal numbers (CSV, JSON)",
-                file_count="multiple",
-                elem_id="ins-surprisal-files",
-            )
+            surprisal_files = numbers_box("Surprisal numbers", "ins-surprisal-files")
 
         with gr.Accordion("Head ablation", open=True, elem_id="ins-ablate-box"):
             gr.Markdown(
@@ -840,22 +834,14 @@ def build(demo: gr.Blocks) -> None:
             with gr.Row(equal_height=False):
                 ablate_next = gr.Plot(label="Next token", elem_id="ins-ablate-next")
                 ablate_loss = gr.Plot(label="Per-token loss", elem_id="ins-ablate-loss")
-            ablate_files = gr.File(
-                label="Ablation numbers (CSV, JSON)",
-                file_count="multiple",
-                elem_id="ins-ablate-files",
-            )
+            ablate_files = numbers_box("Ablation numbers", "ins-ablate-files")
 
         with gr.Accordion("Which tokens pushed the prediction", open=False, elem_id="ins-attr-box"):
             method = gr.Radio(METHODS, value="occlusion", label="Method", elem_id="ins-method")
             attr_btn = gr.Button("Explain the next token", elem_id="ins-attr-run")
             attr_note = gr.Markdown(elem_id="ins-attr-note")
             attr_view = gr.HTML(elem_id="ins-attr")
-            attr_files = gr.File(
-                label="Attribution numbers (CSV, JSON)",
-                file_count="multiple",
-                elem_id="ins-attr-files",
-            )
+            attr_files = numbers_box("Attribution numbers", "ins-attr-files")
 
         with gr.Accordion("Compare two models", open=True, elem_id="ins-compare-box"):
             gr.Markdown(
@@ -868,11 +854,7 @@ def build(demo: gr.Blocks) -> None:
             compare_note = gr.Markdown(elem_id="ins-compare-note")
             compare_view = gr.HTML(elem_id="ins-compare")
             compare_lens = gr.Plot(label="Logit lens difference", elem_id="ins-compare-lens")
-            compare_files = gr.File(
-                label="Comparison numbers (CSV, JSON)",
-                file_count="multiple",
-                elem_id="ins-compare-files",
-            )
+            compare_files = numbers_box("Comparison numbers", "ins-compare-files")
 
         quiet = dict(concurrency_limit=2, concurrency_id="inside")
         lens_io = ([model, text, target], [note, lens_plot, decide_plot, lens_files])
