@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -98,7 +99,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempt INTEGER NOT NULL DEFAULT 0,
     resume INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    disk_quota INTEGER
+    disk_quota INTEGER,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     job_id TEXT NOT NULL,
@@ -113,6 +115,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 class JobError(ValueError):
     """A job request that cannot be done (bad spec or data, unknown job, a limit reached)."""
+
+
+class NotOwnerError(JobError):
+    """In multi-user mode: a visitor tried to change a job that another visitor started."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ class JobStatus:
     attempt: int  # 1 for the first run, +1 per resume
     spec: dict[str, Any] = field(default_factory=dict)
     estimate: dict[str, Any] | None = None  # `JobManager.estimate`'s record, once made
+    owner: str | None = None  # who started it (multi-user mode); None: nobody in particular
 
     @property
     def active(self) -> bool:
@@ -178,6 +185,10 @@ def connect(root: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(_SCHEMA)
+    columns = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
+    if "owner" not in columns:  # a jobs.db from before owners existed: its jobs have none
+        with contextlib.suppress(sqlite3.OperationalError):  # another process just added it
+            conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
     return conn
 
 
@@ -343,6 +354,37 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"(),:;]+")
+_FRAME = re.compile(r"^\s+(File \"|\S)")  # a traceback's frame line or its source line
+
+
+def scrub(text: str, job_dir: Path | str | None = None) -> str:
+    r"""`text` fit to show a visitor: paths inside the job folder made relative to it, every
+    other absolute path cut to its file name, traceback frames dropped (the exception's own
+    line stays). The whole text stays in the job's log on the server.
+
+    >>> print(scrub("no /srv/jobs/j1/data/up.tsv (see /srv/gpt/data.py)", "/srv/jobs/j1"))
+    no data/up.tsv (see …/data.py)
+    >>> print(scrub("Traceback (most recent call last):\n  File \"/a/b.py\", line 3, in f\n"
+    ...             "    x()\nValueError: bad https://h/x"))
+    ValueError: bad https://h/x
+    """
+    if job_dir is not None:
+        folder = str(job_dir).rstrip("/\\")
+        text = text.replace(folder + os.sep, "").replace(folder, ".")
+    lines, in_tb = [], False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_tb = True
+            continue
+        if in_tb and _FRAME.match(line):
+            continue
+        in_tb = False
+        lines.append(line)
+    text = "\n".join(lines)
+    return _ABS_PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
+
+
 # --- the manager --------------------------------------------------------------------------------
 
 
@@ -358,6 +400,22 @@ class JobManager:
         background: run a scheduler thread that starts queued jobs and reaps finished ones
             (without it, every public method does that work itself via `poll()`).
         poll_interval: seconds between the scheduler thread's rounds.
+        multiuser: every job must have an owner, and only its owner (or an admin) may
+            cancel, resume or delete it; off, anyone may (one person's machine).
+        max_active_per_owner: queued-or-running jobs one owner may have at once (None: no
+            limit beyond `max_queued`); counted only for jobs that have an owner.
+
+    In multi-user mode the commands take the acting visitor (`actor`, an owner string such as
+    `hf:alice` or `anon:3f2a...`) and `admin=True` for someone holding the admin token:
+
+    >>> import tempfile
+    >>> jobs = JobManager(tempfile.mkdtemp(), multiuser=True, background=False)
+    >>> jobs.authorize({"id": "j1", "owner": "anon:a"}, "anon:b", "cancel")
+    Traceback (most recent call last):
+    ...
+    gpt.jobs.NotOwnerError: job j1 belongs to another visitor; only they (or the admin) can cancel it
+    >>> jobs.authorize({"id": "j1", "owner": "anon:a"}, "anon:a", "cancel")
+    >>> jobs.close()
     """
 
     def __init__(
@@ -369,6 +427,8 @@ class JobManager:
         *,
         background: bool = True,
         poll_interval: float = 0.2,
+        multiuser: bool = False,
+        max_active_per_owner: int | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
@@ -379,6 +439,8 @@ class JobManager:
         self.max_queued = max_queued
         self.disk_quota_bytes = disk_quota_bytes
         self.poll_interval = poll_interval
+        self.multiuser = multiuser
+        self.max_active_per_owner = max_active_per_owner
         self._conn = connect(self.root)
         self._lock = threading.RLock()
         self._procs: dict[str, tuple[subprocess.Popen, int]] = {}
@@ -444,7 +506,7 @@ class JobManager:
     def _row(self, job_id: str) -> sqlite3.Row:
         rows = self._execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if not rows:
-            raise JobError(f"no job {job_id!r} in {self.root}")
+            raise JobError(f"no job {job_id!r}")  # the folder is the server's business
         return rows[0]
 
     def job_dir(self, job_id: str) -> Path:
@@ -483,6 +545,7 @@ class JobManager:
             attempt=row["attempt"],
             spec=json.loads(row["spec"]),
             estimate=_read_json(self.job_dir(row["id"]) / ESTIMATE_FILE),
+            owner=row["owner"],
         )
 
     # -- queries --
@@ -626,6 +689,34 @@ class JobManager:
                 + f" of {self.disk_quota_bytes:,} allowed; delete finished jobs to make room"
             )
 
+    def authorize(
+        self, row: Mapping[str, Any], actor: str | None, verb: str, admin: bool = False
+    ) -> None:
+        """Raise NotOwnerError unless `actor` may `verb` the job `row` (a jobs row or a dict
+        with `id` and `owner`): always in single-user mode or for an admin; in multi-user mode
+        only its owner. A job without an owner (made before multi-user mode) is the admin's."""
+        if not self.multiuser or admin:
+            return
+        if actor is None or row["owner"] is None or actor != row["owner"]:
+            raise NotOwnerError(
+                f"job {row['id']} belongs to another visitor; only they (or the admin) can "
+                f"{verb} it"
+            )
+
+    def _check_owner_limit(self, conn: sqlite3.Connection, owner: str | None) -> None:
+        if owner is None or self.max_active_per_owner is None:
+            return
+        (active,) = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN ('queued', 'running')",
+            (owner,),
+        ).fetchone()
+        if active >= self.max_active_per_owner:
+            n = self.max_active_per_owner
+            raise JobError(
+                f"you already have {active} job{'s' if active != 1 else ''} queued or running "
+                f"(at most {n} per visitor here); wait for it to finish or cancel it"
+            )
+
     def _check_queue(self, conn: sqlite3.Connection) -> None:
         (queued,) = conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()
         if queued >= self.max_queued:
@@ -636,12 +727,15 @@ class JobManager:
 
     # -- commands --
 
-    def submit(self, spec: Mapping[str, Any] | RunSpec) -> str:
+    def submit(self, spec: Mapping[str, Any] | RunSpec, owner: str | None = None) -> str:
         """Validate `spec` (a dict of RunSpec fields, or a RunSpec) and queue it; return its id.
+        `owner` is recorded with the job (required in multi-user mode).
 
         Raises JobError for an unknown key, a bad value, a missing base model, a data file
-        that does not parse, a full queue or an exceeded disk quota.
+        that does not parse, a full queue, an owner's limit or an exceeded disk quota.
         """
+        if self.multiuser and not owner:
+            raise JobError("every job needs an owner here (multi-user mode); none was given")
         d = spec.to_dict() if isinstance(spec, RunSpec) else dict(spec)
         label = str(d.get("base", "starter"))
         try:
@@ -659,6 +753,7 @@ class JobManager:
         self._check_quota(extra=upload.stat().st_size if upload else 0)
         with self._lock:
             self._check_queue(self._conn)
+            self._check_owner_limit(self._conn, owner)
 
         for _ in range(100):
             job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -679,9 +774,10 @@ class JobManager:
             final = RunSpec.from_dict({**run_spec.to_dict(), **changes})
             with self._lock, _Tx(self._conn) as conn:
                 self._check_queue(conn)
+                self._check_owner_limit(conn, owner)
                 conn.execute(
                     "INSERT INTO jobs (id, kind, base, method, data, spec, state, max_steps, "
-                    "created, disk_quota) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    "created, disk_quota, owner) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                     (
                         job_id,
                         final.kind,
@@ -692,6 +788,7 @@ class JobManager:
                         final.max_steps,
                         time.time(),
                         self.disk_quota_bytes,
+                        owner,
                     ),
                 )
         except BaseException:
@@ -700,10 +797,12 @@ class JobManager:
         self.poll()
         return job_id
 
-    def cancel(self, job_id: str) -> JobStatus:
+    def cancel(self, job_id: str, actor: str | None = None, admin: bool = False) -> JobStatus:
         """Cancel a queued job, or stop a running one (SIGTERM: it checkpoints at the end of its
-        step; SIGKILL after CANCEL_GRACE_S). Returns within about 2 seconds."""
+        step; SIGKILL after CANCEL_GRACE_S). Returns within about 2 seconds. In multi-user mode
+        only its owner (`actor`) or an admin may; anyone else gets NotOwnerError."""
         row = self._row(job_id)
+        self.authorize(row, actor, "cancel", admin)
         if row["state"] == "queued":
             self._execute(
                 "UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ? AND "
@@ -735,11 +834,12 @@ class JobManager:
         self.poll()
         return self._status(self._row(job_id))
 
-    def resume(self, job_id: str) -> str:
+    def resume(self, job_id: str, actor: str | None = None, admin: bool = False) -> str:
         """Queue a cancelled, interrupted or failed job again, to continue from its newest valid
         checkpoint (or from the start when it has none). Raises JobError when every checkpoint
-        is corrupted, or a limit is reached."""
+        is corrupted, or a limit is reached; NotOwnerError as `cancel`."""
         row = self._row(job_id)
+        self.authorize(row, actor, "resume", admin)
         if row["state"] not in RESUMABLE:
             raise JobError(
                 f"job {job_id} is {row['state']}; only {', '.join(RESUMABLE)} jobs resume"
@@ -760,6 +860,7 @@ class JobManager:
             note = "no checkpoint yet: starting over"
         with self._lock, _Tx(self._conn) as conn:
             self._check_queue(conn)
+            self._check_owner_limit(conn, row["owner"])
             n = conn.execute(
                 "UPDATE jobs SET state = 'queued', resume = 1, cancel_requested = 0, error = NULL,"
                 " note = ?, finished = NULL, pid = NULL, disk_quota = ? WHERE id = ? AND state = ?",
@@ -770,11 +871,13 @@ class JobManager:
         self.poll()
         return job_id
 
-    def delete(self, job_id: str) -> None:
-        """Remove a job, its files and its history (a running job is cancelled first)."""
+    def delete(self, job_id: str, actor: str | None = None, admin: bool = False) -> None:
+        """Remove a job, its files and its history (a running job is cancelled first).
+        NotOwnerError as `cancel`."""
         row = self._row(job_id)
+        self.authorize(row, actor, "delete", admin)
         if row["state"] in ("queued", "running"):
-            self.cancel(job_id)
+            self.cancel(job_id, actor, admin)
         with self._lock, _Tx(self._conn) as conn:
             conn.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))

@@ -16,6 +16,7 @@ import gradio as gr
 from gpt.jobs import JobError, JobManager, JobStatus
 from gpt.oneclick import OneClick, why_not
 from pages.common import esc, friendly_errors, model_choices
+from pages.visitors import owner_of
 
 POLL_S = 2.0
 
@@ -67,8 +68,11 @@ def end_line(status: JobStatus, metrics: dict[str, Any]) -> str:
 
 
 @friendly_errors
-def start(manager: JobManager, one: OneClick, job_id: str | None) -> tuple[Any, str, Any]:
-    """Submit `one` (unless this visitor's earlier one is still active); (job id, line, timer)."""
+def start(
+    manager: JobManager, one: OneClick, job_id: str | None, owner: str | None = None
+) -> tuple[Any, str, Any]:
+    """Submit `one` for `owner` (unless this visitor's earlier one is still active);
+    (job id, line, timer)."""
     if job_id:
         try:
             status = manager.get(job_id)
@@ -85,7 +89,9 @@ def start(manager: JobManager, one: OneClick, job_id: str | None) -> tuple[Any, 
             gr.Timer(active=False),
         )
     try:
-        new_id = manager.submit(one.spec)
+        if manager.multiuser and owner is None:
+            raise JobError("your browser has no visitor token yet; reload the page")
+        new_id = manager.submit(one.spec, owner=owner)
     except JobError as e:
         raise gr.Error(f"Could not start the job: {e}.") from None
     status = manager.get(new_id)
@@ -114,8 +120,15 @@ def poll(manager: JobManager, tasks: tuple[str, ...], job_id: str | None, picked
     return end_line(status, manager.metrics(job_id)), picker, gr.Timer(active=False)
 
 
-def build(manager: JobManager, one: OneClick, picker: gr.Dropdown, tasks: tuple[str, ...]) -> None:
-    """The button and its status line; the job's model lands in `picker` when it succeeds."""
+def build(
+    manager: JobManager,
+    one: OneClick,
+    picker: gr.Dropdown,
+    tasks: tuple[str, ...],
+    token: gr.BrowserState | None = None,
+) -> None:
+    """The button and its status line; the job's model lands in `picker` when it succeeds.
+    `token` is the page's browser token (`pages.visitors.token_state`): the job's owner."""
     with gr.Row(equal_height=True):
         button = gr.Button(
             f"🚀 {one.title}", elem_id=f"{one.name}-btn", size="md", scale=0, min_width=320
@@ -128,9 +141,13 @@ def build(manager: JobManager, one: OneClick, picker: gr.Dropdown, tasks: tuple[
         )
     job = gr.State(None)  # this visitor's job
     timer = gr.Timer(POLL_S, active=False)
+
+    def do_start(job_id, tok=None, profile: gr.OAuthProfile | None = None):
+        return start(manager, one, job_id, owner_of(tok, profile))
+
     button.click(
-        lambda job_id: start(manager, one, job_id),
-        job,
+        do_start,
+        [job] if token is None else [job, token],
         [job, status, timer],
         api_name=one.name.replace("-", "_"),
         concurrency_limit=1,
