@@ -1,0 +1,119 @@
+"""Multi-user mode through the app's API: two `gradio_client` clients act as two visitors.
+
+A visitor is its browser token (the page keeps it in `gr.BrowserState`; an API client passes
+its own, 32+ random URL-safe characters). B must not cancel, resume or delete A's job; A may;
+the admin token may; B still sees the job (anonymised) and may use its finished model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+
+import gradio_client  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from pages.visitors import new_token  # noqa: E402
+from tests.test_app_api import assert_alive, start_app  # noqa: E402
+from tests.test_app_jobs import form, write_tsv  # noqa: E402
+
+ADMIN = "admin-" + new_token()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("visitors-app")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GPT2LAB_JOBS_DIR", str(root / "jobs"))
+        mp.setenv("GPT2LAB_JOB_THREADS", "1")
+        mp.setenv("GPT2LAB_MULTIUSER", "1")
+        mp.setenv("GPT2LAB_ADMIN_TOKEN", ADMIN)
+        demo, url = start_app(root / "models")
+        yield url
+        demo.close()
+
+
+class Visitor:
+    """One visitor: a client and its browser token."""
+
+    def __init__(self, url: str) -> None:
+        self.client = gradio_client.Client(url, verbose=False)
+        self.token = new_token()
+
+    def start(self, upload, **over):
+        return self.client.predict(*form(upload, **over), self.token, api_name="/start_job")
+
+    def act(self, verb: str, job_id: str, admin: str = "") -> str:
+        return self.client.predict(job_id, self.token, admin, api_name=f"/{verb}_job")
+
+    def jobs(self) -> dict[str, dict]:
+        table = self.client.predict(self.token, api_name="/jobs")
+        return {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
+
+    def wait(self, job_id: str, states: tuple[str, ...], timeout: float = 90) -> dict:
+        end = time.monotonic() + timeout
+        while True:
+            row = self.jobs()[job_id]
+            if row["State"] in states or time.monotonic() > end:
+                return row
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def tsv(tmp_path_factory):
+    return write_tsv(tmp_path_factory.mktemp("visitors-data") / "sms.tsv")
+
+
+def test_only_the_owner_or_the_admin_changes_a_job(app_url, tsv):
+    a, b = Visitor(app_url), Visitor(app_url)
+    message, job_id = a.start(tsv, max_steps=900, eval_every=900)
+    assert f"**{job_id}**" in message
+    assert a.wait(job_id, ("running",))["State"] == "running"
+    assert a.jobs()[job_id]["Owner"] == "you"
+    assert b.jobs()[job_id]["Owner"] == "another visitor"  # B sees it, anonymised
+
+    for verb in ("cancel", "delete"):
+        with pytest.raises(AppError, match="belongs to another visitor"):
+            b.act(verb, job_id)
+    with pytest.raises(AppError, match="belongs to another visitor"):  # no token at all
+        b.client.predict(job_id, api_name="/cancel_job")
+    with pytest.raises(AppError, match="belongs to another visitor"):  # a wrong admin token
+        b.act("cancel", job_id, admin="admin-guess")
+    assert a.jobs()[job_id]["State"] == "running"  # untouched
+
+    assert "cancelled" in a.act("cancel", job_id)
+    with pytest.raises(AppError, match="belongs to another visitor"):
+        b.act("resume", job_id)
+    assert "resumed" in b.act("resume", job_id, admin=ADMIN)  # the admin may
+    assert "cancelled" in b.act("cancel", job_id, admin=ADMIN)
+    assert "deleted" in a.act("delete", job_id)
+    assert job_id not in b.jobs()
+    assert_alive(a.client)
+
+
+def test_one_job_per_visitor_and_a_size_cap(app_url, tsv):
+    a, b = Visitor(app_url), Visitor(app_url)
+    _, first = a.start(tsv, max_steps=900, eval_every=900)
+    with pytest.raises(AppError, match="you already have 1 job queued or running"):
+        a.start(tsv)
+    _, other = b.start(tsv, max_steps=900, eval_every=900)  # B's own job is fine
+    with pytest.raises(AppError, match="limit of 8,000 examples per job"):
+        Visitor(app_url).start(tsv, max_steps=5000, batch_size=8)
+    with pytest.raises(AppError, match="no visitor token"):
+        a.client.predict(*form(tsv), api_name="/start_job")  # nobody: cannot own a job
+    for visitor, job_id in ((a, first), (b, other)):
+        visitor.act("delete", job_id)
+
+
+def test_another_visitor_uses_a_finished_model(app_url, tsv):
+    a, b = Visitor(app_url), Visitor(app_url)
+    _, job_id = a.start(tsv, max_steps=4, eval_every=2)
+    assert a.wait(job_id, ("succeeded", "failed"))["State"] == "succeeded"
+    label, _, _ = b.client.predict(f"job:{job_id}", "WIN a prize", api_name="/classify")
+    assert {c["label"] for c in label["confidences"]} == {"ham", "spam"}
+    with pytest.raises(AppError, match="belongs to another visitor"):
+        b.act("delete", job_id)
