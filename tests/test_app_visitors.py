@@ -117,3 +117,15 @@ def test_another_visitor_uses_a_finished_model(app_url, tsv):
     assert {c["label"] for c in label["confidences"]} == {"ham", "spam"}
     with pytest.raises(AppError, match="belongs to another visitor"):
         b.act("delete", job_id)
+
+
+def test_rejected_input_writes_no_server_traceback(app_url, tsv, capfd):
+    a = Visitor(app_url)
+    capfd.readouterr()
+    for over in (dict(epochs=1000), dict(lr="fast"), dict(max_steps=5000)):
+        with pytest.raises(AppError):
+            a.start(tsv, **over)
+    with pytest.raises(AppError, match="no job 'nope'"):
+        a.act("cancel", "nope")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err

@@ -172,3 +172,54 @@ def test_scrub_hides_tracebacks_and_server_paths(tmp_path):
     )
     assert "…/jobs_worker.py" in scrub(f"see {tmp_path}/repo/gpt/jobs_worker.py")
     assert scrub("fetch https://example.org/a/b failed") == "fetch https://example.org/a/b failed"
+
+
+def test_errors_reach_visitors_in_words_only(caplog):
+    import gradio as gr
+
+    from pages.common import friendly_errors
+
+    @friendly_errors
+    def rejects():
+        raise gr.Error("Batch size must be between 1 and 64.")
+
+    @friendly_errors
+    def breaks():
+        raise OSError("cannot open /srv/app/jobs/j1/data/upload.tsv")
+
+    with pytest.raises(gr.Error) as e:
+        rejects()
+    assert e.value.print_exception is False  # gradio prints no traceback for it
+    with caplog.at_level("ERROR", logger="gpt2lab"), pytest.raises(gr.Error) as e:
+        breaks()
+    assert "/srv" not in e.value.message and "…/upload.tsv" in e.value.message
+    assert e.value.print_exception is False  # logged once, below, with its traceback
+    assert "/srv/app/jobs/j1/data/upload.tsv" in caplog.text  # the server log has it all
+
+
+def test_a_failed_jobs_error_and_log_show_no_traceback_or_path(files, tmp_path):  # noqa: F811
+    from pages.jobs import details, shown_log
+
+    a = "anon:aaaa"
+    with JobManager(tmp_path / "jobs", multiuser=True, background=False) as jobs:
+        job_id = jobs.submit(classify_spec(files, **LONG), owner=a)
+        jobs.cancel(job_id, a)
+        folder = jobs.job_dir(job_id)
+        trace = (
+            "Traceback (most recent call last):\n"
+            f'  File "{tmp_path}/gpt/jobs_worker.py", line 151, in _run\n'
+            "    metrics = run(spec, out)\n"
+            f"gpt.data.DataError: {folder}/data/sms.tsv: line 12 has no tab"
+        )
+        jobs._execute("UPDATE jobs SET error = ? WHERE id = ?", (trace, job_id))
+        with open(folder / "log.txt", "a", encoding="utf-8") as log:
+            log.write(trace + "\n")
+        status = jobs.get(job_id)
+        text = details(status, jobs.metrics(job_id), folder)
+        assert "data/sms.tsv: line 12 has no tab" in text
+        assert str(tmp_path) not in text and "Traceback" not in text
+        mine = shown_log(jobs, status, a, admin=False)
+        assert "data/sms.tsv: line 12" in mine
+        assert str(tmp_path) not in mine and "Traceback" not in mine
+        assert "shown to the visitor who started" in shown_log(jobs, status, "anon:b", False)
+        assert "line 12" in shown_log(jobs, status, "anon:b", admin=True)
