@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -76,6 +77,8 @@ LOG_TAIL_LINES = 15
 ESTIMATE_FILE = "estimate.json"  # in the job folder: how long it should take, said up front
 DB_RETRY_S = 60.0  # how long a worker retries a write SQLite reports busy
 T = TypeVar("T")
+ANONYMOUS = "anon:"  # owners without a Hugging Face account: their old jobs are pruned first
+log = logging.getLogger("gpt2lab.jobs")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -441,6 +444,7 @@ class JobManager:
         self.poll_interval = poll_interval
         self.multiuser = multiuser
         self.max_active_per_owner = max_active_per_owner
+        self.last_pruned: list[str] = []  # jobs the last `make_room` removed
         self._conn = connect(self.root)
         self._lock = threading.RLock()
         self._procs: dict[str, tuple[subprocess.Popen, int]] = {}
@@ -678,15 +682,66 @@ class JobManager:
             raise JobError(f"cannot read data file {path}: {e}") from e
         return path.resolve()
 
-    def _check_quota(self, extra: int = 0) -> None:
+    def make_room(self, extra: int = 0, keep: str | None = None) -> list[str]:
+        """Free disk for `extra` more bytes within the budget: delete finished jobs of anonymous
+        visitors, oldest first, those without a final model (failed, cancelled, interrupted)
+        before those with one. Signed-in visitors' jobs, jobs without an owner and active jobs
+        are never pruned, nor `keep` (a job being resumed). Each removal is logged; returns the
+        removed ids (`last_pruned`).
+
+        >>> import tempfile
+        >>> JobManager(tempfile.mkdtemp(), disk_quota_bytes=10**6, background=False).make_room()
+        []
+        """
+        pruned: list[str] = []
+        if self.disk_quota_bytes is None:
+            return pruned
+        used = self.disk_usage()
+        if used + extra <= self.disk_quota_bytes:
+            return pruned
+        rows = self._execute(
+            "SELECT id, state, owner FROM jobs WHERE owner LIKE ? AND id != ? AND state NOT IN "
+            "('queued', 'running') ORDER BY state = 'succeeded', created, rowid",
+            (ANONYMOUS + "%", keep or ""),
+        )
+        for row in rows:
+            if used + extra <= self.disk_quota_bytes:
+                break
+            size = dir_size(self.job_dir(row["id"]))
+            self._remove(row["id"])
+            used -= size
+            pruned.append(row["id"])
+            log.warning(
+                "disk budget: pruned job %s (%s, %s, %.1f MB) to make room; jobs use %.1f MB "
+                "of %.1f MB",
+                row["id"],
+                row["state"],
+                row["owner"],
+                size / 1e6,
+                used / 1e6,
+                self.disk_quota_bytes / 1e6,
+            )
+        self.last_pruned = pruned
+        return pruned
+
+    def _remove(self, job_id: str) -> None:
+        with self._lock, _Tx(self._conn) as conn:
+            conn.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._procs.pop(job_id, None)
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def _check_quota(self, extra: int = 0, keep: str | None = None) -> None:
         if self.disk_quota_bytes is None:
             return
+        self.make_room(extra, keep)
         used = self.disk_usage()
         if used + extra > self.disk_quota_bytes:
             raise JobError(
                 f"disk quota exceeded: job outputs use {used:,} bytes"
                 + (f" (+{extra:,} for this job's data)" if extra else "")
-                + f" of {self.disk_quota_bytes:,} allowed; delete finished jobs to make room"
+                + f" of the {self.disk_quota_bytes:,} allowed, even after pruning old anonymous "
+                "jobs; delete finished jobs to make room"
             )
 
     def authorize(
@@ -750,6 +805,7 @@ class JobManager:
                 raise JobError(f"tokenizer {tokenizer!r} not found")
             tokenizer = str(tok_path.resolve())
         upload = self._check_data(run_spec.kind, run_spec.data)
+        self.last_pruned = []
         self._check_quota(extra=upload.stat().st_size if upload else 0)
         with self._lock:
             self._check_queue(self._conn)
@@ -844,7 +900,7 @@ class JobManager:
             raise JobError(
                 f"job {job_id} is {row['state']}; only {', '.join(RESUMABLE)} jobs resume"
             )
-        self._check_quota()
+        self._check_quota(keep=job_id)
         ckpts = self.job_dir(job_id) / "out" / "checkpoints"
         note = None
         if trainstate.list_checkpoints(ckpts):
@@ -878,11 +934,7 @@ class JobManager:
         self.authorize(row, actor, "delete", admin)
         if row["state"] in ("queued", "running"):
             self.cancel(job_id, actor, admin)
-        with self._lock, _Tx(self._conn) as conn:
-            conn.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
-            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-            self._procs.pop(job_id, None)
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self._remove(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None, interval: float = 0.1) -> JobStatus:
         """Block until the job leaves queued/running (or `timeout` seconds pass)."""

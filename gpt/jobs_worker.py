@@ -14,6 +14,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -171,6 +172,10 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
         jobs.record_metric, conn, job_id, "test", metrics["steps"], metrics.get("test", {})
     )
     finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
+    if quota is not None:  # under a disk budget a finished job keeps its model, not its
+        # optimizer checkpoints (a succeeded job never resumes); running jobs keep their last 2
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        print("disk budget: dropped the training checkpoints; the final model stays", flush=True)
     print(f"succeeded: {metrics['steps']} steps, test {metrics.get('test', {})}", flush=True)
     return 0
 

@@ -228,6 +228,13 @@ def start_job(
         raise gr.Error(f"Could not start the job: {msg}.") from None
     status = manager.get(job_id)
     where = "starting now" if status.state == "running" else "queued behind the running job"
+    pruned = manager.last_pruned
+    if pruned:
+        n = len(pruned)
+        capped += (
+            f" To stay within the disk budget, {n} old finished job{'s' if n > 1 else ''} of "
+            "anonymous visitors were removed."
+        )
     return f"Started job **{job_id}** ({where}).{capped}", job_id  # the list adds its choice
 
 
