@@ -25,7 +25,8 @@ ADMIN = "admin-" + new_token()
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def served(tmp_path_factory):
+    """(demo, url) of the app in multi-user mode."""
     root = tmp_path_factory.mktemp("visitors-app")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GPT2LAB_JOBS_DIR", str(root / "jobs"))
@@ -33,8 +34,13 @@ def app_url(tmp_path_factory):
         mp.setenv("GPT2LAB_MULTIUSER", "1")
         mp.setenv("GPT2LAB_ADMIN_TOKEN", ADMIN)
         demo, url = start_app(root / "models")
-        yield url
+        yield demo, url
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(served):
+    return served[1]
 
 
 class Visitor:
@@ -129,3 +135,11 @@ def test_rejected_input_writes_no_server_traceback(app_url, tsv, capfd):
         a.act("cancel", "nope")
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err
+
+
+def test_heavy_endpoints_share_two_slots_and_light_ones_are_free(served):
+    fns = {fn.api_name: fn for fn in served[0].fns.values() if isinstance(fn.api_name, str)}
+    for name in ("generate", "attention", "classify", "chat", "lens", "start_job"):
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("heavy", 2), name
+    for name in ("tokenize", "jobs"):
+        assert fns[name].concurrency_limit is None and fns[name].concurrency_id != "heavy"
