@@ -615,6 +615,10 @@ class JobManager:
             out.append(JobModel(s.id, s.kind, s.base, s.method, s.model_path, s.finished, test))
         return out
 
+    def has_checkpoint(self, job_id: str) -> bool:
+        """Whether the job has a training checkpoint to resume from (else resume starts over)."""
+        return bool(trainstate.list_checkpoints(self.job_dir(job_id) / "out" / "checkpoints"))
+
     def disk_usage(self) -> int:
         return jobs_usage(self.root)
 

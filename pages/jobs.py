@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from gpt.config import HUB_IDS, STARTER_MODELS
 from gpt.jobs import JobError, JobManager, JobStatus, NotOwnerError, scrub
+from gpt.metrics import majority_accuracy
 from gpt.registry import default_registry
 from gpt.sources import SOURCES, availability
 from pages.common import esc, friendly_errors, model_card_box, model_choices
@@ -287,7 +288,14 @@ def cancel_job(
         raise _denied(e) from None
     except JobError as e:
         raise gr.Error(f"{e}.") from None
-    return f"Job **{status.id}** cancelled at step {status.step}; **Resume** continues it."
+    return f"Job **{status.id}** cancelled at step {status.step}; {resume_hint(manager, status.id)}"
+
+
+def resume_hint(manager: JobManager, job_id: str, sentence: bool = False) -> str:
+    """What Resume will do: continue from the last checkpoint, or start over without one."""
+    if manager.has_checkpoint(job_id):
+        return "**Resume** continues it from its last checkpoint."
+    return f"{'I' if sentence else 'i'}t had no checkpoint yet, so **Resume** starts it over."
 
 
 @friendly_errors
@@ -413,7 +421,9 @@ def may_change(manager: JobManager, status: JobStatus, me: str | None, admin: bo
     return not manager.multiuser or admin or (me is not None and status.owner == me)
 
 
-def details(status: JobStatus, metrics: dict[str, Any], public: Path | None = None) -> str:
+def details(
+    status: JobStatus, metrics: dict[str, Any], public: Path | None = None, resume: str = ""
+) -> str:
     """The selected job in words. `public` (multi-user mode: the job's folder): its error
     without tracebacks, its paths relative to that folder."""
     parts = [
@@ -434,6 +444,7 @@ def details(status: JobStatus, metrics: dict[str, Any], public: Path | None = No
     if test:
         shown = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in list(test.items())[:4])
         text += f"\n\nTest set: {shown}."
+        text += baseline_text(metrics.get("test", {}))
     if status.spec.get("prefix_weight"):
         text += (
             f"\n\nThe train loss adds the every-prefix term (× {status.spec['prefix_weight']:g}),"
@@ -450,8 +461,39 @@ def details(status: JobStatus, metrics: dict[str, Any], public: Path | None = No
         error = status.error if public is None else scrub(status.error, public)
         text += f"\n\n```\n{error[-1500:]}\n```"
     if status.state in ("cancelled", "interrupted", "failed"):
-        text += "\n\n**Resume** continues it from its last checkpoint."
+        text += "\n\n" + (resume or "**Resume** continues it from its last checkpoint.")
     return text
+
+
+def baseline_text(test: dict[str, Any], labels: tuple[str, str] = ("ham", "spam")) -> str:
+    """A classifier's test results next to what they must beat: the majority-class accuracy,
+    and the confusion matrix (so "accuracy 0.868, recall 0.021" reads as "always ham").
+
+    >>> print(baseline_text({"test_accuracy": 0.868, "test_confusion_matrix": [[866, 0], [132, 2]]}))
+    <BLANKLINE>
+    <BLANKLINE>
+    Always answering **ham** would score 0.866: this model is 0.002 above it.
+    <BLANKLINE>
+    | true ＼ predicted | ham | spam |
+    |---|---|---|
+    | **ham** | 866 | 0 |
+    | **spam** | 132 | 2 |
+    """
+    cm = test.get("test_confusion_matrix")
+    if not (isinstance(cm, list) and len(cm) == 2 and all(len(r) == 2 for r in cm)):
+        return ""
+    base = majority_accuracy(cm)
+    common = labels[0] if sum(cm[0]) >= sum(cm[1]) else labels[1]
+    acc = test.get("test_accuracy")
+    versus = ""
+    if isinstance(acc, int | float):
+        gap = acc - base
+        versus = f": this model is {abs(gap):.3f} {'above' if gap >= 0 else 'below'} it"
+    rows = "\n".join(f"| **{labels[i]}** | {cm[i][0]} | {cm[i][1]} |" for i in range(2))
+    return (
+        f"\n\nAlways answering **{common}** would score {base:.3f}{versus}.\n\n"
+        f"| true ＼ predicted | {labels[0]} | {labels[1]} |\n|---|---|---|\n{rows}"
+    )
 
 
 def curves(metrics: dict[str, Any]) -> go.Figure | None:
@@ -554,7 +596,12 @@ def refresh(
         gr.Markdown(visible=False),
         gr.Dataframe(value=job_rows(jobs, me, owners), visible=True),
         gr.Dropdown(choices=choices, value=job.id if job.id in ids else None),
-        details(job, metrics, manager.job_dir(job.id) if owners else None),
+        details(
+            job,
+            metrics,
+            manager.job_dir(job.id) if owners else None,
+            resume_hint(manager, job.id, sentence=True),
+        ),
         plot,
         key,
         timer,

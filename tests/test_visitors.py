@@ -223,3 +223,25 @@ def test_a_failed_jobs_error_and_log_show_no_traceback_or_path(files, tmp_path):
         assert str(tmp_path) not in mine and "Traceback" not in mine
         assert "shown to the visitor who started" in shown_log(jobs, status, "anon:b", False)
         assert "line 12" in shown_log(jobs, status, "anon:b", admin=True)
+
+
+def test_cancel_says_whether_resume_continues_or_starts_over(files, tmp_path):  # noqa: F811
+    from pages.jobs import cancel_job
+
+    with JobManager(tmp_path / "jobs", background=False) as jobs:
+        early = jobs.submit(classify_spec(files, **LONG))
+        assert "no checkpoint yet, so **Resume** starts it over" in cancel_job(jobs, early)
+        later = jobs.submit(classify_spec(files, max_steps=100_000, checkpoint_every=2))
+        deadline = time.time() + 90
+        while not jobs.has_checkpoint(later) and time.time() < deadline:
+            time.sleep(0.1)
+        assert "continues it from its last checkpoint" in cancel_job(jobs, later)
+
+
+def test_a_classifiers_results_come_with_their_baseline():
+    from pages.jobs import baseline_text
+
+    text = baseline_text({"test_accuracy": 0.868, "test_confusion_matrix": [[860, 5], [127, 8]]})
+    assert "Always answering **ham** would score 0.865" in text
+    assert "0.003 above it" in text and "| **spam** | 127 | 8 |" in text
+    assert baseline_text({"test_loss": 2.0}) == ""  # no classifier, no baseline
