@@ -103,7 +103,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     resume INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     disk_quota INTEGER,
-    owner TEXT
+    owner TEXT,
+    stage TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     job_id TEXT NOT NULL,
@@ -150,6 +151,7 @@ class JobStatus:
     spec: dict[str, Any] = field(default_factory=dict)
     estimate: dict[str, Any] | None = None  # `JobManager.estimate`'s record, once made
     owner: str | None = None  # who started it (multi-user mode); None: nobody in particular
+    stage: dict[str, Any] | None = None  # a running job past training: {"stage", "done", "total"}
 
     @property
     def active(self) -> bool:
@@ -189,9 +191,10 @@ def connect(root: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(_SCHEMA)
     columns = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
-    if "owner" not in columns:  # a jobs.db from before owners existed: its jobs have none
-        with contextlib.suppress(sqlite3.OperationalError):  # another process just added it
-            conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+    for name in ("owner", "stage"):  # a jobs.db from before they existed: NULL in old rows
+        if name not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
     return conn
 
 
@@ -550,6 +553,7 @@ class JobManager:
             spec=json.loads(row["spec"]),
             estimate=_read_json(self.job_dir(row["id"]) / ESTIMATE_FILE),
             owner=row["owner"],
+            stage=_stage(row),
         )
 
     # -- queries --
@@ -1070,7 +1074,7 @@ class JobManager:
                 attempt = row["attempt"] + 1
                 conn.execute(
                     "UPDATE jobs SET state = 'running', attempt = ?, started = ?, "
-                    "finished = NULL, pid = NULL, eta_s = NULL WHERE id = ?",
+                    "finished = NULL, pid = NULL, eta_s = NULL, stage = NULL WHERE id = ?",
                     (attempt, time.time(), row["id"]),
                 )
         except BaseException:
@@ -1135,6 +1139,15 @@ def write_estimate(job_dir: Path, seconds: float, text: str, busy: int = 0) -> d
     tmp.write_text(json.dumps(record), encoding="utf-8")
     tmp.replace(path)
     return record
+
+
+def _stage(row: sqlite3.Row) -> dict[str, Any] | None:
+    if row["state"] != "running" or not row["stage"]:
+        return None
+    try:
+        return json.loads(row["stage"])
+    except ValueError:
+        return None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

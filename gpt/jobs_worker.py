@@ -11,6 +11,7 @@ checkpoint at the end of the current step and returns; the job ends `cancelled`.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import os
@@ -134,6 +135,15 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
 
         def on_event(event: TrainEvent) -> None:
             flags["training"] = True
+            if event.kind == "stage":  # past training (the test set): shown, never stopped
+                if event.metrics["done"] == 0:
+                    print(f"{event.metrics['stage']} on the test set", flush=True)
+                with contextlib.suppress(Exception):  # a busy DB skips one progress update
+                    conn.execute(
+                        "UPDATE jobs SET stage = ?, eta_s = NULL WHERE id = ? AND attempt = ?",
+                        (json.dumps(event.metrics), job_id, attempt),
+                    )
+                return
             if event.kind == "note":
                 print(event.metrics["message"], flush=True)
             if event.kind == "estimate":

@@ -286,25 +286,41 @@ def make_task(spec: RunSpec) -> Any:
     return TASKS[spec.kind]()
 
 
-def evaluate_run(spec: RunSpec, model: nn.Module, tok: Any, data: RunData) -> dict[str, Any]:
-    """Final metrics on the test split, named `test_*`."""
+def evaluate_run(
+    spec: RunSpec,
+    model: nn.Module,
+    tok: Any,
+    data: RunData,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Final metrics on the test split, named `test_*`. `progress(done, total)` hears of each
+    batch of test examples (and, for instruct, each sampled answer) as it is scored."""
     task = make_task(spec)
     model.eval()
     out: dict[str, Any] = {}
+    n_answers = spec.eval_samples if spec.kind == "instruct" and data.test_examples else 0
+    n_answers = min(n_answers or 0, len(data.test_examples or []))
+    total = len(data.test or []) + n_answers
+    tell = progress or (lambda done, total: None)
     if data.test:
         rows = list(range(len(data.test)))
         collate = data.collate or (lambda b: tuple(torch.stack(x) for x in zip(*b)))
-        batches = (
-            collate([data.test[i] for i in rows[i : i + spec.batch_size]])
-            for i in range(0, len(rows), spec.batch_size)
-        )
-        metrics = task.evaluate(model, batches)
+
+        def batches():
+            for i in range(0, len(rows), spec.batch_size):
+                yield collate([data.test[j] for j in rows[i : i + spec.batch_size]])
+                tell(min(i + spec.batch_size, len(rows)), total)
+
+        metrics = task.evaluate(model, batches())
         out.update({k.replace("val_", "test_", 1): v for k, v in metrics.items()})
     if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
         from gpt.metrics import response_scores
 
         sample = data.test_examples[: spec.eval_samples]
-        preds = [answer(model, tok, ex, spec.max_new_tokens) for ex in sample]
+        preds = []
+        for ex in sample:
+            preds.append(answer(model, tok, ex, spec.max_new_tokens))
+            tell(len(data.test or []) + len(preds), total)
         scores = response_scores(preds, [ex.output for ex in sample])
         out.update({f"test_{k}": v for k, v in scores.items()})
         out["test_samples"] = [
@@ -389,11 +405,32 @@ def run(
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.to(torch.bfloat16).float())
-    metrics["test"] = evaluate_run(spec, model, tok, data)
+    metrics["test"] = evaluate_run(spec, model, tok, data, _stage_reporter(result, callbacks))
     save_final(out / "model", model, tok, spec, metrics)
     metrics["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _stage_reporter(
+    result: TrainResult, callbacks: Sequence[Callable[[TrainEvent], None]], every_s: float = 0.5
+) -> Callable[[int, int], None]:
+    """`progress(done, total)` for the test evaluation, as "stage" events (at most one per
+    `every_s`, and the last), metrics `{"stage": "evaluating", "done", "total"}`."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.time()
+        if now - last[0] < every_s and done < total:
+            return
+        last[0] = now
+        info = {"stage": "evaluating", "done": done, "total": total}
+        event = TrainEvent("stage", result.step, result.max_steps, 0.0, info, 0.0)
+        for cb in callbacks:
+            cb(event)
+
+    progress(0, 1)  # the stage starts now, before its first batch is scored
+    return progress
 
 
 def _announce_estimate(

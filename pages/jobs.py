@@ -377,6 +377,23 @@ def short_base(base: str) -> str:
     return Path(base).name if "/" in base or "\\" in base else base
 
 
+def stage_text(s: JobStatus) -> str | None:
+    """A running job's stage after training, in words ("evaluating on the test set: 40 / 120
+    examples scored"), or None while it trains."""
+    if not s.stage:
+        return None
+    done, total = s.stage.get("done", 0), s.stage.get("total", 0)
+    count = f": {done} / {total} scored" if total > 1 else ""
+    return f"training done, {s.stage.get('stage', 'evaluating')} on the test set{count}"
+
+
+def progress_cell(s: JobStatus) -> str:
+    if s.stage:
+        done, total = s.stage.get("done", 0), max(1, s.stage.get("total", 1))
+        return "evaluating " + progress_bar(done / total)
+    return progress_bar(s.progress)
+
+
 def eta_cell(s: JobStatus) -> str:
     """A running job's time left (from its recent steps), or a queued job's estimate."""
     if s.state == "running" and s.eta_s is not None:
@@ -396,7 +413,7 @@ def job_rows(jobs: list[JobStatus], me: str | None = None, owners: bool = False)
             short_base(s.base),
             s.method.replace("_", " "),
             s.state,
-            progress_bar(s.progress),
+            progress_cell(s),
             f"{s.step} / {s.max_steps}" if s.max_steps else str(s.step),
             "—" if s.loss is None else f"{s.loss:.4f}",
             eta_cell(s),
@@ -432,7 +449,9 @@ def details(
     ]
     if status.max_steps:
         parts.append(f"step {status.step} / {status.max_steps} ({status.progress:.0%})")
-    if status.active and status.eta_s is not None:
+    if stage_text(status):
+        parts.append(stage_text(status))
+    elif status.active and status.eta_s is not None:
         parts.append(f"about {duration(status.eta_s)} left")
     if status.active and status.estimate:
         said = "estimated at its start" if status.state == "running" else "expected to take"

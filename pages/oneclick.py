@@ -35,6 +35,10 @@ def progress_line(status: JobStatus) -> str:
     if status.state == "queued":
         wait = f" It should take {estimate}." if estimate else ""
         return f"Job **{status.id}** is queued behind another job.{wait}"
+    if status.stage:
+        done, total = status.stage.get("done", 0), status.stage.get("total", 0)
+        count = f" ({done}/{total} scored)" if total > 1 else ""
+        return f"Job **{status.id}** finished training; now evaluating on the test set{count}."
     if status.max_steps:
         where = f"step {status.step}/{status.max_steps} ({status.progress * 100:.0f}%)"
     else:
