@@ -36,6 +36,7 @@ from pages.visitors import (  # noqa: E402
     BUDGET_ENV,
     PER_VISITOR_ENV,
     env_int,
+    env_number,
     multiuser_mode,
     token_state,
 )
@@ -60,11 +61,11 @@ def job_settings(multiuser: bool) -> dict:
     """JobManager's keyword arguments for this mode: in multi-user mode (a public Space) jobs
     have owners, 1 queued-or-running job per visitor ($GPT2LAB_JOBS_PER_VISITOR) and a 10 GB
     disk budget ($GPT2LAB_DISK_BUDGET_GB); locally neither limit unless set."""
-    budget_gb = env_int(BUDGET_ENV, 10 if multiuser else None)
+    budget_gb = env_number(BUDGET_ENV, 10 if multiuser else None)
     return dict(
         max_concurrent=1,
         max_queued=MAX_QUEUED_JOBS,
-        disk_quota_bytes=None if budget_gb is None else budget_gb * 10**9,
+        disk_quota_bytes=None if budget_gb is None else int(budget_gb * 10**9),
         multiuser=multiuser,
         max_active_per_owner=env_int(PER_VISITOR_ENV, 1 if multiuser else None),
     )

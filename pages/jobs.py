@@ -642,7 +642,7 @@ def limits_text(manager: JobManager) -> str:
         "(max steps × batch size; 0 steps means the most that allows)",
     ]
     if manager.disk_quota_bytes:
-        parts[-1] += f"; {manager.disk_quota_bytes / 1e9:.0f} GB of disk for all jobs"
+        parts[-1] += f"; {manager.disk_quota_bytes / 1e9:.3g} GB of disk for all jobs"
     parts[-1] += "."
     return " ".join(parts)
 

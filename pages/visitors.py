@@ -55,17 +55,27 @@ def multiuser_mode(env: dict[str, str] | None = None) -> bool:
     return bool(env.get("SPACE_ID"))
 
 
-def env_int(name: str, default: int | None) -> int | None:
-    """An integer setting from the environment (empty: `default`; "none": no limit)."""
+def env_number(name: str, default: float | None) -> float | None:
+    """A number setting from the environment (empty: `default`; "none": no limit).
+
+    >>> os.environ["GPT2LAB_TEST_N"] = "0.5"; env_number("GPT2LAB_TEST_N", 1)
+    0.5
+    """
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
         return default
     if raw in ("none", "off", "unlimited"):
         return None
     try:
-        return int(float(raw))
+        return float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number or 'none', not {raw!r}") from None
+
+
+def env_int(name: str, default: int | None) -> int | None:
+    """An integer setting from the environment (empty: `default`; "none": no limit)."""
+    value = env_number(name, default)
+    return None if value is None else int(value)
 
 
 def new_token() -> str:
