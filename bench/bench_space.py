@@ -286,6 +286,11 @@ def main() -> None:
         import gpt
 
         pruned = set(re.findall(r"pruned job (\S+)", server_log))
+        import sqlite3
+
+        db = sqlite3.connect(jobs_dir / "jobs.db")
+        reasons = dict(db.execute("SELECT id, error FROM jobs WHERE state = 'failed'").fetchall())
+        db.close()
         outcome: Counter[str] = Counter()
         for job_id in accepted:
             state = states.get(job_id)
@@ -297,6 +302,8 @@ def main() -> None:
                     gpt.load_model(str(jobs_dir / job_id / "out" / "model"))
                 except Exception as e:
                     state = f"CORRUPTED ({type(e).__name__})"
+            if state == "failed":
+                state = f"failed ({(reasons.get(job_id) or '?').splitlines()[0][:60]})"
             outcome[state] += 1
     tok = lat["tokenize"]
     results = {

@@ -276,6 +276,27 @@ def jobs_usage(root: Path) -> int:
     return sum(dir_size(p) for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
 
 
+def expected_bytes(spec: Mapping[str, Any]) -> int:
+    """How much disk a job should need at most: its final model plus the two training
+    checkpoints it keeps, each the trained weights and (full fine-tuning) Adam's two moments.
+    Weights are measured from the base model's folder, or counted from a preset's config.
+
+    >>> expected_bytes({"base": "preset:tiny", "method": "full"}) > 0
+    True
+    """
+    base, method = str(spec.get("base", "")), spec.get("method", "full")
+    name = base.removeprefix("preset:")
+    folder = STARTER_DIR / base if base in STARTER_MODELS else Path(base).expanduser()
+    if name in PRESETS:
+        weights = PRESETS[name].n_params() * 4
+    elif base and folder.is_dir():
+        weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    else:
+        return 0
+    per_checkpoint = weights * (3 if method == "full" else 1.2)  # adapters' moments are small
+    return int(weights + 2 * per_checkpoint)
+
+
 def take_worker_lock(path: Path) -> int | None:
     """An fd holding an exclusive flock on `path` (created if missing), or None when another
     open file holds it. Closing the fd, or the exit of every process that inherited it,
@@ -704,7 +725,7 @@ class JobManager:
         pruned: list[str] = []
         if self.disk_quota_bytes is None:
             return pruned
-        used = self.disk_usage()
+        used = self.disk_usage() + self.reserved_bytes()
         if used + extra <= self.disk_quota_bytes:
             return pruned
         rows = self._execute(
@@ -732,6 +753,15 @@ class JobManager:
         self.last_pruned = pruned
         return pruned
 
+    def reserved_bytes(self) -> int:
+        """Disk the queued and running jobs should still write (`expected_bytes` less what
+        each has written), so a submit leaves room for the jobs already accepted."""
+        rows = self._execute("SELECT id, spec FROM jobs WHERE state IN ('queued', 'running')")
+        return sum(
+            max(0, expected_bytes(json.loads(r["spec"])) - dir_size(self.job_dir(r["id"])))
+            for r in rows
+        )
+
     def _remove(self, job_id: str) -> None:
         with self._lock, _Tx(self._conn) as conn:
             conn.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
@@ -743,10 +773,10 @@ class JobManager:
         if self.disk_quota_bytes is None:
             return
         self.make_room(extra, keep)
-        used = self.disk_usage()
+        used = self.disk_usage() + self.reserved_bytes()
         if used + extra > self.disk_quota_bytes:
             raise JobError(
-                f"disk quota exceeded: job outputs use {used:,} bytes"
+                f"disk quota exceeded: job outputs use (or running jobs will need) {used:,} bytes"
                 + (f" (+{extra:,} for this job's data)" if extra else "")
                 + f" of the {self.disk_quota_bytes:,} allowed, even after pruning old anonymous "
                 "jobs; delete finished jobs to make room"
@@ -814,7 +844,8 @@ class JobManager:
             tokenizer = str(tok_path.resolve())
         upload = self._check_data(run_spec.kind, run_spec.data)
         self.last_pruned = []
-        self._check_quota(extra=upload.stat().st_size if upload else 0)
+        need = expected_bytes({"base": base, "method": run_spec.method})
+        self._check_quota(extra=need + (upload.stat().st_size if upload else 0))
         with self._lock:
             self._check_queue(self._conn)
             self._check_owner_limit(self._conn, owner)

@@ -7,6 +7,8 @@ the admin token may; B still sees the job (anonymised) and may use its finished 
 
 from __future__ import annotations
 
+import re
+import tempfile
 import time
 
 import pytest
@@ -143,3 +145,64 @@ def test_heavy_endpoints_share_two_slots_and_light_ones_are_free(served):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("heavy", 2), name
     for name in ("tokenize", "jobs"):
         assert fns[name].concurrency_limit is None and fns[name].concurrency_id != "heavy"
+
+
+# --- in a browser -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from tests import test_browser as tb  # skips when chromium is missing
+
+    with tb.sync_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="pw-") as profile:
+        ctx = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=tb.CHROMIUM,
+            args=tb.ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        pg = ctx.new_page()
+        pg.set_default_timeout(20_000)
+        pg.goto(app_url, wait_until="load")
+        pg.wait_for_selector("#tok-text textarea")
+        yield pg
+        ctx.close()
+
+
+@pytest.mark.slow
+def test_a_second_visitor_in_the_browser(page, app_url, tsv):
+    """B (the browser) sees A's job as "another visitor" and cannot cancel it; B's own job is
+    "you" after a reload (the token lives in the browser), and B can cancel that one."""
+    from tests import test_browser as tb
+    from tests.test_app_jobs import wait_for_text
+
+    a = Visitor(app_url)
+    _, a_job = a.start(tsv, max_steps=900, eval_every=900)
+    tb.open_tab(page, "Fine-tune")
+    page.locator("#job-refresh").click()
+    wait_for_text(page, "job-table", f"{a_job}[\\s\\S]*another visitor")
+    assert "Shared Space" in page.locator("#job-limits").inner_text()
+
+    tb.pick_model(page, "job-kind", "Spam classifier")
+    tb.pick_model(page, "job-base", "tiny-spam")
+    page.locator("#job-start").click()
+    wait_for_text(page, "job-msg", r"Started job \S+[\s\S]*Capped at \d+ steps")
+    b_job = re.search(r"Started job (\S+)", page.locator("#job-msg").inner_text()).group(1)
+
+    page.reload(wait_until="load")
+    page.wait_for_selector("#tok-text textarea")
+    tb.open_tab(page, "Fine-tune")
+    wait_for_text(page, "job-table", f"{b_job}[\\s\\S]*you")
+
+    tb.pick_model(page, "job-picked", f"{a_job} · classify")
+    page.locator("#job-cancel").click()
+    page.wait_for_selector(".toast-body:has-text('belongs to another visitor')")
+    assert a.jobs()[a_job]["State"] in ("running", "queued")  # untouched
+    assert "shown to the visitor who started" in page.locator("#job-log").text_content()
+
+    tb.pick_model(page, "job-picked", f"{b_job} · classify")
+    page.locator("#job-cancel").click()
+    wait_for_text(page, "job-msg", f"{b_job}[\\s\\S]*cancelled")
+    a.act("delete", a_job)
+    a.act("delete", b_job, admin=ADMIN)

@@ -91,3 +91,18 @@ def test_a_succeeded_job_under_a_budget_keeps_its_model_only(files, tmp_path):  
         assert (out / "model" / "config.json").is_file()
         assert not (out / "checkpoints").exists()
         assert "dropped the training checkpoints" in jobs.log(job_id)
+
+
+def test_accepted_jobs_keep_room_for_what_they_will_write(files, tmp_path):  # noqa: F811
+    from gpt.jobs import expected_bytes
+
+    spec = classify_spec(files, max_steps=100_000, eval_every=100_000, checkpoint_every=100_000)
+    need = expected_bytes(spec)
+    assert need > 0
+    with JobManager(
+        tmp_path / "jobs", disk_quota_bytes=int(need * 1.5), multiuser=True, background=False
+    ) as jobs:
+        first = jobs.submit(spec, owner="anon:aaaa")  # fits
+        with pytest.raises(JobError, match="disk quota exceeded.*running jobs will need"):
+            jobs.submit(spec, owner="anon:bbbb")  # would not, once the first has written
+        jobs.cancel(first, "anon:aaaa")
