@@ -199,7 +199,8 @@ def test_a_second_visitor_in_the_browser(page, app_url, tsv):
     page.locator("#job-cancel").click()
     page.wait_for_selector(".toast-body:has-text('belongs to another visitor')")
     assert a.jobs()[a_job]["State"] in ("running", "queued")  # untouched
-    assert "shown to the visitor who started" in page.locator("#job-log").text_content()
+    page.get_by_text("Log (last 40 lines)").click()
+    wait_for_text(page, "job-log", "shown to the visitor who started")
 
     tb.pick_model(page, "job-picked", f"{b_job} · classify")
     page.locator("#job-cancel").click()
