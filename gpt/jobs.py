@@ -636,7 +636,7 @@ class JobManager:
             if s.state != "succeeded" or s.model_path is None:
                 continue
             test = self.metrics(s.id)["test"]
-            test = {k: v for k, v in test.items() if k != "test_samples"}
+            test = {k: v for k, v in test.items() if k not in ("test_samples", "base")}
             out.append(JobModel(s.id, s.kind, s.base, s.method, s.model_path, s.finished, test))
         return out
 

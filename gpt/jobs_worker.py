@@ -143,7 +143,12 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
                         "UPDATE jobs SET stage = ?, eta_s = NULL WHERE id = ? AND attempt = ?",
                         (json.dumps(event.metrics), job_id, attempt),
                     )
+                flags["staged"] = True
                 return
+            if flags.get("staged"):  # training (re)started after scoring the base model
+                flags["staged"] = False
+                with contextlib.suppress(Exception):
+                    conn.execute("UPDATE jobs SET stage = NULL WHERE id = ?", (job_id,))
             if event.kind == "note":
                 print(event.metrics["message"], flush=True)
             if event.kind == "estimate":
@@ -178,9 +183,10 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
             print(f"cancelled at step {metrics['steps']}, {took:.2f} s after SIGTERM", flush=True)
             finish("cancelled")
         return 0
-    jobs.retry_db(
-        jobs.record_metric, conn, job_id, "test", metrics["steps"], metrics.get("test", {})
-    )
+    test = dict(metrics.get("test", {}))
+    if metrics.get("base_test"):  # the same test split scored before training
+        test["base"] = metrics["base_test"]
+    jobs.retry_db(jobs.record_metric, conn, job_id, "test", metrics["steps"], test)
     finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
     if quota is not None:  # under a disk budget a finished job keeps its model, not its
         # optimizer checkpoints (a succeeded job never resumes); running jobs keep their last 2

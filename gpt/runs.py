@@ -75,6 +75,9 @@ class RunSpec:
         checkpoint_minutes: also write a training checkpoint after any step that ends this
             long after the last one (besides every `checkpoint_every` steps), so a crash
             loses at most about this much training; None: by steps only.
+        score_base: before training, also score the model as it starts on the same test split
+            (`metrics["base_test"]`, kept in `out_dir/base_test.json` across resumes, and in
+            the model card as its baseline), so the result says what fine-tuning changed.
     """
 
     kind: TaskName
@@ -110,6 +113,7 @@ class RunSpec:
     cache_trunk: bool = True
     cache_max_mb: float = 2048.0
     bucket: bool = True
+    score_base: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in TASKS:
@@ -363,6 +367,14 @@ def run(
     trainable = prepare_model(model, cfg)
     if estimate and rank == 0:
         _announce_estimate(spec, model, data, cfg, callbacks)
+    base_test = None
+    if spec.score_base and rank == 0:
+        base_test = _read_json(out / "base_test.json") if resume else None
+        if base_test is None:
+            report = _stage_reporter(0, cfg.max_steps or 0, callbacks, "scoring the base model")
+            base_test = evaluate_run(spec, model, tok, data, report)
+            base_test.pop("test_samples", None)
+            _write_json(out / "base_test.json", base_test)
     result: TrainResult = fit(
         model,
         make_task(spec),
@@ -390,6 +402,8 @@ def run(
         ),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if base_test is not None:
+        metrics["base_test"] = base_test
     if result.status == "stopped" or rank != 0:
         if rank == 0:
             _write_json(out / "metrics.json", metrics)
@@ -405,7 +419,8 @@ def run(
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.to(torch.bfloat16).float())
-    metrics["test"] = evaluate_run(spec, model, tok, data, _stage_reporter(result, callbacks))
+    report = _stage_reporter(result.step, result.max_steps, callbacks)
+    metrics["test"] = evaluate_run(spec, model, tok, data, report)
     save_final(out / "model", model, tok, spec, metrics)
     metrics["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "metrics.json", metrics)
@@ -413,10 +428,14 @@ def run(
 
 
 def _stage_reporter(
-    result: TrainResult, callbacks: Sequence[Callable[[TrainEvent], None]], every_s: float = 0.5
+    step: int,
+    max_steps: int,
+    callbacks: Sequence[Callable[[TrainEvent], None]],
+    stage: str = "evaluating",
+    every_s: float = 0.5,
 ) -> Callable[[int, int], None]:
-    """`progress(done, total)` for the test evaluation, as "stage" events (at most one per
-    `every_s`, and the last), metrics `{"stage": "evaluating", "done", "total"}`."""
+    """`progress(done, total)` for a test-set evaluation, as "stage" events (at most one per
+    `every_s`, and the last), metrics `{"stage": stage, "done", "total"}`."""
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -424,8 +443,8 @@ def _stage_reporter(
         if now - last[0] < every_s and done < total:
             return
         last[0] = now
-        info = {"stage": "evaluating", "done": done, "total": total}
-        event = TrainEvent("stage", result.step, result.max_steps, 0.0, info, 0.0)
+        info = {"stage": stage, "done": done, "total": total}
+        event = TrainEvent("stage", step, max_steps, 0.0, info, 0.0)
         for cb in callbacks:
             cb(event)
 
@@ -465,6 +484,8 @@ def save_final(folder: Path, model: nn.Module, tok: Any, spec: RunSpec, metrics:
         "test": {k: v for k, v in metrics.get("test", {}).items() if k != "test_samples"},
         "spec": spec.to_dict(),
     }
+    if metrics.get("base_test"):  # the card's baseline: the same test split before tuning
+        card[f"untuned_{Path(spec.base).name}_test"] = metrics["base_test"]
     tokenizer = "gpt2" if getattr(tok, "name", "") == "gpt2" else tok
     save_checkpoint(
         folder,
@@ -477,6 +498,13 @@ def save_final(folder: Path, model: nn.Module, tok: Any, spec: RunSpec, metrics:
     )
     body.to(original)
     return folder
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -203,6 +203,7 @@ def start_job(
         spec["max_steps"] = steps
     if kind == "classify":  # as starter-spam: the Spam tab's trace then rises as spam appears
         spec["prefix_weight"] = CLASSIFY_PREFIX_WEIGHT
+    spec["score_base"] = True  # the base model on the same test set: what tuning changed
     upload_path = None
     if data == "upload":
         upload_path = check_upload(upload, kind)
@@ -384,13 +385,17 @@ def stage_text(s: JobStatus) -> str | None:
         return None
     done, total = s.stage.get("done", 0), s.stage.get("total", 0)
     count = f": {done} / {total} scored" if total > 1 else ""
-    return f"training done, {s.stage.get('stage', 'evaluating')} on the test set{count}"
+    stage = s.stage.get("stage", "evaluating")
+    if stage == "evaluating":
+        stage = "training done, evaluating"
+    return f"{stage} on the test set{count}"
 
 
 def progress_cell(s: JobStatus) -> str:
     if s.stage:
         done, total = s.stage.get("done", 0), max(1, s.stage.get("total", 1))
-        return "evaluating " + progress_bar(done / total)
+        name = "evaluating" if s.stage.get("stage") == "evaluating" else "scoring base"
+        return f"{name} " + progress_bar(done / total)
     return progress_bar(s.progress)
 
 
@@ -463,6 +468,7 @@ def details(
     if test:
         shown = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in list(test.items())[:4])
         text += f"\n\nTest set: {shown}."
+        text += base_change_text(metrics.get("test", {}))
         text += baseline_text(metrics.get("test", {}))
     if status.spec.get("prefix_weight"):
         text += (
@@ -482,6 +488,28 @@ def details(
     if status.state in ("cancelled", "interrupted", "failed"):
         text += "\n\n" + (resume or "**Resume** continues it from its last checkpoint.")
     return text
+
+
+def base_change_text(test: dict[str, Any]) -> str:
+    """What fine-tuning changed: the base model's scores on the same test set, then the job's.
+
+    >>> print(base_change_text({"test_accuracy": 0.95, "base": {"test_accuracy": 0.4}}))
+    <BLANKLINE>
+    <BLANKLINE>
+    Before fine-tuning, the base model scored: accuracy 0.400 → 0.950.
+    """
+    base = test.get("base")
+    if not isinstance(base, dict):
+        return ""
+    keys = [
+        k
+        for k in ("test_accuracy", "test_f1", "test_rouge_l_f1", "test_loss", "test_perplexity")
+        if isinstance(base.get(k), int | float) and isinstance(test.get(k), int | float)
+    ]
+    if not keys:
+        return ""
+    shown = ", ".join(f"{k.removeprefix('test_')} {base[k]:.3f} → {test[k]:.3f}" for k in keys)
+    return f"\n\nBefore fine-tuning, the base model scored: {shown}."
 
 
 def baseline_text(test: dict[str, Any], labels: tuple[str, str] = ("ham", "spam")) -> str:

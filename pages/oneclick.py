@@ -38,6 +38,8 @@ def progress_line(status: JobStatus) -> str:
     if status.stage:
         done, total = status.stage.get("done", 0), status.stage.get("total", 0)
         count = f" ({done}/{total} scored)" if total > 1 else ""
+        if status.stage.get("stage") != "evaluating":
+            return f"Job **{status.id}** is {status.stage.get('stage')} on the test set{count}."
         return f"Job **{status.id}** finished training; now evaluating on the test set{count}."
     if status.max_steps:
         where = f"step {status.step}/{status.max_steps} ({status.progress * 100:.0f}%)"

@@ -40,3 +40,28 @@ def test_a_running_jobs_stage_shows_in_the_list_and_details(files, tmp_path):  #
         assert row["Progress"].startswith("evaluating ") and row["Progress"].endswith("33%")
         text = details(status, {})
         assert "evaluating on the test set: 40 / 120 scored" in text and "left" not in text
+
+
+def test_the_base_model_is_scored_on_the_same_test_set(files, tmp_path):  # noqa: F811
+    from pages.jobs import details
+
+    with JobManager(tmp_path / "jobs", background=False) as jobs:
+        job_id = jobs.submit(classify_spec(files, score_base=True, max_steps=6, lr=1e-2))
+        status = jobs.wait(job_id, timeout=120)
+        assert status.state == "succeeded", status.error
+        test = jobs.metrics(job_id)["test"]
+        base = test["base"]
+        assert set(base) >= {"test_accuracy", "test_confusion_matrix"}
+        assert base["test_confusion_matrix"] != [[0, 0], [0, 0]]
+        assert sum(map(sum, base["test_confusion_matrix"])) == sum(
+            map(sum, test["test_confusion_matrix"])
+        )  # the same test examples
+        assert "scoring the base model on the test set" in jobs.log(job_id)
+        assert "Before fine-tuning, the base model scored: accuracy" in details(
+            status, {"test": test}
+        )
+        assert jobs.get(job_id).stage is None
+        (model,) = jobs.models()
+        assert "base" not in model.metrics
+        # the model card's baseline: cards read `untuned_<base>_test`
+        assert '"untuned_preset:tiny_test"' in (jobs.model_dir(job_id) / "config.json").read_text()
