@@ -148,8 +148,8 @@ def build(
     job = gr.State(None)  # this visitor's job
     timer = gr.Timer(POLL_S, active=False)
 
-    def do_start(job_id, tok=None, profile: gr.OAuthProfile | None = None):
-        return start(manager, one, job_id, owner_of(tok, profile))
+    def do_start(job_id, visitor_token=None, profile: gr.OAuthProfile | None = None):
+        return start(manager, one, job_id, owner_of(visitor_token, profile))
 
     button.click(
         do_start,
