@@ -18,6 +18,7 @@ if __name__ == "__main__":  # before anything imports huggingface_hub (gradio do
     hub.start_check()
 
 import logging  # noqa: E402
+import os  # noqa: E402
 import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -31,22 +32,54 @@ from gpt.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
 from gpt.registry import add_job_models, default_registry  # noqa: E402
 from pages import attention, chat, classify, generation, inside, jobs, tokenizer  # noqa: E402
 from pages.common import CSS  # noqa: E402
+from pages.visitors import (  # noqa: E402
+    BUDGET_ENV,
+    PER_VISITOR_ENV,
+    env_int,
+    env_number,
+    multiuser_mode,
+    token_state,
+)
 
 # What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap (the
 # fine-tuning tab takes data files up to 20 MB; the tokenizer tab checks its own smaller cap).
 LAUNCH_KWARGS = {"css": CSS, "max_file_size": "20mb", "footer_links": ["api"]}
 MAX_QUEUED_JOBS = 5
+# Multi-user mode: the endpoints that run a model share one queue of HEAVY_CONCURRENCY slots
+# (a 2-vCPU Space: one per core), so a flood of them leaves CPU to the light ones, which get
+# no limit at all. Matched by api_name, by the concurrency_id a page gave a group, or by name.
+HEAVY_API = {"attention", "generate", "pipeline", "classify", "chat", "lens", "surprisal"}
+HEAVY_API |= {"ablate", "attribution", "compare", "train_bpe", "start_job"}
+HEAVY_GROUPS = {"attention", "generate", "inside"}
+HEAVY_NAMES = {"spam_attribution", "first_render"}
+LIGHT_API = {"tokenize", "token_bytes", "bpe_merges", "jobs", "cancel_job", "resume_job"}
+HEAVY_ENV = "GPT2LAB_HEAVY_CONCURRENCY"
 log = logging.getLogger("gpt2lab")
 
 
-def open_jobs(folder: str | Path) -> tuple[JobManager, str]:
+def job_settings(multiuser: bool) -> dict:
+    """JobManager's keyword arguments for this mode: in multi-user mode (a public Space) jobs
+    have owners, 1 queued-or-running job per visitor ($GPT2LAB_JOBS_PER_VISITOR) and a 10 GB
+    disk budget ($GPT2LAB_DISK_BUDGET_GB); locally neither limit unless set."""
+    budget_gb = env_number(BUDGET_ENV, 10 if multiuser else None)
+    return dict(
+        max_concurrent=1,
+        max_queued=MAX_QUEUED_JOBS,
+        disk_quota_bytes=None if budget_gb is None else int(budget_gb * 10**9),
+        multiuser=multiuser,
+        max_active_per_owner=env_int(PER_VISITOR_ENV, 1 if multiuser else None),
+    )
+
+
+def open_jobs(folder: str | Path, multiuser: bool = False) -> tuple[JobManager, str]:
     """The jobs manager, and a notice when `folder` cannot be used (a temporary folder is).
 
     A jobs folder that cannot be created or opened must not stop the app: every other tab works
     without it, and jobs still run, only not across restarts.
     """
+    settings = job_settings(multiuser)
     try:
-        return JobManager(folder, max_concurrent=1, max_queued=MAX_QUEUED_JOBS), ""
+        return JobManager(folder, **settings), ""
     except (OSError, sqlite3.Error) as e:
         fallback = Path(tempfile.gettempdir()) / "gpt2lab-jobs"
         log.warning("jobs folder %s unusable (%s); using %s", folder, e, fallback)
@@ -56,28 +89,52 @@ def open_jobs(folder: str | Path) -> tuple[JobManager, str]:
             f"kept in a temporary folder and are lost when the app stops. Set `{JOBS_DIR_ENV}` "
             "to a writable folder and restart to keep them."
         )
-        return JobManager(fallback, max_concurrent=1, max_queued=MAX_QUEUED_JOBS), notice
+        return JobManager(fallback, **settings), notice
+
+
+def limit_heavy(demo: gr.Blocks, slots: int) -> dict[str, int]:
+    """Put every heavy event of `demo` in one concurrency group of `slots`, and lift the limit
+    of the light ones; returns how many events each group got ({"heavy": n, "light": m})."""
+    counts = {"heavy": 0, "light": 0}
+    for fn in demo.fns.values():
+        api = fn.api_name if isinstance(fn.api_name, str) else None
+        if api in LIGHT_API:
+            fn.concurrency_limit = None
+            counts["light"] += 1
+        elif (
+            api in HEAVY_API
+            or fn.concurrency_id in HEAVY_GROUPS
+            or getattr(fn, "name", None) in HEAVY_NAMES
+        ):
+            fn.concurrency_id, fn.concurrency_limit = "heavy", slots
+            counts["heavy"] += 1
+    return counts
 
 
 def build_app() -> gr.Blocks:
     """The app. Jobs live in `gpt.paths.storage_paths().jobs_dir` ($GPT2LAB_JOBS_DIR, else
     /data/gpt2lab/jobs on a Space with persistent storage, else ./jobs)."""
-    manager, notice = open_jobs(storage_paths().jobs_dir)
+    manager, notice = open_jobs(storage_paths().jobs_dir, multiuser_mode())
     add_job_models(default_registry(), manager)  # finished jobs' models, as job:<id>
     with gr.Blocks(title="GPT-2 Lab") as demo:
         gr.Markdown("# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it.")
         if notice:
             gr.Markdown(notice, elem_id="jobs-notice")
+        if manager.multiuser and os.environ.get("OAUTH_CLIENT_ID"):  # a Space with hf_oauth
+            gr.LoginButton(elem_id="login")
+        token = token_state(manager.root)  # this browser's visitor token: who owns its jobs
         with gr.Tabs():
             tokenizer.build(demo)
             attention.build(demo)
             generation.build(demo)
-            classify.build(demo, manager)
-            chat.build(demo, manager)
+            classify.build(demo, manager, token)
+            chat.build(demo, manager, token)
             inside.build(demo)
             pickers = {b.elem_id: b for b in demo.blocks.values() if b.elem_id in jobs.TAB_TASKS}
-            jobs.build(demo, manager, pickers)
+            jobs.build(demo, manager, pickers, token)
     demo.queue(default_concurrency_limit=4)
+    if manager.multiuser:
+        limit_heavy(demo, env_int(HEAVY_ENV, 2) or 2)
     return demo
 
 

@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -75,6 +77,8 @@ LOG_TAIL_LINES = 15
 ESTIMATE_FILE = "estimate.json"  # in the job folder: how long it should take, said up front
 DB_RETRY_S = 60.0  # how long a worker retries a write SQLite reports busy
 T = TypeVar("T")
+ANONYMOUS = "anon:"  # owners without a Hugging Face account: their old jobs are pruned first
+log = logging.getLogger("gpt2lab.jobs")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -98,7 +102,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempt INTEGER NOT NULL DEFAULT 0,
     resume INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    disk_quota INTEGER
+    disk_quota INTEGER,
+    owner TEXT,
+    stage TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     job_id TEXT NOT NULL,
@@ -113,6 +119,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 class JobError(ValueError):
     """A job request that cannot be done (bad spec or data, unknown job, a limit reached)."""
+
+
+class NotOwnerError(JobError):
+    """In multi-user mode: a visitor tried to change a job that another visitor started."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,8 @@ class JobStatus:
     attempt: int  # 1 for the first run, +1 per resume
     spec: dict[str, Any] = field(default_factory=dict)
     estimate: dict[str, Any] | None = None  # `JobManager.estimate`'s record, once made
+    owner: str | None = None  # who started it (multi-user mode); None: nobody in particular
+    stage: dict[str, Any] | None = None  # a running job past training: {"stage", "done", "total"}
 
     @property
     def active(self) -> bool:
@@ -178,6 +190,11 @@ def connect(root: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(_SCHEMA)
+    columns = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
+    for name in ("owner", "stage"):  # a jobs.db from before they existed: NULL in old rows
+        if name not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
     return conn
 
 
@@ -257,6 +274,27 @@ def dir_size(path: Path) -> int:
 def jobs_usage(root: Path) -> int:
     """Bytes used by the job folders under `root`."""
     return sum(dir_size(p) for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+
+
+def expected_bytes(spec: Mapping[str, Any]) -> int:
+    """How much disk a job should need at most: its final model plus the two training
+    checkpoints it keeps, each the trained weights and (full fine-tuning) Adam's two moments.
+    Weights are measured from the base model's folder, or counted from a preset's config.
+
+    >>> expected_bytes({"base": "preset:tiny", "method": "full"}) > 0
+    True
+    """
+    base, method = str(spec.get("base", "")), spec.get("method", "full")
+    name = base.removeprefix("preset:")
+    folder = STARTER_DIR / base if base in STARTER_MODELS else Path(base).expanduser()
+    if name in PRESETS:
+        weights = PRESETS[name].n_params() * 4
+    elif base and folder.is_dir():
+        weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    else:
+        return 0
+    per_checkpoint = weights * (3 if method == "full" else 1.2)  # adapters' moments are small
+    return int(weights + 2 * per_checkpoint)
 
 
 def take_worker_lock(path: Path) -> int | None:
@@ -343,6 +381,37 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"(),:;]+")
+_FRAME = re.compile(r"^\s+(File \"|\S)")  # a traceback's frame line or its source line
+
+
+def scrub(text: str, job_dir: Path | str | None = None) -> str:
+    r"""`text` fit to show a visitor: paths inside the job folder made relative to it, every
+    other absolute path cut to its file name, traceback frames dropped (the exception's own
+    line stays). The whole text stays in the job's log on the server.
+
+    >>> print(scrub("no /srv/jobs/j1/data/up.tsv (see /srv/gpt/data.py)", "/srv/jobs/j1"))
+    no data/up.tsv (see …/data.py)
+    >>> print(scrub("Traceback (most recent call last):\n  File \"/a/b.py\", line 3, in f\n"
+    ...             "    x()\nValueError: bad https://h/x"))
+    ValueError: bad https://h/x
+    """
+    if job_dir is not None:
+        folder = str(job_dir).rstrip("/\\")
+        text = text.replace(folder + os.sep, "").replace(folder, ".")
+    lines, in_tb = [], False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_tb = True
+            continue
+        if in_tb and _FRAME.match(line):
+            continue
+        in_tb = False
+        lines.append(line)
+    text = "\n".join(lines)
+    return _ABS_PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
+
+
 # --- the manager --------------------------------------------------------------------------------
 
 
@@ -358,6 +427,22 @@ class JobManager:
         background: run a scheduler thread that starts queued jobs and reaps finished ones
             (without it, every public method does that work itself via `poll()`).
         poll_interval: seconds between the scheduler thread's rounds.
+        multiuser: every job must have an owner, and only its owner (or an admin) may
+            cancel, resume or delete it; off, anyone may (one person's machine).
+        max_active_per_owner: queued-or-running jobs one owner may have at once (None: no
+            limit beyond `max_queued`); counted only for jobs that have an owner.
+
+    In multi-user mode the commands take the acting visitor (`actor`, an owner string such as
+    `hf:alice` or `anon:3f2a...`) and `admin=True` for someone holding the admin token:
+
+    >>> import tempfile
+    >>> jobs = JobManager(tempfile.mkdtemp(), multiuser=True, background=False)
+    >>> jobs.authorize({"id": "j1", "owner": "anon:a"}, "anon:b", "cancel")
+    Traceback (most recent call last):
+    ...
+    gpt.jobs.NotOwnerError: job j1 belongs to another visitor; only they (or the admin) can cancel it
+    >>> jobs.authorize({"id": "j1", "owner": "anon:a"}, "anon:a", "cancel")
+    >>> jobs.close()
     """
 
     def __init__(
@@ -369,6 +454,8 @@ class JobManager:
         *,
         background: bool = True,
         poll_interval: float = 0.2,
+        multiuser: bool = False,
+        max_active_per_owner: int | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
@@ -379,6 +466,9 @@ class JobManager:
         self.max_queued = max_queued
         self.disk_quota_bytes = disk_quota_bytes
         self.poll_interval = poll_interval
+        self.multiuser = multiuser
+        self.max_active_per_owner = max_active_per_owner
+        self.last_pruned: list[str] = []  # jobs the last `make_room` removed
         self._conn = connect(self.root)
         self._lock = threading.RLock()
         self._procs: dict[str, tuple[subprocess.Popen, int]] = {}
@@ -444,7 +534,7 @@ class JobManager:
     def _row(self, job_id: str) -> sqlite3.Row:
         rows = self._execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if not rows:
-            raise JobError(f"no job {job_id!r} in {self.root}")
+            raise JobError(f"no job {job_id!r}")  # the folder is the server's business
         return rows[0]
 
     def job_dir(self, job_id: str) -> Path:
@@ -483,6 +573,8 @@ class JobManager:
             attempt=row["attempt"],
             spec=json.loads(row["spec"]),
             estimate=_read_json(self.job_dir(row["id"]) / ESTIMATE_FILE),
+            owner=row["owner"],
+            stage=_stage(row),
         )
 
     # -- queries --
@@ -544,9 +636,13 @@ class JobManager:
             if s.state != "succeeded" or s.model_path is None:
                 continue
             test = self.metrics(s.id)["test"]
-            test = {k: v for k, v in test.items() if k != "test_samples"}
+            test = {k: v for k, v in test.items() if k not in ("test_samples", "base")}
             out.append(JobModel(s.id, s.kind, s.base, s.method, s.model_path, s.finished, test))
         return out
+
+    def has_checkpoint(self, job_id: str) -> bool:
+        """Whether the job has a training checkpoint to resume from (else resume starts over)."""
+        return bool(trainstate.list_checkpoints(self.job_dir(job_id) / "out" / "checkpoints"))
 
     def disk_usage(self) -> int:
         return jobs_usage(self.root)
@@ -615,15 +711,103 @@ class JobManager:
             raise JobError(f"cannot read data file {path}: {e}") from e
         return path.resolve()
 
-    def _check_quota(self, extra: int = 0) -> None:
+    def make_room(self, extra: int = 0, keep: str | None = None) -> list[str]:
+        """Free disk for `extra` more bytes within the budget: delete finished jobs of anonymous
+        visitors, oldest first, those without a final model (failed, cancelled, interrupted)
+        before those with one. Signed-in visitors' jobs, jobs without an owner and active jobs
+        are never pruned, nor `keep` (a job being resumed). Each removal is logged; returns the
+        removed ids (`last_pruned`).
+
+        >>> import tempfile
+        >>> JobManager(tempfile.mkdtemp(), disk_quota_bytes=10**6, background=False).make_room()
+        []
+        """
+        pruned: list[str] = []
+        if self.disk_quota_bytes is None:
+            return pruned
+        used = self.disk_usage() + self.reserved_bytes()
+        if used + extra <= self.disk_quota_bytes:
+            return pruned
+        rows = self._execute(
+            "SELECT id, state, owner FROM jobs WHERE owner LIKE ? AND id != ? AND state NOT IN "
+            "('queued', 'running') ORDER BY state = 'succeeded', created, rowid",
+            (ANONYMOUS + "%", keep or ""),
+        )
+        for row in rows:
+            if used + extra <= self.disk_quota_bytes:
+                break
+            size = dir_size(self.job_dir(row["id"]))
+            self._remove(row["id"])
+            used -= size
+            pruned.append(row["id"])
+            log.warning(
+                "disk budget: pruned job %s (%s, %s, %.1f MB) to make room; jobs use %.1f MB "
+                "of %.1f MB",
+                row["id"],
+                row["state"],
+                row["owner"],
+                size / 1e6,
+                used / 1e6,
+                self.disk_quota_bytes / 1e6,
+            )
+        self.last_pruned = pruned
+        return pruned
+
+    def reserved_bytes(self) -> int:
+        """Disk the queued and running jobs should still write (`expected_bytes` less what
+        each has written), so a submit leaves room for the jobs already accepted."""
+        rows = self._execute("SELECT id, spec FROM jobs WHERE state IN ('queued', 'running')")
+        return sum(
+            max(0, expected_bytes(json.loads(r["spec"])) - dir_size(self.job_dir(r["id"])))
+            for r in rows
+        )
+
+    def _remove(self, job_id: str) -> None:
+        with self._lock, _Tx(self._conn) as conn:
+            conn.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._procs.pop(job_id, None)
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def _check_quota(self, extra: int = 0, keep: str | None = None) -> None:
         if self.disk_quota_bytes is None:
             return
-        used = self.disk_usage()
+        self.make_room(extra, keep)
+        used = self.disk_usage() + self.reserved_bytes()
         if used + extra > self.disk_quota_bytes:
             raise JobError(
-                f"disk quota exceeded: job outputs use {used:,} bytes"
+                f"disk quota exceeded: job outputs use (or running jobs will need) {used:,} bytes"
                 + (f" (+{extra:,} for this job's data)" if extra else "")
-                + f" of {self.disk_quota_bytes:,} allowed; delete finished jobs to make room"
+                + f" of the {self.disk_quota_bytes:,} allowed, even after pruning old anonymous "
+                "jobs; delete finished jobs to make room"
+            )
+
+    def authorize(
+        self, row: Mapping[str, Any], actor: str | None, verb: str, admin: bool = False
+    ) -> None:
+        """Raise NotOwnerError unless `actor` may `verb` the job `row` (a jobs row or a dict
+        with `id` and `owner`): always in single-user mode or for an admin; in multi-user mode
+        only its owner. A job without an owner (made before multi-user mode) is the admin's."""
+        if not self.multiuser or admin:
+            return
+        if actor is None or row["owner"] is None or actor != row["owner"]:
+            raise NotOwnerError(
+                f"job {row['id']} belongs to another visitor; only they (or the admin) can "
+                f"{verb} it"
+            )
+
+    def _check_owner_limit(self, conn: sqlite3.Connection, owner: str | None) -> None:
+        if owner is None or self.max_active_per_owner is None:
+            return
+        (active,) = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN ('queued', 'running')",
+            (owner,),
+        ).fetchone()
+        if active >= self.max_active_per_owner:
+            n = self.max_active_per_owner
+            raise JobError(
+                f"you already have {active} job{'s' if active != 1 else ''} queued or running "
+                f"(at most {n} per visitor here); wait for it to finish or cancel it"
             )
 
     def _check_queue(self, conn: sqlite3.Connection) -> None:
@@ -636,12 +820,15 @@ class JobManager:
 
     # -- commands --
 
-    def submit(self, spec: Mapping[str, Any] | RunSpec) -> str:
+    def submit(self, spec: Mapping[str, Any] | RunSpec, owner: str | None = None) -> str:
         """Validate `spec` (a dict of RunSpec fields, or a RunSpec) and queue it; return its id.
+        `owner` is recorded with the job (required in multi-user mode).
 
         Raises JobError for an unknown key, a bad value, a missing base model, a data file
-        that does not parse, a full queue or an exceeded disk quota.
+        that does not parse, a full queue, an owner's limit or an exceeded disk quota.
         """
+        if self.multiuser and not owner:
+            raise JobError("every job needs an owner here (multi-user mode); none was given")
         d = spec.to_dict() if isinstance(spec, RunSpec) else dict(spec)
         label = str(d.get("base", "starter"))
         try:
@@ -656,9 +843,12 @@ class JobManager:
                 raise JobError(f"tokenizer {tokenizer!r} not found")
             tokenizer = str(tok_path.resolve())
         upload = self._check_data(run_spec.kind, run_spec.data)
-        self._check_quota(extra=upload.stat().st_size if upload else 0)
+        self.last_pruned = []
+        need = expected_bytes({"base": base, "method": run_spec.method})
+        self._check_quota(extra=need + (upload.stat().st_size if upload else 0))
         with self._lock:
             self._check_queue(self._conn)
+            self._check_owner_limit(self._conn, owner)
 
         for _ in range(100):
             job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -679,9 +869,10 @@ class JobManager:
             final = RunSpec.from_dict({**run_spec.to_dict(), **changes})
             with self._lock, _Tx(self._conn) as conn:
                 self._check_queue(conn)
+                self._check_owner_limit(conn, owner)
                 conn.execute(
                     "INSERT INTO jobs (id, kind, base, method, data, spec, state, max_steps, "
-                    "created, disk_quota) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    "created, disk_quota, owner) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                     (
                         job_id,
                         final.kind,
@@ -692,6 +883,7 @@ class JobManager:
                         final.max_steps,
                         time.time(),
                         self.disk_quota_bytes,
+                        owner,
                     ),
                 )
         except BaseException:
@@ -700,10 +892,12 @@ class JobManager:
         self.poll()
         return job_id
 
-    def cancel(self, job_id: str) -> JobStatus:
+    def cancel(self, job_id: str, actor: str | None = None, admin: bool = False) -> JobStatus:
         """Cancel a queued job, or stop a running one (SIGTERM: it checkpoints at the end of its
-        step; SIGKILL after CANCEL_GRACE_S). Returns within about 2 seconds."""
+        step; SIGKILL after CANCEL_GRACE_S). Returns within about 2 seconds. In multi-user mode
+        only its owner (`actor`) or an admin may; anyone else gets NotOwnerError."""
         row = self._row(job_id)
+        self.authorize(row, actor, "cancel", admin)
         if row["state"] == "queued":
             self._execute(
                 "UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ? AND "
@@ -735,16 +929,17 @@ class JobManager:
         self.poll()
         return self._status(self._row(job_id))
 
-    def resume(self, job_id: str) -> str:
+    def resume(self, job_id: str, actor: str | None = None, admin: bool = False) -> str:
         """Queue a cancelled, interrupted or failed job again, to continue from its newest valid
         checkpoint (or from the start when it has none). Raises JobError when every checkpoint
-        is corrupted, or a limit is reached."""
+        is corrupted, or a limit is reached; NotOwnerError as `cancel`."""
         row = self._row(job_id)
+        self.authorize(row, actor, "resume", admin)
         if row["state"] not in RESUMABLE:
             raise JobError(
                 f"job {job_id} is {row['state']}; only {', '.join(RESUMABLE)} jobs resume"
             )
-        self._check_quota()
+        self._check_quota(keep=job_id)
         ckpts = self.job_dir(job_id) / "out" / "checkpoints"
         note = None
         if trainstate.list_checkpoints(ckpts):
@@ -760,6 +955,7 @@ class JobManager:
             note = "no checkpoint yet: starting over"
         with self._lock, _Tx(self._conn) as conn:
             self._check_queue(conn)
+            self._check_owner_limit(conn, row["owner"])
             n = conn.execute(
                 "UPDATE jobs SET state = 'queued', resume = 1, cancel_requested = 0, error = NULL,"
                 " note = ?, finished = NULL, pid = NULL, disk_quota = ? WHERE id = ? AND state = ?",
@@ -770,16 +966,14 @@ class JobManager:
         self.poll()
         return job_id
 
-    def delete(self, job_id: str) -> None:
-        """Remove a job, its files and its history (a running job is cancelled first)."""
+    def delete(self, job_id: str, actor: str | None = None, admin: bool = False) -> None:
+        """Remove a job, its files and its history (a running job is cancelled first).
+        NotOwnerError as `cancel`."""
         row = self._row(job_id)
+        self.authorize(row, actor, "delete", admin)
         if row["state"] in ("queued", "running"):
-            self.cancel(job_id)
-        with self._lock, _Tx(self._conn) as conn:
-            conn.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
-            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-            self._procs.pop(job_id, None)
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+            self.cancel(job_id, actor, admin)
+        self._remove(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None, interval: float = 0.1) -> JobStatus:
         """Block until the job leaves queued/running (or `timeout` seconds pass)."""
@@ -911,7 +1105,7 @@ class JobManager:
                 attempt = row["attempt"] + 1
                 conn.execute(
                     "UPDATE jobs SET state = 'running', attempt = ?, started = ?, "
-                    "finished = NULL, pid = NULL, eta_s = NULL WHERE id = ?",
+                    "finished = NULL, pid = NULL, eta_s = NULL, stage = NULL WHERE id = ?",
                     (attempt, time.time(), row["id"]),
                 )
         except BaseException:
@@ -976,6 +1170,15 @@ def write_estimate(job_dir: Path, seconds: float, text: str, busy: int = 0) -> d
     tmp.write_text(json.dumps(record), encoding="utf-8")
     tmp.replace(path)
     return record
+
+
+def _stage(row: sqlite3.Row) -> dict[str, Any] | None:
+    if row["state"] != "running" or not row["stage"]:
+        return None
+    try:
+        return json.loads(row["stage"])
+    except ValueError:
+        return None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -11,9 +11,11 @@ checkpoint at the end of the current step and returns; the job ends `cancelled`.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -133,6 +135,20 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
 
         def on_event(event: TrainEvent) -> None:
             flags["training"] = True
+            if event.kind == "stage":  # past training (the test set): shown, never stopped
+                if event.metrics["done"] == 0:
+                    print(f"{event.metrics['stage']} on the test set", flush=True)
+                with contextlib.suppress(Exception):  # a busy DB skips one progress update
+                    conn.execute(
+                        "UPDATE jobs SET stage = ?, eta_s = NULL WHERE id = ? AND attempt = ?",
+                        (json.dumps(event.metrics), job_id, attempt),
+                    )
+                flags["staged"] = True
+                return
+            if flags.get("staged"):  # training (re)started after scoring the base model
+                flags["staged"] = False
+                with contextlib.suppress(Exception):
+                    conn.execute("UPDATE jobs SET stage = NULL WHERE id = ?", (job_id,))
             if event.kind == "note":
                 print(event.metrics["message"], flush=True)
             if event.kind == "estimate":
@@ -167,10 +183,15 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
             print(f"cancelled at step {metrics['steps']}, {took:.2f} s after SIGTERM", flush=True)
             finish("cancelled")
         return 0
-    jobs.retry_db(
-        jobs.record_metric, conn, job_id, "test", metrics["steps"], metrics.get("test", {})
-    )
+    test = dict(metrics.get("test", {}))
+    if metrics.get("base_test"):  # the same test split scored before training
+        test["base"] = metrics["base_test"]
+    jobs.retry_db(jobs.record_metric, conn, job_id, "test", metrics["steps"], test)
     finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
+    if quota is not None:  # under a disk budget a finished job keeps its model, not its
+        # optimizer checkpoints (a succeeded job never resumes); running jobs keep their last 2
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        print("disk budget: dropped the training checkpoints; the final model stays", flush=True)
     print(f"succeeded: {metrics['steps']} steps, test {metrics.get('test', {})}", flush=True)
     return 0
 

@@ -154,6 +154,19 @@ def balanced_report(
     return out
 
 
+def majority_accuracy(confusion: Sequence[Sequence[int]]) -> float:
+    """The accuracy of always predicting the most common true label, from a confusion matrix
+    (rows: true labels): what a classifier must beat to have learnt anything.
+
+    >>> majority_accuracy([[866, 0], [134, 0]])  # 86.6% ham: "always ham" scores 0.866
+    0.866
+    >>> majority_accuracy([[0, 0], [0, 0]])
+    0.0
+    """
+    rows = [sum(r) for r in confusion]
+    return max(rows) / sum(rows) if sum(rows) else 0.0
+
+
 def perplexity(mean_loss: float) -> float:
     """`exp(mean_loss)` for a mean cross-entropy in nats per token; `inf` past float range.
 

@@ -79,6 +79,9 @@ class RunSpec:
         checkpoint_minutes: also write a training checkpoint after any step that ends this
             long after the last one (besides every `checkpoint_every` steps), so a crash
             loses at most about this much training; None: by steps only.
+        score_base: before training, also score the model as it starts on the same test split
+            (`metrics["base_test"]`, kept in `out_dir/base_test.json` across resumes, and in
+            the model card as its baseline), so the result says what fine-tuning changed.
     """
 
     kind: TaskName
@@ -114,6 +117,7 @@ class RunSpec:
     cache_trunk: bool = True
     cache_max_mb: float = 2048.0
     bucket: bool = True
+    score_base: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in TASKS:
@@ -311,25 +315,41 @@ def make_task(spec: RunSpec) -> Any:
     return TASKS[spec.kind]()
 
 
-def evaluate_run(spec: RunSpec, model: nn.Module, tok: Any, data: RunData) -> dict[str, Any]:
-    """Final metrics on the test split, named `test_*`."""
+def evaluate_run(
+    spec: RunSpec,
+    model: nn.Module,
+    tok: Any,
+    data: RunData,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Final metrics on the test split, named `test_*`. `progress(done, total)` hears of each
+    batch of test examples (and, for instruct, each sampled answer) as it is scored."""
     task = make_task(spec)
     model.eval()
     out: dict[str, Any] = {}
+    n_answers = spec.eval_samples if spec.kind == "instruct" and data.test_examples else 0
+    n_answers = min(n_answers or 0, len(data.test_examples or []))
+    total = len(data.test or []) + n_answers
+    tell = progress or (lambda done, total: None)
     if data.test:
         rows = list(range(len(data.test)))
         collate = data.collate or (lambda b: tuple(torch.stack(x) for x in zip(*b)))
-        batches = (
-            collate([data.test[i] for i in rows[i : i + spec.batch_size]])
-            for i in range(0, len(rows), spec.batch_size)
-        )
-        metrics = task.evaluate(model, batches)
+
+        def batches():
+            for i in range(0, len(rows), spec.batch_size):
+                yield collate([data.test[j] for j in rows[i : i + spec.batch_size]])
+                tell(min(i + spec.batch_size, len(rows)), total)
+
+        metrics = task.evaluate(model, batches())
         out.update({k.replace("val_", "test_", 1): v for k, v in metrics.items()})
     if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
         from gpt.metrics import response_scores
 
         sample = data.test_examples[: spec.eval_samples]
-        preds = [answer(model, tok, ex, spec.max_new_tokens) for ex in sample]
+        preds = []
+        for ex in sample:
+            preds.append(answer(model, tok, ex, spec.max_new_tokens))
+            tell(len(data.test or []) + len(preds), total)
         scores = response_scores(preds, [ex.output for ex in sample])
         out.update({f"test_{k}": v for k, v in scores.items()})
         out["test_samples"] = [
@@ -373,6 +393,14 @@ def run(
     trainable = prepare_model(model, cfg)
     if estimate and rank == 0 and not resume:
         _announce_estimate(spec, model, data, cfg, callbacks)
+    base_test = None
+    if spec.score_base and rank == 0:
+        base_test = _read_json(out / "base_test.json") if resume else None
+        if base_test is None:
+            report = _stage_reporter(0, cfg.max_steps or 0, callbacks, "scoring the base model")
+            base_test = evaluate_run(spec, model, tok, data, report)
+            base_test.pop("test_samples", None)
+            _write_json(out / "base_test.json", base_test)
     result: TrainResult = fit(
         model,
         make_task(spec),
@@ -400,6 +428,8 @@ def run(
         ),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if base_test is not None:
+        metrics["base_test"] = base_test
     if result.status == "stopped" or rank != 0:
         if rank == 0:
             _write_json(out / "metrics.json", metrics)
@@ -415,11 +445,37 @@ def run(
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.to(torch.bfloat16).float())
-    metrics["test"] = evaluate_run(spec, model, tok, data)
+    report = _stage_reporter(result.step, result.max_steps, callbacks)
+    metrics["test"] = evaluate_run(spec, model, tok, data, report)
     save_final(out / "model", model, tok, spec, metrics)
     metrics["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _stage_reporter(
+    step: int,
+    max_steps: int,
+    callbacks: Sequence[Callable[[TrainEvent], None]],
+    stage: str = "evaluating",
+    every_s: float = 0.5,
+) -> Callable[[int, int], None]:
+    """`progress(done, total)` for a test-set evaluation, as "stage" events (at most one per
+    `every_s`, and the last), metrics `{"stage": stage, "done", "total"}`."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.time()
+        if now - last[0] < every_s and done < total:
+            return
+        last[0] = now
+        info = {"stage": stage, "done": done, "total": total}
+        event = TrainEvent("stage", step, max_steps, 0.0, info, 0.0)
+        for cb in callbacks:
+            cb(event)
+
+    progress(0, 1)  # the stage starts now, before its first batch is scored
+    return progress
 
 
 def _announce_estimate(
@@ -459,6 +515,8 @@ def save_final(folder: Path, model: nn.Module, tok: Any, spec: RunSpec, metrics:
         "test": {k: v for k, v in metrics.get("test", {}).items() if k != "test_samples"},
         "spec": spec.to_dict(),
     }
+    if metrics.get("base_test"):  # the card's baseline: the same test split before tuning
+        card[f"untuned_{Path(spec.base).name}_test"] = metrics["base_test"]
     tokenizer = "gpt2" if getattr(tok, "name", "") == "gpt2" else tok
     save_checkpoint(
         folder,
@@ -471,6 +529,13 @@ def save_final(folder: Path, model: nn.Module, tok: Any, spec: RunSpec, metrics:
     )
     body.to(original)
     return folder
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _write_json(path: Path, obj: Any) -> None:

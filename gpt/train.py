@@ -292,7 +292,8 @@ def prepare_model(model: nn.Module, cfg: TrainConfig) -> list[str]:
 @dataclass(frozen=True)
 class TrainEvent:
     """What callbacks receive. `kind` is "resume", "note" (metrics["message"]: a log line),
-    "step", "eval", "checkpoint" or "end" (and "estimate", from `gpt.runs.run`)."""
+    "step", "eval", "checkpoint" or "end" (and, from `gpt.runs.run`, "estimate", and "stage"
+    while it scores the test set: metrics `{"stage": "evaluating", "done", "total"}`)."""
 
     kind: str
     step: int

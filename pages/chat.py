@@ -139,7 +139,9 @@ def new_chat():
     return [], [], [], chat_prompt("(your message)")
 
 
-def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
+def build(
+    demo: gr.Blocks, manager: JobManager | None = None, token: gr.BrowserState | None = None
+) -> None:
     """The tab; with a jobs `manager`, also the one-click GPT-2 fine-tune button."""
     with gr.Tab("Chat", id="chat"):
         gr.Markdown(
@@ -152,7 +154,7 @@ def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
             model_status(model, TASKS, "chat-model-note")
         model_card_box(model, "chat-card")
         if manager is not None:
-            oneclick.build(manager, ONE_CLICK["gpt2-chat"], model, TASKS, demo)
+            oneclick.build(manager, ONE_CLICK["gpt2-chat"], model, TASKS, demo, token)
         with gr.Row(equal_height=False):
             remember = gr.Checkbox(
                 value=remember_default(model.value),

@@ -153,7 +153,9 @@ def first_render(model_name: str, message: str):
     return classify(model_name, message)
 
 
-def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
+def build(
+    demo: gr.Blocks, manager: JobManager | None = None, token: gr.BrowserState | None = None
+) -> None:
     """The tab; with a jobs `manager`, also the one-click GPT-2 fine-tune button."""
     with gr.Tab("Spam classifier", id="classify"):
         gr.Markdown(
@@ -165,7 +167,7 @@ def build(demo: gr.Blocks, manager: JobManager | None = None) -> None:
             model_status(model, TASKS, "clf-model-note")
         model_card_box(model, "clf-card")
         if manager is not None:
-            oneclick.build(manager, ONE_CLICK["gpt2-spam"], model, TASKS, demo)
+            oneclick.build(manager, ONE_CLICK["gpt2-spam"], model, TASKS, demo, token)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 message = gr.Textbox(

@@ -18,6 +18,7 @@ from gradio.context import Context
 from gpt import hub
 from gpt.cards import ModelCard, model_card, params_text
 from gpt.config import HUB_IDS
+from gpt.jobs import scrub
 from gpt.registry import RegistryError, default_registry
 
 log = logging.getLogger("gpt2lab")
@@ -55,15 +56,26 @@ CSS = """
 
 
 def _unexpected(fn_name: str, e: Exception) -> gr.Error:
+    """The visitor's words for an unexpected error (no server paths); its traceback goes to
+    the server log once, here."""
     log.exception("unexpected error in %s", fn_name)
     return gr.Error(
-        f"Something went wrong ({type(e).__name__}: {e}). Try a shorter input or another model; "
-        "if it keeps happening, reload the page."
+        f"Something went wrong ({type(e).__name__}: {scrub(str(e))}). Try a shorter input or "
+        "another model; if it keeps happening, reload the page.",
+        print_exception=False,
     )
 
 
+def _quiet(e: gr.Error) -> gr.Error:
+    """A rejected input is the visitor's to fix, not the server's: no traceback in its log."""
+    e.print_exception = False
+    return e
+
+
 def friendly_errors(fn: Callable) -> Callable:
-    """Turn any exception other than gr.Error into a gr.Error that says what to do.
+    """Turn any exception other than gr.Error into a gr.Error that says what to do (its
+    traceback logged on the server, no server path shown); a gr.Error, a rejected input, is
+    passed on without a traceback in the server log.
 
     Works for plain functions and generators (streaming events), and keeps the signature so
     Gradio still sees `gr.Progress` parameters.
@@ -74,8 +86,8 @@ def friendly_errors(fn: Callable) -> Callable:
         def gen_wrapper(*args: Any, **kwargs: Any):
             try:
                 yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
+            except gr.Error as e:
+                raise _quiet(e) from None
             except Exception as e:
                 raise _unexpected(fn.__name__, e) from e
 
@@ -85,8 +97,8 @@ def friendly_errors(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
+        except gr.Error as e:
+            raise _quiet(e) from None
         except Exception as e:
             raise _unexpected(fn.__name__, e) from e
 

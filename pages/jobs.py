@@ -17,10 +17,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gpt.config import HUB_IDS, STARTER_MODELS
-from gpt.jobs import JobError, JobManager, JobStatus
+from gpt.jobs import JobError, JobManager, JobStatus, NotOwnerError, scrub
+from gpt.metrics import majority_accuracy
 from gpt.registry import default_registry
 from gpt.sources import SOURCES, availability
 from pages.common import esc, friendly_errors, model_card_box, model_choices
+from pages.visitors import ensure_token, is_admin, owner_of, who
 
 KINDS = [
     ("Spam classifier (classify)", "classify"),
@@ -49,6 +51,12 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 LEARNING_RATES = ["1e-5", "3e-5", "5e-5", "1e-4", "3e-4", "1e-3"]
 CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs also learn from every prefix (gpt.train.ClassifyTask)
 COLUMNS = ["Job", "Kind", "Base", "Method", "State", "Progress", "Step", "Loss", "ETA"]
+OWNER_COLUMN = "Owner"  # multi-user mode: "you" / "another visitor"
+MAX_EXAMPLES = 8_000  # multi-user mode: a job's size cap, steps x batch size
+NO_IDENTITY = (
+    "Your browser has no visitor token yet, so this job cannot be yours: reload the page "
+    "(API clients pass a token of 32+ random URL-safe characters)."
+)
 EMPTY = "### No jobs yet — start one above\nYour jobs, their progress and loss curves show up here."
 TAB_TASKS = {  # the other tabs' model pickers (elem_id) and the tasks each one lists
     "att-model": ("Attention", ("lm", "instruct")),
@@ -160,8 +168,12 @@ def start_job(
     batch_size: float,
     max_steps: float,
     eval_every: float,
+    owner: str | None = None,
 ) -> tuple[str, str]:
-    """Validate the form and submit the job; (message, job id for the job picker)."""
+    """Validate the form and submit the job for `owner`; (message, job id for the job picker).
+    In multi-user mode a job needs an owner and at most MAX_EXAMPLES (steps x batch size)."""
+    if manager.multiuser and owner is None:
+        raise gr.Error(NO_IDENTITY)
     if kind not in UPLOAD_TYPES:
         raise gr.Error(f"Kind must be one of {', '.join(UPLOAD_TYPES)}.")
     if method not in dict((v, k) for k, v in METHODS):
@@ -176,10 +188,22 @@ def start_job(
         "eval_every": int(number(eval_every, 1, 10_000, "Eval every")),
     }
     steps = int(number(max_steps, 0, 100_000, "Max steps", " 0 lets the epochs decide."))
+    capped = ""
+    if manager.multiuser:
+        most = MAX_EXAMPLES // spec["batch_size"]
+        if steps > most:
+            raise gr.Error(
+                f"Max steps {steps} × batch size {spec['batch_size']} is over this Space's "
+                f"limit of {MAX_EXAMPLES:,} examples per job: at most {most} steps at this "
+                "batch size."
+            )
+        if not steps:
+            steps, capped = most, f" Capped at {most} steps (this Space's size limit)."
     if steps:
         spec["max_steps"] = steps
     if kind == "classify":  # as starter-spam: the Spam tab's trace then rises as spam appears
         spec["prefix_weight"] = CLASSIFY_PREFIX_WEIGHT
+    spec["score_base"] = True  # the base model on the same test set: what tuning changed
     upload_path = None
     if data == "upload":
         upload_path = check_upload(upload, kind)
@@ -195,7 +219,7 @@ def start_job(
         names = ", ".join(v for _, v in data_choices(kind))
         raise gr.Error(f"Data {data!r} does not fit a {kind} job; choose one of: {names}.")
     try:
-        job_id = manager.submit(spec)
+        job_id = manager.submit(spec, owner=owner)
     except JobError as e:
         msg = str(e)
         if upload_path is not None:
@@ -206,7 +230,14 @@ def start_job(
         raise gr.Error(f"Could not start the job: {msg}.") from None
     status = manager.get(job_id)
     where = "starting now" if status.state == "running" else "queued behind the running job"
-    return f"Started job **{job_id}** ({where}).", job_id  # the list refresh adds its choice
+    pruned = manager.last_pruned
+    if pruned:
+        n = len(pruned)
+        capped += (
+            f" To stay within the disk budget, {n} old finished job{'s' if n > 1 else ''} of "
+            "anonymous visitors were removed."
+        )
+    return f"Started job **{job_id}** ({where}).{capped}", job_id  # the list adds its choice
 
 
 def estimate_text(job_id: str, record: dict[str, Any]) -> str:
@@ -243,20 +274,40 @@ def _job_id(job_id: Any) -> str:
     return job_id
 
 
+def _denied(e: NotOwnerError) -> gr.Error:
+    return gr.Error(f"{e}. Start your own job, or use this one's model once it finishes.")
+
+
 @friendly_errors
-def cancel_job(manager: JobManager, job_id: str) -> str:
+def cancel_job(
+    manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
+) -> str:
+    """Cancel the job as `actor` (an owner string; `admin` may act on any job)."""
     try:
-        status = manager.cancel(_job_id(job_id))
+        status = manager.cancel(_job_id(job_id), actor, admin)
+    except NotOwnerError as e:
+        raise _denied(e) from None
     except JobError as e:
         raise gr.Error(f"{e}.") from None
-    return f"Job **{status.id}** cancelled at step {status.step}; **Resume** continues it."
+    return f"Job **{status.id}** cancelled at step {status.step}; {resume_hint(manager, status.id)}"
+
+
+def resume_hint(manager: JobManager, job_id: str, sentence: bool = False) -> str:
+    """What Resume will do: continue from the last checkpoint, or start over without one."""
+    if manager.has_checkpoint(job_id):
+        return "**Resume** continues it from its last checkpoint."
+    return f"{'I' if sentence else 'i'}t had no checkpoint yet, so **Resume** starts it over."
 
 
 @friendly_errors
-def resume_job(manager: JobManager, job_id: str) -> str:
+def resume_job(
+    manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
+) -> str:
     try:
-        manager.resume(_job_id(job_id))
+        manager.resume(_job_id(job_id), actor, admin)
         status = manager.get(job_id)
+    except NotOwnerError as e:
+        raise _denied(e) from None
     except JobError as e:
         raise gr.Error(f"{e}.") from None
     note = f" ({status.note})" if status.note else ""
@@ -264,9 +315,13 @@ def resume_job(manager: JobManager, job_id: str) -> str:
 
 
 @friendly_errors
-def delete_job(manager: JobManager, job_id: str) -> str:
+def delete_job(
+    manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
+) -> str:
     try:
-        manager.delete(_job_id(job_id))
+        manager.delete(_job_id(job_id), actor, admin)
+    except NotOwnerError as e:
+        raise _denied(e) from None
     except JobError as e:
         raise gr.Error(f"{e}.") from None
     default_registry().remove(f"job:{job_id}")  # drop a cached copy of its model
@@ -323,6 +378,27 @@ def short_base(base: str) -> str:
     return Path(base).name if "/" in base or "\\" in base else base
 
 
+def stage_text(s: JobStatus) -> str | None:
+    """A running job's stage after training, in words ("evaluating on the test set: 40 / 120
+    examples scored"), or None while it trains."""
+    if not s.stage:
+        return None
+    done, total = s.stage.get("done", 0), s.stage.get("total", 0)
+    count = f": {done} / {total} scored" if total > 1 else ""
+    stage = s.stage.get("stage", "evaluating")
+    if stage == "evaluating":
+        stage = "training done, evaluating"
+    return f"{stage} on the test set{count}"
+
+
+def progress_cell(s: JobStatus) -> str:
+    if s.stage:
+        done, total = s.stage.get("done", 0), max(1, s.stage.get("total", 1))
+        name = "evaluating" if s.stage.get("stage") == "evaluating" else "scoring base"
+        return f"{name} " + progress_bar(done / total)
+    return progress_bar(s.progress)
+
+
 def eta_cell(s: JobStatus) -> str:
     """A running job's time left (from its recent steps), or a queued job's estimate."""
     if s.state == "running" and s.eta_s is not None:
@@ -332,7 +408,9 @@ def eta_cell(s: JobStatus) -> str:
     return "—"
 
 
-def job_rows(jobs: list[JobStatus]) -> pd.DataFrame:
+def job_rows(jobs: list[JobStatus], me: str | None = None, owners: bool = False) -> pd.DataFrame:
+    """The jobs table; with `owners` (multi-user mode) an Owner column, anonymised as "you"
+    (`me`'s jobs) or "another visitor"."""
     rows = [
         [
             s.id,
@@ -340,14 +418,15 @@ def job_rows(jobs: list[JobStatus]) -> pd.DataFrame:
             short_base(s.base),
             s.method.replace("_", " "),
             s.state,
-            progress_bar(s.progress),
+            progress_cell(s),
             f"{s.step} / {s.max_steps}" if s.max_steps else str(s.step),
             "—" if s.loss is None else f"{s.loss:.4f}",
             eta_cell(s),
+            *([who(s.owner, me)] if owners else []),
         ]
         for s in jobs
     ]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS + ([OWNER_COLUMN] if owners else []))
 
 
 def job_choices(manager: JobManager) -> list[tuple[str, str]]:
@@ -355,19 +434,29 @@ def job_choices(manager: JobManager) -> list[tuple[str, str]]:
 
 
 @friendly_errors
-def list_jobs(manager: JobManager) -> pd.DataFrame:
+def list_jobs(manager: JobManager, me: str | None = None) -> pd.DataFrame:
     """Every job, newest first: the `/jobs` endpoint."""
-    return job_rows(manager.list())
+    return job_rows(manager.list(), me, manager.multiuser)
 
 
-def details(status: JobStatus, metrics: dict[str, Any]) -> str:
+def may_change(manager: JobManager, status: JobStatus, me: str | None, admin: bool) -> bool:
+    return not manager.multiuser or admin or (me is not None and status.owner == me)
+
+
+def details(
+    status: JobStatus, metrics: dict[str, Any], public: Path | None = None, resume: str = ""
+) -> str:
+    """The selected job in words. `public` (multi-user mode: the job's folder): its error
+    without tracebacks, its paths relative to that folder."""
     parts = [
         f"**{status.id}** · {KIND_NAMES[status.kind]} job from **{esc(short_base(status.base))}**"
         f" · {status.method.replace('_', ' ')} · **{status.state}**"
     ]
     if status.max_steps:
         parts.append(f"step {status.step} / {status.max_steps} ({status.progress:.0%})")
-    if status.active and status.eta_s is not None:
+    if stage_text(status):
+        parts.append(stage_text(status))
+    elif status.active and status.eta_s is not None:
         parts.append(f"about {duration(status.eta_s)} left")
     if status.active and status.estimate:
         said = "estimated at its start" if status.state == "running" else "expected to take"
@@ -379,6 +468,8 @@ def details(status: JobStatus, metrics: dict[str, Any]) -> str:
     if test:
         shown = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in list(test.items())[:4])
         text += f"\n\nTest set: {shown}."
+        text += base_change_text(metrics.get("test", {}))
+        text += baseline_text(metrics.get("test", {}))
     if status.spec.get("prefix_weight"):
         text += (
             f"\n\nThe train loss adds the every-prefix term (× {status.spec['prefix_weight']:g}),"
@@ -392,10 +483,64 @@ def details(status: JobStatus, metrics: dict[str, Any]) -> str:
     if status.note:
         text += f"\n\nNote: {esc(status.note)}"
     if status.error:
-        text += f"\n\n```\n{status.error[-1500:]}\n```"
+        error = status.error if public is None else scrub(status.error, public)
+        text += f"\n\n```\n{error[-1500:]}\n```"
     if status.state in ("cancelled", "interrupted", "failed"):
-        text += "\n\n**Resume** continues it from its last checkpoint."
+        text += "\n\n" + (resume or "**Resume** continues it from its last checkpoint.")
     return text
+
+
+def base_change_text(test: dict[str, Any]) -> str:
+    """What fine-tuning changed: the base model's scores on the same test set, then the job's.
+
+    >>> print(base_change_text({"test_accuracy": 0.95, "base": {"test_accuracy": 0.4}}))
+    <BLANKLINE>
+    <BLANKLINE>
+    Before fine-tuning, the base model scored: accuracy 0.400 → 0.950.
+    """
+    base = test.get("base")
+    if not isinstance(base, dict):
+        return ""
+    keys = [
+        k
+        for k in ("test_accuracy", "test_f1", "test_rouge_l_f1", "test_loss", "test_perplexity")
+        if isinstance(base.get(k), int | float) and isinstance(test.get(k), int | float)
+    ]
+    if not keys:
+        return ""
+    shown = ", ".join(f"{k.removeprefix('test_')} {base[k]:.3f} → {test[k]:.3f}" for k in keys)
+    return f"\n\nBefore fine-tuning, the base model scored: {shown}."
+
+
+def baseline_text(test: dict[str, Any], labels: tuple[str, str] = ("ham", "spam")) -> str:
+    """A classifier's test results next to what they must beat: the majority-class accuracy,
+    and the confusion matrix (so "accuracy 0.868, recall 0.021" reads as "always ham").
+
+    >>> print(baseline_text({"test_accuracy": 0.868, "test_confusion_matrix": [[866, 0], [132, 2]]}))
+    <BLANKLINE>
+    <BLANKLINE>
+    Always answering **ham** would score 0.866: this model is 0.002 above it.
+    <BLANKLINE>
+    | true ＼ predicted | ham | spam |
+    |---|---|---|
+    | **ham** | 866 | 0 |
+    | **spam** | 132 | 2 |
+    """
+    cm = test.get("test_confusion_matrix")
+    if not (isinstance(cm, list) and len(cm) == 2 and all(len(r) == 2 for r in cm)):
+        return ""
+    base = majority_accuracy(cm)
+    common = labels[0] if sum(cm[0]) >= sum(cm[1]) else labels[1]
+    acc = test.get("test_accuracy")
+    versus = ""
+    if isinstance(acc, int | float):
+        gap = acc - base
+        versus = f": this model is {abs(gap):.3f} {'above' if gap >= 0 else 'below'} it"
+    rows = "\n".join(f"| **{labels[i]}** | {cm[i][0]} | {cm[i][1]} |" for i in range(2))
+    return (
+        f"\n\nAlways answering **{common}** would score {base:.3f}{versus}.\n\n"
+        f"| true ＼ predicted | {labels[0]} | {labels[1]} |\n|---|---|---|\n{rows}"
+    )
 
 
 def curves(metrics: dict[str, Any]) -> go.Figure | None:
@@ -450,16 +595,30 @@ def curves(metrics: dict[str, Any]) -> go.Figure | None:
     return fig
 
 
-def refresh(manager: JobManager, selected: Any, seen: Any):
+def shown_log(manager: JobManager, job: JobStatus, me: str | None, admin: bool) -> str:
+    """The job's log as this visitor may see it: all of it in single-user mode; in multi-user
+    mode only for its owner (or the admin), without tracebacks and server paths."""
+    if not manager.multiuser:
+        return manager.log(job.id)
+    if not may_change(manager, job, me, admin):
+        return "(The log is shown to the visitor who started this job.)"
+    return scrub(manager.log(job.id), manager.job_dir(job.id))
+
+
+def refresh(
+    manager: JobManager, selected: Any, seen: Any, me: str | None = None, admin: bool = False
+):
     """Everything the list shows, for the timer: (empty note, table, job picker, details, plot,
-    what the plot shows, timer, log). The plot is re-sent only when the selected job moved on."""
+    what the plot shows, timer, log). The plot is re-sent only when the selected job moved on.
+    `me` (an owner) and `admin` decide what multi-user mode shows."""
     jobs = manager.list()
+    owners = manager.multiuser
     active = any(s.active for s in jobs)
     timer = gr.Timer(active=active)
     if not jobs:
         return (
             gr.Markdown(visible=True),
-            gr.Dataframe(value=job_rows([]), visible=False),
+            gr.Dataframe(value=job_rows([], me, owners), visible=False),
             gr.Dropdown(choices=[], value=None),
             "",
             gr.Plot(value=None, visible=False),
@@ -476,25 +635,55 @@ def refresh(manager: JobManager, selected: Any, seen: Any):
     else:
         fig = curves(metrics)
         plot = gr.Plot(value=fig, visible=fig is not None)
-    choices = [(f"{s.id} · {s.kind} · {s.state}", s.id) for s in jobs]
+    choices = [
+        (f"{s.id} · {s.kind} · {s.state}" + (f" · {who(s.owner, me)}" if owners else ""), s.id)
+        for s in jobs
+    ]
     return (
         gr.Markdown(visible=False),
-        gr.Dataframe(value=job_rows(jobs), visible=True),
+        gr.Dataframe(value=job_rows(jobs, me, owners), visible=True),
         gr.Dropdown(choices=choices, value=job.id if job.id in ids else None),
-        details(job, metrics),
+        details(
+            job,
+            metrics,
+            manager.job_dir(job.id) if owners else None,
+            resume_hint(manager, job.id, sentence=True),
+        ),
         plot,
         key,
         timer,
-        manager.log(job.id),
+        shown_log(manager, job, me, admin),
     )
 
 
 # --- layout -------------------------------------------------------------------------------------
 
 
-def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown]) -> None:
+def limits_text(manager: JobManager) -> str:
+    """What multi-user mode promises and limits, said in the tab."""
+    per = manager.max_active_per_owner
+    parts = [
+        "**Shared Space:** everyone sees the jobs list and can use finished models in every tab; "
+        "only the visitor who started a job (or the admin) can cancel, resume or delete it.",
+        f"Limits: {per if per is not None else 'any number of'} queued or running job"
+        f"{'s' if per != 1 else ''} per visitor; at most {MAX_EXAMPLES:,} examples per job "
+        "(max steps × batch size; 0 steps means the most that allows)",
+    ]
+    if manager.disk_quota_bytes:
+        parts[-1] += f"; {manager.disk_quota_bytes / 1e9:.3g} GB of disk for all jobs"
+    parts[-1] += "."
+    return " ".join(parts)
+
+
+def build(
+    demo: gr.Blocks,
+    manager: JobManager,
+    pickers: dict[str, gr.Dropdown],
+    token: gr.BrowserState | None = None,
+) -> None:
     """The Fine-tune tab. `pickers` maps the other tabs' model-picker elem_ids (TAB_TASKS) to
-    their dropdowns, for "Open in other tabs"."""
+    their dropdowns, for "Open in other tabs"; `token` is the page's browser token
+    (`pages.visitors.token_state`), made here when not given."""
     first_kind = KINDS[0][1]
     bases = base_choices(first_kind)
     with gr.Tab("Fine-tune", id="jobs"):
@@ -502,6 +691,10 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
             "Fine-tune a model in the background: jobs run one at a time in their own process, "
             "survive page reloads, and can be cancelled and resumed from their last checkpoint."
         )
+        if manager.multiuser:
+            gr.Markdown(limits_text(manager), elem_id="job-limits", elem_classes="note")
+        if token is None:
+            token = gr.BrowserState("")
         with gr.Group():
             with gr.Row():
                 kind = gr.Dropdown(
@@ -605,6 +798,14 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
             delete = gr.Button("Delete", elem_id="job-delete", scale=1)
             use = gr.Button("Open in other tabs", elem_id="job-use", scale=2)
             refresh_btn = gr.Button("Refresh", elem_id="job-refresh", scale=1)
+        admin = gr.Textbox(
+            "",
+            label="Admin token",
+            type="password",
+            info="manage every visitor's job (GPT2LAB_ADMIN_TOKEN)",
+            elem_id="job-admin",
+            visible=manager.multiuser,
+        )
         info = gr.Markdown(elem_id="job-details")
         plot = gr.Plot(label="Training curves", elem_id="job-plot", visible=False)
         with gr.Accordion("Log (last 40 lines)", open=False, elem_id="job-log-box"):
@@ -615,11 +816,17 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
         view = [empty, table, picked, info, plot, seen, timer, log]
         quiet = dict(api_visibility="private", show_progress="hidden", concurrency_limit=None)
 
-        def do_refresh(selected, last):
-            return refresh(manager, selected, last)
+        def do_refresh(
+            selected, last, visitor_token, admin_token, profile: gr.OAuthProfile | None = None
+        ):
+            return refresh(
+                manager, selected, last, owner_of(visitor_token, profile), is_admin(admin_token)
+            )
+
+        watch = [picked, seen, token, admin]
 
         def after(event):
-            event.then(do_refresh, [picked, seen], view, **quiet)
+            event.then(do_refresh, watch, view, **quiet)
 
         kind.change(on_kind, kind, [base, data], api_visibility="private")
         upload.upload(lambda: "upload", None, data, api_visibility="private", queue=False)
@@ -638,11 +845,39 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
             queue=False,
         )
 
-        def do_start(*args):
-            return start_job(manager, *args)
+        def do_start(
+            kind,
+            base,
+            data,
+            upload,
+            method,
+            epochs,
+            lr,
+            batch_size,
+            max_steps,
+            eval_every,
+            visitor_token=None,
+            profile: gr.OAuthProfile | None = None,
+        ):
+            return start_job(
+                manager,
+                kind,
+                base,
+                data,
+                upload,
+                method,
+                epochs,
+                lr,
+                batch_size,
+                max_steps,
+                eval_every,
+                owner=owner_of(visitor_token, profile),
+            )
 
         form = [kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every]
-        started = start.click(do_start, form, [message, picked], api_name="start_job")
+        started = start.click(
+            do_start, [*form, token], [message, picked], api_name="start_job", concurrency_limit=1
+        )
         after(started)
 
         def do_estimate(job_id):
@@ -650,22 +885,47 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
 
         started.success(do_estimate, picked, estimate, **quiet)
 
-        def do_cancel(job_id):
-            return cancel_job(manager, job_id)
+        def do_cancel(
+            job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
+        ):
+            return cancel_job(
+                manager, job_id, owner_of(visitor_token, profile), is_admin(admin_token)
+            )
 
-        def do_resume(job_id):
-            return resume_job(manager, job_id)
+        def do_resume(
+            job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
+        ):
+            return resume_job(
+                manager, job_id, owner_of(visitor_token, profile), is_admin(admin_token)
+            )
 
-        def do_delete(job_id):
-            return delete_job(manager, job_id)
+        def do_delete(
+            job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
+        ):
+            if job_id is None:  # the browser's confirm was declined
+                return "Nothing deleted."
+            return delete_job(
+                manager, job_id, owner_of(visitor_token, profile), is_admin(admin_token)
+            )
 
-        def do_list():
-            return list_jobs(manager)
+        def do_list(visitor_token=None, profile: gr.OAuthProfile | None = None):
+            return list_jobs(manager, owner_of(visitor_token, profile))
 
-        after(cancel.click(do_cancel, picked, message, api_name="cancel_job"))
-        after(resume.click(do_resume, picked, message, api_name="resume_job"))
-        after(delete.click(do_delete, picked, message, api_name="delete_job"))
-        after(refresh_btn.click(do_list, None, table, api_name="jobs", concurrency_limit=None))
+        act = [picked, token, admin]
+        after(cancel.click(do_cancel, act, message, api_name="cancel_job"))
+        after(resume.click(do_resume, act, message, api_name="resume_job"))
+        # Delete asks first (in the browser; an API call is its own confirmation)
+        after(
+            delete.click(
+                do_delete,
+                act,
+                message,
+                api_name="delete_job",
+                js="(j, t, a) => confirm('Delete job ' + j + ' and its files?') ? [j, t, a] : "
+                "[null, t, a]",
+            )
+        )
+        after(refresh_btn.click(do_list, token, table, api_name="jobs", concurrency_limit=None))
 
         others = [pickers[elem_id] for elem_id in TAB_TASKS]
 
@@ -678,6 +938,7 @@ def build(demo: gr.Blocks, manager: JobManager, pickers: dict[str, gr.Dropdown])
             return evt.row_value[0] if evt.row_value else gr.skip()
 
         after(table.select(on_select, None, picked, api_visibility="private"))
-        picked.input(do_refresh, [picked, seen], view, **quiet)
-        timer.tick(do_refresh, [picked, seen], view, **quiet)
-        demo.load(do_refresh, [picked, seen], view, **quiet)
+        picked.input(do_refresh, watch, view, **quiet)
+        timer.tick(do_refresh, watch, view, **quiet)
+        loaded = demo.load(ensure_token, token, token, **quiet)  # a new visitor gets a token
+        loaded.then(do_refresh, watch, view, **quiet)

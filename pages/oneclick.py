@@ -16,6 +16,7 @@ import gradio as gr
 from gpt.jobs import JobError, JobManager, JobStatus
 from gpt.oneclick import OneClick, why_not
 from pages.common import esc, friendly_errors, model_choices
+from pages.visitors import owner_of
 
 POLL_S = 2.0
 
@@ -34,6 +35,12 @@ def progress_line(status: JobStatus) -> str:
     if status.state == "queued":
         wait = f" It should take {estimate}." if estimate else ""
         return f"Job **{status.id}** is queued behind another job.{wait}"
+    if status.stage:
+        done, total = status.stage.get("done", 0), status.stage.get("total", 0)
+        count = f" ({done}/{total} scored)" if total > 1 else ""
+        if status.stage.get("stage") != "evaluating":
+            return f"Job **{status.id}** is {status.stage.get('stage')} on the test set{count}."
+        return f"Job **{status.id}** finished training; now evaluating on the test set{count}."
     if status.max_steps:
         where = f"step {status.step}/{status.max_steps} ({status.progress * 100:.0f}%)"
     else:
@@ -67,8 +74,11 @@ def end_line(status: JobStatus, metrics: dict[str, Any]) -> str:
 
 
 @friendly_errors
-def start(manager: JobManager, one: OneClick, job_id: str | None) -> tuple[Any, str, Any]:
-    """Submit `one` (unless this visitor's earlier one is still active); (job id, line, timer)."""
+def start(
+    manager: JobManager, one: OneClick, job_id: str | None, owner: str | None = None
+) -> tuple[Any, str, Any]:
+    """Submit `one` for `owner` (unless this visitor's earlier one is still active);
+    (job id, line, timer)."""
     if job_id:
         try:
             status = manager.get(job_id)
@@ -85,7 +95,9 @@ def start(manager: JobManager, one: OneClick, job_id: str | None) -> tuple[Any, 
             gr.Timer(active=False),
         )
     try:
-        new_id = manager.submit(one.spec)
+        if manager.multiuser and owner is None:
+            raise JobError("your browser has no visitor token yet; reload the page")
+        new_id = manager.submit(one.spec, owner=owner)
     except JobError as e:
         raise gr.Error(f"Could not start the job: {e}.") from None
     status = manager.get(new_id)
@@ -134,9 +146,11 @@ def build(
     picker: gr.Dropdown,
     tasks: tuple[str, ...],
     demo: gr.Blocks | None = None,
+    token: gr.BrowserState | None = None,
 ) -> None:
     """The button and its status line; the job's model lands in `picker` when it succeeds.
-    With `demo`, the line is brought up to date (online or not) on each page load."""
+    With `demo`, the line is brought up to date (online or not) on each page load; `token` is
+    the page's browser token (`pages.visitors.token_state`): the job's owner."""
     with gr.Row(equal_height=True):
         button = gr.Button(
             f"🚀 {one.title}", elem_id=f"{one.name}-btn", size="md", scale=0, min_width=320
@@ -144,9 +158,13 @@ def build(
         status = gr.Markdown(intro(one), elem_id=f"{one.name}-status", elem_classes="note")
     job = gr.State(None)  # this visitor's job
     timer = gr.Timer(POLL_S, active=False)
+
+    def do_start(job_id, visitor_token=None, profile: gr.OAuthProfile | None = None):
+        return start(manager, one, job_id, owner_of(visitor_token, profile))
+
     button.click(
-        lambda job_id: start(manager, one, job_id),
-        job,
+        do_start,
+        [job] if token is None else [job, token],
         [job, status, timer],
         api_name=one.name.replace("-", "_"),
         concurrency_limit=1,
