@@ -144,20 +144,26 @@ def test_generation_tab(page):
     pick_model(page, "gen-model", LM)
     page.locator("#gen-max input[type=range]").fill("120")
     page.locator("#gen-prompt textarea").fill("Once upon a time")
-    # Record every length the output box shows (a fast run can grow between two polls from
-    # Python, so the page itself samples it).
+    # The page itself samples the output's length and the status line every 10 ms (a fast run
+    # can grow between two polls from Python). The status may still say "stopped" from an
+    # earlier test's run: the run counts from the first sample without it.
     page.evaluate(
-        """() => { window.__lens = [];
-        window.__poll = setInterval(() => window.__lens.push(
-            document.querySelector('#gen-out textarea').value.length), 10); }"""
+        """() => { window.__hist = [];
+        window.__poll = setInterval(() => window.__hist.push([
+            document.querySelector('#gen-out textarea').value.length,
+            document.querySelector('#gen-status')?.innerText || '']), 10); }"""
     )
     page.locator("#gen-run").click()
     page.wait_for_function(
-        "(document.querySelector('#gen-status')?.innerText || '').includes('stopped')",
+        """() => { const h = window.__hist;
+        const i = h.findIndex(x => !x[1].includes('stopped'));
+        return i >= 0 && h.length - 1 > i && h[h.length - 1][1].includes('stopped'); }""",
         timeout=60_000,
     )
-    lengths = page.evaluate("() => { clearInterval(window.__poll); return window.__lens; }")
-    assert len({n for n in lengths if n > 0}) >= 2, lengths  # the text grew while streaming
+    hist = page.evaluate("() => { clearInterval(window.__poll); return window.__hist; }")
+    start = next(i for i, (_, status) in enumerate(hist) if "stopped" not in status)
+    lengths = {n for n, _ in hist[start:] if n > 0}
+    assert len(lengths) >= 2, hist[start:]  # the text grew while streaming
     title = page.locator("#gen-chart .gtitle").first.text_content()
     assert title.startswith("Step ") and "chosen" in title
     shot(page, "generate")
