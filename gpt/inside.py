@@ -158,9 +158,12 @@ def _fast_row(gpt: GPT, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Te
     exact = torch.einsum("tc,tmc->tm", h, gpt.wte.weight[cand])  # (T, M) float32
     top = exact.max(dim=-1, keepdim=True).values  # (T, 1)
     shift = top.to(torch.bfloat16)  # subtracted in bf16: its rounding is undone below
-    rest = logits.scatter_(1, cand, float("-inf")).sub_(shift).exp_()
-    # bf16 sums accumulate in float32 inside; only the result is rounded (at most 0.4% relative)
-    rest_sum = rest.sum(dim=-1).float() * torch.exp(shift.float() - top)[:, 0]
+    terms = logits.sub_(shift).exp_()  # (T, V) bf16, in place
+    # Every term summed (bf16 sums accumulate in float32 inside; only the result is rounded, at
+    # most 0.4% of the total), less the candidates' own bf16 terms, which are counted exactly
+    # below: cheaper than masking them out of the (T, V) logits first.
+    rest_sum = terms.sum(dim=-1).float() - terms.gather(1, cand).float().sum(-1)
+    rest_sum = rest_sum.clamp_min(0) * torch.exp(shift.float() - top)[:, 0]
     total = rest_sum + torch.exp(exact - top).sum(dim=-1)
     lse = top[:, 0] + torch.log(total)  # (T,)
     values, order = torch.topk(exact, k, dim=-1)
