@@ -301,9 +301,7 @@ def lens(model_name: str, text: str, target: str):
         "model": model_name,
         "ids": ids,
         **inside.describe(result),
-        "target": {"id": tid, "text": ttext},
-        "top_ids": first.top_ids.tolist(),
-        "top_probs": first.top_probs.tolist(),
+        "target": {"id": tid, "text": ttext},  # top_ids and top_probs come with describe()
     }
     return " ".join(notes), heat, decide, export_files("logit-lens", rows, data)
 
