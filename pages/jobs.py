@@ -521,7 +521,7 @@ def baseline_text(test: dict[str, Any], labels: tuple[str, str] = ("ham", "spam"
     <BLANKLINE>
     Always answering **ham** would score 0.866: this model is 0.002 above it.
     <BLANKLINE>
-    | true ＼ predicted | ham | spam |
+    | true ↓ · predicted → | ham | spam |
     |---|---|---|
     | **ham** | 866 | 0 |
     | **spam** | 132 | 2 |
@@ -539,7 +539,7 @@ def baseline_text(test: dict[str, Any], labels: tuple[str, str] = ("ham", "spam"
     rows = "\n".join(f"| **{labels[i]}** | {cm[i][0]} | {cm[i][1]} |" for i in range(2))
     return (
         f"\n\nAlways answering **{common}** would score {base:.3f}{versus}.\n\n"
-        f"| true ＼ predicted | {labels[0]} | {labels[1]} |\n|---|---|---|\n{rows}"
+        f"| true ↓ · predicted → | {labels[0]} | {labels[1]} |\n|---|---|---|\n{rows}"
     )
 
 
