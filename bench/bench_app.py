@@ -22,6 +22,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,15 +46,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start(env: dict) -> tuple[subprocess.Popen, str, float]:
+def start(env: dict, log: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen, str, float]:
+    """`python app.py` on a free port, its output to `log`; (process, url, seconds to start)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "app.py"],
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env={**env, "GRADIO_SERVER_PORT": str(port)},
     )
     while True:

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_app import start  # noqa: E402
+from bench.bench_app import median_time, start  # noqa: E402
 from bench.common import print_table, save  # noqa: E402
 
 TEXT_256 = " ".join(f"word{i % 50}" for i in range(200))  # 256+ GPT-2 tokens; capped at 256
@@ -35,12 +33,7 @@ TEXT_256 = " ".join(f"word{i % 50}" for i in range(200))  # 256+ GPT-2 tokens; c
 
 def timed(fn, repeats: int) -> float:
     fn()  # warm: the model is loaded, caches filled
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(fn, repeats)
 
 
 def main() -> None:

@@ -25,19 +25,17 @@ import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_app import TEXT_256, TEXT_2000, free_port  # noqa: E402
+from bench.bench_app import TEXT_256, TEXT_2000, start  # noqa: E402
 from bench.common import print_table, save  # noqa: E402
 from gpt.jobs import dir_size  # noqa: E402
 
@@ -101,29 +99,6 @@ def form(upload, max_steps: int = 20, **over) -> list:
     )
     args.update(over)
     return list(args.values())
-
-
-def start(env: dict, log) -> tuple[subprocess.Popen, str, float]:
-    """`python app.py` on a free port, its stdout and stderr to `log`; (process, url, s)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**env, "GRADIO_SERVER_PORT": str(port)},
-    )
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return proc, url, time.perf_counter() - t0
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("the app exited during start-up") from None
-            time.sleep(0.1)
 
 
 def main() -> None:

@@ -160,9 +160,33 @@ def _alternatives(decode: Decoder, ids: torch.Tensor, probs: torch.Tensor) -> st
 # --- the logit lens -------------------------------------------------------------------------------
 
 
+def layer_rows(n_rows: int) -> list[str]:
+    """The y labels of a lens heatmap: the embeddings, then each block's output."""
+    return ["embeddings"] + [f"layer {i}" for i in range(1, n_rows)]
+
+
+def lens_layout(fig: go.Figure, title: str, n_rows: int, xtitle: str, ticktext: list[str]) -> None:
+    """The layout both lens heatmaps share: one row per layer, at most 40 labelled columns."""
+    step = max(1, len(ticktext) // 40)
+    ticks = list(range(0, len(ticktext), step))
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=14)),
+        height=min(1400, 140 + 30 * n_rows),
+        margin=dict(l=90, r=20, t=50, b=90),
+        xaxis=dict(
+            title=xtitle,
+            tickmode="array",
+            tickvals=ticks,
+            ticktext=[ticktext[i] for i in ticks],
+            tickangle=-60,
+        ),
+        yaxis=dict(title=None),
+    )
+
+
 def lens_figure(lens: inside.LogitLens, labels: list[str], decode: Decoder) -> go.Figure:
     L1, T, k = lens.top_ids.shape
-    rows = ["embeddings"] + [f"layer {i}" for i in range(1, L1)]
+    rows = layer_rows(L1)
     z = lens.top_probs[:, :, 0].tolist()  # (L+1, T)
     ids, probs = lens.top_ids.tolist(), lens.top_probs.tolist()  # plain lists: fast to index
     text = [[decode(ids[r][t][0]) for t in range(T)] for r in range(L1)]
@@ -194,31 +218,15 @@ def lens_figure(lens: inside.LogitLens, labels: list[str], decode: Decoder) -> g
             hovertemplate="%{customdata}<extra>top 5 next tokens</extra>",
         )
     )
-    step = max(1, T // 40)
-    ticks = list(range(0, T, step))
     note = "" if show_text else " · hover (or zoom in) for the tokens"
-    fig.update_layout(
-        title=dict(
-            text=f"Logit lens: the top next-token guess after each layer{note}",
-            font=dict(size=14),
-        ),
-        height=min(1400, 140 + 30 * L1),
-        margin=dict(l=90, r=20, t=50, b=90),
-        xaxis=dict(
-            title="Input token (the guess is for the token after it)",
-            tickmode="array",
-            tickvals=ticks,
-            ticktext=[labels[i] for i in ticks],
-            tickangle=-60,
-        ),
-        yaxis=dict(title=None),
-    )
+    title = f"Logit lens: the top next-token guess after each layer{note}"
+    lens_layout(fig, title, L1, "Input token (the guess is for the token after it)", labels)
     return fig
 
 
 def decide_figure(lens: inside.LogitLens, target_text: str, where: str) -> go.Figure:
     L1 = lens.n_rows
-    rows = ["embeddings"] + [f"layer {i}" for i in range(1, L1)]
+    rows = layer_rows(L1)
     logp = lens.target_logprobs[:, -1]
     fig = go.Figure(
         go.Scatter(
@@ -279,10 +287,11 @@ def lens(model_name: str, text: str, target: str):
     L1, T, _ = first.top_ids.shape
     top_ids, top_probs = first.top_ids.tolist(), first.top_probs.tolist()
     target_lp = result.target_logprobs.tolist()
+    layer_names = layer_rows(L1)
     rows = [
         {
             "row": r,
-            "layer": "embeddings" if r == 0 else f"layer {r}",
+            "layer": layer_names[r],
             "position": t,
             "input_token": tok.decode([ids[t]]),
             **{
@@ -667,13 +676,11 @@ def compare(model_a: str, model_b: str, text: str):
     else:
         L1 = c.lens_diff.shape[0]
         bound = max(float(c.lens_diff.abs().max()), 1e-6)
-        step = max(1, (len(ids) - 1) // 40)
-        ticks = list(range(0, len(ids) - 1, step))
         fig = go.Figure(
             go.Heatmap(
                 z=c.lens_diff.tolist(),
                 x=list(range(len(ids) - 1)),
-                y=["embeddings"] + [f"layer {i}" for i in range(1, L1)],
+                y=layer_rows(L1),
                 colorscale="RdBu",
                 zmid=0,
                 zmin=-bound,
@@ -685,22 +692,8 @@ def compare(model_a: str, model_b: str, text: str):
                 ),
             )
         )
-        fig.update_layout(
-            title=dict(
-                text="Logit lens, B − A: log p(actual next token) after each layer "
-                "(blue: B more sure)",
-                font=dict(size=14),
-            ),
-            height=min(1400, 140 + 30 * L1),
-            margin=dict(l=90, r=20, t=50, b=90),
-            xaxis=dict(
-                title="Predicted token",
-                tickmode="array",
-                tickvals=ticks,
-                ticktext=[labels[i + 1] for i in ticks],
-                tickangle=-60,
-            ),
-        )
+        title = "Logit lens, B − A: log p(actual next token) after each layer (blue: B more sure)"
+        lens_layout(fig, title, L1, "Predicted token", labels[1:])
     rows = [
         {
             "position": t + 1,

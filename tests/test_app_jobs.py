@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -180,20 +179,8 @@ def test_full_queue_says_so(app_url, tmp_path, tsv):
 def page(app_url):
     from tests import test_browser as tb  # skips when chromium is missing
 
-    with tb.sync_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="pw-") as profile:
-        ctx = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=tb.CHROMIUM,
-            args=tb.ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
-        pg = ctx.new_page()
-        pg.set_default_timeout(20_000)
-        pg.goto(app_url, wait_until="load")
-        pg.wait_for_selector("#tok-text textarea")
+    with tb.browser_page(app_url) as pg:
         yield pg
-        ctx.close()
 
 
 def wait_for_text(page, elem_id: str, pattern: str, timeout: float = 20_000) -> None:

@@ -8,7 +8,6 @@ the admin token may; B still sees the job (anonymised) and may use its finished 
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 
 import pytest
@@ -154,20 +153,8 @@ def test_heavy_endpoints_share_two_slots_and_light_ones_are_free(served):
 def page(app_url):
     from tests import test_browser as tb  # skips when chromium is missing
 
-    with tb.sync_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="pw-") as profile:
-        ctx = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=tb.CHROMIUM,
-            args=tb.ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
-        pg = ctx.new_page()
-        pg.set_default_timeout(20_000)
-        pg.goto(app_url, wait_until="load")
-        pg.wait_for_selector("#tok-text textarea")
+    with tb.browser_page(app_url) as pg:
         yield pg
-        ctx.close()
 
 
 @pytest.mark.slow

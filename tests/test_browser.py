@@ -6,6 +6,7 @@ Install the browser with `scripts/install_browser.sh`; without it these tests ar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -42,9 +43,9 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    demo, url = start_app(tmp_path_factory.mktemp("browser-models"))
+@contextlib.contextmanager
+def browser_page(url: str):
+    """A headless Chromium page (fresh profile) on the app at `url`, once its first tab is up."""
     with sync_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="pw-") as profile:
         ctx = p.chromium.launch_persistent_context(
             profile,
@@ -59,6 +60,13 @@ def page(tmp_path_factory):
         pg.wait_for_selector("#tok-text textarea")
         yield pg
         ctx.close()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    demo, url = start_app(tmp_path_factory.mktemp("browser-models"))
+    with browser_page(url) as pg:
+        yield pg
     demo.close()
 
 
