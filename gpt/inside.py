@@ -193,8 +193,13 @@ def _lens_pass(
     k: int,
     target: int | str | None,
     fast: bool = False,
-) -> tuple[LogitLens, torch.Tensor]:
-    """The lens and the final log-probabilities `(T, V)` (the model's own, always exact)."""
+    full_final: bool = True,
+) -> tuple[LogitLens, torch.Tensor | None]:
+    """The lens and the final log-probabilities `(T, V)` (the model's own, always exact).
+
+    `fast` and not `full_final`: the last row is a fast row too, except after the last token
+    (the model's own next-token distribution, exact); no `(T, V)` log-probabilities are kept
+    (None is returned in their place)."""
     gpt = body(model)
     idx = as_ids(gpt, ids)
     vocab = gpt.config.vocab_size
@@ -212,18 +217,29 @@ def _lens_pass(
         # last token is the target when target == "top".
         for r in [n - 1, *range(n - 1)]:  # one row at a time: (T, V) at most in memory
             h = gpt.ln_f(stream[r])  # (T, C)
-            row_fast = fast and r < n - 1 and k <= _FAST_CANDIDATES and h.dtype == torch.float32
+            last = r == n - 1
+            row_fast = (
+                fast
+                and (not last or not full_final)
+                and k <= _FAST_CANDIDATES
+                and h.dtype == torch.float32
+            )
             if row_fast:
                 indices, values, lse = _fast_row(gpt, h, k)
                 logp = None
+                if last:  # after the last token: the model's own distribution, exact
+                    logits = gpt.lm_head(h[-1:]).float()  # (1, V)
+                    lse[-1] = torch.logsumexp(logits[0], dim=0)
+                    top = torch.topk(logits - lse[-1], k, dim=-1)
+                    values[-1], indices[-1] = top.values[0], top.indices[0]
             else:
                 logp = torch.log_softmax(gpt.lm_head(h).float(), dim=-1)  # (T, V)
                 lse = None
                 values, indices = torch.topk(logp, k, dim=-1)
-            if r == n - 1:
+            if last:
                 final = logp
                 if target == "top":
-                    target = int(logp[-1].argmax())
+                    target = int(indices[-1, 0])
             asked = [
                 nxt,
                 None if target is None else torch.full((T,), int(target), device=h.device),
@@ -237,7 +253,7 @@ def _lens_pass(
             target=None if target is None else int(target),
             target_logprobs=None if target is None else torch.stack([row[3] for row in rows]).cpu(),
         )
-    return lens, final.cpu()
+    return lens, None if final is None else final.cpu()
 
 
 def logit_lens(
@@ -252,17 +268,18 @@ def logit_lens(
     Each row of the residual stream goes through the final LayerNorm and the tied head, then a
     softmax; the last row is therefore the model's own next-token distribution. `target`: a
     token id whose log-probability to follow through the layers, or "top" for the model's own
-    best guess after the last token. `fast`: project the rows before the last in bfloat16 and
-    recompute each position's top candidates (and the tokens asked about) in float32; the
-    normaliser then carries bf16 rounding (probabilities within 0.5% of the float32 ones on
-    GPT-2 124M).
+    best guess after the last token. `fast`: project the rows in bfloat16 and recompute each
+    position's top candidates (and the tokens asked about) in float32; the normaliser then
+    carries bf16 rounding (probabilities within 0.5% of the float32 ones on GPT-2 124M). The
+    model's own distribution after the last token (the last row's last cell) is float32 either
+    way.
 
     >>> from gpt.config import PRESETS
     >>> lens = logit_lens(GPT(PRESETS["tiny"]).eval(), [1, 2, 3], k=2, target=7)
     >>> lens.top_probs.shape, lens.target_logprobs.shape, lens.next_logprobs.shape
     (torch.Size([3, 3, 2]), torch.Size([3, 3]), torch.Size([3, 2]))
     """
-    return _lens_pass(model, ids, k, target, fast)[0]
+    return _lens_pass(model, ids, k, target, fast, full_final=False)[0]
 
 
 # --- surprisal ------------------------------------------------------------------------------------
@@ -300,6 +317,9 @@ class Predictions:
         return float(torch.exp(torch.tensor(self.loss)))
 
 
+_STATS_ROWS = 16  # rows of (T, V) logits per block in `predictions_from_logits`
+
+
 def predictions_from_logits(logits: torch.Tensor, ids: torch.Tensor, k: int = 5) -> Predictions:
     """`Predictions` from logits `(T, V)` of a sequence `ids` `(T,)` (see `predictions`).
 
@@ -307,12 +327,26 @@ def predictions_from_logits(logits: torch.Tensor, ids: torch.Tensor, k: int = 5)
     >>> p.rank.tolist(), [round(x, 3) for x in p.prob.tolist()]
     ([2], [0.119])
     """
-    logp = torch.log_softmax(logits[:-1].float(), dim=-1)  # (T-1, V)
-    nxt = ids.reshape(-1)[1:].to(logp.device)
-    actual = logp.gather(1, nxt[:, None])[:, 0]  # (T-1,)
-    rank = 1 + (logp > actual[:, None]).sum(dim=-1)
-    entropy = -(logp.exp() * logp).nan_to_num().sum(dim=-1)
-    values, indices = torch.topk(logp, min(k, logp.shape[-1]), dim=-1)
+    nxt = ids.reshape(-1)[1:].to(logits.device)
+    parts = []
+    # A few rows at a time: each (rows, V) block stays in the CPU's cache through the passes
+    # below (log-softmax, rank, entropy, top-k), instead of streaming all T x V from memory.
+    for start in range(0, logits.shape[0] - 1, _STATS_ROWS):
+        stop = min(start + _STATS_ROWS, logits.shape[0] - 1)
+        logp = torch.log_softmax(logits[start:stop].float(), dim=-1)  # (rows, V)
+        actual = logp.gather(1, nxt[start:stop, None])[:, 0]  # (rows,)
+        rank = 1 + (logp > actual[:, None]).sum(dim=-1)
+        entropy = -(logp.exp() * logp).nan_to_num_().sum(dim=-1)
+        values, indices = torch.topk(logp, min(k, logp.shape[-1]), dim=-1)
+        parts.append((actual, rank, entropy, indices, values))
+    actual, rank, entropy, indices, values = (
+        torch.cat([part[i] for part in parts]) if parts else None for i in range(5)
+    )
+    if not parts:  # one token: nothing predicted
+        V = logits.shape[-1]
+        actual = entropy = torch.zeros(0)
+        rank = torch.zeros(0, dtype=torch.long)
+        indices, values = torch.zeros(0, min(k, V), dtype=torch.long), torch.zeros(0, min(k, V))
     return Predictions(
         surprisal=(-actual).cpu(),
         prob=actual.exp().cpu(),

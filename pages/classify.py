@@ -119,7 +119,8 @@ def spam_attribution(model_name: str, message: str, method: str):
     """(coloured message, note, CSV + JSON): which tokens pushed P(spam) up or down."""
     model, _ = get_model(model_name, TASKS)
     spam = model.labels[spam_index(model.labels)] if hasattr(model, "labels") else ""
-    return attribution_result(model_name, message, method, spam, TASKS)
+    view, note, rows, data = attribution_result(model_name, message, method, spam, TASKS)
+    return view, note, export_files("attribution", rows, data)
 
 
 @friendly_errors

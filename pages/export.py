@@ -2,6 +2,9 @@
 
 Charts are saved as images from their own toolbar (Plotly's camera button, "Download plot as a
 png"). Files written here live in a temporary folder and are deleted after an hour.
+
+Views whose numbers are large (the Inside tab's: thousands of rows) keep how to build them in a
+`KeptNumbers` and write the files only when a person (or an API call) asks for them.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import json
 import math
 import shutil
 import tempfile
+import threading
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +74,58 @@ def export_files(stem: str, rows: list[dict[str, Any]], data: dict[str, Any]) ->
 def numbers_box(label: str, elem_id: str) -> gr.File:
     """The download box for a view's numbers: `label` + " (CSV, JSON)", filled by `export_files`."""
     return gr.File(label=f"{label} (CSV, JSON)", file_count="multiple", elem_id=elem_id)
+
+
+Build = Callable[[], tuple[list[dict[str, Any]], dict[str, Any]]]
+
+
+class KeptNumbers:
+    """The numbers behind the last few views drawn, written to files only when asked.
+
+    A view calls `keep(key, stem, build)` with the inputs it was drawn from as `key`; the
+    "numbers" button calls `files(key, redraw)`, which writes `build()`'s rows and data with
+    `export_files`, or first redraws the view when its numbers are no longer kept.
+
+    >>> kept = KeptNumbers()
+    >>> kept.keep(("lens", "gpt2"), "demo", lambda: ([{"p": 0.5}], {"p": [0.5]}))
+    >>> [Path(p).name for p in kept.files(("lens", "gpt2"), redraw=lambda: None)]
+    ['demo.csv', 'demo.json']
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._kept: OrderedDict[Hashable, tuple[str, Build]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def keep(self, key: Hashable, stem: str, build: Build) -> None:
+        with self._lock:
+            self._kept[key] = (stem, build)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+
+    def _get(self, key: Hashable) -> tuple[str, Build] | None:
+        with self._lock:
+            return self._kept.get(key)
+
+    def files(self, key: Hashable, redraw: Callable[[], Any]) -> list[str]:
+        hit = self._get(key)
+        if hit is None:
+            redraw()  # the view keeps its numbers again (or raises the error it shows)
+            hit = self._get(key)
+        if hit is None:
+            raise gr.Error("Nothing to export: draw the view first.")
+        stem, build = hit
+        rows, data = build()
+        return export_files(stem, rows, data)
+
+
+def numbers_button(label: str, elem_id: str) -> tuple[gr.Button, gr.File]:
+    """A button that writes a view's numbers on demand, and the download box it fills."""
+    with gr.Row(equal_height=False):
+        what = label[:1].lower() + label[1:]
+        button = gr.Button(
+            f"Export {what}", elem_id=f"{elem_id}-btn", size="sm", scale=0, min_width=220
+        )
+        files = numbers_box(label, elem_id)
+    return button, files

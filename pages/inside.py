@@ -10,6 +10,7 @@ from collections import OrderedDict
 from typing import Any
 
 import gradio as gr
+import numpy as np
 import plotly.graph_objects as go
 import torch
 
@@ -24,7 +25,7 @@ from pages.common import (
     model_note,
     model_picker,
 )
-from pages.export import export_files, numbers_box
+from pages.export import KeptNumbers, numbers_button
 
 TASKS = ("lm", "instruct")
 ATTRIBUTION_TASKS = ("lm", "instruct", "classify")
@@ -46,6 +47,7 @@ HOW = {
 
 _predictions_cache: OrderedDict[tuple, inside.Predictions] = OrderedDict()
 _cache_lock = threading.Lock()
+kept = KeptNumbers()  # each view's numbers, written to CSV + JSON when the button asks
 
 
 # --- caps -----------------------------------------------------------------------------------------
@@ -187,28 +189,28 @@ def lens_layout(fig: go.Figure, title: str, n_rows: int, xtitle: str, ticktext: 
 def lens_figure(lens: inside.LogitLens, labels: list[str], decode: Decoder) -> go.Figure:
     L1, T, k = lens.top_ids.shape
     rows = layer_rows(L1)
-    z = lens.top_probs[:, :, 0].tolist()  # (L+1, T)
     ids, probs = lens.top_ids.tolist(), lens.top_probs.tolist()  # plain lists: fast to index
-    text = [[decode(ids[r][t][0]) for t in range(T)] for r in range(L1)]
+    escaped = {i: html.escape(decode(i)) for i in set(lens.top_ids.flatten().tolist())}
+    reading = [f"reading {html.escape(label)!r} (#{t}):<br>" for t, label in enumerate(labels)]
     hover = [
         [
-            f"after {rows[r]}, reading {html.escape(labels[t])!r} (#{t}):<br>"
+            f"after {rows[r]}, {reading[t]}"
             + "<br>".join(
-                f"{j + 1}. {html.escape(decode(ids[r][t][j]))}  {probs[r][t][j]:.3f}"
-                for j in range(k)
+                f"{j + 1}. {escaped[i]}  {p:.3f}" for j, (i, p) in enumerate(zip(ids_rt, probs_rt))
             )
-            for t in range(T)
+            for t, (ids_rt, probs_rt) in enumerate(zip(ids[r], probs[r]))
         ]
         for r in range(L1)
     ]
     show_text = T <= CELL_TEXT_MAX
+    # numpy arrays: Plotly keeps them as they are instead of checking every cell
     fig = go.Figure(
         go.Heatmap(
-            z=z,
-            x=list(range(T)),
+            z=lens.top_probs[:, :, 0].numpy(),  # (L+1, T)
+            x=np.arange(T),
             y=rows,
-            text=text,
-            customdata=hover,
+            text=np.array([[decode(row[0]) for row in ids[r]] for r in range(L1)]),
+            customdata=np.array(hover),
             texttemplate="%{text}" if show_text else None,
             textfont=dict(size=10),
             colorscale="Blues",
@@ -270,22 +272,33 @@ def pick_target(tok, target: Any) -> tuple[int | str, str | None, str]:
 
 @friendly_errors
 def lens(model_name: str, text: str, target: str):
-    """(note, lens heatmap, 'when does it decide' chart, CSV + JSON files)."""
+    """(note, lens heatmap, 'when does it decide' chart); `lens_numbers` writes its numbers."""
     model, tok = get_model(model_name, TASKS)
     ids, notes = read_text(model, tok, text, "lens", model_name)
     tid, ttext, tnote = pick_target(tok, target)
-    # fast: rows before the last projected in bf16, each position's top candidates exact
-    result = first = inside.logit_lens(model, ids, k=TOP_K, target=tid, fast=True)
+    # fast: rows projected in bf16, each position's top candidates (and the model's own
+    # distribution after the last token) exact
+    result = inside.logit_lens(model, ids, k=TOP_K, target=tid, fast=True)
     tid = result.target
     ttext = ttext if ttext is not None else tok.decode([tid])
     if tnote:
         notes.append(tnote)
     decode = Decoder(tok)
     labels = token_labels(tok, ids)
-    heat = lens_figure(first, labels, decode)
+    heat = lens_figure(result, labels, decode)
     decide = decide_figure(result, ttext, f"reading the last token {labels[-1]!r}")
-    L1, T, _ = first.top_ids.shape
-    top_ids, top_probs = first.top_ids.tolist(), first.top_probs.tolist()
+    kept.keep(
+        ("lens", model_name, text, target),
+        "logit-lens",
+        lambda: lens_export(model_name, tok, ids, result, ttext, decode),
+    )
+    return " ".join(notes), heat, decide
+
+
+def lens_export(model_name: str, tok, ids: list[int], result, ttext: str, decode: Decoder):
+    """(CSV rows, JSON data) of a lens: a row per layer and position, the top 5 and the target."""
+    L1, T, _ = result.top_ids.shape
+    top_ids, top_probs = result.top_ids.tolist(), result.top_probs.tolist()
     target_lp = result.target_logprobs.tolist()
     layer_names = layer_rows(L1)
     rows = [
@@ -310,9 +323,15 @@ def lens(model_name: str, text: str, target: str):
         "model": model_name,
         "ids": ids,
         **inside.describe(result),
-        "target": {"id": tid, "text": ttext},  # top_ids and top_probs come with describe()
+        "target": {"id": result.target, "text": ttext},  # describe() has top_ids, top_probs
     }
-    return " ".join(notes), heat, decide, export_files("logit-lens", rows, data)
+    return rows, data
+
+
+@friendly_errors
+def lens_numbers(model_name: str, text: str, target: str) -> list[str]:
+    """CSV + JSON of the lens drawn from these inputs (drawn again if no longer kept)."""
+    return kept.files(("lens", model_name, text, target), lambda: lens(model_name, text, target))
 
 
 # --- surprisal ------------------------------------------------------------------------------------
@@ -320,7 +339,8 @@ def lens(model_name: str, text: str, target: str):
 
 @friendly_errors
 def surprisal(model_name: str, text: str):
-    """(text coloured by surprisal as HTML, summary with the perplexity, CSV + JSON files)."""
+    """(text coloured by surprisal as HTML, summary with the perplexity); `surprisal_numbers`
+    writes the numbers."""
     model, tok = get_model(model_name, TASKS)
     ids, notes = read_text(model, tok, text, "surprisal", model_name)
     if len(ids) < 2:
@@ -362,13 +382,28 @@ def surprisal(model_name: str, text: str):
         f"{tok.decode([ids[worst + 1]])!r} ({float(p.surprisal[worst]):.2f} nats, "
         f"rank {int(p.rank[worst])}).",
     )
+    kept.keep(
+        ("surprisal", model_name, text),
+        "surprisal",
+        lambda: surprisal_export(model_name, tok, ids, p, rows),
+    )
+    return view, " ".join(notes)
+
+
+def surprisal_export(model_name: str, tok, ids: list[int], p: inside.Predictions, rows: list):
     data = {"model": model_name, "ids": ids, **inside.describe(p), "perplexity": p.perplexity}
     nxt = torch.topk(p.next_probs, min(20, p.next_probs.shape[0]))  # not all V probabilities
     data["next_probs"] = [
         {"id": int(i), "token": tok.decode([int(i)]), "prob": float(v)}
         for v, i in zip(nxt.values, nxt.indices)
     ]
-    return view, " ".join(notes), export_files("surprisal", rows, data)
+    return rows, data
+
+
+@friendly_errors
+def surprisal_numbers(model_name: str, text: str) -> list[str]:
+    """CSV + JSON of the surprisal view drawn from these inputs."""
+    return kept.files(("surprisal", model_name, text), lambda: surprisal(model_name, text))
 
 
 # --- head ablation --------------------------------------------------------------------------------
@@ -475,7 +510,8 @@ def ablation_figures(result: inside.Ablation, ids, decode: Decoder, labels: list
 
 @friendly_errors
 def ablate(model_name: str, text: str, heads: Any, mode: str):
-    """(note, next-token chart, per-token loss-change chart, CSV + JSON files)."""
+    """(note, next-token chart, per-token loss-change chart); `ablate_numbers` writes the
+    numbers."""
     model, tok = get_model(model_name, TASKS)
     ids, notes = read_text(model, tok, text, "ablate", model_name)
     if len(ids) < 2:
@@ -507,6 +543,15 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
         f"Heads {shown} {verb}: loss {result.before.loss:.3f} → **{result.after.loss:.3f}** "
         f"nats; {change}.",
     )
+    kept.keep(
+        ("ablate", model_name, text, heads, mode),
+        "ablation",
+        lambda: ablate_export(model_name, tok, ids, result, mode),
+    )
+    return " ".join(notes), nxt, loss
+
+
+def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation, mode: str):
     rows = [
         {
             "position": t + 1,
@@ -534,7 +579,14 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
             for i in top
         ],
     }
-    return " ".join(notes), nxt, loss, export_files("ablation", rows, data)
+    return rows, data
+
+
+@friendly_errors
+def ablate_numbers(model_name: str, text: str, heads: str, mode: str) -> list[str]:
+    """CSV + JSON of the ablation drawn from these inputs."""
+    key = ("ablate", model_name, text, heads, mode)
+    return kept.files(key, lambda: ablate(model_name, text, heads, mode))
 
 
 # --- attribution ----------------------------------------------------------------------------------
@@ -560,7 +612,8 @@ def attribution_html(scores: list[float], texts: list[str], what: str, method: s
 
 
 def attribution_result(model_name: str, text: str, method: str, target: Any, tasks):
-    """(HTML, note, files): which input tokens pushed a class (classifier) or the next token."""
+    """(HTML, note, CSV rows, JSON data): which input tokens pushed a class (classifier) or the
+    next token."""
     model, tok = get_model(model_name, tasks)
     if method not in inside.ATTRIBUTION_METHODS:
         raise gr.Error(f"Method must be one of {', '.join(inside.ATTRIBUTION_METHODS)}.")
@@ -613,15 +666,24 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
         "prob": result.prob,
         "scores": scores,
     }
-    files = export_files("attribution", rows, data)
-    return attribution_html(scores, texts, what, method), " ".join(notes), files
+    return attribution_html(scores, texts, what, method), " ".join(notes), rows, data
 
 
 @friendly_errors
 def attribution(model_name: str, text: str, method: str, target: str):
-    """(coloured HTML, note, CSV + JSON files). Any model: a classifier's class (target: a label,
-    blank = the predicted one) or a language model's next token (blank = its top guess)."""
-    return attribution_result(model_name, text, method, target, ATTRIBUTION_TASKS)
+    """(coloured HTML, note). Any model: a classifier's class (target: a label, blank = the
+    predicted one) or a language model's next token (blank = its top guess)."""
+    view, note, rows, data = attribution_result(model_name, text, method, target, ATTRIBUTION_TASKS)
+    key = ("attribution", model_name, text, method, target if isinstance(target, str) else "")
+    kept.keep(key, "attribution", lambda: (rows, data))
+    return view, note
+
+
+@friendly_errors
+def attribution_numbers(model_name: str, text: str, method: str, target: str) -> list[str]:
+    """CSV + JSON of the attribution drawn from these inputs."""
+    key = ("attribution", model_name, text, method, target if isinstance(target, str) else "")
+    return kept.files(key, lambda: attribution(model_name, text, method, target))
 
 
 # --- compare --------------------------------------------------------------------------------------
@@ -629,7 +691,8 @@ def attribution(model_name: str, text: str, method: str, target: str):
 
 @friendly_errors
 def compare(model_a: str, model_b: str, text: str):
-    """(note, per-token coloured difference HTML, lens-difference heatmap, CSV + JSON files)."""
+    """(note, per-token coloured difference HTML, lens-difference heatmap); `compare_numbers`
+    writes the numbers."""
     ma, tok_a = get_model(model_a, TASKS)
     mb, tok_b = get_model(model_b, TASKS)
     ids, notes = read_text(ma, tok_a, text, "compare", model_a)
@@ -694,6 +757,15 @@ def compare(model_a: str, model_b: str, text: str):
         )
         title = "Logit lens, B − A: log p(actual next token) after each layer (blue: B more sure)"
         lens_layout(fig, title, L1, "Predicted token", labels[1:])
+    kept.keep(
+        ("compare", model_a, model_b, text),
+        "compare",
+        lambda: compare_export(model_a, model_b, ids, texts, c),
+    )
+    return " ".join(notes), view, fig
+
+
+def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str], c):
     rows = [
         {
             "position": t + 1,
@@ -706,7 +778,14 @@ def compare(model_a: str, model_b: str, text: str):
         for t in range(len(ids) - 1)
     ]
     data = {"model_a": model_a, "model_b": model_b, "ids": ids, **inside.describe(c)}
-    return " ".join(notes), view, fig, export_files("compare", rows, data)
+    return rows, data
+
+
+@friendly_errors
+def compare_numbers(model_a: str, model_b: str, text: str) -> list[str]:
+    """CSV + JSON of the comparison drawn from these inputs."""
+    key = ("compare", model_a, model_b, text)
+    return kept.files(key, lambda: compare(model_a, model_b, text))
 
 
 def caps_markdown() -> str:
@@ -750,13 +829,13 @@ def on_model_change(model_name: str, heads: Any):
 
 def first_render(model_name: str, text: str, target: str):
     if default_registry().default(TASKS) is None:
-        return model_note(TASKS), None, None, None
+        return model_note(TASKS), None, None
     return lens(model_name, text, target)
 
 
 def first_surprisal(model_name: str, text: str):
     if default_registry().default(TASKS) is None:
-        return "", "", None
+        return "", ""
     return surprisal(model_name, text)
 
 
@@ -791,12 +870,14 @@ def build(demo: gr.Blocks) -> None:
         with gr.Accordion("Logit lens", open=True, elem_id="ins-lens-box"):
             lens_plot = gr.Plot(label="Logit lens", elem_id="ins-lens")
             decide_plot = gr.Plot(label="When does the model decide?", elem_id="ins-decide")
-            lens_files = numbers_box("Lens numbers", "ins-lens-files")
+            lens_btn, lens_files = numbers_button("Lens numbers", "ins-lens-files")
 
         with gr.Accordion("Surprisal", open=True, elem_id="ins-surprisal-box"):
             ppl = gr.Markdown(elem_id="ins-ppl")
             surprisal_view = gr.HTML(elem_id="ins-surprisal")
-            surprisal_files = numbers_box("Surprisal numbers", "ins-surprisal-files")
+            surprisal_btn, surprisal_files = numbers_button(
+                "Surprisal numbers", "ins-surprisal-files"
+            )
 
         with gr.Accordion("Head ablation", open=True, elem_id="ins-ablate-box"):
             gr.Markdown(
@@ -825,14 +906,14 @@ def build(demo: gr.Blocks) -> None:
             with gr.Row(equal_height=False):
                 ablate_next = gr.Plot(label="Next token", elem_id="ins-ablate-next")
                 ablate_loss = gr.Plot(label="Per-token loss", elem_id="ins-ablate-loss")
-            ablate_files = numbers_box("Ablation numbers", "ins-ablate-files")
+            ablate_num_btn, ablate_files = numbers_button("Ablation numbers", "ins-ablate-files")
 
         with gr.Accordion("Which tokens pushed the prediction", open=False, elem_id="ins-attr-box"):
             method = gr.Radio(METHODS, value="occlusion", label="Method", elem_id="ins-method")
             attr_btn = gr.Button("Explain the next token", elem_id="ins-attr-run")
             attr_note = gr.Markdown(elem_id="ins-attr-note")
             attr_view = gr.HTML(elem_id="ins-attr")
-            attr_files = numbers_box("Attribution numbers", "ins-attr-files")
+            attr_num_btn, attr_files = numbers_button("Attribution numbers", "ins-attr-files")
 
         with gr.Accordion("Compare two models", open=True, elem_id="ins-compare-box"):
             gr.Markdown(
@@ -845,11 +926,13 @@ def build(demo: gr.Blocks) -> None:
             compare_note = gr.Markdown(elem_id="ins-compare-note")
             compare_view = gr.HTML(elem_id="ins-compare")
             compare_lens = gr.Plot(label="Logit lens difference", elem_id="ins-compare-lens")
-            compare_files = numbers_box("Comparison numbers", "ins-compare-files")
+            compare_num_btn, compare_files = numbers_button(
+                "Comparison numbers", "ins-compare-files"
+            )
 
         quiet = dict(concurrency_limit=2, concurrency_id="inside")
-        lens_io = ([model, text, target], [note, lens_plot, decide_plot, lens_files])
-        surprisal_io = ([model, text], [surprisal_view, ppl, surprisal_files])
+        lens_io = ([model, text, target], [note, lens_plot, decide_plot])
+        surprisal_io = ([model, text], [surprisal_view, ppl])
         gr.on([run.click, text.submit, target.submit], lens, *lens_io, api_name="lens", **quiet)
         gr.on([run.click, text.submit], surprisal, *surprisal_io, api_name="surprisal", **quiet)
         heads.input(
@@ -862,24 +945,52 @@ def build(demo: gr.Blocks) -> None:
         ablate_btn.click(
             ablate,
             [model, text, heads_text, mode],
-            [ablate_note, ablate_next, ablate_loss, ablate_files],
+            [ablate_note, ablate_next, ablate_loss],
             api_name="ablate",
             **quiet,
         )
         attr_btn.click(
             attribution,
             [model, text, method, target],
-            [attr_view, attr_note, attr_files],
+            [attr_view, attr_note],
             api_name="attribution",
             **quiet,
         )
         compare_btn.click(
             compare,
             [model, model_b, text],
-            [compare_note, compare_view, compare_lens, compare_files],
+            [compare_note, compare_view, compare_lens],
             api_name="compare",
             **quiet,
         )
+        # The numbers behind each view, written when asked (thousands of rows for the lens).
+        numbers = [
+            (lens_btn, lens_numbers, [model, text, target], lens_files, "lens_numbers"),
+            (surprisal_btn, surprisal_numbers, [model, text], surprisal_files, "surprisal_numbers"),
+            (
+                ablate_num_btn,
+                ablate_numbers,
+                [model, text, heads_text, mode],
+                ablate_files,
+                "ablate_numbers",
+            ),
+            (
+                attr_num_btn,
+                attribution_numbers,
+                [model, text, method, target],
+                attr_files,
+                "attribution_numbers",
+            ),
+            (
+                compare_num_btn,
+                compare_numbers,
+                [model, model_b, text],
+                compare_files,
+                "compare_numbers",
+            ),
+        ]
+        for button, fn, inputs, files, api_name in numbers:
+            button.click(fn, inputs, files, api_name=api_name, **quiet)
         model.change(
             on_model_change,
             [model, heads],

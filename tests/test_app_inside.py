@@ -49,7 +49,8 @@ def loaded(name: str):
 
 
 def test_lens_numbers_match_the_core_and_the_figure_has_tokens_and_hover(client):
-    note, heat, decide, paths = client.predict(LM, TEXT, "", api_name="/lens")
+    note, heat, decide = client.predict(LM, TEXT, "", api_name="/lens")
+    paths = client.predict(LM, TEXT, "", api_name="/lens_numbers")  # written when asked
     model, tok = loaded(LM)
     ids = tok.encode(TEXT)
     expected = inside.logit_lens(model, ids, k=5, fast=True)  # what the tab computes
@@ -70,8 +71,8 @@ def test_lens_numbers_match_the_core_and_the_figure_has_tokens_and_hover(client)
 
 
 def test_lens_follows_a_typed_token_and_caps_long_text(client):
-    note, _, decide, paths = client.predict(LM, TEXT, " elephant", api_name="/lens")
-    _, data = files(paths)
+    note, _, decide = client.predict(LM, TEXT, " elephant", api_name="/lens")
+    _, data = files(client.predict(LM, TEXT, " elephant", api_name="/lens_numbers"))
     _, tok = loaded(LM)
     assert data["target"]["id"] == tok.encode(" elephant")[0]
     assert "elephant" in decide["plot"]
@@ -82,7 +83,8 @@ def test_lens_follows_a_typed_token_and_caps_long_text(client):
 
 
 def test_surprisal_perplexity_and_hover(client):
-    view, summary, paths = client.predict(LM, TEXT, api_name="/surprisal")
+    view, summary = client.predict(LM, TEXT, api_name="/surprisal")
+    paths = client.predict(LM, TEXT, api_name="/surprisal_numbers")
     model, tok = loaded(LM)
     ids = tok.encode(TEXT)
     s = inside.surprisal(model, ids)
@@ -95,7 +97,8 @@ def test_surprisal_perplexity_and_hover(client):
 
 
 def test_ablate_changes_loss_as_the_core_does(client):
-    note, nxt, loss, paths = client.predict(LM, TEXT, "L0H1, l1h0", "mean", api_name="/ablate")
+    note, nxt, loss = client.predict(LM, TEXT, "L0H1, l1h0", "mean", api_name="/ablate")
+    paths = client.predict(LM, TEXT, "L0H1, l1h0", "mean", api_name="/ablate_numbers")
     model, tok = loaded(LM)
     ids = tok.encode(TEXT)
     expected = inside.ablate(model, ids, [(0, 1), (1, 0)], "mean")
@@ -117,16 +120,17 @@ def test_ablate_bad_heads(client, heads, match):
 
 
 def test_attribution_of_a_next_token_and_of_a_class(client):
-    view, note, paths = client.predict(LM, TEXT, "occlusion", "", api_name="/attribution")
+    view, note = client.predict(LM, TEXT, "occlusion", "", api_name="/attribution")
+    paths = client.predict(LM, TEXT, "occlusion", "", api_name="/attribution_numbers")
     model, tok = loaded(LM)
     ids = tok.encode(TEXT)
     expected = inside.occlusion(model, ids)
     _, data = files(paths)
     torch.testing.assert_close(torch.tensor(data["scores"]), expected.scores, atol=1e-6, rtol=1e-4)
     assert "Explaining the next token" in note and "attribution-view" in view
-    view, note, paths = client.predict(
-        SPAM, "WIN a FREE prize now", "gradient", "spam", api_name="/attribution"
-    )
+    args = (SPAM, "WIN a FREE prize now", "gradient", "spam")
+    view, note = client.predict(*args, api_name="/attribution")
+    paths = client.predict(*args, api_name="/attribution_numbers")
     clf, tok = loaded(SPAM)
     expected = inside.gradient_x_input(clf, tok.encode("WIN a FREE prize now"), target=1)
     _, data = files(paths)
@@ -139,7 +143,8 @@ def test_attribution_of_a_next_token_and_of_a_class(client):
 
 
 def test_compare_two_models(client):
-    note, view, fig, paths = client.predict(LM, CHAT, TEXT, api_name="/compare")
+    note, view, fig = client.predict(LM, CHAT, TEXT, api_name="/compare")
+    paths = client.predict(LM, CHAT, TEXT, api_name="/compare_numbers")
     a, tok = loaded(LM)
     b, _ = loaded(CHAT)
     ids = tok.encode(TEXT)
@@ -152,6 +157,19 @@ def test_compare_two_models(client):
     if "starter" in default_registry().names():  # another tokenizer: refused with the reason
         with pytest.raises(AppError, match="do not share a tokenizer"):
             client.predict(LM, "starter", TEXT, api_name="/compare")
+
+
+def test_numbers_are_written_when_asked_even_after_the_view_was_forgotten(client):
+    """The numbers button after the kept numbers were evicted (or before any drawing): the view
+    is computed again, and a bad input gets the view's own error."""
+    from pages import inside as page
+
+    page.kept._kept.clear()
+    rows, data = files(client.predict(LM, TEXT, api_name="/surprisal_numbers"))
+    model, tok = loaded(LM)
+    assert len(rows) == len(tok.encode(TEXT)) - 1 and data["model"] == LM
+    with pytest.raises(AppError, match="Pick at least one head"):
+        client.predict(LM, TEXT, "", "zero", api_name="/ablate_numbers")
 
 
 def test_pipeline_redraws_a_step_of_the_last_run_without_the_model(app):

@@ -57,7 +57,9 @@ def test_inside_lens_and_surprisal(page):
     spans = page.locator("#ins-surprisal .surprisal-view .tok")
     assert spans.count() > 10
     assert "rank" in (spans.nth(3).get_attribute("title") or "")
-    assert page.locator("#ins-lens-files a").count() == 2  # CSV + JSON
+    assert page.locator("#ins-lens-files a").count() == 0  # numbers are written when asked
+    page.locator("#ins-lens-files-btn").click()
+    page.wait_for_function("document.querySelectorAll('#ins-lens-files a').length === 2")
     page.locator("#ins-lens").scroll_into_view_if_needed()
     settle(page)
     drag = page.locator("#ins-lens .nsewdrag").first  # the plot area: hover a cell
