@@ -413,8 +413,8 @@ def load_model(
 
     `gpt.names.resolve` says what a name means: a GPT-2 size (`gpt2` ... `gpt2-xl`, downloaded
     first when it is not on this machine), a starter model (`starter`, `starter-spam`,
-    `starter-chat`) or a folder, a GPT-2 Lab checkpoint (a classification checkpoint loads as a
-    `GPTClassifier`) or a Hugging Face GPT-2 folder. `preset:NAME` has no weights to load.
+    `starter-chat`), or a folder: a GPT-2 Lab checkpoint (a classification checkpoint loads as
+    a `GPTClassifier`) or a Hugging Face GPT-2 folder. `preset:NAME` has no weights to load.
     """
     ref = _resolve_for_loading(name_or_path)
     if ref.folder is None:

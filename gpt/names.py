@@ -137,13 +137,16 @@ def resolve(
     jobs: JobLookup | None = None,
     download: bool = False,
     progress: hub.ProgressCallback | None = None,
+    weights: bool = True,
 ) -> ModelRef:
     """What `name` means: a GPT-2 size, a starter model, `preset:NAME`, `job:<id>` (asked of
     `jobs`), or a folder (a `Path` is always a folder). A `ModelRef` is returned as it is.
 
     With `download=True` a GPT-2 size that is not on this machine is downloaded into the hub
     cache first (`progress` gets each `gpt.hub.DownloadProgress`; a failure raises
-    `gpt.hub.DownloadError` saying why); without it, its `folder` is None.
+    `gpt.hub.DownloadError` saying why); without it, its `folder` is None. One that cannot be
+    had (not here, downloads off) is an error, unless `weights=False` says that only its
+    tokenizer, task or architecture is wanted.
 
     Raises ModelNameError (a CheckpointError) when the name means nothing usable, and
     CheckpointError when a folder's config.json is broken.
@@ -169,7 +172,7 @@ def resolve(
             )
         return _folder_ref(text, folder, "starter", "assets/models")
     if text in HUB_IDS:
-        return _gpt2_ref(text, download, progress)
+        return _gpt2_ref(text, download, progress, weights)
     path = Path(text).expanduser()
     if text.strip() and path.exists():
         return _folder_ref(text, path, "folder", "folder")
@@ -179,14 +182,16 @@ def resolve(
     raise ModelNameError(f"no model named {text!r}{hint}: expected {EXPECTED}", "unknown")
 
 
-def _gpt2_ref(size: str, download: bool, progress: hub.ProgressCallback | None) -> ModelRef:
+def _gpt2_ref(
+    size: str, download: bool, progress: hub.ProgressCallback | None, weights: bool
+) -> ModelRef:
     local = os.environ.get(MODELS_DIR_ENV)
     folder, origin = None, HUB
     if local and (Path(local) / size / "config.json").is_file():
         folder, origin = (Path(local) / size).resolve(), MODELS_DIR_ENV
     elif (cached := hub.cached_gpt2(size)) is not None:
         folder, origin = cached, HUB_CACHE
-    elif (reason := hub.skip_reason()) is not None:
+    elif weights and (reason := hub.skip_reason()) is not None:
         raise ModelNameError(hub.offline_message(size, reason), "offline")
     elif download:
         folder, origin = hub.download_gpt2(size, progress), HUB_CACHE

@@ -535,7 +535,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Tokenizer:
         return gpt2_tokenizer()
     if not isinstance(name_or_path, os.PathLike) and is_name(str(name_or_path)):
         try:
-            return load_tokenizer(resolve(str(name_or_path)).tokenizer)
+            return load_tokenizer(resolve(str(name_or_path), weights=False).tokenizer)
         except CheckpointError as e:
             raise TokenizerNotFoundError(f"no tokenizer for {str(name_or_path)!r}: {e}") from e
     path = Path(name_or_path)

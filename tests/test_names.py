@@ -117,6 +117,9 @@ def test_gpt2_size_not_downloaded_and_offline(env, variable, value, reason):
         assert e.value.reason == "offline"
         assert "'gpt2-medium' is not in the local cache" in str(e.value)
         assert reason in str(e.value) and "$GPT2LAB_MODELS_DIR/gpt2-medium" in str(e.value)
+    ref = resolve("gpt2-medium", weights=False)  # its tokenizer and shape need no weights
+    assert ref.folder is None and ref.tokenizer == "gpt2" and ref.config.n_layer == 24
+    assert load_tokenizer("gpt2-medium") is load_tokenizer("gpt2")
 
 
 @pytest.mark.slow  # a loopback server and a download
