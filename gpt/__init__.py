@@ -30,6 +30,7 @@ from gpt.inside import (
     surprisal,
 )
 from gpt.model import GPT, Explanation, KVCache
+from gpt.names import ModelNameError, ModelRef, resolve
 from gpt.sampling import (
     Candidate,
     SamplingConfig,
@@ -58,6 +59,8 @@ __all__ = [
     "GPTClassifier",
     "GPTConfig",
     "KVCache",
+    "ModelNameError",
+    "ModelRef",
     "STARTER_MODELS",
     "SamplingConfig",
     "SamplingError",
@@ -81,6 +84,7 @@ __all__ = [
     "logit_lens",
     "occlusion",
     "predictions",
+    "resolve",
     "save_checkpoint",
     "stream",
     "surprisal",

@@ -22,23 +22,26 @@ keys, an unknown config) raises `CheckpointError` with a message naming the file
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gpt.classifier import GPTClassifier
-from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS, GPTConfig
+from gpt.config import HUB_IDS, STARTER_MODELS, GPTConfig
 from gpt.model import GPT
 
-FORMAT = "gpt2-lab"
+if TYPE_CHECKING:
+    from gpt.names import ModelRef
+
+FORMAT: Literal["gpt2-lab"] = "gpt2-lab"
+Layout = Literal["gpt2-lab", "hf"]  # our checkpoint folder, or Hugging Face GPT-2's
 FORMAT_VERSION = 1
 MODELS_DIR_ENV = "GPT2LAB_MODELS_DIR"  # a folder holding gpt2/, gpt2-medium/, ... (HF layout)
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors caps its JSON header at 100 MB
@@ -222,30 +225,37 @@ def load_hf_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
 
 
 def download_gpt2(name: str, progress: Any = None) -> Path:
-    """The cached folder of a GPT-2 size, downloaded from the hub first when missing.
+    """The folder of a GPT-2 size on this machine, downloaded from the hub first when missing.
 
     `progress` (optional) gets each `gpt.hub.DownloadProgress`; failures raise CheckpointError
     saying why (refused, timeout, truncated, not found, offline) and what to do.
     """
-    from gpt import hub
-
-    if name not in HUB_IDS:
-        raise CheckpointError(f"unknown GPT-2 size {name!r}; known: {', '.join(HUB_IDS)}")
-    try:
-        return hub.download_gpt2(name, progress)
-    except hub.DownloadError as e:
-        raise CheckpointError(
-            f"{e} You can also pass that folder's path instead of {name!r}."
-        ) from e
+    return resolve_gpt2(name, progress)
 
 
 def resolve_gpt2(name: str, progress: Any = None) -> Path:
     """Folder of a GPT-2 size: `$GPT2LAB_MODELS_DIR/<name>` if present, else the hub (cached,
-    or downloaded with `progress` getting each `gpt.hub.DownloadProgress`)."""
-    local = os.environ.get(MODELS_DIR_ENV)
-    if local and (Path(local) / name / "config.json").is_file():
-        return Path(local) / name
-    return download_gpt2(name, progress)
+    or downloaded with `progress` getting each `gpt.hub.DownloadProgress`); see `gpt.names`."""
+    if name not in HUB_IDS:
+        raise CheckpointError(f"unknown GPT-2 size {name!r}; known: {', '.join(HUB_IDS)}")
+    folder = _resolve_for_loading(name, progress).folder
+    assert folder is not None  # a GPT-2 size resolved with download=True has its folder
+    return folder
+
+
+def _resolve_for_loading(name: str | Path | ModelRef, progress: Any = None) -> ModelRef:
+    """`gpt.names.resolve` with weights on this machine (downloaded first), a failed download
+    as a CheckpointError."""
+    from gpt import hub
+    from gpt.names import resolve  # gpt.names reads folders with this module's helpers
+
+    try:
+        return resolve(name, download=True, progress=progress)
+    except hub.DownloadError as e:
+        label = getattr(name, "name", str(name))
+        raise CheckpointError(
+            f"{e} You can also pass that folder's path instead of {label!r}."
+        ) from e
 
 
 # --- our checkpoints ------------------------------------------------------------------------------
@@ -272,6 +282,29 @@ def is_checkpoint(folder: str | Path) -> bool:
         return json.loads(cfg.read_text(encoding="utf-8")).get("format") == FORMAT
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return False
+
+
+def read_model_config(folder: str | Path) -> tuple[Layout, GPTConfig, dict[str, Any]]:
+    """(layout, architecture, config.json as read) of a model folder, without its weights.
+
+    A config.json with `"format": "gpt2-lab"` is our checkpoint's, which must carry this code's
+    version and valid `GPTConfig` fields; any other is read as Hugging Face GPT-2's
+    (`config_from_hf`). CheckpointError says what is wrong.
+    """
+    folder = Path(folder)
+    cfg = _read_json(folder / "config.json")
+    if cfg.get("format") != FORMAT:
+        return "hf", config_from_hf(cfg, str(folder / "config.json")), cfg
+    if cfg.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder}: checkpoint version {cfg.get('version')!r} is not supported "
+            f"(this code reads version {FORMAT_VERSION})"
+        )
+    try:
+        config = GPTConfig.from_dict(cfg["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / 'config.json'}: bad model config ({e})") from e
+    return FORMAT, config, cfg
 
 
 def save_checkpoint(
@@ -331,18 +364,10 @@ def save_checkpoint(
 def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
     """Load a GPT-2 Lab checkpoint folder written by `save_checkpoint`."""
     folder = Path(folder)
-    cfg = _read_json(folder / "config.json")
-    if cfg.get("format") != FORMAT:
+    if not is_checkpoint(folder):
+        _read_json(folder / "config.json")  # a missing or broken file says so
         raise CheckpointError(f"{folder / 'config.json'} is not a {FORMAT} checkpoint config")
-    if cfg.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{folder}: checkpoint version {cfg.get('version')!r} is not supported "
-            f"(this code reads version {FORMAT_VERSION})"
-        )
-    try:
-        config = GPTConfig.from_dict(cfg["model"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{folder / 'config.json'}: bad model config ({e})") from e
+    _, config, cfg = read_model_config(folder)
     state = read_safetensors(folder / "model.safetensors")
     head_state = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
     body = {k: v for k, v in state.items() if not k.startswith("head.")}
@@ -371,36 +396,33 @@ def model_from_checkpoint(ck: Checkpoint) -> GPT | GPTClassifier:
 
 
 def resolve_starter(name: str) -> Path:
-    folder = STARTER_DIR / name
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(
-            f"starter model {name!r} not found in {STARTER_DIR}; train it with "
-            f"`python -m gpt recipes starter`"
-        )
+    """The folder of a starter model (see `gpt.names`); CheckpointError when it is missing."""
+    from gpt.names import resolve
+
+    if name not in STARTER_MODELS:
+        raise CheckpointError(f"unknown starter model {name!r}; known: {', '.join(STARTER_MODELS)}")
+    folder = resolve(name).folder
+    assert folder is not None
     return folder
 
 
-def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> GPT | GPTClassifier:
-    """Load a model by name or from a folder.
+def load_model(
+    name_or_path: str | Path | ModelRef, dtype: torch.dtype = torch.float32
+) -> GPT | GPTClassifier:
+    """Load a model by name, from a folder, or from a `gpt.names.ModelRef`.
 
-    Names: a GPT-2 size (`gpt2` ... `gpt2-xl`) or a starter model (`starter`, `starter-spam`,
-    `starter-chat`). A folder may be a GPT-2 Lab checkpoint (a classification checkpoint loads
-    as a `GPTClassifier`) or a Hugging Face GPT-2 folder.
+    `gpt.names.resolve` says what a name means: a GPT-2 size (`gpt2` ... `gpt2-xl`, downloaded
+    first when it is not on this machine), a starter model (`starter`, `starter-spam`,
+    `starter-chat`), or a folder: a GPT-2 Lab checkpoint (a classification checkpoint loads as
+    a `GPTClassifier`) or a Hugging Face GPT-2 folder. `preset:NAME` has no weights to load.
     """
-    name = str(name_or_path)
-    path = Path(name)
-    if name in STARTER_MODELS:
-        path = resolve_starter(name)
-    if path.is_dir():
-        if is_checkpoint(path):
-            return model_from_checkpoint(load_checkpoint(path, dtype))
-        return load_hf_gpt2(path, dtype)
-    if name in HUB_IDS:
-        return load_hf_gpt2(resolve_gpt2(name), dtype)
-    small = [k for k in PRESETS if k not in HUB_IDS]
-    raise CheckpointError(
-        f"no model named {name!r}: give a GPT-2 size ({', '.join(HUB_IDS)}), a starter model "
-        f"({', '.join(STARTER_MODELS)}) or a folder holding a checkpoint (presets without "
-        f"released weights, e.g. {', '.join(small)}, build a randomly initialised "
-        f"GPT(PRESETS[name]))"
-    )
+    ref = _resolve_for_loading(name_or_path)
+    if ref.folder is None:
+        preset = ref.name.removeprefix("preset:")
+        raise CheckpointError(
+            f"{ref.name!r} has no weights to load: a preset is a shape; "
+            f"GPT(PRESETS[{preset!r}]) builds a new random model of it"
+        )
+    if ref.layout == FORMAT:
+        return model_from_checkpoint(load_checkpoint(ref.folder, dtype))
+    return load_hf_gpt2(ref.folder, dtype)

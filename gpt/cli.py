@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CheckpointError, load_model, resolve_gpt2
-from gpt.config import HUB_IDS, STARTER_DIR
+from gpt.checkpoint import CheckpointError, load_model
+from gpt.config import STARTER_DIR
 from gpt.data import DataError
 from gpt.jobs_cli import register as register_jobs
+from gpt.names import resolve
 from gpt.sampling import SamplingError, stream
 from gpt.tokenizer import TokenizerError, load_tokenizer
 
@@ -85,11 +86,9 @@ def _download_line(p: Any) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    model_arg = args.model
-    if model_arg in HUB_IDS:  # a GPT-2 size: show its download, if it needs one
-        model_arg = str(resolve_gpt2(model_arg, progress=_download_line))
-    model = load_model(model_arg)
-    tok = load_tokenizer(args.tokenizer or args.model)
+    ref = resolve(args.model, download=True, progress=_download_line)  # shows a download
+    model = load_model(ref)
+    tok = load_tokenizer(args.tokenizer or ref.tokenizer)
     sampling = dict(
         temperature=args.temperature,
         top_k=args.top_k,

@@ -463,6 +463,19 @@ def _download_timeout(timeout: float | None) -> float:
         return DEFAULT_DOWNLOAD_TIMEOUT
 
 
+def offline_message(name: str, reason: str) -> str:
+    """What to do when a GPT-2 size is not on this machine and `reason` turns downloads off.
+
+    >>> offline_message("gpt2", "HF_HUB_OFFLINE=1 is set")[:60]
+    "'gpt2' is not in the local cache and downloads are off (HF_H"
+    """
+    return (
+        f"{name!r} is not in the local cache and downloads are off ({reason}). Go online "
+        f"(unset it), or put a folder with config.json + model.safetensors at "
+        f"${MODELS_DIR_ENV}/{name}."
+    )
+
+
 def download_gpt2(
     name: str, progress: ProgressCallback | None = None, timeout: float | None = None
 ) -> Path:
@@ -480,12 +493,7 @@ def download_gpt2(
         return cached
     reason = skip_reason()
     if reason is not None:
-        raise DownloadError(
-            f"{name!r} is not in the local cache and downloads are off ({reason}). Go online "
-            f"(unset it), or put a folder with config.json + model.safetensors at "
-            f"${MODELS_DIR_ENV}/{name}.",
-            "offline",
-        )
+        raise DownloadError(offline_message(name, reason), "offline")
     with _progress_lock:
         lock = _download_locks.setdefault(name, threading.Lock())
     with lock:  # a second caller waits, then finds the files cached

@@ -62,8 +62,9 @@ except ImportError:  # Windows: liveness falls back to process ids
     fcntl = None
 
 from gpt import trainstate
-from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS
+from gpt.checkpoint import CheckpointError
 from gpt.jobs_worker import LOCK_FD_ENV, THREADS_ENV
+from gpt.names import EXPECTED, ModelNameError, resolve
 from gpt.runs import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -285,14 +286,14 @@ def expected_bytes(spec: Mapping[str, Any]) -> int:
     True
     """
     base, method = str(spec.get("base", "")), spec.get("method", "full")
-    name = base.removeprefix("preset:")
-    folder = STARTER_DIR / base if base in STARTER_MODELS else Path(base).expanduser()
-    if name in PRESETS:
-        weights = PRESETS[name].n_params() * 4
-    elif base and folder.is_dir():
-        weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
-    else:
+    try:
+        ref = resolve(base)
+    except CheckpointError:
         return 0
+    if ref.kind in ("preset", "gpt2"):  # counted: a new model, or one maybe not downloaded yet
+        weights = ref.config.n_params() * 4
+    else:
+        weights = sum(p.stat().st_size for p in ref.folder.glob("*.safetensors"))
     per_checkpoint = weights * (3 if method == "full" else 1.2)  # adapters' moments are small
     return int(weights + 2 * per_checkpoint)
 
@@ -650,39 +651,16 @@ class JobManager:
     # -- validation --
 
     def _resolve_base(self, base: str) -> str:
-        """The `RunSpec.base` to run for a spec's base, or JobError when it does not exist."""
-        if base.startswith("job:"):
-            job_id = base.removeprefix("job:")
-            row = self._row(job_id)
-            folder = self.model_dir(job_id)
-            if row["state"] != "succeeded" or not (folder / "config.json").is_file():
-                raise JobError(f"job {job_id} has no model yet (it is {row['state']})")
-            return str(folder)
-        if base.startswith("preset:"):
-            name = base.removeprefix("preset:")
-            if name not in PRESETS:
-                raise JobError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-            return base
-        if base in STARTER_MODELS:
-            if not (STARTER_DIR / base / "config.json").is_file():
-                raise JobError(
-                    f"starter model {base!r} is not available yet ({STARTER_DIR / base} has no "
-                    "config.json); train it with `python -m gpt recipes starter`, or pick "
-                    "another base"
-                )
-            return base
-        if base in HUB_IDS:
-            return base  # downloaded (or found in the cache) by the worker
-        folder = Path(base).expanduser()
-        if folder.is_dir():
-            if not (folder / "config.json").is_file():
-                raise JobError(f"base model folder {folder} has no config.json")
-            return str(folder.resolve())
-        raise JobError(
-            f"unknown base model {base!r}: expected a starter model ({', '.join(STARTER_MODELS)}),"
-            f" a GPT-2 size ({', '.join(HUB_IDS)}), preset:NAME ({', '.join(PRESETS)}), "
-            "job:<id> of a finished job, or a model folder"
-        )
+        """The `RunSpec.base` to run for a spec's base (`gpt.names.resolve`), or JobError when
+        it does not exist: a `job:<id>` becomes its model folder, a folder its absolute path."""
+        try:
+            return resolve(base, jobs=self).portable
+        except ModelNameError as e:
+            if e.reason == "unknown":
+                raise JobError(f"unknown base model {base!r}: expected {EXPECTED}") from e
+            raise JobError(str(e)) from e
+        except CheckpointError as e:  # a folder whose config.json is broken
+            raise JobError(f"base model {base!r}: {e}") from e
 
     def _check_data(self, kind: str, data: str) -> Path | None:
         """The uploaded file to copy into the job (None for bundled data or an online source);

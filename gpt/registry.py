@@ -3,7 +3,8 @@
 A registry lists `ModelEntry`s gathered from its `sources` (callables returning entries) and from
 models added at run time with `add`. Listing never touches the network and never loads weights.
 `get(name)` loads a model on first use (`gpt.load_model` + `gpt.load_tokenizer`) and keeps it in
-an LRU cache bounded by estimated bytes (parameters x element size).
+an LRU cache bounded by estimated bytes (parameters x element size). What each model is (its
+folder, tokenizer, task and architecture) comes from `gpt.names.resolve`; `ref(name)` gives it.
 
 The default sources, in listing order:
 
@@ -32,24 +33,23 @@ Environment:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpt import hub
 from gpt.checkpoint import HUB_IDS, MODELS_DIR_ENV, CheckpointError, load_model
-from gpt.config import PRESETS, STARTER_DIR, STARTER_MODELS
+from gpt.config import PRESETS, STARTER_MODELS
+from gpt.names import HUB_CACHE, TASKS, ModelNameError, ModelRef, resolve
 from gpt.tokenizer import Tokenizer, load_tokenizer
 
 if TYPE_CHECKING:
     from gpt.jobs import JobManager
 
-TASKS = ("lm", "classify", "instruct")
 CACHE_ENV = "GPT2LAB_MODEL_CACHE_MB"
 DOWNLOAD_ENV = "GPT2LAB_ALLOW_DOWNLOAD"
 EXTRA_ENV = "GPT2LAB_EXTRA_MODELS"
@@ -89,6 +89,8 @@ class ModelEntry:
         location: what `gpt.load_model` is given (a folder path or a GPT-2 size name).
         tokenizer: what `gpt.load_tokenizer` is given.
         n_params: parameter count when known from the config without loading, else None.
+        ref: what `gpt.names.resolve` made of it, when the source resolved it (else
+            `ModelRegistry.ref` resolves `location`).
     """
 
     name: str
@@ -98,41 +100,37 @@ class ModelEntry:
     location: str
     tokenizer: str
     n_params: int | None = None
+    ref: ModelRef | None = field(default=None, compare=False, repr=False)
 
 
 def read_folder_info(folder: str | Path) -> tuple[str, int | None]:
-    """(task, n_params) of a checkpoint folder from its config.json; HF GPT-2 folders are "lm".
+    """(task, n_params) of a model folder from its config.json (`gpt.names.resolve`).
 
     Raises RegistryError when the folder has no readable config.json or an unknown task.
     """
-    cfg_path = Path(folder) / "config.json"
+    ref = _folder_ref(folder)
+    return ref.task, ref.config.n_params()
+
+
+def _folder_ref(folder: str | Path) -> ModelRef:
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RegistryError(f"{cfg_path}: no readable config.json ({type(e).__name__})") from e
-    if not isinstance(cfg, dict):
-        raise RegistryError(f"{cfg_path}: config.json is not a JSON object")
-    task = cfg.get("task", "lm")
-    if task not in TASKS:
-        raise RegistryError(f"{cfg_path}: task {task!r} is not one of {', '.join(TASKS)}")
-    n_params = None
-    model_cfg = cfg.get("model")
-    if isinstance(model_cfg, dict):
-        try:
-            n_params = PRESETS["gpt2"].replace(**model_cfg).n_params()
-        except (TypeError, ValueError):
-            n_params = None
-    return task, n_params
+        return resolve(Path(folder))
+    except CheckpointError as e:
+        raise RegistryError(str(e)) from e
 
 
 def folder_entry(name: str, folder: str | Path, source: str, description: str = "") -> ModelEntry:
     """An entry for a checkpoint folder, its task read from config.json."""
-    task, n_params = read_folder_info(folder)
-    folder = str(Path(folder).resolve())
+    return ref_entry(name, _folder_ref(folder), source, description)
+
+
+def ref_entry(name: str, ref: ModelRef, source: str, description: str = "") -> ModelEntry:
+    """An entry for a resolved model that has a folder (a starter, a job, any checkpoint)."""
+    n_params = ref.config.n_params()
     if not description:
-        size = f", {n_params / 1e6:.1f}M parameters" if n_params else ""
-        description = f"{task} checkpoint ({source}{size})"
-    return ModelEntry(name, task, source, description, folder, folder, n_params)
+        description = f"{ref.task} checkpoint ({source}, {n_params / 1e6:.1f}M parameters)"
+    location = str(ref.folder)
+    return ModelEntry(name, ref.task, source, description, location, ref.tokenizer, n_params, ref)
 
 
 def cache_cap_bytes() -> int:
@@ -157,23 +155,24 @@ def gpt2_description(size: str, download: bool = False) -> str:
 def gpt2_source() -> list[ModelEntry]:
     """GPT-2 sizes on this machine, and those that fit the cap when downloads are possible."""
     entries = []
-    local = os.environ.get(MODELS_DIR_ENV)
     allow_download = downloads_allowed()
+    sources = {MODELS_DIR_ENV: MODELS_DIR_ENV, HUB_CACHE: "GPT-2 (hub cache)"}
     for size in HUB_IDS:
-        n_params = PRESETS[size].n_params()
-        desc = gpt2_description(size)
-        if local and (Path(local) / size / "config.json").is_file():
-            folder = str((Path(local) / size).resolve())
-            entries.append(ModelEntry(size, "lm", MODELS_DIR_ENV, desc, folder, "gpt2", n_params))
+        try:
+            ref = resolve(size)
+        except ModelNameError:  # not on this machine, and downloads are off
             continue
-        cached = hub.cached_gpt2(size)
-        if cached is not None:
-            entries.append(
-                ModelEntry(size, "lm", "GPT-2 (hub cache)", desc, str(cached), "gpt2", n_params)
-            )
+        n_params = ref.config.n_params()
+        if ref.folder is not None:
+            desc = gpt2_description(size)
+            source = sources[ref.origin]
+            folder = str(ref.folder)
+            entries.append(ModelEntry(size, "lm", source, desc, folder, "gpt2", n_params, ref))
         elif allow_download and hub.fits_cap(size, cache_cap_bytes()):
             desc = gpt2_description(size, download=True)
-            entries.append(ModelEntry(size, "lm", DOWNLOAD_SOURCE, desc, size, "gpt2", n_params))
+            entries.append(
+                ModelEntry(size, "lm", DOWNLOAD_SOURCE, desc, size, "gpt2", n_params, ref)
+            )
     return entries
 
 
@@ -181,12 +180,11 @@ def starter_source() -> list[ModelEntry]:
     """The starter models whose folders exist under assets/models/."""
     entries = []
     for name in STARTER_MODELS:
-        folder = STARTER_DIR / name
-        if (folder / "config.json").is_file():
-            try:
-                entries.append(folder_entry(name, folder, "starter", _STARTER_DESCRIPTIONS[name]))
-            except RegistryError:
-                continue  # half-written while being trained: list it once it is complete
+        try:
+            ref = resolve(name)
+        except CheckpointError:
+            continue  # not trained yet, or half-written while being trained
+        entries.append(ref_entry(name, ref, "starter", _STARTER_DESCRIPTIONS[name]))
     return entries
 
 
@@ -341,13 +339,21 @@ class ModelRegistry:
         with self._lock:
             return list(self._cache)
 
+    def ref(self, name: str) -> ModelRef:
+        """What a listed model is (`gpt.names.ModelRef`: weights, tokenizer, task, architecture),
+        read from its config.json at most; RegistryError when it is not listed or unreadable."""
+        entry = self.entry(name)
+        try:
+            return entry.ref or resolve(entry.location)
+        except CheckpointError as e:
+            raise RegistryError(f"model {name!r}: {e}") from e
+
     def needs_download(self, name: str) -> bool:
         """Whether loading `name` would download it first (a GPT-2 size not cached yet)."""
         try:
-            entry = self.entry(name)
+            return self.ref(name).needs_download
         except RegistryError:
             return False
-        return entry.location in HUB_IDS and hub.cached_gpt2(entry.location) is None
 
     def get(self, name: str, progress: hub.ProgressCallback | None = None) -> tuple[Any, Tokenizer]:
         """(model, tokenizer) of a listed model, loading it on first use (eval mode).
@@ -369,12 +375,10 @@ class ModelRegistry:
                     self._cache.move_to_end(name)
                     return hit[0], hit[1]
             entry = self.entry(name)
-            location = entry.location
-            try:
-                if location in HUB_IDS:  # a GPT-2 size: its files first, with progress
-                    location = str(hub.download_gpt2(location, progress))
-                model = load_model(location).eval()
-                tokenizer = load_tokenizer(entry.tokenizer)
+            try:  # a GPT-2 size not on this machine is downloaded first, with progress
+                ref = resolve(entry.ref or entry.location, download=True, progress=progress)
+                model = load_model(ref).eval()
+                tokenizer = load_tokenizer(ref.tokenizer)
             except hub.DownloadError as e:
                 raise RegistryError(str(e)) from e
             except (CheckpointError, ValueError, OSError) as e:

@@ -29,7 +29,7 @@ import torch.nn as nn
 from gpt import data as gdata
 from gpt.checkpoint import save_checkpoint
 from gpt.classifier import GPTClassifier
-from gpt.config import PRESETS, unknown_fields
+from gpt.config import unknown_fields
 from gpt.model import GPT
 from gpt.train import (
     TASKS,
@@ -151,19 +151,18 @@ class RunSpec:
 
 
 def load_base(spec: RunSpec) -> tuple[nn.Module, Any]:
-    """The model to train (a GPTClassifier for classify) and its tokenizer."""
+    """The model to train (a GPTClassifier for classify) and its tokenizer; `spec.base` is
+    resolved by `gpt.names.resolve` (`preset:NAME` is a new random model)."""
     from gpt.checkpoint import load_model
+    from gpt.names import resolve
     from gpt.tokenizer import load_tokenizer
 
-    if spec.base.startswith("preset:"):
-        name = spec.base.removeprefix("preset:")
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-        tok = load_tokenizer(spec.tokenizer or "gpt2")
-        model: nn.Module = GPT(PRESETS[name].replace(vocab_size=tok.n_vocab, dropout=spec.dropout))
+    ref = resolve(spec.base)
+    tok = load_tokenizer(spec.tokenizer or ref.tokenizer)
+    if ref.kind == "preset":
+        model: nn.Module = GPT(ref.config.replace(vocab_size=tok.n_vocab, dropout=spec.dropout))
     else:
-        model = load_model(spec.base)
-        tok = load_tokenizer(spec.tokenizer or spec.base)
+        model = load_model(ref)
         set_dropout(model, spec.dropout)
     body = gpt_body(model)
     if tok.n_vocab > body.config.vocab_size:

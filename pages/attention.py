@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import warnings
 from collections import OrderedDict
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from gpt.config import HUB_IDS, PRESETS
 from gpt.registry import default_registry
 from pages.common import (
     check_text,
@@ -50,18 +47,10 @@ def model_shape(name: str | None) -> tuple[int, int]:
     if not name:
         return 12, 12
     try:
-        entry = default_registry().entry(name)
+        config = default_registry().ref(name).config
     except LookupError:
         return 12, 12
-    if entry.location in HUB_IDS:
-        cfg = PRESETS[entry.location]
-        return cfg.n_layer, cfg.n_head
-    try:
-        raw = json.loads((Path(entry.location) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return 12, 12
-    body = raw.get("model", raw)
-    return int(body.get("n_layer", 12)), int(body.get("n_head", 12))
+    return config.n_layer, config.n_head
 
 
 def attention_maps(name: str, model, ids: list[int]) -> np.ndarray:

@@ -16,9 +16,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gpt.config import HUB_IDS, STARTER_MODELS
 from gpt.jobs import JobError, JobManager, JobStatus, NotOwnerError, scrub
 from gpt.metrics import majority_accuracy
+from gpt.names import is_name
 from gpt.registry import default_registry
 from gpt.sources import SOURCES, availability
 from pages.common import esc, friendly_errors, model_card_box, model_choices
@@ -127,7 +127,7 @@ def resolve_base(name: Any, kind: str) -> str:
     if name not in entries:
         known = ", ".join(entries) or "none"
         raise gr.Error(f"Base model {name!r} does not fit a {kind} job; pick one of: {known}.")
-    if name in STARTER_MODELS or name in HUB_IDS or name.startswith("job:"):
+    if is_name(name):  # the job runner resolves it (a job:<id> with its manager)
         return name
     return entries[name].location
 

@@ -1,0 +1,249 @@
+"""Model names: what a name means, and where its weights, tokenizer and task come from.
+
+Everything that takes a model name (`load_model`, `load_tokenizer`, the registry, jobs, runs and
+the pages) asks `resolve(name)`, which returns a `ModelRef`. A new kind of model is taught here.
+
+| Name | `kind` | Weights (`folder`) | `tokenizer` | `task` |
+|---|---|---|---|---|
+| `gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl` | gpt2 | `$GPT2LAB_MODELS_DIR/<size>`, else the hub cache, else None until downloaded | `gpt2` | lm |
+| `starter`, `starter-spam`, `starter-chat` | starter | `assets/models/<name>` | the folder | config.json |
+| `preset:<name>` (`preset:tiny`, ...) | preset | None: a new random `GPT(PRESETS[name])` | `gpt2` | lm |
+| `job:<id>` | job | the finished job's model folder (needs the job manager) | the folder | config.json |
+| any other text, or a `Path` | folder | that folder: our checkpoint or a Hugging Face GPT-2 folder | the folder | config.json |
+
+A name wins over a folder of the same name in the working folder; pass a `Path` to mean the
+folder. Resolving reads config.json at most, never weights, and asks the network nothing unless
+`download=True`.
+
+>>> ref = resolve("preset:tiny")
+>>> ref.kind, ref.folder, ref.task, ref.tokenizer, ref.config.n_layer
+('preset', None, 'lm', 'gpt2', 2)
+>>> starter = resolve("starter")  # committed under assets/models/
+>>> starter.kind, starter.layout, starter.task, starter.folder.name, starter.portable
+('starter', 'gpt2-lab', 'lm', 'starter', 'starter')
+>>> resolve("gpt5")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+    ...
+gpt.names.ModelNameError: no model named 'gpt5': expected a GPT-2 size (gpt2, gpt2-medium, ...
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from gpt import hub
+from gpt.checkpoint import MODELS_DIR_ENV, CheckpointError, Layout, read_model_config
+from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS, GPTConfig
+
+Kind = Literal["gpt2", "starter", "preset", "job", "folder"]
+Reason = Literal[
+    "unknown", "unknown_preset", "no_starter", "no_job", "unfinished", "not_a_model", "offline"
+]
+TASKS = ("lm", "classify", "instruct")
+PRESET_PREFIX = "preset:"
+JOB_PREFIX = "job:"
+# What a name can be, for error messages.
+EXPECTED = (
+    f"a GPT-2 size ({', '.join(HUB_IDS)}), a starter model ({', '.join(STARTER_MODELS)}), "
+    f"preset:NAME ({', '.join(PRESETS)}), job:<id> of a finished job, or a model folder"
+)
+HUB_CACHE = "hub cache"  # `ModelRef.origin` of a GPT-2 size found in (or downloaded to) it
+HUB = "hub"  # `ModelRef.origin` of a GPT-2 size not on this machine yet
+
+
+class ModelNameError(CheckpointError):
+    """A model name that does not resolve. The message says what is wrong and what to do;
+    `reason` says which case it is, for callers that word it their own way.
+
+    Reasons: "unknown" (no such name or path), "unknown_preset", "no_starter" (not trained
+    yet), "no_job" (no such job, or no job manager to ask), "unfinished" (the job has no model
+    yet), "not_a_model" (a file, or a folder without config.json), "offline" (a GPT-2 size not
+    on this machine while downloads are off).
+    """
+
+    def __init__(self, message: str, reason: Reason) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model name means: where its weights, tokenizer and task come from.
+
+    Attributes:
+        name: the name as given (a folder as its text).
+        kind: "gpt2", "starter", "preset", "job" or "folder" (see the module docstring).
+        folder: the absolute folder holding the weights; None for a preset (it has none) or a
+            GPT-2 size not downloaded yet (`needs_download`).
+        layout: "gpt2-lab" (our checkpoint) or "hf" (Hugging Face GPT-2, as the hub's sizes
+            are); None for a preset.
+        config: the architecture, from config.json, or `PRESETS` for a GPT-2 size or a preset
+            (a preset's vocabulary follows the tokenizer a run gives it).
+        task: "lm", "classify" or "instruct".
+        tokenizer: what `gpt.load_tokenizer` is given: "gpt2" or the model's folder.
+        origin: where the weights were found, in words: `GPT2LAB_MODELS_DIR`, "hub cache",
+            "hub" (to download), "assets/models", "job <id>", "folder", or "none" (a preset).
+    """
+
+    name: str
+    kind: Kind
+    folder: Path | None
+    layout: Layout | None
+    config: GPTConfig
+    task: str
+    tokenizer: str
+    origin: str
+
+    @property
+    def needs_download(self) -> bool:
+        """Whether the weights must be downloaded first (a GPT-2 size not on this machine)."""
+        return self.kind == "gpt2" and self.folder is None
+
+    @property
+    def portable(self) -> str:
+        """A name that means this model in any process on this machine (a `RunSpec.base`, what a
+        job worker loads): the name of a GPT-2 size, starter or preset, else the absolute folder
+        (a job id needs its manager, a relative path its working folder)."""
+        if self.kind in ("gpt2", "starter", "preset") or self.folder is None:
+            return self.name
+        return str(self.folder)
+
+
+class JobLookup(Protocol):
+    """What `resolve` asks of a job manager (`gpt.jobs.JobManager` is one): `get(job_id)` gives a
+    job's status, with `state` and `model_path` (set once it succeeded), and raises a
+    ValueError naming the id when there is no such job."""
+
+    def get(self, job_id: str) -> Any: ...
+
+
+def is_name(text: str) -> bool:
+    """Whether `text` is a model name rather than a path (`resolve` decides what it means).
+
+    >>> is_name("gpt2-xl"), is_name("starter-chat"), is_name("job:20260101-120000-abc123")
+    (True, True, True)
+    >>> is_name("preset:tiny"), is_name("runs/lm/model"), is_name("tiny")
+    (True, False, False)
+    """
+    return text in HUB_IDS or text in STARTER_MODELS or text.startswith((PRESET_PREFIX, JOB_PREFIX))
+
+
+def resolve(
+    name: str | Path | ModelRef,
+    *,
+    jobs: JobLookup | None = None,
+    download: bool = False,
+    progress: hub.ProgressCallback | None = None,
+    weights: bool = True,
+) -> ModelRef:
+    """What `name` means: a GPT-2 size, a starter model, `preset:NAME`, `job:<id>` (asked of
+    `jobs`), or a folder (a `Path` is always a folder). A `ModelRef` is returned as it is.
+
+    With `download=True` a GPT-2 size that is not on this machine is downloaded into the hub
+    cache first (`progress` gets each `gpt.hub.DownloadProgress`; a failure raises
+    `gpt.hub.DownloadError` saying why); without it, its `folder` is None. One that cannot be
+    had (not here, downloads off) is an error, unless `weights=False` says that only its
+    tokenizer, task or architecture is wanted.
+
+    Raises ModelNameError (a CheckpointError) when the name means nothing usable, and
+    CheckpointError when a folder's config.json is broken.
+    """
+    if isinstance(name, ModelRef):
+        if not (download and name.needs_download):
+            return name
+        name = name.name
+    if isinstance(name, Path):
+        return _folder_ref(str(name), name.expanduser(), "folder", "folder")
+    text = str(name)
+    if text.startswith(PRESET_PREFIX):
+        return _preset_ref(text)
+    if text.startswith(JOB_PREFIX):
+        return _job_ref(text, jobs)
+    if text in STARTER_MODELS:
+        folder = STARTER_DIR / text
+        if not (folder / "config.json").is_file():
+            raise ModelNameError(
+                f"starter model {text!r} is not available: {folder} has no config.json; "
+                "train it with `python -m gpt recipes starter`, or pick another model",
+                "no_starter",
+            )
+        return _folder_ref(text, folder, "starter", "assets/models")
+    if text in HUB_IDS:
+        return _gpt2_ref(text, download, progress, weights)
+    path = Path(text).expanduser()
+    if text.strip() and path.exists():
+        return _folder_ref(text, path, "folder", "folder")
+    hint = ""
+    if text in PRESETS:
+        hint = f" ({text!r} is a preset without released weights: preset:{text} is a new one)"
+    raise ModelNameError(f"no model named {text!r}{hint}: expected {EXPECTED}", "unknown")
+
+
+def _gpt2_ref(
+    size: str, download: bool, progress: hub.ProgressCallback | None, weights: bool
+) -> ModelRef:
+    local = os.environ.get(MODELS_DIR_ENV)
+    folder, origin = None, HUB
+    if local and (Path(local) / size / "config.json").is_file():
+        folder, origin = (Path(local) / size).resolve(), MODELS_DIR_ENV
+    elif (cached := hub.cached_gpt2(size)) is not None:
+        folder, origin = cached, HUB_CACHE
+    elif weights and (reason := hub.skip_reason()) is not None:
+        raise ModelNameError(hub.offline_message(size, reason), "offline")
+    elif download:
+        folder, origin = hub.download_gpt2(size, progress), HUB_CACHE
+    return ModelRef(size, "gpt2", folder, "hf", PRESETS[size], "lm", "gpt2", origin)
+
+
+def _preset_ref(text: str) -> ModelRef:
+    key = text.removeprefix(PRESET_PREFIX)
+    if key not in PRESETS:
+        raise ModelNameError(
+            f"unknown preset {key!r}; known: {', '.join(PRESETS)}", "unknown_preset"
+        )
+    return ModelRef(text, "preset", None, None, PRESETS[key], "lm", "gpt2", "none")
+
+
+def _job_ref(text: str, jobs: JobLookup | None) -> ModelRef:
+    job_id = text.removeprefix(JOB_PREFIX)
+    if jobs is None:
+        raise ModelNameError(
+            f"{text!r} names a fine-tuning job, and no job manager was given to look it up; "
+            "give the job's model folder (<jobs>/<id>/out/model) instead",
+            "no_job",
+        )
+    try:
+        status = jobs.get(job_id)
+    except ValueError as e:  # gpt.jobs.JobError: no such job
+        raise ModelNameError(str(e), "no_job") from e
+    if status.state != "succeeded":
+        raise ModelNameError(f"job {job_id} has no model yet (it is {status.state})", "unfinished")
+    if not status.model_path:
+        raise ModelNameError(f"job {job_id} finished, but its model folder is gone", "unfinished")
+    return _folder_ref(text, Path(status.model_path), "job", f"job {job_id}")
+
+
+def _folder_ref(name: str, folder: Path, kind: Kind, origin: str) -> ModelRef:
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise ModelNameError(
+            f"{folder} {what}: a model is a folder with config.json and model.safetensors",
+            "not_a_model",
+        )
+    if not (folder / "config.json").is_file():
+        raise ModelNameError(
+            f"missing config.json in {folder}: not a model folder (a GPT-2 Lab checkpoint or a "
+            "Hugging Face GPT-2 folder has one)",
+            "not_a_model",
+        )
+    layout, config, raw = read_model_config(folder)
+    task = raw.get("task", "lm") if layout == "gpt2-lab" else "lm"
+    if task not in TASKS:
+        raise CheckpointError(
+            f"{folder / 'config.json'}: task {task!r} is not one of {', '.join(TASKS)}"
+        )
+    folder = folder.resolve()
+    return ModelRef(name, kind, folder, layout, config, task, str(folder), origin)
