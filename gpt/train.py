@@ -56,8 +56,13 @@ class TrainSettings:
     share: one definition, one set of defaults, those the CLI, the jobs and the recipes
     train with (lr 5e-5 suits fine-tuning a pretrained model; pass lr for LoRA or pretraining).
 
-    Steps are optimizer steps; each consumes `grad_accum` micro-batches of `batch_size` rows.
-    `max_steps` wins over `epochs` when both are given.
+    `method` is what trains: "full", "last_blocks" (the last `last_n_blocks`), "head"
+    (classify) or "lora" (`lora_rank`, `lora_alpha`); see `prepare_model`. Steps are
+    optimizer steps; each consumes `grad_accum` micro-batches of `batch_size` rows.
+    `max_steps` wins over `epochs` when both are given. Checkpoints are written every
+    `checkpoint_every` steps (default: at each evaluation) and also after any step that ends
+    `checkpoint_minutes` after the last one, so a crash loses at most about that much
+    training (None: by steps only).
 
     Speed: `cache_trunk` keeps the frozen trunk's output per example when the method freezes a
     prefix (`head`, `last_blocks`; see `gpt.trunk`), unless that would take more than
@@ -76,8 +81,8 @@ class TrainSettings:
     eval_every: int = 50
     eval_batches: int | None = None
     patience: int | None = None
-    checkpoint_every: int | None = None  # default: at every evaluation
-    checkpoint_minutes: float | None = 5.0  # also checkpoint once this long since the last
+    checkpoint_every: int | None = None
+    checkpoint_minutes: float | None = 5.0
     last_n_blocks: int = 1
     lora_rank: int = 8
     lora_alpha: float = 16.0
