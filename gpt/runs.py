@@ -118,7 +118,7 @@ class RunSpec(TrainSettings):
         return TrainConfig(task=self.kind, **shared)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"kind": self.kind, **dataclasses.asdict(self)}  # kind first, for the reader
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
