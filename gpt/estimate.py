@@ -35,7 +35,6 @@ from gpt.optim import make_optimizer
 from gpt.train import (
     BUCKETED_TASKS,
     TrainConfig,
-    _stack,
     example_lengths,
     step_schedule,
 )
@@ -260,7 +259,7 @@ def estimate_fit(
     """How long `fit(model, task, train_data, val_data, cfg, collate=collate)` will take on
     this machine; `model` must be prepared (`prepare_model`) as it will be trained. Pass
     `costs` to reuse a measurement."""
-    collate = collate or _stack
+    collate = collate or task.collate
     lengths = example_lengths(task, train_data, collate)
     if lengths is None:
         raise ValueError(f"{type(task).__name__} has no row_lengths: cannot count its work")
@@ -295,10 +294,9 @@ def estimate_run(spec: Any) -> Estimate:
     data = load_run_data(spec, tok, context)
     cfg = spec.train_config()
     prepare_model(model, cfg)
-    task = make_task(spec)
-    est = estimate_fit(model, task, data.train, data.val, cfg, collate=data.collate)
-    collate = data.collate or _stack
-    test = example_lengths(task, data.test, collate) if data.test else []
+    task = make_task(spec, data.collate)
+    est = estimate_fit(model, task, data.train, data.val, cfg)
+    test = example_lengths(task, data.test, task.collate) if data.test else []
     test_tokens = sum(
         len(test[i : i + cfg.batch_size]) * max(test[i : i + cfg.batch_size])
         for i in range(0, len(test), cfg.batch_size)

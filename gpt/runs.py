@@ -34,11 +34,11 @@ from gpt.model import GPT
 from gpt.train import (
     TASKS,
     ClassifyTask,
-    Method,
+    Task,
     TaskName,
     TrainConfig,
     TrainEvent,
-    TrainResult,
+    TrainSettings,
     fit,
     gpt_body,
     prepare_model,
@@ -58,8 +58,12 @@ CLASSIFY_SPLIT = (0.7, 0.1, 0.2)  # train / val / test of a classify file, strat
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(TrainSettings):
     """What to train, on what, from what, and how.
+
+    The training settings (method, epochs, lr, batch_size, seed, ...) and their defaults are
+    `gpt.train.TrainSettings`, shared with `TrainConfig`; the rest says what the run reads
+    and writes.
 
     Attributes:
         kind: "lm", "classify" or "instruct".
@@ -67,56 +71,32 @@ class RunSpec:
             random model of that preset (with `tokenizer`).
         data: "bundled", a file path, a named online source (`sms-spam`, `instruction-data`,
             `alpaca`) or an http(s) URL of plain text (lm).
-        method: "full", "last_blocks", "head" (classify) or "lora".
         context: tokens per example (default: the model's context length).
         eval_samples: instruct only: test examples answered to compute the response score.
         save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
         prefix_weight: classify only: also train the head on every prefix of each message, with
             this weight (see `gpt.train.ClassifyTask`); 0 trains on the last token alone.
-        cache_trunk, cache_max_mb, bucket: speed-ups (see `gpt.train.TrainConfig`): cache a
-            frozen trunk's output (the result stays as it was), batch similar lengths together
-            (another random order, padded less).
-        checkpoint_minutes: also write a training checkpoint after any step that ends this
-            long after the last one (besides every `checkpoint_every` steps), so a crash
-            loses at most about this much training; None: by steps only.
         score_base: before training, also score the model as it starts on the same test split
             (`metrics["base_test"]`, kept in `out_dir/base_test.json` across resumes, and in
             the model card as its baseline), so the result says what fine-tuning changed.
+
+    >>> spec = RunSpec(kind="classify", epochs=2)
+    >>> spec.train_config().epochs, spec.train_config().lr == RunSpec(kind="lm").lr
+    (2, True)
     """
 
     kind: TaskName
     base: str = "starter"
     data: str = "bundled"
-    method: Method = "full"
     tokenizer: str | None = None
-    epochs: float = 1.0
-    max_steps: int | None = None
-    lr: float = 5e-5
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    weight_decay: float = 0.1
-    eval_every: int = 50
-    eval_batches: int | None = None
-    patience: int | None = None
-    checkpoint_every: int | None = None
-    checkpoint_minutes: float | None = 5.0
     prefix_weight: float = 0.0
-    last_n_blocks: int = 1
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    mask_prompt: bool = True
     dropout: float = 0.0
     context: int | None = None
     stride: int | None = None
     balance: bool = False
-    seed: int = 123
     eval_samples: int = 50
     max_new_tokens: int = 64
     save_dtype: str = "float32"
-    cache_trunk: bool = True
-    cache_max_mb: float = 2048.0
-    bucket: bool = True
     score_base: bool = False
 
     def __post_init__(self) -> None:
@@ -133,12 +113,12 @@ class RunSpec:
         self.train_config()  # validates the training fields with TrainConfig's own messages
 
     def train_config(self) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        fields = {k: v for k, v in self.to_dict().items() if k in names}
-        return TrainConfig(task=self.kind, **fields)
+        """The loop's config: this spec's training settings, for its kind of task."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSettings)}
+        return TrainConfig(task=self.kind, **shared)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"kind": self.kind, **dataclasses.asdict(self)}  # kind first, for the reader
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -307,11 +287,11 @@ def predict_labels(
     return preds
 
 
-def make_task(spec: RunSpec) -> Any:
-    """The training task object for `spec.kind`, with its task-specific settings."""
+def make_task(spec: RunSpec, collate: Callable[[list], Any] | None = None) -> Task:
+    """The training task for `spec.kind`, with its settings and the data's `collate`."""
     if spec.kind == "classify":
-        return ClassifyTask(prefix_weight=spec.prefix_weight)
-    return TASKS[spec.kind]()
+        return ClassifyTask(prefix_weight=spec.prefix_weight, collate=collate)
+    return TASKS[spec.kind](collate=collate)
 
 
 def evaluate_run(
@@ -323,7 +303,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Final metrics on the test split, named `test_*`. `progress(done, total)` hears of each
     batch of test examples (and, for instruct, each sampled answer) as it is scored."""
-    task = make_task(spec)
+    task = make_task(spec, data.collate)
     model.eval()
     out: dict[str, Any] = {}
     n_answers = spec.eval_samples if spec.kind == "instruct" and data.test_examples else 0
@@ -332,11 +312,10 @@ def evaluate_run(
     tell = progress or (lambda done, total: None)
     if data.test:
         rows = list(range(len(data.test)))
-        collate = data.collate or (lambda b: tuple(torch.stack(x) for x in zip(*b)))
 
         def batches():
             for i in range(0, len(rows), spec.batch_size):
-                yield collate([data.test[j] for j in rows[i : i + spec.batch_size]])
+                yield task.collate([data.test[j] for j in rows[i : i + spec.batch_size]])
                 tell(min(i + spec.batch_size, len(rows)), total)
 
         metrics = task.evaluate(model, batches())
@@ -400,16 +379,9 @@ def run(
             base_test = evaluate_run(spec, model, tok, data, report)
             base_test.pop("test_samples", None)
             _write_json(out / "base_test.json", base_test)
-    result: TrainResult = fit(
-        model,
-        make_task(spec),
-        data.train,
-        data.val,
-        cfg,
-        collate=data.collate,
-        out_dir=out,
-        callbacks=callbacks,
-        resume=resume,
+    task = make_task(spec, data.collate)
+    result = fit(
+        model, task, data.train, data.val, cfg, out_dir=out, callbacks=callbacks, resume=resume
     )
     metrics: dict[str, Any] = {
         "status": result.status,
@@ -484,7 +456,7 @@ def _announce_estimate(
 
     _, max_steps = run_length(len(data.train), cfg)
     try:
-        est = estimate_fit(model, make_task(spec), data.train, data.val, cfg, collate=data.collate)
+        est = estimate_fit(model, make_task(spec, data.collate), data.train, data.val, cfg)
     except Exception as e:  # an estimate is a courtesy: it never stops a run
         note = {"message": f"no time estimate: {type(e).__name__}: {e}"}
         event = TrainEvent("note", 0, max_steps, 0.0, note, 0.0)

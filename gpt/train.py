@@ -1,8 +1,9 @@
 """One training loop for every task: pretraining (`lm`), classification and instruction tuning.
 
-The tasks differ only in their data and in a named loss; the loop (AdamW, linear warmup then
-cosine decay, gradient clipping and accumulation, periodic evaluation, early stopping, exact
-checkpoint/resume, DistributedDataParallel under torchrun) is shared. Progress is reported
+The tasks differ only in their data and in a named loss (a `Task`: `collate`, `loss`,
+`evaluate`); the loop (`fit`, which runs a `Trainer`: AdamW, linear warmup then cosine decay,
+gradient clipping and accumulation, periodic evaluation, early stopping, exact checkpoint/resume
+of one `LoopState`, DistributedDataParallel under torchrun) is shared. Progress is reported
 through callbacks, never printed.
 
 >>> import torch
@@ -24,11 +25,11 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
@@ -39,6 +40,7 @@ from gpt import trainstate
 from gpt.classifier import GPTClassifier, gpt_body
 from gpt.config import unknown_fields
 from gpt.optim import make_optimizer
+from gpt.trainstate import LoopState
 from gpt.trunk import Split, TrunkCache, cache_bytes, frozen_split
 
 IGNORE_INDEX = -100
@@ -48,12 +50,19 @@ BUCKETED_TASKS = ("classify", "instruct")  # variable-length examples: batch sim
 BUCKET_CHUNK = 8  # batches per length-sorted chunk (see _epoch_batches)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything about how a run trains (not what data it reads).
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings:
+    """The training settings a run spec (`gpt.runs.RunSpec`) and the loop (`TrainConfig`)
+    share: one definition, one set of defaults, those the CLI, the jobs and the recipes
+    train with (lr 5e-5 suits fine-tuning a pretrained model; pass lr for LoRA or pretraining).
 
-    Steps are optimizer steps; each consumes `grad_accum` micro-batches of `batch_size` rows.
-    `max_steps` wins over `epochs` when both are given.
+    `method` is what trains: "full", "last_blocks" (the last `last_n_blocks`), "head"
+    (classify) or "lora" (`lora_rank`, `lora_alpha`); see `prepare_model`. Steps are
+    optimizer steps; each consumes `grad_accum` micro-batches of `batch_size` rows.
+    `max_steps` wins over `epochs` when both are given. Checkpoints are written every
+    `checkpoint_every` steps (default: at each evaluation) and also after any step that ends
+    `checkpoint_minutes` after the last one, so a crash loses at most about that much
+    training (None: by steps only).
 
     Speed: `cache_trunk` keeps the frozen trunk's output per example when the method freezes a
     prefix (`head`, `last_blocks`; see `gpt.trunk`), unless that would take more than
@@ -61,32 +70,43 @@ class TrainConfig:
     batch pads to its own longest example, not far past most of them.
     """
 
-    task: TaskName = "lm"
     method: Method = "full"
     epochs: float = 1.0
     max_steps: int | None = None
+    lr: float = 5e-5
     batch_size: int = 8
     grad_accum: int = 1
-    lr: float = 3e-4
-    min_lr_ratio: float = 0.1
     warmup_steps: int = 0
     weight_decay: float = 0.1
-    grad_clip: float | None = 1.0
     eval_every: int = 50
     eval_batches: int | None = None
     patience: int | None = None
     checkpoint_every: int | None = None
-    checkpoint_minutes: float | None = None  # also checkpoint once this long since the last
-    keep_checkpoints: int = 2
+    checkpoint_minutes: float | None = 5.0
     last_n_blocks: int = 1
     lora_rank: int = 8
     lora_alpha: float = 16.0
     mask_prompt: bool = True
-    seed: int = 0
-    log_every: int = 1
+    seed: int = 123
     cache_trunk: bool = True
     cache_max_mb: float = 2048.0
     bucket: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(TrainSettings):
+    """Everything about how a run trains (not what data it reads): the shared
+    `TrainSettings` and what only the loop needs.
+
+    >>> TrainConfig(task="classify", lr=1e-3).lr, TrainConfig().seed
+    (0.001, 123)
+    """
+
+    task: TaskName = "lm"
+    min_lr_ratio: float = 0.1
+    grad_clip: float | None = 1.0
+    keep_checkpoints: int = 2
+    log_every: int = 1
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, rule: str) -> None:
@@ -167,10 +187,54 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits, labels)
 
 
+@runtime_checkable
+class Task(Protocol):
+    """What the loop needs from a task: how to batch examples, the loss to train on, and the
+    metrics of an evaluation. `name` ("lm", "classify", "instruct") decides bucketing; a task
+    that can say how many positions of each row reach the loss also has `row_lengths(batch)`
+    (it enables bucketing and the frozen-trunk cache)."""
+
+    name: str
+
+    def collate(self, examples: list) -> Any:
+        """One batch (a tuple of tensors) from a list of examples."""
+        ...
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
+        """The training loss on `batch` and how many tokens it read."""
+        ...
+
+    def evaluate(self, model: nn.Module, batches: Iterable) -> dict[str, Any]:
+        """Validation metrics (`val_loss` and the task's own) over `batches`."""
+        ...
+
+
+def stack_fields(examples: list) -> tuple[torch.Tensor, ...]:
+    """The default collate: stack each field of equally shaped examples.
+
+    >>> x, y = stack_fields([(torch.tensor([1, 2]), 0), (torch.tensor([3, 4]), 1)])
+    >>> x.tolist(), y.tolist()
+    ([[1, 2], [3, 4]], [0, 1])
+    """
+    return tuple(
+        torch.stack([torch.as_tensor(ex[i]) for ex in examples]) for i in range(len(examples[0]))
+    )
+
+
 class LMTask:
-    """Next-token prediction. Batches are (inputs (B, T), targets (B, T))."""
+    """Next-token prediction. Batches are (inputs (B, T), targets (B, T)).
+
+    `collate` pads the examples into a batch (a dataset's own, e.g.
+    `gpt.data.InstructionDataset.collate`); the default stacks equal-length windows.
+    """
 
     name = "lm"
+
+    def __init__(self, collate: Callable[[list], Any] | None = None) -> None:
+        self._collate = collate or stack_fields
+
+    def collate(self, examples: list) -> Any:
+        return self._collate(examples)
 
     def row_lengths(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per row, how many leading positions the loss can depend on (B,): up to the last
@@ -184,7 +248,7 @@ class LMTask:
         return lm_loss(model(x), y), int((y != IGNORE_INDEX).sum())
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable) -> dict[str, float]:
         total, count = 0.0, 0
         for x, y in batches:
             n = int((y != IGNORE_INDEX).sum())
@@ -207,15 +271,22 @@ class ClassifyTask:
     With `prefix_weight` > 0 the head also learns the label from every prefix of a message
     (cross-entropy averaged over its tokens, times `prefix_weight`, added to the last-token
     loss), so P(class) after each token rises as the evidence appears instead of firing only
-    at the end: what the Spam tab's trace shows.
+    at the end: what the Spam tab's trace shows. `collate` pads `(ids, label)` examples
+    (`gpt.data.SpamDataset.collate`); the default stacks equal-length ones.
     """
 
     name = "classify"
 
-    def __init__(self, prefix_weight: float = 0.0) -> None:
+    def __init__(
+        self, prefix_weight: float = 0.0, collate: Callable[[list], Any] | None = None
+    ) -> None:
         if prefix_weight < 0:
             raise ValueError(f"prefix_weight must be >= 0, got {prefix_weight!r}")
         self.prefix_weight = prefix_weight
+        self._collate = collate or stack_fields
+
+    def collate(self, examples: list) -> Any:
+        return self._collate(examples)
 
     def row_lengths(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per row, how many leading positions the loss can depend on (B,): the message."""
@@ -235,7 +306,7 @@ class ClassifyTask:
         return final + self.prefix_weight * prefix, tokens
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, batches: Iterable) -> dict[str, Any]:
         from gpt.metrics import classification_report
 
         total, n, preds, truth = 0.0, 0, [], []
@@ -249,7 +320,7 @@ class ClassifyTask:
         return {"val_loss": total / max(n, 1), **{f"val_{k}": v for k, v in report.items()}}
 
 
-TASKS: dict[str, Callable[[], Any]] = {
+TASKS: dict[str, type[Task]] = {
     "lm": LMTask,
     "classify": ClassifyTask,
     "instruct": InstructTask,
@@ -345,7 +416,7 @@ def step_schedule(
     from the start (`lengths`: bucketed, as `fit` does for classify and instruct), for
     planning a run before it starts (`gpt.estimate`).
 
-    >>> step_schedule(5, TrainConfig(batch_size=2, epochs=1))
+    >>> step_schedule(5, TrainConfig(batch_size=2, epochs=1, seed=0))
     [[[4, 0]], [[1, 3]], [[2]]]
     """
     plan, (_, max_steps) = BatchPlan(n_examples, cfg, lengths), run_length(n_examples, cfg)
@@ -411,7 +482,7 @@ def _epoch_batches(
     return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()] + short
 
 
-def example_lengths(task: Any, data: Sequence, collate: Callable[[list], Any]) -> list[int] | None:
+def example_lengths(task: Task, data: Sequence, collate: Callable[[list], Any]) -> list[int] | None:
     """Each example's length in positions that reach the loss (`task.row_lengths` of the
     example collated alone), or None for a task that cannot say."""
     if not hasattr(task, "row_lengths"):
@@ -485,9 +556,249 @@ def evals_left(step: int, max_steps: int, eval_every: int) -> int:
     return max_steps // eval_every - step // eval_every + (max_steps % eval_every != 0)
 
 
+def split_rows(rows: list[int], rank: int, world: int) -> tuple[list[int], float]:
+    """This rank's share of a micro-batch under DistributedDataParallel, and its loss weight.
+
+    The rows are cut into `world` contiguous parts whose sizes differ by at most one, and each
+    rank's mean loss is weighted by `world * len(share) / len(rows)`, so DDP's average of
+    the ranks' gradients is the gradient of the whole micro-batch's mean loss, as in one
+    process, even when a short last batch does not divide evenly. A rank left without rows
+    (fewer rows than ranks) trains on one row with weight 0: every rank must still join each
+    gradient all-reduce.
+
+    >>> split_rows([0, 1, 2, 3], 1, 2)
+    ([2, 3], 1.0)
+    >>> [split_rows([7, 8, 9], r, 2) for r in range(2)]
+    [([7, 8], 1.3333333333333333), ([9], 0.6666666666666666)]
+    >>> [split_rows([7], r, 2) for r in range(2)]
+    [([7], 2.0), ([7], 0.0)]
+    """
+    size, extra = divmod(len(rows), world)
+    start = rank * size + min(rank, extra)
+    share = rows[start : start + size + (rank < extra)]
+    if not share:
+        return rows[:1], 0.0
+    return share, world * len(share) / len(rows)
+
+
+class Trainer:
+    """One run of the loop, as `fit` describes it, in named steps: `train_step` (one optimizer
+    step over `grad_accum` micro-batches), `evaluate`, `save` (a checkpoint of the whole
+    `LoopState`) and `run`, which strings them together until the run ends."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        train_data: Sequence,
+        val_data: Sequence | None,
+        cfg: TrainConfig,
+        *,
+        collate: Callable[[list], Any] | None = None,
+        out_dir: str | Path | None = None,
+        callbacks: Sequence[Callable[[TrainEvent], None]] = (),
+        resume: bool = False,
+    ) -> None:
+        if len(train_data) == 0:
+            raise ValueError("no training examples")
+        self.rank, self.world = _distributed()
+        if self.world > 1 and cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} must divide by world size {self.world}")
+        self.model, self.task, self.cfg, self.callbacks = model, task, cfg, callbacks
+        self.train_data, self.val_data = train_data, val_data
+        self.collate = collate or task.collate
+        self.ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
+        self.micro_per_epoch, max_steps = run_length(len(train_data), cfg)
+
+        torch.manual_seed(cfg.seed)
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.state = LoopState(max_steps=max_steps, config=cfg.to_dict())
+        self.resumed: dict[str, Any] = self._resume() if resume else {}
+        self.wrapped = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+
+        self.split = frozen_split(model, cfg.method, cfg.last_n_blocks)
+        bucket = cfg.bucket and task.name in BUCKETED_TASKS
+        lengths = None
+        if bucket or (self.split is not None and cfg.cache_trunk):
+            lengths = example_lengths(task, train_data, self.collate)
+        self.cache, self.cache_note = _trunk_cache(
+            model, self.split, cfg, train_data, self.collate, lengths, self.world
+        )
+        self.plan = BatchPlan(len(train_data), cfg, lengths if bucket else None)
+        self.clock = EtaClock()
+        self.stop_requested = False  # a callback raised StopTraining
+        self.t0 = time.time()
+        self.last_ckpt = (
+            time.monotonic()
+        )  # when the last checkpoint was written (or training began)
+
+    def _resume(self) -> dict[str, Any]:
+        """Load the newest valid checkpoint; what the "resume" event reports."""
+        if self.ckpt_root is None:
+            raise ValueError("resume needs out_dir")
+        folder, saved, skipped = trainstate.latest_valid(self.ckpt_root)
+        loop = trainstate.load_train_state(folder, saved, self.model, self.optimizer)
+        self.state = dataclasses.replace(
+            loop, max_steps=self.state.max_steps, config=self.state.config
+        )
+        return {"from": str(folder), "step": loop.step, "skipped": skipped}
+
+    # --- events and modes ---
+
+    def emit(self, kind: str, metrics: dict[str, Any], eta: float | None = None) -> None:
+        """Tell the callbacks (rank 0 only); a StopTraining from one is remembered."""
+        if self.rank != 0:
+            return
+        s = self.state
+        epoch = s.epoch(self.micro_per_epoch)
+        event = TrainEvent(kind, s.step, s.max_steps, epoch, metrics, time.time() - self.t0, eta)
+        for cb in self.callbacks:
+            try:
+                cb(event)
+            except StopTraining:
+                self.stop_requested = True
+
+    def train_mode(self) -> None:
+        self.model.train()
+        if self.split is not None:  # the frozen trunk never drops out, cached or not (gpt.trunk)
+            for m in self.split.frozen_modules(gpt_body(self.model)):
+                m.eval()
+
+    # --- the three things a loop does ---
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step over the next `grad_accum` micro-batches; its log record."""
+        s, cfg = self.state, self.cfg
+        group = self.plan.step_at(s.micro)
+        lr = lr_at(s.step, cfg, s.max_steps)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        t_step, trunk_s = time.time(), self.cache.trunk_seconds if self.cache else 0.0
+        loss_sum, tokens = 0.0, 0
+        for j, rows in enumerate(group):
+            rows, weight = split_rows(rows, self.rank, self.world)
+            net = self.cache.for_rows(rows) if self.cache else self.wrapped
+            sync = j == len(group) - 1 or self.world == 1  # all-reduce grads once a step
+            with nullcontext() if sync else self.wrapped.no_sync():
+                loss, n_tok = self.task.loss(net, self.collate([self.train_data[i] for i in rows]))
+                (loss * weight / len(group)).backward()
+            loss_sum += float(loss.detach()) * weight / len(group)
+            tokens += n_tok if weight else 0
+        gnorm = float("nan")
+        if cfg.grad_clip:
+            gnorm = float(torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        s.micro += len(group)  # a short last group ends the epoch exactly
+        s.step += 1
+        if self.world > 1:  # the loss and tokens of the whole step, over every rank
+            t = torch.tensor([loss_sum, tokens], dtype=torch.float64)
+            dist.all_reduce(t)
+            loss_sum, tokens = float(t[0]) / self.world, int(t[1])
+        dt = time.time() - t_step
+        self.clock.step(dt - (self.cache.trunk_seconds - trunk_s if self.cache else 0.0))
+        return {
+            "step": s.step,
+            "loss": loss_sum,
+            "lr": lr,
+            "grad_norm": gnorm,
+            "tokens_per_s": tokens / max(dt, 1e-9),
+            "epoch": s.epoch(self.micro_per_epoch),
+        }
+
+    def evaluate(self) -> dict[str, Any]:
+        """Validation metrics (none without validation data); updates best and bad_evals."""
+        t_eval, s, cfg = time.time(), self.state, self.cfg
+        self.model.eval()
+        metrics = {"step": s.step}
+        if self.val_data:
+            rows = range(len(self.val_data))
+            chunks = [rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
+            chunks = chunks[: cfg.eval_batches or None]
+            batches = (self.collate([self.val_data[i] for i in c]) for c in chunks)
+            metrics.update(self.task.evaluate(self.model, batches))
+        self.train_mode()
+        self.clock.eval_s = time.time() - t_eval
+        s.evals.append(metrics)
+        if "val_loss" in metrics:
+            if s.best is None or metrics["val_loss"] < s.best["val_loss"]:
+                s.best, s.bad_evals = metrics, 0
+            else:
+                s.bad_evals += 1
+        return metrics
+
+    def save(self) -> None:
+        """Write a checkpoint (with out_dir, on rank 0): weights, optimizer and the LoopState."""
+        if self.ckpt_root is None or self.rank != 0:
+            return
+        folder = self.ckpt_root / f"step-{self.state.step:07d}"
+        trainstate.save_train_state(folder, self.model, self.optimizer, self.state)
+        trainstate.prune(self.ckpt_root, self.cfg.keep_checkpoints)
+        self.last_ckpt = time.monotonic()
+        self.emit("checkpoint", {"path": str(folder)})
+
+    # --- the loop ---
+
+    def eta(self) -> float:
+        """Seconds left in the run (`EtaClock`)."""
+        s, cfg = self.state, self.cfg
+        examples_left = (s.max_steps - s.step) * cfg.grad_accum * cfg.batch_size
+        trunk_left = self.cache.seconds_left(examples_left) if self.cache else 0.0
+        return self.clock.eta(
+            s.max_steps - s.step, evals_left(s.step, s.max_steps, cfg.eval_every), trunk_left
+        )
+
+    def checkpoint_due(self) -> bool:
+        """Every `checkpoint_every` steps (default: each evaluation), at the end, when asked
+        to stop, and once `checkpoint_minutes` have passed since the last one."""
+        s, cfg = self.state, self.cfg
+        overdue = cfg.checkpoint_minutes is not None and (
+            time.monotonic() - self.last_ckpt >= 60 * cfg.checkpoint_minutes
+        )
+        every = cfg.checkpoint_every or cfg.eval_every
+        return s.step % every == 0 or s.step == s.max_steps or self.stop_requested or overdue
+
+    def run(self) -> TrainResult:
+        """Train until max_steps, early stopping, or a StopTraining from a callback."""
+        s, cfg = self.state, self.cfg
+        self.train_mode()
+        if self.resumed:  # newer checkpoints that failed verification are reported, not hidden
+            self.emit("resume", self.resumed)
+        if self.cache_note:
+            self.emit("note", {"message": self.cache_note})
+        status = "finished"
+        while s.step < s.max_steps:
+            record = self.train_step()
+            eta, end = self.eta(), s.step == s.max_steps
+            if s.step % cfg.log_every == 0 or end:
+                s.history.append(record)
+                self.emit("step", record, eta)
+            if s.step % cfg.eval_every == 0 or end:
+                self.emit("eval", self.evaluate(), eta)
+                if cfg.patience and s.bad_evals >= cfg.patience:
+                    status = "early_stopped"
+                    self.save()
+                    break
+            if self.checkpoint_due():
+                self.save()
+            if self.stop_requested and not end:
+                status = "stopped"
+                break
+        if self.world > 1:
+            dist.barrier()
+        final = s.evals[-1] if s.evals else {}
+        elapsed = time.time() - self.t0
+        result = TrainResult(
+            s.step, s.max_steps, status, s.history, s.evals, final, s.best, elapsed, self.resumed
+        )
+        self.emit("end", {"status": status, **final})
+        return result
+
+
 def fit(
     model: nn.Module,
-    task: Any,
+    task: Task,
     train_data: Sequence,
     val_data: Sequence | None,
     cfg: TrainConfig,
@@ -499,209 +810,30 @@ def fit(
 ) -> TrainResult:
     """Train `model` on `train_data` (a sequence of examples), evaluating on `val_data`.
 
-    With `out_dir`, training checkpoints go to `out_dir/checkpoints/` every
-    `checkpoint_every` steps (default: every evaluation), after any step that ends
-    `checkpoint_minutes` or more after the last one, and at the end; `resume=True`
-    continues from the newest valid one, with the same data order, RNG states and history,
-    so the result equals an uninterrupted run's.
+    Batches are made by `collate` (default: `task.collate`). With `out_dir`, training
+    checkpoints go to `out_dir/checkpoints/` every `checkpoint_every` steps (default: every
+    evaluation), after any step that ends `checkpoint_minutes` or more after the last one,
+    and at the end; `resume=True` continues from the newest valid one, with the same data
+    order, RNG states and history, so the result equals an uninterrupted run's.
 
     When `cfg.method` freezes a prefix of the network, that prefix runs in eval mode (no
     dropout) and, with `cfg.cache_trunk`, its output is computed once per example and reused
     (`gpt.trunk.TrunkCache`); with `cfg.bucket`, classify and instruct batches group similar
-    lengths (`_epoch_batches`). A "note" event says whether the cache is used.
+    lengths (`_epoch_batches`). A "note" event says whether the cache is used. Under
+    torchrun each micro-batch is shared among the ranks (`split_rows`).
     """
-    if len(train_data) == 0:
-        raise ValueError("no training examples")
-    collate = collate or _stack
-    rank, world = _distributed()
-    per_rank = cfg.batch_size // world if world > 1 else cfg.batch_size
-    if world > 1 and cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} must divide by world size {world}")
-    micro_per_epoch, max_steps = run_length(len(train_data), cfg)
-    ckpt_every = cfg.checkpoint_every or cfg.eval_every
-    ckpt_root = Path(out_dir) / "checkpoints" if out_dir is not None else None
-
-    torch.manual_seed(cfg.seed)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    step, micro, history, evals, best, bad_evals = 0, 0, [], [], None, 0
-    resumed: dict[str, Any] = {}
-    if resume:
-        if ckpt_root is None:
-            raise ValueError("resume needs out_dir")
-        folder, state, skipped = trainstate.latest_valid(ckpt_root)
-        trainstate.load_train_state(folder, state, model, optimizer)
-        resumed = {"from": str(folder), "step": state["step"], "skipped": skipped}
-        step, micro = state["step"], state["micro"]
-        history, evals, best, bad_evals = (
-            state["history"],
-            state["evals"],
-            state["best"],
-            state["bad_evals"],
-        )
-    wrapped = model
-    if world > 1:
-        wrapped = nn.parallel.DistributedDataParallel(model)
-    split = frozen_split(model, cfg.method, cfg.last_n_blocks)
-    bucket = cfg.bucket and getattr(task, "name", None) in BUCKETED_TASKS
-    lengths = None
-    if bucket or (split is not None and cfg.cache_trunk):
-        lengths = example_lengths(task, train_data, collate)
-    cache, cache_note = _trunk_cache(model, split, cfg, train_data, collate, lengths, world)
-    plan = BatchPlan(len(train_data), cfg, lengths if bucket else None)
-    clock = EtaClock()
-
-    def train_mode() -> None:
-        model.train()
-        if split is not None:  # the frozen trunk never drops out, cached or not (gpt.trunk)
-            for m in split.frozen_modules(gpt_body(model)):
-                m.eval()
-
-    def val_batches():
-        if not val_data:
-            return []
-        rows = list(range(len(val_data)))
-        chunks = [rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
-        if cfg.eval_batches:
-            chunks = chunks[: cfg.eval_batches]
-        return (collate([val_data[i] for i in c]) for c in chunks)
-
-    stop_requested = False
-
-    def emit(kind: str, metrics: dict[str, Any], eta: float | None = None) -> None:
-        nonlocal stop_requested
-        if rank != 0:
-            return
-        event = TrainEvent(
-            kind, step, max_steps, micro / micro_per_epoch, metrics, time.time() - t0, eta
-        )
-        for cb in callbacks:
-            try:
-                cb(event)
-            except StopTraining:
-                stop_requested = True
-
-    def run_eval() -> dict[str, Any]:
-        t_eval = time.time()
-        model.eval()
-        metrics = task.evaluate(model, val_batches()) if val_data else {}
-        train_mode()
-        clock.eval_s = time.time() - t_eval
-        return metrics
-
-    def save_ckpt() -> None:
-        nonlocal last_ckpt
-        if ckpt_root is None or rank != 0:
-            return
-        info = {
-            "step": step,
-            "micro": micro,
-            "max_steps": max_steps,
-            "history": history,
-            "evals": evals,
-            "best": best,
-            "bad_evals": bad_evals,
-            "config": cfg.to_dict(),
-        }
-        folder = trainstate.save_train_state(ckpt_root / f"step-{step:07d}", model, optimizer, info)
-        trainstate.prune(ckpt_root, cfg.keep_checkpoints)
-        last_ckpt = time.monotonic()
-        emit("checkpoint", {"path": str(folder)})
-
-    train_mode()
-    t0 = time.time()
-    last_ckpt = time.monotonic()  # when the last checkpoint was written (or training began)
-    if resumed:  # newer checkpoints that failed verification are reported, not silently skipped
-        emit("resume", resumed)
-    if cache_note:
-        emit("note", {"message": cache_note})
-    status = "finished"
-    while step < max_steps:
-        group = plan.step_at(micro)
-        lr = lr_at(step, cfg, max_steps)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        t_step = time.time()
-        trunk_s = cache.trunk_seconds if cache else 0.0
-        loss_sum, tokens = 0.0, 0
-        for j, rows in enumerate(group):
-            if world > 1:
-                rows = rows[rank * per_rank : (rank + 1) * per_rank]
-            batch = collate([train_data[i] for i in rows])
-            net = cache.for_rows(rows) if cache else wrapped
-            sync = j == len(group) - 1 or world == 1
-            ctx = nullcontext() if sync else wrapped.no_sync()
-            with ctx:
-                loss, n_tok = task.loss(net, batch)
-                (loss / len(group)).backward()
-            loss_sum += float(loss.detach()) / len(group)
-            tokens += n_tok
-        if cfg.grad_clip:
-            gnorm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip))
-        else:
-            gnorm = float("nan")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        micro += len(group)  # a short last group ends the epoch exactly
-        step += 1
-        if world > 1:
-            t = torch.tensor([loss_sum, tokens], dtype=torch.float64)
-            dist.all_reduce(t)
-            loss_sum, tokens = float(t[0]) / world, int(t[1])
-        dt = time.time() - t_step
-        clock.step(dt - (cache.trunk_seconds - trunk_s if cache else 0.0))
-        examples_left = (max_steps - step) * cfg.grad_accum * cfg.batch_size
-        eta = clock.eta(
-            max_steps - step,
-            evals_left(step, max_steps, cfg.eval_every),
-            cache.seconds_left(examples_left) if cache else 0.0,
-        )
-        if step % cfg.log_every == 0 or step == max_steps:
-            rec = {
-                "step": step,
-                "loss": loss_sum,
-                "lr": lr,
-                "grad_norm": gnorm,
-                "tokens_per_s": tokens / max(dt, 1e-9),
-                "epoch": micro / micro_per_epoch,
-            }
-            history.append(rec)
-            emit("step", rec, eta)
-        if step % cfg.eval_every == 0 or step == max_steps:
-            metrics = {"step": step, **run_eval()}
-            evals.append(metrics)
-            emit("eval", metrics, eta)
-            if "val_loss" in metrics:
-                if best is None or metrics["val_loss"] < best["val_loss"]:
-                    best, bad_evals = metrics, 0
-                else:
-                    bad_evals += 1
-            if cfg.patience and bad_evals >= cfg.patience:
-                status = "early_stopped"
-                save_ckpt()
-                break
-        overdue = (
-            cfg.checkpoint_minutes is not None
-            and time.monotonic() - last_ckpt >= 60 * cfg.checkpoint_minutes
-        )
-        if step % ckpt_every == 0 or step == max_steps or stop_requested or overdue:
-            save_ckpt()
-        if stop_requested and step < max_steps:
-            status = "stopped"
-            break
-    if world > 1:
-        dist.barrier()
-    final = evals[-1] if evals else {}
-    result = TrainResult(
-        step, max_steps, status, history, evals, final, best, time.time() - t0, resumed
+    trainer = Trainer(
+        model,
+        task,
+        train_data,
+        val_data,
+        cfg,
+        collate=collate,
+        out_dir=out_dir,
+        callbacks=callbacks,
+        resume=resume,
     )
-    emit("end", {"status": status, **final})
-    return result
-
-
-def _stack(batch: list) -> Any:
-    """Default collate: stack each field of equally shaped examples."""
-    return tuple(torch.stack([torch.as_tensor(x[i]) for x in batch]) for i in range(len(batch[0])))
+    return trainer.run()
 
 
 def setup_distributed() -> tuple[int, int]:

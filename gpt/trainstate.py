@@ -4,8 +4,11 @@ A training checkpoint is a folder `step-000120/` holding:
 
 - `model.safetensors`: the trained module's state (body, task head, LoRA adapters);
 - `optimizer.safetensors`: every tensor of the optimizer state, keyed `state.<param>.<name>`;
-- `state.json`: step, epoch, micro-batch position, best metric, metric history, the optimizer's
-  param groups, the RNG states (hex), and a `files` manifest of sha256 digests.
+- `state.json`: the run's `LoopState` (step, micro-batch position, which gives the epoch and
+  the place in the data, metric history, best evaluation, evaluations without improvement),
+  the optimizer's param groups, the RNG states (hex), and a `files` manifest of sha256 digests.
+
+The learning rate needs no state of its own: it is a function of the step (`gpt.train.lr_at`).
 
 Folders are written beside their final name and renamed into place, so a crash never leaves a
 half-written checkpoint under a real name. `verify` recomputes the digests, which catches a file
@@ -19,6 +22,7 @@ import json
 import random
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,45 @@ STATE_VERSION = 1
 
 class TrainStateError(ValueError):
     """A training checkpoint that is missing, corrupted or does not fit the run."""
+
+
+@dataclass
+class LoopState:
+    """Where a run stands: what `gpt.train.fit` needs, besides the weights, the optimizer's
+    moments and the RNG states, to continue exactly. A checkpoint writes it whole into
+    state.json (its fields at the top level, as checkpoints have always been laid out) and
+    `load_train_state` gives it back whole.
+
+    >>> s = LoopState(step=2, micro=4, max_steps=9, history=[{"step": 1, "loss": 3.5}])
+    >>> LoopState.from_dict({"version": 1, "rng": {}, **s.to_dict()}) == s
+    True
+    >>> s.epoch(micro_per_epoch=8)
+    0.5
+    """
+
+    step: int = 0  # optimizer steps done
+    micro: int = 0  # micro-batches drawn since the start: the epoch and the place in the data
+    max_steps: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per logged step
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None  # the evaluation with the lowest val_loss so far
+    bad_evals: int = 0  # evaluations since `best` (early stopping counts them)
+    config: dict[str, Any] = field(default_factory=dict)  # the TrainConfig, for the reader
+
+    def epoch(self, micro_per_epoch: int) -> float:
+        """Epochs done, fractional."""
+        return self.micro / micro_per_epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoopState:
+        """The loop state inside a checkpoint's state.json (other keys are the checkpoint's)."""
+        missing = [f.name for f in fields(cls) if f.name not in d and f.name != "config"]
+        if missing:
+            raise TrainStateError(f"state.json has no {', '.join(missing)}")
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 def sha256(path: Path) -> str:
@@ -81,9 +124,9 @@ def save_train_state(
     folder: Path,
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    info: dict[str, Any],
+    loop: LoopState,
 ) -> Path:
-    """Write a training checkpoint folder atomically; `info` is saved in state.json."""
+    """Write a training checkpoint folder atomically: weights, optimizer, `loop` and RNGs."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -94,7 +137,7 @@ def save_train_state(
         files = {n: sha256(tmp / n) for n in ("model.safetensors", "optimizer.safetensors")}
         state = {
             "version": STATE_VERSION,
-            **info,
+            **loop.to_dict(),
             "param_groups": groups,
             "rng": rng_state(),
             "files": files,
@@ -120,6 +163,10 @@ def verify(folder: Path) -> dict[str, Any]:
         raise TrainStateError(f"checkpoint {folder}: state.json is corrupted ({e})") from e
     if state.get("version") != STATE_VERSION:
         raise TrainStateError(f"checkpoint {folder}: unsupported version {state.get('version')!r}")
+    try:
+        LoopState.from_dict(state)
+    except TrainStateError as e:
+        raise TrainStateError(f"checkpoint {folder}: {e}") from e
     for name, digest in state.get("files", {}).items():
         f = folder / name
         if not f.is_file():
@@ -156,8 +203,10 @@ def load_train_state(
     state: dict[str, Any],
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-) -> None:
-    """Restore module, optimizer and RNG states from a verified checkpoint folder."""
+) -> LoopState:
+    """Restore module, optimizer and RNG states from a verified checkpoint folder (`state`:
+    its state.json, from `verify` or `latest_valid`); return its loop state."""
+    loop = LoopState.from_dict(state)
     try:
         module.load_state_dict(load_file(str(folder / "model.safetensors")))
         opt = _optimizer_state(
@@ -167,6 +216,7 @@ def load_train_state(
     except (RuntimeError, ValueError, KeyError) as e:
         raise TrainStateError(f"checkpoint {folder} does not fit this run: {e}") from e
     set_rng_state(state["rng"])
+    return loop
 
 
 def prune(root: Path, keep: int) -> None:

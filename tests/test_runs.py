@@ -168,3 +168,13 @@ def test_cli_eval_instruct_with_llm_judge(tmp_path, alpaca_json, server, capsys)
     assert result["judge_mean_score"] == 80 and result["judge_n_scored"] == 3
     assert {"rouge_l_f1", "token_f1", "loss"} <= set(result)
     assert [r["body"]["model"] for r in server.requests] == ["tiny-judge"] * 3
+
+
+@pytest.mark.parametrize("kind", ["lm", "classify", "instruct"])
+def test_spec_and_loop_share_one_set_of_training_defaults(kind):
+    from gpt.train import TrainConfig
+
+    assert RunSpec(kind=kind).train_config() == TrainConfig(task=kind)
+    # what the CLI, the jobs and the one-click runs train with when they do not say
+    spec = RunSpec(kind=kind)
+    assert (spec.lr, spec.seed, spec.checkpoint_minutes, spec.batch_size) == (5e-5, 123, 5.0, 8)

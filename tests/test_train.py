@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,16 +14,21 @@ import torch.multiprocessing as mp
 from gpt.classifier import GPTClassifier
 from gpt.config import PRESETS
 from gpt.model import GPT
+from gpt.optim import make_optimizer
 from gpt.train import (
     IGNORE_INDEX,
+    TASKS,
     ClassifyTask,
     InstructTask,
     LMTask,
     StopTraining,
+    Task,
     TrainConfig,
     fit,
     prepare_model,
+    split_rows,
 )
+from gpt.trainstate import LoopState, TrainStateError, latest_valid, load_train_state
 
 TINY = PRESETS["tiny"]
 
@@ -301,3 +307,105 @@ def test_resume_skips_a_damaged_checkpoint_and_says_so(tmp_path):
     assert result.resumed["step"] == 2 and result.step == 4
     assert "checksum mismatch" in result.resumed["skipped"][0]
     assert events[0].kind == "resume" and events[0].metrics["skipped"]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_split_rows_shares_every_row_once_and_weights_average_to_one(world):
+    for n in range(1, 10):
+        rows = list(range(100, 100 + n))
+        shares = [split_rows(rows, r, world) for r in range(world)]
+        assert [i for share, w in shares if w for i in share] == rows  # in order, each once
+        assert all(share for share, _ in shares)  # no rank ever gets an empty micro-batch
+        sizes = [len(share) for share, w in shares if w]
+        assert max(sizes) - min(sizes) <= 1
+        # DDP averages the ranks' gradients: the weights must make that the micro-batch mean
+        assert sum(w for _, w in shares) == pytest.approx(world)
+        assert all(w == pytest.approx(world * len(s) / n) for s, w in shares if w)
+
+
+SHORT_BATCH_RUNS = [  # (examples, config) whose last global batch does not fill 2 ranks
+    (20, TrainConfig(epochs=1, batch_size=8, lr=3e-3, eval_every=100)),  # 4 rows: 2 + 2
+    (19, TrainConfig(epochs=2, batch_size=8, grad_accum=2, lr=3e-3, eval_every=100)),  # 2 + 1
+    (17, TrainConfig(epochs=1, batch_size=8, lr=3e-3, eval_every=100)),  # 1 row: 1 + none
+]
+
+
+def _short_batch_fit(n: int, cfg: TrainConfig):
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    result = fit(model, LMTask(), counting_data(n), None, cfg)
+    return [h["loss"] for h in result.history], model.state_dict()
+
+
+def _ddp_short_batch_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    torch.set_num_threads(1)
+    for i, (n, cfg) in enumerate(SHORT_BATCH_RUNS):
+        losses, state = _short_batch_fit(n, cfg)
+        if rank == 0:
+            save_file(state, f"{out}.{i}.safetensors")
+            with open(f"{out}.{i}.json", "w") as f:
+                json.dump(losses, f)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_short_last_batch_matches_single_process(tmp_path):
+    """A last global batch that does not fill every rank (4, 3 or 1 rows on 2 ranks of 4) used
+    to give rank 1 an empty micro-batch and crash; now the rows are shared and weighted so the
+    run equals one process's: the same losses and the same weights."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ddp"
+    mp.spawn(_ddp_short_batch_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    for i, (n, cfg) in enumerate(SHORT_BATCH_RUNS):
+        losses, state = _short_batch_fit(n, cfg)
+        ddp_losses = json.loads(Path(f"{out}.{i}.json").read_text())
+        assert len(ddp_losses) == len(losses) and ddp_losses == pytest.approx(losses, rel=1e-4)
+        ddp_state = load_file(f"{out}.{i}.safetensors")
+        for k, v in state.items():
+            torch.testing.assert_close(ddp_state[k], v, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_checkpoint_holds_the_whole_loop_state_in_the_original_layout(tmp_path):
+    """state.json keeps the keys checkpoints have always had (older ones resume as they are),
+    and reading one gives the LoopState back whole."""
+    data = counting_data(16)
+    cfg = TrainConfig(max_steps=3, batch_size=4, eval_every=2, patience=5)
+    fit(GPT(TINY), LMTask(), data, data[:4], cfg, out_dir=tmp_path)
+    folder, state, _ = latest_valid(tmp_path / "checkpoints")
+    assert set(state) == {
+        *("version", "step", "micro", "max_steps", "history", "evals", "best", "bad_evals"),
+        *("config", "param_groups", "rng", "files"),
+    }
+    model = GPT(TINY)
+    loop = load_train_state(folder, state, model, make_optimizer(model, cfg.lr))
+    assert (loop.step, loop.micro, loop.max_steps, len(loop.history)) == (3, 3, 3, 3)
+    assert loop.best == min(loop.evals, key=lambda e: e["val_loss"])
+    assert loop.config == cfg.to_dict() and LoopState.from_dict(state) == loop
+
+
+def test_resume_from_a_checkpoint_without_loop_state_says_what_is_missing(tmp_path):
+    data = counting_data(16)
+    cfg = TrainConfig(max_steps=2, batch_size=4, eval_every=1, keep_checkpoints=1)
+    fit(GPT(TINY), LMTask(), data, None, cfg, out_dir=tmp_path)
+    state_file = next((tmp_path / "checkpoints").iterdir()) / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["micro"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(TrainStateError, match="state.json has no micro"):
+        fit(GPT(TINY), LMTask(), data, None, cfg, out_dir=tmp_path, resume=True)
+
+
+def test_every_task_meets_the_task_protocol():
+    for make in TASKS.values():
+        assert isinstance(make(), Task)
+    x = torch.tensor([[5, 6, 7]])
+    batch = ClassifyTask(collate=classify_collate).collate([(x[0], 1)])
+    assert [t.tolist() for t in batch] == [[[5, 6, 7]], [2], [1]]
+    assert [t.tolist() for t in LMTask().collate([(x[0], x[0])])] == [[[5, 6, 7]]] * 2
