@@ -45,10 +45,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gpt import trainstate
 from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS
@@ -76,6 +76,7 @@ REPO = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
 ANONYMOUS = "anon:"  # owners without a Hugging Face account: their old jobs are pruned first
 log = logging.getLogger("gpt2lab.jobs")
+T = TypeVar("T")
 
 
 class JobError(ValueError):
@@ -299,10 +300,15 @@ class JobManager:
     # -- database helpers --
 
     def _execute(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return self._db(lambda conn: conn.execute(sql, params).fetchall())
+
+    def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(conn, *args, **kwargs)` on our connection, under our lock: e.g.
+        `self._db(store.update, job_id, note="...")`."""
         with self._lock:
             if self._closed:
                 raise JobError("the job manager is closed")
-            return self._conn.execute(sql, params).fetchall()
+            return fn(self._conn, *args, **kwargs)
 
     def _row(self, job_id: str) -> sqlite3.Row:
         rows = self._execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -667,15 +673,13 @@ class JobManager:
         row = self._row(job_id)
         self.authorize(row, actor, "cancel", admin)
         if row["state"] == "queued":
-            with self._lock:
-                transition(self._conn, job_id, "cancelled", expect="queued")
+            self._db(transition, job_id, "cancelled", expect="queued")
             row = self._row(job_id)
         if row["state"] != "running":
             if row["state"] == "cancelled":
                 return self._status(row)
             raise JobError(f"job {job_id} is {row['state']}; only queued or running jobs cancel")
-        with self._lock:
-            store.update(self._conn, job_id, cancel_requested=1)
+        self._db(store.update, job_id, cancel_requested=1)
         deadline = time.time() + 1.0
         while row["pid"] is None and time.time() < deadline:  # claimed, not yet spawned
             time.sleep(0.02)
@@ -713,8 +717,7 @@ class JobManager:
                 folder, _, problems = trainstate.latest_valid(ckpts)
             except trainstate.TrainStateError as e:
                 msg = f"cannot resume: {e}"
-                with self._lock:
-                    store.update(self._conn, job_id, note=msg)
+                self._db(store.update, job_id, note=msg)
                 raise JobError(f"job {job_id}: {msg}") from e
             if problems:
                 note = f"skipped {'; '.join(problems)}; resuming from {folder.name}"
@@ -808,8 +811,7 @@ class JobManager:
 
     def _finish(self, job_id: str, attempt: int, state: str | None, rc: int | None) -> None:
         """Record the end of a job whose worker did not (it died, or was killed)."""
-        with self._lock:
-            end_attempt(self._conn, self.root, job_id, attempt, state, rc)
+        self._db(end_attempt, self.root, job_id, attempt, state, rc)
 
     def _start_next(self) -> bool:
         """Claim the next queued job and start its worker as our child; False when no slot or
