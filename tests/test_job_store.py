@@ -91,8 +91,8 @@ def test_claim_next_keeps_the_limit_and_skips_a_job_whose_lock_is_held(tmp_path)
 def test_a_finishing_worker_starts_the_next_queued_job_without_a_manager(files, tmp_path):  # noqa: F811
     root = tmp_path / "jobs"
     with JobManager(root, background=False) as jobs:
-        first = jobs.submit(classify_spec(files))
-        second = jobs.submit(classify_spec(files))
+        first = jobs.submit(classify_spec(files, max_steps=1, eval_every=1))
+        second = jobs.submit(classify_spec(files, max_steps=1, eval_every=1))
         assert jobs.get(second).state == "queued"
     # No manager watches `root` now: the first job's worker must start the second one.
     conn = store.connect(root)
