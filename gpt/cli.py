@@ -29,7 +29,7 @@ from typing import Any
 from gpt.checkpoint import CheckpointError, load_model
 from gpt.config import STARTER_DIR
 from gpt.data import DataError
-from gpt.jobs_cli import register as register_jobs
+from gpt.jobs.cli import register as register_jobs
 from gpt.names import resolve
 from gpt.sampling import SamplingError, stream
 from gpt.tokenizer import TokenizerError, load_tokenizer

@@ -52,7 +52,7 @@ def no_job_workers_left_behind(tmp_path_factory):
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"gpt.jobs_worker" in argv and any(a.startswith(base) for a in argv):
+        if b"gpt.jobs.worker" in argv and any(a.startswith(base) for a in argv):
             left = b" ".join(argv[3:]).decode()
             warnings.warn(f"killed a job worker left running: {left}", stacklevel=1)
             with contextlib.suppress(ProcessLookupError):

@@ -23,7 +23,7 @@ import pytest
 import gpt
 from gpt import trainstate
 from gpt.jobs import REPO, JobError, JobManager, connect, is_worker_alive, retry_db
-from gpt.jobs_cli import register
+from gpt.jobs.cli import register
 
 
 @pytest.fixture(autouse=True)
@@ -306,7 +306,7 @@ def test_a_worker_that_fails_outside_training_records_failed_itself(files, tmp_p
                      (job_id,))  # fmt: skip
         conn.close()
         env = {**os.environ, "GPT2LAB_JOB_THREADS": "many", "PYTHONPATH": str(REPO)}
-        cmd = [sys.executable, "-m", "gpt.jobs_worker", str(root), job_id, "9"]
+        cmd = [sys.executable, "-m", "gpt.jobs.worker", str(root), job_id, "9"]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 1, done.stderr
         status = jobs.get(job_id)

@@ -1,8 +1,8 @@
-"""Background training jobs: submit a `RunSpec`, watch it, cancel it, resume it, use its model.
+"""The job manager: submit a `RunSpec`, watch it, cancel it, resume it, use its model.
 
 Training takes minutes to hours on a CPU, so it never runs inside a web request. A
-`JobManager` keeps a queue in SQLite (`root/jobs.db`) and runs each job in its own OS process
-(`python -m gpt.jobs_worker`), so a crash, an out-of-memory kill or a `kill -9` of a job never
+`JobManager` keeps a queue in `root/jobs.db` (`gpt.jobs.store`) and runs each job in its own
+OS process (`gpt.jobs.worker`), so a crash, an out-of-memory kill or a `kill -9` of a job never
 takes the app down, and a restart of the app never loses a job:
 
     with JobManager("jobs") as jobs:
@@ -12,33 +12,27 @@ takes the app down, and a restart of the app never loses a job:
         jobs.resume(job_id)                # continues from that checkpoint
         jobs.models()                      # finished jobs' models, for gpt.load_model
 
-Layout of `root`:
+This module owns what a job may be asked to do and by whom: validating a spec (its base model,
+data, tokenizer), the limits (queue, per-visitor, disk budget with pruning), ownership in
+multi-user mode, and scheduling: claiming queued jobs, starting their workers
+(`spawn_worker`), and recording the end of an attempt whose worker died without reporting
+(`end_attempt`). The states and their allowed moves live in `gpt.jobs.store`.
 
-- `jobs.db`: one row per job (spec, state, progress, times, error) and its metric history;
-- `<id>/out/`: what `gpt.runs.run` writes (`checkpoints/`, `model/`, `metrics.json`);
-- `<id>/log.txt`: the worker's stdout and stderr; `<id>/data/`: a copy of an uploaded data file.
-
-States: queued -> running -> succeeded | failed | cancelled | interrupted. A job whose process
-died without reporting (killed by a signal, or gone when a new manager starts) is
-`interrupted`; `resume` continues cancelled, interrupted and failed jobs from their newest valid
-checkpoint, so at most one checkpoint interval of training is redone, and the metric history
-stays continuous (rows past the checkpoint are dropped, rows up to it are restored from it).
+A job whose process died without reporting (killed by a signal, or gone when a new manager
+starts) is `interrupted`; `resume` continues cancelled, interrupted and failed jobs from their
+newest valid checkpoint, so at most one checkpoint interval of training is redone, and the
+metric history stays continuous (rows past the checkpoint are dropped, rows up to it are
+restored from it).
 
 Several managers (the app, the CLI) may share one root: a job is claimed inside one SQLite write
 transaction, so the concurrency limit holds across processes. A manager with a scheduler thread
 (the app's) starts every queued job as its own child, and waits for it; with none running (say,
-only the CLI), a finished worker starts the next queued job itself, so a queue always drains.
-
-Whether a running job's worker is alive is read from `<id>/worker.lock`: the claiming manager
-takes an exclusive flock on it before the claim commits and hands that open file to the worker,
-which holds it until its state is final. The kernel drops the lock when the process dies, however
-it dies, so any manager can tell a live worker from a dead one without trusting PIDs (which are
-reused) or a grace period for a worker still starting.
+only the CLI), a finished worker starts the next queued job itself (`start_queued`), so a
+queue always drains.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -56,66 +50,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-try:
-    import fcntl
-except ImportError:  # Windows: liveness falls back to process ids
-    fcntl = None
-
 from gpt import trainstate
 from gpt.checkpoint import CheckpointError
-from gpt.jobs_worker import LOCK_FD_ENV, THREADS_ENV
+from gpt.jobs import store
+from gpt.jobs.store import (
+    LOCK_FD_ENV,
+    LOCK_NAME,
+    LOG_NAME,
+    RESUMABLE,
+    THREADS_ENV,
+    WORKER_MODULE,
+    Claim,
+    connect,
+    dir_size,
+    finish_attempt,
+    jobs_usage,
+    log_tail,
+    transaction,
+    transition,
+    worker_holds_lock,
+)
 from gpt.names import EXPECTED, ModelNameError, resolve
 from gpt.runs import RunSpec
 
-REPO = Path(__file__).resolve().parents[1]
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-RESUMABLE = ("cancelled", "interrupted", "failed")
+REPO = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
-START_GRACE_S = 30.0  # without flock: a claimed job may have no PID yet for this long
-LOCK_NAME = "worker.lock"  # in the job folder, flock-ed for as long as its worker lives
-SCHEDULER_LOCK = "scheduler.lock"  # shared-locked by every manager running a scheduler thread
-LOG_TAIL_LINES = 15
-ESTIMATE_FILE = "estimate.json"  # in the job folder: how long it should take, said up front
-DB_RETRY_S = 60.0  # how long a worker retries a write SQLite reports busy
-T = TypeVar("T")
 ANONYMOUS = "anon:"  # owners without a Hugging Face account: their old jobs are pruned first
 log = logging.getLogger("gpt2lab.jobs")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    base TEXT NOT NULL,
-    method TEXT NOT NULL,
-    data TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    state TEXT NOT NULL,
-    step INTEGER NOT NULL DEFAULT 0,
-    max_steps INTEGER,
-    loss REAL,
-    eta_s REAL,
-    created REAL NOT NULL,
-    started REAL,
-    finished REAL,
-    error TEXT,
-    note TEXT,
-    pid INTEGER,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    resume INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    disk_quota INTEGER,
-    owner TEXT,
-    stage TEXT
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    job_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (job_id, kind, step)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+T = TypeVar("T")
 
 
 class JobError(ValueError):
@@ -176,105 +138,7 @@ class JobModel:
         return f"job:{self.id}"
 
 
-# --- storage shared by the manager and the worker -----------------------------------------------
-
-
-def connect(root: str | Path) -> sqlite3.Connection:
-    """A connection to `root/jobs.db` (WAL, autocommit, busy timeout), schema created."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        root / "jobs.db", timeout=30.0, isolation_level=None, check_same_thread=False
-    )
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.executescript(_SCHEMA)
-    columns = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
-    for name in ("owner", "stage"):  # a jobs.db from before they existed: NULL in old rows
-        if name not in columns:
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it
-                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
-    return conn
-
-
-def retry_db(fn: Callable[..., T], *args: Any, timeout: float = DB_RETRY_S) -> T:
-    """`fn(*args)`, retried with backoff while SQLite reports the database locked or busy.
-
-    The busy timeout covers most contention, but WAL mode can return SQLITE_BUSY at once
-    (e.g. while another process recovers or checkpoints the log); a worker's final state
-    must not be lost to that.
-
-    >>> retry_db(lambda x: x + 1, 1)
-    2
-    """
-    end, delay = time.monotonic() + timeout, 0.02
-    while True:
-        try:
-            return fn(*args)
-        except sqlite3.OperationalError as e:
-            transient = "locked" in str(e) or "busy" in str(e)
-            if not transient or time.monotonic() > end:
-                raise
-        time.sleep(delay)
-        delay = min(1.0, delay * 2)
-
-
-class _Tx:
-    """`with _Tx(conn):` one short write transaction (BEGIN IMMEDIATE ... COMMIT/ROLLBACK)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-def record_metric(conn: sqlite3.Connection, job_id: str, kind: str, step: int, data: dict) -> None:
-    """Store one metric row (a training step, an evaluation, a checkpoint, the test)."""
-    conn.execute(
-        "INSERT OR REPLACE INTO metrics (job_id, kind, step, data) VALUES (?, ?, ?, ?)",
-        (job_id, kind, step, json.dumps(data, default=str)),
-    )
-
-
-def rewind_metrics(
-    conn: sqlite3.Connection, job_id: str, step: int, state: Mapping[str, Any] | None = None
-) -> None:
-    """Drop metric rows past `step` (they are redone) and restore rows up to it from a
-    checkpoint's state (its history and evals), so the history has neither gaps nor duplicates."""
-    with _Tx(conn):
-        conn.execute("DELETE FROM metrics WHERE job_id = ? AND step > ?", (job_id, step))
-        conn.execute("DELETE FROM metrics WHERE job_id = ? AND kind = 'test'", (job_id,))
-        for kind, rows in (("step", "history"), ("eval", "evals")):
-            for rec in (state or {}).get(rows, []):
-                if rec.get("step", step + 1) <= step:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO metrics (job_id, kind, step, data) "
-                        "VALUES (?, ?, ?, ?)",
-                        (job_id, kind, rec["step"], json.dumps(rec, default=str)),
-                    )
-        conn.execute("UPDATE jobs SET step = ? WHERE id = ?", (step, job_id))
-
-
-def dir_size(path: Path) -> int:
-    """Bytes of every file under `path` (0 when it does not exist)."""
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):  # deleted while we walk
-                total += os.lstat(os.path.join(folder, name)).st_size
-    return total
-
-
-def jobs_usage(root: Path) -> int:
-    """Bytes used by the job folders under `root`."""
-    return sum(dir_size(p) for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+# --- disk budget and what a visitor sees ----------------------------------------------------------
 
 
 def expected_bytes(spec: Mapping[str, Any]) -> int:
@@ -296,90 +160,6 @@ def expected_bytes(spec: Mapping[str, Any]) -> int:
         weights = sum(p.stat().st_size for p in ref.folder.glob("*.safetensors"))
     per_checkpoint = weights * (3 if method == "full" else 1.2)  # adapters' moments are small
     return int(weights + 2 * per_checkpoint)
-
-
-def take_worker_lock(path: Path) -> int | None:
-    """An fd holding an exclusive flock on `path` (created if missing), or None when another
-    open file holds it. Closing the fd, or the exit of every process that inherited it,
-    releases the lock, whatever way the process ends (SIGKILL included).
-
-    >>> import tempfile
-    >>> lock = Path(tempfile.mkdtemp()) / LOCK_NAME
-    >>> fd = take_worker_lock(lock)
-    >>> take_worker_lock(lock) is None, worker_holds_lock(lock)
-    (True, True)
-    >>> os.close(fd); worker_holds_lock(lock)
-    False
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def worker_holds_lock(path: Path) -> bool:
-    """Whether a live process holds `path`'s lock, shared or exclusive (a worker, the manager
-    spawning it, or for SCHEDULER_LOCK a manager's scheduler)."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return False  # never locked: no worker was ever started for it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also releases the lock if we just took it
-    return False
-
-
-def scheduler_running(root: Path) -> bool:
-    """Whether a manager with a scheduler thread (`background=True`, as in the app) watches
-    `root`: it then starts queued jobs itself, as its own children, so it can wait for them."""
-    return fcntl is not None and worker_holds_lock(Path(root) / SCHEDULER_LOCK)
-
-
-def is_worker_alive(pid: int | None, job_id: str) -> bool:
-    """Whether `pid` is a live (not zombie) worker process of `job_id`.
-
-    On Linux the command line must name `gpt.jobs_worker` and the job, so a PID reused by
-    another process after a reboot is not mistaken for the job.
-    """
-    if not pid:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if Path("/proc/self/stat").exists():
-        try:
-            stat = (proc / "stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                return False
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError):
-            return False
-        return b"gpt.jobs_worker" in argv and job_id.encode() in argv
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 _ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"(),:;]+")
@@ -441,7 +221,7 @@ class JobManager:
     >>> jobs.authorize({"id": "j1", "owner": "anon:a"}, "anon:b", "cancel")
     Traceback (most recent call last):
     ...
-    gpt.jobs.NotOwnerError: job j1 belongs to another visitor; only they (or the admin) can cancel it
+    gpt.jobs.manager.NotOwnerError: job j1 belongs to another visitor; only they (or the admin) can cancel it
     >>> jobs.authorize({"id": "j1", "owner": "anon:a"}, "anon:a", "cancel")
     >>> jobs.close()
     """
@@ -476,17 +256,12 @@ class JobManager:
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('max_concurrent', ?)",
-            (str(max_concurrent),),
-        )
+        store.set_max_concurrent(self._conn, max_concurrent)
         self.poll()  # recovery: jobs whose process died while no manager watched
         self._thread = None
         self._scheduler_fd = None
-        if background:
-            if fcntl is not None:  # tells finishing workers to leave the queue to us
-                self._scheduler_fd = os.open(self.root / SCHEDULER_LOCK, os.O_RDWR | os.O_CREAT)
-                fcntl.flock(self._scheduler_fd, fcntl.LOCK_SH)
+        if background:  # the lock tells finishing workers to leave the queue to us
+            self._scheduler_fd = store.hold_scheduler_lock(self.root)
             self._thread = threading.Thread(target=self._loop, name="job-scheduler", daemon=True)
             self._thread.start()
 
@@ -502,8 +277,7 @@ class JobManager:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._scheduler_fd is not None:
-            os.close(self._scheduler_fd)
+        store.close_lock(self._scheduler_fd)
         with self._lock:
             self._conn.close()
 
@@ -527,10 +301,15 @@ class JobManager:
     # -- database helpers --
 
     def _execute(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return self._db(lambda conn: conn.execute(sql, params).fetchall())
+
+    def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(conn, *args, **kwargs)` on our connection, under our lock: e.g.
+        `self._db(store.update, job_id, note="...")`."""
         with self._lock:
             if self._closed:
                 raise JobError("the job manager is closed")
-            return self._conn.execute(sql, params).fetchall()
+            return fn(self._conn, *args, **kwargs)
 
     def _row(self, job_id: str) -> sqlite3.Row:
         rows = self._execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -573,7 +352,7 @@ class JobManager:
             pid=row["pid"],
             attempt=row["attempt"],
             spec=json.loads(row["spec"]),
-            estimate=_read_json(self.job_dir(row["id"]) / ESTIMATE_FILE),
+            estimate=store.read_estimate(self.job_dir(row["id"])),
             owner=row["owner"],
             stage=_stage(row),
         )
@@ -622,13 +401,13 @@ class JobManager:
             self._execute("SELECT id FROM jobs WHERE state = 'running' AND id != ?", (job_id,))
         )
         est = estimate_run(RunSpec.from_dict(json.loads(row["spec"])))
-        return write_estimate(self.job_dir(job_id), est.seconds, est.describe(), busy)
+        return store.write_estimate(self.job_dir(job_id), est.seconds, est.describe(), busy)
 
     def log(self, job_id: str, lines: int = 40) -> str:
         """The last `lines` lines of the job's log: who started each attempt, what it trains,
         resumes, warnings, tracebacks and the final result."""
         self._row(job_id)
-        return log_tail(self.job_dir(job_id) / "log.txt", lines)
+        return log_tail(self.job_dir(job_id) / LOG_NAME, lines)
 
     def models(self) -> list[JobModel]:
         """The models of succeeded jobs, newest first."""
@@ -741,9 +520,8 @@ class JobManager:
         )
 
     def _remove(self, job_id: str) -> None:
-        with self._lock, _Tx(self._conn) as conn:
-            conn.execute("DELETE FROM metrics WHERE job_id = ?", (job_id,))
-            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        with self._lock:
+            store.delete_job(self._conn, job_id)
             self._procs.pop(job_id, None)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
@@ -845,24 +623,20 @@ class JobManager:
                 data = str(shutil.copy2(upload, folder / "data" / upload.name))
             changes = {"base": base, "data": data, "tokenizer": tokenizer}
             final = RunSpec.from_dict({**run_spec.to_dict(), **changes})
-            with self._lock, _Tx(self._conn) as conn:
+            with self._lock, transaction(self._conn) as conn:
                 self._check_queue(conn)
                 self._check_owner_limit(conn, owner)
-                conn.execute(
-                    "INSERT INTO jobs (id, kind, base, method, data, spec, state, max_steps, "
-                    "created, disk_quota, owner) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                    (
-                        job_id,
-                        final.kind,
-                        label,
-                        final.method,
-                        run_spec.data,
-                        json.dumps(final.to_dict()),
-                        final.max_steps,
-                        time.time(),
-                        self.disk_quota_bytes,
-                        owner,
-                    ),
+                store.add_job(
+                    conn,
+                    job_id,
+                    kind=final.kind,
+                    base=label,
+                    method=final.method,
+                    data=run_spec.data,
+                    spec=json.dumps(final.to_dict()),
+                    max_steps=final.max_steps,
+                    disk_quota=self.disk_quota_bytes,
+                    owner=owner,
                 )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -877,17 +651,13 @@ class JobManager:
         row = self._row(job_id)
         self.authorize(row, actor, "cancel", admin)
         if row["state"] == "queued":
-            self._execute(
-                "UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ? AND "
-                "state = 'queued'",
-                (time.time(), job_id),
-            )
+            self._db(transition, job_id, "cancelled", expect="queued")
             row = self._row(job_id)
         if row["state"] != "running":
             if row["state"] == "cancelled":
                 return self._status(row)
             raise JobError(f"job {job_id} is {row['state']}; only queued or running jobs cancel")
-        self._execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        self._db(store.update, job_id, cancel_requested=1)
         deadline = time.time() + 1.0
         while row["pid"] is None and time.time() < deadline:  # claimed, not yet spawned
             time.sleep(0.02)
@@ -925,21 +695,25 @@ class JobManager:
                 folder, _, problems = trainstate.latest_valid(ckpts)
             except trainstate.TrainStateError as e:
                 msg = f"cannot resume: {e}"
-                self._execute("UPDATE jobs SET note = ? WHERE id = ?", (msg, job_id))
+                self._db(store.update, job_id, note=msg)
                 raise JobError(f"job {job_id}: {msg}") from e
             if problems:
                 note = f"skipped {'; '.join(problems)}; resuming from {folder.name}"
         else:
             note = "no checkpoint yet: starting over"
-        with self._lock, _Tx(self._conn) as conn:
+        with self._lock, transaction(self._conn) as conn:
             self._check_queue(conn)
             self._check_owner_limit(conn, row["owner"])
-            n = conn.execute(
-                "UPDATE jobs SET state = 'queued', resume = 1, cancel_requested = 0, error = NULL,"
-                " note = ?, finished = NULL, pid = NULL, disk_quota = ? WHERE id = ? AND state = ?",
-                (note, self.disk_quota_bytes, job_id, row["state"]),
-            ).rowcount
-        if not n:
+            moved = transition(
+                conn,
+                job_id,
+                "queued",
+                expect=row["state"],
+                resume=1,
+                note=note,
+                disk_quota=self.disk_quota_bytes,
+            )
+        if not moved:
             raise JobError(f"job {job_id} changed state meanwhile; try again")
         self.poll()
         return job_id
@@ -974,14 +748,12 @@ class JobManager:
                 pass
 
     def _alive(self, job_id: str, pid: int | None) -> bool:
-        """Whether the job's worker (or the manager spawning it) is alive. The job's lock
-        says so for any process; PIDs are only the fallback where flock does not exist."""
+        """Whether the job's worker (or the manager spawning it) is alive: our own child says
+        so itself; for any other process, the job's lock does."""
         owned = self._procs.get(job_id)
         if owned is not None and owned[0].pid == pid:
             return owned[0].poll() is None
-        if fcntl is not None:
-            return worker_holds_lock(self.job_dir(job_id) / LOCK_NAME)
-        return is_worker_alive(pid, job_id)
+        return worker_holds_lock(self.job_dir(job_id) / LOCK_NAME)
 
     @staticmethod
     def _signal(pid: int, sig: int, group: bool = False) -> None:
@@ -994,7 +766,6 @@ class JobManager:
             pass
 
     def _reap(self) -> None:
-        now = time.time()
         rows = self._conn.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall()
         running = {row["id"]: row["attempt"] for row in rows}
         for job_id, (proc, attempt) in list(self._procs.items()):
@@ -1010,10 +781,6 @@ class JobManager:
                 if rc is None:
                     continue
                 del self._procs[job_id]
-            elif fcntl is None and row["pid"] is None:
-                if now - (row["started"] or 0) < START_GRACE_S:
-                    continue  # claimed by a manager that is spawning it right now
-                rc = None
             elif self._alive(job_id, row["pid"]):
                 continue
             else:
@@ -1022,132 +789,137 @@ class JobManager:
 
     def _finish(self, job_id: str, attempt: int, state: str | None, rc: int | None) -> None:
         """Record the end of a job whose worker did not (it died, or was killed)."""
-        with self._lock:
-            self._finish_locked(job_id, attempt, state, rc)
-
-    def _finish_locked(self, job_id: str, attempt: int, state: str | None, rc: int | None) -> None:
-        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None or row["state"] != "running" or row["attempt"] != attempt:
-            return  # the worker reported its own end, or it was resumed meanwhile
-        log = self.job_dir(job_id) / "log.txt"
-        if state is None:
-            if row["cancel_requested"]:
-                state, error = "cancelled", None
-            elif rc is not None and rc > 0:
-                state = "failed"
-                error = f"worker exited with status {rc}:\n{log_tail(log)}".strip()
-            elif rc is not None and rc < 0:
-                name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-                state = "interrupted"
-                error = (
-                    f"worker killed by {name} (out of memory, or killed by hand); resume "
-                    "continues from its last checkpoint"
-                )
-            elif rc == 0:
-                state, error = "failed", f"worker exited without reporting:\n{log_tail(log)}"
-            else:
-                state = "interrupted"
-                error = (
-                    "the job's process was gone (the app, the machine or the job was stopped); "
-                    f"resume continues from its last checkpoint\n{log_tail(log)}"
-                ).strip()
-        else:
-            error = None
-        self._execute(
-            "UPDATE jobs SET state = ?, error = ?, finished = ?, eta_s = NULL "
-            "WHERE id = ? AND state = 'running' AND attempt = ?",
-            (state, error, time.time(), job_id, attempt),
-        )
+        self._db(end_attempt, self.root, job_id, attempt, state, rc)
 
     def _start_next(self) -> bool:
-        lock = None
-        try:
-            with _Tx(self._conn) as conn:
-                (running,) = conn.execute(
-                    "SELECT COUNT(*) FROM jobs WHERE state = 'running'"
-                ).fetchone()
-                if running >= self.max_concurrent:
-                    return False
-                queued = conn.execute(
-                    "SELECT * FROM jobs WHERE state = 'queued' ORDER BY created, rowid"
-                ).fetchall()
-                # The job's lock is taken before the claim commits and handed to the worker,
-                # so from `running` on, a live process always holds it. A job whose previous
-                # worker is still exiting (its lock still held) waits for the next round.
-                for row in queued:
-                    lock = self._take_lock(row["id"])
-                    if lock is not None:
-                        break
-                else:
-                    return False
-                attempt = row["attempt"] + 1
-                conn.execute(
-                    "UPDATE jobs SET state = 'running', attempt = ?, started = ?, "
-                    "finished = NULL, pid = NULL, eta_s = NULL, stage = NULL WHERE id = ?",
-                    (attempt, time.time(), row["id"]),
-                )
-        except BaseException:
-            _close_lock(lock)  # not claimed (the commit failed): nobody may keep its lock
-            raise
-        job_id = row["id"]
-        try:
-            proc = self._spawn(job_id, attempt, lock)
-        except OSError as e:
-            self._execute(
-                "UPDATE jobs SET state = 'failed', error = ?, finished = ? WHERE id = ?",
-                (f"could not start the worker: {e}", time.time(), job_id),
-            )
-            return True
-        finally:
-            _close_lock(lock)  # the worker holds it now (or nobody, if it did not start)
-        self._procs[job_id] = (proc, attempt)
-        self._execute(
-            "UPDATE jobs SET pid = ? WHERE id = ? AND attempt = ?", (proc.pid, job_id, attempt)
-        )
+        """Claim the next queued job and start its worker as our child; False when no slot or
+        no job is free."""
+        claim = store.claim_next(self._conn, self.root, self.max_concurrent)
+        if claim is None:
+            return False
+        proc = launch(self._conn, self.root, claim, self.max_concurrent)
+        if proc is not None:
+            self._procs[claim.job_id] = (proc, claim.attempt)
         return True
 
-    def _take_lock(self, job_id: str) -> int | None:
-        """The job's lock fd, None when a live process holds it, -1 without flock."""
-        if fcntl is None:
-            return -1
-        folder = self.job_dir(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        return take_worker_lock(folder / LOCK_NAME)
 
-    def _spawn(self, job_id: str, attempt: int, lock: int = -1) -> subprocess.Popen:
-        folder = self.job_dir(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.pop(LOCK_FD_ENV, None)
-        if lock >= 0:
-            env[LOCK_FD_ENV] = str(lock)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-        env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.max_concurrent)))
-        cmd = [sys.executable, "-u", "-m", "gpt.jobs_worker", str(self.root), job_id, str(attempt)]
-        with open(folder / "log.txt", "ab") as log:
-            header = f"--- attempt {attempt}, {time.ctime()}, started by pid {os.getpid()}\n"
-            log.write(header.encode())
-            log.flush()
-            return subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                pass_fds=(lock,) if lock >= 0 else (),
-                cwd=str(folder),
-                start_new_session=True,  # survives the app or CLI that started it
+# --- starting workers and ending their attempts --------------------------------------------------
+
+
+def end_attempt(
+    conn: sqlite3.Connection,
+    root: Path,
+    job_id: str,
+    attempt: int,
+    state: str | None = None,
+    rc: int | None = None,
+) -> bool:
+    """Record the end of an attempt whose worker did not report it: in `state` when given
+    (`cancelled`), else judged from what is known: a cancel request, the worker's exit status
+    `rc` (None: not our child, unknown) and its log. False when the attempt is not running any
+    more (the worker reported its own end, or it was resumed meanwhile)."""
+    row = store.job_row(conn, job_id)
+    if row is None or row["state"] != "running" or row["attempt"] != attempt:
+        return False
+    log = root / job_id / LOG_NAME
+    if state is None:
+        if row["cancel_requested"]:
+            state, error = "cancelled", None
+        elif rc is not None and rc > 0:
+            state = "failed"
+            error = f"worker exited with status {rc}:\n{log_tail(log)}".strip()
+        elif rc is not None and rc < 0:
+            name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+            state = "interrupted"
+            error = (
+                f"worker killed by {name} (out of memory, or killed by hand); resume "
+                "continues from its last checkpoint"
             )
+        elif rc == 0:
+            state, error = "failed", f"worker exited without reporting:\n{log_tail(log)}"
+        else:
+            state = "interrupted"
+            error = (
+                "the job's process was gone (the app, the machine or the job was stopped); "
+                f"resume continues from its last checkpoint\n{log_tail(log)}"
+            ).strip()
+    else:
+        error = None
+    return finish_attempt(conn, job_id, attempt, state, error)
 
 
-def write_estimate(job_dir: Path, seconds: float, text: str, busy: int = 0) -> dict[str, Any]:
-    """Keep a job's estimate in its folder (`JobStatus.estimate` reads it); return it."""
-    record = {"seconds": seconds, "text": text, "busy": busy, "at": time.time()}
-    path = job_dir / ESTIMATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record), encoding="utf-8")
-    tmp.replace(path)
-    return record
+def spawn_worker(
+    root: Path, job_id: str, attempt: int, lock: int, threads: int
+) -> subprocess.Popen:
+    """Start `python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT` in its own session (it outlives
+    the app or CLI that starts it), logging to the job's `log.txt`, handing it the open `lock`
+    fd (the job's `worker.lock`) and `threads` torch threads unless THREADS_ENV says."""
+    folder = Path(root) / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env[LOCK_FD_ENV] = str(lock)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.setdefault(THREADS_ENV, str(threads))
+    cmd = [sys.executable, "-u", "-m", WORKER_MODULE, str(root), job_id, str(attempt)]
+    with open(folder / LOG_NAME, "ab") as log:
+        header = f"--- attempt {attempt}, {time.ctime()}, started by pid {os.getpid()}\n"
+        log.write(header.encode())
+        log.flush()
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            pass_fds=(lock,),
+            cwd=str(folder),
+            start_new_session=True,
+        )
+
+
+def launch(
+    conn: sqlite3.Connection, root: Path, claim: Claim, max_concurrent: int
+) -> subprocess.Popen | None:
+    """Start the worker of a claimed job and record its pid; None when it could not start (the
+    job then ends `failed`, saying why). Our copy of the job's lock is closed either way: from
+    now on the worker holds it, or nobody."""
+    threads = max(1, (os.cpu_count() or 1) // max_concurrent)
+    try:
+        proc = spawn_worker(root, claim.job_id, claim.attempt, claim.lock, threads)
+    except OSError as e:
+        finish_attempt(
+            conn, claim.job_id, claim.attempt, "failed", f"could not start the worker: {e}"
+        )
+        return None
+    finally:
+        store.close_lock(claim.lock)
+    store.update(conn, claim.job_id, attempt=claim.attempt, pid=proc.pid)
+    return proc
+
+
+def start_queued(root: str | Path) -> list[str]:
+    """Start queued jobs while slots are free, without a `JobManager`: what a finishing worker
+    does, so a queue drains with no manager left running. Jobs whose worker died are ended
+    first, to free their slots. Returns the ids started.
+
+    While a manager's scheduler runs it does nothing: that manager starts each job as its own
+    child, so it can wait for it (a job started here outlives this process, and an app running
+    as PID 1 would never reap it)."""
+    root = Path(root)
+    if store.scheduler_running(root):
+        return []
+    conn = connect(root)
+    try:
+        for row in conn.execute("SELECT id, attempt FROM jobs WHERE state = 'running'").fetchall():
+            if not worker_holds_lock(root / row["id"] / LOCK_NAME):
+                end_attempt(conn, root, row["id"], row["attempt"])
+        limit, started = store.max_concurrent(conn), []
+        while (claim := store.claim_next(conn, root, limit)) is not None:
+            if launch(conn, root, claim, limit) is not None:
+                started.append(claim.job_id)
+        return started
+    finally:
+        conn.close()
 
 
 def _stage(row: sqlite3.Row) -> dict[str, Any] | None:
@@ -1157,15 +929,3 @@ def _stage(row: sqlite3.Row) -> dict[str, Any] | None:
         return json.loads(row["stage"])
     except ValueError:
         return None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _close_lock(fd: int | None) -> None:
-    if fd is not None and fd >= 0:
-        os.close(fd)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gpt.jobs.manager import JobError, JobManager, JobStatus
 from gpt.paths import JOBS_DIR_ENV, storage_paths
 
 ROOT_ENV = JOBS_DIR_ENV
@@ -97,8 +98,6 @@ def _guard(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Names
     """Print a refused request as `error: ...` and exit with status 2."""
 
     def run(args: argparse.Namespace) -> None:
-        from gpt.jobs import JobError
-
         try:
             fn(args)
         except (JobError, OSError) as e:
@@ -108,15 +107,11 @@ def _guard(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Names
     return run
 
 
-def _manager(args: argparse.Namespace):
-    from gpt.jobs import JobManager
-
+def _manager(args: argparse.Namespace) -> JobManager:
     return JobManager(args.root, background=False)
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
-    from gpt.jobs import JobError
-
     spec: dict[str, Any] = {}
     if args.spec:
         with open(args.spec, encoding="utf-8") as f:
@@ -142,7 +137,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
     return spec
 
 
-def _line(s) -> str:
+def _line(s: JobStatus) -> str:
     steps = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step)
     loss = f"  loss {s.loss:.4f}" if s.loss is not None else ""
     eta = f"  ETA {s.eta_s:.0f}s" if s.eta_s is not None else ""
@@ -151,7 +146,7 @@ def _line(s) -> str:
     return f"{s.id}  {s.state:<11} {s.kind:<8} step {steps} ({s.progress:.0%}){loss}{eta}"
 
 
-def _wait(jobs, job_id: str) -> None:
+def _wait(jobs: JobManager, job_id: str) -> None:
     last = ""
     try:
         while True:

@@ -1,9 +1,12 @@
-"""The process that runs one training job: `python -m gpt.jobs_worker ROOT JOB_ID ATTEMPT`.
+"""The worker: the process that runs one attempt of one job,
+`python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT`.
 
-Started by `gpt.jobs.JobManager`, with stdout/stderr going to `ROOT/JOB_ID/log.txt`. It runs
-`gpt.runs.run` on the job's spec and records every training event in `ROOT/jobs.db`, then
-writes its own final state (so a job started by a CLI that has since exited still ends
-properly) and starts the next queued job.
+Started by `gpt.jobs.manager.spawn_worker`, with stdout/stderr going to `ROOT/JOB_ID/log.txt`
+and the job's `worker.lock` open, which it holds until the job's state is final. It runs
+`gpt.runs.run` on the job's spec, records every training event in `ROOT/jobs.db`, writes its
+own final state through `gpt.jobs.store.finish_attempt` (so a job started by a CLI that has
+since exited still ends properly), and then starts the next queued jobs
+(`gpt.jobs.manager.start_queued`).
 
 SIGTERM asks it to stop: the next training callback raises `StopTraining`, so `fit` writes a
 checkpoint at the end of the current step and returns; the job ends `cancelled`.
@@ -22,8 +25,9 @@ import time
 import traceback
 from pathlib import Path
 
-THREADS_ENV = "GPT2LAB_JOB_THREADS"  # torch threads per worker (default: cores / max_concurrent)
-LOCK_FD_ENV = "GPT2LAB_JOB_LOCK_FD"  # which inherited fd holds the job's lock (see gpt.jobs)
+from gpt.jobs import store
+from gpt.jobs.manager import start_queued
+from gpt.jobs.store import LOCK_FD_ENV, THREADS_ENV, finish_attempt, retry_db
 
 
 class Cancelled(BaseException):  # noqa: N818 (a signal, not an error)
@@ -52,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads > 0:
             torch.set_num_threads(threads)
-        from gpt import jobs
-
-        conn = jobs.retry_db(jobs.connect, root)
+        conn = retry_db(store.connect, root)
         return _run(conn, root, job_id, attempt, flags)
     except Cancelled:
         return 0  # SIGTERM before `_run` could record it: the cancelling manager records it
@@ -74,16 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _record_failure(root: Path, job_id: str, attempt: int, error: str) -> None:
     try:
-        from gpt import jobs
-
-        conn = jobs.retry_db(jobs.connect, root)
+        conn = retry_db(store.connect, root)
         try:
-            jobs.retry_db(
-                conn.execute,
-                "UPDATE jobs SET state = 'failed', error = ?, finished = ?, eta_s = NULL "
-                "WHERE id = ? AND attempt = ? AND state = 'running'",
-                (error, time.time(), job_id, attempt),
-            )
+            retry_db(finish_attempt, conn, job_id, attempt, "failed", error)
         finally:
             conn.close()
     except Exception as e:  # the manager will see the exit status instead
@@ -91,29 +86,19 @@ def _record_failure(root: Path, job_id: str, attempt: int, error: str) -> None:
 
 
 def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
-    from gpt import jobs, trainstate
+    from gpt import trainstate
     from gpt.runs import RunSpec, run
     from gpt.train import StopTraining, TrainEvent
 
-    row = jobs.retry_db(conn.execute, "SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = retry_db(store.job_row, conn, job_id)
     if row is None or row["attempt"] != attempt or row["state"] != "running":
         print(f"job {job_id} attempt {attempt} is not ours to run; exiting", flush=True)
         return 0
-    jobs.retry_db(
-        conn.execute,
-        "UPDATE jobs SET pid = ? WHERE id = ? AND attempt = ?",
-        (os.getpid(), job_id, attempt),
-    )
+    retry_db(store.update, conn, job_id, attempt=attempt, pid=os.getpid())
     quota = row["disk_quota"]
 
-    def finish(state: str, error: str | None = None, **extra) -> None:
-        sets = ", ".join(f"{k} = ?" for k in extra)
-        jobs.retry_db(
-            conn.execute,
-            f"UPDATE jobs SET state = ?, error = ?, finished = ?, eta_s = NULL"
-            f"{', ' + sets if sets else ''} WHERE id = ? AND attempt = ? AND state = 'running'",
-            (state, error, time.time(), *extra.values(), job_id, attempt),
-        )
+    def finish(state: str, error: str | None = None, **fields) -> None:
+        retry_db(finish_attempt, conn, job_id, attempt, state, error, **fields)
 
     try:
         spec = RunSpec.from_dict(json.loads(row["spec"]))
@@ -127,11 +112,11 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
                 for p in problems:
                     print(f"warning: {p}")
                 print(f"resuming from {folder.name}")
-                jobs.rewind_metrics(conn, job_id, state["step"], state)
+                store.rewind_metrics(conn, job_id, state["step"], state)
             else:
                 print("no checkpoint yet: starting over")
                 resume = False
-                jobs.rewind_metrics(conn, job_id, 0)
+                store.rewind_metrics(conn, job_id, 0)
 
         def on_event(event: TrainEvent) -> None:
             flags["training"] = True
@@ -139,27 +124,25 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
                 if event.metrics["done"] == 0:
                     print(f"{event.metrics['stage']} on the test set", flush=True)
                 with contextlib.suppress(Exception):  # a busy DB skips one progress update
-                    conn.execute(
-                        "UPDATE jobs SET stage = ?, eta_s = NULL WHERE id = ? AND attempt = ?",
-                        (json.dumps(event.metrics), job_id, attempt),
-                    )
+                    stage = json.dumps(event.metrics)
+                    store.update(conn, job_id, attempt=attempt, stage=stage, eta_s=None)
                 flags["staged"] = True
                 return
             if flags.get("staged"):  # training (re)started after scoring the base model
                 flags["staged"] = False
                 with contextlib.suppress(Exception):
-                    conn.execute("UPDATE jobs SET stage = NULL WHERE id = ?", (job_id,))
+                    store.update(conn, job_id, attempt=attempt, stage=None)
             if event.kind == "note":
                 print(event.metrics["message"], flush=True)
             if event.kind == "estimate":
                 print(f"estimated: {event.metrics['text']}", flush=True)
-                jobs.write_estimate(root / job_id, event.metrics["seconds"], event.metrics["text"])
+                store.write_estimate(root / job_id, event.metrics["seconds"], event.metrics["text"])
             try:
-                _record(conn, jobs, job_id, attempt, event)
+                _record(conn, job_id, attempt, event)
             except Exception as e:  # a busy DB loses one row, never the training
                 print(f"warning: could not record {event.kind} {event.step}: {e}", flush=True)
             if event.kind == "checkpoint" and quota is not None:
-                used = jobs.jobs_usage(root)
+                used = store.jobs_usage(root)
                 if used > quota:
                     flags["quota"] = True
                     print(f"disk quota exceeded ({used:,} > {quota:,} bytes): stopping")
@@ -186,7 +169,7 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
     test = dict(metrics.get("test", {}))
     if metrics.get("base_test"):  # the same test split scored before training
         test["base"] = metrics["base_test"]
-    jobs.retry_db(jobs.record_metric, conn, job_id, "test", metrics["steps"], test)
+    retry_db(store.record_metric, conn, job_id, "test", metrics["steps"], test)
     finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
     if quota is not None:  # under a disk budget a finished job keeps its model, not its
         # optimizer checkpoints (a succeeded job never resumes); running jobs keep their last 2
@@ -196,48 +179,30 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
     return 0
 
 
-def _record(conn, jobs, job_id: str, attempt: int, event) -> None:
+def _record(conn, job_id: str, attempt: int, event) -> None:
+    """Store one training event: progress in the job's row, the event in its metrics."""
     if event.kind == "estimate":
-        conn.execute(
-            "UPDATE jobs SET max_steps = ?, eta_s = ? WHERE id = ? AND attempt = ?",
-            (event.max_steps, event.eta_s, job_id, attempt),
-        )
+        store.update(conn, job_id, attempt=attempt, max_steps=event.max_steps, eta_s=event.eta_s)
     elif event.kind == "step":
-        with jobs._Tx(conn):
-            jobs.record_metric(conn, job_id, "step", event.step, event.metrics)
-            conn.execute(
-                "UPDATE jobs SET step = ?, max_steps = ?, loss = ?, eta_s = ? "
-                "WHERE id = ? AND attempt = ?",
-                (
-                    event.step,
-                    event.max_steps,
-                    event.metrics.get("loss"),
-                    event.eta_s,
-                    job_id,
-                    attempt,
-                ),
+        with store.transaction(conn):
+            store.record_metric(conn, job_id, "step", event.step, event.metrics)
+            store.update(
+                conn,
+                job_id,
+                attempt=attempt,
+                step=event.step,
+                max_steps=event.max_steps,
+                loss=event.metrics.get("loss"),
+                eta_s=event.eta_s,
             )
-    elif event.kind == "eval":
-        jobs.record_metric(conn, job_id, "eval", event.step, event.metrics)
-    elif event.kind == "checkpoint":
-        jobs.record_metric(conn, job_id, "checkpoint", event.step, event.metrics)
+    elif event.kind in ("eval", "checkpoint"):
+        store.record_metric(conn, job_id, event.kind, event.step, event.metrics)
 
 
 def _start_next(root: Path) -> None:
-    """Start the next queued job, so a queue drains even with no manager left running. While
-    a manager's scheduler runs, it starts the job instead, as its own child: a job started here
-    outlives this process, and an app running as PID 1 would never reap it."""
+    """Start the next queued jobs, so a queue drains even with no manager left running."""
     try:
-        from gpt.jobs import JobManager, connect, scheduler_running
-
-        if scheduler_running(root):
-            return
-
-        conn = connect(root)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'max_concurrent'").fetchone()
-        conn.close()
-        limit = int(row["value"]) if row else 1
-        JobManager(root, max_concurrent=limit, background=False).close()
+        start_queued(root)
     except Exception as e:
         print(f"warning: could not start the next queued job: {e}", flush=True)
 
