@@ -16,10 +16,8 @@ import torch
 from gpt.config import HUB_IDS, PRESETS
 from gpt.registry import default_registry
 from pages.common import (
-    NumberInput,
     Page,
     Picker,
-    SliderInput,
     announce,
     cap_text,
     check_text,
@@ -31,6 +29,8 @@ from pages.common import (
     model_note,
     model_picker,
     model_status,
+    number_input,
+    slider_input,
     visible,
 )
 
@@ -354,9 +354,11 @@ def build(demo: gr.Blocks) -> Page:
         n_layer, n_head = max(s[0] for s in shapes), max(s[1] for s in shapes)
         text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="att-text")
         with gr.Row():
-            layer = SliderInput(0, n_layer - 1, value=0, step=1, label="Layer", elem_id="att-layer")
-            head = SliderInput(0, n_head - 1, value=0, step=1, label="Head", elem_id="att-head")
-            token = NumberInput(
+            layer = slider_input(
+                0, n_layer - 1, value=0, step=1, label="Layer", elem_id="att-layer"
+            )
+            head = slider_input(0, n_head - 1, value=0, step=1, label="Head", elem_id="att-head")
+            token = number_input(
                 value=-1, precision=0, label="Token to inspect (-1 = last)", elem_id="att-token"
             )
         with gr.Row():

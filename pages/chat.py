@@ -19,7 +19,6 @@ from pages import oneclick
 from pages.common import (
     Page,
     Picker,
-    SliderInput,
     announce,
     card_of,
     check_text,
@@ -29,6 +28,7 @@ from pages.common import (
     model_picker,
     model_status,
     sampling_args,
+    slider_input,
 )
 
 TASKS = ("instruct",)
@@ -196,7 +196,7 @@ def build(
                 value=chat_prompt("(your message)"),
             )
         with gr.Accordion("Sampling settings", open=False):
-            temperature = SliderInput(
+            temperature = slider_input(
                 0,
                 2,
                 value=0.3,  # small instruction models answer right far more often when cool
@@ -205,11 +205,11 @@ def build(
                 info="0 = greedy; low values keep a small model's answers on topic",
                 elem_id="chat-temp",
             )
-            top_k = SliderInput(
+            top_k = slider_input(
                 0, 200, value=40, step=1, label="Top-k (0 = off)", elem_id="chat-topk"
             )
-            top_p = SliderInput(0.05, 1, value=0.9, step=0.01, label="Top-p", elem_id="chat-topp")
-            max_new = SliderInput(
+            top_p = slider_input(0.05, 1, value=0.9, step=0.01, label="Top-p", elem_id="chat-topp")
+            max_new = slider_input(
                 1, MAX_NEW_TOKENS, value=120, step=1, label="Max new tokens", elem_id="chat-max"
             )
         chat_ui = gr.ChatInterface(

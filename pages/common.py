@@ -280,33 +280,39 @@ def _number_payload(component: gr.components.Component, payload: Any) -> Any:
     return payload
 
 
-class NumberInput(gr.Number):
-    """gr.Number whose bad API values get a message naming it ("Seed must be a number, not
-    'abc'.", "Token index: value -5 is less than minimum value 0.")."""
+def named_errors(component: Any) -> Any:
+    """`component` (a gr.Number or gr.Slider) with its API values checked first, so a bad one
+    gets a message naming it ("Seed must be a number, not 'abc'.", "Token index: Value -5 is
+    less than minimum value 0.") instead of Gradio's generic "the upstream app raised an
+    exception". Returns the component.
 
-    is_template = True  # the page and the API see a plain `number`
+    (The check wraps this instance's `preprocess`: a subclass of a Gradio component would write
+    a .pyi stub next to this file on every import.)
+    """
+    original = component.preprocess
+    name = label_name(component.label)
 
-    def preprocess(self, payload: Any) -> Any:
-        payload = _number_payload(self, payload)
+    def preprocess(payload: Any) -> Any:
+        payload = _number_payload(component, payload)
+        if payload is None and isinstance(component, gr.Slider):
+            raise gr.Error(f"{name} must be a number, not None.")
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except gr.Error as e:
-            raise gr.Error(f"{label_name(self.label)}: {e.message}") from None
+            raise gr.Error(f"{name}: {e.message}") from None
+
+    component.preprocess = preprocess
+    return component
 
 
-class SliderInput(gr.Slider):
-    """gr.Slider whose bad API values get a message naming it (see `NumberInput`)."""
+def number_input(*args: Any, **kwargs: Any) -> gr.Number:
+    """gr.Number(...) whose bad API values are named (`named_errors`)."""
+    return named_errors(gr.Number(*args, **kwargs))
 
-    is_template = True  # the page and the API see a plain `slider`
 
-    def preprocess(self, payload: Any) -> Any:
-        payload = _number_payload(self, payload)
-        if payload is None:
-            raise gr.Error(f"{label_name(self.label)} must be a number, not None.")
-        try:
-            return super().preprocess(payload)
-        except gr.Error as e:
-            raise gr.Error(f"{label_name(self.label)}: {e.message}") from None
+def slider_input(*args: Any, **kwargs: Any) -> gr.Slider:
+    """gr.Slider(...) whose bad API values are named (`named_errors`)."""
+    return named_errors(gr.Slider(*args, **kwargs))
 
 
 # --- whitespace made visible ----------------------------------------------------------------------
@@ -331,17 +337,24 @@ def visible(text: str) -> str:
 
 
 @contextmanager
-def job_errors() -> Iterator[None]:
-    """Turn the jobs manager's errors into messages for the visitor: another visitor's job says
-    what they can do instead, any other JobError is shown as its own sentence."""
+def job_errors(words: Callable[[str], str] = str) -> Iterator[None]:
+    """Turn the jobs manager's errors into messages for the visitor, each put in the page's
+    `words` first: another visitor's job says what they can do instead, any other JobError is
+    shown as its own sentence.
+
+    >>> with job_errors(str.capitalize):
+    ...     raise JobError("job j1 not found")
+    Traceback (most recent call last):
+    gradio.exceptions.Error: 'Job j1 not found.'
+    """
     try:
         yield
     except NotOwnerError as e:
         raise gr.Error(
-            f"{e}. Start your own job, or use this one's model once it finishes."
+            f"{words(str(e))}. Start your own job, or use this one's model once it finishes."
         ) from None
     except JobError as e:
-        raise gr.Error(f"{e}.") from None
+        raise gr.Error(f"{words(str(e))}.") from None
 
 
 # --- models ---------------------------------------------------------------------------------------

@@ -13,10 +13,8 @@ from plotly.subplots import make_subplots
 from gpt.registry import default_registry
 from gpt.sampling import Candidate, SamplingConfig, SamplingError, sampling_stages, stream
 from pages.common import (
-    NumberInput,
     Page,
     Picker,
-    SliderInput,
     announce,
     check_text,
     clamp,
@@ -25,8 +23,10 @@ from pages.common import (
     model_note,
     model_picker,
     model_status,
+    number_input,
     progress_lines,
     sampling_args,
+    slider_input,
     visible,
     wait_model,
 )
@@ -374,7 +374,7 @@ def build(demo: gr.Blocks) -> Page:
                 )
                 status = gr.Markdown(elem_id="gen-status")
             with gr.Column(scale=2):
-                temperature = SliderInput(
+                temperature = slider_input(
                     0,
                     2,
                     value=0.8,
@@ -383,7 +383,7 @@ def build(demo: gr.Blocks) -> Page:
                     info="0 = greedy (always the most likely token); higher = more surprising",
                     elem_id="gen-temp",
                 )
-                top_k = SliderInput(
+                top_k = slider_input(
                     0,
                     200,
                     value=40,
@@ -392,7 +392,7 @@ def build(demo: gr.Blocks) -> Page:
                     info="keep only the k most likely tokens (0 = off)",
                     elem_id="gen-topk",
                 )
-                top_p = SliderInput(
+                top_p = slider_input(
                     0.05,
                     1,
                     value=0.95,
@@ -401,7 +401,7 @@ def build(demo: gr.Blocks) -> Page:
                     info="keep the fewest tokens whose probabilities sum to p",
                     elem_id="gen-topp",
                 )
-                rep = SliderInput(
+                rep = slider_input(
                     1,
                     2,
                     value=1.1,
@@ -410,10 +410,10 @@ def build(demo: gr.Blocks) -> Page:
                     info="> 1 discourages tokens already used",
                     elem_id="gen-rep",
                 )
-                max_new = SliderInput(
+                max_new = slider_input(
                     1, MAX_NEW_TOKENS, value=60, step=1, label="Max new tokens", elem_id="gen-max"
                 )
-                seed = NumberInput(
+                seed = number_input(
                     value=0, precision=0, label="Seed (-1 = random)", elem_id="gen-seed"
                 )
         chart = gr.Plot(label="Next-token candidates", elem_id="gen-chart")
@@ -430,7 +430,9 @@ def build(demo: gr.Blocks) -> Page:
                 "kept logits, without running the model again. (The repetition penalty and "
                 "÷ temperature commute: both rescale a logit without changing its sign.)"
             )
-            step = SliderInput(1, MAX_NEW_TOKENS, value=1, step=1, label="Step", elem_id="gen-step")
+            step = slider_input(
+                1, MAX_NEW_TOKENS, value=1, step=1, label="Step", elem_id="gen-step"
+            )
             pipe = gr.Plot(label="Sampling pipeline", elem_id="gen-pipeline")
             pipe_files = numbers_box("Pipeline numbers", "gen-pipe-files")
         inputs = [model, prompt, temperature, top_k, top_p, rep, max_new, seed]

@@ -23,15 +23,15 @@ from gpt.tokenizer import Tokenizer, TokenizerNotFoundError, gpt2_tokenizer
 from pages.common import (
     WHITESPACE,
     WHITESPACE_LEGEND,
-    NumberInput,
     Page,
-    SliderInput,
     announce,
     cap_text,
     check_text,
     clamp_note,
     esc,
     friendly_errors,
+    number_input,
+    slider_input,
 )
 
 MAX_CHARS = 20_000
@@ -391,7 +391,7 @@ def build(demo: gr.Blocks | None = None) -> Page:
         )
 
         with gr.Accordion("Byte view of one token", open=True), gr.Row():
-            index = NumberInput(
+            index = number_input(
                 label="Token index (0 = first)",
                 value=0,
                 precision=0,
@@ -435,7 +435,7 @@ def build(demo: gr.Blocks | None = None) -> Page:
                         type="filepath",
                         elem_id="tok-upload",
                     )
-                    vocab = SliderInput(
+                    vocab = slider_input(
                         MIN_VOCAB,
                         MAX_VOCAB,
                         value=1024,
