@@ -29,6 +29,7 @@ from pages.common import (
     model_note,
     model_picker,
     model_status,
+    named_errors,
     number_input,
     slider_input,
     visible,
@@ -362,12 +363,14 @@ def build(demo: gr.Blocks) -> Page:
                 value=-1, precision=0, label="Token to inspect (-1 = last)", elem_id="att-token"
             )
         with gr.Row():
-            sink = gr.Radio(
-                list(SINK_MODES),
-                value="Show",
-                label="First token (attention sink)",
-                elem_id="att-sink",
-                scale=1,
+            sink = named_errors(
+                gr.Radio(
+                    list(SINK_MODES),
+                    value="Show",
+                    label="First token (attention sink)",
+                    elem_id="att-sink",
+                    scale=1,
+                )
             )
             gr.Markdown(SINK_HELP, elem_classes="note")
         show_btn = gr.Button("Show attention", variant="primary", elem_id="att-run")

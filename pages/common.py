@@ -281,21 +281,24 @@ def _number_payload(component: gr.components.Component, payload: Any) -> Any:
 
 
 def named_errors(component: Any) -> Any:
-    """`component` (a gr.Number or gr.Slider) with its API values checked first, so a bad one
-    gets a message naming it ("Seed must be a number, not 'abc'.", "Token index: Value -5 is
-    less than minimum value 0.") instead of Gradio's generic "the upstream app raised an
-    exception". Returns the component.
+    """`component` with its API values checked first, so a bad one gets a message naming the
+    input ("Seed must be a number, not 'abc'.", "Kind: Value: x is not in the list of
+    choices: ...") instead of Gradio's generic "the upstream app raised an exception" or a
+    message that does not say which input. Numbers (gr.Number, gr.Slider) are type-checked;
+    every component's own rejections get its name. Returns the component.
 
-    (The check wraps this instance's `preprocess`: a subclass of a Gradio component would write
-    a .pyi stub next to this file on every import.)
+    (This wraps the instance's `preprocess`: a subclass of a Gradio component would write a
+    .pyi stub next to this file on every import.)
     """
     original = component.preprocess
     name = label_name(component.label)
+    numeric = isinstance(component, gr.Number | gr.Slider)
 
     def preprocess(payload: Any) -> Any:
-        payload = _number_payload(component, payload)
-        if payload is None and isinstance(component, gr.Slider):
-            raise gr.Error(f"{name} must be a number, not None.")
+        if numeric:
+            payload = _number_payload(component, payload)
+            if payload is None and isinstance(component, gr.Slider):
+                raise gr.Error(f"{name} must be a number, not None.")
         try:
             return original(payload)
         except gr.Error as e:

@@ -341,7 +341,7 @@ def stopped(status: str | None) -> str:
     status = status or ""
     if " · stopped: " in status:
         return status
-    return f"{status} · {STOPPED}" if status else STOPPED.capitalize()
+    return f"{status} · {STOPPED}" if status else STOPPED[0].upper() + STOPPED[1:]
 
 
 def build(demo: gr.Blocks) -> Page:

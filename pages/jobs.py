@@ -31,6 +31,7 @@ from pages.common import (
     job_errors,
     model_card_box,
     model_choices,
+    named_errors,
     number_input,
 )
 from pages.visitors import ensure_token, is_admin, owner_of, who
@@ -738,8 +739,10 @@ def job_form() -> JobForm:
     bases = base_choices(first_kind)
     with gr.Group():
         with gr.Row():
-            kind = gr.Dropdown(
-                KINDS, value=first_kind, label="Kind", elem_id="job-kind", interactive=True
+            kind = named_errors(
+                gr.Dropdown(
+                    KINDS, value=first_kind, label="Kind", elem_id="job-kind", interactive=True
+                )
             )
             base = gr.Dropdown(
                 bases,
@@ -749,8 +752,10 @@ def job_form() -> JobForm:
                 interactive=True,
                 allow_custom_value=True,  # finished jobs appear at run time
             )
-            method = gr.Dropdown(
-                METHODS, value="full", label="Method", elem_id="job-method", interactive=True
+            method = named_errors(
+                gr.Dropdown(
+                    METHODS, value="full", label="Method", elem_id="job-method", interactive=True
+                )
             )
         model_card_box(base, "job-base-card", "About the base model")
         with gr.Row(equal_height=True):

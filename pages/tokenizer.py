@@ -30,6 +30,7 @@ from pages.common import (
     clamp_note,
     esc,
     friendly_errors,
+    named_errors,
     number_input,
     slider_input,
 )
@@ -409,12 +410,14 @@ def build(demo: gr.Blocks | None = None) -> Page:
                     scale=3,
                     elem_id="tok-word",
                 )
-                which = gr.Radio(
-                    ["GPT-2", "Ours"],
-                    value="GPT-2",
-                    label="Tokenizer",
-                    scale=1,
-                    elem_id="tok-which",
+                which = named_errors(
+                    gr.Radio(
+                        ["GPT-2", "Ours"],
+                        value="GPT-2",
+                        label="Tokenizer",
+                        scale=1,
+                        elem_id="tok-which",
+                    )
                 )
             merges = gr.HTML(bpe_merges(" tokenization"), elem_id="tok-merges")
 
