@@ -257,7 +257,7 @@ def start_job(
         job_id = manager.submit(spec, owner=owner)
     except JobError as e:
         msg = job_message(str(e))
-        if upload_path is not None:
+        if upload_path is not None and str(upload_path) in msg:  # the file is what is wrong
             msg = msg.replace(str(upload_path), upload_path.name)
             raise gr.Error(
                 f"{msg}. Fix the file (it needs {UPLOAD_HELP[kind]}) and upload it again."
