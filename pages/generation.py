@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import gradio as gr
@@ -109,8 +110,11 @@ def generate(
     repetition_penalty: float,
     max_new_tokens: float,
     seed: float,
+    request: gr.Request | None = None,
 ):
-    """Yield (continuation so far, candidates chart or skip, status line or skip) per token."""
+    """Yield (continuation so far, candidates chart or skip, status line or skip, the run) per
+    token. The page's Stop button (`request_stop`) ends the run after the current token, its
+    status saying "stopped: you pressed Stop"."""
     prompt = check_text(prompt, MAX_PROMPT_CHARS, "Prompt")
     args = sampling_args(
         temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, MAX_NEW_TOKENS
@@ -120,7 +124,8 @@ def generate(
         args["seed"] = random.randrange(2**31)
         seed_note = f" · seed {args['seed']} (drawn for -1)"
     model, tok = yield from progress_lines(
-        wait_model(model_name, TASKS), lambda line: (gr.skip(), gr.skip(), f"Downloading {line}")
+        wait_model(model_name, TASKS),
+        lambda line: (gr.skip(), gr.skip(), f"Downloading {line}", gr.skip()),
     )
     text = ""
     start = time.perf_counter()
@@ -133,6 +138,7 @@ def generate(
             f"The prompt is {len(run['prompt_ids']):,} tokens; the model reads only its last "
             f"{block:,} (its context)."
         )
+    stop = _stop_flag(request)
     try:
         events = stream(model, tok, prompt, n_candidates=N_CANDIDATES, keep_logits=True, **args)
         for step, event in enumerate(events, 1):
@@ -140,19 +146,49 @@ def generate(
             run["tokens"].append(event.token_id)
             run["steps"].append((event.prob, event.candidates))
             run["logits"].append(event.logits)
-            last = event.finish_reason is not None
+            last = event.finish_reason is not None or stop.is_set()
             if step == 1 or last or step % CHART_EVERY == 0:
                 rate = step / max(time.perf_counter() - start, 1e-6)
                 status = f"{step} / {args['max_new_tokens']} tokens · {rate:.0f} tokens/s"
                 status += seed_note
-                if last:
+                if event.finish_reason is not None:
                     status += f" · stopped: {FINISH[event.finish_reason]}"
+                elif last:
+                    status += f" · {STOPPED}"
                 chosen = tok.token_bytes(event.token_id).decode("utf-8", "replace")
                 yield text, candidates_figure(step, event, chosen), status, run
             else:
                 yield text, gr.skip(), gr.skip(), gr.skip()
+            if last:
+                break
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
+    finally:
+        if _stops.get(_session(request)) is stop:
+            del _stops[_session(request)]
+
+
+# One Stop flag per page session with a run in progress (a session runs one at a time).
+_stops: dict[str, threading.Event] = {}
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or ""
+
+
+def _stop_flag(request: gr.Request | None) -> threading.Event:
+    """A fresh Stop flag for this session's run (none to share when there is no session)."""
+    flag = threading.Event()
+    if _session(request):
+        _stops[_session(request)] = flag
+    return flag
+
+
+def request_stop(request: gr.Request):
+    """Stop: the session's run ends after its current token and says so (see `generate`)."""
+    flag = _stops.get(_session(request))
+    if flag is not None:
+        flag.set()
 
 
 def _pipeline_rows(run: dict, step: int, cfg: SamplingConfig):
@@ -335,15 +371,6 @@ def first_render(*args):
     yield from generate(*rest, min(16, max_new_tokens or 16), seed)
 
 
-def stopped(status: str | None) -> str:
-    """The status line once Stop was pressed: the run so far, then "stopped: you pressed Stop"
-    (a run that had already finished keeps its own reason)."""
-    status = status or ""
-    if " · stopped: " in status:
-        return status
-    return f"{status} · {STOPPED}" if status else STOPPED[0].upper() + STOPPED[1:]
-
-
 def build(demo: gr.Blocks) -> Page:
     with gr.Tab("Generate", id="generate"):
         gr.Markdown(
@@ -461,7 +488,7 @@ def build(demo: gr.Blocks) -> Page:
             api_visibility="private",
             **redraw,
         )
-        stop.click(stopped, status, status, cancels=[event], api_visibility="private", queue=False)
+        stop.click(request_stop, None, None, api_visibility="private", queue=False)
         demo.load(
             first_render,
             inputs,

@@ -112,15 +112,6 @@ def test_job_kinds_take_the_right_article(kind, said):
         jobs.resolve_base("no-such-model", kind)
 
 
-def test_stop_says_stopped_and_keeps_a_finished_runs_reason():
-    assert generation.stopped("12 / 60 tokens · 30 tokens/s") == (
-        "12 / 60 tokens · 30 tokens/s · stopped: you pressed Stop"
-    )
-    done = "60 / 60 tokens · 30 tokens/s · stopped: max new tokens"
-    assert generation.stopped(done) == done
-    assert generation.stopped("") == "Stopped: you pressed Stop"
-
-
 def jobs_view() -> jobs.JobsView:
     with gr.Blocks():
         return jobs.JobsView(
@@ -148,3 +139,27 @@ def test_open_in_tabs_says_when_a_job_does_not_exist(tmp_path):
     manager = JobManager(tmp_path / "jobs", background=False)
     with manager, pytest.raises(gr.Error, match="No job 'nope'"):
         jobs.open_in_tabs(manager, "nope", [])
+
+
+def test_stop_ends_the_run_after_the_current_token_and_says_so():
+    from types import SimpleNamespace
+
+    from gpt.registry import default_registry
+
+    model = default_registry().default(generation.TASKS)
+    if model is None:
+        pytest.skip("no language model installed")
+    request = SimpleNamespace(session_hash="stop-test")
+    args = (model, "Once upon a time", 1.0, 0, 1.0, 1.0, 200, 3)
+    outs = []
+    for out in generation.generate(*args, request=request):
+        outs.append(out)
+        if len(outs) == 4:
+            generation.request_stop(request)
+    statuses = [o[2] for o in outs if isinstance(o[2], str)]
+    assert len(outs) == 5  # the token after Stop was pressed is the last one
+    assert statuses[-1].startswith("5 / 200 tokens") and statuses[-1].endswith(
+        "stopped: you pressed Stop"
+    )
+    assert not any(reason in statuses[-1] for reason in generation.FINISH.values())
+    assert generation._stops == {}  # nothing kept once the run ends
