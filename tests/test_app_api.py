@@ -514,7 +514,11 @@ def test_every_endpoint_parameter_has_a_real_name(client):
         ("/token_bytes", ("Hello world", "abc"), "Token index must be a number, not 'abc'"),
         ("/train_bpe", ("abab " * 50, None, "abc", "x"), "Vocab size must be a number"),
         ("/attention", (LM, "hi", "abc", 0, "Show", -1), "Layer must be a number, not 'abc'"),
-        ("/attention", (LM, "hi", 0, 0, "Sideways", -1), "First token: Value: .Sideways. .*not in the list of choices"),
+        (
+            "/attention",
+            (LM, "hi", 0, 0, "Sideways", -1),
+            "First token: Value: .Sideways. .*not in the list of choices",
+        ),
         ("/generate", gen_args(seed="abc"), "Seed must be a number, not 'abc'"),
         ("/generate", gen_args(temperature="hot"), "Temperature must be a number, not 'hot'"),
         ("/pipeline", ("abc", 0.8, 40, 0.95, 1.1), "Step must be a number, not 'abc'"),
@@ -570,3 +574,15 @@ def test_generate_shows_the_seed_it_drew_and_that_seed_repeats_the_run(client):
     assert "(drawn for -1)" in status
     again, _, status = client.predict(*gen_args(seed=drawn, max_new=8), api_name="/generate")
     assert again == text and "seed" not in status
+
+
+@pytest.mark.slow
+def test_open_in_other_tabs_reaches_every_tabs_model_picker(app_url):
+    """app.py hands the Fine-tune tab the pickers the other tabs' build() returned."""
+    import json
+
+    config = json.loads(urllib.request.urlopen(app_url + "config", timeout=10).read())
+    elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == "open_job_model")
+    outputs = {elem[i] for i in dep["outputs"]}
+    assert outputs == {"job-msg", "att-model", "gen-model", "clf-model", "chat-model", "ins-model"}
