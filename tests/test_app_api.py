@@ -565,6 +565,8 @@ def test_long_text_is_cut_with_a_word_counting_characters_not_utf16(client):
     assert "**20,000** characters" in counts and "limit" not in counts  # 40,000 UTF-16 units
     note, *_ = client.predict(LM, "word " * 4_100, 0, 0, "Show", -1, api_name="/attention")
     assert "Text is 20,500 characters; the limit is 20,000" in note and "truncated" in note
+    note, *_ = client.predict(LM, "word " * 4_100, "", api_name="/lens")
+    assert "**Cut:** Text is 20,500 characters" in note and "**Capped:**" in note
 
 
 @pytest.mark.slow
