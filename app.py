@@ -124,14 +124,15 @@ def build_app() -> gr.Blocks:
             gr.LoginButton(elem_id="login")
         token = token_state(manager.root)  # this browser's visitor token: who owns its jobs
         with gr.Tabs():
-            tokenizer.build(demo)
-            attention.build(demo)
-            generation.build(demo)
-            classify.build(demo, manager, token)
-            chat.build(demo, manager, token)
-            inside.build(demo)
-            pickers = {b.elem_id: b for b in demo.blocks.values() if b.elem_id in jobs.TAB_TASKS}
-            jobs.build(demo, manager, pickers, token)
+            pages = [
+                tokenizer.build(demo),
+                attention.build(demo),
+                generation.build(demo),
+                classify.build(demo, manager, token),
+                chat.build(demo, manager, token),
+                inside.build(demo),
+            ]
+            jobs.build(demo, manager, [p for page in pages for p in page.pickers], token)
     demo.queue(default_concurrency_limit=4)
     if manager.multiuser:
         limit_heavy(demo, env_int(HEAVY_ENV, 2) or 2)

@@ -353,6 +353,7 @@ def train_bpe(
     pattern: str = GPT2_PATTERN,
     special_tokens: Sequence[str] = ("<|endoftext|>",),
     progress: Callable[[int, int], None] | None = None,
+    fewer_ok: bool = False,
 ) -> dict[bytes, int]:
     """Learn byte-level BPE ranks: ids 0..255 are the bytes, then one id per merge, in order.
 
@@ -369,8 +370,11 @@ def train_bpe(
     and spends no vocab slot, so every id has a distinct byte string (which tiktoken requires) and
     training goes on until the vocab is full.
 
-    ``progress(done, total)`` is called after every new token.
+    ``progress(done, total)`` is called after every new token. A text too small for the merges
+    asked raises TrainingError, or with ``fewer_ok`` returns the merges it allows.
 
+    >>> len(train_bpe("abab", 300, special_tokens=(), fewer_ok=True)) - 256  # ab, abab
+    2
     >>> ranks = train_bpe("aaab aaab aaab", 259, special_tokens=())
     >>> sorted((r, t) for t, r in ranks.items() if r >= 256)
     [(256, b'aa'), (257, b'ab'), (258, b'aaab')]
@@ -413,6 +417,8 @@ def train_bpe(
     done = 0
     while done < n_merges:
         pair = _pop_best(heap, counts)
+        if pair is None and fewer_ok:
+            break
         if pair is None:
             raise TrainingError(
                 f"training text too small: only {done} of {n_merges} merges were possible; "

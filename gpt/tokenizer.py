@@ -344,12 +344,14 @@ class Tokenizer:
         pattern: str = GPT2_PATTERN,
         progress: Callable[[int, int], None] | None = None,
         name: str | None = None,
+        fewer_ok: bool = False,
     ) -> Tokenizer:
-        """Learn a tokenizer of exactly ``vocab_size`` ids (specials included, last).
+        """Learn a tokenizer of exactly ``vocab_size`` ids (specials included, last); with
+        ``fewer_ok``, of fewer when the text allows fewer merges (``n_vocab`` says how many).
 
         See :func:`gpt.bpe.train_bpe` for the algorithm and its errors.
         """
-        ranks = train_bpe(text, vocab_size, pattern, special_tokens, progress)
+        ranks = train_bpe(text, vocab_size, pattern, special_tokens, progress, fewer_ok)
         specials = {s: len(ranks) + i for i, s in enumerate(special_tokens)}
         return cls(ranks, specials, pattern, name or f"bpe-{vocab_size}", source="trained")
 

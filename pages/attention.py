@@ -13,14 +13,23 @@ import torch
 
 from gpt.registry import default_registry
 from pages.common import (
+    Page,
+    Picker,
+    announce,
+    cap_text,
     check_text,
     clamp,
+    clamp_note,
     friendly_errors,
     get_model,
     model_card_box,
     model_note,
     model_picker,
     model_status,
+    named_errors,
+    number_input,
+    slider_input,
+    visible,
 )
 
 TASKS = ("lm", "instruct")
@@ -86,8 +95,7 @@ def apply_sink(maps: np.ndarray, mode: str) -> np.ndarray:
 
 
 def token_labels(tok, ids: list[int]) -> list[str]:
-    marks = str.maketrans({" ": "·", "\n": "↵", "\t": "→"})
-    return [tok.decode([i]).translate(marks) or "∅" for i in ids]
+    return [visible(tok.decode([i])) for i in ids]
 
 
 def _ticks(labels: list[str]) -> dict:
@@ -229,22 +237,26 @@ def attention(
 ) -> tuple[str, go.Figure, go.Figure, go.Figure, go.Figure]:
     """(note, chosen head heatmap, head average, all-heads grid, one token's bar chart)."""
     model, tok = get_model(model_name, TASKS, progress)
-    text = check_text(text, MAX_CHARS, "Text")
+    text, cut = cap_text(text, MAX_CHARS, "Text")
     gpt_model = getattr(model, "gpt", model)
     cap = min(MAX_TOKENS, gpt_model.config.block_size)
     ids = tok.encode(text)
-    notes = [f"**{min(len(ids), cap)}** tokens (cap {cap})."]
+    notes = [announce(cut)] if cut else []
+    notes.append(f"**{min(len(ids), cap)}** tokens (cap {cap}).")
     if len(ids) > cap:
         notes.append(f"The text was **truncated** from {len(ids)} to its first {cap} tokens.")
         ids = ids[:cap]
     maps = attention_maps(model_name, model, ids)
     L, H, T, _ = maps.shape
-    layer = clamp(layer, 0, L - 1, "Layer", integer=True)
-    head = clamp(head, 0, H - 1, "Head", integer=True)
+    layer, layer_note = clamp_note(layer, 0, L - 1, "Layer", integer=True)
+    head, head_note = clamp_note(head, 0, H - 1, "Head", integer=True)
     if sink not in SINK_MODES:
         sink = "Show"
-    index = clamp(token_index, -1, 10**9, "Token index", integer=True)
-    index = T - 1 if index < 0 or index >= T else index
+    index, index_note = clamp_note(token_index, -1, T - 1, "Token to inspect", integer=True)
+    if index_note:  # a clamp lands on -1 or T - 1: both mean the last token
+        index_note = index_note.removesuffix(".") + ": the last token."
+    index = T - 1 if index < 0 else index
+    notes += [announce(n) for n in (layer_note, head_note, index_note) if n]
     shown = apply_sink(maps, sink)
     labels = token_labels(tok, ids)
     sink_note = {
@@ -316,7 +328,7 @@ def on_model_change(model_name: str, layer: float, head: float):
     )
 
 
-def build(demo: gr.Blocks) -> None:
+def build(demo: gr.Blocks) -> Page:
     with gr.Tab("Attention", id="attention"):
         gr.Markdown(
             "Each row of a heatmap is one token (the *query*) and shows how much it attends to "
@@ -330,22 +342,24 @@ def build(demo: gr.Blocks) -> None:
         # narrows them to the picked model on load and on every model change.
         shapes = [model_shape(n) for n in default_registry().names(TASKS)] or [(12, 12)]
         n_layer, n_head = max(s[0] for s in shapes), max(s[1] for s in shapes)
-        text = gr.Textbox(
-            label="Text", value=EXAMPLE, lines=3, elem_id="att-text", max_length=MAX_CHARS
-        )
+        text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="att-text")
         with gr.Row():
-            layer = gr.Slider(0, n_layer - 1, value=0, step=1, label="Layer", elem_id="att-layer")
-            head = gr.Slider(0, n_head - 1, value=0, step=1, label="Head", elem_id="att-head")
-            token = gr.Number(
+            layer = slider_input(
+                0, n_layer - 1, value=0, step=1, label="Layer", elem_id="att-layer"
+            )
+            head = slider_input(0, n_head - 1, value=0, step=1, label="Head", elem_id="att-head")
+            token = number_input(
                 value=-1, precision=0, label="Token to inspect (-1 = last)", elem_id="att-token"
             )
         with gr.Row():
-            sink = gr.Radio(
-                list(SINK_MODES),
-                value="Show",
-                label="First token (attention sink)",
-                elem_id="att-sink",
-                scale=1,
+            sink = named_errors(
+                gr.Radio(
+                    list(SINK_MODES),
+                    value="Show",
+                    label="First token (attention sink)",
+                    elem_id="att-sink",
+                    scale=1,
+                )
             )
             gr.Markdown(SINK_HELP, elem_classes="note")
         show_btn = gr.Button("Show attention", variant="primary", elem_id="att-run")
@@ -396,3 +410,4 @@ def build(demo: gr.Blocks) -> None:
             api_visibility="private",
             queue=False,
         ).then(first_render, inputs, outputs, api_visibility="private", concurrency_id="attention")
+    return Page([Picker("Attention", TASKS, model)])

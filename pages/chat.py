@@ -17,14 +17,18 @@ from gpt.oneclick import ONE_CLICK
 from gpt.sampling import SamplingError, stream
 from pages import oneclick
 from pages.common import (
+    Page,
+    Picker,
+    announce,
     card_of,
     check_text,
-    clamp,
     friendly_errors,
     get_model,
     model_card_box,
     model_picker,
     model_status,
+    sampling_args,
+    slider_input,
 )
 
 TASKS = ("instruct",)
@@ -82,12 +86,35 @@ def fit_prompt(
     message: str, history: list[dict] | None, tok, budget: int, remember: bool = False
 ) -> str:
     """The prompt with as many recent turns as fit in `budget` tokens (none unless `remember`)."""
+    return fit_prompt_note(message, history, tok, budget, remember)[0]
+
+
+def fit_prompt_note(
+    message: str, history: list[dict] | None, tok, budget: int, remember: bool = False
+) -> tuple[str, str]:
+    """`fit_prompt`, and the sentence saying how many earlier turns were left out to fit ("" when
+    none were, or when the message alone is too long: the model then reads its last tokens)."""
     turns = list(history or []) if remember else []
+    dropped = 0
     while True:
         prompt = chat_prompt(message, turns, remember)
-        if len(tok.encode(prompt)) <= budget or not turns:
-            return prompt
-        turns = turns[1:]
+        n = len(tok.encode(prompt))
+        if n <= budget or not turns:
+            break
+        turns, dropped = turns[1:], dropped + 1
+    note = ""
+    if dropped:
+        note = (
+            f"Left out the {dropped} oldest turn{'s' if dropped > 1 else ''} of the conversation "
+            f"so the prompt fits the model's context ({budget} tokens before the reply)."
+        )
+    if n > budget:
+        note += (
+            f"{' ' if note else ''}The prompt is {n} tokens, more than the {budget} that fit "
+            "before the reply in the model's context: the model reads only its end. Shorten "
+            "the message."
+        )
+    return prompt, note
 
 
 def remember_default(model_name) -> bool:
@@ -113,16 +140,13 @@ def chat(
     With `remember` off (the default), the prompt holds only this message, as in training.
     """
     message = check_text(_content(message), MAX_MESSAGE_CHARS, "Message")
-    t = clamp(temperature, 0, 2, "Temperature")
-    args = dict(
-        temperature=max(t, 0.01) if t > 0 else 0.0,
-        top_k=clamp(top_k, 0, 200, "Top-k", integer=True),
-        top_p=clamp(top_p, 0.05, 1, "Top-p"),
-        max_new_tokens=clamp(max_new_tokens, 1, MAX_NEW_TOKENS, "Max new tokens", integer=True),
+    args = sampling_args(
+        temperature, top_k, top_p, max_new_tokens=max_new_tokens, max_new_cap=MAX_NEW_TOKENS
     )
     model, tok = get_model(model_name, TASKS)
     budget = max(16, model.config.block_size - args["max_new_tokens"])
-    prompt = fit_prompt(message, history, tok, budget, bool(remember))
+    prompt, note = fit_prompt_note(message, history, tok, budget, bool(remember))
+    announce(note)
     reply = ""
     try:
         for event in stream(model, tok, prompt, stop=STOPS, stop_at_eot=True, **args):
@@ -141,7 +165,7 @@ def new_chat():
 
 def build(
     demo: gr.Blocks, manager: JobManager | None = None, token: gr.BrowserState | None = None
-) -> None:
+) -> Page:
     """The tab; with a jobs `manager`, also the one-click GPT-2 fine-tune button."""
     with gr.Tab("Chat", id="chat"):
         gr.Markdown(
@@ -172,7 +196,7 @@ def build(
                 value=chat_prompt("(your message)"),
             )
         with gr.Accordion("Sampling settings", open=False):
-            temperature = gr.Slider(
+            temperature = slider_input(
                 0,
                 2,
                 value=0.3,  # small instruction models answer right far more often when cool
@@ -181,22 +205,23 @@ def build(
                 info="0 = greedy; low values keep a small model's answers on topic",
                 elem_id="chat-temp",
             )
-            top_k = gr.Slider(
+            top_k = slider_input(
                 0, 200, value=40, step=1, label="Top-k (0 = off)", elem_id="chat-topk"
             )
-            top_p = gr.Slider(0.05, 1, value=0.9, step=0.01, label="Top-p", elem_id="chat-topp")
-            max_new = gr.Slider(
+            top_p = slider_input(0.05, 1, value=0.9, step=0.01, label="Top-p", elem_id="chat-topp")
+            max_new = slider_input(
                 1, MAX_NEW_TOKENS, value=120, step=1, label="Max new tokens", elem_id="chat-max"
             )
         chat_ui = gr.ChatInterface(
             chat,
             chatbot=gr.Chatbot(height=380, elem_id="chat-bot", label="Chat"),
             textbox=gr.Textbox(
+                label="Message",
+                show_label=False,
                 placeholder="Ask something…",
                 submit_btn=True,
                 stop_btn=True,
                 elem_id="chat-input",
-                max_length=MAX_MESSAGE_CHARS,
             ),
             additional_inputs=[model, temperature, top_k, top_p, max_new, remember],
             additional_outputs=[prompt_box],
@@ -216,3 +241,4 @@ def build(
             api_name="new_chat",
             queue=False,
         )
+    return Page([Picker("Chat", TASKS, model)])

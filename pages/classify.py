@@ -10,8 +10,11 @@ from gpt.jobs import JobManager
 from gpt.oneclick import ONE_CLICK
 from pages import oneclick
 from pages.common import (
+    Page,
+    Picker,
+    announce,
+    cap_text,
     card_of,
-    check_text,
     friendly_errors,
     get_model,
     md,
@@ -19,6 +22,7 @@ from pages.common import (
     model_note,
     model_picker,
     model_status,
+    visible,
 )
 from pages.export import export_files, numbers_box
 from pages.inside import METHODS, attribution_result
@@ -87,15 +91,15 @@ def limit_line(model_name: str) -> str:
 @friendly_errors
 def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
     """(label confidences, summary line, per-token trace of the spam probability)."""
-    message = check_text(message, MAX_CHARS, "Message")
+    message, cut = cap_text(message, MAX_CHARS, "Message")
     model, tok = get_model(model_name, TASKS)
     if not hasattr(model, "trace"):
         raise gr.Error(f"{model_name!r} is not a classifier; pick a spam model.")
     ids = tok.encode(message)
     cap = model.config.block_size
-    note = ""
+    note = f" {announce(cut)}" if cut else ""
     if len(ids) > cap:
-        note = f" Only the first {cap} of {len(ids)} tokens were read."
+        note += f" Only the first {cap} of {len(ids)} tokens were read."
         ids = ids[:cap]
     with torch.inference_mode():
         probs = model.trace(torch.tensor([ids], device=model.gpt.device)).float().cpu()
@@ -108,8 +112,7 @@ def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
     )
     if limit := limit_line(model_name):
         summary += f"\n\n{limit}"
-    marks = str.maketrans({" ": "·", "\n": "↵", "\t": "→"})
-    token_labels = [tok.decode([i]).translate(marks) for i in ids]
+    token_labels = [visible(tok.decode([i])) for i in ids]
     fig = trace_figure(token_labels, probs[:, k].tolist(), labels[k])
     return {label: final[i] for i, label in enumerate(labels)}, summary, fig
 
@@ -126,7 +129,7 @@ def spam_attribution(model_name: str, message: str, method: str):
 @friendly_errors
 def trace_numbers(model_name: str, message: str) -> list[str]:
     """CSV + JSON of the trace chart: the class probabilities after each token."""
-    message = check_text(message, MAX_CHARS, "Message")
+    message, _ = cap_text(message, MAX_CHARS, "Message")  # `classify` said what was cut
     model, tok = get_model(model_name, TASKS)
     ids = tok.encode(message)[: model.config.block_size]
     with torch.inference_mode():
@@ -156,7 +159,7 @@ def first_render(model_name: str, message: str):
 
 def build(
     demo: gr.Blocks, manager: JobManager | None = None, token: gr.BrowserState | None = None
-) -> None:
+) -> Page:
     """The tab; with a jobs `manager`, also the one-click GPT-2 fine-tune button."""
     with gr.Tab("Spam classifier", id="classify"):
         gr.Markdown(
@@ -176,7 +179,6 @@ def build(
                     value=EXAMPLES[1],
                     lines=4,
                     elem_id="clf-text",
-                    max_length=MAX_CHARS,
                 )
                 run = gr.Button("Classify", variant="primary", elem_id="clf-run")
                 gr.Examples(EXAMPLES, [message], label="Example messages")
@@ -207,3 +209,4 @@ def build(
         demo.load(
             first_render, [model, message], [label, summary, chart], api_visibility="private"
         ).then(first_attribution, *attr_io, api_visibility="private")
+    return Page([Picker("Spam classifier", TASKS, model)])

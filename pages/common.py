@@ -1,5 +1,6 @@
-"""UI bits shared by the tabs: the model picker and its model card, input guards, error messages,
-page CSS."""
+"""UI bits shared by the tabs: what a tab's `build()` returns, the model picker and its model card,
+input guards that announce every clamp and cut (`clamp_note`, `cap_text`), the sampling settings'
+guard, whitespace markers, error messages, page CSS."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -18,8 +21,9 @@ from gradio.context import Context
 from gpt import hub
 from gpt.cards import ModelCard, model_card, params_text
 from gpt.config import HUB_IDS
-from gpt.jobs import scrub
+from gpt.jobs import JobError, NotOwnerError, scrub
 from gpt.registry import RegistryError, default_registry
+from gpt.sampling import MIN_TEMPERATURE
 
 log = logging.getLogger("gpt2lab")
 
@@ -105,38 +109,255 @@ def friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-# --- input guards ---------------------------------------------------------------------------------
+# --- what a tab's build() returns -----------------------------------------------------------------
 
 
-def check_text(text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False) -> str:
-    """The text, or a gr.Error when it is missing, empty or longer than `max_chars`."""
-    if text is None:
-        text = ""
-    if not isinstance(text, str):
-        raise gr.Error(f"{what} must be text.")
-    if not text.strip() and not allow_empty:
-        raise gr.Error(f"{what} is empty: type something first.")
-    if len(text) > max_chars:
-        raise gr.Error(
-            f"{what} is {len(text):,} characters; the limit is {max_chars:,}. Shorten it."
-        )
-    return text
+@dataclass(frozen=True)
+class Picker:
+    """One model picker of a tab: the tab's name (as the tab bar shows it), the tasks it lists,
+    and its dropdown. The Fine-tune tab's "Open in other tabs" sets a finished job's model in
+    every picker whose tasks fit the job."""
+
+    tab: str
+    tasks: tuple[str, ...]
+    dropdown: gr.Dropdown
 
 
-def clamp(value: Any, lo: float, hi: float, name: str, integer: bool = False) -> float | int:
-    """`value` within [lo, hi]: NaN or non-numbers raise gr.Error, out-of-range values are
-    clamped with a gr.Warning saying so."""
+@dataclass
+class Page:
+    """What a tab's `build()` returns to app.py: its model pickers (the Tokenizer tab has none).
+
+    >>> Page().pickers
+    []
+    """
+
+    pickers: list[Picker] = field(default_factory=list)
+
+
+# --- input guards: every clamp and cut is said ----------------------------------------------------
+
+TEXT_REFUSE_FACTOR = 5  # text over 5 x a tab's limit is refused (a flood), shorter text is cut
+
+
+def label_name(label: Any) -> str:
+    """A component's label as a setting's name in a sentence, without its "(hint)".
+
+    >>> label_name("Token to inspect (-1 = last)")
+    'Token to inspect'
+    """
+    name = str(label or "This setting")
+    return name.split(" (", 1)[0].strip() or name
+
+
+def announce(note: str) -> str:
+    """Show `note` as a warning pop-up (nothing when it is empty) and return it, so the tab can
+    also put it in its own note line. The one way a tab says what it clamped or cut."""
+    if note:
+        gr.Warning(note)
+    return note
+
+
+def clamp_note(
+    value: Any, lo: float, hi: float, name: str, integer: bool = False
+) -> tuple[float | int, str]:
+    """`value` within [lo, hi], and the sentence saying what was changed ("" when nothing was).
+    NaN and non-numbers raise gr.Error naming the setting.
+
+    >>> clamp_note(999, 0, 36, "Token index", integer=True)
+    (36, 'Token index must be between 0 and 36; used 36 instead of 999.')
+    >>> clamp_note("0.5", 0, 1, "Top-p")
+    (0.5, '')
+    """
     try:
         x = float(value)
     except (TypeError, ValueError):
         raise gr.Error(f"{name} must be a number between {lo:g} and {hi:g}.") from None
     if math.isnan(x):
         raise gr.Error(f"{name} is not a number; set it between {lo:g} and {hi:g}.")
+    note = ""
     if not lo <= x <= hi:
         clamped = min(max(x, lo), hi)
-        gr.Warning(f"{name} must be between {lo:g} and {hi:g}; used {clamped:g} instead of {x:g}.")
+        note = f"{name} must be between {lo:g} and {hi:g}; used {clamped:g} instead of {x:g}."
         x = clamped
-    return int(round(x)) if integer else x
+    return (int(round(x)) if integer else x), note
+
+
+def clamp(value: Any, lo: float, hi: float, name: str, integer: bool = False) -> float | int:
+    """`clamp_note`, its note shown as a warning pop-up (`announce`)."""
+    x, note = clamp_note(value, lo, hi, name, integer)
+    announce(note)
+    return x
+
+
+def cap_text(
+    text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False
+) -> tuple[str, str]:
+    """The text cut to its first `max_chars` characters, and the sentence saying so ("" when
+    it fits). Characters are Python's (an emoji is one, as in every count the tabs show).
+    Missing, empty (unless `allow_empty`) or flooding text (over TEXT_REFUSE_FACTOR x the
+    limit) raises gr.Error.
+
+    >>> cap_text("abcdef", 4)
+    ('abcd', 'Text is 6 characters; the limit is 4, so only the first 4 were used.')
+    """
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise gr.Error(f"{what} must be text.")
+    if not text.strip() and not allow_empty:
+        raise gr.Error(f"{what} is empty: type something first.")
+    if len(text) > max_chars * TEXT_REFUSE_FACTOR:
+        raise gr.Error(
+            f"{what} is {len(text):,} characters; the limit is {max_chars:,}. Shorten it."
+        )
+    if len(text) <= max_chars:
+        return text, ""
+    note = (
+        f"{what} is {len(text):,} characters; the limit is {max_chars:,}, so only the first "
+        f"{max_chars:,} were used."
+    )
+    return text[:max_chars], note
+
+
+def check_text(text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False) -> str:
+    """`cap_text`, its note shown as a warning pop-up (`announce`)."""
+    text, note = cap_text(text, max_chars, what, allow_empty)
+    announce(note)
+    return text
+
+
+def sampling_args(
+    temperature: Any,
+    top_k: Any,
+    top_p: Any,
+    repetition_penalty: Any = 1.0,
+    max_new_tokens: Any = 1,
+    seed: Any = -1,
+    max_new_cap: int = 256,
+) -> dict[str, Any]:
+    """The sampling sliders, checked as `gpt.sampling.SamplingConfig` needs them: each clamped to
+    its slider's range (said), NaN rejected, a temperature between 0 and MIN_TEMPERATURE raised
+    to it (said: 0 means greedy), seed -1 as None (the caller draws one).
+
+    >>> sampling_args(0.8, 40, 0.95, 1.1, 60, 7)["top_k"]
+    40
+    """
+    t = clamp(temperature, 0, 2, "Temperature")
+    if 0 < t < MIN_TEMPERATURE:
+        announce(
+            f"Temperature {t:g} is too low to sample with; used {MIN_TEMPERATURE:g} "
+            "(0 means greedy)."
+        )
+        t = MIN_TEMPERATURE
+    seed = clamp(seed, -1, 2**31 - 1, "Seed", integer=True)
+    return dict(
+        temperature=t,
+        top_k=clamp(top_k, 0, 200, "Top-k", integer=True),
+        top_p=clamp(top_p, 0.05, 1, "Top-p"),
+        repetition_penalty=clamp(repetition_penalty, 1, 2, "Repetition penalty"),
+        max_new_tokens=clamp(max_new_tokens, 1, max_new_cap, "Max new tokens", integer=True),
+        seed=None if seed < 0 else seed,
+    )
+
+
+def _number_payload(component: gr.components.Component, payload: Any) -> Any:
+    """An API caller's value for a number input, or a gr.Error naming the input ("abc" where a
+    number goes would otherwise fail inside Gradio with a generic message)."""
+    name = label_name(component.label)
+    if payload is None:
+        return None
+    if isinstance(payload, str):
+        try:
+            payload = float(payload.strip())
+        except ValueError:
+            raise gr.Error(f"{name} must be a number, not {payload!r}.") from None
+    if isinstance(payload, bool) or not isinstance(payload, int | float):
+        raise gr.Error(f"{name} must be a number, not {type(payload).__name__} {payload!r}.")
+    if math.isnan(payload):
+        raise gr.Error(f"{name} is not a number (NaN); give a number.")
+    if math.isinf(payload) and getattr(component, "precision", None) == 0:
+        raise gr.Error(f"{name} must be a whole number, not {payload}.")
+    return payload
+
+
+def named_errors(component: Any) -> Any:
+    """`component` with its API values checked first, so a bad one gets a message naming the
+    input ("Seed must be a number, not 'abc'.", "Kind: Value: x is not in the list of
+    choices: ...") instead of Gradio's generic "the upstream app raised an exception" or a
+    message that does not say which input. Numbers (gr.Number, gr.Slider) are type-checked;
+    every component's own rejections get its name. Returns the component.
+
+    (This wraps the instance's `preprocess`: a subclass of a Gradio component would write a
+    .pyi stub next to this file on every import.)
+    """
+    original = component.preprocess
+    name = label_name(component.label)
+    numeric = isinstance(component, gr.Number | gr.Slider)
+
+    def preprocess(payload: Any) -> Any:
+        if numeric:
+            payload = _number_payload(component, payload)
+            if payload is None and isinstance(component, gr.Slider):
+                raise gr.Error(f"{name} must be a number, not None.")
+        try:
+            return original(payload)
+        except gr.Error as e:
+            raise gr.Error(f"{name}: {e.message}") from None
+
+    component.preprocess = preprocess
+    return component
+
+
+def number_input(*args: Any, **kwargs: Any) -> gr.Number:
+    """gr.Number(...) whose bad API values are named (`named_errors`)."""
+    return named_errors(gr.Number(*args, **kwargs))
+
+
+def slider_input(*args: Any, **kwargs: Any) -> gr.Slider:
+    """gr.Slider(...) whose bad API values are named (`named_errors`)."""
+    return named_errors(gr.Slider(*args, **kwargs))
+
+
+# --- whitespace made visible ----------------------------------------------------------------------
+
+WHITESPACE = {" ": "·", "\n": "↵", "\t": "⇥", "\r": "␍"}  # a tab is not "→", which text has
+WHITESPACE_LEGEND = "`·` is a space, `↵` a newline, `⇥` a tab"
+_MARKS = str.maketrans(WHITESPACE)
+
+
+def visible(text: str) -> str:
+    r"""A token's text with its whitespace marked (`WHITESPACE`); "∅" when it has none.
+
+    >>> visible(" a\tb → c\n")
+    '·a⇥b·→·c↵'
+    >>> visible("")
+    '∅'
+    """
+    return text.translate(_MARKS) or "∅"
+
+
+# --- the jobs manager's errors --------------------------------------------------------------------
+
+
+@contextmanager
+def job_errors(words: Callable[[str], str] = str) -> Iterator[None]:
+    """Turn the jobs manager's errors into messages for the visitor, each put in the page's
+    `words` first: another visitor's job says what they can do instead, any other JobError is
+    shown as its own sentence.
+
+    >>> with job_errors(str.capitalize):
+    ...     raise JobError("job j1 not found")
+    Traceback (most recent call last):
+    gradio.exceptions.Error: 'Job j1 not found.'
+    """
+    try:
+        yield
+    except NotOwnerError as e:
+        raise gr.Error(
+            f"{words(str(e))}. Start your own job, or use this one's model once it finishes."
+        ) from None
+    except JobError as e:
+        raise gr.Error(f"{words(str(e))}.") from None
 
 
 # --- models ---------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 
 import gradio as gr
@@ -10,15 +12,11 @@ import torch
 from plotly.subplots import make_subplots
 
 from gpt.registry import default_registry
-from gpt.sampling import (
-    MIN_TEMPERATURE,
-    Candidate,
-    SamplingConfig,
-    SamplingError,
-    sampling_stages,
-    stream,
-)
+from gpt.sampling import Candidate, SamplingConfig, SamplingError, sampling_stages, stream
 from pages.common import (
+    Page,
+    Picker,
+    announce,
     check_text,
     clamp,
     friendly_errors,
@@ -26,7 +24,11 @@ from pages.common import (
     model_note,
     model_picker,
     model_status,
+    number_input,
     progress_lines,
+    sampling_args,
+    slider_input,
+    visible,
     wait_model,
 )
 from pages.export import export_files, numbers_box
@@ -45,24 +47,12 @@ EXAMPLES = [
 ]
 
 
-def visible(text: str) -> str:
-    return text.replace(" ", "·").replace("\n", "↵").replace("\t", "→") or "∅"
-
-
-def sampling_args(temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed) -> dict:
-    """Server-side guard of every slider: clamp to its range, reject NaN, say what happened."""
-    t = clamp(temperature, 0, 2, "Temperature")
-    if 0 < t < MIN_TEMPERATURE:
-        t = MIN_TEMPERATURE
-    seed = clamp(seed, -1, 2**31 - 1, "Seed", integer=True)
-    return dict(
-        temperature=t,
-        top_k=clamp(top_k, 0, 200, "Top-k", integer=True),
-        top_p=clamp(top_p, 0.05, 1, "Top-p"),
-        repetition_penalty=clamp(repetition_penalty, 1, 2, "Repetition penalty"),
-        max_new_tokens=clamp(max_new_tokens, 1, MAX_NEW_TOKENS, "Max new tokens", integer=True),
-        seed=None if seed < 0 else seed,
-    )
+STOPPED = "stopped: you pressed Stop"
+FINISH = {
+    "eot": "the model wrote <|endoftext|>",
+    "length": "max new tokens",
+    "stop": "a stop string",
+}
 
 
 def candidates_figure(step: int, event, chosen_text: str) -> go.Figure:
@@ -120,18 +110,35 @@ def generate(
     repetition_penalty: float,
     max_new_tokens: float,
     seed: float,
+    request: gr.Request | None = None,
 ):
-    """Yield (continuation so far, candidates chart or skip, status line or skip) per token."""
+    """Yield (continuation so far, candidates chart or skip, status line or skip, the run) per
+    token. The page's Stop button (`request_stop`) ends the run after the current token, its
+    status saying "stopped: you pressed Stop"."""
     prompt = check_text(prompt, MAX_PROMPT_CHARS, "Prompt")
-    args = sampling_args(temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed)
+    args = sampling_args(
+        temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, MAX_NEW_TOKENS
+    )
+    seed_note = ""
+    if args["seed"] is None:  # -1: draw one, and say which, so the run can be repeated
+        args["seed"] = random.randrange(2**31)
+        seed_note = f" · seed {args['seed']} (drawn for -1)"
     model, tok = yield from progress_lines(
-        wait_model(model_name, TASKS), lambda line: (gr.skip(), gr.skip(), f"Downloading {line}")
+        wait_model(model_name, TASKS),
+        lambda line: (gr.skip(), gr.skip(), f"Downloading {line}", gr.skip()),
     )
     text = ""
     start = time.perf_counter()
     # The last run, kept for the sampling-pipeline view: each step's raw logits, so moving a
     # slider redraws the pipeline without running the model again.
     run = {"prompt_ids": tok.encode(prompt), "tokens": [], "logits": [], "tok": tok, "steps": []}
+    block = getattr(model, "gpt", model).config.block_size
+    if len(run["prompt_ids"]) > block:  # the sampler keeps the prompt's last `block` tokens
+        seed_note += " · " + announce(
+            f"The prompt is {len(run['prompt_ids']):,} tokens; the model reads only its last "
+            f"{block:,} (its context)."
+        )
+    stop = _stop_flag(request)
     try:
         events = stream(model, tok, prompt, n_candidates=N_CANDIDATES, keep_logits=True, **args)
         for step, event in enumerate(events, 1):
@@ -139,23 +146,49 @@ def generate(
             run["tokens"].append(event.token_id)
             run["steps"].append((event.prob, event.candidates))
             run["logits"].append(event.logits)
-            last = event.finish_reason is not None
+            last = event.finish_reason is not None or stop.is_set()
             if step == 1 or last or step % CHART_EVERY == 0:
                 rate = step / max(time.perf_counter() - start, 1e-6)
                 status = f"{step} / {args['max_new_tokens']} tokens · {rate:.0f} tokens/s"
-                if last:
-                    why = {
-                        "eot": "the model wrote <|endoftext|>",
-                        "length": "max new tokens",
-                        "stop": "a stop string",
-                    }[event.finish_reason]
-                    status += f" · stopped: {why}"
+                status += seed_note
+                if event.finish_reason is not None:
+                    status += f" · stopped: {FINISH[event.finish_reason]}"
+                elif last:
+                    status += f" · {STOPPED}"
                 chosen = tok.token_bytes(event.token_id).decode("utf-8", "replace")
                 yield text, candidates_figure(step, event, chosen), status, run
             else:
                 yield text, gr.skip(), gr.skip(), gr.skip()
+            if last:
+                break
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
+    finally:
+        if _stops.get(_session(request)) is stop:
+            del _stops[_session(request)]
+
+
+# One Stop flag per page session with a run in progress (a session runs one at a time).
+_stops: dict[str, threading.Event] = {}
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or ""
+
+
+def _stop_flag(request: gr.Request | None) -> threading.Event:
+    """A fresh Stop flag for this session's run (none to share when there is no session)."""
+    flag = threading.Event()
+    if _session(request):
+        _stops[_session(request)] = flag
+    return flag
+
+
+def request_stop(request: gr.Request):
+    """Stop: the session's run ends after its current token and says so (see `generate`)."""
+    flag = _stops.get(_session(request))
+    if flag is not None:
+        flag.set()
 
 
 def _pipeline_rows(run: dict, step: int, cfg: SamplingConfig):
@@ -277,7 +310,7 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
 
 
 def pipeline_config(temperature, top_k, top_p, repetition_penalty) -> SamplingConfig:
-    args = sampling_args(temperature, top_k, top_p, repetition_penalty, 1, -1)
+    args = sampling_args(temperature, top_k, top_p, repetition_penalty)
     args.pop("max_new_tokens"), args.pop("seed")
     return SamplingConfig(**args)
 
@@ -338,7 +371,7 @@ def first_render(*args):
     yield from generate(*rest, min(16, max_new_tokens or 16), seed)
 
 
-def build(demo: gr.Blocks) -> None:
+def build(demo: gr.Blocks) -> Page:
     with gr.Tab("Generate", id="generate"):
         gr.Markdown(
             "Write a prompt and watch the model continue it token by token. The chart shows the "
@@ -355,7 +388,6 @@ def build(demo: gr.Blocks) -> None:
                     value=EXAMPLES[0][0],
                     lines=3,
                     elem_id="gen-prompt",
-                    max_length=MAX_PROMPT_CHARS,
                 )
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="gen-run")
@@ -369,7 +401,7 @@ def build(demo: gr.Blocks) -> None:
                 )
                 status = gr.Markdown(elem_id="gen-status")
             with gr.Column(scale=2):
-                temperature = gr.Slider(
+                temperature = slider_input(
                     0,
                     2,
                     value=0.8,
@@ -378,7 +410,7 @@ def build(demo: gr.Blocks) -> None:
                     info="0 = greedy (always the most likely token); higher = more surprising",
                     elem_id="gen-temp",
                 )
-                top_k = gr.Slider(
+                top_k = slider_input(
                     0,
                     200,
                     value=40,
@@ -387,7 +419,7 @@ def build(demo: gr.Blocks) -> None:
                     info="keep only the k most likely tokens (0 = off)",
                     elem_id="gen-topk",
                 )
-                top_p = gr.Slider(
+                top_p = slider_input(
                     0.05,
                     1,
                     value=0.95,
@@ -396,7 +428,7 @@ def build(demo: gr.Blocks) -> None:
                     info="keep the fewest tokens whose probabilities sum to p",
                     elem_id="gen-topp",
                 )
-                rep = gr.Slider(
+                rep = slider_input(
                     1,
                     2,
                     value=1.1,
@@ -405,10 +437,10 @@ def build(demo: gr.Blocks) -> None:
                     info="> 1 discourages tokens already used",
                     elem_id="gen-rep",
                 )
-                max_new = gr.Slider(
+                max_new = slider_input(
                     1, MAX_NEW_TOKENS, value=60, step=1, label="Max new tokens", elem_id="gen-max"
                 )
-                seed = gr.Number(
+                seed = number_input(
                     value=0, precision=0, label="Seed (-1 = random)", elem_id="gen-seed"
                 )
         chart = gr.Plot(label="Next-token candidates", elem_id="gen-chart")
@@ -425,7 +457,9 @@ def build(demo: gr.Blocks) -> None:
                 "kept logits, without running the model again. (The repetition penalty and "
                 "÷ temperature commute: both rescale a logit without changing its sign.)"
             )
-            step = gr.Slider(1, MAX_NEW_TOKENS, value=1, step=1, label="Step", elem_id="gen-step")
+            step = slider_input(
+                1, MAX_NEW_TOKENS, value=1, step=1, label="Step", elem_id="gen-step"
+            )
             pipe = gr.Plot(label="Sampling pipeline", elem_id="gen-pipeline")
             pipe_files = numbers_box("Pipeline numbers", "gen-pipe-files")
         inputs = [model, prompt, temperature, top_k, top_p, rep, max_new, seed]
@@ -454,7 +488,7 @@ def build(demo: gr.Blocks) -> None:
             api_visibility="private",
             **redraw,
         )
-        stop.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
+        stop.click(request_stop, None, None, api_visibility="private", queue=False)
         demo.load(
             first_render,
             inputs,
@@ -463,3 +497,4 @@ def build(demo: gr.Blocks) -> None:
             concurrency_id="generate",
             show_progress="hidden",
         ).then(after_run, pipe_inputs, after, api_visibility="private")
+    return Page([Picker("Generate", TASKS, model)])

@@ -18,7 +18,9 @@ from gpt import inside
 from gpt.registry import default_registry
 from pages.attention import model_shape, token_labels
 from pages.common import (
-    check_text,
+    Page,
+    Picker,
+    cap_text,
     friendly_errors,
     get_model,
     model_card_box,
@@ -79,11 +81,11 @@ def token_cap(cfg, view: str, n_tokens: int | None = None) -> int:
 
 def read_text(model, tok, text: str, view: str, name: str) -> tuple[list[int], list[str]]:
     """The text's ids, capped for `view`, and the notes saying so."""
-    text = check_text(text, MAX_CHARS, "Text")
+    text, cut = cap_text(text, MAX_CHARS, "Text")  # said in the note (one event runs each view)
     gpt_model = inside.body(model)
     cap = token_cap(gpt_model.config, view)
     ids = tok.encode(text)
-    notes = [f"**{min(len(ids), cap)}** tokens."]
+    notes = [f"**{min(len(ids), cap)}** tokens.", *([f"**Cut:** {cut}"] if cut else [])]
     if len(ids) > cap:
         why = (
             f"the context of {name}"
@@ -839,7 +841,7 @@ def first_surprisal(model_name: str, text: str):
     return surprisal(model_name, text)
 
 
-def build(demo: gr.Blocks) -> None:
+def build(demo: gr.Blocks) -> Page:
     with gr.Tab("Inside", id="inside"):
         gr.Markdown(
             "Look inside a language model: what it would predict after each layer (the *logit "
@@ -854,9 +856,7 @@ def build(demo: gr.Blocks) -> None:
         model_card_box(model, "ins-card")
         with gr.Accordion("Caps for big models", open=False, elem_id="ins-caps-box"):
             gr.Markdown(caps_markdown(), elem_id="ins-caps")
-        text = gr.Textbox(
-            label="Text", value=EXAMPLE, lines=3, elem_id="ins-text", max_length=MAX_CHARS
-        )
+        text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="ins-text")
         with gr.Row():
             target = gr.Textbox(
                 label="Token to follow through the layers (blank: the model's own guess)",
@@ -1009,3 +1009,4 @@ def build(demo: gr.Blocks) -> None:
         ).then(first_render, *lens_io, api_visibility="private", **quiet).then(
             first_surprisal, *surprisal_io, api_visibility="private", **quiet
         )
+    return Page([Picker("Inside", TASKS, model)])

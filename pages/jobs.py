@@ -7,7 +7,9 @@ plain `JobStatus` objects (a `gr.Timer`, active while a job is queued or running
 from __future__ import annotations
 
 import math
+import re
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,22 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gpt.jobs import JobError, JobManager, JobStatus, NotOwnerError, scrub
+from gpt.jobs import JobError, JobManager, JobStatus, scrub
 from gpt.metrics import majority_accuracy
 from gpt.names import is_name
 from gpt.registry import default_registry
 from gpt.sources import SOURCES, availability
-from pages.common import esc, friendly_errors, model_card_box, model_choices
+from pages.common import (
+    Page,
+    Picker,
+    esc,
+    friendly_errors,
+    job_errors,
+    model_card_box,
+    model_choices,
+    named_errors,
+    number_input,
+)
 from pages.visitors import ensure_token, is_admin, owner_of, who
 
 KINDS = [
@@ -58,13 +70,36 @@ NO_IDENTITY = (
     "(API clients pass a token of 32+ random URL-safe characters)."
 )
 EMPTY = "### No jobs yet — start one above\nYour jobs, their progress and loss curves show up here."
-TAB_TASKS = {  # the other tabs' model pickers (elem_id) and the tasks each one lists
-    "att-model": ("Attention", ("lm", "instruct")),
-    "gen-model": ("Generate", ("lm", "instruct")),
-    "clf-model": ("Spam classifier", ("classify",)),
-    "chat-model": ("Chat", ("instruct",)),
-    "ins-model": ("Inside", ("lm", "instruct")),
+STATE_WORDS = {  # "Job j3 has succeeded", never "is succeeded"
+    "queued": "is queued",
+    "running": "is running",
+    "succeeded": "has succeeded",
+    "failed": "has failed",
+    "cancelled": "was cancelled",
+    "interrupted": "was interrupted",
 }
+
+
+def a_job(kind: str) -> str:
+    """A job kind in a sentence, with the right article.
+
+    >>> a_job("instruct"), a_job("lm"), a_job("classify")
+    ('an instruction job', 'a language-model job', 'a classifier job')
+    """
+    name = KIND_NAMES.get(kind, kind)
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name} job"
+
+
+def job_message(text: str) -> str:
+    """A jobs manager's message as a sentence for the page: capitalised, states in words.
+
+    >>> job_message("job j1 is succeeded; only queued or running jobs cancel")
+    'Job j1 has succeeded; only queued or running jobs cancel'
+    """
+    text = re.sub(
+        r"\bis (" + "|".join(STATE_WORDS) + r")\b", lambda m: STATE_WORDS[m.group(1)], text
+    )
+    return text[:1].upper() + text[1:]
 
 
 # --- choices ------------------------------------------------------------------------------------
@@ -126,7 +161,7 @@ def resolve_base(name: Any, kind: str) -> str:
     entries = {e.name: e for e in default_registry().entries(BASE_TASKS[kind])}
     if name not in entries:
         known = ", ".join(entries) or "none"
-        raise gr.Error(f"Base model {name!r} does not fit a {kind} job; pick one of: {known}.")
+        raise gr.Error(f"Base model {name!r} does not fit {a_job(kind)}; pick one of: {known}.")
     if is_name(name):  # the job runner resolves it (a job:<id> with its manager)
         return name
     return entries[name].location
@@ -140,7 +175,7 @@ def check_upload(upload: Any, kind: str) -> Path:
         raise gr.Error("The upload did not arrive; upload the file again.")
     if path.suffix.lower() not in UPLOAD_TYPES[kind]:
         raise gr.Error(
-            f"A {kind} job reads {UPLOAD_HELP[kind]}; {path.name!r} is not one. "
+            f"{a_job(kind).capitalize()} reads {UPLOAD_HELP[kind]}; {path.name!r} is not one. "
             "Pick another file or another kind."
         )
     size = path.stat().st_size
@@ -185,7 +220,7 @@ def start_job(
         "epochs": number(epochs, 0.1, 20, "Epochs"),
         "lr": number(lr, 1e-6, 1e-2, "Learning rate", " Try 5e-5 (full) or 3e-4 (LoRA)."),
         "batch_size": int(number(batch_size, 1, 64, "Batch size")),
-        "eval_every": int(number(eval_every, 1, 10_000, "Eval every")),
+        "eval_every": int(number(eval_every, 1, 10_000, "Evaluate every N steps")),
     }
     steps = int(number(max_steps, 0, 100_000, "Max steps", " 0 lets the epochs decide."))
     capped = ""
@@ -217,12 +252,12 @@ def start_job(
         spec["data"] = data
     else:
         names = ", ".join(v for _, v in data_choices(kind))
-        raise gr.Error(f"Data {data!r} does not fit a {kind} job; choose one of: {names}.")
+        raise gr.Error(f"Data {data!r} does not fit {a_job(kind)}; choose one of: {names}.")
     try:
         job_id = manager.submit(spec, owner=owner)
     except JobError as e:
-        msg = str(e)
-        if upload_path is not None:
+        msg = job_message(str(e))
+        if upload_path is not None and str(upload_path) in msg:  # the file is what is wrong
             msg = msg.replace(str(upload_path), upload_path.name)
             raise gr.Error(
                 f"{msg}. Fix the file (it needs {UPLOAD_HELP[kind]}) and upload it again."
@@ -274,21 +309,13 @@ def _job_id(job_id: Any) -> str:
     return job_id
 
 
-def _denied(e: NotOwnerError) -> gr.Error:
-    return gr.Error(f"{e}. Start your own job, or use this one's model once it finishes.")
-
-
 @friendly_errors
 def cancel_job(
     manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
 ) -> str:
     """Cancel the job as `actor` (an owner string; `admin` may act on any job)."""
-    try:
+    with job_errors(job_message):
         status = manager.cancel(_job_id(job_id), actor, admin)
-    except NotOwnerError as e:
-        raise _denied(e) from None
-    except JobError as e:
-        raise gr.Error(f"{e}.") from None
     return f"Job **{status.id}** cancelled at step {status.step}; {resume_hint(manager, status.id)}"
 
 
@@ -303,13 +330,9 @@ def resume_hint(manager: JobManager, job_id: str, sentence: bool = False) -> str
 def resume_job(
     manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
 ) -> str:
-    try:
+    with job_errors(job_message):
         manager.resume(_job_id(job_id), actor, admin)
         status = manager.get(job_id)
-    except NotOwnerError as e:
-        raise _denied(e) from None
-    except JobError as e:
-        raise gr.Error(f"{e}.") from None
     note = f" ({status.note})" if status.note else ""
     return f"Job **{job_id}** resumed{note}."
 
@@ -318,41 +341,40 @@ def resume_job(
 def delete_job(
     manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
 ) -> str:
-    try:
+    with job_errors(job_message):
         manager.delete(_job_id(job_id), actor, admin)
-    except NotOwnerError as e:
-        raise _denied(e) from None
-    except JobError as e:
-        raise gr.Error(f"{e}.") from None
     default_registry().remove(f"job:{job_id}")  # drop a cached copy of its model
     return f"Job **{job_id}** deleted with its files."
 
 
 @friendly_errors
-def open_in_tabs(manager: JobManager, job_id: str) -> list[Any]:
-    """(message, then one update per other tab's picker): `job:<id>` where its task fits."""
-    try:
+def open_in_tabs(
+    manager: JobManager, job_id: str, pickers: list[Picker]
+) -> tuple[str, dict[gr.Dropdown, Any]]:
+    """(message, an update per picker whose tasks fit the job: `job:<id>` picked in it)."""
+    with job_errors(job_message):
         status = manager.get(_job_id(job_id))
-    except JobError as e:
-        raise gr.Error(f"{e}.") from None
     if status.model_path is None:
-        raise gr.Error(f"Job {job_id} is {status.state}; its model is ready once it succeeds.")
+        if status.state == "succeeded":
+            raise gr.Error(f"Job {job_id} has succeeded but kept no model.")
+        raise gr.Error(
+            f"Job {job_id} {STATE_WORDS.get(status.state, status.state)}; its model is ready "
+            "once it succeeds."
+        )
     name = f"job:{job_id}"
     entry = next((e for e in default_registry().entries() if e.name == name), None)
     if entry is None:
         raise gr.Error(f"{name} is not in the model list yet; try again in a second.")
-    updates, tabs = [], []
-    for _elem_id, (tab, tasks) in TAB_TASKS.items():
-        if entry.task in tasks:
-            updates.append(gr.Dropdown(choices=model_choices(tasks), value=name))
-            tabs.append(f"**{tab}**")
-        else:
-            updates.append(gr.skip())
+    fits = [p for p in pickers if entry.task in p.tasks]
+    if not fits:
+        raise gr.Error(f"No other tab takes {name}, the model of {a_job(entry.task)}.")
+    updates = {p.dropdown: gr.Dropdown(choices=model_choices(p.tasks), value=name) for p in fits}
+    tabs = list(dict.fromkeys(f"**{p.tab}**" for p in fits))
     where = ", ".join(tabs[:-1]) + " and " + tabs[-1] if len(tabs) > 1 else tabs[0]
     plural = "s" if len(tabs) > 1 else ""
     msg = f"Picked **{name}** in the {where} tab{plural}: open it in the tab bar at the top."
     gr.Info(msg.replace("**", ""))
-    return [msg, *updates]
+    return msg, updates
 
 
 # --- the list and the curves --------------------------------------------------------------------
@@ -605,28 +627,48 @@ def shown_log(manager: JobManager, job: JobStatus, me: str | None, admin: bool) 
     return scrub(manager.log(job.id), manager.job_dir(job.id))
 
 
+@dataclass
+class JobsView:
+    """The components the list redraws on every refresh (`refresh` returns one update each)."""
+
+    empty: gr.Markdown  # "No jobs yet", shown while there are none
+    table: gr.Dataframe
+    picked: gr.Dropdown  # the selected job
+    info: gr.Markdown  # its details
+    plot: gr.Plot  # its curves
+    seen: gr.State  # what the plot shows, so it is re-sent only when the job moved on
+    timer: gr.Timer  # ticks while a job is queued or running
+    log: gr.Code
+
+    def outputs(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
 def refresh(
-    manager: JobManager, selected: Any, seen: Any, me: str | None = None, admin: bool = False
-):
-    """Everything the list shows, for the timer: (empty note, table, job picker, details, plot,
-    what the plot shows, timer, log). The plot is re-sent only when the selected job moved on.
-    `me` (an owner) and `admin` decide what multi-user mode shows."""
+    manager: JobManager,
+    view: JobsView,
+    selected: Any,
+    seen: Any,
+    me: str | None = None,
+    admin: bool = False,
+) -> dict[Any, Any]:
+    """Everything the list shows, for the timer: an update per component of `view`. The plot is
+    re-sent only when the selected job moved on. `me` (an owner) and `admin` decide what
+    multi-user mode shows."""
     jobs = manager.list()
     owners = manager.multiuser
-    active = any(s.active for s in jobs)
-    timer = gr.Timer(active=active)
+    timer = gr.Timer(active=any(s.active for s in jobs))
     if not jobs:
-        return (
-            gr.Markdown(visible=True),
-            gr.Dataframe(value=job_rows([], me, owners), visible=False),
-            gr.Dropdown(choices=[], value=None),
-            "",
-            gr.Plot(value=None, visible=False),
-            None,
-            timer,
-            "",
-        )
-    ids = [s.id for s in jobs]
+        return {
+            view.empty: gr.Markdown(visible=True),
+            view.table: gr.Dataframe(value=job_rows([], me, owners), visible=False),
+            view.picked: gr.Dropdown(choices=[], value=None),
+            view.info: "",
+            view.plot: gr.Plot(value=None, visible=False),
+            view.seen: None,
+            view.timer: timer,
+            view.log: "",
+        }
     job = next((s for s in jobs if s.id == selected), jobs[0])
     metrics = manager.metrics(job.id)
     key = [job.id, job.state, job.step, len(metrics["evals"]), len(metrics["steps"])]
@@ -639,21 +681,17 @@ def refresh(
         (f"{s.id} · {s.kind} · {s.state}" + (f" · {who(s.owner, me)}" if owners else ""), s.id)
         for s in jobs
     ]
-    return (
-        gr.Markdown(visible=False),
-        gr.Dataframe(value=job_rows(jobs, me, owners), visible=True),
-        gr.Dropdown(choices=choices, value=job.id if job.id in ids else None),
-        details(
-            job,
-            metrics,
-            manager.job_dir(job.id) if owners else None,
-            resume_hint(manager, job.id, sentence=True),
-        ),
-        plot,
-        key,
-        timer,
-        shown_log(manager, job, me, admin),
-    )
+    resume = resume_hint(manager, job.id, sentence=True)
+    return {
+        view.empty: gr.Markdown(visible=False),
+        view.table: gr.Dataframe(value=job_rows(jobs, me, owners), visible=True),
+        view.picked: gr.Dropdown(choices=choices, value=job.id),
+        view.info: details(job, metrics, manager.job_dir(job.id) if owners else None, resume),
+        view.plot: plot,
+        view.seen: key,
+        view.timer: timer,
+        view.log: shown_log(manager, job, me, admin),
+    }
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -675,17 +713,180 @@ def limits_text(manager: JobManager) -> str:
     return " ".join(parts)
 
 
+@dataclass
+class JobForm:
+    """The start form's inputs, in `start_job`'s order (`inputs()`)."""
+
+    kind: gr.Dropdown
+    base: gr.Dropdown
+    data: gr.Dropdown
+    upload: gr.File
+    method: gr.Dropdown
+    epochs: gr.Number
+    lr: gr.Dropdown
+    batch_size: gr.Number
+    max_steps: gr.Number
+    eval_every: gr.Number
+
+    def inputs(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def job_form() -> JobForm:
+    """The form: kind, base model and method; data or an upload; epochs and learning rate; the
+    advanced settings."""
+    first_kind = KINDS[0][1]
+    bases = base_choices(first_kind)
+    with gr.Group():
+        with gr.Row():
+            kind = named_errors(
+                gr.Dropdown(
+                    KINDS, value=first_kind, label="Kind", elem_id="job-kind", interactive=True
+                )
+            )
+            base = gr.Dropdown(
+                bases,
+                value=bases[0][1] if bases else None,
+                label="Base model",
+                elem_id="job-base",
+                interactive=True,
+                allow_custom_value=True,  # finished jobs appear at run time
+            )
+            method = named_errors(
+                gr.Dropdown(
+                    METHODS, value="full", label="Method", elem_id="job-method", interactive=True
+                )
+            )
+        model_card_box(base, "job-base-card", "About the base model")
+        with gr.Row(equal_height=True):
+            data = gr.Dropdown(
+                data_choices(first_kind),
+                value="bundled",
+                label="Data",
+                info=data_info(first_kind),
+                elem_id="job-data",
+                interactive=True,
+                allow_custom_value=True,  # the choices change with the kind; checked on start
+                scale=2,
+            )
+            upload = gr.File(
+                label="Upload (TSV/CSV, JSON/JSONL or TXT, ≤ 20 MB)",
+                file_types=[".txt", ".tsv", ".csv", ".json", ".jsonl"],
+                type="filepath",
+                elem_id="job-upload",
+                height=120,
+                scale=1,
+            )
+        with gr.Row():
+            epochs = number_input(
+                value=1,
+                step=0.5,
+                label="Epochs",
+                info="0.1 to 20 passes over the training split",
+                elem_id="job-epochs",
+            )
+            lr = gr.Dropdown(
+                LEARNING_RATES,
+                value="5e-5",
+                label="Learning rate",
+                info="1e-6 to 1e-2; pick one or type a value like 2e-4",
+                allow_custom_value=True,
+                elem_id="job-lr",
+                interactive=True,
+            )
+        with gr.Accordion("Advanced", open=False, elem_id="job-advanced"), gr.Row():
+            batch_size = number_input(
+                value=8,
+                precision=0,
+                label="Batch size (1–64)",
+                info="examples per step: larger is steadier, each step slower",
+                elem_id="job-batch",
+            )
+            max_steps = number_input(
+                value=0,
+                precision=0,
+                label="Max steps (0 = set by epochs)",
+                info="stops the job after this many steps, whatever the epochs say",
+                elem_id="job-max-steps",
+            )
+            eval_every = number_input(
+                value=50,
+                precision=0,
+                label="Evaluate every N steps",
+                info="checkpoints: at each evaluation and every 5 min; a crash loses no more",
+                elem_id="job-eval",
+            )
+    return JobForm(kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every)
+
+
+@dataclass
+class JobActions:
+    """The buttons acting on the selected job, and the admin token they may carry."""
+
+    cancel: gr.Button
+    resume: gr.Button
+    delete: gr.Button
+    use: gr.Button
+    refresh: gr.Button
+    admin: gr.Textbox
+
+
+def job_list(manager: JobManager) -> tuple[JobsView, JobActions]:
+    """The jobs table, the selected job with its buttons, its details, curves and log."""
+    gr.Markdown("## Jobs")
+    empty = gr.Markdown(EMPTY, elem_id="job-empty")
+    table = gr.Dataframe(
+        value=job_rows([]),
+        headers=COLUMNS,
+        interactive=False,
+        visible=False,
+        elem_id="job-table",
+        wrap=True,
+    )
+    with gr.Row(equal_height=True):
+        picked = gr.Dropdown(
+            [],
+            label="Selected job",
+            elem_id="job-picked",
+            allow_custom_value=True,
+            interactive=True,
+            scale=3,
+        )
+        cancel = gr.Button("Cancel", variant="stop", elem_id="job-cancel", scale=1)
+        resume = gr.Button("Resume", elem_id="job-resume", scale=1)
+        delete = gr.Button("Delete", elem_id="job-delete", scale=1)
+        use = gr.Button("Open in other tabs", elem_id="job-use", scale=2)
+        refresh_btn = gr.Button("Refresh", elem_id="job-refresh", scale=1)
+    admin = gr.Textbox(
+        "",
+        label="Admin token",
+        type="password",
+        info="manage every visitor's job (GPT2LAB_ADMIN_TOKEN)",
+        elem_id="job-admin",
+        visible=manager.multiuser,
+    )
+    info = gr.Markdown(elem_id="job-details")
+    plot = gr.Plot(label="Training curves", elem_id="job-plot", visible=False)
+    with gr.Accordion("Log (last 40 lines)", open=False, elem_id="job-log-box"):
+        log = gr.Code(value="", language=None, interactive=False, elem_id="job-log")
+    view = JobsView(
+        empty, table, picked, info, plot, gr.State(None), gr.Timer(1.0, active=False), log
+    )
+    return view, JobActions(cancel, resume, delete, use, refresh_btn, admin)
+
+
+QUIET = dict(api_visibility="private", show_progress="hidden", concurrency_limit=None)
+
+
 def build(
     demo: gr.Blocks,
     manager: JobManager,
-    pickers: dict[str, gr.Dropdown],
+    pickers: list[Picker],
     token: gr.BrowserState | None = None,
-) -> None:
-    """The Fine-tune tab. `pickers` maps the other tabs' model-picker elem_ids (TAB_TASKS) to
-    their dropdowns, for "Open in other tabs"; `token` is the page's browser token
-    (`pages.visitors.token_state`), made here when not given."""
-    first_kind = KINDS[0][1]
-    bases = base_choices(first_kind)
+) -> Page:
+    """The Fine-tune tab. `pickers` are the other tabs' model pickers (their `Page`s), for "Open
+    in other tabs"; `token` is the page's browser token (`pages.visitors.token_state`), made
+    here when not given."""
     with gr.Tab("Fine-tune", id="jobs"):
         gr.Markdown(
             "Fine-tune a model in the background: jobs run one at a time in their own process, "
@@ -695,250 +896,155 @@ def build(
             gr.Markdown(limits_text(manager), elem_id="job-limits", elem_classes="note")
         if token is None:
             token = gr.BrowserState("")
-        with gr.Group():
-            with gr.Row():
-                kind = gr.Dropdown(
-                    KINDS, value=first_kind, label="Kind", elem_id="job-kind", interactive=True
-                )
-                base = gr.Dropdown(
-                    bases,
-                    value=bases[0][1] if bases else None,
-                    label="Base model",
-                    elem_id="job-base",
-                    interactive=True,
-                    allow_custom_value=True,  # finished jobs appear at run time
-                )
-                method = gr.Dropdown(
-                    METHODS, value="full", label="Method", elem_id="job-method", interactive=True
-                )
-            model_card_box(base, "job-base-card", "About the base model")
-            with gr.Row(equal_height=True):
-                data = gr.Dropdown(
-                    data_choices(first_kind),
-                    value="bundled",
-                    label="Data",
-                    info=data_info(first_kind),
-                    elem_id="job-data",
-                    interactive=True,
-                    allow_custom_value=True,  # the choices change with the kind; checked on start
-                    scale=2,
-                )
-                upload = gr.File(
-                    label="Upload (TSV/CSV, JSON/JSONL or TXT, ≤ 20 MB)",
-                    file_types=[".txt", ".tsv", ".csv", ".json", ".jsonl"],
-                    type="filepath",
-                    elem_id="job-upload",
-                    height=120,
-                    scale=1,
-                )
-            with gr.Row():
-                epochs = gr.Number(
-                    value=1,
-                    step=0.5,
-                    label="Epochs",
-                    info="0.1 to 20 passes over the training split",
-                    elem_id="job-epochs",
-                )
-                lr = gr.Dropdown(
-                    LEARNING_RATES,
-                    value="5e-5",
-                    label="Learning rate",
-                    info="1e-6 to 1e-2; pick one or type a value like 2e-4",
-                    allow_custom_value=True,
-                    elem_id="job-lr",
-                    interactive=True,
-                )
-            with gr.Accordion("Advanced", open=False, elem_id="job-advanced"), gr.Row():
-                batch_size = gr.Number(
-                    value=8,
-                    precision=0,
-                    label="Batch size (1–64)",
-                    info="examples per step: larger is steadier, each step slower",
-                    elem_id="job-batch",
-                )
-                max_steps = gr.Number(
-                    value=0,
-                    precision=0,
-                    label="Max steps (0 = set by epochs)",
-                    info="stops the job after this many steps, whatever the epochs say",
-                    elem_id="job-max-steps",
-                )
-                eval_every = gr.Number(
-                    value=50,
-                    precision=0,
-                    label="Evaluate every N steps",
-                    info="checkpoints: at each evaluation and every 5 min; a crash loses no more",
-                    elem_id="job-eval",
-                )
+        form = job_form()
         start = gr.Button("Start job", variant="primary", elem_id="job-start")
         message = gr.Markdown(elem_id="job-msg")
         estimate = gr.Markdown(elem_id="job-estimate")
+        view, actions = job_list(manager)
+    wire_form(manager, form, start, message, estimate, view, actions, token)
+    wire_list(demo, manager, pickers, message, view, actions, token)
+    return Page()
 
-        gr.Markdown("## Jobs")
-        empty = gr.Markdown(EMPTY, elem_id="job-empty")
-        table = gr.Dataframe(
-            value=job_rows([]),
-            headers=COLUMNS,
-            interactive=False,
-            visible=False,
-            elem_id="job-table",
-            wrap=True,
+
+def list_watcher(manager: JobManager, view: JobsView, actions: JobActions, token: Any):
+    """(do_refresh, its inputs): the event function that redraws `view`."""
+
+    def do_refresh(
+        selected, last, visitor_token, admin_token, profile: gr.OAuthProfile | None = None
+    ):
+        me = owner_of(visitor_token, profile)
+        return refresh(manager, view, selected, last, me, is_admin(admin_token))
+
+    return do_refresh, [view.picked, view.seen, token, actions.admin]
+
+
+def wire_form(
+    manager: JobManager,
+    form: JobForm,
+    start: gr.Button,
+    message: gr.Markdown,
+    estimate: gr.Markdown,
+    view: JobsView,
+    actions: JobActions,
+    token: Any,
+) -> None:
+    """The form's events: the kind narrows base and data, an upload picks "upload", Start
+    submits (`/start_job`), then estimates the time and redraws the list."""
+    do_refresh, watch = list_watcher(manager, view, actions, token)
+    private = dict(api_visibility="private", queue=False)
+    form.kind.change(on_kind, form.kind, [form.base, form.data], api_visibility="private")
+    form.upload.upload(lambda: "upload", None, form.data, **private)
+    form.base.focus(
+        lambda k, b: gr.Dropdown(choices=base_choices(k), value=b),
+        [form.kind, form.base],
+        form.base,
+        **private,
+    )
+    form.data.focus(  # an online source's availability follows the network check
+        lambda k, d: gr.Dropdown(choices=data_choices(k), value=d),
+        [form.kind, form.data],
+        form.data,
+        **private,
+    )
+
+    def do_start(
+        kind,
+        base,
+        data,
+        upload,
+        method,
+        epochs,
+        lr,
+        batch_size,
+        max_steps,
+        eval_every,
+        visitor_token=None,
+        profile: gr.OAuthProfile | None = None,
+    ):
+        owner = owner_of(visitor_token, profile)
+        settings = (epochs, lr, batch_size, max_steps, eval_every)
+        return start_job(manager, kind, base, data, upload, method, *settings, owner=owner)
+
+    started = start.click(
+        do_start,
+        [*form.inputs(), token],
+        [message, view.picked],
+        api_name="start_job",
+        concurrency_limit=1,
+    )
+    started.then(do_refresh, watch, view.outputs(), **QUIET)
+    started.success(lambda job_id: estimate_job(manager, job_id), view.picked, estimate, **QUIET)
+
+
+def wire_list(
+    demo: gr.Blocks,
+    manager: JobManager,
+    pickers: list[Picker],
+    message: gr.Markdown,
+    view: JobsView,
+    actions: JobActions,
+    token: Any,
+) -> None:
+    """The list's events: cancel, resume, delete, open in other tabs, refresh (each redraws the
+    list), the row picked, the timer, and the first draw on page load."""
+    do_refresh, watch = list_watcher(manager, view, actions, token)
+
+    def after(event):
+        event.then(do_refresh, watch, view.outputs(), **QUIET)
+
+    def do_cancel(
+        job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
+    ):
+        me = owner_of(visitor_token, profile)
+        return cancel_job(manager, job_id, me, is_admin(admin_token))
+
+    def do_resume(
+        job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
+    ):
+        me = owner_of(visitor_token, profile)
+        return resume_job(manager, job_id, me, is_admin(admin_token))
+
+    def do_delete(
+        job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
+    ):
+        if job_id is None:  # the browser's confirm was declined
+            return "Nothing deleted."
+        me = owner_of(visitor_token, profile)
+        return delete_job(manager, job_id, me, is_admin(admin_token))
+
+    def do_list(visitor_token=None, profile: gr.OAuthProfile | None = None):
+        return list_jobs(manager, owner_of(visitor_token, profile))
+
+    act = [view.picked, token, actions.admin]
+    after(actions.cancel.click(do_cancel, act, message, api_name="cancel_job"))
+    after(actions.resume.click(do_resume, act, message, api_name="resume_job"))
+    # Delete asks first (in the browser; an API call is its own confirmation)
+    after(
+        actions.delete.click(
+            do_delete,
+            act,
+            message,
+            api_name="delete_job",
+            js="(j, t, a) => confirm('Delete job ' + j + ' and its files?') ? [j, t, a] : "
+            "[null, t, a]",
         )
-        with gr.Row(equal_height=True):
-            picked = gr.Dropdown(
-                [],
-                label="Selected job",
-                elem_id="job-picked",
-                allow_custom_value=True,
-                interactive=True,
-                scale=3,
-            )
-            cancel = gr.Button("Cancel", variant="stop", elem_id="job-cancel", scale=1)
-            resume = gr.Button("Resume", elem_id="job-resume", scale=1)
-            delete = gr.Button("Delete", elem_id="job-delete", scale=1)
-            use = gr.Button("Open in other tabs", elem_id="job-use", scale=2)
-            refresh_btn = gr.Button("Refresh", elem_id="job-refresh", scale=1)
-        admin = gr.Textbox(
-            "",
-            label="Admin token",
-            type="password",
-            info="manage every visitor's job (GPT2LAB_ADMIN_TOKEN)",
-            elem_id="job-admin",
-            visible=manager.multiuser,
-        )
-        info = gr.Markdown(elem_id="job-details")
-        plot = gr.Plot(label="Training curves", elem_id="job-plot", visible=False)
-        with gr.Accordion("Log (last 40 lines)", open=False, elem_id="job-log-box"):
-            log = gr.Code(value="", language=None, interactive=False, elem_id="job-log")
-        seen = gr.State(None)
-        timer = gr.Timer(1.0, active=False)
+    )
+    after(
+        actions.refresh.click(do_list, token, view.table, api_name="jobs", concurrency_limit=None)
+    )
 
-        view = [empty, table, picked, info, plot, seen, timer, log]
-        quiet = dict(api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    def do_open(job_id):
+        msg, updates = open_in_tabs(manager, job_id, pickers)
+        return {message: msg, **updates}
 
-        def do_refresh(
-            selected, last, visitor_token, admin_token, profile: gr.OAuthProfile | None = None
-        ):
-            return refresh(
-                manager, selected, last, owner_of(visitor_token, profile), is_admin(admin_token)
-            )
+    targets = list(dict.fromkeys([message, *(p.dropdown for p in pickers)]))
+    actions.use.click(do_open, view.picked, targets, api_name="open_job_model")
 
-        watch = [picked, seen, token, admin]
+    def on_select(evt: gr.SelectData):
+        return evt.row_value[0] if evt.row_value else gr.skip()
 
-        def after(event):
-            event.then(do_refresh, watch, view, **quiet)
-
-        kind.change(on_kind, kind, [base, data], api_visibility="private")
-        upload.upload(lambda: "upload", None, data, api_visibility="private", queue=False)
-        base.focus(
-            lambda k, b: gr.Dropdown(choices=base_choices(k), value=b),
-            [kind, base],
-            base,
-            api_visibility="private",
-            queue=False,
-        )
-        data.focus(  # an online source's availability follows the network check
-            lambda k, d: gr.Dropdown(choices=data_choices(k), value=d),
-            [kind, data],
-            data,
-            api_visibility="private",
-            queue=False,
-        )
-
-        def do_start(
-            kind,
-            base,
-            data,
-            upload,
-            method,
-            epochs,
-            lr,
-            batch_size,
-            max_steps,
-            eval_every,
-            visitor_token=None,
-            profile: gr.OAuthProfile | None = None,
-        ):
-            return start_job(
-                manager,
-                kind,
-                base,
-                data,
-                upload,
-                method,
-                epochs,
-                lr,
-                batch_size,
-                max_steps,
-                eval_every,
-                owner=owner_of(visitor_token, profile),
-            )
-
-        form = [kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every]
-        started = start.click(
-            do_start, [*form, token], [message, picked], api_name="start_job", concurrency_limit=1
-        )
-        after(started)
-
-        def do_estimate(job_id):
-            return estimate_job(manager, job_id)
-
-        started.success(do_estimate, picked, estimate, **quiet)
-
-        def do_cancel(
-            job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
-        ):
-            return cancel_job(
-                manager, job_id, owner_of(visitor_token, profile), is_admin(admin_token)
-            )
-
-        def do_resume(
-            job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
-        ):
-            return resume_job(
-                manager, job_id, owner_of(visitor_token, profile), is_admin(admin_token)
-            )
-
-        def do_delete(
-            job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
-        ):
-            if job_id is None:  # the browser's confirm was declined
-                return "Nothing deleted."
-            return delete_job(
-                manager, job_id, owner_of(visitor_token, profile), is_admin(admin_token)
-            )
-
-        def do_list(visitor_token=None, profile: gr.OAuthProfile | None = None):
-            return list_jobs(manager, owner_of(visitor_token, profile))
-
-        act = [picked, token, admin]
-        after(cancel.click(do_cancel, act, message, api_name="cancel_job"))
-        after(resume.click(do_resume, act, message, api_name="resume_job"))
-        # Delete asks first (in the browser; an API call is its own confirmation)
-        after(
-            delete.click(
-                do_delete,
-                act,
-                message,
-                api_name="delete_job",
-                js="(j, t, a) => confirm('Delete job ' + j + ' and its files?') ? [j, t, a] : "
-                "[null, t, a]",
-            )
-        )
-        after(refresh_btn.click(do_list, token, table, api_name="jobs", concurrency_limit=None))
-
-        others = [pickers[elem_id] for elem_id in TAB_TASKS]
-
-        def do_open(job_id):
-            return open_in_tabs(manager, job_id)
-
-        use.click(do_open, picked, [message, *others], api_name="open_job_model")
-
-        def on_select(evt: gr.SelectData):
-            return evt.row_value[0] if evt.row_value else gr.skip()
-
-        after(table.select(on_select, None, picked, api_visibility="private"))
-        picked.input(do_refresh, watch, view, **quiet)
-        timer.tick(do_refresh, watch, view, **quiet)
-        loaded = demo.load(ensure_token, token, token, **quiet)  # a new visitor gets a token
-        loaded.then(do_refresh, watch, view, **quiet)
+    after(view.table.select(on_select, None, view.picked, api_visibility="private"))
+    view.picked.input(do_refresh, watch, view.outputs(), **QUIET)
+    view.timer.tick(do_refresh, watch, view.outputs(), **QUIET)
+    loaded = demo.load(ensure_token, token, token, **QUIET)  # a new visitor gets a token
+    loaded.then(do_refresh, watch, view.outputs(), **QUIET)

@@ -17,9 +17,23 @@ from pathlib import Path
 
 import gradio as gr
 
+from gpt.bpe import TrainingError
 from gpt.config import STARTER_DIR
 from gpt.tokenizer import Tokenizer, TokenizerNotFoundError, gpt2_tokenizer
-from pages.common import check_text, clamp, esc, friendly_errors
+from pages.common import (
+    WHITESPACE,
+    WHITESPACE_LEGEND,
+    Page,
+    announce,
+    cap_text,
+    check_text,
+    clamp_note,
+    esc,
+    friendly_errors,
+    named_errors,
+    number_input,
+    slider_input,
+)
 
 MAX_CHARS = 20_000
 MAX_WORD_CHARS = 64
@@ -96,10 +110,14 @@ def ours_label() -> str:
 
 
 def visible(text: str) -> str:
-    """HTML of a token's text with whitespace made visible (· space, ↵ newline, → tab)."""
-    marks = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
+    """HTML of a token's text with whitespace made visible (`pages.common.WHITESPACE`).
+
+    >>> visible("a b")
+    'a<span class="tok-ws">·</span>b'
+    """
     return "".join(
-        f'<span class="tok-ws">{marks[ch]}</span>' if ch in marks else esc(ch) for ch in text
+        f'<span class="tok-ws">{WHITESPACE[ch]}</span>' if ch in WHITESPACE else esc(ch)
+        for ch in text
     )
 
 
@@ -173,17 +191,19 @@ def counts_md(name: str, ids: list[int], text: str) -> str:
 
 @friendly_errors
 def tokenize(text: str, show_ids: bool = False) -> tuple[str, str, str, str, str]:
-    """GPT-2's tokens (HTML), its counts, its ids, and the same two for our BPE."""
-    text = check_text(text, MAX_CHARS, "Text", allow_empty=True)
+    """GPT-2's tokens (HTML), its counts, its ids, and the same two for our BPE (the counts say
+    when the text was cut to MAX_CHARS)."""
+    text, cut = cap_text(text, MAX_CHARS, "Text", allow_empty=True)
+    cut = f"\n\n⚠️ {announce(cut)}" if cut else ""
     gpt2, mine = gpt2_or_none(), ours()
     our_ids = mine.encode(text)
     if gpt2 is None:
-        gpt2_view = (missing_gpt2_html(), "**GPT-2**: vocabulary not installed", "")
+        gpt2_view = (missing_gpt2_html(), "**GPT-2**: vocabulary not installed" + cut, "")
     else:
         ids = gpt2.encode(text)
         gpt2_view = (
             tokens_html(gpt2, ids, bool(show_ids)),
-            counts_md("GPT-2", ids, text),
+            counts_md("GPT-2", ids, text) + cut,
             ", ".join(map(str, ids)),
         )
     return (
@@ -201,16 +221,20 @@ def token_bytes(text: str, index: float) -> str:
     gpt2 = gpt2_or_none()
     tok = gpt2 or ours()
     ids = tok.encode(text)
-    i = clamp(index, 0, len(ids) - 1, "Token index", integer=True)
+    i, note = clamp_note(index, 0, len(ids) - 1, "Token index", integer=True)
     data = tok.token_bytes(ids[i])
     try:
         decoded = f"`{data.decode('utf-8')!r}`"
     except UnicodeDecodeError:
         decoded = "not valid UTF-8 alone: part of a character split across tokens"
     return (
-        f"| token # | id | bytes (hex) | byte count | as text |\n|---|---|---|---|---|\n"
-        f"| {i} of {len(ids)} | {ids[i]} | `{hex_bytes(data)}` | {len(data)} | {decoded} |"
-    ) + ("" if gpt2 is not None else f"\n\nTokens of {ours_label()}: {GPT2_VOCAB_HELP}")
+        (
+            f"| token # | id | bytes (hex) | byte count | as text |\n|---|---|---|---|---|\n"
+            f"| {i} of {len(ids)} | {ids[i]} | `{hex_bytes(data)}` | {len(data)} | {decoded} |"
+        )
+        + (f"\n\n⚠️ {announce(note)}" if note else "")
+        + ("" if gpt2 is not None else f"\n\nTokens of {ours_label()}: {GPT2_VOCAB_HELP}")
+    )
 
 
 def _chips(tok: Tokenizer, ids: tuple[int, ...]) -> str:
@@ -278,6 +302,7 @@ def train_bpe(
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to get a progress bar)
 ) -> tuple[str, str]:
     """Train a BPE on the upload (or the pasted text) and tokenize `sample` with it."""
+    notes = []
     if upload:
         text = _read_upload(upload)
     else:
@@ -286,8 +311,11 @@ def train_bpe(
         raise gr.Error(f"Training text is over {MAX_TRAIN_BYTES / 1e6:.0f} MB; use less text.")
     if not text.strip():
         raise gr.Error("The training text is empty: paste some text or upload a .txt file.")
-    vocab = clamp(vocab_size, MIN_VOCAB, MAX_VOCAB, "Vocab size", integer=True)
-    sample = check_text(sample, MAX_CHARS, "Text", allow_empty=True) or text[:2000]
+    vocab, note = clamp_note(vocab_size, MIN_VOCAB, MAX_VOCAB, "Vocab size", integer=True)
+    notes.append(note)
+    sample, note = cap_text(sample, MAX_CHARS, "Text", allow_empty=True)
+    notes.append(note)
+    sample = sample or text[:2000]
     last = [0.0]
 
     def report(done: int, total: int) -> None:
@@ -298,35 +326,41 @@ def train_bpe(
 
     start = time.perf_counter()
     try:
-        tok = Tokenizer.train(text, vocab, progress=report, name=f"yours-{vocab}")
-    except ValueError as e:
-        raise gr.Error(f"{e}.") from None
+        tok = Tokenizer.train(text, vocab, progress=report, name="yours", fewer_ok=True)
+    except TrainingError as e:
+        raise gr.Error(f"Could not train: {e}.") from None
     seconds = time.perf_counter() - start
+    if tok.n_vocab < vocab:  # the text ran out of pairs to merge
+        notes.append(
+            f"Vocab size {vocab:,} asks for {vocab - 257:,} merges, but this text allows only "
+            f"{tok.n_vocab - 257:,}: trained {tok.n_vocab:,} tokens. Give more text for more."
+        )
     ids = tok.encode(sample)
     gpt2 = gpt2_or_none()
     gpt2_n = f"**{len(gpt2.encode(sample)):,}**" if gpt2 is not None else "(not installed)"
     learned = sorted((i, t) for t, i in tok.ranks.items() if i >= 256)[:12]
-    first = " ".join(f"`{t.decode('utf-8', 'replace')!r}`" for _, t in learned)
+    first = " ".join(f"`{t.decode('utf-8', 'replace')!r}`" for _, t in learned) or "none"
     summary = (
         f"Trained **{tok.n_vocab:,}** tokens ({tok.n_vocab - 257:,} merges) on "
         f"**{len(text):,}** characters in **{seconds:.2f} s**. The text below takes "
         f"**{len(ids):,}** tokens with yours and {gpt2_n} with GPT-2's.\n\n"
         f"First merges learned: {first}"
     )
+    summary += "".join(f"\n\n⚠️ {announce(n)}" for n in notes if n)
     return summary, tokens_html(tok, ids)
 
 
 # --- layout -------------------------------------------------------------------------------------
 
 
-def build(demo: gr.Blocks | None = None) -> None:
+def build(demo: gr.Blocks | None = None) -> Page:
     # First render at build time, so the tab is never empty on first load.
     init = tokenize(EXAMPLE, False)
     with gr.Tab("Tokenizer", id="tokenizer"):
         gr.Markdown(
             "Language models read **tokens**, not letters. Type below: each coloured box is one "
-            "token (hover for its id and bytes). `·` is a space, `↵` a newline, `→` a tab; a "
-            "dashed box groups the tokens that only together spell a character."
+            f"token (hover for its id and bytes). {WHITESPACE_LEGEND}; a dashed box groups the "
+            "tokens that only together spell a character."
         )
         with gr.Row():
             text = gr.Textbox(
@@ -335,7 +369,6 @@ def build(demo: gr.Blocks | None = None) -> None:
                 lines=5,
                 scale=4,
                 elem_id="tok-text",
-                max_length=MAX_CHARS,
             )
             with gr.Column(scale=1, min_width=180):
                 show_ids = gr.Checkbox(
@@ -359,7 +392,7 @@ def build(demo: gr.Blocks | None = None) -> None:
         )
 
         with gr.Accordion("Byte view of one token", open=True), gr.Row():
-            index = gr.Number(
+            index = number_input(
                 label="Token index (0 = first)",
                 value=0,
                 precision=0,
@@ -376,14 +409,15 @@ def build(demo: gr.Blocks | None = None) -> None:
                     value=" tokenization",
                     scale=3,
                     elem_id="tok-word",
-                    max_length=MAX_WORD_CHARS,
                 )
-                which = gr.Radio(
-                    ["GPT-2", "Ours"],
-                    value="GPT-2",
-                    label="Tokenizer",
-                    scale=1,
-                    elem_id="tok-which",
+                which = named_errors(
+                    gr.Radio(
+                        ["GPT-2", "Ours"],
+                        value="GPT-2",
+                        label="Tokenizer",
+                        scale=1,
+                        elem_id="tok-which",
+                    )
                 )
             merges = gr.HTML(bpe_merges(" tokenization"), elem_id="tok-merges")
 
@@ -404,7 +438,7 @@ def build(demo: gr.Blocks | None = None) -> None:
                         type="filepath",
                         elem_id="tok-upload",
                     )
-                    vocab = gr.Slider(
+                    vocab = slider_input(
                         MIN_VOCAB,
                         MAX_VOCAB,
                         value=1024,
@@ -454,3 +488,4 @@ def build(demo: gr.Blocks | None = None) -> None:
             api_name="train_bpe",
             concurrency_limit=1,
         )
+    return Page()

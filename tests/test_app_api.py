@@ -187,9 +187,17 @@ def test_train_bpe_on_text(client):
     assert "Trained **300** tokens" in summary and "tok-view" in html
 
 
+def test_train_bpe_keeps_the_merges_a_small_text_allows(client):
+    from gpt.tokenizer import Tokenizer
+
+    allowed = Tokenizer.train("abc abc", 8192, fewer_ok=True).n_vocab
+    assert allowed < 8192
+    summary, html = client.predict("abc abc", None, 8192, "x", api_name="/train_bpe")
+    assert f"Trained **{allowed:,}** tokens ({allowed - 257:,} merges)" in summary
+    assert f"this text allows only {allowed - 257:,}" in summary and "tok-view" in html
+
+
 def test_train_bpe_bad_inputs(client, tmp_path):
-    with pytest.raises(AppError, match="too small"):
-        client.predict("abc abc", None, 8192, "x", api_name="/train_bpe")
     with pytest.raises(AppError, match="empty"):
         client.predict("", None, 1024, "x", api_name="/train_bpe")
     binary = tmp_path / "blob.txt"
@@ -475,3 +483,108 @@ def test_one_click_gpt2_buttons_offline_start_nothing(client, api_name):
     assert "needs the network" in line and "nothing was started" in line
     jobs = client.predict(api_name="/jobs")
     assert jobs["data"] == [] or jobs["data"] == [[""] * len(jobs["headers"])]
+
+
+# --- every endpoint: real parameter names, a named error for a wrong type, caps said ------------
+
+
+@pytest.mark.slow
+def test_every_endpoint_parameter_has_a_real_name(client):
+    import re
+
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert "/start_job" in api and "/attention" in api
+    for name, endpoint in api.items():
+        for p in endpoint["parameters"]:
+            assert not re.fullmatch(r"param(eter)?_\d+", p["parameter_name"]), (name, p)
+            if p["component"] not in ("State", "Browserstate"):  # no label: nothing shows them
+                assert not re.fullmatch(r"parameter_\d+", p["label"]), (name, p)
+    start = [p["parameter_name"] for p in api["/start_job"]["parameters"]]
+    assert start[:10] == ["kind", "base", "data", "upload", "method", "epochs", "lr"] + [
+        "batch_size",
+        "max_steps",
+        "eval_every",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "api_name, args, match",
+    [
+        ("/token_bytes", ("Hello world", "abc"), "Token index must be a number, not 'abc'"),
+        ("/train_bpe", ("abab " * 50, None, "abc", "x"), "Vocab size must be a number"),
+        ("/attention", (LM, "hi", "abc", 0, "Show", -1), "Layer must be a number, not 'abc'"),
+        (
+            "/attention",
+            (LM, "hi", 0, 0, "Sideways", -1),
+            "First token: Value: .Sideways. .*not in the list of choices",
+        ),
+        ("/generate", gen_args(seed="abc"), "Seed must be a number, not 'abc'"),
+        ("/generate", gen_args(temperature="hot"), "Temperature must be a number, not 'hot'"),
+        ("/pipeline", ("abc", 0.8, 40, 0.95, 1.1), "Step must be a number, not 'abc'"),
+        ("/chat", ("hi", CHAT, "abc", 40, 0.9, 8), "Temperature must be a number, not 'abc'"),
+        (
+            "/start_job",
+            ("classify", SPAM, "bundled", None, "full", "abc", "5e-5", 8, 0, 50),
+            "Epochs must be a number, not 'abc'",
+        ),
+        (
+            "/start_job",
+            ("sms", SPAM, "bundled", None, "full", 1, "5e-5", 8, 0, 50),
+            "Kind: Value: sms is not in the list of choices",
+        ),
+    ],
+)
+def test_a_wrong_type_gets_a_message_naming_the_input(client, api_name, args, match):
+    with pytest.raises(AppError, match=match):
+        client.predict(*args, api_name=api_name)
+    assert_alive(client)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index, said", [(500, "500"), (-2, "-2"), (1e308, "1e+308")])
+def test_attention_says_when_the_token_to_inspect_is_clamped(client, index, said):
+    note, *_, bars = client.predict(LM, "The cat sat.", 0, 0, "Show", index, api_name="/attention")
+    last = int(note.split("**")[1]) - 1  # "**4** tokens (cap 256)."
+    used = -1 if index < 0 else last
+    assert (
+        f"Token to inspect must be between -1 and {last}; used {used} instead of {said}: "
+        "the last token." in note
+    )
+    assert f"Where token #{last}" in str(bars)
+    note, *_ = client.predict(LM, "The cat sat.", 0, 0, "Show", -1, api_name="/attention")
+    assert "Token to inspect" not in note  # -1 is the last token, no clamp
+
+
+@pytest.mark.slow
+def test_long_text_is_cut_with_a_word_counting_characters_not_utf16(client):
+    _, counts, *_ = client.predict("a" * 25_000, False, api_name="/tokenize")
+    assert "**20,000** characters" in counts
+    assert "Text is 25,000 characters; the limit is 20,000, so only the first 20,000" in counts
+    _, counts, *_ = client.predict("🙂" * 20_000, False, api_name="/tokenize")
+    assert "**20,000** characters" in counts and "limit" not in counts  # 40,000 UTF-16 units
+    note, *_ = client.predict(LM, "word " * 4_100, 0, 0, "Show", -1, api_name="/attention")
+    assert "Text is 20,500 characters; the limit is 20,000" in note and "truncated" in note
+    note, *_ = client.predict(LM, "word " * 4_100, "", api_name="/lens")
+    assert "**Cut:** Text is 20,500 characters" in note and "**Capped:**" in note
+
+
+@pytest.mark.slow
+def test_generate_shows_the_seed_it_drew_and_that_seed_repeats_the_run(client):
+    text, _, status = client.predict(*gen_args(seed=-1, max_new=8), api_name="/generate")
+    drawn = int(status.split("seed ")[1].split(" ")[0])
+    assert "(drawn for -1)" in status
+    again, _, status = client.predict(*gen_args(seed=drawn, max_new=8), api_name="/generate")
+    assert again == text and "seed" not in status
+
+
+@pytest.mark.slow
+def test_open_in_other_tabs_reaches_every_tabs_model_picker(app_url):
+    """app.py hands the Fine-tune tab the pickers the other tabs' build() returned."""
+    import json
+
+    config = json.loads(urllib.request.urlopen(app_url + "config", timeout=10).read())
+    elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == "open_job_model")
+    outputs = {elem[i] for i in dep["outputs"]}
+    assert outputs == {"job-msg", "att-model", "gen-model", "clf-model", "chat-model", "ins-model"}

@@ -138,7 +138,7 @@ def test_bad_uploads_say_what_to_fix(client, tmp_path):
         (dict(lr=1.0), "Learning rate must be between"),
         (dict(batch_size=-3), "Batch size"),
         (dict(base="tiny-lm-nope"), "does not fit"),
-        (dict(data="alpaca"), "does not fit a classify job"),
+        (dict(data="alpaca"), "does not fit a classifier job"),
     ],
 )
 def test_absurd_settings_are_rejected(client, tsv, over, match):

@@ -105,7 +105,7 @@ def test_only_the_owner_or_the_admin_changes_a_job(app_url, tsv):
 def test_one_job_per_visitor_and_a_size_cap(app_url, tsv):
     a, b = Visitor(app_url), Visitor(app_url)
     _, first = a.start(tsv, max_steps=900, eval_every=900)
-    with pytest.raises(AppError, match="you already have 1 job queued or running"):
+    with pytest.raises(AppError, match="You already have 1 job queued or running"):
         a.start(tsv)
     _, other = b.start(tsv, max_steps=900, eval_every=900)  # B's own job is fine
     with pytest.raises(AppError, match="limit of 8,000 examples per job"):
@@ -132,7 +132,7 @@ def test_rejected_input_writes_no_server_traceback(app_url, tsv, capfd):
     for over in (dict(epochs=1000), dict(lr="fast"), dict(max_steps=5000)):
         with pytest.raises(AppError):
             a.start(tsv, **over)
-    with pytest.raises(AppError, match="no job 'nope'"):
+    with pytest.raises(AppError, match="No job 'nope'"):
         a.act("cancel", "nope")
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err

@@ -98,3 +98,11 @@ def test_new_chat_empties_the_conversation():
 
 def test_chat_prompt_ignores_surrounding_whitespace_like_training_data():
     assert chat_page.chat_prompt("  Say hi.\n") == format_prompt(Instruction("Say hi."))
+
+
+def test_trimming_turns_is_said(tok):
+    history = [{"role": "user", "content": f"old turn {i} " + "word " * 30} for i in range(20)]
+    prompt, note = chat_page.fit_prompt_note("Hi.", history, tok, budget=200, remember=True)
+    kept = sum(f"old turn {i} " in prompt for i in range(20))
+    assert note.startswith(f"Left out the {20 - kept} oldest turns of the conversation")
+    assert chat_page.fit_prompt_note("Hi.", history[:1], tok, 200, remember=True)[1] == ""

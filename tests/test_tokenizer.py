@@ -550,3 +550,11 @@ def test_ranks_to_merges_on_gpt2(gpt2):
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.failed == 0
+
+
+def test_training_a_small_text_keeps_the_merges_it_allows_when_asked():
+    with pytest.raises(TrainingError, match="too small"):
+        Tokenizer.train("abc abc", 1000)
+    tok = Tokenizer.train("abc abc", 1000, fewer_ok=True)
+    assert tok.n_vocab == 256 + 3 + 1  # ab, abc, " abc"; then <|endoftext|>
+    assert [tok.decode([i]) for i in tok.encode("abc abc")] == ["abc", " abc"]

@@ -1,0 +1,165 @@
+"""The pages' shared helpers (`pages.common`) and the Fine-tune tab's view, without an app.
+
+Every clamp and cut is said in one sentence, the sliders of Generate and Chat go through one
+guard, a tab character's marker differs from a literal arrow, and the jobs list's refresh
+returns one update per component it names.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytest.importorskip("gradio")
+import gradio as gr  # noqa: E402
+
+from gpt.jobs import JobError, JobManager, NotOwnerError  # noqa: E402
+from pages import chat, common, generation, jobs  # noqa: E402
+from pages.common import (  # noqa: E402
+    WHITESPACE,
+    cap_text,
+    clamp_note,
+    job_errors,
+    named_errors,
+    sampling_args,
+    visible,
+)
+
+
+@pytest.mark.parametrize(
+    "value, lo, hi, used, said",
+    [
+        (999, 0, 36, 36, "Index must be between 0 and 36; used 36 instead of 999."),
+        (-2, -1, 6, -1, "Index must be between -1 and 6; used -1 instead of -2."),
+        (1e308, -1, 6, 6, "Index must be between -1 and 6; used 6 instead of 1e+308."),
+        (3, 0, 36, 3, ""),
+        ("4", 0, 36, 4, ""),
+    ],
+)
+def test_clamp_note_says_what_it_used(value, lo, hi, used, said):
+    assert clamp_note(value, lo, hi, "Index", integer=True) == (used, said)
+
+
+@pytest.mark.parametrize("bad", ["abc", None, math.nan, [1]])
+def test_clamp_note_names_the_setting_for_non_numbers(bad):
+    with pytest.raises(gr.Error, match="Index"):
+        clamp_note(bad, 0, 1, "Index")
+
+
+def test_cap_text_counts_python_characters_and_says_what_was_cut():
+    emoji = "🙂" * 20_000  # 40,000 UTF-16 units, 20,000 characters: all kept
+    assert cap_text(emoji, 20_000) == (emoji, "")
+    text, note = cap_text("a" * 25_000, 20_000)
+    assert text == "a" * 20_000
+    assert note == (
+        "Text is 25,000 characters; the limit is 20,000, so only the first 20,000 were used."
+    )
+    text, note = cap_text("🙂" * 20_001, 20_000, "Prompt")
+    assert len(text) == 20_000 and note.startswith("Prompt is 20,001 characters")
+    with pytest.raises(gr.Error, match="limit is 20,000. Shorten it"):
+        cap_text("a" * 1_000_000, 20_000)  # a flood is refused, not cut
+    with pytest.raises(gr.Error, match="empty"):
+        cap_text("  ", 10)
+
+
+def test_one_sampling_guard_for_generate_and_chat():
+    assert generation.sampling_args is chat.sampling_args is common.sampling_args
+    args = sampling_args(0.001, 40, 0.9, 1.0, 10, -1)  # below MIN_TEMPERATURE, not greedy
+    assert args["temperature"] == 0.01 and args["seed"] is None
+    assert sampling_args(0, 40, 0.9)["temperature"] == 0  # greedy stays greedy
+    assert sampling_args(1, 999, 0.9, max_new_tokens=999, max_new_cap=256)["top_k"] == 200
+    assert sampling_args(1, 0, 0.9, max_new_tokens=999, max_new_cap=256)["max_new_tokens"] == 256
+
+
+def test_whitespace_markers_tell_a_tab_from_an_arrow():
+    assert visible("a\tb→c d\n") == "a⇥b→c·d↵"
+    assert len(set(WHITESPACE.values())) == len(WHITESPACE) and "→" not in WHITESPACE.values()
+    from pages import tokenizer
+
+    assert "⇥" in tokenizer.visible("\t") and "→" not in tokenizer.visible("\t")
+
+
+def test_named_errors_name_the_input():
+    seed = named_errors(gr.Number(label="Seed (-1 = random)", precision=0, minimum=-1))
+    with pytest.raises(gr.Error, match=r"Seed must be a number, not 'abc'\."):
+        seed.preprocess("abc")
+    with pytest.raises(gr.Error, match="Seed: Value -5 is less than minimum value -1"):
+        seed.preprocess(-5)
+    with pytest.raises(gr.Error, match="Seed is not a number"):
+        seed.preprocess(math.nan)
+    assert seed.preprocess("7") == 7 and seed.preprocess(3.0) == 3
+    kind = named_errors(gr.Dropdown(["lm", "classify"], label="Kind"))
+    with pytest.raises(gr.Error, match="Kind: .*not in the list of choices"):
+        kind.preprocess("abc")
+
+
+def test_job_errors_map_both_kinds_of_job_error():
+    succeeded = "Job j1 has succeeded; only queued or running"
+    with pytest.raises(gr.Error, match=succeeded), job_errors(jobs.job_message):
+        raise JobError("job j1 is succeeded; only queued or running jobs cancel")
+    theirs = "another visitor.*Start your own job"
+    with pytest.raises(gr.Error, match=theirs), job_errors(jobs.job_message):
+        raise NotOwnerError("job j1 belongs to another visitor")
+
+
+@pytest.mark.parametrize(
+    "kind, said", [("lm", "a language-model job"), ("instruct", "an instruction job")]
+)
+def test_job_kinds_take_the_right_article(kind, said):
+    assert jobs.a_job(kind) == said
+    with pytest.raises(gr.Error, match=f"does not fit {said}"):
+        jobs.resolve_base("no-such-model", kind)
+
+
+def jobs_view() -> jobs.JobsView:
+    with gr.Blocks():
+        return jobs.JobsView(
+            gr.Markdown(),
+            gr.Dataframe(),
+            gr.Dropdown(),
+            gr.Markdown(),
+            gr.Plot(),
+            gr.State(),
+            gr.Timer(),
+            gr.Code(),
+        )
+
+
+def test_refresh_returns_one_update_per_component_of_the_view(tmp_path):
+    view = jobs_view()
+    with JobManager(tmp_path / "jobs", background=False) as manager:
+        updates = jobs.refresh(manager, view, None, None)
+    assert list(updates) == view.outputs()  # every component, keyed by itself
+    assert updates[view.seen] is None and updates[view.info] == ""
+    assert updates[view.empty].visible is True and updates[view.table].visible is False
+
+
+def test_open_in_tabs_says_when_a_job_does_not_exist(tmp_path):
+    manager = JobManager(tmp_path / "jobs", background=False)
+    with manager, pytest.raises(gr.Error, match="No job 'nope'"):
+        jobs.open_in_tabs(manager, "nope", [])
+
+
+def test_stop_ends_the_run_after_the_current_token_and_says_so():
+    from types import SimpleNamespace
+
+    from gpt.registry import default_registry
+
+    model = default_registry().default(generation.TASKS)
+    if model is None:
+        pytest.skip("no language model installed")
+    request = SimpleNamespace(session_hash="stop-test")
+    args = (model, "Once upon a time", 1.0, 0, 1.0, 1.0, 200, 3)
+    outs = []
+    for out in generation.generate(*args, request=request):
+        outs.append(out)
+        if len(outs) == 4:
+            generation.request_stop(request)
+    statuses = [o[2] for o in outs if isinstance(o[2], str)]
+    assert len(outs) == 5  # the token after Stop was pressed is the last one
+    assert statuses[-1].startswith("5 / 200 tokens") and statuses[-1].endswith(
+        "stopped: you pressed Stop"
+    )
+    assert not any(reason in statuses[-1] for reason in generation.FINISH.values())
+    assert generation._stops == {}  # nothing kept once the run ends
