@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import HUB_IDS, MODELS_DIR_ENV
+from gpt.checkpoint import HUB_IDS
 from gpt.config import PRESETS
 from gpt.registry import ModelEntry, ModelRegistry, default_registry
 
@@ -472,8 +472,7 @@ def job_record(model_folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]
 
 def card_for_entry(entry: ModelEntry) -> ModelCard:
     """The card of a registry entry; reads small JSON files only."""
-    gpt2_sources = ("GPT-2 (hub cache)", "GPT-2 (download)", MODELS_DIR_ENV)
-    if entry.name in HUB_IDS and entry.source in gpt2_sources:
+    if entry.ref is not None and entry.ref.kind == "gpt2":
         location = entry.location if entry.location != entry.name else None
         return gpt2_card(entry.name, location)
     if entry.source == "job":

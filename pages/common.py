@@ -497,10 +497,10 @@ def model_status(picker: gr.Dropdown, tasks: Iterable[str], elem_id: str) -> gr.
 
 def _downloading(name: str) -> bool:
     try:
-        location = default_registry().entry(name).location
+        ref = default_registry().ref(name)
     except RegistryError:
         return False
-    return location in HUB_IDS and hub.download_progress(location) is not None
+    return ref.kind == "gpt2" and hub.download_progress(ref.name) is not None
 
 
 def _check_name(name: Any, tasks: tuple[str, ...]) -> str:
