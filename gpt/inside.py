@@ -143,7 +143,9 @@ def _bf16_head(gpt: GPT) -> torch.Tensor:
     return hit[1]
 
 
-def _fast_row(gpt: GPT, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _fast_row(
+    gpt: GPT, h: torch.Tensor, k: int, out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(top ids `(T, k)`, their log-probabilities, log-normaliser `(T,)`) of features `h` `(T, C)`
     through the tied head, the product in bfloat16.
 
@@ -153,7 +155,7 @@ def _fast_row(gpt: GPT, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Te
     other tokens' bf16 logits (their rounding errors mostly cancel: probabilities stay within
     0.5% of the float32 ones on GPT-2 124M).
     """
-    logits = h.to(torch.bfloat16) @ _bf16_head(gpt)  # (T, V) bf16
+    logits = torch.matmul(h.to(torch.bfloat16), _bf16_head(gpt), out=out)  # (T, V) bf16
     cand = torch.topk(logits, min(_FAST_CANDIDATES, logits.shape[-1]), dim=-1).indices  # (T, M)
     exact = torch.einsum("tc,tmc->tm", h, gpt.wte.weight[cand])  # (T, M) float32
     top = exact.max(dim=-1, keepdim=True).values  # (T, 1)
@@ -212,6 +214,7 @@ def _lens_pass(
     stream = residual_stream(gpt, idx)  # (L+1, T, C)
     n = stream.shape[0]
     rows: list = [None] * n
+    work = None
     with torch.inference_mode():
         # The last row first: it is the model's own distribution, and its best guess after the
         # last token is the target when target == "top".
@@ -225,7 +228,9 @@ def _lens_pass(
                 and h.dtype == torch.float32
             )
             if row_fast:
-                indices, values, lse = _fast_row(gpt, h, k)
+                if work is None:  # one (T, V) buffer for every row: no page faults per row
+                    work = torch.empty(T, vocab, dtype=torch.bfloat16, device=h.device)
+                indices, values, lse = _fast_row(gpt, h, k, out=work)
                 logp = None
                 if last:  # after the last token: the model's own distribution, exact
                     logits = gpt.lm_head(h[-1:]).float()  # (1, V)
