@@ -25,6 +25,7 @@ from gpt.train import (
 )
 
 TINY = PRESETS["tiny"]
+pytestmark = pytest.mark.slow  # training loops (and DDP in two processes)
 
 
 def counting_data(
