@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import socket
-import statistics
 import time
 import urllib.request
 from pathlib import Path
@@ -25,6 +24,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 import gpt  # noqa: E402
 from gpt.data import Instruction, format_prompt  # noqa: E402
+
+pytestmark = pytest.mark.slow  # the app, launched in-process and driven through its API
 
 TINY = gpt.GPTConfig(vocab_size=50257, block_size=256, n_layer=2, n_head=2, n_embd=32)
 LM, SPAM, CHAT = "tiny-lm", "tiny-spam", "tiny-chat"
@@ -133,18 +134,6 @@ def test_tokenize_rejects_1mb_text(client):
     assert_alive(client)
 
 
-def test_tokenize_2000_chars_is_fast(client):
-    text = ("The quick brown fox jumps over the lazy dog. Ünïcödé 🙂 1234\n" * 40)[:2000]
-    client.predict(text, False, api_name="/tokenize")  # warm
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        client.predict(text, False, api_name="/tokenize")
-        times.append(time.perf_counter() - start)
-    print(f"tokenizer tab, 2,000 chars: median {statistics.median(times) * 1000:.0f} ms")
-    assert statistics.median(times) < 1.0  # goal 0.2 s; loose here for loaded CI machines
-
-
 def test_token_bytes(client):
     out = client.predict("Hello world", 1, api_name="/token_bytes")
     assert "995" in out and "20 77 6F 72 6C 64" in out
@@ -235,16 +224,6 @@ def test_attention_truncates_and_renormalises(client):
     )
     assert "truncated" in note and "to its first 256 tokens" in note
     assert "renormalised" in str(main)
-
-
-def test_attention_latency_256_tokens(client):
-    text = "word " * 256
-    client.predict(LM, text, 0, 0, "Hide", -1, api_name="/attention")
-    start = time.perf_counter()
-    client.predict(LM, text + "x", 1, 1, "Hide", -1, api_name="/attention")  # uncached maps
-    seconds = time.perf_counter() - start
-    print(f"attention, 256 tokens, tiny model: {seconds * 1000:.0f} ms")
-    assert seconds < 5
 
 
 @pytest.mark.parametrize(
@@ -345,22 +324,17 @@ def test_generate_odd_prompts(client):
 
 
 def test_load_eight_concurrent_users(app_url):
-    """8 users generating at once: all served, no errors; prints p50/p95 latency."""
+    """8 users generating at once: all served, no errors (bench/bench_app.py times them)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one_user(i: int) -> float:
+    def one_user(i: int) -> str:
         c = gradio_client.Client(app_url, verbose=False)
-        start = time.perf_counter()
-        out = c.predict(*gen_args(f"User {i} says", max_new=16, seed=i), api_name="/generate")
-        assert "16 / 16" in out[2] or "stopped" in out[2]
-        return time.perf_counter() - start
+        return c.predict(*gen_args(f"User {i} says", max_new=16, seed=i), api_name="/generate")[2]
 
     with ThreadPoolExecutor(8) as pool:
-        latencies = sorted(pool.map(one_user, range(8)))
-    p50 = statistics.median(latencies)
-    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
-    print(f"8 concurrent users, 16 tokens each: p50 {p50:.2f} s, p95 {p95:.2f} s")
-    assert len(latencies) == 8 and p95 < 20
+        statuses = list(pool.map(one_user, range(8)))
+    assert len(statuses) == 8
+    assert all("16 / 16" in s or "stopped" in s for s in statuses), statuses
 
 
 # --- spam classifier ------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from gpt import inside  # noqa: E402
 from gpt.registry import default_registry  # noqa: E402
 from tests.test_app_api import CHAT, LM, SPAM, start_app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the app, launched in-process
+
 TEXT = "The cat sat on the mat because it was tired. Then the cat"
 
 

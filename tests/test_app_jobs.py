@@ -22,6 +22,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from tests.test_app_api import SPAM, assert_alive, start_app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the app, real job worker processes and a browser
+
 
 def write_tsv(path: Path, n: int = 60) -> Path:
     rows = [

@@ -22,6 +22,8 @@ from pages.visitors import new_token  # noqa: E402
 from tests.test_app_api import assert_alive, start_app  # noqa: E402
 from tests.test_app_jobs import form, write_tsv  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the app, real job worker processes and a browser
+
 ADMIN = "admin-" + new_token()
 
 
@@ -157,7 +159,6 @@ def page(app_url):
         yield pg
 
 
-@pytest.mark.slow
 def test_a_second_visitor_in_the_browser(page, app_url, tsv):
     """B (the browser) sees A's job as "another visitor" and cannot cancel it; B's own job is
     "you" after a reload (the token lives in the browser), and B can cancel that one."""

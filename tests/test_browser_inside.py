@@ -1,6 +1,6 @@
 """The Inside tab, the Generate tab's sampling pipeline and the Spam tab's attribution in a real
-browser (Playwright + /usr/bin/chromium), with a screenshot of each view in docs/screenshots/
-(or in $GPT2LAB_SCREENSHOTS)."""
+browser (Playwright + /usr/bin/chromium), with a screenshot of each view in `test_browser.SHOTS`
+(test-artifacts/screenshots/, or docs/screenshots/ with GPT2LAB_REFRESH_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 

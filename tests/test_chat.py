@@ -16,6 +16,8 @@ from gpt.tokenizer import load_tokenizer
 pytest.importorskip("gradio")
 from pages import chat as chat_page  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the Chat tab's turns, each a generation with starter-chat
+
 CHAT_MODEL = "starter-chat"
 HISTORY = [
     {"role": "user", "content": "Is a robin a mammal, a bird or a fish?"},

@@ -82,6 +82,7 @@ def test_resume_never_prunes_the_job_it_resumes(four):
     assert "a-cancelled" in ids(four) and "a-model" not in ids(four)
 
 
+@pytest.mark.slow  # a real job
 def test_a_succeeded_job_under_a_budget_keeps_its_model_only(files, tmp_path):  # noqa: F811
     with JobManager(tmp_path / "jobs", disk_quota_bytes=10**9, background=False) as jobs:
         job_id = jobs.submit(classify_spec(files))

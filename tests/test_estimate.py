@@ -79,6 +79,7 @@ def test_measuring_leaves_the_model_as_it_was():
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.slow  # a whole (tiny) training run
 def test_run_announces_its_estimate_before_training(tmp_path, byte_tok, spam_tsv):  # noqa: F811
     events = []
     run(tiny_spec("classify", byte_tok, spam_tsv), tmp_path, [events.append], estimate=True)

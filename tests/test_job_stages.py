@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gpt.jobs import JobManager
 from gpt.runs import RunSpec, run
 from tests.test_jobs import classify_spec, files, one_thread  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow  # runs and real job worker processes
 
 
 def test_run_reports_the_evaluation_as_a_stage(files, tmp_path):  # noqa: F811

@@ -25,6 +25,8 @@ from gpt import trainstate
 from gpt.jobs import REPO, JobError, JobManager, connect, is_worker_alive, retry_db
 from gpt.jobs.cli import register
 
+pytestmark = pytest.mark.slow  # real job worker processes
+
 
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
@@ -173,16 +175,12 @@ def test_sigkill_then_restart_marks_interrupted_and_resume_redoes_one_interval(f
         assert "resuming from step-" in (root / job_id / "log.txt").read_text()
 
 
-def test_cancel_stops_a_running_job_within_two_seconds_and_keeps_a_checkpoint(files, tmp_path):
-    root = tmp_path / "jobs"
+def test_cancel_stops_a_running_job_and_keeps_a_checkpoint(files, tmp_path):
+    root = tmp_path / "jobs"  # how fast cancel() returns: bench/bench_jobs.py
     with JobManager(root) as jobs:
         job_id = jobs.submit(classify_spec(files, max_steps=100_000, eval_every=100_000))
         pid = wait_for(lambda: (s := jobs.get(job_id)).step >= 2 and s.pid)
-        t0 = time.perf_counter()
         status = jobs.cancel(job_id)
-        took = time.perf_counter() - t0
-        print(f"\ncancel -> stopped in {took:.2f} s (at step {status.step})")
-        assert took < 2.0
         assert status.state == "cancelled" and not is_worker_alive(pid, job_id)
         assert trainstate.list_checkpoints(root / job_id / "out" / "checkpoints")
         assert jobs.cancel(job_id).state == "cancelled"  # cancelling again is harmless

@@ -10,6 +10,9 @@ from gpt.config import PRESETS, GPTConfig
 from gpt.model import GPT
 from gpt.sampling import SamplingConfig, generate_ids
 
+# GPT-2 124M (a random one, built once per session): the real size, at several seconds a test.
+HF_GPT2 = pytest.param("hf_gpt2", marks=pytest.mark.slow)
+
 
 def hf_greedy(hf, prompt: list[int], n: int) -> list[int]:
     hf.generation_config.eos_token_id = None  # never stop early: compare all n tokens
@@ -21,7 +24,7 @@ def hf_greedy(hf, prompt: list[int], n: int) -> list[int]:
     return out[0, len(prompt) :].tolist()
 
 
-@pytest.mark.parametrize("fixture", ["hf_small", "hf_gpt2"])
+@pytest.mark.parametrize("fixture", ["hf_small", HF_GPT2])
 def test_logits_match_huggingface(fixture, request):
     folder, hf = request.getfixturevalue(fixture)
     ours = load_model(folder)
@@ -34,7 +37,7 @@ def test_logits_match_huggingface(fixture, request):
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("fixture", ["hf_small", "hf_gpt2"])
+@pytest.mark.parametrize("fixture", ["hf_small", HF_GPT2])
 def test_greedy_generation_matches_huggingface(fixture, request):
     folder, hf = request.getfixturevalue(fixture)
     ours = load_model(folder)

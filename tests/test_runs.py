@@ -16,6 +16,8 @@ from gpt.runs import REPO, RunSpec, classify_splits, predict_labels, run
 from gpt.tokenizer import Tokenizer, load_tokenizer
 from tests.conftest import reply
 
+pytestmark = pytest.mark.slow  # whole training runs
+
 
 @pytest.fixture(scope="module")
 def byte_tok(tmp_path_factory):

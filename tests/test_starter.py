@@ -55,6 +55,7 @@ def card_spec(name: str) -> RunSpec:
     return spec
 
 
+@pytest.mark.slow  # evaluates each model on its whole test set
 @pytest.mark.parametrize("name", STARTER_MODELS)
 def test_starter_reproduces_its_card_metrics(name):
     spec = card_spec(name)
@@ -69,6 +70,7 @@ def test_starter_reproduces_its_card_metrics(name):
             assert got[key] == want, key
 
 
+@pytest.mark.slow  # evaluates on the whole test set
 def test_starter_spam_is_trained_on_real_sms_and_reproduces_its_balanced_metrics():
     """The card credits the real SMS it was tuned on, and the balanced test metrics on it
     (all test spam + as many test ham, averaged over draws) come back from the weights."""

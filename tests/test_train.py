@@ -31,6 +31,7 @@ from gpt.train import (
 from gpt.trainstate import LoopState, TrainStateError, latest_valid, load_train_state
 
 TINY = PRESETS["tiny"]
+pytestmark = pytest.mark.slow  # training loops (and DDP in two processes)
 
 
 def counting_data(

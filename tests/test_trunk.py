@@ -22,6 +22,7 @@ from gpt.trunk import frozen_split
 from tests.test_train import classify_collate, classify_data
 
 SMALL = PRESETS["tiny"].replace(n_layer=3)
+pytestmark = pytest.mark.slow  # training loops
 
 
 def instruct_data(n: int = 40, seed: int = 0):

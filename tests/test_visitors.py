@@ -71,6 +71,7 @@ def test_browser_secret_survives_restarts(tmp_path):
     assert (tmp_path / ".browser-state-secret").stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.slow  # a real job
 def test_only_the_owner_or_the_admin_changes_a_job(files, tmp_path):  # noqa: F811
     a, b = owner_of(new_token()), owner_of(new_token())
     with JobManager(tmp_path / "jobs", multiuser=True, background=False) as jobs:
@@ -95,6 +96,7 @@ def test_only_the_owner_or_the_admin_changes_a_job(files, tmp_path):  # noqa: F8
         assert jobs.list() == []
 
 
+@pytest.mark.slow  # a real job
 def test_single_user_mode_lets_anyone_act(files, tmp_path):  # noqa: F811
     with JobManager(tmp_path / "jobs", background=False) as jobs:
         job_id = jobs.submit(classify_spec(files, **LONG), owner="anon:a")
@@ -104,6 +106,7 @@ def test_single_user_mode_lets_anyone_act(files, tmp_path):  # noqa: F811
         assert jobs.list() == []
 
 
+@pytest.mark.slow  # a real job
 def test_one_active_job_per_owner(files, tmp_path):  # noqa: F811
     a, b = "anon:aaaa", "anon:bbbb"
     with JobManager(
@@ -197,6 +200,7 @@ def test_errors_reach_visitors_in_words_only(caplog):
     assert "/srv/app/jobs/j1/data/upload.tsv" in caplog.text  # the server log has it all
 
 
+@pytest.mark.slow  # a real job
 def test_a_failed_jobs_error_and_log_show_no_traceback_or_path(files, tmp_path):  # noqa: F811
     from pages.jobs import details, shown_log
 
@@ -225,6 +229,7 @@ def test_a_failed_jobs_error_and_log_show_no_traceback_or_path(files, tmp_path):
         assert "line 12" in shown_log(jobs, status, "anon:b", admin=True)
 
 
+@pytest.mark.slow  # a real job
 def test_cancel_says_whether_resume_continues_or_starts_over(files, tmp_path):  # noqa: F811
     from pages.jobs import cancel_job
 
