@@ -20,6 +20,7 @@ from pages.attention import model_shape, token_labels
 from pages.common import (
     Page,
     Picker,
+    announce,
     cap_text,
     friendly_errors,
     get_model,
@@ -822,6 +823,11 @@ def on_model_change(model_name: str, heads: Any):
     n_layer, n_head = model_shape(model_name)
     valid = {v for _, v in head_choices(n_layer, n_head)}
     kept = [h for h in (heads or []) if h in valid]
+    if dropped := [h for h in (heads or []) if h not in valid]:
+        announce(
+            f"{model_name} has {n_layer} layers of {n_head} heads: unticked "
+            f"{', '.join(dropped)}, which it does not have."
+        )
     return (
         gr.CheckboxGroup(choices=head_choices(n_layer, n_head), value=kept),
         grid_style(n_head),
@@ -991,12 +997,11 @@ def build(demo: gr.Blocks) -> Page:
         ]
         for button, fn, inputs, files, api_name in numbers:
             button.click(fn, inputs, files, api_name=api_name, **quiet)
-        model.change(
+        model.change(  # queued: its warning (heads the new model lacks) needs the queue
             on_model_change,
             [model, heads],
             [heads, style, heads_text],
             api_visibility="private",
-            queue=False,
         ).then(first_render, *lens_io, api_visibility="private", **quiet).then(
             first_surprisal, *surprisal_io, api_visibility="private", **quiet
         )

@@ -18,7 +18,8 @@ from pathlib import Path
 import gradio as gr
 
 from gpt.bpe import TrainingError
-from gpt.config import STARTER_DIR
+from gpt.checkpoint import CheckpointError
+from gpt.names import resolve
 from gpt.tokenizer import Tokenizer, TokenizerNotFoundError, gpt2_tokenizer
 from pages.common import (
     WHITESPACE,
@@ -63,8 +64,11 @@ def _trained_ours() -> Tokenizer:
 
 def ours() -> Tokenizer:
     """The starter model's BPE when present, else one trained once on the bundled stories."""
-    starter = STARTER_DIR / "starter" / "tokenizer.json"
-    if starter.is_file():
+    try:  # the starter's folder, as gpt.names knows it
+        starter = Path(resolve("starter", weights=False).tokenizer) / "tokenizer.json"
+    except CheckpointError:  # not trained on this machine
+        starter = None
+    if starter is not None and starter.is_file():
         return _load_starter(str(starter), starter.stat().st_mtime)
     with _ours_lock:
         return _trained_ours()

@@ -163,3 +163,18 @@ def test_stop_ends_the_run_after_the_current_token_and_says_so():
     )
     assert not any(reason in statuses[-1] for reason in generation.FINISH.values())
     assert generation._stops == {}  # nothing kept once the run ends
+
+
+def test_inside_says_which_ticked_heads_a_new_model_lacks(monkeypatch):
+    """Switching to a smaller model unticks the heads it does not have, and says so."""
+    from pages import inside
+
+    said = []
+    monkeypatch.setattr(inside, "model_shape", lambda name: (2, 4))
+    monkeypatch.setattr(inside, "announce", lambda note: said.append(note) or note)
+    heads, _, text = inside.on_model_change("tiny-lm", ["L0H1", "L5H3", "L1H7"])
+    assert heads.value == ["L0H1"] and text == "L0H1"
+    assert said == ["tiny-lm has 2 layers of 4 heads: unticked L5H3, L1H7, which it does not have."]
+    said.clear()
+    inside.on_model_change("tiny-lm", ["L1H3"])
+    assert said == []  # nothing dropped, nothing said
