@@ -249,45 +249,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
-    import torch.distributed as dist
-
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    data = counting_data(32)
-    result = fit(
-        GPT(TINY),
-        LMTask(),
-        data,
-        None,
-        TrainConfig(max_steps=6, batch_size=8, lr=3e-3, eval_every=100),
-    )
-    if rank == 0:
-        with open(out, "w") as f:
-            json.dump([h["loss"] for h in result.history], f)
-    dist.destroy_process_group()
-
-
-def test_ddp_two_processes_match_single_process(tmp_path):
-    out = tmp_path / "ddp.json"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
-    ddp_losses = json.loads(out.read_text())
-    torch.manual_seed(0)
-    data = counting_data(32)
-    single = fit(
-        GPT(TINY),
-        LMTask(),
-        data,
-        None,
-        TrainConfig(max_steps=6, batch_size=8, lr=3e-3, eval_every=100),
-    )
-    assert len(ddp_losses) == 6
-    assert ddp_losses == pytest.approx([h["loss"] for h in single.history], rel=1e-4)
-
-
 def test_resume_skips_a_damaged_checkpoint_and_says_so(tmp_path):
     data = counting_data(16)
     cfg = TrainConfig(max_steps=4, batch_size=4, eval_every=2)
@@ -324,21 +285,22 @@ def test_split_rows_shares_every_row_once_and_weights_average_to_one(world):
         assert all(w == pytest.approx(world * len(s) / n) for s, w in shares if w)
 
 
-SHORT_BATCH_RUNS = [  # (examples, config) whose last global batch does not fill 2 ranks
+DDP_RUNS = [  # (examples, config): full global batches, then last ones that do not fill 2 ranks
+    (32, TrainConfig(max_steps=6, batch_size=8, lr=3e-3, eval_every=100)),  # 4 + 4 every step
     (20, TrainConfig(epochs=1, batch_size=8, lr=3e-3, eval_every=100)),  # 4 rows: 2 + 2
     (19, TrainConfig(epochs=2, batch_size=8, grad_accum=2, lr=3e-3, eval_every=100)),  # 2 + 1
     (17, TrainConfig(epochs=1, batch_size=8, lr=3e-3, eval_every=100)),  # 1 row: 1 + none
 ]
 
 
-def _short_batch_fit(n: int, cfg: TrainConfig):
+def _one_run(n: int, cfg: TrainConfig):
     torch.manual_seed(0)
     model = GPT(TINY)
     result = fit(model, LMTask(), counting_data(n), None, cfg)
     return [h["loss"] for h in result.history], model.state_dict()
 
 
-def _ddp_short_batch_worker(rank: int, world: int, port: int, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
     from safetensors.torch import save_file
 
@@ -346,8 +308,8 @@ def _ddp_short_batch_worker(rank: int, world: int, port: int, out: str) -> None:
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
     torch.set_num_threads(1)
-    for i, (n, cfg) in enumerate(SHORT_BATCH_RUNS):
-        losses, state = _short_batch_fit(n, cfg)
+    for i, (n, cfg) in enumerate(DDP_RUNS):
+        losses, state = _one_run(n, cfg)
         if rank == 0:
             save_file(state, f"{out}.{i}.safetensors")
             with open(f"{out}.{i}.json", "w") as f:
@@ -356,16 +318,16 @@ def _ddp_short_batch_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_short_last_batch_matches_single_process(tmp_path):
-    """A last global batch that does not fill every rank (4, 3 or 1 rows on 2 ranks of 4) used
-    to give rank 1 an empty micro-batch and crash; now the rows are shared and weighted so the
-    run equals one process's: the same losses and the same weights."""
+def test_ddp_matches_one_process_including_short_last_batches(tmp_path):
+    """Two gloo ranks train exactly as one process: the same losses and the same weights, with
+    full global batches and with a last one that does not fill every rank (4, 3 or 1 rows on
+    2 ranks of 4), which used to give rank 1 an empty micro-batch and crash."""
     from safetensors.torch import load_file
 
     out = tmp_path / "ddp"
-    mp.spawn(_ddp_short_batch_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
-    for i, (n, cfg) in enumerate(SHORT_BATCH_RUNS):
-        losses, state = _short_batch_fit(n, cfg)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    for i, (n, cfg) in enumerate(DDP_RUNS):
+        losses, state = _one_run(n, cfg)
         ddp_losses = json.loads(Path(f"{out}.{i}.json").read_text())
         assert len(ddp_losses) == len(losses) and ddp_losses == pytest.approx(losses, rel=1e-4)
         ddp_state = load_file(f"{out}.{i}.safetensors")
