@@ -119,6 +119,7 @@ def generate(
     args = sampling_args(
         temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, MAX_NEW_TOKENS
     )
+    stop = _stop_flag(request)  # before the model wait: Stop during a download counts too
     seed_note = ""
     if args["seed"] is None:  # -1: draw one, and say which, so the run can be repeated
         args["seed"] = random.randrange(2**31)
@@ -138,7 +139,10 @@ def generate(
             f"The prompt is {len(run['prompt_ids']):,} tokens; the model reads only its last "
             f"{block:,} (its context)."
         )
-    stop = _stop_flag(request)
+    if stop.is_set():  # pressed while the model was loading or downloading
+        _drop_flag(request, stop)
+        yield gr.skip(), gr.skip(), f"0 / {args['max_new_tokens']} tokens · {STOPPED}", gr.skip()
+        return
     try:
         events = stream(model, tok, prompt, n_candidates=N_CANDIDATES, keep_logits=True, **args)
         for step, event in enumerate(events, 1):
@@ -164,8 +168,7 @@ def generate(
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
     finally:
-        if _stops.get(_session(request)) is stop:
-            del _stops[_session(request)]
+        _drop_flag(request, stop)
 
 
 # One Stop flag per page session with a run in progress (a session runs one at a time).
@@ -182,6 +185,11 @@ def _stop_flag(request: gr.Request | None) -> threading.Event:
     if _session(request):
         _stops[_session(request)] = flag
     return flag
+
+
+def _drop_flag(request: gr.Request | None, flag: threading.Event) -> None:
+    if _stops.get(_session(request)) is flag:
+        del _stops[_session(request)]
 
 
 def request_stop(request: gr.Request):

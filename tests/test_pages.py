@@ -178,3 +178,27 @@ def test_inside_says_which_ticked_heads_a_new_model_lacks(monkeypatch):
     said.clear()
     inside.on_model_change("tiny-lm", ["L1H3"])
     assert said == []  # nothing dropped, nothing said
+
+
+def test_stop_while_the_model_loads_ends_before_the_first_token(monkeypatch):
+    """Stop pressed during the model's download or load: no token is sampled, and it says so."""
+    from types import SimpleNamespace
+
+    from gpt.registry import default_registry
+
+    model = default_registry().default(generation.TASKS)
+    if model is None:
+        pytest.skip("no language model installed")
+    request = SimpleNamespace(session_hash="stop-while-loading")
+    real = generation.wait_model
+
+    def loading(name, tasks):
+        generation.request_stop(request)  # the person presses Stop while it loads
+        return (yield from real(name, tasks))
+
+    monkeypatch.setattr(generation, "wait_model", loading)
+    args = (model, "Once upon a time", 1.0, 0, 1.0, 1.0, 50, 3)
+    outs = list(generation.generate(*args, request=request))
+    assert outs[-1][2] == "0 / 50 tokens · stopped: you pressed Stop"
+    assert not any(isinstance(o[0], str) and o[0] for o in outs)  # no text was generated
+    assert generation._stops == {}
