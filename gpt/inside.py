@@ -126,46 +126,74 @@ class LogitLens:
 
 
 _FAST_CANDIDATES = 16  # per position, the bf16 top candidates recomputed in float32
-_bf16_heads: dict[int, tuple[tuple, torch.Tensor]] = {}  # id(model) -> (weight key, wte^T bf16)
+_SHIFT_ROWS = 16  # the bf16 head's extra rows: ones (they subtract a shift), then zeros
+_bf16_heads: dict[int, tuple[tuple, torch.Tensor]] = {}  # id(model) -> (weight key, head)
 
 
 def _bf16_head(gpt: GPT) -> torch.Tensor:
-    """A bfloat16 `(C, V)` copy of the tied head, rebuilt when `wte` changes."""
+    """A bfloat16 `(C + 16, V)` copy of the tied head, rebuilt when `wte` changes: `wte^T`, a
+    row of ones, then zeros (alignment), so that `[h, -s, 0, ...] @ head` is `h @ wte^T - s`:
+    the product itself subtracts a per-position shift."""
     w = gpt.wte.weight
     key = (w.data_ptr(), w._version, w.dtype, w.device)
     hit = _bf16_heads.get(id(gpt))
     if hit is None or hit[0] != key:
         if len(_bf16_heads) >= 2:  # a copy is vocab x width x 2 bytes (160 MB for gpt2-xl)
             _bf16_heads.clear()
+        V, C = w.shape
         with torch.inference_mode(False), torch.no_grad():
-            hit = (key, w.detach().t().to(torch.bfloat16).contiguous())
+            head = torch.zeros(C + _SHIFT_ROWS, V, dtype=torch.bfloat16, device=w.device)
+            head[:C] = w.detach().t()
+            head[C] = 1
+            hit = (key, head)
         _bf16_heads[id(gpt)] = hit
     return hit[1]
 
 
 def _fast_row(
-    gpt: GPT, h: torch.Tensor, k: int, out: torch.Tensor | None = None
+    gpt: GPT,
+    h: torch.Tensor,
+    k: int,
+    out: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(top ids `(T, k)`, their log-probabilities, log-normaliser `(T,)`) of features `h` `(T, C)`
-    through the tied head, the product in bfloat16.
+    through the tied head, the product in bfloat16 (into `out` when given).
 
     Where the CPU has bf16 matrix units this is several times faster than float32, and the
     `(T, V)` logits stay in bf16 (half the memory traffic). Each position's top candidates are
     recomputed in float32, so the top-k and their logits are exact; the normaliser sums the
     other tokens' bf16 logits (their rounding errors mostly cancel: probabilities stay within
     0.5% of the float32 ones on GPT-2 124M).
+
+    The exponentials need the logits shifted below overflow. `shift` `(T,)`, some token's exact
+    logit at each position (so at most the best one), lets the product subtract it; without one,
+    or when it was too far below the best logit (an exponential overflowed), the row subtracts
+    its best exact logit in a pass of its own.
     """
-    logits = torch.matmul(h.to(torch.bfloat16), _bf16_head(gpt), out=out)  # (T, V) bf16
+    T, C = h.shape
+    x = torch.zeros(T, C + _SHIFT_ROWS, dtype=torch.bfloat16, device=h.device)
+    x[:, :C] = h
+    if shift is not None:
+        x[:, C] = -shift
+    logits = torch.matmul(x, _bf16_head(gpt), out=out)  # (T, V) bf16: logit - shift
     cand = torch.topk(logits, min(_FAST_CANDIDATES, logits.shape[-1]), dim=-1).indices  # (T, M)
     exact = torch.einsum("tc,tmc->tm", h, gpt.wte.weight[cand])  # (T, M) float32
     top = exact.max(dim=-1, keepdim=True).values  # (T, 1)
-    shift = top.to(torch.bfloat16)  # subtracted in bf16: its rounding is undone below
-    terms = logits.sub_(shift).exp_()  # (T, V) bf16, in place
+    if shift is None:
+        used = top.to(torch.bfloat16)  # subtracted in bf16: its rounding is undone below
+        logits.sub_(used)
+    else:
+        used = -x[:, C : C + 1]  # the shift as the product saw it (rounded to bf16)
+    terms = logits.exp_()  # (T, V) bf16, in place
     # Every term summed (bf16 sums accumulate in float32 inside; only the result is rounded, at
     # most 0.4% of the total), less the candidates' own bf16 terms, which are counted exactly
     # below: cheaper than masking them out of the (T, V) logits first.
-    rest_sum = terms.sum(dim=-1).float() - terms.gather(1, cand).float().sum(-1)
-    rest_sum = rest_sum.clamp_min(0) * torch.exp(shift.float() - top)[:, 0]
+    every = terms.sum(dim=-1).float()
+    if shift is not None and not bool(torch.isfinite(every).all()):
+        return _fast_row(gpt, h, k, out)  # the shift was too low: exp overflowed
+    rest_sum = every - terms.gather(1, cand).float().sum(-1)
+    rest_sum = rest_sum.clamp_min(0) * torch.exp(used.float() - top)[:, 0]
     total = rest_sum + torch.exp(exact - top).sum(dim=-1)
     lse = top[:, 0] + torch.log(total)  # (T,)
     values, order = torch.topk(exact, k, dim=-1)
@@ -214,7 +242,8 @@ def _lens_pass(
     stream = residual_stream(gpt, idx)  # (L+1, T, C)
     n = stream.shape[0]
     rows: list = [None] * n
-    work = None
+    work = None  # the (T, V) bf16 buffer every fast row writes into
+    best = None  # each position's best token in the row before: its logit shifts the next row
     with torch.inference_mode():
         # The last row first: it is the model's own distribution, and its best guess after the
         # last token is the target when target == "top".
@@ -230,7 +259,9 @@ def _lens_pass(
             if row_fast:
                 if work is None:  # one (T, V) buffer for every row: no page faults per row
                     work = torch.empty(T, vocab, dtype=torch.bfloat16, device=h.device)
-                indices, values, lse = _fast_row(gpt, h, k, out=work)
+                shift = None if best is None else (h * gpt.wte.weight[best]).sum(-1)  # (T,)
+                indices, values, lse = _fast_row(gpt, h, k, out=work, shift=shift)
+                best = indices[:, 0]
                 logp = None
                 if last:  # after the last token: the model's own distribution, exact
                     logits = gpt.lm_head(h[-1:]).float()  # (1, V)

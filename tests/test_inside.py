@@ -261,7 +261,27 @@ def test_fast_lens_agrees_with_the_exact_one(pair):
     torch.testing.assert_close(fast.top_probs, exact.top_probs, atol=2e-3, rtol=1e-2)
     torch.testing.assert_close(fast.next_logprobs, exact.next_logprobs, atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(fast.target_logprobs, exact.target_logprobs, atol=1e-2, rtol=1e-2)
-    torch.testing.assert_close(fast.top_probs[-1], exact.top_probs[-1])  # the last row: exact
+    # after the last token, the model's own next-token distribution: float32 in both
+    torch.testing.assert_close(fast.top_probs[-1, -1], exact.top_probs[-1, -1], atol=0, rtol=1e-6)
+
+
+def test_a_fast_row_with_a_shift_too_low_falls_back_to_its_own(pair):
+    """The product subtracts each position's shift; one far below the best logit overflows the
+    exponentials, and the row is done again with its best exact logit: the same answer."""
+    ours, _, ids = pair
+    gpt = inside.body(ours)
+    with torch.inference_mode():
+        h = gpt.ln_f(inside.residual_stream(gpt, ids[None])[1])  # (T, C) after block 1
+        plain = inside._fast_row(gpt, h, 5)
+        good = (h * gpt.wte.weight[plain[0][:, 2]]).sum(-1)  # the 3rd-best token's logit
+        shifted = inside._fast_row(gpt, h, 5, shift=good)
+        overflow = inside._fast_row(gpt, h, 5, shift=torch.full((h.shape[0],), -1e4))
+        lse = torch.logsumexp(gpt.lm_head(h).float(), dim=-1)  # float32: the reference
+    for ids_, logp, norm in (plain, shifted, overflow):
+        assert torch.equal(ids_, plain[0])
+        torch.testing.assert_close(norm, lse, atol=1e-2, rtol=0)
+        torch.testing.assert_close(logp, plain[1], atol=1e-2, rtol=0)
+    assert torch.equal(overflow[2], plain[2])  # done again exactly as without a shift
 
 
 @pytest.mark.slow
