@@ -103,6 +103,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+    except OSError as e:  # unreadable: permissions, a vanished file
+        raise CheckpointError(f"{path} could not be read: {e.strerror or e}") from e
     if not isinstance(d, dict):
         raise CheckpointError(f"{path} must hold a JSON object")
     return d
@@ -176,7 +178,7 @@ def config_from_hf(d: dict[str, Any], source: str = "config.json") -> GPTConfig:
         )
     except KeyError as e:
         raise CheckpointError(f"{source}: missing field {e.args[0]!r}") from e
-    except ValueError as e:
+    except (TypeError, ValueError) as e:  # e.g. "layer_norm_epsilon": null
         raise CheckpointError(f"{source}: {e}") from e
 
 
@@ -222,15 +224,6 @@ def load_hf_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
     for f in _hf_weight_files(folder):
         state.update(read_safetensors(f))
     return _build(config, hf_state_to_ours(state, folder), folder, dtype)
-
-
-def download_gpt2(name: str, progress: Any = None) -> Path:
-    """The folder of a GPT-2 size on this machine, downloaded from the hub first when missing.
-
-    `progress` (optional) gets each `gpt.hub.DownloadProgress`; failures raise CheckpointError
-    saying why (refused, timeout, truncated, not found, offline) and what to do.
-    """
-    return resolve_gpt2(name, progress)
 
 
 def resolve_gpt2(name: str, progress: Any = None) -> Path:

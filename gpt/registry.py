@@ -103,15 +103,6 @@ class ModelEntry:
     ref: ModelRef | None = field(default=None, compare=False, repr=False)
 
 
-def read_folder_info(folder: str | Path) -> tuple[str, int | None]:
-    """(task, n_params) of a model folder from its config.json (`gpt.names.resolve`).
-
-    Raises RegistryError when the folder has no readable config.json or an unknown task.
-    """
-    ref = _folder_ref(folder)
-    return ref.task, ref.config.n_params()
-
-
 def _folder_ref(folder: str | Path) -> ModelRef:
     try:
         return resolve(Path(folder))

@@ -629,9 +629,8 @@ class Trainer:
         self.clock = EtaClock()
         self.stop_requested = False  # a callback raised StopTraining
         self.t0 = time.time()
-        self.last_ckpt = (
-            time.monotonic()
-        )  # when the last checkpoint was written (or training began)
+        # when the last checkpoint was written (or training began)
+        self.last_ckpt = time.monotonic()
 
     def _resume(self) -> dict[str, Any]:
         """Load the newest valid checkpoint; what the "resume" event reports."""

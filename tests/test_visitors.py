@@ -162,7 +162,7 @@ def test_scrub_hides_tracebacks_and_server_paths(tmp_path):
     error = (
         "worker exited with status 1:\n"
         "Traceback (most recent call last):\n"
-        f'  File "{tmp_path}/repo/gpt/jobs_worker.py", line 151, in _run\n'
+        f'  File "{tmp_path}/repo/gpt/jobs/worker.py", line 151, in _run\n'
         "    metrics = run(spec, out)\n"
         f'  File "{tmp_path}/repo/gpt/data.py", line 80, in read\n'
         "    raise DataError(msg)\n"
@@ -173,7 +173,7 @@ def test_scrub_hides_tracebacks_and_server_paths(tmp_path):
         shown
         == "worker exited with status 1:\ngpt.data.DataError: data/upload.tsv: line 12 has no tab"
     )
-    assert "…/jobs_worker.py" in scrub(f"see {tmp_path}/repo/gpt/jobs_worker.py")
+    assert "…/worker.py" in scrub(f"see {tmp_path}/repo/gpt/jobs/worker.py")
     assert scrub("fetch https://example.org/a/b failed") == "fetch https://example.org/a/b failed"
 
 
@@ -211,7 +211,7 @@ def test_a_failed_jobs_error_and_log_show_no_traceback_or_path(files, tmp_path):
         folder = jobs.job_dir(job_id)
         trace = (
             "Traceback (most recent call last):\n"
-            f'  File "{tmp_path}/gpt/jobs_worker.py", line 151, in _run\n'
+            f'  File "{tmp_path}/gpt/jobs/worker.py", line 151, in _run\n'
             "    metrics = run(spec, out)\n"
             f"gpt.data.DataError: {folder}/data/sms.tsv: line 12 has no tab"
         )

@@ -77,6 +77,7 @@ REPO = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
 ANONYMOUS = "anon:"  # owners without a Hugging Face account: their old jobs are pruned first
 log = logging.getLogger("gpt2lab.jobs")
+_ACTIVE_SQL = "(" + ", ".join(f"'{state}'" for state in store.ACTIVE) + ")"  # SQL: ('queued', ...)
 T = TypeVar("T")
 
 
@@ -118,7 +119,7 @@ class JobStatus:
 
     @property
     def active(self) -> bool:
-        return self.state in ("queued", "running")
+        return self.state in store.ACTIVE
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def expected_bytes(spec: Mapping[str, Any]) -> int:
     """
     base, method = str(spec.get("base", "")), spec.get("method", "full")
     try:
-        ref = resolve(base)
+        ref = resolve(base, weights=False)  # the config is enough: no download needed
     except CheckpointError:
         return 0
     if ref.kind in ("preset", "gpt2"):  # counted: a new model, or one maybe not downloaded yet
@@ -256,6 +257,7 @@ class JobManager:
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self.last_error: str | None = None  # the scheduler's last failed round, if any
         store.set_max_concurrent(self._conn, max_concurrent)
         self.poll()  # recovery: jobs whose process died while no manager watched
         self._thread = None
@@ -295,8 +297,12 @@ class JobManager:
                 break
             try:
                 self.poll()
+                self.last_error = None
             except Exception as e:  # a locked or vanished DB must not kill the scheduler
-                self.last_error = f"{type(e).__name__}: {e}"
+                error = f"{type(e).__name__}: {e}"
+                if error != self.last_error:  # logged once per new error, not every round
+                    log.warning("job scheduler: %s", error)
+                self.last_error = error
 
     # -- database helpers --
 
@@ -487,7 +493,7 @@ class JobManager:
             return pruned
         rows = self._execute(
             "SELECT id, state, owner FROM jobs WHERE owner LIKE ? AND id != ? AND state NOT IN "
-            "('queued', 'running') ORDER BY state = 'succeeded', created, rowid",
+            f"{_ACTIVE_SQL} ORDER BY state = 'succeeded', created, rowid",
             (ANONYMOUS + "%", keep or ""),
         )
         for row in rows:
@@ -513,7 +519,7 @@ class JobManager:
     def reserved_bytes(self) -> int:
         """Disk the queued and running jobs should still write (`expected_bytes` less what
         each has written), so a submit leaves room for the jobs already accepted."""
-        rows = self._execute("SELECT id, spec FROM jobs WHERE state IN ('queued', 'running')")
+        rows = self._execute(f"SELECT id, spec FROM jobs WHERE state IN {_ACTIVE_SQL}")
         return sum(
             max(0, expected_bytes(json.loads(r["spec"])) - dir_size(self.job_dir(r["id"])))
             for r in rows
@@ -556,7 +562,7 @@ class JobManager:
         if owner is None or self.max_active_per_owner is None:
             return
         (active,) = conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN ('queued', 'running')",
+            f"SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN {_ACTIVE_SQL}",
             (owner,),
         ).fetchone()
         if active >= self.max_active_per_owner:
@@ -723,7 +729,7 @@ class JobManager:
         NotOwnerError as `cancel`."""
         row = self._row(job_id)
         self.authorize(row, actor, "delete", admin)
-        if row["state"] in ("queued", "running"):
+        if row["state"] in store.ACTIVE:
             self.cancel(job_id, actor, admin)
         self._remove(job_id)
 

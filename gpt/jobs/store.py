@@ -190,7 +190,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except BaseException:  # e.g. busy or disk full: leave no transaction open on `conn`
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
 
 
 def job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row | None:

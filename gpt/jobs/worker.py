@@ -35,7 +35,15 @@ class Cancelled(BaseException):  # noqa: N818 (a signal, not an error)
 
 
 def main(argv: list[str] | None = None) -> int:
-    root_arg, job_id, attempt_arg = argv if argv is not None else sys.argv[1:]
+    argv = argv if argv is not None else sys.argv[1:]
+    if len(argv) != 3:
+        print(
+            "usage: python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT\n"
+            "(started by gpt.jobs.manager.spawn_worker; to run jobs, see `python -m gpt jobs`)",
+            file=sys.stderr,
+        )
+        return 2
+    root_arg, job_id, attempt_arg = argv
     root, attempt = Path(root_arg), int(attempt_arg)
     flags = {"stop": False, "training": False, "quota": False}
 
