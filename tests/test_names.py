@@ -295,6 +295,15 @@ def test_not_a_gpt2_config(tmp_path):
         resolve(tmp_path / "bert")
 
 
+def test_a_hugging_face_config_with_a_null_field_names_the_file(tmp_path):
+    folder = tmp_path / "nulls"
+    folder.mkdir()
+    config = dict(model_type="gpt2", vocab_size=50, n_layer=1, n_head=1, n_embd=8)
+    (folder / "config.json").write_text(json.dumps({**config, "layer_norm_epsilon": None}))
+    with pytest.raises(CheckpointError, match="nulls/config.json"):  # was a raw TypeError
+        resolve(folder)
+
+
 def test_load_tokenizer_says_why_a_name_has_none():
     with pytest.raises(TokenizerNotFoundError, match="no tokenizer for 'preset:huge'.*unknown"):
         load_tokenizer("preset:huge")
