@@ -115,11 +115,31 @@ def generate(
     """Yield (continuation so far, candidates chart or skip, status line or skip, the run) per
     token. The page's Stop button (`request_stop`) ends the run after the current token, its
     status saying "stopped: you pressed Stop"."""
+    stop = _stop_flag(request)  # from the start: Stop while the model loads counts too
+    try:
+        yield from _generate(
+            stop, model_name, prompt, temperature, top_k, top_p, repetition_penalty,
+            max_new_tokens, seed,
+        )  # fmt: skip
+    finally:
+        _drop_flag(request, stop)
+
+
+def _generate(
+    stop: threading.Event,
+    model_name: str,
+    prompt: str,
+    temperature: float,
+    top_k: float,
+    top_p: float,
+    repetition_penalty: float,
+    max_new_tokens: float,
+    seed: float,
+):
     prompt = check_text(prompt, MAX_PROMPT_CHARS, "Prompt")
     args = sampling_args(
         temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, MAX_NEW_TOKENS
     )
-    stop = _stop_flag(request)  # before the model wait: Stop during a download counts too
     seed_note = ""
     if args["seed"] is None:  # -1: draw one, and say which, so the run can be repeated
         args["seed"] = random.randrange(2**31)
@@ -140,7 +160,6 @@ def generate(
             f"{block:,} (its context)."
         )
     if stop.is_set():  # pressed while the model was loading or downloading
-        _drop_flag(request, stop)
         yield gr.skip(), gr.skip(), f"0 / {args['max_new_tokens']} tokens · {STOPPED}", gr.skip()
         return
     try:
@@ -167,12 +186,11 @@ def generate(
                 break
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
-    finally:
-        _drop_flag(request, stop)
 
 
 # One Stop flag per page session with a run in progress (a session runs one at a time).
 _stops: dict[str, threading.Event] = {}
+_stops_lock = threading.Lock()
 
 
 def _session(request: gr.Request | None) -> str:
@@ -183,18 +201,21 @@ def _stop_flag(request: gr.Request | None) -> threading.Event:
     """A fresh Stop flag for this session's run (none to share when there is no session)."""
     flag = threading.Event()
     if _session(request):
-        _stops[_session(request)] = flag
+        with _stops_lock:
+            _stops[_session(request)] = flag
     return flag
 
 
 def _drop_flag(request: gr.Request | None, flag: threading.Event) -> None:
-    if _stops.get(_session(request)) is flag:
-        del _stops[_session(request)]
+    with _stops_lock:
+        if _stops.get(_session(request)) is flag:
+            del _stops[_session(request)]
 
 
 def request_stop(request: gr.Request):
     """Stop: the session's run ends after its current token and says so (see `generate`)."""
-    flag = _stops.get(_session(request))
+    with _stops_lock:
+        flag = _stops.get(_session(request))
     if flag is not None:
         flag.set()
 
@@ -370,13 +391,25 @@ def after_run(run: dict | None, step, temperature, top_k, top_p, repetition_pena
     return step, fig, files, run_export(run)
 
 
-def first_render(*args):
-    """What the tab shows on page load: a short run of the default example (16 tokens)."""
-    *rest, max_new_tokens, seed = args
+def first_render(
+    model_name: str,
+    prompt: str,
+    temperature: float,
+    top_k: float,
+    top_p: float,
+    repetition_penalty: float,
+    max_new_tokens: float,
+    seed: float,
+    request: gr.Request | None = None,
+):
+    """What the tab shows on page load: a short run of the default example (16 tokens), which
+    Stop stops too."""
     if default_registry().default(TASKS) is None:
         yield "", None, model_note(TASKS), None
         return
-    yield from generate(*rest, min(16, max_new_tokens or 16), seed)
+    sampling = (temperature, top_k, top_p, repetition_penalty)
+    short = min(16, max_new_tokens or 16)
+    yield from generate(model_name, prompt, *sampling, short, seed, request=request)
 
 
 def build(demo: gr.Blocks) -> Page:

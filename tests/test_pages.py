@@ -202,3 +202,13 @@ def test_stop_while_the_model_loads_ends_before_the_first_token(monkeypatch):
     assert outs[-1][2] == "0 / 50 tokens · stopped: you pressed Stop"
     assert not any(isinstance(o[0], str) and o[0] for o in outs)  # no text was generated
     assert generation._stops == {}
+
+
+def test_a_run_that_fails_before_its_first_token_leaves_no_stop_flag():
+    from types import SimpleNamespace
+
+    request = SimpleNamespace(session_hash="fails-early")
+    args = ("no-such-model", "Once upon a time", 1.0, 0, 1.0, 1.0, 50, 3)
+    with pytest.raises(gr.Error, match="no-such-model"):
+        list(generation.generate(*args, request=request))
+    assert generation._stops == {}
