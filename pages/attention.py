@@ -321,10 +321,15 @@ def first_render(*args):
 
 
 def on_model_change(model_name: str, layer: float, head: float):
+    """The Layer and Head sliders fitted to the picked model; a value it lacks is said."""
     n_layer, n_head = model_shape(model_name)
+    layer, layer_note = clamp_note(layer or 0, 0, n_layer - 1, "Layer", integer=True)
+    head, head_note = clamp_note(head or 0, 0, n_head - 1, "Head", integer=True)
+    if notes := " ".join(n for n in (layer_note, head_note) if n):
+        announce(f"{model_name} has {n_layer} layers of {n_head} heads. {notes}")
     return (
-        gr.Slider(maximum=n_layer - 1, value=min(int(layer or 0), n_layer - 1)),
-        gr.Slider(maximum=n_head - 1, value=min(int(head or 0), n_head - 1)),
+        gr.Slider(maximum=n_layer - 1, value=layer),
+        gr.Slider(maximum=n_head - 1, value=head),
     )
 
 
@@ -397,11 +402,10 @@ def build(demo: gr.Blocks) -> Page:
             trigger_mode="always_last",
         )
         model.change(
-            on_model_change,
+            on_model_change,  # queued: its warning (a layer or head the model lacks) needs it
             [model, layer, head],
             [layer, head],
             api_visibility="private",
-            queue=False,
         ).then(attention, inputs, outputs, api_visibility="private", concurrency_id="attention")
         demo.load(
             on_model_change,

@@ -92,8 +92,8 @@ def fit_prompt(
 def fit_prompt_note(
     message: str, history: list[dict] | None, tok, budget: int, remember: bool = False
 ) -> tuple[str, str]:
-    """`fit_prompt`, and the sentence saying how many earlier turns were left out to fit ("" when
-    none were, or when the message alone is too long: the model then reads its last tokens)."""
+    """`fit_prompt`, and the sentences saying how many earlier turns were left out to fit and,
+    when even the message alone does not fit, that the reply gets less room ("" when all fit)."""
     turns = list(history or []) if remember else []
     dropped = 0
     while True:
@@ -103,16 +103,19 @@ def fit_prompt_note(
             break
         turns, dropped = turns[1:], dropped + 1
     note = ""
-    if dropped:
+    if dropped and n <= budget:
+        which = "the oldest turn" if dropped == 1 else f"the {dropped} oldest turns"
         note = (
-            f"Left out the {dropped} oldest turn{'s' if dropped > 1 else ''} of the conversation "
-            f"so the prompt fits the model's context ({budget} tokens before the reply)."
+            f"Left out {which} of the conversation so the prompt fits the model's context "
+            f"({budget} tokens before the reply)."
         )
+    elif dropped:
+        note = "Left out the earlier turn." if dropped == 1 else f"Left out all {dropped} turns."
     if n > budget:
         note += (
-            f"{' ' if note else ''}The prompt is {n} tokens, more than the {budget} that fit "
-            "before the reply in the model's context: the model reads only its end. Shorten "
-            "the message."
+            f"{' ' if note else ''}The prompt is {n} tokens, more than the {budget} that leave "
+            "room for the reply in the model's context: the reply gets less room (past the "
+            "context, the model reads only the prompt's end). Shorten the message."
         )
     return prompt, note
 

@@ -188,8 +188,9 @@ def _generate(
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
 
 
-# One Stop flag per page session with a run in progress (a session runs one at a time).
-_stops: dict[str, threading.Event] = {}
+# The Stop flags of each page session's runs in progress (usually one; the page-load run and a
+# click can overlap). Stop sets them all.
+_stops: dict[str, set[threading.Event]] = {}
 _stops_lock = threading.Lock()
 
 
@@ -198,25 +199,27 @@ def _session(request: gr.Request | None) -> str:
 
 
 def _stop_flag(request: gr.Request | None) -> threading.Event:
-    """A fresh Stop flag for this session's run (none to share when there is no session)."""
+    """A fresh Stop flag for a run of this session (none to share when there is no session)."""
     flag = threading.Event()
     if _session(request):
         with _stops_lock:
-            _stops[_session(request)] = flag
+            _stops.setdefault(_session(request), set()).add(flag)
     return flag
 
 
 def _drop_flag(request: gr.Request | None, flag: threading.Event) -> None:
     with _stops_lock:
-        if _stops.get(_session(request)) is flag:
-            del _stops[_session(request)]
+        flags = _stops.get(_session(request), set())
+        flags.discard(flag)
+        if not flags:
+            _stops.pop(_session(request), None)
 
 
 def request_stop(request: gr.Request):
-    """Stop: the session's run ends after its current token and says so (see `generate`)."""
+    """Stop: the session's runs end after their current token and say so (see `generate`)."""
     with _stops_lock:
-        flag = _stops.get(_session(request))
-    if flag is not None:
+        flags = list(_stops.get(_session(request), ()))
+    for flag in flags:
         flag.set()
 
 

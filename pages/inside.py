@@ -822,16 +822,16 @@ def caps_markdown() -> str:
 def on_model_change(model_name: str, heads: Any):
     n_layer, n_head = model_shape(model_name)
     valid = {v for _, v in head_choices(n_layer, n_head)}
-    kept = [h for h in (heads or []) if h in valid]
+    still = [h for h in (heads or []) if h in valid]
     if dropped := [h for h in (heads or []) if h not in valid]:
         announce(
             f"{model_name} has {n_layer} layers of {n_head} heads: unticked "
             f"{', '.join(dropped)}, which it does not have."
         )
     return (
-        gr.CheckboxGroup(choices=head_choices(n_layer, n_head), value=kept),
+        gr.CheckboxGroup(choices=head_choices(n_layer, n_head), value=still),
         grid_style(n_head),
-        ", ".join(kept),
+        ", ".join(still),
     )
 
 
@@ -854,7 +854,8 @@ def build(demo: gr.Blocks) -> Page:
             "lens*), how surprised it is by each token, what happens when you silence attention "
             "heads, which tokens pushed a prediction, and how two models differ on the same "
             f"text. Up to {MAX_TOKENS} tokens; big models read fewer, and the note says so. "
-            "Save any chart with its camera button; the numbers download as CSV and JSON."
+            "Save any chart with its camera button; each view's Export button writes its numbers "
+            "as CSV and JSON."
         )
         with gr.Row():
             model = model_picker(TASKS, "ins-model")

@@ -270,7 +270,7 @@ def start_job(
         n = len(pruned)
         capped += (
             f" To stay within the disk budget, {n} old finished job{'s' if n > 1 else ''} of "
-            "anonymous visitors were removed."
+            f"anonymous visitors {'were' if n > 1 else 'was'} removed."
         )
     return f"Started job **{job_id}** ({where}).{capped}", job_id  # the list adds its choice
 

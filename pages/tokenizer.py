@@ -221,7 +221,7 @@ def tokenize(text: str, show_ids: bool = False) -> tuple[str, str, str, str, str
 def token_bytes(text: str, index: float) -> str:
     """A table of one GPT-2 token of `text` (ours when GPT-2's vocabulary is missing): its index,
     id, text and bytes in hex."""
-    text = check_text(text, MAX_CHARS, "Text")
+    text, _ = cap_text(text, MAX_CHARS, "Text")  # the cut is said once, by `tokenize`
     gpt2 = gpt2_or_none()
     tok = gpt2 or ours()
     ids = tok.encode(text)

@@ -189,6 +189,11 @@ FINISH_REASONS = ("<|endoftext|>", "max new tokens", "a stop string")
 
 def test_generation_stop_button(page):
     open_tab(page, "Generate")
+    # the short run the tab makes on page load has ended (its status then says why)
+    page.wait_for_function(
+        "(document.querySelector('#gen-status')?.innerText || '').includes('stopped:')",
+        timeout=20_000,
+    )
     page.locator("#gen-max input[type=range]").fill("256")
     # With seed 0 the starter model writes 248 tokens here before <|endoftext|>: about a second.
     page.locator("#gen-prompt textarea").fill("Pip the fox")
@@ -222,6 +227,7 @@ def test_generation_stop_button(page):
     # It stopped because of Stop: not at <|endoftext|> or max new tokens, as a run that
     # Stop did not reach would.
     assert not any(reason in status for reason in FINISH_REASONS), status
+    assert "stopped: you pressed Stop" in status, status
 
 
 def test_classify_tab(page):

@@ -108,3 +108,13 @@ def test_trimming_turns_is_said(tok):
     kept = sum(f"old turn {i} " in prompt for i in range(20))
     assert note.startswith(f"Left out the {20 - kept} oldest turns of the conversation")
     assert chat_page.fit_prompt_note("Hi.", history[:1], tok, 200, remember=True)[1] == ""
+
+
+def test_one_dropped_turn_and_a_message_too_long_read_right(tok):
+    turn = [{"role": "user", "content": "old turn " + "word " * 60}]
+    _, note = chat_page.fit_prompt_note("Hi.", turn, tok, budget=60, remember=True)
+    assert note.startswith("Left out the oldest turn of the conversation")
+    long = "word " * 100
+    _, note = chat_page.fit_prompt_note(long, turn, tok, budget=60, remember=True)
+    assert note.startswith("Left out the earlier turn. The prompt is")
+    assert "the reply gets less room" in note

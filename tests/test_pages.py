@@ -212,3 +212,40 @@ def test_a_run_that_fails_before_its_first_token_leaves_no_stop_flag():
     with pytest.raises(gr.Error, match="no-such-model"):
         list(generation.generate(*args, request=request))
     assert generation._stops == {}
+
+
+def test_attention_says_when_a_new_model_lacks_the_layer_or_head(monkeypatch):
+    from pages import attention
+
+    said = []
+    monkeypatch.setattr(attention, "model_shape", lambda name: (2, 4))
+    monkeypatch.setattr(attention, "announce", lambda note: said.append(note) or note)
+    layer, head = attention.on_model_change("tiny-lm", 11, 3)
+    assert (layer.value, head.value) == (1, 3)
+    assert said == [
+        "tiny-lm has 2 layers of 4 heads. Layer must be between 0 and 1; used 1 instead of 11."
+    ]
+    said.clear()
+    attention.on_model_change("tiny-lm", 1, 2)
+    assert said == []
+
+
+def test_stop_ends_every_run_of_the_session():
+    """The page-load run and a clicked run can overlap in one session: Stop ends both."""
+    from types import SimpleNamespace
+
+    from gpt.registry import default_registry
+
+    model = default_registry().default(generation.TASKS)
+    if model is None:
+        pytest.skip("no language model installed")
+    request = SimpleNamespace(session_hash="two-runs")
+    args = (model, "Once upon a time", 1.0, 0, 1.0, 1.0, 200, 3)
+    runs = [generation.generate(*args, request=request) for _ in range(2)]
+    for run in runs:
+        next(run)  # each has its first token
+    generation.request_stop(request)
+    for run in runs:
+        statuses = [out[2] for out in run if isinstance(out[2], str)]
+        assert statuses[-1].endswith("stopped: you pressed Stop")
+    assert generation._stops == {}
