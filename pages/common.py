@@ -280,6 +280,13 @@ def _number_payload(component: gr.components.Component, payload: Any) -> Any:
     return payload
 
 
+# (component class, elem_id or label) -> the name a bad API value's message gives it. Keyed by
+# what a component keeps when Gradio rebuilds it for a session after an update (a Slider whose
+# maximum an event changed is a new instance), so the check survives the rebuild.
+_NAMED: dict[tuple[type, Any], str] = {}
+_named_lock = threading.Lock()
+
+
 def named_errors(component: Any) -> Any:
     """`component` with its API values checked first, so a bad one gets a message naming the
     input ("Seed must be a number, not 'abc'.", "Kind: Value: x is not in the list of
@@ -287,25 +294,32 @@ def named_errors(component: Any) -> Any:
     message that does not say which input. Numbers (gr.Number, gr.Slider) are type-checked;
     every component's own rejections get its name. Returns the component.
 
-    (This wraps the instance's `preprocess`: a subclass of a Gradio component would write a
-    .pyi stub next to this file on every import.)
+    The check sits in the component class's `preprocess`, for the components registered here
+    only: a subclass would make Gradio write a .pyi stub next to this file on every import,
+    and a per-instance wrapper is lost when Gradio rebuilds the component after an update.
     """
-    original = component.preprocess
-    name = label_name(component.label)
-    numeric = isinstance(component, gr.Number | gr.Slider)
-
-    def preprocess(payload: Any) -> Any:
-        if numeric:
-            payload = _number_payload(component, payload)
-            if payload is None and isinstance(component, gr.Slider):
-                raise gr.Error(f"{name} must be a number, not None.")
-        try:
-            return original(payload)
-        except gr.Error as e:
-            raise gr.Error(f"{name}: {e.message}") from None
-
-    component.preprocess = preprocess
+    cls = type(component)
+    with _named_lock:
+        _NAMED[(cls, component.elem_id or component.label)] = label_name(component.label)
+        if "_gpt2lab_preprocess" not in cls.__dict__:
+            cls._gpt2lab_preprocess = cls.preprocess
+            cls.preprocess = _named_preprocess
     return component
+
+
+def _named_preprocess(self: Any, payload: Any) -> Any:
+    original = type(self)._gpt2lab_preprocess
+    name = _NAMED.get((type(self), self.elem_id or self.label))
+    if name is None:  # not registered: Gradio's own behaviour
+        return original(self, payload)
+    if isinstance(self, gr.Number | gr.Slider):
+        payload = _number_payload(self, payload)
+        if payload is None and isinstance(self, gr.Slider):
+            raise gr.Error(f"{name} must be a number, not None.")
+    try:
+        return original(self, payload)
+    except gr.Error as e:
+        raise gr.Error(f"{name}: {e.message}") from None
 
 
 def number_input(*args: Any, **kwargs: Any) -> gr.Number:

@@ -249,3 +249,20 @@ def test_stop_ends_every_run_of_the_session():
         statuses = [out[2] for out in run if isinstance(out[2], str)]
         assert statuses[-1].endswith("stopped: you pressed Stop")
     assert generation._stops == {}
+
+
+def test_named_errors_survive_gradio_rebuilding_the_component():
+    """After an event updates a component (a slider's maximum), Gradio keeps a new instance
+    for the session, built from the original's arguments: its bad values are still named."""
+    with gr.Blocks():
+        step = common.slider_input(1, 256, value=1, step=1, label="Step", elem_id="t-step")
+        plain = gr.Slider(1, 10, label="Plain", elem_id="t-plain")  # not registered
+    rebuilt = gr.Slider(**{**step.constructor_args, "maximum": 5, "render": False})
+    assert rebuilt is not step
+    for component in (step, rebuilt):
+        with pytest.raises(gr.Error, match="Step must be a number, not 'abc'"):
+            component.preprocess("abc")
+        assert component.preprocess(3) == 3
+    with pytest.raises(Exception) as info:  # unregistered components behave as Gradio's own
+        plain.preprocess("abc")
+    assert "Plain" not in str(info.value)
