@@ -290,12 +290,9 @@ def lens(model_name: str, text: str, target: str):
     labels = token_labels(tok, ids)
     heat = lens_figure(result, labels, decode)
     decide = decide_figure(result, ttext, f"reading the last token {labels[-1]!r}")
-    kept.keep(
-        ("lens", model_name, text, target),
-        "logit-lens",
-        lambda: lens_export(model_name, tok, ids, result, ttext, decode),
-    )
-    return " ".join(notes), heat, decide
+    key = ("lens", model_name, text, target)
+    kept.keep(key, "logit-lens", lambda: lens_export(model_name, tok, ids, result, ttext, decode))
+    return " ".join(notes), heat, decide, key
 
 
 def lens_export(model_name: str, tok, ids: list[int], result, ttext: str, decode: Decoder):
@@ -385,12 +382,9 @@ def surprisal(model_name: str, text: str):
         f"{tok.decode([ids[worst + 1]])!r} ({float(p.surprisal[worst]):.2f} nats, "
         f"rank {int(p.rank[worst])}).",
     )
-    kept.keep(
-        ("surprisal", model_name, text),
-        "surprisal",
-        lambda: surprisal_export(model_name, tok, ids, p, rows),
-    )
-    return view, " ".join(notes)
+    key = ("surprisal", model_name, text)
+    kept.keep(key, "surprisal", lambda: surprisal_export(model_name, tok, ids, p, rows))
+    return view, " ".join(notes), key
 
 
 def surprisal_export(model_name: str, tok, ids: list[int], p: inside.Predictions, rows: list):
@@ -546,12 +540,9 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
         f"Heads {shown} {verb}: loss {result.before.loss:.3f} → **{result.after.loss:.3f}** "
         f"nats; {change}.",
     )
-    kept.keep(
-        ("ablate", model_name, text, heads, mode),
-        "ablation",
-        lambda: ablate_export(model_name, tok, ids, result, mode),
-    )
-    return " ".join(notes), nxt, loss
+    key = ("ablate", model_name, text, heads, mode)
+    kept.keep(key, "ablation", lambda: ablate_export(model_name, tok, ids, result, mode))
+    return " ".join(notes), nxt, loss, key
 
 
 def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation, mode: str):
@@ -679,7 +670,7 @@ def attribution(model_name: str, text: str, method: str, target: str):
     view, note, rows, data = attribution_result(model_name, text, method, target, ATTRIBUTION_TASKS)
     key = ("attribution", model_name, text, method, target if isinstance(target, str) else "")
     kept.keep(key, "attribution", lambda: (rows, data))
-    return view, note
+    return view, note, key
 
 
 @friendly_errors
@@ -760,12 +751,9 @@ def compare(model_a: str, model_b: str, text: str):
         )
         title = "Logit lens, B − A: log p(actual next token) after each layer (blue: B more sure)"
         lens_layout(fig, title, L1, "Predicted token", labels[1:])
-    kept.keep(
-        ("compare", model_a, model_b, text),
-        "compare",
-        lambda: compare_export(model_a, model_b, ids, texts, c),
-    )
-    return " ".join(notes), view, fig
+    key = ("compare", model_a, model_b, text)
+    kept.keep(key, "compare", lambda: compare_export(model_a, model_b, ids, texts, c))
+    return " ".join(notes), view, fig, key
 
 
 def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str], c):
@@ -789,6 +777,26 @@ def compare_numbers(model_a: str, model_b: str, text: str) -> list[str]:
     """CSV + JSON of the comparison drawn from these inputs."""
     key = ("compare", model_a, model_b, text)
     return kept.files(key, lambda: compare(model_a, model_b, text))
+
+
+# Each view by the name that starts its key: what `shown_numbers` draws again when needed.
+VIEWS = {
+    "lens": lens,
+    "surprisal": surprisal,
+    "ablate": ablate,
+    "attribution": attribution,
+    "compare": compare,
+}
+
+
+@friendly_errors
+def shown_numbers(key: Any) -> list[str]:
+    """CSV + JSON of the view shown on the page: `key`, which the view returned when drawn, is
+    its inputs then (the text box may have changed since)."""
+    if not key:
+        raise gr.Error("Nothing to export yet: run the view first.")
+    view, *inputs = key
+    return kept.files(tuple(key), lambda: VIEWS[view](*inputs))
 
 
 def caps_markdown() -> str:
@@ -837,13 +845,13 @@ def on_model_change(model_name: str, heads: Any):
 
 def first_render(model_name: str, text: str, target: str):
     if default_registry().default(TASKS) is None:
-        return model_note(TASKS), None, None
+        return model_note(TASKS), None, None, None
     return lens(model_name, text, target)
 
 
 def first_surprisal(model_name: str, text: str):
     if default_registry().default(TASKS) is None:
-        return "", ""
+        return "", "", None
     return surprisal(model_name, text)
 
 
@@ -938,8 +946,11 @@ def build(demo: gr.Blocks) -> Page:
             )
 
         quiet = dict(concurrency_limit=2, concurrency_id="inside")
-        lens_io = ([model, text, target], [note, lens_plot, decide_plot])
-        surprisal_io = ([model, text], [surprisal_view, ppl])
+        # What each view shows is remembered per visitor (its inputs when drawn), so an Export
+        # button writes the numbers of the chart on the page, whatever the boxes say since.
+        shown = {v: gr.State(None) for v in VIEWS}
+        lens_io = ([model, text, target], [note, lens_plot, decide_plot, shown["lens"]])
+        surprisal_io = ([model, text], [surprisal_view, ppl, shown["surprisal"]])
         gr.on([run.click, text.submit, target.submit], lens, *lens_io, api_name="lens", **quiet)
         gr.on([run.click, text.submit], surprisal, *surprisal_io, api_name="surprisal", **quiet)
         heads.input(
@@ -952,52 +963,37 @@ def build(demo: gr.Blocks) -> Page:
         ablate_btn.click(
             ablate,
             [model, text, heads_text, mode],
-            [ablate_note, ablate_next, ablate_loss],
+            [ablate_note, ablate_next, ablate_loss, shown["ablate"]],
             api_name="ablate",
             **quiet,
         )
         attr_btn.click(
             attribution,
             [model, text, method, target],
-            [attr_view, attr_note],
+            [attr_view, attr_note, shown["attribution"]],
             api_name="attribution",
             **quiet,
         )
         compare_btn.click(
             compare,
             [model, model_b, text],
-            [compare_note, compare_view, compare_lens],
+            [compare_note, compare_view, compare_lens, shown["compare"]],
             api_name="compare",
             **quiet,
         )
-        # The numbers behind each view, written when asked (thousands of rows for the lens).
+        # The numbers behind each view, written when asked (thousands of rows for the lens):
+        # the page's buttons export the view shown; the API takes the view's inputs.
         numbers = [
-            (lens_btn, lens_numbers, [model, text, target], lens_files, "lens_numbers"),
-            (surprisal_btn, surprisal_numbers, [model, text], surprisal_files, "surprisal_numbers"),
-            (
-                ablate_num_btn,
-                ablate_numbers,
-                [model, text, heads_text, mode],
-                ablate_files,
-                "ablate_numbers",
-            ),
-            (
-                attr_num_btn,
-                attribution_numbers,
-                [model, text, method, target],
-                attr_files,
-                "attribution_numbers",
-            ),
-            (
-                compare_num_btn,
-                compare_numbers,
-                [model, model_b, text],
-                compare_files,
-                "compare_numbers",
-            ),
-        ]
-        for button, fn, inputs, files, api_name in numbers:
-            button.click(fn, inputs, files, api_name=api_name, **quiet)
+            ("lens", lens_btn, lens_files, lens_numbers, [model, text, target]),
+            ("surprisal", surprisal_btn, surprisal_files, surprisal_numbers, [model, text]),
+            ("ablate", ablate_num_btn, ablate_files, ablate_numbers, [model, text, heads_text, mode]),
+            ("attribution", attr_num_btn, attr_files, attribution_numbers, [model, text, method, target]),
+            ("compare", compare_num_btn, compare_files, compare_numbers, [model, model_b, text]),
+        ]  # fmt: skip
+        for view, button, files, fn, inputs in numbers:
+            button.click(shown_numbers, shown[view], files, api_visibility="private", **quiet)
+            api_only = gr.Button(visible=False, elem_id=f"ins-{view}-numbers-api")
+            api_only.click(fn, inputs, files, api_name=f"{view}_numbers", **quiet)
         model.change(  # queued: its warning (heads the new model lacks) needs the queue
             on_model_change,
             [model, heads],

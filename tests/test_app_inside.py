@@ -174,6 +174,23 @@ def test_numbers_are_written_when_asked_even_after_the_view_was_forgotten(client
         client.predict(LM, TEXT, "", "zero", api_name="/ablate_numbers")
 
 
+def test_the_export_button_writes_the_numbers_of_the_view_shown(client):
+    """The page's button exports the view on the page (its inputs when drawn), even after the
+    text box changed and another text was drawn, or the numbers were forgotten."""
+    import gradio as gr
+
+    from pages import inside as page
+
+    *_, key = page.lens(LM, TEXT, "")  # the chart on the page
+    page.lens(LM, "Another text entirely, drawn since.", "")
+    _, tok = loaded(LM)
+    assert files(page.shown_numbers(key))[1]["ids"] == tok.encode(TEXT)
+    page.kept._kept.clear()
+    assert files(page.shown_numbers(key))[1]["ids"] == tok.encode(TEXT)  # drawn again
+    with pytest.raises(gr.Error, match="run the view first"):
+        page.shown_numbers(None)
+
+
 def test_pipeline_redraws_a_step_of_the_last_run_without_the_model(app):
     fresh = gradio_client.Client(app, verbose=False)  # its own session: no run yet
     with pytest.raises(AppError, match="Generate some text first"):
