@@ -29,6 +29,7 @@ from pages.common import (
     named_errors,
     number_input,
     slider_input,
+    token_text,
     visible,
 )
 
@@ -95,7 +96,7 @@ def apply_sink(maps: np.ndarray, mode: str) -> np.ndarray:
 
 
 def token_labels(tok, ids: list[int]) -> list[str]:
-    return [visible(tok.decode([i])) for i in ids]
+    return [visible(token_text(tok, i)) for i in ids]
 
 
 def _ticks(labels: list[str]) -> dict:

@@ -22,6 +22,7 @@ from pages.common import (
     model_note,
     model_picker,
     model_status,
+    token_text,
     visible,
 )
 from pages.export import export_files, numbers_box
@@ -112,7 +113,7 @@ def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
     )
     if limit := limit_line(model_name):
         summary += f"\n\n{limit}"
-    token_labels = [visible(tok.decode([i])) for i in ids]
+    token_labels = [visible(token_text(tok, i)) for i in ids]
     fig = trace_figure(token_labels, probs[:, k].tolist(), labels[k])
     return {label: final[i] for i, label in enumerate(labels)}, summary, fig
 

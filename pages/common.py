@@ -350,6 +350,32 @@ def visible(text: str) -> str:
     return text.translate(_MARKS) or "∅"
 
 
+def token_text(tok: Any, token_id: int) -> str:
+    """One token's text for display: its characters, and where it holds only part of a
+    character (GPT-2 splits many a CJK character or emoji across tokens), those bytes in hex
+    instead of "\ufffd", which would look the same for every such token.
+
+    >>> from gpt.tokenizer import Tokenizer
+    >>> tok = Tokenizer.train("ab", 257)
+    >>> token_text(tok, ord("a")), token_text(tok, 0xE6), token_text(tok, 0x97)
+    ('a', '‹E6›', '‹97›')
+    """
+    data = tok.token_bytes(token_id)
+    text = data.decode("utf-8", "surrogateescape")  # undecodable bytes as U+DC80..U+DCFF
+    if not any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        return text
+    out, run = [], []
+    for c in text + " ":  # the space ends a last run of bytes (it is not kept)
+        if 0xDC80 <= ord(c) <= 0xDCFF:
+            run.append(f"{ord(c) - 0xDC00:02X}")
+            continue
+        if run:
+            out.append("‹" + "\u202f".join(run) + "›")  # a narrow space: not a marked " "
+            run = []
+        out.append(c)
+    return "".join(out[:-1])
+
+
 # --- the jobs manager's errors --------------------------------------------------------------------
 
 

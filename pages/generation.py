@@ -28,6 +28,7 @@ from pages.common import (
     progress_lines,
     sampling_args,
     slider_input,
+    token_text,
     visible,
     wait_model,
 )
@@ -239,7 +240,7 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
     order = torch.topk(st.raw, min(PIPELINE_TOKENS, st.raw.shape[-1])).indices.tolist()
     if chosen not in order:
         order.append(chosen)
-    label = {i: visible(tok.decode([i])) for i in order}
+    label = {i: visible(token_text(tok, i)) for i in order}
     greedy = cfg.temperature == 0
     fig = make_subplots(
         rows=2,
@@ -281,7 +282,7 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
     by_p = torch.topk(st.softmax, min(PIPELINE_TOKENS, st.softmax.shape[-1])).indices.tolist()
     by_p = [i for i in by_p if st.softmax[i] > 0] or by_p[:1]  # not the tokens top-k removed
     cum = torch.cumsum(st.softmax[by_p], 0).tolist()
-    names = [visible(tok.decode([i])) for i in by_p]
+    names = [visible(token_text(tok, i)) for i in by_p]
     fig.add_bar(
         x=names,
         y=st.softmax[by_p].tolist(),

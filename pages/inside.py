@@ -27,6 +27,7 @@ from pages.common import (
     model_card_box,
     model_note,
     model_picker,
+    token_text,
 )
 from pages.export import KeptNumbers, numbers_button
 
@@ -347,7 +348,7 @@ def surprisal(model_name: str, text: str):
         raise gr.Error("Surprisal needs at least 2 tokens: the first one has no prediction.")
     p = cached_predictions(model_name, model, ids)
     decode = Decoder(tok)
-    pieces = [(tok.decode([ids[0]]), "#e8e8e8", "the first token has no prediction")]
+    pieces = [(token_text(tok, ids[0]), "#e8e8e8", "the first token has no prediction")]
     rows = []
     for t in range(len(ids) - 1):
         s = float(p.surprisal[t])
@@ -356,7 +357,7 @@ def surprisal(model_name: str, text: str):
             f"p = {float(p.prob[t]):.4f} · rank {int(p.rank[t])} · surprisal {s:.2f} nats · "
             f"entropy {float(p.entropy[t]):.2f} nats\ntop {TOP_K}: {alts}"
         )
-        pieces.append((tok.decode([ids[t + 1]]), _mix(WHITE, RED, s / SURPRISAL_MAX), tip))
+        pieces.append((token_text(tok, ids[t + 1]), _mix(WHITE, RED, s / SURPRISAL_MAX), tip))
         rows.append(
             {
                 "position": t + 1,
@@ -379,7 +380,7 @@ def surprisal(model_name: str, text: str):
         0,
         f"Perplexity **{p.perplexity:.2f}** (mean surprisal {p.loss:.3f} nats over "
         f"{len(ids) - 1} predicted tokens). Most surprising: "
-        f"{tok.decode([ids[worst + 1]])!r} ({float(p.surprisal[worst]):.2f} nats, "
+        f"{token_text(tok, ids[worst + 1])!r} ({float(p.surprisal[worst]):.2f} nats, "
         f"rank {int(p.rank[worst])}).",
     )
     key = ("surprisal", model_name, text)
@@ -660,7 +661,8 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
         "prob": result.prob,
         "scores": scores,
     }
-    return attribution_html(scores, texts, what, method), " ".join(notes), rows, data
+    shown = [token_text(tok, i) for i in ids]  # split characters as their bytes
+    return attribution_html(scores, shown, what, method), " ".join(notes), rows, data
 
 
 @friendly_errors
@@ -705,16 +707,17 @@ def compare(model_a: str, model_b: str, text: str):
         raise gr.Error("Comparing needs at least 2 tokens.")
     c = inside.compare(ma, mb, ids, fast=True)
     labels = token_labels(tok_a, ids)
-    texts = [tok_a.decode([i]) for i in ids]
+    texts = [tok_a.decode([i]) for i in ids]  # as they are, for the exported numbers
+    shown = [token_text(tok_a, i) for i in ids]  # split characters as their bytes
     scale = max(float(c.diff.abs().max()), 1e-9)
-    pieces = [(texts[0], "#e8e8e8", "the first token has no prediction")]
+    pieces = [(shown[0], "#e8e8e8", "the first token has no prediction")]
     for t in range(len(ids) - 1):
         d = float(c.diff[t])
         tip = (
             f"log p: A {float(c.logprobs_a[t]):.3f} · B {float(c.logprobs_b[t]):.3f} · "
             f"B − A {d:+.3f} · KL(A‖B) {float(c.kl[t]):.3f} nats"
         )
-        pieces.append((texts[t + 1], _mix(WHITE, GREEN if d > 0 else RED, abs(d) / scale), tip))
+        pieces.append((shown[t + 1], _mix(WHITE, GREEN if d > 0 else RED, abs(d) / scale), tip))
     view = coloured_text(
         pieces,
         f"Green: B ({model_b}) found the token more likely than A ({model_a}); red: less "

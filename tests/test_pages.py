@@ -266,3 +266,19 @@ def test_named_errors_survive_gradio_rebuilding_the_component():
     with pytest.raises(Exception) as info:  # unregistered components behave as Gradio's own
         plain.preprocess("abc")
     assert "Plain" not in str(info.value)
+
+
+def test_characters_split_across_tokens_show_their_bytes_not_a_replacement_mark():
+    from gpt.tokenizer import TokenizerError, load_tokenizer
+    from pages.attention import token_labels
+
+    try:
+        tok = load_tokenizer("gpt2")
+    except TokenizerError:
+        pytest.skip("GPT-2's vocabulary is not installed")
+    ids = tok.encode("日本 café 🙂")
+    shown = [common.token_text(tok, i) for i in ids]
+    assert "\ufffd" not in "".join(shown)
+    assert shown[:2] == ["‹E6\u202f97›", "‹A5›"]  # 日 is split over two tokens
+    assert "é" in "".join(shown) and "🙂" in "".join(shown)  # whole characters stay as they are
+    assert token_labels(tok, ids)[:2] == ["‹E6\u202f97›", "‹A5›"]
