@@ -367,22 +367,14 @@ def predictions_from_logits(logits: torch.Tensor, ids: torch.Tensor, k: int = 5)
     parts = []
     # A few rows at a time: each (rows, V) block stays in the CPU's cache through the passes
     # below (log-softmax, rank, entropy, top-k), instead of streaming all T x V from memory.
-    for start in range(0, logits.shape[0] - 1, _STATS_ROWS):
-        stop = min(start + _STATS_ROWS, logits.shape[0] - 1)
-        logp = torch.log_softmax(logits[start:stop].float(), dim=-1)  # (rows, V)
-        actual = logp.gather(1, nxt[start:stop, None])[:, 0]  # (rows,)
+    for rows, targets in zip(logits[:-1].split(_STATS_ROWS), nxt.split(_STATS_ROWS)):
+        logp = torch.log_softmax(rows.float(), dim=-1)  # (rows, V)
+        actual = logp.gather(1, targets[:, None])[:, 0]  # (rows,)
         rank = 1 + (logp > actual[:, None]).sum(dim=-1)
         entropy = -(logp.exp() * logp).nan_to_num_().sum(dim=-1)
         values, indices = torch.topk(logp, min(k, logp.shape[-1]), dim=-1)
         parts.append((actual, rank, entropy, indices, values))
-    actual, rank, entropy, indices, values = (
-        torch.cat([part[i] for part in parts]) if parts else None for i in range(5)
-    )
-    if not parts:  # one token: nothing predicted
-        V = logits.shape[-1]
-        actual = entropy = torch.zeros(0)
-        rank = torch.zeros(0, dtype=torch.long)
-        indices, values = torch.zeros(0, min(k, V), dtype=torch.long), torch.zeros(0, min(k, V))
+    actual, rank, entropy, indices, values = (torch.cat(p) for p in zip(*parts))
     return Predictions(
         surprisal=(-actual).cpu(),
         prob=actual.exp().cpu(),

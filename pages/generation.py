@@ -116,31 +116,18 @@ def generate(
     """Yield (continuation so far, candidates chart or skip, status line or skip, the run) per
     token. The page's Stop button (`request_stop`) ends the run after the current token, its
     status saying "stopped: you pressed Stop"."""
+    settings = (temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed)
     stop = _stop_flag(request)  # from the start: Stop while the model loads counts too
     try:
-        yield from _generate(
-            stop, model_name, prompt, temperature, top_k, top_p, repetition_penalty,
-            max_new_tokens, seed,
-        )  # fmt: skip
+        yield from _generate(stop, model_name, prompt, settings)
     finally:
         _drop_flag(request, stop)
 
 
-def _generate(
-    stop: threading.Event,
-    model_name: str,
-    prompt: str,
-    temperature: float,
-    top_k: float,
-    top_p: float,
-    repetition_penalty: float,
-    max_new_tokens: float,
-    seed: float,
-):
+def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tuple):
+    """`generate`'s run, `settings` its sliders in order, ended early once `stop` is set."""
     prompt = check_text(prompt, MAX_PROMPT_CHARS, "Prompt")
-    args = sampling_args(
-        temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, MAX_NEW_TOKENS
-    )
+    args = sampling_args(*settings, MAX_NEW_TOKENS)
     seed_note = ""
     if args["seed"] is None:  # -1: draw one, and say which, so the run can be repeated
         args["seed"] = random.randrange(2**31)

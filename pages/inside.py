@@ -329,10 +329,9 @@ def lens_export(model_name: str, tok, ids: list[int], result, ttext: str, decode
     return rows, data
 
 
-@friendly_errors
 def lens_numbers(model_name: str, text: str, target: str) -> list[str]:
     """CSV + JSON of the lens drawn from these inputs (drawn again if no longer kept)."""
-    return kept.files(("lens", model_name, text, target), lambda: lens(model_name, text, target))
+    return shown_numbers(("lens", model_name, text, target))
 
 
 # --- surprisal ------------------------------------------------------------------------------------
@@ -398,10 +397,9 @@ def surprisal_export(model_name: str, tok, ids: list[int], p: inside.Predictions
     return rows, data
 
 
-@friendly_errors
 def surprisal_numbers(model_name: str, text: str) -> list[str]:
     """CSV + JSON of the surprisal view drawn from these inputs."""
-    return kept.files(("surprisal", model_name, text), lambda: surprisal(model_name, text))
+    return shown_numbers(("surprisal", model_name, text))
 
 
 # --- head ablation --------------------------------------------------------------------------------
@@ -445,20 +443,14 @@ def ablation_figures(result: inside.Ablation, ids, decode: Decoder, labels: list
     top = torch.topk(torch.maximum(before, after), 10).indices.tolist()
     names = [f"{decode(i)}" for i in top]
     nxt = go.Figure()
-    nxt.add_bar(
-        y=names,
-        x=[float(before[i]) for i in top],
-        orientation="h",
-        name="intact",
-        marker_color="#9db4d6",
-    )
-    nxt.add_bar(
-        y=names,
-        x=[float(after[i]) for i in top],
-        orientation="h",
-        name="heads ablated",
-        marker_color="#e4572e",
-    )
+    for probs, name, colour in ((before, "intact", "#9db4d6"), (after, "heads ablated", "#e4572e")):
+        nxt.add_bar(
+            y=names,
+            x=[float(probs[i]) for i in top],
+            orientation="h",
+            name=name,
+            marker_color=colour,
+        )
     nxt.update_layout(
         title=dict(text=f"Next token after {labels[-1]!r}: intact vs ablated", font=dict(size=14)),
         barmode="group",
@@ -577,11 +569,9 @@ def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation,
     return rows, data
 
 
-@friendly_errors
 def ablate_numbers(model_name: str, text: str, heads: str, mode: str) -> list[str]:
     """CSV + JSON of the ablation drawn from these inputs."""
-    key = ("ablate", model_name, text, heads, mode)
-    return kept.files(key, lambda: ablate(model_name, text, heads, mode))
+    return shown_numbers(("ablate", model_name, text, heads, mode))
 
 
 # --- attribution ----------------------------------------------------------------------------------
@@ -665,21 +655,24 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
     return attribution_html(scores, shown, what, method), " ".join(notes), rows, data
 
 
+def attribution_key(model_name: str, text: str, method: str, target: Any) -> tuple:
+    """The attribution view's inputs, as `shown_numbers` reads them (no target: "")."""
+    return ("attribution", model_name, text, method, target if isinstance(target, str) else "")
+
+
 @friendly_errors
 def attribution(model_name: str, text: str, method: str, target: str):
     """(coloured HTML, note). Any model: a classifier's class (target: a label, blank = the
     predicted one) or a language model's next token (blank = its top guess)."""
     view, note, rows, data = attribution_result(model_name, text, method, target, ATTRIBUTION_TASKS)
-    key = ("attribution", model_name, text, method, target if isinstance(target, str) else "")
+    key = attribution_key(model_name, text, method, target)
     kept.keep(key, "attribution", lambda: (rows, data))
     return view, note, key
 
 
-@friendly_errors
 def attribution_numbers(model_name: str, text: str, method: str, target: str) -> list[str]:
     """CSV + JSON of the attribution drawn from these inputs."""
-    key = ("attribution", model_name, text, method, target if isinstance(target, str) else "")
-    return kept.files(key, lambda: attribution(model_name, text, method, target))
+    return shown_numbers(attribution_key(model_name, text, method, target))
 
 
 # --- compare --------------------------------------------------------------------------------------
@@ -775,11 +768,9 @@ def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str],
     return rows, data
 
 
-@friendly_errors
 def compare_numbers(model_a: str, model_b: str, text: str) -> list[str]:
     """CSV + JSON of the comparison drawn from these inputs."""
-    key = ("compare", model_a, model_b, text)
-    return kept.files(key, lambda: compare(model_a, model_b, text))
+    return shown_numbers(("compare", model_a, model_b, text))
 
 
 # Each view by the name that starts its key: what `shown_numbers` draws again when needed.

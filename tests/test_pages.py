@@ -8,6 +8,7 @@ returns one update per component it names.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -141,14 +142,18 @@ def test_open_in_tabs_says_when_a_job_does_not_exist(tmp_path):
         jobs.open_in_tabs(manager, "nope", [])
 
 
-def test_stop_ends_the_run_after_the_current_token_and_says_so():
-    from types import SimpleNamespace
-
+@pytest.fixture
+def model() -> str:
+    """The Generate tab's default language model (a starter model when none is downloaded)."""
     from gpt.registry import default_registry
 
-    model = default_registry().default(generation.TASKS)
-    if model is None:
+    name = default_registry().default(generation.TASKS)
+    if name is None:
         pytest.skip("no language model installed")
+    return name
+
+
+def test_stop_ends_the_run_after_the_current_token_and_says_so(model):
     request = SimpleNamespace(session_hash="stop-test")
     args = (model, "Once upon a time", 1.0, 0, 1.0, 1.0, 200, 3)
     outs = []
@@ -180,15 +185,8 @@ def test_inside_says_which_ticked_heads_a_new_model_lacks(monkeypatch):
     assert said == []  # nothing dropped, nothing said
 
 
-def test_stop_while_the_model_loads_ends_before_the_first_token(monkeypatch):
+def test_stop_while_the_model_loads_ends_before_the_first_token(model, monkeypatch):
     """Stop pressed during the model's download or load: no token is sampled, and it says so."""
-    from types import SimpleNamespace
-
-    from gpt.registry import default_registry
-
-    model = default_registry().default(generation.TASKS)
-    if model is None:
-        pytest.skip("no language model installed")
     request = SimpleNamespace(session_hash="stop-while-loading")
     real = generation.wait_model
 
@@ -205,8 +203,6 @@ def test_stop_while_the_model_loads_ends_before_the_first_token(monkeypatch):
 
 
 def test_a_run_that_fails_before_its_first_token_leaves_no_stop_flag():
-    from types import SimpleNamespace
-
     request = SimpleNamespace(session_hash="fails-early")
     args = ("no-such-model", "Once upon a time", 1.0, 0, 1.0, 1.0, 50, 3)
     with pytest.raises(gr.Error, match="no-such-model"):
@@ -230,15 +226,8 @@ def test_attention_says_when_a_new_model_lacks_the_layer_or_head(monkeypatch):
     assert said == []
 
 
-def test_stop_ends_every_run_of_the_session():
+def test_stop_ends_every_run_of_the_session(model):
     """The page-load run and a clicked run can overlap in one session: Stop ends both."""
-    from types import SimpleNamespace
-
-    from gpt.registry import default_registry
-
-    model = default_registry().default(generation.TASKS)
-    if model is None:
-        pytest.skip("no language model installed")
     request = SimpleNamespace(session_hash="two-runs")
     args = (model, "Once upon a time", 1.0, 0, 1.0, 1.0, 200, 3)
     runs = [generation.generate(*args, request=request) for _ in range(2)]
