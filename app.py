@@ -2,17 +2,17 @@
 
 `app.py` only composes the tabs in `pages/`; it honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
 
-At start (`python app.py`), before huggingface_hub is imported, `gpt.paths.apply_storage_env`
+At start (`python app.py`), before huggingface_hub is imported, `gpt.lab.paths.apply_storage_env`
 puts the hub cache and downloads on Spaces' persistent `/data` when it exists, and
-`gpt.hub.start_check` asks the Hugging Face hub, in the background, whether it answers (the
+`gpt.lab.hub.start_check` asks the Hugging Face hub, in the background, whether it answers (the
 model pickers list the GPT-2 sizes to download when it does).
 """
 
 from __future__ import annotations
 
 if __name__ == "__main__":  # before anything imports huggingface_hub (gradio does)
-    from gpt import hub
-    from gpt.paths import apply_storage_env
+    from gpt.lab import hub
+    from gpt.lab.paths import apply_storage_env
 
     apply_storage_env()
     hub.start_check()
@@ -26,10 +26,10 @@ from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from gpt import hub  # noqa: E402
 from gpt.jobs import JobManager  # noqa: E402
-from gpt.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
-from gpt.registry import add_job_models, default_registry  # noqa: E402
+from gpt.lab import hub  # noqa: E402
+from gpt.lab.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
+from gpt.lab.registry import add_job_models, default_registry  # noqa: E402
 from pages import attention, chat, classify, generation, inside, jobs, tokenizer  # noqa: E402
 from pages.common import CSS  # noqa: E402
 from pages.visitors import (  # noqa: E402
@@ -112,7 +112,7 @@ def limit_heavy(demo: gr.Blocks, slots: int) -> dict[str, int]:
 
 
 def build_app() -> gr.Blocks:
-    """The app. Jobs live in `gpt.paths.storage_paths().jobs_dir` ($GPT2LAB_JOBS_DIR, else
+    """The app. Jobs live in `gpt.lab.paths.storage_paths().jobs_dir` ($GPT2LAB_JOBS_DIR, else
     /data/gpt2lab/jobs on a Space with persistent storage, else ./jobs)."""
     manager, notice = open_jobs(storage_paths().jobs_dir, multiuser_mode())
     add_job_models(default_registry(), manager)  # finished jobs' models, as job:<id>

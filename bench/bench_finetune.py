@@ -16,7 +16,7 @@ folder) loaded through `gpt.load_model`, so the timings are those of `gpt2` itse
    run and the projected time for 1,100 instructions x 2 epochs.
 
 Beside each figure: the 1-minute load average before and after (other processes share the CPU),
-and what `gpt.estimate` predicted before the run. Writes bench/results/finetune.json.
+and what `gpt.train.estimate` predicted before the run. Writes bench/results/finetune.json.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.common import machine, print_table, save  # noqa: E402
-from gpt import data as gdata  # noqa: E402
 from gpt.checkpoint import load_model  # noqa: E402
 from gpt.classifier import GPTClassifier  # noqa: E402
 from gpt.tokenizer import load_tokenizer  # noqa: E402
-from gpt.train import (  # noqa: E402
+from gpt.train import data as gdata  # noqa: E402
+from gpt.train.loop import (  # noqa: E402
     ClassifyTask,
     InstructTask,
     TrainConfig,
@@ -106,7 +106,7 @@ def timed_fit(model, task, data, cfg, collate) -> dict:
 
 
 def spam_runs(folder: Path, args) -> dict:
-    from gpt.estimate import estimate_fit
+    from gpt.train.estimate import estimate_fit
 
     tok = load_tokenizer("gpt2")
     examples = gdata.read_spam(REPO / "data" / "sms" / "train.tsv")[: args.messages]
@@ -143,7 +143,7 @@ def spam_runs(folder: Path, args) -> dict:
 
 
 def lora_run(folder: Path, args) -> dict:
-    from gpt.estimate import estimate_fit
+    from gpt.train.estimate import estimate_fit
 
     tok = load_tokenizer("gpt2")
     records = gdata.read_instructions(REPO / "data" / "instructions" / "train.json")
@@ -243,7 +243,7 @@ def print_lora(lora: dict) -> None:
             ["Steps timed", str(lora["steps_timed"])],
             ["1,100 instructions x 2 epochs", f"{lora['total_tokens']:,} padded tokens"],
             ["Projected (tokens / tokens/s)", f"{lora['projected_s'] / 60:.1f} min"],
-            ["gpt.estimate says", f"{lora['estimate_s'] / 60:.1f} min"],
+            ["gpt.train.estimate says", f"{lora['estimate_s'] / 60:.1f} min"],
             ["Load 1 min", lora["load"]],
         ],
     )

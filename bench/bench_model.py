@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import interleaved, machine, print_table, save  # noqa: E402
 from gpt.config import PRESETS  # noqa: E402
 from gpt.model import GPT  # noqa: E402
-from gpt.optim import make_optimizer  # noqa: E402
 from gpt.sampling import SamplingConfig, generate_ids  # noqa: E402
+from gpt.train.optim import make_optimizer  # noqa: E402
 
 
 def hf_twin(model: GPT, attn: str = "sdpa"):

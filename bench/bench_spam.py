@@ -4,7 +4,7 @@
 
 Both are scored on the same held-out test split of the real SMS half
 (`../shared/data/sms-spam-collection/sms-half.tsv`, UCI SMS Spam Collection, CC BY 4.0): the
-split `starter-spam`'s card names (its data file and seed, `gpt.runs.classify_splits`). The
+split `starter-spam`'s card names (its data file and seed, `gpt.lab.runs.classify_splits`). The
 baseline is fit on that split's training messages only: word 1-2-grams and character 2-5-grams
 (within word boundaries), sublinear TF-IDF, logistic regression with C = 10 and class weights
 inversely proportional to the class counts (the settings that scored best on the validation
@@ -30,10 +30,10 @@ import torch  # noqa: E402
 from bench.common import machine, print_table, save  # noqa: E402
 from gpt.checkpoint import load_checkpoint, load_model, resolve_starter  # noqa: E402
 from gpt.config import STARTER_MODELS  # noqa: E402
-from gpt.data import DataError  # noqa: E402
-from gpt.metrics import balanced_report, classification_report  # noqa: E402
-from gpt.runs import REAL_SMS, RunSpec, classify_splits, predict_labels  # noqa: E402
+from gpt.lab.runs import REAL_SMS, RunSpec, classify_splits, predict_labels  # noqa: E402
 from gpt.tokenizer import load_tokenizer  # noqa: E402
+from gpt.train.data import DataError  # noqa: E402
+from gpt.train.metrics import balanced_report, classification_report  # noqa: E402
 
 
 def tfidf_baseline(train_texts: list[str], train_labels: list[int]):

@@ -29,8 +29,8 @@ from gpt.inside import (
     predictions,
     surprisal,
 )
+from gpt.lab.names import ModelNameError, ModelRef, resolve
 from gpt.model import GPT, Explanation, KVCache
-from gpt.names import ModelNameError, ModelRef, resolve
 from gpt.sampling import (
     Candidate,
     SamplingConfig,

@@ -38,7 +38,7 @@ from gpt.config import HUB_IDS, STARTER_MODELS, GPTConfig
 from gpt.model import GPT
 
 if TYPE_CHECKING:
-    from gpt.names import ModelRef
+    from gpt.lab.names import ModelRef
 
 FORMAT: Literal["gpt2-lab"] = "gpt2-lab"
 Layout = Literal["gpt2-lab", "hf"]  # our checkpoint folder, or Hugging Face GPT-2's
@@ -228,7 +228,7 @@ def load_hf_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
 
 def resolve_gpt2(name: str, progress: Any = None) -> Path:
     """Folder of a GPT-2 size: `$GPT2LAB_MODELS_DIR/<name>` if present, else the hub (cached,
-    or downloaded with `progress` getting each `gpt.hub.DownloadProgress`); see `gpt.names`."""
+    or downloaded with `progress` getting each `gpt.lab.hub.DownloadProgress`); see `gpt.lab.names`."""
     if name not in HUB_IDS:
         raise CheckpointError(f"unknown GPT-2 size {name!r}; known: {', '.join(HUB_IDS)}")
     folder = _resolve_for_loading(name, progress).folder
@@ -237,10 +237,10 @@ def resolve_gpt2(name: str, progress: Any = None) -> Path:
 
 
 def _resolve_for_loading(name: str | Path | ModelRef, progress: Any = None) -> ModelRef:
-    """`gpt.names.resolve` with weights on this machine (downloaded first), a failed download
+    """`gpt.lab.names.resolve` with weights on this machine (downloaded first), a failed download
     as a CheckpointError."""
-    from gpt import hub
-    from gpt.names import resolve  # gpt.names reads folders with this module's helpers
+    from gpt.lab import hub
+    from gpt.lab.names import resolve  # gpt.lab.names reads folders with this module's helpers
 
     try:
         return resolve(name, download=True, progress=progress)
@@ -389,8 +389,8 @@ def model_from_checkpoint(ck: Checkpoint) -> GPT | GPTClassifier:
 
 
 def resolve_starter(name: str) -> Path:
-    """The folder of a starter model (see `gpt.names`); CheckpointError when it is missing."""
-    from gpt.names import resolve
+    """The folder of a starter model (see `gpt.lab.names`); CheckpointError when it is missing."""
+    from gpt.lab.names import resolve
 
     if name not in STARTER_MODELS:
         raise CheckpointError(f"unknown starter model {name!r}; known: {', '.join(STARTER_MODELS)}")
@@ -402,9 +402,9 @@ def resolve_starter(name: str) -> Path:
 def load_model(
     name_or_path: str | Path | ModelRef, dtype: torch.dtype = torch.float32
 ) -> GPT | GPTClassifier:
-    """Load a model by name, from a folder, or from a `gpt.names.ModelRef`.
+    """Load a model by name, from a folder, or from a `gpt.lab.names.ModelRef`.
 
-    `gpt.names.resolve` says what a name means: a GPT-2 size (`gpt2` ... `gpt2-xl`, downloaded
+    `gpt.lab.names.resolve` says what a name means: a GPT-2 size (`gpt2` ... `gpt2-xl`, downloaded
     first when it is not on this machine), a starter model (`starter`, `starter-spam`,
     `starter-chat`), or a folder: a GPT-2 Lab checkpoint (a classification checkpoint loads as
     a `GPTClassifier`) or a Hugging Face GPT-2 folder. `preset:NAME` has no weights to load.

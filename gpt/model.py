@@ -270,7 +270,7 @@ class GPT(nn.Module):
     def residual(self, idx: torch.Tensor, n_blocks: int) -> torch.Tensor:
         """The residual stream `(B, T, C)` after the embeddings and the first `n_blocks` blocks:
         what enters block `n_blocks`. With `hidden_from` it splits `hidden` in two, so a frozen
-        trunk's output can be computed once and reused (see `gpt.trunk`)."""
+        trunk's output can be computed once and reused (see `gpt.train.trunk`)."""
         x = self._embed(idx, 0)
         for block in self.h[:n_blocks]:
             x, _ = block(x)

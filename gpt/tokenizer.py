@@ -54,7 +54,7 @@ import tiktoken
 from gpt.bpe import GPT2_PATTERN, bpe_parts, compile_pattern, train_bpe
 from gpt.checkpoint import CheckpointError
 from gpt.gpt2_vocab import GPT2_EOT, load_encoder_json, load_tiktoken_ranks
-from gpt.names import is_name, resolve
+from gpt.lab.names import is_name, resolve
 
 FORMAT = "gpt2lab-bpe"
 FORMAT_VERSION = 1
@@ -532,7 +532,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Tokenizer:
     GPT-2's files (``encoder.json`` + ``vocab.bpe``, or Hugging Face's ``vocab.json`` +
     ``merges.txt``), a model folder without vocabulary files (GPT-2's tokenizer), or a
     ``.tiktoken`` file (GPT-2 pattern, ``<|endoftext|>`` after the ranks). A model name
-    (``starter``, ``gpt2-medium``, ``preset:tiny``, see `gpt.names`) gives its model's tokenizer."""
+    (``starter``, ``gpt2-medium``, ``preset:tiny``, see `gpt.lab.names`) gives its model's tokenizer."""
     if str(name_or_path) == "gpt2":
         return gpt2_tokenizer()
     if not isinstance(name_or_path, os.PathLike) and is_name(str(name_or_path)):

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from gpt.registry import default_registry
+from gpt.lab.registry import default_registry
 from pages.common import (
     Page,
     Picker,

@@ -1,6 +1,6 @@
 """Chat tab: talk to an instruction-tuned model through the Alpaca prompt it was trained on.
 
-Our chat models were tuned on single instructions (`gpt.data.format_prompt`, one Alpaca record
+Our chat models were tuned on single instructions (`gpt.train.data.format_prompt`, one Alpaca record
 per prompt), so by default each message is sent alone, in exactly the prompt training used.
 With "Remember earlier turns" on, earlier turns go in the prompt's `### Input:` section as a
 transcript ("User: ..." / "Assistant: ..."), trimmed from the oldest turn when the prompt would
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from gpt.data import Instruction, format_prompt
 from gpt.jobs import JobManager
-from gpt.oneclick import ONE_CLICK
+from gpt.lab.oneclick import ONE_CLICK
 from gpt.sampling import SamplingError, stream
+from gpt.train.data import Instruction, format_prompt
 from pages import oneclick
 from pages.common import (
     Page,
@@ -69,7 +69,7 @@ def transcript(history: list[dict] | None) -> str:
 
 
 def chat_prompt(message: str, history: list[dict] | None = None, remember: bool = False) -> str:
-    """The prompt for `message`: training's Alpaca prompt (`gpt.data.format_prompt`) with the
+    """The prompt for `message`: training's Alpaca prompt (`gpt.train.data.format_prompt`) with the
     message as the instruction; with `remember`, earlier turns as the `### Input:`.
 
     >>> chat_prompt("Say hi.", [{"role": "user", "content": "Hi"}]) == format_prompt(

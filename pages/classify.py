@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.jobs import JobManager
-from gpt.oneclick import ONE_CLICK
+from gpt.lab.oneclick import ONE_CLICK
 from pages import oneclick
 from pages.common import (
     Page,

@@ -18,11 +18,11 @@ from typing import Any
 import gradio as gr
 from gradio.context import Context
 
-from gpt import hub
-from gpt.cards import ModelCard, model_card, params_text
 from gpt.config import HUB_IDS
 from gpt.jobs import JobError, NotOwnerError, scrub
-from gpt.registry import RegistryError, default_registry
+from gpt.lab import hub
+from gpt.lab.cards import ModelCard, model_card, params_text
+from gpt.lab.registry import RegistryError, default_registry
 from gpt.sampling import MIN_TEMPERATURE
 
 log = logging.getLogger("gpt2lab")

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from gpt.registry import default_registry
+from gpt.lab.registry import default_registry
 from gpt.sampling import Candidate, SamplingConfig, SamplingError, sampling_stages, stream
 from pages.common import (
     Page,

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from gpt import inside
-from gpt.registry import default_registry
+from gpt.lab.registry import default_registry
 from pages.attention import model_shape, token_labels
 from pages.common import (
     Page,

@@ -19,10 +19,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gpt.jobs import JobError, JobManager, JobStatus, scrub
-from gpt.metrics import majority_accuracy
-from gpt.names import is_name
-from gpt.registry import default_registry
-from gpt.sources import SOURCES, availability
+from gpt.lab.names import is_name
+from gpt.lab.registry import default_registry
+from gpt.lab.sources import SOURCES, availability
+from gpt.train.metrics import majority_accuracy
 from pages.common import (
     Page,
     Picker,
@@ -61,7 +61,7 @@ UPLOAD_HELP = {
 }
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 LEARNING_RATES = ["1e-5", "3e-5", "5e-5", "1e-4", "3e-4", "1e-3"]
-CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs also learn from every prefix (gpt.train.ClassifyTask)
+CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs also learn from every prefix (gpt.train.loop.ClassifyTask)
 COLUMNS = ["Job", "Kind", "Base", "Method", "State", "Progress", "Step", "Loss", "ETA"]
 OWNER_COLUMN = "Owner"  # multi-user mode: "you" / "another visitor"
 MAX_EXAMPLES = 8_000  # multi-user mode: a job's size cap, steps x batch size

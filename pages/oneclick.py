@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from gpt.jobs import JobError, JobManager, JobStatus
-from gpt.oneclick import OneClick, why_not
+from gpt.lab.oneclick import OneClick, why_not
 from pages.common import esc, friendly_errors, model_choices
 from pages.visitors import owner_of
 

@@ -19,7 +19,7 @@ import gradio as gr
 
 from gpt.bpe import TrainingError
 from gpt.checkpoint import CheckpointError
-from gpt.names import resolve
+from gpt.lab.names import resolve
 from gpt.tokenizer import Tokenizer, TokenizerNotFoundError, gpt2_tokenizer
 from pages.common import (
     WHITESPACE,
@@ -64,7 +64,7 @@ def _trained_ours() -> Tokenizer:
 
 def ours() -> Tokenizer:
     """The starter model's BPE when present, else one trained once on the bundled stories."""
-    try:  # the starter's folder, as gpt.names knows it
+    try:  # the starter's folder, as gpt.lab.names knows it
         starter = Path(resolve("starter", weights=False).tokenizer) / "tokenizer.json"
     except CheckpointError:  # not trained on this machine
         starter = None

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import gpt  # noqa: E402
-from gpt.data import Instruction, format_prompt  # noqa: E402
+from gpt.train.data import Instruction, format_prompt  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the app, launched in-process and driven through its API
 
@@ -440,9 +440,9 @@ def test_every_tab_with_a_model_picker_has_a_model_card(app_url):
 
 @pytest.mark.parametrize("model", [SPAM, "starter-spam"])
 def test_classify_verdict_carries_the_cards_main_limit(client, model):
-    from gpt.cards import model_card
+    from gpt.lab.cards import model_card
 
-    if model not in gpt.registry.default_registry().names():
+    if model not in gpt.lab.registry.default_registry().names():
         pytest.skip(f"{model} is not installed")
     _, summary, _ = client.predict(model, "WIN a prize now", api_name="/classify")
     limit = model_card(model).limits[0]  # starter-spam: from its card.json, whatever it says

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from gpt import inside  # noqa: E402
-from gpt.registry import default_registry  # noqa: E402
+from gpt.lab.registry import default_registry  # noqa: E402
 from tests.test_app_api import CHAT, LM, SPAM, start_app  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the app, launched in-process

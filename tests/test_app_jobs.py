@@ -105,7 +105,7 @@ def test_start_job_runs_and_its_model_classifies(client, tsv, app_root):
     assert row["State"] == "succeeded" and row["Step"] == "4 / 4"
     assert row["Progress"] == "██████████ 100%"
 
-    from gpt.registry import default_registry
+    from gpt.lab.registry import default_registry
 
     assert f"job:{job_id}" in default_registry().names("classify")
     spec = json.loads((app_root / "jobs" / job_id / "out" / "spec.json").read_text())

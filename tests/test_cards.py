@@ -12,10 +12,16 @@ import json
 import pytest
 
 import gpt
-from gpt.cards import card_for_entry, describe_data, gpt2_card, model_card
 from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS
 from gpt.jobs import JobManager
-from gpt.registry import ModelRegistry, add_job_models, extra_source, folder_entry, starter_source
+from gpt.lab.cards import card_for_entry, describe_data, gpt2_card, model_card
+from gpt.lab.registry import (
+    ModelRegistry,
+    add_job_models,
+    extra_source,
+    folder_entry,
+    starter_source,
+)
 
 pytest.importorskip("gradio")
 from pages.common import card_markdown  # noqa: E402

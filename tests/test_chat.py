@@ -1,6 +1,6 @@
 """The Chat tab's prompts: single-turn like training by default, earlier turns only on request.
 
-The starter chat model was tuned on one Alpaca record per prompt (`gpt.data`), so a chat turn
+The starter chat model was tuned on one Alpaca record per prompt (`gpt.train.data`), so a chat turn
 must send exactly the prompt training built for the same instruction: same text, same tokens.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from gpt.config import STARTER_DIR
-from gpt.data import Instruction, InstructionDataset, format_prompt, read_instructions
-from gpt.runs import BUNDLED
+from gpt.lab.runs import BUNDLED
 from gpt.tokenizer import load_tokenizer
+from gpt.train.data import Instruction, InstructionDataset, format_prompt, read_instructions
 
 pytest.importorskip("gradio")
 from pages import chat as chat_page  # noqa: E402

@@ -1,4 +1,4 @@
-"""`python -m gpt tokenize|generate`, run in-process through `gpt.cli.main`."""
+"""`python -m gpt tokenize|generate`, run in-process through `gpt.__main__.main`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from gpt.__main__ import main
 from gpt.checkpoint import save_checkpoint
-from gpt.cli import main
 from gpt.config import PRESETS
 from gpt.model import GPT
 from gpt.tokenizer import Tokenizer, gpt2_tokenizer

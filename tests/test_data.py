@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt import hub, sources
-from gpt.data import (
+from gpt.lab import hub, sources
+from gpt.lab.sources import SOURCES, Source, SourceError, fetch
+from gpt.tokenizer import Tokenizer, gpt2_tokenizer
+from gpt.train.data import (
     IGNORE_INDEX,
     DataError,
     Instruction,
@@ -38,8 +40,6 @@ from gpt.data import (
     stratified_split,
     validate_file,
 )
-from gpt.sources import SOURCES, Source, SourceError, fetch
-from gpt.tokenizer import Tokenizer, gpt2_tokenizer
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 EOT = 256

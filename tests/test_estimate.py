@@ -7,11 +7,19 @@ import torch
 
 from gpt.classifier import GPTClassifier
 from gpt.config import PRESETS
-from gpt.estimate import Costs, Estimate, Workload, estimate_fit, measure, plan, rough_duration
+from gpt.lab.runs import run
 from gpt.model import GPT
-from gpt.runs import run
-from gpt.train import ClassifyTask, TrainConfig, _epoch_batches, example_lengths, prepare_model
-from gpt.trunk import frozen_split
+from gpt.train.estimate import (
+    Costs,
+    Estimate,
+    Workload,
+    estimate_fit,
+    measure,
+    plan,
+    rough_duration,
+)
+from gpt.train.loop import ClassifyTask, TrainConfig, _epoch_batches, example_lengths, prepare_model
+from gpt.train.trunk import frozen_split
 from tests.test_runs import byte_tok, spam_tsv, tiny_spec  # noqa: F401 (fixtures)
 from tests.test_train import classify_collate, classify_data
 
@@ -140,12 +148,12 @@ def test_a_queued_job_gets_an_estimate(tmp_path, monkeypatch, byte_tok, spam_tsv
 
 
 def test_a_failed_estimate_is_a_note_not_a_failed_run(tmp_path, monkeypatch, byte_tok, spam_tsv):  # noqa: F811
-    import gpt.estimate
+    import gpt.train.estimate
 
     def broken(*args, **kwargs):
         raise RuntimeError("no clock")
 
-    monkeypatch.setattr(gpt.estimate, "estimate_fit", broken)
+    monkeypatch.setattr(gpt.train.estimate, "estimate_fit", broken)
     events = []
     metrics = run(
         tiny_spec("classify", byte_tok, spam_tsv), tmp_path, [events.append], estimate=True

@@ -13,9 +13,9 @@ import time
 import pytest
 import torch
 
-from gpt import hub
 from gpt.checkpoint import CheckpointError, load_hf_gpt2, load_model
-from gpt.registry import DOWNLOAD_SOURCE, ModelRegistry, RegistryError, gpt2_source
+from gpt.lab import hub
+from gpt.lab.registry import DOWNLOAD_SOURCE, ModelRegistry, RegistryError, gpt2_source
 from tests import fakehub
 
 FILES = ("config.json", "model.safetensors")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gpt.jobs import JobManager
-from gpt.runs import RunSpec, run
+from gpt.lab.runs import RunSpec, run
 from tests.test_jobs import classify_spec, files, one_thread  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow  # runs and real job worker processes

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 import gpt
-from gpt import trainstate
 from gpt.jobs import REPO, JobError, JobManager, connect, is_worker_alive, retry_db
 from gpt.jobs.cli import register
+from gpt.train import state as trainstate
 
 pytestmark = pytest.mark.slow  # real job worker processes
 
@@ -227,7 +227,7 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
 def test_bad_uploads_are_rejected_at_submit_with_the_parsers_message(files, tmp_path, name):
-    from gpt.data import DataError, validate_file
+    from gpt.train.data import DataError, validate_file
 
     kind, content = BAD_FILES[name]
     path = tmp_path / name

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpt.judge import JudgeError, chat, judge_prompt, judge_responses, parse_score, task_text
+from gpt.train.judge import JudgeError, chat, judge_prompt, judge_responses, parse_score, task_text
 from tests.conftest import reply
 
 EXAMPLES = [

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from gpt.config import PRESETS
-from gpt.lora import (
+from gpt.model import GPT, Linear
+from gpt.train.lora import (
     LoRAError,
     LoRALinear,
     adapter_config,
@@ -21,7 +22,6 @@ from gpt.lora import (
     merge_lora,
     save_adapters,
 )
-from gpt.model import GPT, Linear
 
 CFG = PRESETS["tiny"]
 ALL_LINEARS = [

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt.metrics import (
+from gpt.train.metrics import (
     balanced_report,
     classification_report,
     exact_match,

@@ -1,4 +1,4 @@
-"""Model names (`gpt.names.resolve`): each kind of name, each error, and the loaders that use it.
+"""Model names (`gpt.lab.names.resolve`): each kind of name, each error, and the loaders that use it.
 
 Small random models in temporary folders (the Hugging Face layout written by hand, so that
 transformers is not imported: its parity with `save_pretrained` is tests/test_checkpoint.py's);
@@ -18,12 +18,12 @@ import torch
 from safetensors.torch import save_file
 
 import gpt
-from gpt import hub
-from gpt import names as names_mod
+from gpt.lab import names as names_mod
 from gpt.checkpoint import CheckpointError, load_model
 from gpt.config import PRESETS, STARTER_DIR
-from gpt.names import HUB, HUB_CACHE, ModelNameError, ModelRef, is_name, resolve
-from gpt.registry import ModelRegistry
+from gpt.lab import hub
+from gpt.lab.names import HUB, HUB_CACHE, ModelNameError, ModelRef, is_name, resolve
+from gpt.lab.registry import ModelRegistry
 from gpt.tokenizer import TokenizerNotFoundError, load_tokenizer
 from tests import fakehub
 
@@ -67,7 +67,7 @@ def hf_folder(folder: Path, config: gpt.GPTConfig = TINY, seed: int = 0) -> Path
 
 
 class FakeJobs:
-    """A job manager as `resolve` sees one (`gpt.names.JobLookup`)."""
+    """A job manager as `resolve` sees one (`gpt.lab.names.JobLookup`)."""
 
     def __init__(self, **jobs: SimpleNamespace) -> None:
         self.jobs = jobs

@@ -1,4 +1,4 @@
-"""One-click GPT-2 fine-tunes (gpt.oneclick + pages.oneclick): offline they start nothing and say
+"""One-click GPT-2 fine-tunes (gpt.lab.oneclick + pages.oneclick): offline they start nothing and say
 why; online (the fake hub of tests/fakehub.py serving a tiny GPT-2 as `gpt2`, and a small local
 data file in place of the online source) the button's job trains in the background, and when it
 ends its model is picked in the tab.
@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from gpt import hub  # noqa: E402
 from gpt.jobs import JobManager  # noqa: E402
-from gpt.oneclick import ONE_CLICK, why_not  # noqa: E402
-from gpt.registry import add_job_models, default_registry  # noqa: E402
+from gpt.lab import hub  # noqa: E402
+from gpt.lab.oneclick import ONE_CLICK, why_not  # noqa: E402
+from gpt.lab.registry import add_job_models, default_registry  # noqa: E402
 from pages import oneclick as page  # noqa: E402
 from tests import fakehub  # noqa: E402
 

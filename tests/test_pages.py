@@ -145,7 +145,7 @@ def test_open_in_tabs_says_when_a_job_does_not_exist(tmp_path):
 @pytest.fixture
 def model() -> str:
     """The Generate tab's default language model (a starter model when none is downloaded)."""
-    from gpt.registry import default_registry
+    from gpt.lab.registry import default_registry
 
     name = default_registry().default(generation.TASKS)
     if name is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt.paths import apply_storage_env, storage_paths
+from gpt.lab.paths import apply_storage_env, storage_paths
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def test_app_sets_hf_home_before_huggingface_hub_is_imported(tmp_path):
         "src = open('app.py').read().split('import logging  # noqa: E402')[0]\n"
         "exec(compile(src, 'app.py', 'exec'), {'__name__': '__main__'})\n"
         "import huggingface_hub.constants as c\n"
-        "from gpt.paths import storage_paths\n"
+        "from gpt.lab.paths import storage_paths\n"
         "print(c.HF_HOME); print(storage_paths().jobs_dir)\n"
     )
     out = subprocess.run(

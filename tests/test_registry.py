@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import gpt
-from gpt import registry as reg_mod
-from gpt.registry import ModelEntry, ModelRegistry, RegistryError
+from gpt.lab import registry as reg_mod
+from gpt.lab.registry import ModelEntry, ModelRegistry, RegistryError
 
 TINY = gpt.GPTConfig(vocab_size=50257, block_size=32, n_layer=1, n_head=2, n_embd=16)
 
@@ -190,8 +190,8 @@ def test_re_adding_a_name_replaces_it(folders):
     ],
 )
 def test_downloads_allowed_follows_the_hub_check(monkeypatch, env, state, allowed):
-    from gpt import hub
-    from gpt.registry import downloads_allowed
+    from gpt.lab import hub
+    from gpt.lab.registry import downloads_allowed
 
     for key in ("SPACE_ID", "HF_HUB_OFFLINE", "GPT2LAB_ALLOW_DOWNLOAD"):
         monkeypatch.delenv(key, raising=False)

@@ -1,4 +1,4 @@
-"""Whole runs through `gpt.runs` and the CLI: data file -> training -> model folder -> eval."""
+"""Whole runs through `gpt.lab.runs` and the CLI: data file -> training -> model folder -> eval."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import json
 
 import pytest
 
+from gpt.__main__ import main
 from gpt.checkpoint import load_checkpoint, load_model
 from gpt.classifier import GPTClassifier
-from gpt.cli import main
-from gpt.data import DataError, label_counts, read_spam
-from gpt.metrics import classification_report
+from gpt.lab.runs import REPO, RunSpec, classify_splits, predict_labels, run
 from gpt.model import GPT
-from gpt.runs import REPO, RunSpec, classify_splits, predict_labels, run
 from gpt.tokenizer import Tokenizer, load_tokenizer
+from gpt.train.data import DataError, label_counts, read_spam
+from gpt.train.metrics import classification_report
 from tests.conftest import reply
 
 pytestmark = pytest.mark.slow  # whole training runs
@@ -174,7 +174,7 @@ def test_cli_eval_instruct_with_llm_judge(tmp_path, alpaca_json, server, capsys)
 
 @pytest.mark.parametrize("kind", ["lm", "classify", "instruct"])
 def test_spec_and_loop_share_one_set_of_training_defaults(kind):
-    from gpt.train import TrainConfig
+    from gpt.train.loop import TrainConfig
 
     assert RunSpec(kind=kind).train_config() == TrainConfig(task=kind)
     # what the CLI, the jobs and the one-click runs train with when they do not say

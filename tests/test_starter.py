@@ -10,10 +10,7 @@ import pytest
 from gpt.checkpoint import load_checkpoint, load_model
 from gpt.classifier import GPTClassifier
 from gpt.config import STARTER_DIR, STARTER_MODELS
-from gpt.data import label_counts
-from gpt.metrics import balanced_report
-from gpt.model import GPT
-from gpt.runs import (
+from gpt.lab.runs import (
     REAL_SMS,
     REPO,
     RunSpec,
@@ -22,7 +19,10 @@ from gpt.runs import (
     load_run_data,
     predict_labels,
 )
+from gpt.model import GPT
 from gpt.tokenizer import load_tokenizer
+from gpt.train.data import label_counts
+from gpt.train.metrics import balanced_report
 
 
 def card(name: str) -> dict:
@@ -98,7 +98,7 @@ def test_starter_spam_is_trained_on_real_sms_and_reproduces_its_balanced_metrics
 
 
 def test_recipe_says_clearly_when_the_real_sms_are_missing(tmp_path, monkeypatch):
-    from gpt import recipes
+    from gpt.lab import recipes
 
     monkeypatch.setattr(recipes, "REAL_SMS", tmp_path.name + "/nowhere/sms-half.tsv")
     with pytest.raises(

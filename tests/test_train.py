@@ -14,8 +14,7 @@ import torch.multiprocessing as mp
 from gpt.classifier import GPTClassifier
 from gpt.config import PRESETS
 from gpt.model import GPT
-from gpt.optim import make_optimizer
-from gpt.train import (
+from gpt.train.loop import (
     IGNORE_INDEX,
     TASKS,
     ClassifyTask,
@@ -28,7 +27,8 @@ from gpt.train import (
     prepare_model,
     split_rows,
 )
-from gpt.trainstate import LoopState, TrainStateError, latest_valid, load_train_state
+from gpt.train.optim import make_optimizer
+from gpt.train.state import LoopState, TrainStateError, latest_valid, load_train_state
 
 TINY = PRESETS["tiny"]
 pytestmark = pytest.mark.slow  # training loops (and DDP in two processes)

@@ -8,7 +8,7 @@ import torch
 from gpt.classifier import GPTClassifier
 from gpt.config import PRESETS
 from gpt.model import GPT
-from gpt.train import (
+from gpt.train.loop import (
     IGNORE_INDEX,
     ClassifyTask,
     InstructTask,
@@ -18,7 +18,7 @@ from gpt.train import (
     fit,
     prepare_model,
 )
-from gpt.trunk import frozen_split
+from gpt.train.trunk import frozen_split
 from tests.test_train import classify_collate, classify_data
 
 SMALL = PRESETS["tiny"].replace(n_layer=3)
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # training loops
 
 
 def instruct_data(n: int = 40, seed: int = 0):
-    """(ids, prompt_length) rows of varied lengths, as `gpt.data.InstructionDataset` gives."""
+    """(ids, prompt_length) rows of varied lengths, as `gpt.train.data.InstructionDataset` gives."""
     g = torch.Generator().manual_seed(seed)
     rows = []
     for _ in range(n):
@@ -36,7 +36,7 @@ def instruct_data(n: int = 40, seed: int = 0):
 
 
 def instruct_collate(batch, pad: int = 0):
-    from gpt.data import collate_instructions
+    from gpt.train.data import collate_instructions
 
     return collate_instructions(batch, pad_id=pad, mask_prompt=True)
 

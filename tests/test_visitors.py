@@ -166,12 +166,12 @@ def test_scrub_hides_tracebacks_and_server_paths(tmp_path):
         "    metrics = run(spec, out)\n"
         f'  File "{tmp_path}/repo/gpt/data.py", line 80, in read\n'
         "    raise DataError(msg)\n"
-        f"gpt.data.DataError: {job}/data/upload.tsv: line 12 has no tab"
+        f"gpt.train.data.DataError: {job}/data/upload.tsv: line 12 has no tab"
     )
     shown = scrub(error, job)
     assert (
         shown
-        == "worker exited with status 1:\ngpt.data.DataError: data/upload.tsv: line 12 has no tab"
+        == "worker exited with status 1:\ngpt.train.data.DataError: data/upload.tsv: line 12 has no tab"
     )
     assert "…/worker.py" in scrub(f"see {tmp_path}/repo/gpt/jobs/worker.py")
     assert scrub("fetch https://example.org/a/b failed") == "fetch https://example.org/a/b failed"
@@ -213,7 +213,7 @@ def test_a_failed_jobs_error_and_log_show_no_traceback_or_path(files, tmp_path):
             "Traceback (most recent call last):\n"
             f'  File "{tmp_path}/gpt/jobs/worker.py", line 151, in _run\n'
             "    metrics = run(spec, out)\n"
-            f"gpt.data.DataError: {folder}/data/sms.tsv: line 12 has no tab"
+            f"gpt.train.data.DataError: {folder}/data/sms.tsv: line 12 has no tab"
         )
         jobs._execute("UPDATE jobs SET error = ? WHERE id = ?", (trace, job_id))
         with open(folder / "log.txt", "a", encoding="utf-8") as log:

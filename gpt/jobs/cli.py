@@ -9,7 +9,7 @@
     python -m gpt jobs delete JOB_ID
 
 `--root` (default `$GPT2LAB_JOBS_DIR`, else `/data/gpt2lab/jobs` where a writable `/data` exists
-as on Spaces, else `./jobs`; see `gpt.paths`) is where jobs live. Without `--wait` the job
+as on Spaces, else `./jobs`; see `gpt.lab.paths`) is where jobs live. Without `--wait` the job
 goes on after this command exits; the next `list` shows its progress. A refused request (bad
 spec or data, unknown job, a full queue, the disk quota) prints `error: ...` and exits with 2.
 """
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gpt.jobs.manager import JobError, JobManager, JobStatus
-from gpt.paths import JOBS_DIR_ENV, storage_paths
+from gpt.lab.paths import JOBS_DIR_ENV, storage_paths
 
 ROOT_ENV = JOBS_DIR_ENV
 

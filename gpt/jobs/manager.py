@@ -50,7 +50,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gpt import trainstate
 from gpt.checkpoint import CheckpointError
 from gpt.jobs import store
 from gpt.jobs.store import (
@@ -70,8 +69,9 @@ from gpt.jobs.store import (
     transition,
     worker_holds_lock,
 )
-from gpt.names import EXPECTED, ModelNameError, resolve
-from gpt.runs import RunSpec
+from gpt.lab.names import EXPECTED, ModelNameError, resolve
+from gpt.lab.runs import RunSpec
+from gpt.train import state as trainstate
 
 REPO = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
@@ -397,10 +397,10 @@ class JobManager:
 
     def estimate(self, job_id: str) -> dict[str, Any]:
         """Estimate how long the job will train and evaluate on this machine
-        (`gpt.estimate.estimate_run`: its data counted, a few steps of its model timed), keep
+        (`gpt.train.estimate.estimate_run`: its data counted, a few steps of its model timed), keep
         it in the job folder for `JobStatus.estimate`, and return it: `seconds`, `text`
         ("about 4 min on this machine"), `busy` (jobs running while it was measured)."""
-        from gpt.estimate import estimate_run
+        from gpt.train.estimate import estimate_run
 
         row = self._row(job_id)
         busy = len(
@@ -436,7 +436,7 @@ class JobManager:
     # -- validation --
 
     def _resolve_base(self, base: str) -> str:
-        """The `RunSpec.base` to run for a spec's base (`gpt.names.resolve`), or JobError when
+        """The `RunSpec.base` to run for a spec's base (`gpt.lab.names.resolve`), or JobError when
         it does not exist: a `job:<id>` becomes its model folder, a folder its absolute path."""
         try:
             return resolve(base, jobs=self).portable
@@ -450,8 +450,8 @@ class JobManager:
     def _check_data(self, kind: str, data: str) -> Path | None:
         """The uploaded file to copy into the job (None for bundled data or an online source);
         the file is parsed now, so a bad one fails with the parser's message."""
-        from gpt.data import DataError, validate_file
-        from gpt.sources import SOURCES, availability
+        from gpt.lab.sources import SOURCES, availability
+        from gpt.train.data import DataError, validate_file
 
         if data in SOURCES:
             why = availability(data)  # the network check found it off, and it is not cached

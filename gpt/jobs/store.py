@@ -7,7 +7,7 @@ It owns four things, and nothing else touches them directly:
 - **The job lifecycle** (`LIFECYCLE`, below): every state change of a job goes through
   `transition`, which checks that the job's current state may move to the new one; ending an
   attempt is `finish_attempt`; fields that are not the state go through `update`.
-- **The job folder** `root/<id>/`: `out/` (what `gpt.runs.run` writes), `log.txt` (the
+- **The job folder** `root/<id>/`: `out/` (what `gpt.lab.runs.run` writes), `log.txt` (the
   worker's stdout and stderr), `estimate.json`, `data/` (a copy of an uploaded file) and
   `worker.lock`.
 - **Locks** (`flock`, so Linux or macOS): whether a running job's worker is alive is read from

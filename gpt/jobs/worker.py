@@ -3,7 +3,7 @@
 
 Started by `gpt.jobs.manager.spawn_worker`, with stdout/stderr going to `ROOT/JOB_ID/log.txt`
 and the job's `worker.lock` open, which it holds until the job's state is final. It runs
-`gpt.runs.run` on the job's spec, records every training event in `ROOT/jobs.db`, writes its
+`gpt.lab.runs.run` on the job's spec, records every training event in `ROOT/jobs.db`, writes its
 own final state through `gpt.jobs.store.finish_attempt` (so a job started by a CLI that has
 since exited still ends properly), and then starts the next queued jobs
 (`gpt.jobs.manager.start_queued`).
@@ -94,9 +94,9 @@ def _record_failure(root: Path, job_id: str, attempt: int, error: str) -> None:
 
 
 def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
-    from gpt import trainstate
-    from gpt.runs import RunSpec, run
-    from gpt.train import StopTraining, TrainEvent
+    from gpt.lab.runs import RunSpec, run
+    from gpt.train import state as trainstate
+    from gpt.train.loop import StopTraining, TrainEvent
 
     row = retry_db(store.job_row, conn, job_id)
     if row is None or row["attempt"] != attempt or row["state"] != "running":

@@ -9,12 +9,12 @@
 The cache folder is ``cache_dir``, else the ``GPT2LAB_CACHE`` environment variable, else
 ``~/.cache/gpt2lab``. A download goes to a temporary file in that folder and is renamed into
 place only after it passed every check (sha256 where the source is fixed and the value is
-known, size cap, the reader of its kind from :mod:`gpt.data`, a minimum record count), so
+known, size cap, the reader of its kind from :mod:`gpt.train.data`, a minimum record count), so
 the cache never holds a partial or unchecked file. A cached file is used as is: nothing here
 needs the network once it has been fetched, and nothing in the tests touches it.
 
 The named sources need the network until they are cached. :func:`availability` says whether
-one can be used now: cached, or :mod:`gpt.hub`'s network check has not found the machine
+one can be used now: cached, or :mod:`gpt.lab.hub`'s network check has not found the machine
 offline. :func:`fetch` refuses at once with "needs the network: <reason>" when the check found
 it offline (or ``HF_HUB_OFFLINE=1`` / ``GPT2LAB_ALLOW_DOWNLOAD=0`` is set), and says the same
 when every address fails to connect, instead of a raw ``urlopen error``.
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt.data import DEFAULT_MAX_BYTES, DataError, DataKind, validate_file
+from gpt.train.data import DEFAULT_MAX_BYTES, DataError, DataKind, validate_file
 
 ENV_CACHE = "GPT2LAB_CACHE"
 DEFAULT_CACHE = Path("~/.cache/gpt2lab")
@@ -57,7 +57,7 @@ class Source:
     Attributes:
         url: the primary address.
         filename: the file's name in the cache (its suffix picks the reader: .tsv, .json...).
-        kind: the :func:`gpt.data.validate_file` kind the file must pass.
+        kind: the :func:`gpt.train.data.validate_file` kind the file must pass.
         mirrors: addresses tried, in order, when the primary one fails.
         sha256: hex digest of the downloaded file (the archive for a zip); None where no
             trusted value is known, and then only size and format are checked.
@@ -156,7 +156,7 @@ def availability(name_or_url: str, cache_dir: str | os.PathLike | None = None) -
     """None when the source can be used now (cached, or the network is not known to be off),
     else why not: "needs the network: <reason>".
 
-    Never touches the network: it reads :func:`gpt.hub.status` (which the app's background
+    Never touches the network: it reads :func:`gpt.lab.hub.status` (which the app's background
     check fills in; "unknown" counts as usable, and :func:`fetch` then tries).
     """
     source = resolve(name_or_url)
@@ -166,7 +166,7 @@ def availability(name_or_url: str, cache_dir: str | os.PathLike | None = None) -
 
 
 def _offline_reason() -> str | None:
-    from gpt import hub
+    from gpt.lab import hub
 
     state = hub.status()
     return f"needs the network: {state.reason}" if state.offline else None

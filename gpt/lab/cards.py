@@ -3,11 +3,11 @@
 A `ModelCard` is plain data built without loading any weights, from what each kind of model
 has on disk:
 
-- starter models: `assets/models/<name>/card.json` (written by `gpt.recipes`);
+- starter models: `assets/models/<name>/card.json` (written by `gpt.lab.recipes`);
 - GPT-2 sizes: facts from OpenAI's paper (Radford et al., 2019), nothing on disk needed;
 - fine-tuning jobs (`job:<id>`): the job's `out/spec.json` and `out/metrics.json`;
 - any other checkpoint folder: its `card.json` if it has one, else the metadata that
-  `gpt.runs.save_final` puts in `config.json`, else only what `config.json` says.
+  `gpt.lab.runs.save_final` puts in `config.json`, else only what `config.json` says.
 
 Every field of those files is optional: a missing or malformed one is left out of the card,
 never an error. A card file may also carry its own words, which win over derived ones:
@@ -32,7 +32,7 @@ from typing import Any
 
 from gpt.checkpoint import HUB_IDS
 from gpt.config import PRESETS
-from gpt.registry import ModelEntry, ModelRegistry, default_registry
+from gpt.lab.registry import ModelEntry, ModelRegistry, default_registry
 
 SMALL_MODEL = 50_000_000  # below this many parameters a model gets the "small model" limit
 
@@ -243,7 +243,7 @@ def describe_data(task: str, data: dict[str, Any]) -> tuple[str | None, str | No
     >>> describe_data("classify", {"data": "bundled", "train_examples": 2520})[0]
     "data/sms/train.tsv: 2,520 SMS-like messages (ham and spam) written by this project's template generator."
     """
-    from gpt.sources import SOURCES
+    from gpt.lab.sources import SOURCES
 
     name = _text(data.get("data")) or _text(data.get("file"))
     n = _int(data.get("train_examples"))

@@ -8,7 +8,7 @@ A training checkpoint is a folder `step-000120/` holding:
   the place in the data, metric history, best evaluation, evaluations without improvement),
   the optimizer's param groups, the RNG states (hex), and a `files` manifest of sha256 digests.
 
-The learning rate needs no state of its own: it is a function of the step (`gpt.train.lr_at`).
+The learning rate needs no state of its own: it is a function of the step (`gpt.train.loop.lr_at`).
 
 Folders are written beside their final name and renamed into place, so a crash never leaves a
 half-written checkpoint under a real name. `verify` recomputes the digests, which catches a file
@@ -39,7 +39,7 @@ class TrainStateError(ValueError):
 
 @dataclass
 class LoopState:
-    """Where a run stands: what `gpt.train.fit` needs, besides the weights, the optimizer's
+    """Where a run stands: what `gpt.train.loop.fit` needs, besides the weights, the optimizer's
     moments and the RNG states, to continue exactly. A checkpoint writes it whole into
     state.json (its fields at the top level, as checkpoints have always been laid out) and
     `load_train_state` gives it back whole.

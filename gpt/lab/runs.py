@@ -6,7 +6,7 @@ pass around (it round-trips through a dict / JSON). `run(spec, out_dir)`:
 1. loads the base model and its tokenizer (a model name or folder, or `preset:NAME` for a fresh
    randomly initialised model);
 2. reads the data (`bundled`, a file, a named online source or a URL) into train / val / test;
-3. freezes what the method says (full / last_blocks / head / lora) and runs `gpt.train.fit`,
+3. freezes what the method says (full / last_blocks / head / lora) and runs `gpt.train.loop.fit`,
    with training checkpoints in `out_dir/checkpoints/`;
 4. evaluates on the test split and writes the final model to `out_dir/model/` (LoRA merged; the
    adapters alone in `out_dir/adapters.safetensors`) and every metric to `out_dir/metrics.json`.
@@ -26,12 +26,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from gpt import data as gdata
 from gpt.checkpoint import save_checkpoint
 from gpt.classifier import GPTClassifier
 from gpt.config import unknown_fields
 from gpt.model import GPT
-from gpt.train import (
+from gpt.train import data as gdata
+from gpt.train.loop import (
     TASKS,
     ClassifyTask,
     Task,
@@ -45,7 +45,7 @@ from gpt.train import (
     run_length,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUNDLED: dict[str, dict[str, Path]] = {
     "lm": {"train": REPO / "data" / "corpus" / "stories.txt"},
     "classify": {s: REPO / "data" / "sms" / f"{s}.tsv" for s in ("train", "val", "test")},
@@ -62,7 +62,7 @@ class RunSpec(TrainSettings):
     """What to train, on what, from what, and how.
 
     The training settings (method, epochs, lr, batch_size, seed, ...) and their defaults are
-    `gpt.train.TrainSettings`, shared with `TrainConfig`; the rest says what the run reads
+    `gpt.train.loop.TrainSettings`, shared with `TrainConfig`; the rest says what the run reads
     and writes.
 
     Attributes:
@@ -75,7 +75,7 @@ class RunSpec(TrainSettings):
         eval_samples: instruct only: test examples answered to compute the response score.
         save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
         prefix_weight: classify only: also train the head on every prefix of each message, with
-            this weight (see `gpt.train.ClassifyTask`); 0 trains on the last token alone.
+            this weight (see `gpt.train.loop.ClassifyTask`); 0 trains on the last token alone.
         score_base: before training, also score the model as it starts on the same test split
             (`metrics["base_test"]`, kept in `out_dir/base_test.json` across resumes, and in
             the model card as its baseline), so the result says what fine-tuning changed.
@@ -132,9 +132,9 @@ class RunSpec(TrainSettings):
 
 def load_base(spec: RunSpec) -> tuple[nn.Module, Any]:
     """The model to train (a GPTClassifier for classify) and its tokenizer; `spec.base` is
-    resolved by `gpt.names.resolve` (`preset:NAME` is a new random model)."""
+    resolved by `gpt.lab.names.resolve` (`preset:NAME` is a new random model)."""
     from gpt.checkpoint import load_model
-    from gpt.names import resolve
+    from gpt.lab.names import resolve
     from gpt.tokenizer import load_tokenizer
 
     ref = resolve(spec.base)
@@ -181,7 +181,7 @@ class RunData:
 
 
 def _source_path(spec: RunSpec) -> Path:
-    from gpt.sources import SOURCES, fetch
+    from gpt.lab.sources import SOURCES, fetch
 
     if spec.data in SOURCES or spec.data.startswith(("http://", "https://")):
         return fetch(spec.data)
@@ -242,7 +242,7 @@ def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
     if bundled:
         splits = [gdata.read_instructions(BUNDLED["instruct"][s]) for s in ("train", "val", "test")]
     else:
-        from gpt.sources import SOURCES
+        from gpt.lab.sources import SOURCES
 
         skip = spec.data in SOURCES and SOURCES[spec.data].skip_empty
         examples = gdata.read_instructions(_source_path(spec), skip_empty=skip)
@@ -321,7 +321,7 @@ def evaluate_run(
         metrics = task.evaluate(model, batches())
         out.update({k.replace("val_", "test_", 1): v for k, v in metrics.items()})
     if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
-        from gpt.metrics import response_scores
+        from gpt.train.metrics import response_scores
 
         sample = data.test_examples[: spec.eval_samples]
         preds = []
@@ -350,12 +350,12 @@ def run(
     """Train as `spec` says; write `out_dir/{spec.json, checkpoints/, model/, metrics.json}`.
 
     With `estimate` (and not `resume`), callbacks first get an "estimate" event: how long
-    training and evaluation should take on this machine (`gpt.estimate`: the run's work
+    training and evaluation should take on this machine (`gpt.train.estimate`: the run's work
     counted, a few steps of its model timed), metrics `{"seconds", "text"}`, with `eta_s` set
     too; should the estimate fail, a "note" event says why and training goes on.
     Returns the metrics dict that is also written to metrics.json.
     """
-    from gpt.train import setup_distributed
+    from gpt.train.loop import setup_distributed
 
     rank, _ = setup_distributed()  # under torchrun: join the group; only rank 0 writes files
     out = Path(out_dir)
@@ -406,7 +406,7 @@ def run(
             _write_json(out / "metrics.json", metrics)
         return metrics
     if spec.method == "lora":
-        from gpt.lora import merge_lora, save_adapters
+        from gpt.train.lora import merge_lora, save_adapters
 
         save_adapters(
             body, out / "adapters.safetensors", meta={"base": spec.base, "kind": spec.kind}
@@ -452,7 +452,7 @@ def _stage_reporter(
 def _announce_estimate(
     spec: RunSpec, model: nn.Module, data: RunData, cfg: TrainConfig, callbacks: Sequence
 ) -> None:
-    from gpt.estimate import estimate_fit
+    from gpt.train.estimate import estimate_fit
 
     _, max_steps = run_length(len(data.train), cfg)
     try:

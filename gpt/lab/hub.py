@@ -4,7 +4,7 @@ The app asks once, at start, in a background thread (`start_check`): a HEAD requ
 `openai-community/gpt2`'s config.json with a short timeout (3 s). The answer is one shared
 `HubStatus`: "unknown" (nobody asked), "checking", "online" or "offline" with a reason. Model
 pickers list the GPT-2 sizes that are not cached yet only when it is "online" (or when
-`GPT2LAB_ALLOW_DOWNLOAD=1` forces the listing), and the online data sources of `gpt.sources`
+`GPT2LAB_ALLOW_DOWNLOAD=1` forces the listing), and the online data sources of `gpt.lab.sources`
 are refused with the reason when it is "offline".
 
 No check is made (the state is "offline" at once, with the reason) when `HF_HUB_OFFLINE=1` or

@@ -40,7 +40,7 @@ class JudgeError(RuntimeError):
 
 
 def _field(example: Any, name: str) -> str:
-    """`example[name]` for a dict, `example.name` for a record such as `gpt.data.Instruction`."""
+    """`example[name]` for a dict, `example.name` for a record such as `gpt.train.data.Instruction`."""
     value = example.get(name) if isinstance(example, Mapping) else getattr(example, name, None)
     return "" if value is None else str(value)
 
@@ -194,7 +194,7 @@ def judge_responses(
     """Ask the judge to score every prediction against its Alpaca example; average the scores.
 
     `examples` are dicts with `instruction`, `input` and `output` (or records with those
-    attributes, e.g. `gpt.data.Instruction`); `predictions[i]` is the model's response to
+    attributes, e.g. `gpt.train.data.Instruction`); `predictions[i]` is the model's response to
     `examples[i]`. `on_progress(done, total)` is called after each item.
 
     Returns `{"mean_score": float | None, "n_scored", "n_failed", "scores": [int | None, ...],

@@ -4,12 +4,12 @@ A registry lists `ModelEntry`s gathered from its `sources` (callables returning 
 models added at run time with `add`. Listing never touches the network and never loads weights.
 `get(name)` loads a model on first use (`gpt.load_model` + `gpt.load_tokenizer`) and keeps it in
 an LRU cache bounded by estimated bytes (parameters x element size). What each model is (its
-folder, tokenizer, task and architecture) comes from `gpt.names.resolve`; `ref(name)` gives it.
+folder, tokenizer, task and architecture) comes from `gpt.lab.names.resolve`; `ref(name)` gives it.
 
 The default sources, in listing order:
 
 - GPT-2 sizes whose weights are on this machine: `$GPT2LAB_MODELS_DIR/<size>/` (Hugging Face
-  layout), or the huggingface_hub cache. When `gpt.hub`'s availability check found the hub
+  layout), or the huggingface_hub cache. When `gpt.lab.hub`'s availability check found the hub
   online (or `GPT2LAB_ALLOW_DOWNLOAD=1` forces it), the sizes that fit the cache cap are listed
   even when not cached, their download size in the description; they download on first use
   (`get(name, progress=...)` reports the bytes).
@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpt import hub
 from gpt.checkpoint import HUB_IDS, MODELS_DIR_ENV, CheckpointError, load_model
 from gpt.config import PRESETS, STARTER_MODELS
-from gpt.names import HUB_CACHE, TASKS, ModelNameError, ModelRef, resolve
+from gpt.lab import hub
+from gpt.lab.names import HUB_CACHE, TASKS, ModelNameError, ModelRef, resolve
 from gpt.tokenizer import Tokenizer, load_tokenizer
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def downloads_allowed() -> bool:
     """Whether GPT-2 sizes not yet on disk are listed (and downloaded on first use).
 
     `GPT2LAB_ALLOW_DOWNLOAD=1` forces it, `=0` or `HF_HUB_OFFLINE=1` rule it out; otherwise
-    it is whether `gpt.hub`'s availability check (started by the app) found the hub online,
+    it is whether `gpt.lab.hub`'s availability check (started by the app) found the hub online,
     so a machine without network never lists a model it cannot load.
     """
     return hub.downloads_listed()
@@ -89,7 +89,7 @@ class ModelEntry:
         location: what `gpt.load_model` is given (a folder path or a GPT-2 size name).
         tokenizer: what `gpt.load_tokenizer` is given.
         n_params: parameter count when known from the config without loading, else None.
-        ref: what `gpt.names.resolve` made of it, when the source resolved it (else
+        ref: what `gpt.lab.names.resolve` made of it, when the source resolved it (else
             `ModelRegistry.ref` resolves `location`).
     """
 
@@ -331,7 +331,7 @@ class ModelRegistry:
             return list(self._cache)
 
     def ref(self, name: str) -> ModelRef:
-        """What a listed model is (`gpt.names.ModelRef`: weights, tokenizer, task, architecture),
+        """What a listed model is (`gpt.lab.names.ModelRef`: weights, tokenizer, task, architecture),
         read from its config.json at most; RegistryError when it is not listed or unreadable."""
         entry = self.entry(name)
         try:
@@ -350,7 +350,7 @@ class ModelRegistry:
         """(model, tokenizer) of a listed model, loading it on first use (eval mode).
 
         A GPT-2 size that is not cached is downloaded first, `progress` getting each
-        `gpt.hub.DownloadProgress`; a failed download or load raises RegistryError and caches
+        `gpt.lab.hub.DownloadProgress`; a failed download or load raises RegistryError and caches
         nothing, so the next `get` tries again.
         """
         with self._lock:

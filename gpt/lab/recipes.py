@@ -30,8 +30,7 @@ from typing import Any
 
 import torch
 
-from gpt.metrics import balanced_report
-from gpt.runs import (
+from gpt.lab.runs import (
     BUNDLED,
     CLASSIFY_SPLIT,
     REAL_SMS,
@@ -43,7 +42,8 @@ from gpt.runs import (
     run,
 )
 from gpt.tokenizer import Tokenizer
-from gpt.train import TrainEvent
+from gpt.train.loop import TrainEvent
+from gpt.train.metrics import balanced_report
 
 VOCAB_SIZE = 4096
 LM_BATCH = 16
@@ -53,7 +53,7 @@ BALANCED_DRAWS = 20  # balanced versions of the test split averaged on the card
 
 def train_tokenizer(out: Path) -> Path:
     """Train the starter BPE on all bundled training text; return the saved file."""
-    from gpt import data as gdata
+    from gpt.train import data as gdata
 
     parts = [gdata.read_text(BUNDLED["lm"]["train"])]
     parts += [ex.text for ex in gdata.read_spam(BUNDLED["classify"]["train"])]
@@ -246,9 +246,9 @@ def starter_spam(
     `prefix_weight` trains the head on every prefix of each message as well, so the Spam
     tab's P(spam)-after-each-token trace rises as spammy words appear.
     """
-    from gpt import data as gdata
     from gpt.checkpoint import load_model
     from gpt.tokenizer import load_tokenizer
+    from gpt.train import data as gdata
 
     real_sms_file()  # fail early, saying where the real messages should be
     spam_spec = RunSpec(
@@ -329,10 +329,10 @@ def starter_spam(
 
 def untuned_score(model_dir: Path, spec: RunSpec) -> dict[str, Any]:
     """The automatic response score of a model that was never instruction-tuned."""
-    from gpt import data as gdata
     from gpt.checkpoint import load_model
-    from gpt.metrics import response_scores
     from gpt.tokenizer import load_tokenizer
+    from gpt.train import data as gdata
+    from gpt.train.metrics import response_scores
 
     model, tok = load_model(model_dir), load_tokenizer(model_dir)
     examples = gdata.read_instructions(BUNDLED["instruct"]["test"])[: spec.eval_samples]

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpt import hub
-from gpt.registry import default_registry
-from gpt.runs import RunSpec
-from gpt.sources import SOURCES, availability
+from gpt.lab import hub
+from gpt.lab.registry import default_registry
+from gpt.lab.runs import RunSpec
+from gpt.lab.sources import SOURCES, availability
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ ONE_CLICK: dict[str, OneClick] = {
 
 def why_not(one: OneClick) -> str | None:
     """Why `one` cannot start now ("needs the network: ..."), or None. Never touches the network:
-    it reads the hub check's answer (`gpt.hub.status`) and the caches."""
+    it reads the hub check's answer (`gpt.lab.hub.status`) and the caches."""
     if one.spec.data in SOURCES and (why := availability(one.spec.data)) is not None:
         return why
     if one.spec.base not in default_registry().names("lm"):  # not local, cached or downloadable

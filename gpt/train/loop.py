@@ -36,12 +36,12 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gpt import trainstate
 from gpt.classifier import GPTClassifier, gpt_body
 from gpt.config import unknown_fields
-from gpt.optim import make_optimizer
-from gpt.trainstate import LoopState
-from gpt.trunk import Split, TrunkCache, cache_bytes, frozen_split
+from gpt.train import state as trainstate
+from gpt.train.optim import make_optimizer
+from gpt.train.state import LoopState
+from gpt.train.trunk import Split, TrunkCache, cache_bytes, frozen_split
 
 IGNORE_INDEX = -100
 TaskName = Literal["lm", "classify", "instruct"]
@@ -52,7 +52,7 @@ BUCKET_CHUNK = 8  # batches per length-sorted chunk (see _epoch_batches)
 
 @dataclass(frozen=True, kw_only=True)
 class TrainSettings:
-    """The training settings a run spec (`gpt.runs.RunSpec`) and the loop (`TrainConfig`)
+    """The training settings a run spec (`gpt.lab.runs.RunSpec`) and the loop (`TrainConfig`)
     share: one definition, one set of defaults, those the CLI, the jobs and the recipes
     train with (lr 5e-5 suits fine-tuning a pretrained model; pass lr for LoRA or pretraining).
 
@@ -65,7 +65,7 @@ class TrainSettings:
     training (None: by steps only).
 
     Speed: `cache_trunk` keeps the frozen trunk's output per example when the method freezes a
-    prefix (`head`, `last_blocks`; see `gpt.trunk`), unless that would take more than
+    prefix (`head`, `last_blocks`; see `gpt.train.trunk`), unless that would take more than
     `cache_max_mb`; `bucket` batches similar lengths together (classify and instruct), so each
     batch pads to its own longest example, not far past most of them.
     """
@@ -225,7 +225,7 @@ class LMTask:
     """Next-token prediction. Batches are (inputs (B, T), targets (B, T)).
 
     `collate` pads the examples into a batch (a dataset's own, e.g.
-    `gpt.data.InstructionDataset.collate`); the default stacks equal-length windows.
+    `gpt.train.data.InstructionDataset.collate`); the default stacks equal-length windows.
     """
 
     name = "lm"
@@ -272,7 +272,7 @@ class ClassifyTask:
     (cross-entropy averaged over its tokens, times `prefix_weight`, added to the last-token
     loss), so P(class) after each token rises as the evidence appears instead of firing only
     at the end: what the Spam tab's trace shows. `collate` pads `(ids, label)` examples
-    (`gpt.data.SpamDataset.collate`); the default stacks equal-length ones.
+    (`gpt.train.data.SpamDataset.collate`); the default stacks equal-length ones.
     """
 
     name = "classify"
@@ -307,7 +307,7 @@ class ClassifyTask:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable) -> dict[str, Any]:
-        from gpt.metrics import classification_report
+        from gpt.train.metrics import classification_report
 
         total, n, preds, truth = 0.0, 0, [], []
         for ids, last, labels in batches:
@@ -340,7 +340,7 @@ def prepare_model(model: nn.Module, cfg: TrainConfig) -> list[str]:
     """
     body = gpt_body(model)
     if cfg.method == "lora":
-        from gpt.lora import apply_lora
+        from gpt.train.lora import apply_lora
 
         apply_lora(body, rank=cfg.lora_rank, alpha=cfg.lora_alpha)
     elif cfg.method != "full":
@@ -363,7 +363,7 @@ def prepare_model(model: nn.Module, cfg: TrainConfig) -> list[str]:
 @dataclass(frozen=True)
 class TrainEvent:
     """What callbacks receive. `kind` is "resume", "note" (metrics["message"]: a log line),
-    "step", "eval", "checkpoint" or "end" (and, from `gpt.runs.run`, "estimate", and "stage"
+    "step", "eval", "checkpoint" or "end" (and, from `gpt.lab.runs.run`, "estimate", and "stage"
     while it scores the test set: metrics `{"stage": "evaluating", "done", "total"}`)."""
 
     kind: str
@@ -414,7 +414,7 @@ def step_schedule(
 ) -> list[list[list[int]]]:
     """Every optimizer step's micro-batches (indices into the data), as `fit` will draw them
     from the start (`lengths`: bucketed, as `fit` does for classify and instruct), for
-    planning a run before it starts (`gpt.estimate`).
+    planning a run before it starts (`gpt.train.estimate`).
 
     >>> step_schedule(5, TrainConfig(batch_size=2, epochs=1, seed=0))
     [[[4, 0]], [[1, 3]], [[2]]]
@@ -660,7 +660,7 @@ class Trainer:
 
     def train_mode(self) -> None:
         self.model.train()
-        if self.split is not None:  # the frozen trunk never drops out, cached or not (gpt.trunk)
+        if self.split is not None:  # the frozen trunk never drops out, cached or not (gpt.train.trunk)
             for m in self.split.frozen_modules(gpt_body(self.model)):
                 m.eval()
 
@@ -817,7 +817,7 @@ def fit(
 
     When `cfg.method` freezes a prefix of the network, that prefix runs in eval mode (no
     dropout) and, with `cfg.cache_trunk`, its output is computed once per example and reused
-    (`gpt.trunk.TrunkCache`); with `cfg.bucket`, classify and instruct batches group similar
+    (`gpt.train.trunk.TrunkCache`); with `cfg.bucket`, classify and instruct batches group similar
     lengths (`_epoch_batches`). A "note" event says whether the cache is used. Under
     torchrun each micro-batch is shared among the ranks (`split_rows`).
     """

@@ -8,7 +8,7 @@ a Space is lost when it restarts. `storage_paths()` decides, from the environmen
 - jobs (and their models): `$GPT2LAB_JOBS_DIR`, else `<root>/gpt2lab/jobs`, else `./jobs`;
 - the huggingface_hub cache (downloaded GPT-2 weights): `$HF_HOME` / `$HF_HUB_CACHE` when set,
   else `<root>/.huggingface`, else huggingface_hub's default (~/.cache/huggingface);
-- downloaded data sources (`gpt.sources`): `$GPT2LAB_CACHE`, else `<root>/gpt2lab/cache`, else
+- downloaded data sources (`gpt.lab.sources`): `$GPT2LAB_CACHE`, else `<root>/gpt2lab/cache`, else
   ~/.cache/gpt2lab.
 
 `apply_storage_env()` writes the chosen HF_HOME and GPT2LAB_CACHE into the environment; the app
@@ -29,7 +29,7 @@ from pathlib import Path
 DATA_ROOT_ENV = "GPT2LAB_DATA_ROOT"
 DEFAULT_DATA_ROOT = "/data"
 JOBS_DIR_ENV = "GPT2LAB_JOBS_DIR"
-SOURCES_CACHE_ENV = "GPT2LAB_CACHE"  # gpt.sources.ENV_CACHE
+SOURCES_CACHE_ENV = "GPT2LAB_CACHE"  # gpt.lab.sources.ENV_CACHE
 DEFAULT_JOBS_DIR = "jobs"
 
 

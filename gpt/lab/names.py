@@ -24,7 +24,7 @@ folder. Resolving reads config.json at most, never weights, and asks the network
 >>> resolve("gpt5")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
     ...
-gpt.names.ModelNameError: no model named 'gpt5': expected a GPT-2 size (gpt2, gpt2-medium, ...
+gpt.lab.names.ModelNameError: no model named 'gpt5': expected a GPT-2 size (gpt2, gpt2-medium, ...
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from gpt import hub
 from gpt.checkpoint import MODELS_DIR_ENV, CheckpointError, Layout, read_model_config
 from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS, GPTConfig
+from gpt.lab import hub
 
 Kind = Literal["gpt2", "starter", "preset", "job", "folder"]
 Reason = Literal[
@@ -143,8 +143,8 @@ def resolve(
     `jobs`), or a folder (a `Path` is always a folder). A `ModelRef` is returned as it is.
 
     With `download=True` a GPT-2 size that is not on this machine is downloaded into the hub
-    cache first (`progress` gets each `gpt.hub.DownloadProgress`; a failure raises
-    `gpt.hub.DownloadError` saying why); without it, its `folder` is None. One that cannot be
+    cache first (`progress` gets each `gpt.lab.hub.DownloadProgress`; a failure raises
+    `gpt.lab.hub.DownloadError` saying why); without it, its `folder` is None. One that cannot be
     had (not here, downloads off) is an error, unless `weights=False` says that only its
     tokenizer, task or architecture is wanted.
 

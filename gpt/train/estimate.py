@@ -5,7 +5,7 @@ Two parts, kept apart so the arithmetic can be checked without a clock:
 - `plan` counts the work from the data and the config alone: the optimizer steps, and the
   padded tokens that go through the frozen trunk (once per example when it is cached, every
   step when not), through the trained part (forward and backward, every step) and through the
-  whole model in evaluations. It draws the very batches `fit` will (`gpt.train.step_schedule`),
+  whole model in evaluations. It draws the very batches `fit` will (`gpt.train.loop.step_schedule`),
   so bucketing and each batch's own padding are counted as they will happen.
 - `measure` times a few forward/backward passes of the actual model on a batch of the data's
   median length, on this machine as it is now: seconds per token of each kind of work.
@@ -31,14 +31,14 @@ import torch
 import torch.nn as nn
 
 from gpt.classifier import gpt_body
-from gpt.optim import make_optimizer
-from gpt.train import (
+from gpt.train.loop import (
     BUCKETED_TASKS,
     TrainConfig,
     example_lengths,
     step_schedule,
 )
-from gpt.trunk import GROUP, Split, TrunkCache, cache_bytes, frozen_split
+from gpt.train.optim import make_optimizer
+from gpt.train.trunk import GROUP, Split, TrunkCache, cache_bytes, frozen_split
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def plan(
     """Count the work of `fit(..., cfg)` on examples of these lengths.
 
     `split`: a frozen trunk (method head / last_blocks); `cached`: its output kept per example
-    (computed once, on groups of `group` similar lengths, as `gpt.trunk.TrunkCache` does);
+    (computed once, on groups of `group` similar lengths, as `gpt.train.trunk.TrunkCache` does);
     `bucket`: bucketed batches.
 
     >>> cfg = TrainConfig(task="classify", batch_size=2, epochs=2, eval_every=100)
@@ -178,7 +178,7 @@ def measure(
     cached: bool = True,
 ) -> Costs:
     """Time the model's work per token on examples of about the median length: a batch of
-    `batch_size` for training and evaluation, and for the trunk a group of `gpt.trunk.GROUP`
+    `batch_size` for training and evaluation, and for the trunk a group of `gpt.train.trunk.GROUP`
     when `cached` (as the cache computes it), else a training batch (larger matrix products
     run several times faster per token).
 
@@ -280,13 +280,13 @@ def estimate_fit(
 
 
 def estimate_run(spec: Any) -> Estimate:
-    """How long `gpt.runs.run(spec, ...)` will train and evaluate on this machine: it loads
+    """How long `gpt.lab.runs.run(spec, ...)` will train and evaluate on this machine: it loads
     the base model and the data as the run will, plans the run and times a few steps."""
     import dataclasses
 
-    from gpt.runs import load_base, load_run_data, make_task
+    from gpt.lab.runs import load_base, load_run_data, make_task
     from gpt.sampling import generate
-    from gpt.train import prepare_model
+    from gpt.train.loop import prepare_model
 
     model, tok = load_base(spec)
     body = gpt_body(model)
