@@ -36,9 +36,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.common import machine, print_table, save  # noqa: E402
-from gpt.checkpoint import load_model  # noqa: E402
 from gpt.classifier import GPTClassifier  # noqa: E402
-from gpt.tokenizer import load_tokenizer  # noqa: E402
+from gpt.lab.names import (
+    load_model,  # noqa: E402
+    load_tokenizer,  # noqa: E402
+)
 from gpt.train import data as gdata  # noqa: E402
 from gpt.train.loop import (  # noqa: E402
     ClassifyTask,

@@ -73,7 +73,7 @@ def main() -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from gpt.config import PRESETS
-    from gpt.tokenizer import load_tokenizer
+    from gpt.lab.names import load_tokenizer
     from pages.inside import FLOP_BUDGET, token_cap
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -28,10 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench.common import machine, print_table, save  # noqa: E402
-from gpt.checkpoint import load_checkpoint, load_model, resolve_starter  # noqa: E402
+from gpt.checkpoint import load_checkpoint  # noqa: E402
 from gpt.config import STARTER_MODELS  # noqa: E402
+from gpt.lab.names import (  # noqa: E402
+    load_model,
+    load_tokenizer,  # noqa: E402
+    model_folder,
+)
 from gpt.lab.runs import REAL_SMS, RunSpec, classify_splits, predict_labels  # noqa: E402
-from gpt.tokenizer import load_tokenizer  # noqa: E402
 from gpt.train.data import DataError  # noqa: E402
 from gpt.train.metrics import balanced_report, classification_report  # noqa: E402
 
@@ -104,7 +108,7 @@ def main() -> None:
 
 
 def load_model_dir(name: str) -> Path:
-    return resolve_starter(name) if name in STARTER_MODELS else Path(name)
+    return model_folder(name) if name in STARTER_MODELS else Path(name)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """GPT-2 Lab's core: a GPT-2 written from scratch in PyTorch, its tokenizer, weights and sampling.
 
-Depends on torch, tiktoken, numpy, safetensors and huggingface_hub only (never on a UI library).
+Depends on torch, tiktoken, numpy and safetensors only: `import gpt` loads no hub client, UI
+library, database or jobs code. Training is `gpt.train`, the app's services `gpt.lab`, background
+jobs `gpt.jobs`; each layer imports only the ones below it.
 
 >>> import gpt
 >>> model = gpt.GPT(gpt.PRESETS["tiny"])
@@ -29,7 +31,6 @@ from gpt.inside import (
     predictions,
     surprisal,
 )
-from gpt.lab.names import ModelNameError, ModelRef, resolve
 from gpt.model import GPT, Explanation, KVCache
 from gpt.sampling import (
     Candidate,
@@ -59,8 +60,6 @@ __all__ = [
     "GPTClassifier",
     "GPTConfig",
     "KVCache",
-    "ModelNameError",
-    "ModelRef",
     "STARTER_MODELS",
     "SamplingConfig",
     "SamplingError",
@@ -84,7 +83,6 @@ __all__ = [
     "logit_lens",
     "occlusion",
     "predictions",
-    "resolve",
     "save_checkpoint",
     "stream",
     "surprisal",

@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CheckpointError, load_model
+from gpt.checkpoint import CheckpointError
 from gpt.config import STARTER_DIR
 from gpt.jobs.cli import register as register_jobs
-from gpt.lab.names import resolve
+from gpt.lab.names import load_model, load_tokenizer, resolve
 from gpt.sampling import SamplingError, stream
-from gpt.tokenizer import TokenizerError, load_tokenizer
+from gpt.tokenizer import TokenizerError
 from gpt.train.data import DataError
 
 

@@ -27,23 +27,19 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gpt.classifier import GPTClassifier
-from gpt.config import HUB_IDS, STARTER_MODELS, GPTConfig
+from gpt.config import GPTConfig
 from gpt.model import GPT
-
-if TYPE_CHECKING:
-    from gpt.lab.names import ModelRef
 
 FORMAT: Literal["gpt2-lab"] = "gpt2-lab"
 Layout = Literal["gpt2-lab", "hf"]  # our checkpoint folder, or Hugging Face GPT-2's
 FORMAT_VERSION = 1
-MODELS_DIR_ENV = "GPT2LAB_MODELS_DIR"  # a folder holding gpt2/, gpt2-medium/, ... (HF layout)
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors caps its JSON header at 100 MB
 _HF_SKIP_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -226,31 +222,6 @@ def load_hf_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
     return _build(config, hf_state_to_ours(state, folder), folder, dtype)
 
 
-def resolve_gpt2(name: str, progress: Any = None) -> Path:
-    """Folder of a GPT-2 size: `$GPT2LAB_MODELS_DIR/<name>` if present, else the hub (cached,
-    or downloaded with `progress` getting each `gpt.lab.hub.DownloadProgress`); see `gpt.lab.names`."""
-    if name not in HUB_IDS:
-        raise CheckpointError(f"unknown GPT-2 size {name!r}; known: {', '.join(HUB_IDS)}")
-    folder = _resolve_for_loading(name, progress).folder
-    assert folder is not None  # a GPT-2 size resolved with download=True has its folder
-    return folder
-
-
-def _resolve_for_loading(name: str | Path | ModelRef, progress: Any = None) -> ModelRef:
-    """`gpt.lab.names.resolve` with weights on this machine (downloaded first), a failed download
-    as a CheckpointError."""
-    from gpt.lab import hub
-    from gpt.lab.names import resolve  # gpt.lab.names reads folders with this module's helpers
-
-    try:
-        return resolve(name, download=True, progress=progress)
-    except hub.DownloadError as e:
-        label = getattr(name, "name", str(name))
-        raise CheckpointError(
-            f"{e} You can also pass that folder's path instead of {label!r}."
-        ) from e
-
-
 # --- our checkpoints ------------------------------------------------------------------------------
 
 
@@ -388,34 +359,11 @@ def model_from_checkpoint(ck: Checkpoint) -> GPT | GPTClassifier:
     return clf.to(ck.model.dtype).eval()
 
 
-def resolve_starter(name: str) -> Path:
-    """The folder of a starter model (see `gpt.lab.names`); CheckpointError when it is missing."""
-    from gpt.lab.names import resolve
-
-    if name not in STARTER_MODELS:
-        raise CheckpointError(f"unknown starter model {name!r}; known: {', '.join(STARTER_MODELS)}")
-    folder = resolve(name).folder
-    assert folder is not None
-    return folder
-
-
-def load_model(
-    name_or_path: str | Path | ModelRef, dtype: torch.dtype = torch.float32
-) -> GPT | GPTClassifier:
-    """Load a model by name, from a folder, or from a `gpt.lab.names.ModelRef`.
-
-    `gpt.lab.names.resolve` says what a name means: a GPT-2 size (`gpt2` ... `gpt2-xl`, downloaded
-    first when it is not on this machine), a starter model (`starter`, `starter-spam`,
-    `starter-chat`), or a folder: a GPT-2 Lab checkpoint (a classification checkpoint loads as
-    a `GPTClassifier`) or a Hugging Face GPT-2 folder. `preset:NAME` has no weights to load.
-    """
-    ref = _resolve_for_loading(name_or_path)
-    if ref.folder is None:
-        preset = ref.name.removeprefix("preset:")
-        raise CheckpointError(
-            f"{ref.name!r} has no weights to load: a preset is a shape; "
-            f"GPT(PRESETS[{preset!r}]) builds a new random model of it"
-        )
-    if ref.layout == FORMAT:
-        return model_from_checkpoint(load_checkpoint(ref.folder, dtype))
-    return load_hf_gpt2(ref.folder, dtype)
+def load_model(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT | GPTClassifier:
+    """Load the model in a folder: a GPT-2 Lab checkpoint (a classification checkpoint loads as a
+    `GPTClassifier`) or a Hugging Face GPT-2 folder. Loading by *name* (`gpt2`, `starter`,
+    `job:<id>`) is `gpt.lab.names.load_model`, which resolves the name to a folder first."""
+    folder = Path(folder)
+    if read_model_config(folder)[0] == FORMAT:
+        return model_from_checkpoint(load_checkpoint(folder, dtype))
+    return load_hf_gpt2(folder, dtype)

@@ -52,9 +52,7 @@ from typing import Literal
 import tiktoken
 
 from gpt.bpe import GPT2_PATTERN, bpe_parts, compile_pattern, train_bpe
-from gpt.checkpoint import CheckpointError
 from gpt.gpt2_vocab import GPT2_EOT, load_encoder_json, load_tiktoken_ranks
-from gpt.lab.names import is_name, resolve
 
 FORMAT = "gpt2lab-bpe"
 FORMAT_VERSION = 1
@@ -531,15 +529,10 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Tokenizer:
     """``"gpt2"``, our saved JSON file, a folder with ``tokenizer.json`` (our format) or with
     GPT-2's files (``encoder.json`` + ``vocab.bpe``, or Hugging Face's ``vocab.json`` +
     ``merges.txt``), a model folder without vocabulary files (GPT-2's tokenizer), or a
-    ``.tiktoken`` file (GPT-2 pattern, ``<|endoftext|>`` after the ranks). A model name
-    (``starter``, ``gpt2-medium``, ``preset:tiny``, see `gpt.lab.names`) gives its model's tokenizer."""
+    ``.tiktoken`` file (GPT-2 pattern, ``<|endoftext|>`` after the ranks). A model *name*
+    (``starter``, ``job:<id>``) is `gpt.lab.names.load_tokenizer`'s to resolve."""
     if str(name_or_path) == "gpt2":
         return gpt2_tokenizer()
-    if not isinstance(name_or_path, os.PathLike) and is_name(str(name_or_path)):
-        try:
-            return load_tokenizer(resolve(str(name_or_path), weights=False).tokenizer)
-        except CheckpointError as e:
-            raise TokenizerNotFoundError(f"no tokenizer for {str(name_or_path)!r}: {e}") from e
     path = Path(name_or_path)
     if path.is_dir():
         if (path / "tokenizer.json").is_file():

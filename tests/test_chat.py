@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from gpt.config import STARTER_DIR
+from gpt.lab.names import load_tokenizer
 from gpt.lab.runs import BUNDLED
-from gpt.tokenizer import load_tokenizer
 from gpt.train.data import Instruction, InstructionDataset, format_prompt, read_instructions
 
 pytest.importorskip("gradio")

@@ -17,8 +17,10 @@ from gpt.checkpoint import (
     save_checkpoint,
 )
 from gpt.config import PRESETS
+from gpt.lab import names
+from gpt.lab.names import load_tokenizer
 from gpt.model import GPT
-from gpt.tokenizer import Tokenizer, load_tokenizer
+from gpt.tokenizer import Tokenizer
 from tests.conftest import SMALL_HF, make_hf_gpt2
 
 
@@ -92,7 +94,7 @@ def test_load_model_by_size_name_uses_models_dir_env(hf_small, tmp_path, monkeyp
     folder, _ = hf_small
     copy_hf(folder, tmp_path / "models" / "gpt2")
     monkeypatch.setenv("GPT2LAB_MODELS_DIR", str(tmp_path / "models"))
-    torch.testing.assert_close(logits_of(load_model("gpt2")), logits_of(load_model(folder)))
+    torch.testing.assert_close(logits_of(names.load_model("gpt2")), logits_of(load_model(folder)))
 
 
 def test_offline_without_cache_names_the_options(monkeypatch, tmp_path):
@@ -103,12 +105,12 @@ def test_offline_without_cache_names_the_options(monkeypatch, tmp_path):
     with pytest.raises(
         CheckpointError, match=r"not in the local cache.*GPT2LAB_MODELS_DIR/gpt2-me"
     ):
-        load_model("gpt2-medium")
+        names.load_model("gpt2-medium")
 
 
 def test_unknown_name(tmp_path):
     with pytest.raises(CheckpointError, match="no model named 'gpt5'"):
-        load_model("gpt5")
+        names.load_model("gpt5")
 
 
 # --- bad files ------------------------------------------------------------------------------------

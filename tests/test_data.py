@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from gpt.lab import hub, sources
+from gpt.lab.paths import SOURCES_CACHE_ENV
 from gpt.lab.sources import SOURCES, Source, SourceError, fetch
 from gpt.tokenizer import Tokenizer, gpt2_tokenizer
 from gpt.train.data import (
@@ -519,7 +520,7 @@ def fake_web(monkeypatch):
         shutil.copyfile(files[url], dest)
 
     monkeypatch.setattr(sources, "download_url", download)
-    monkeypatch.delenv(sources.ENV_CACHE, raising=False)
+    monkeypatch.delenv(SOURCES_CACHE_ENV, raising=False)
     for name in ("HF_HUB_OFFLINE", "GPT2LAB_ALLOW_DOWNLOAD"):  # no network check says offline
         monkeypatch.delenv(name, raising=False)
     hub.reset()
@@ -592,7 +593,7 @@ def test_cache_folder_from_environment(tmp_path, fake_web, monkeypatch):
     files, _ = fake_web
     url = "https://example.org/texts/tale.txt"
     files[url] = write(tmp_path, "tale.txt", "Once upon a time.\n")
-    monkeypatch.setenv(sources.ENV_CACHE, str(tmp_path / "env-cache"))
+    monkeypatch.setenv(SOURCES_CACHE_ENV, str(tmp_path / "env-cache"))
     path = fetch(url)
     assert path.parent == tmp_path / "env-cache" and path.name.endswith("-tale.txt")
     assert read_text(path) == "Once upon a time.\n"
@@ -676,7 +677,7 @@ def test_job_submit_refuses_an_online_source_offline(tmp_path, monkeypatch):
     from gpt.jobs import JobError, JobManager
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv(sources.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(SOURCES_CACHE_ENV, str(tmp_path / "cache"))
     manager = JobManager(tmp_path / "jobs", background=False)
     with pytest.raises(JobError, match="'sms-spam' needs the network: HF_HUB_OFFLINE=1"):
         manager.submit({"kind": "classify", "base": "starter", "data": "sms-spam"})

@@ -148,12 +148,12 @@ def test_a_queued_job_gets_an_estimate(tmp_path, monkeypatch, byte_tok, spam_tsv
 
 
 def test_a_failed_estimate_is_a_note_not_a_failed_run(tmp_path, monkeypatch, byte_tok, spam_tsv):  # noqa: F811
-    import gpt.train.estimate
+    import gpt.lab.runs
 
     def broken(*args, **kwargs):
         raise RuntimeError("no clock")
 
-    monkeypatch.setattr(gpt.train.estimate, "estimate_fit", broken)
+    monkeypatch.setattr(gpt.lab.runs, "estimate_fit", broken)
     events = []
     metrics = run(
         tiny_spec("classify", byte_tok, spam_tsv), tmp_path, [events.append], estimate=True

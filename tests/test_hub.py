@@ -13,8 +13,9 @@ import time
 import pytest
 import torch
 
-from gpt.checkpoint import CheckpointError, load_hf_gpt2, load_model
+from gpt.checkpoint import CheckpointError, load_hf_gpt2
 from gpt.lab import hub
+from gpt.lab.names import load_model
 from gpt.lab.registry import DOWNLOAD_SOURCE, ModelRegistry, RegistryError, gpt2_source
 from tests import fakehub
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gpt import inside
-from gpt.checkpoint import load_model
 from gpt.classifier import GPTClassifier
+from gpt.lab.names import load_model
 from tests.conftest import SMALL_HF, make_hf_gpt2
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt.checkpoint import load_model
 from gpt.config import PRESETS, GPTConfig
+from gpt.lab.names import load_model
 from gpt.model import GPT
 from gpt.sampling import SamplingConfig, generate_ids
 

@@ -18,13 +18,22 @@ import torch
 from safetensors.torch import save_file
 
 import gpt
-from gpt.lab import names as names_mod
-from gpt.checkpoint import CheckpointError, load_model
+from gpt.checkpoint import CheckpointError
 from gpt.config import PRESETS, STARTER_DIR
 from gpt.lab import hub
-from gpt.lab.names import HUB, HUB_CACHE, ModelNameError, ModelRef, is_name, resolve
+from gpt.lab import names as names_mod
+from gpt.lab.names import (
+    HUB,
+    HUB_CACHE,
+    ModelNameError,
+    ModelRef,
+    is_name,
+    load_model,
+    load_tokenizer,
+    resolve,
+)
 from gpt.lab.registry import ModelRegistry
-from gpt.tokenizer import TokenizerNotFoundError, load_tokenizer
+from gpt.tokenizer import TokenizerNotFoundError
 from tests import fakehub
 
 TINY = gpt.GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16)

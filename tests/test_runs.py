@@ -7,11 +7,12 @@ import json
 import pytest
 
 from gpt.__main__ import main
-from gpt.checkpoint import load_checkpoint, load_model
+from gpt.checkpoint import load_checkpoint
 from gpt.classifier import GPTClassifier
+from gpt.lab.names import load_model, load_tokenizer
 from gpt.lab.runs import REPO, RunSpec, classify_splits, predict_labels, run
 from gpt.model import GPT
-from gpt.tokenizer import Tokenizer, load_tokenizer
+from gpt.tokenizer import Tokenizer
 from gpt.train.data import DataError, label_counts, read_spam
 from gpt.train.metrics import classification_report
 from tests.conftest import reply

@@ -7,9 +7,10 @@ from collections import Counter
 
 import pytest
 
-from gpt.checkpoint import load_checkpoint, load_model
+from gpt.checkpoint import load_checkpoint
 from gpt.classifier import GPTClassifier
 from gpt.config import STARTER_DIR, STARTER_MODELS
+from gpt.lab.names import load_model, load_tokenizer
 from gpt.lab.runs import (
     REAL_SMS,
     REPO,
@@ -20,7 +21,6 @@ from gpt.lab.runs import (
     predict_labels,
 )
 from gpt.model import GPT
-from gpt.tokenizer import load_tokenizer
 from gpt.train.data import label_counts
 from gpt.train.metrics import balanced_report
 

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import HUB_IDS
-from gpt.config import PRESETS
+from gpt.config import HUB_IDS, PRESETS
 from gpt.lab.registry import ModelEntry, ModelRegistry, default_registry
 
 SMALL_MODEL = 50_000_000  # below this many parameters a model gets the "small model" limit

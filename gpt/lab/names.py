@@ -34,9 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from gpt.checkpoint import MODELS_DIR_ENV, CheckpointError, Layout, read_model_config
+import torch
+
+from gpt import checkpoint
+from gpt import tokenizer as tok
+from gpt.checkpoint import CheckpointError, Layout, read_model_config
 from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS, GPTConfig
 from gpt.lab import hub
+from gpt.lab.hub import MODELS_DIR_ENV
 
 Kind = Literal["gpt2", "starter", "preset", "job", "folder"]
 Reason = Literal[
@@ -247,3 +252,56 @@ def _folder_ref(name: str, folder: Path, kind: Kind, origin: str) -> ModelRef:
         )
     folder = folder.resolve()
     return ModelRef(name, kind, folder, layout, config, task, str(folder), origin)
+
+
+def _resolve_for_loading(name: str | Path | ModelRef, progress: Any = None) -> ModelRef:
+    """`resolve` with the weights on this machine (downloaded first), a failed download as a
+    CheckpointError."""
+    try:
+        return resolve(name, download=True, progress=progress)
+    except hub.DownloadError as e:
+        label = getattr(name, "name", str(name))
+        raise CheckpointError(
+            f"{e} You can also pass that folder's path instead of {label!r}."
+        ) from e
+
+
+def load_model(
+    name_or_path: str | Path | ModelRef, dtype: torch.dtype = torch.float32, progress: Any = None
+) -> Any:
+    """Load a model by name, from a folder, or from a `ModelRef` (a `GPT`, or a `GPTClassifier`
+    for a classification checkpoint).
+
+    `resolve` says what a name means: a GPT-2 size (`gpt2` ... `gpt2-xl`, downloaded first when
+    it is not on this machine, `progress` getting each `gpt.lab.hub.DownloadProgress`), a starter
+    model, `job:<id>`, or a folder, which `gpt.checkpoint.load_model` reads. `preset:NAME` has no
+    weights to load.
+    """
+    ref = _resolve_for_loading(name_or_path, progress)
+    if ref.folder is None:
+        preset = ref.name.removeprefix("preset:")
+        raise CheckpointError(
+            f"{ref.name!r} has no weights to load: a preset is a shape; "
+            f"GPT(PRESETS[{preset!r}]) builds a new random model of it"
+        )
+    return checkpoint.load_model(ref.folder, dtype)
+
+
+def model_folder(name: str, progress: Any = None) -> Path:
+    """The folder holding a named model's weights (a GPT-2 size is downloaded first)."""
+    folder = _resolve_for_loading(name, progress).folder
+    if folder is None:
+        raise CheckpointError(f"{name!r} has no weights on this machine")
+    return folder
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> tok.Tokenizer:
+    """The tokenizer of a model name (`starter`, `gpt2-medium`, `preset:tiny`, `job:<id>`), or
+    whatever `gpt.tokenizer.load_tokenizer` reads (`"gpt2"`, a file, a folder)."""
+    if not isinstance(name_or_path, os.PathLike) and str(name_or_path) != "gpt2" \
+            and is_name(str(name_or_path)):
+        try:
+            return tok.load_tokenizer(resolve(str(name_or_path), weights=False).tokenizer)
+        except CheckpointError as e:
+            raise tok.TokenizerNotFoundError(f"no tokenizer for {str(name_or_path)!r}: {e}") from e
+    return tok.load_tokenizer(name_or_path)

@@ -29,7 +29,7 @@ from pathlib import Path
 DATA_ROOT_ENV = "GPT2LAB_DATA_ROOT"
 DEFAULT_DATA_ROOT = "/data"
 JOBS_DIR_ENV = "GPT2LAB_JOBS_DIR"
-SOURCES_CACHE_ENV = "GPT2LAB_CACHE"  # gpt.lab.sources.ENV_CACHE
+SOURCES_CACHE_ENV = "GPT2LAB_CACHE"  # where gpt.lab.sources caches downloaded data
 DEFAULT_JOBS_DIR = "jobs"
 
 

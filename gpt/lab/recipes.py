@@ -105,9 +105,8 @@ def _install(run_dir: Path, dest: Path, card: dict[str, Any]) -> None:
 
 
 def lm_samples(model_dir: Path, prompts: list[str], seed: int = 0) -> list[str]:
-    from gpt.checkpoint import load_model
+    from gpt.lab.names import load_model, load_tokenizer
     from gpt.sampling import generate
-    from gpt.tokenizer import load_tokenizer
 
     model, tok = load_model(model_dir), load_tokenizer(model_dir)
     return [
@@ -246,8 +245,7 @@ def starter_spam(
     `prefix_weight` trains the head on every prefix of each message as well, so the Spam
     tab's P(spam)-after-each-token trace rises as spammy words appear.
     """
-    from gpt.checkpoint import load_model
-    from gpt.tokenizer import load_tokenizer
+    from gpt.lab.names import load_model, load_tokenizer
     from gpt.train import data as gdata
 
     real_sms_file()  # fail early, saying where the real messages should be
@@ -329,8 +327,7 @@ def starter_spam(
 
 def untuned_score(model_dir: Path, spec: RunSpec) -> dict[str, Any]:
     """The automatic response score of a model that was never instruction-tuned."""
-    from gpt.checkpoint import load_model
-    from gpt.tokenizer import load_tokenizer
+    from gpt.lab.names import load_model, load_tokenizer
     from gpt.train import data as gdata
     from gpt.train.metrics import response_scores
 

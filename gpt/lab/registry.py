@@ -41,17 +41,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpt.checkpoint import HUB_IDS, MODELS_DIR_ENV, CheckpointError, load_model
-from gpt.config import PRESETS, STARTER_MODELS
+from gpt.checkpoint import CheckpointError
+from gpt.config import HUB_IDS, PRESETS, STARTER_MODELS
 from gpt.lab import hub
-from gpt.lab.names import HUB_CACHE, TASKS, ModelNameError, ModelRef, resolve
-from gpt.tokenizer import Tokenizer, load_tokenizer
+from gpt.lab.hub import MODELS_DIR_ENV
+from gpt.lab.names import (
+    HUB_CACHE,
+    TASKS,
+    ModelNameError,
+    ModelRef,
+    load_model,
+    load_tokenizer,
+    resolve,
+)
+from gpt.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from gpt.jobs import JobManager
 
 CACHE_ENV = "GPT2LAB_MODEL_CACHE_MB"
-DOWNLOAD_ENV = "GPT2LAB_ALLOW_DOWNLOAD"
 EXTRA_ENV = "GPT2LAB_EXTRA_MODELS"
 DOWNLOAD_SOURCE = "GPT-2 (download)"  # the source of a listed GPT-2 size that is not cached yet
 DEFAULT_CACHE_MB = 2500

@@ -30,7 +30,9 @@ from gpt.checkpoint import save_checkpoint
 from gpt.classifier import GPTClassifier
 from gpt.config import unknown_fields
 from gpt.model import GPT
+from gpt.sampling import generate
 from gpt.train import data as gdata
+from gpt.train.estimate import Estimate, estimate_fit
 from gpt.train.loop import (
     TASKS,
     ClassifyTask,
@@ -39,6 +41,7 @@ from gpt.train.loop import (
     TrainConfig,
     TrainEvent,
     TrainSettings,
+    example_lengths,
     fit,
     gpt_body,
     prepare_model,
@@ -133,9 +136,7 @@ class RunSpec(TrainSettings):
 def load_base(spec: RunSpec) -> tuple[nn.Module, Any]:
     """The model to train (a GPTClassifier for classify) and its tokenizer; `spec.base` is
     resolved by `gpt.lab.names.resolve` (`preset:NAME` is a new random model)."""
-    from gpt.checkpoint import load_model
-    from gpt.lab.names import resolve
-    from gpt.tokenizer import load_tokenizer
+    from gpt.lab.names import load_model, load_tokenizer, resolve
 
     ref = resolve(spec.base)
     tok = load_tokenizer(spec.tokenizer or ref.tokenizer)
@@ -262,7 +263,6 @@ def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
 
 def answer(model: GPT, tok: Any, example: gdata.Instruction, max_new_tokens: int = 64) -> str:
     """The model's response to an instruction, greedy, stopping at end-of-text."""
-    from gpt.sampling import generate
 
     prompt = gdata.format_prompt(example)
     ids = tok.encode(prompt, allowed_special="none")
@@ -340,6 +340,55 @@ def evaluate_run(
 # --- the run ------------------------------------------------------------------------------------
 
 
+@dataclass
+class Prepared:
+    """Everything a run needs before its first step, built by `prepare(spec)` for both `run` and
+    `estimate_run`: the base model (frozen as the method says), its tokenizer, the data, the
+    loop's config and the task."""
+
+    model: nn.Module
+    tok: Any
+    data: RunData
+    cfg: TrainConfig
+    task: Task
+    trainable: list[str]
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Load the base and the data as `spec` says and freeze what its method says."""
+    model, tok = load_base(spec)
+    body = gpt_body(model)
+    context = min(spec.context or body.config.block_size, body.config.block_size)
+    data = load_run_data(spec, tok, context)
+    cfg = spec.train_config()
+    trainable = prepare_model(model, cfg)
+    return Prepared(model, tok, data, cfg, make_task(spec, data.collate), list(trainable))
+
+
+def estimate_run(spec: RunSpec) -> Estimate:
+    """How long `run(spec, ...)` will train and evaluate on this machine: it prepares the run as
+    `run` does (`prepare`), plans it and times a few steps."""
+    prep = prepare(spec)
+    model, tok, data, cfg, task = prep.model, prep.tok, prep.data, prep.cfg, prep.task
+    est = estimate_fit(model, task, data.train, data.val, cfg)
+    test = example_lengths(task, data.test, task.collate) if data.test else []
+    test_tokens = sum(
+        len(test[i : i + cfg.batch_size]) * max(test[i : i + cfg.batch_size])
+        for i in range(0, len(test), cfg.batch_size)
+    )
+    decode_tokens, decode = 0, 0.0
+    if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
+        decode_tokens = min(spec.eval_samples, len(data.test_examples)) * spec.max_new_tokens
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            generate(model.eval(), tok, "Hello", temperature=0, max_new_tokens=8)
+            decode = (time.perf_counter() - t0) / 8
+    work = dataclasses.replace(
+        est.work, eval_tokens=est.work.eval_tokens + test_tokens, decode_tokens=decode_tokens
+    )
+    return Estimate(work, dataclasses.replace(est.costs, decode=decode))
+
+
 def run(
     spec: RunSpec,
     out_dir: str | Path,
@@ -363,14 +412,11 @@ def run(
     if rank == 0:
         (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     t0 = time.time()
-    model, tok = load_base(spec)
+    prep = prepare(spec)
+    model, tok, data, cfg, task = prep.model, prep.tok, prep.data, prep.cfg, prep.task
     body = gpt_body(model)
-    context = min(spec.context or body.config.block_size, body.config.block_size)
-    data = load_run_data(spec, tok, context)
-    cfg = spec.train_config()
-    trainable = prepare_model(model, cfg)
     if estimate and rank == 0 and not resume:
-        _announce_estimate(spec, model, data, cfg, callbacks)
+        _announce_estimate(prep, callbacks)
     base_test = None
     if spec.score_base and rank == 0:
         base_test = _read_json(out / "base_test.json") if resume else None
@@ -379,7 +425,6 @@ def run(
             base_test = evaluate_run(spec, model, tok, data, report)
             base_test.pop("test_samples", None)
             _write_json(out / "base_test.json", base_test)
-    task = make_task(spec, data.collate)
     result = fit(
         model, task, data.train, data.val, cfg, out_dir=out, callbacks=callbacks, resume=resume
     )
@@ -395,7 +440,7 @@ def run(
         "data": data.summary,
         "resumed": result.resumed,
         "trainable_parameters": sum(
-            p.numel() for n, p in model.named_parameters() if n in set(trainable)
+            p.numel() for n, p in model.named_parameters() if n in set(prep.trainable)
         ),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -449,14 +494,10 @@ def _stage_reporter(
     return progress
 
 
-def _announce_estimate(
-    spec: RunSpec, model: nn.Module, data: RunData, cfg: TrainConfig, callbacks: Sequence
-) -> None:
-    from gpt.train.estimate import estimate_fit
-
-    _, max_steps = run_length(len(data.train), cfg)
+def _announce_estimate(prep: Prepared, callbacks: Sequence) -> None:
+    _, max_steps = run_length(len(prep.data.train), prep.cfg)
     try:
-        est = estimate_fit(model, make_task(spec, data.collate), data.train, data.val, cfg)
+        est = estimate_fit(prep.model, prep.task, prep.data.train, prep.data.val, prep.cfg)
     except Exception as e:  # an estimate is a courtesy: it never stops a run
         note = {"message": f"no time estimate: {type(e).__name__}: {e}"}
         event = TrainEvent("note", 0, max_steps, 0.0, note, 0.0)
@@ -521,8 +562,7 @@ def evaluate_file(kind: str, model_name: str, path: str | Path, **overrides: Any
     classify: accuracy, precision, recall, F1, confusion matrix; lm: loss and perplexity;
     instruct: loss, perplexity and the automatic response scores.
     """
-    from gpt.checkpoint import load_model
-    from gpt.tokenizer import load_tokenizer
+    from gpt.lab.names import load_model, load_tokenizer
 
     spec = RunSpec(kind=kind, base=model_name, data=str(path), **overrides)
     model, tok = load_model(model_name), load_tokenizer(spec.tokenizer or model_name)

@@ -36,9 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpt.lab.paths import SOURCES_CACHE_ENV
 from gpt.train.data import DEFAULT_MAX_BYTES, DataError, DataKind, validate_file
 
-ENV_CACHE = "GPT2LAB_CACHE"
 DEFAULT_CACHE = Path("~/.cache/gpt2lab")
 USER_AGENT = "gpt2lab-data/0.1 (+urllib)"
 CHUNK = 1 << 20
@@ -122,7 +122,7 @@ SOURCES: dict[str, Source] = {
 
 def cache_folder(path: str | os.PathLike | None = None) -> Path:
     """The cache folder: ``path``, else ``$GPT2LAB_CACHE``, else ``~/.cache/gpt2lab``."""
-    chosen = path if path is not None else os.environ.get(ENV_CACHE) or DEFAULT_CACHE
+    chosen = path if path is not None else os.environ.get(SOURCES_CACHE_ENV) or DEFAULT_CACHE
     return Path(chosen).expanduser()
 
 

@@ -277,38 +277,3 @@ def estimate_fit(
     if costs is None:
         costs = measure(model, task, train_data, collate, cfg, lengths, split, cached=cached)
     return Estimate(work, costs)
-
-
-def estimate_run(spec: Any) -> Estimate:
-    """How long `gpt.lab.runs.run(spec, ...)` will train and evaluate on this machine: it loads
-    the base model and the data as the run will, plans the run and times a few steps."""
-    import dataclasses
-
-    from gpt.lab.runs import load_base, load_run_data, make_task
-    from gpt.sampling import generate
-    from gpt.train.loop import prepare_model
-
-    model, tok = load_base(spec)
-    body = gpt_body(model)
-    context = min(spec.context or body.config.block_size, body.config.block_size)
-    data = load_run_data(spec, tok, context)
-    cfg = spec.train_config()
-    prepare_model(model, cfg)
-    task = make_task(spec, data.collate)
-    est = estimate_fit(model, task, data.train, data.val, cfg)
-    test = example_lengths(task, data.test, task.collate) if data.test else []
-    test_tokens = sum(
-        len(test[i : i + cfg.batch_size]) * max(test[i : i + cfg.batch_size])
-        for i in range(0, len(test), cfg.batch_size)
-    )
-    decode_tokens, decode = 0, 0.0
-    if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
-        decode_tokens = min(spec.eval_samples, len(data.test_examples)) * spec.max_new_tokens
-        with torch.no_grad():
-            t0 = time.perf_counter()
-            generate(model.eval(), tok, "Hello", temperature=0, max_new_tokens=8)
-            decode = (time.perf_counter() - t0) / 8
-    work = dataclasses.replace(
-        est.work, eval_tokens=est.work.eval_tokens + test_tokens, decode_tokens=decode_tokens
-    )
-    return Estimate(work, dataclasses.replace(est.costs, decode=decode))

@@ -1,0 +1,42 @@
+"""The package's layers: `import gpt` is the core alone, and no module of `gpt` is part of an import
+circle. (`lint-imports` checks which layer may import which; see pyproject.toml.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import grimp
+
+
+def test_import_gpt_loads_the_core_only():
+    code = "import sys, json, gpt; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    ours = {m for m in loaded if m == "gpt" or m.startswith("gpt.")}
+    assert ours == {
+        "gpt", "gpt.bpe", "gpt.checkpoint", "gpt.classifier", "gpt.config", "gpt.gpt2_vocab",
+        "gpt.inside", "gpt.model", "gpt.sampling", "gpt.tokenizer",
+    }
+    for banned in ("huggingface_hub", "gradio", "plotly", "sqlite3", "gpt.jobs", "gpt.lab"):
+        assert not any(m == banned or m.startswith(banned + ".") for m in loaded), banned
+
+
+def test_gpt_has_no_import_circles():
+    graph = grimp.build_graph("gpt", exclude_type_checking_imports=True)
+    modules = sorted(graph.modules)
+    circles = []
+    for a in modules:
+        for b in graph.find_modules_directly_imported_by(a):
+            if a != b and graph.chain_exists(importer=b, imported=a):
+                circles.append((a, b))
+    assert circles == []
+
+
+def test_the_core_root_is_small():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "gpt"
+    core = sorted(p.stem for p in root.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert len(core) <= 12, core
