@@ -31,7 +31,7 @@ from gpt.lab import hub  # noqa: E402
 from gpt.lab.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
 from gpt.lab.registry import add_job_models, default_registry  # noqa: E402
 from pages import attention, chat, classify, generation, inside, jobs, tokenizer  # noqa: E402
-from pages.common import CSS  # noqa: E402
+from pages.common import CSS, share_heavy_slots  # noqa: E402
 from pages.visitors import (  # noqa: E402
     BUDGET_ENV,
     PER_VISITOR_ENV,
@@ -45,14 +45,9 @@ from pages.visitors import (  # noqa: E402
 # fine-tuning tab takes data files up to 20 MB; the tokenizer tab checks its own smaller cap).
 LAUNCH_KWARGS = {"css": CSS, "max_file_size": "20mb", "footer_links": ["api"]}
 MAX_QUEUED_JOBS = 5
-# Multi-user mode: the endpoints that run a model share one queue of HEAVY_CONCURRENCY slots
-# (a 2-vCPU Space: one per core), so a flood of them leaves CPU to the light ones, which get
-# no limit at all. Matched by api_name, by the concurrency_id a page gave a group, or by name.
-HEAVY_API = {"attention", "generate", "pipeline", "classify", "chat", "lens", "surprisal"}
-HEAVY_API |= {"ablate", "attribution", "compare", "train_bpe", "start_job"}
-HEAVY_GROUPS = {"attention", "generate", "inside"}
-HEAVY_NAMES = {"spam_attribution", "first_render"}
-LIGHT_API = {"tokenize", "token_bytes", "bpe_merges", "jobs", "cancel_job", "resume_job"}
+# Multi-user mode: the events each tab marks heavy (they run a model) share one queue of
+# HEAVY_CONCURRENCY slots (a 2-vCPU Space: one per core), so a flood of them leaves CPU to the
+# light ones, which get no limit at all (`pages.common.share_heavy_slots`).
 HEAVY_ENV = "GPT2LAB_HEAVY_CONCURRENCY"
 log = logging.getLogger("gpt2lab")
 
@@ -92,25 +87,6 @@ def open_jobs(folder: str | Path, multiuser: bool = False) -> tuple[JobManager, 
         return JobManager(fallback, **settings), notice
 
 
-def limit_heavy(demo: gr.Blocks, slots: int) -> dict[str, int]:
-    """Put every heavy event of `demo` in one concurrency group of `slots`, and lift the limit
-    of the light ones; returns how many events each group got ({"heavy": n, "light": m})."""
-    counts = {"heavy": 0, "light": 0}
-    for fn in demo.fns.values():
-        api = fn.api_name if isinstance(fn.api_name, str) else None
-        if api in LIGHT_API:
-            fn.concurrency_limit = None
-            counts["light"] += 1
-        elif (
-            api in HEAVY_API
-            or fn.concurrency_id in HEAVY_GROUPS
-            or getattr(fn, "name", None) in HEAVY_NAMES
-        ):
-            fn.concurrency_id, fn.concurrency_limit = "heavy", slots
-            counts["heavy"] += 1
-    return counts
-
-
 def build_app() -> gr.Blocks:
     """The app. Jobs live in `gpt.lab.paths.storage_paths().jobs_dir` ($GPT2LAB_JOBS_DIR, else
     /data/gpt2lab/jobs on a Space with persistent storage, else ./jobs)."""
@@ -135,7 +111,7 @@ def build_app() -> gr.Blocks:
             jobs.build(demo, manager, [p for page in pages for p in page.pickers], token)
     demo.queue(default_concurrency_limit=4)
     if manager.multiuser:
-        limit_heavy(demo, env_int(HEAVY_ENV, 2) or 2)
+        share_heavy_slots(demo, env_int(HEAVY_ENV, 2) or 2)
     return demo
 
 

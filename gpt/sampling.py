@@ -320,14 +320,22 @@ class StreamEvent:
 
 
 def stream(
-    model: GPT, tokenizer: TextTokenizer, prompt: str, **sampling: Any
+    model: GPT,
+    tokenizer: TextTokenizer,
+    prompt: str,
+    cfg: SamplingConfig | None = None,
+    **sampling: Any,
 ) -> Iterator[StreamEvent]:
     """Generate text from `prompt`, yielding a `StreamEvent` per token as it is produced.
 
-    Keyword arguments are `SamplingConfig` fields. Stop strings are never emitted: text that
-    could be the start of one is held back until it is known not to be.
+    The settings are `cfg`, taken as it is, or else keyword arguments naming `SamplingConfig`
+    fields. Stop strings are never emitted: text that could be the start of one is held back
+    until it is known not to be.
     """
-    cfg = SamplingConfig.from_kwargs(**sampling)
+    if cfg is None:
+        cfg = SamplingConfig.from_kwargs(**sampling)
+    elif sampling:
+        raise SamplingError("give a SamplingConfig or keyword arguments, not both")
     if not isinstance(prompt, str):
         raise SamplingError(f"prompt must be a string, got {type(prompt).__name__}")
     prompt_ids = tokenizer.encode(prompt)

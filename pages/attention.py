@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import warnings
-from collections import OrderedDict
 
 import gradio as gr
 import numpy as np
@@ -22,16 +20,18 @@ from pages.common import (
     clamp_note,
     friendly_errors,
     get_model,
-    model_card_box,
+    heavy,
+    model_header,
     model_note,
-    model_picker,
-    model_status,
+    model_shape,
     named_errors,
     number_input,
     slider_input,
-    token_text,
-    visible,
+    ticks,
+    token_labels,
 )
+from pages.common.export import export_files
+from pages.common.views import Recent
 
 TASKS = ("lm", "instruct")
 MAX_TOKENS = 256
@@ -48,37 +48,19 @@ EXAMPLE = (
     "stayed warm all night."
 )
 
-_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def model_shape(name: str | None) -> tuple[int, int]:
-    """(n_layer, n_head) of a listed model from its config, without loading weights."""
-    if not name:
-        return 12, 12
-    try:
-        config = default_registry().ref(name).config
-    except LookupError:
-        return 12, 12
-    return config.n_layer, config.n_head
+_maps = Recent(8)  # the attention maps of the last few texts
 
 
 def attention_maps(name: str, model, ids: list[int]) -> np.ndarray:
-    """Attention weights `(L, H, T, T)` as float32 numpy, cached per (model, ids)."""
-    key = (name, id(model), tuple(ids))
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    gpt_model = getattr(model, "gpt", model)
-    with torch.inference_mode():
-        ex = gpt_model.explain(torch.tensor([ids], device=gpt_model.device))
-    maps = torch.stack([a[0] for a in ex.attentions]).float().cpu().numpy()  # (L, H, T, T)
-    with _cache_lock:
-        _cache[key] = maps
-        while len(_cache) > 8:
-            _cache.popitem(last=False)
-    return maps
+    """Attention weights `(L, H, T, T)` as float32 numpy, kept for the last few (model, ids)."""
+
+    def compute() -> np.ndarray:
+        gpt_model = getattr(model, "gpt", model)
+        with torch.inference_mode():
+            ex = gpt_model.explain(torch.tensor([ids], device=gpt_model.device))
+        return torch.stack([a[0] for a in ex.attentions]).float().cpu().numpy()
+
+    return _maps.get((name, id(model), tuple(ids)), compute)
 
 
 def apply_sink(maps: np.ndarray, mode: str) -> np.ndarray:
@@ -93,16 +75,6 @@ def apply_sink(maps: np.ndarray, mode: str) -> np.ndarray:
             out = out / np.nansum(out, axis=-1, keepdims=True)
         out[..., 0, :] = np.nan  # the first token sees only itself: nothing left to show
     return out
-
-
-def token_labels(tok, ids: list[int]) -> list[str]:
-    return [visible(token_text(tok, i)) for i in ids]
-
-
-def _ticks(labels: list[str]) -> dict:
-    step = max(1, len(labels) // 40)
-    vals = list(range(0, len(labels), step))
-    return dict(tickmode="array", tickvals=vals, ticktext=[labels[i] for i in vals])
 
 
 def heatmap(z: np.ndarray, labels: list[str], title: str, height: int = 560) -> go.Figure:
@@ -126,10 +98,10 @@ def heatmap(z: np.ndarray, labels: list[str], title: str, height: int = 560) -> 
         margin=dict(l=90, r=20, t=50, b=90),
         plot_bgcolor=MASKED,
         xaxis=dict(
-            title="Key (attended-to token)", tickangle=-60, showgrid=False, **_ticks(labels)
+            title="Key (attended-to token)", tickangle=-60, showgrid=False, **ticks(labels)
         ),
         yaxis=dict(
-            title="Query (attending token)", autorange="reversed", showgrid=False, **_ticks(labels)
+            title="Query (attending token)", autorange="reversed", showgrid=False, **ticks(labels)
         ),
     )
     return fig
@@ -220,7 +192,7 @@ def bar_figure(row: np.ndarray, labels: list[str], index: int, where: str) -> go
         ),
         height=360,
         margin=dict(l=60, r=20, t=50, b=90),
-        xaxis=dict(title="Key (attended-to token)", tickangle=-60, **_ticks(labels[: index + 1])),
+        xaxis=dict(title="Key (attended-to token)", tickangle=-60, **ticks(labels[: index + 1])),
         yaxis=dict(title="attention weight", rangemode="tozero"),
     )
     return fig
@@ -279,8 +251,6 @@ def attention(
 @friendly_errors
 def attention_numbers(model_name: str, text: str, layer: float, head: float) -> list[str]:
     """CSV + JSON of the chosen head's map and its layer's head average (the two heatmaps)."""
-    from pages.export import export_files
-
     model, tok = get_model(model_name, TASKS)
     text = check_text(text, MAX_CHARS, "Text")
     cap = min(MAX_TOKENS, getattr(model, "gpt", model).config.block_size)
@@ -340,10 +310,7 @@ def build(demo: gr.Blocks) -> Page:
             "Each row of a heatmap is one token (the *query*) and shows how much it attends to "
             "every earlier token (the *keys*). Up to 256 tokens; longer text is truncated."
         )
-        with gr.Row():
-            model = model_picker(TASKS, "att-model")
-            model_status(model, TASKS, "att-model-note")
-        model_card_box(model, "att-card")
+        model = model_header(TASKS, "att")
         # Slider ranges fit the largest listed model (so the API accepts any of them); the page
         # narrows them to the picked model on load and on every model change.
         shapes = [model_shape(n) for n in default_registry().names(TASKS)] or [(12, 12)]
@@ -384,35 +351,23 @@ def build(demo: gr.Blocks) -> Page:
 
         inputs = [model, text, layer, head, sink, token]
         outputs = [note, main, avg, grid, bars]
-        show_btn.click(
-            attention,
-            inputs,
-            outputs,
-            api_name="attention",
-            concurrency_limit=2,
-            concurrency_id="attention",
-        )
+        run = heavy("attention", 2)
+        show_btn.click(attention, inputs, outputs, api_name="attention", **run)
         gr.on(
             [text.submit, layer.release, head.release, sink.change, token.submit],
             attention,
             inputs,
             outputs,
             api_visibility="private",
-            concurrency_limit=2,
-            concurrency_id="attention",
             trigger_mode="always_last",
+            **run,
         )
-        model.change(
-            on_model_change,  # queued: its warning (a layer or head the model lacks) needs it
-            [model, layer, head],
-            [layer, head],
-            api_visibility="private",
-        ).then(attention, inputs, outputs, api_visibility="private", concurrency_id="attention")
-        demo.load(
-            on_model_change,
-            [model, layer, head],
-            [layer, head],
-            api_visibility="private",
-            queue=False,
-        ).then(first_render, inputs, outputs, api_visibility="private", concurrency_id="attention")
+        fit = ([model, layer, head], [layer, head])
+        # queued: its warning (a layer or head the model lacks) needs the queue
+        model.change(on_model_change, *fit, api_visibility="private").then(
+            attention, inputs, outputs, api_visibility="private", **run
+        )
+        demo.load(on_model_change, *fit, api_visibility="private", queue=False).then(
+            first_render, inputs, outputs, api_visibility="private", **run
+        )
     return Page([Picker("Attention", TASKS, model)])

@@ -24,9 +24,8 @@ from pages.common import (
     check_text,
     friendly_errors,
     get_model,
-    model_card_box,
-    model_picker,
-    model_status,
+    mark_heavy,
+    model_header,
     sampling_args,
     slider_input,
 )
@@ -143,16 +142,21 @@ def chat(
     With `remember` off (the default), the prompt holds only this message, as in training.
     """
     message = check_text(_content(message), MAX_MESSAGE_CHARS, "Message")
-    args = sampling_args(
-        temperature, top_k, top_p, max_new_tokens=max_new_tokens, max_new_cap=MAX_NEW_TOKENS
+    cfg = sampling_args(
+        temperature,
+        top_k,
+        top_p,
+        max_new_tokens=max_new_tokens,
+        max_new_cap=MAX_NEW_TOKENS,
+        stop=STOPS,
     )
     model, tok = get_model(model_name, TASKS)
-    budget = max(16, model.config.block_size - args["max_new_tokens"])
+    budget = max(16, model.config.block_size - cfg.max_new_tokens)
     prompt, note = fit_prompt_note(message, history, tok, budget, bool(remember))
     announce(note)
     reply = ""
     try:
-        for event in stream(model, tok, prompt, stop=STOPS, stop_at_eot=True, **args):
+        for event in stream(model, tok, prompt, cfg=cfg):
             reply += event.text
             yield reply.strip() or "…", prompt
     except SamplingError as e:
@@ -176,10 +180,7 @@ def build(
             "the model was trained on, one instruction per prompt; tick *Remember earlier "
             "turns* to put the conversation so far in the prompt's `### Input:` section."
         )
-        with gr.Row():
-            model = model_picker(TASKS, "chat-model")
-            model_status(model, TASKS, "chat-model-note")
-        model_card_box(model, "chat-card")
+        model = model_header(TASKS, "chat")
         if manager is not None:
             oneclick.build(manager, ONE_CLICK["gpt2-chat"], model, TASKS, demo, token)
         with gr.Row(equal_height=False):
@@ -235,6 +236,7 @@ def build(
             concurrency_limit=4,
             fill_height=False,
         )
+        mark_heavy(demo, chat, "chat", 4)  # the /chat endpoint and the page's turns
         # the default follows how the picked model was trained (its card)
         model.change(remember_default, model, remember, api_visibility="private", queue=False)
         new.click(

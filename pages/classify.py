@@ -17,16 +17,15 @@ from pages.common import (
     card_of,
     friendly_errors,
     get_model,
+    heavy,
     md,
-    model_card_box,
+    model_header,
     model_note,
-    model_picker,
-    model_status,
-    token_text,
-    visible,
+    ticks,
+    token_labels,
 )
-from pages.export import export_files, numbers_box
-from pages.inside import METHODS, attribution_result
+from pages.common.export import export_files, numbers_box
+from pages.common.views import METHODS, attribution_result
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000
@@ -62,19 +61,11 @@ def trace_figure(labels: list[str], probs: list[float], name: str) -> go.Figure:
         )
     )
     fig.add_hline(y=0.5, line=dict(dash="dash", color="#888"), annotation_text="0.5")
-    step = max(1, len(labels) // 40)
-    vals = list(range(0, len(labels), step))
     fig.update_layout(
         title=dict(text=f"P({name}) after each token", font=dict(size=14)),
         height=380,
         margin=dict(l=60, r=20, t=50, b=90),
-        xaxis=dict(
-            title="Token (message read up to here)",
-            tickmode="array",
-            tickvals=vals,
-            ticktext=[labels[i] for i in vals],
-            tickangle=-60,
-        ),
+        xaxis=dict(title="Token (message read up to here)", tickangle=-60, **ticks(labels)),
         yaxis=dict(title=f"P({name})", range=[0, 1]),
     )
     return fig
@@ -113,8 +104,7 @@ def classify(model_name: str, message: str) -> tuple[dict, str, go.Figure]:
     )
     if limit := limit_line(model_name):
         summary += f"\n\n{limit}"
-    token_labels = [visible(token_text(tok, i)) for i in ids]
-    fig = trace_figure(token_labels, probs[:, k].tolist(), labels[k])
+    fig = trace_figure(token_labels(tok, ids), probs[:, k].tolist(), labels[k])
     return {label: final[i] for i, label in enumerate(labels)}, summary, fig
 
 
@@ -167,10 +157,7 @@ def build(
             "A GPT fine-tuned to tell spam from ham reads the message; the chart shows what it "
             "would answer had the message ended at each token."
         )
-        with gr.Row():
-            model = model_picker(TASKS, "clf-model")
-            model_status(model, TASKS, "clf-model-note")
-        model_card_box(model, "clf-card")
+        model = model_header(TASKS, "clf")
         if manager is not None:
             oneclick.build(manager, ONE_CLICK["gpt2-spam"], model, TASKS, demo, token)
         with gr.Row(equal_height=False):
@@ -181,7 +168,7 @@ def build(
                     lines=4,
                     elem_id="clf-text",
                 )
-                run = gr.Button("Classify", variant="primary", elem_id="clf-run")
+                classify_btn = gr.Button("Classify", variant="primary", elem_id="clf-run")
                 gr.Examples(EXAMPLES, [message], label="Example messages")
             with gr.Column(scale=2):
                 label = gr.Label(label="Prediction", elem_id="clf-label")
@@ -196,18 +183,19 @@ def build(
             attr_view = gr.HTML(elem_id="clf-attr")
             attr_files = numbers_box("Attribution numbers", "clf-attr-files")
         attr_io = ([model, message, attr_method], [attr_view, attr_note, attr_files])
+        run = heavy("classify", 4)
         gr.on(
-            [run.click, message.submit, model.change],  # a new pick (e.g. a finished job) re-reads
+            [classify_btn.click, message.submit, model.change],  # a new pick (e.g. a finished job) re-reads
             classify,
             [model, message],
             [label, summary, chart],
             api_name="classify",
-            concurrency_limit=4,
-        ).then(spam_attribution, *attr_io, api_visibility="private", concurrency_limit=4).then(
+            **run,
+        ).then(spam_attribution, *attr_io, api_visibility="private", **run).then(
             trace_numbers, [model, message], trace_files, api_visibility="private"
         )
-        attr_method.change(spam_attribution, *attr_io, api_visibility="private")
+        attr_method.change(spam_attribution, *attr_io, api_visibility="private", **run)
         demo.load(
-            first_render, [model, message], [label, summary, chart], api_visibility="private"
-        ).then(first_attribution, *attr_io, api_visibility="private")
+            first_render, [model, message], [label, summary, chart], api_visibility="private", **run
+        ).then(first_attribution, *attr_io, api_visibility="private", **run)
     return Page([Picker("Spam classifier", TASKS, model)])

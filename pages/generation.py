@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -20,19 +21,18 @@ from pages.common import (
     check_text,
     clamp,
     friendly_errors,
-    model_card_box,
+    heavy,
+    model_header,
     model_note,
-    model_picker,
-    model_status,
     number_input,
     progress_lines,
     sampling_args,
     slider_input,
-    token_text,
+    token_labels,
     visible,
     wait_model,
 )
-from pages.export import export_files, numbers_box
+from pages.common.export import export_files, numbers_box
 
 TASKS = ("lm", "instruct")
 MAX_NEW_TOKENS = 256
@@ -127,11 +127,13 @@ def generate(
 def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tuple):
     """`generate`'s run, `settings` its sliders in order, ended early once `stop` is set."""
     prompt = check_text(prompt, MAX_PROMPT_CHARS, "Prompt")
-    args = sampling_args(*settings, MAX_NEW_TOKENS)
+    cfg = sampling_args(
+        *settings, MAX_NEW_TOKENS, n_candidates=N_CANDIDATES, keep_logits=True
+    )
     seed_note = ""
-    if args["seed"] is None:  # -1: draw one, and say which, so the run can be repeated
-        args["seed"] = random.randrange(2**31)
-        seed_note = f" · seed {args['seed']} (drawn for -1)"
+    if cfg.seed is None:  # -1: draw one, and say which, so the run can be repeated
+        cfg = dataclasses.replace(cfg, seed=random.randrange(2**31))
+        seed_note = f" · seed {cfg.seed} (drawn for -1)"
     model, tok = yield from progress_lines(
         wait_model(model_name, TASKS),
         lambda line: (gr.skip(), gr.skip(), f"Downloading {line}", gr.skip()),
@@ -148,11 +150,10 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
             f"{block:,} (its context)."
         )
     if stop.is_set():  # pressed while the model was loading or downloading
-        yield gr.skip(), gr.skip(), f"0 / {args['max_new_tokens']} tokens · {STOPPED}", gr.skip()
+        yield gr.skip(), gr.skip(), f"0 / {cfg.max_new_tokens} tokens · {STOPPED}", gr.skip()
         return
     try:
-        events = stream(model, tok, prompt, n_candidates=N_CANDIDATES, keep_logits=True, **args)
-        for step, event in enumerate(events, 1):
+        for step, event in enumerate(stream(model, tok, prompt, cfg=cfg), 1):
             text += event.text
             run["tokens"].append(event.token_id)
             run["steps"].append((event.prob, event.candidates))
@@ -160,7 +161,7 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
             last = event.finish_reason is not None or stop.is_set()
             if step == 1 or last or step % CHART_EVERY == 0:
                 rate = step / max(time.perf_counter() - start, 1e-6)
-                status = f"{step} / {args['max_new_tokens']} tokens · {rate:.0f} tokens/s"
+                status = f"{step} / {cfg.max_new_tokens} tokens · {rate:.0f} tokens/s"
                 status += seed_note
                 if event.finish_reason is not None:
                     status += f" · stopped: {FINISH[event.finish_reason]}"
@@ -227,7 +228,7 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
     order = torch.topk(st.raw, min(PIPELINE_TOKENS, st.raw.shape[-1])).indices.tolist()
     if chosen not in order:
         order.append(chosen)
-    label = {i: visible(token_text(tok, i)) for i in order}
+    label = dict(zip(order, token_labels(tok, order)))
     greedy = cfg.temperature == 0
     fig = make_subplots(
         rows=2,
@@ -269,7 +270,7 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
     by_p = torch.topk(st.softmax, min(PIPELINE_TOKENS, st.softmax.shape[-1])).indices.tolist()
     by_p = [i for i in by_p if st.softmax[i] > 0] or by_p[:1]  # not the tokens top-k removed
     cum = torch.cumsum(st.softmax[by_p], 0).tolist()
-    names = [visible(token_text(tok, i)) for i in by_p]
+    names = token_labels(tok, by_p)
     fig.add_bar(
         x=names,
         y=st.softmax[by_p].tolist(),
@@ -329,12 +330,6 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
     return fig, rows
 
 
-def pipeline_config(temperature, top_k, top_p, repetition_penalty) -> SamplingConfig:
-    args = sampling_args(temperature, top_k, top_p, repetition_penalty)
-    args.pop("max_new_tokens"), args.pop("seed")
-    return SamplingConfig(**args)
-
-
 @friendly_errors
 def pipeline(run: dict | None, step: float, temperature, top_k, top_p, repetition_penalty):
     """(pipeline chart, CSV + JSON of its numbers) at one step of the last run, redrawn from the
@@ -343,7 +338,7 @@ def pipeline(run: dict | None, step: float, temperature, top_k, top_p, repetitio
         raise gr.Error("Generate some text first: the pipeline shows a step of the last run.")
     n = len(run["tokens"])
     step = clamp(step, 1, n, "Step", integer=True)
-    cfg = pipeline_config(temperature, top_k, top_p, repetition_penalty)
+    cfg = sampling_args(temperature, top_k, top_p, repetition_penalty)
     fig, rows = pipeline_figure(run, step, cfg)
     settings = {f: getattr(cfg, f) for f in ("temperature", "top_k", "top_p", "repetition_penalty")}
     files = export_files("sampling-pipeline", rows, {"step": step, **settings, "tokens": rows})
@@ -409,10 +404,7 @@ def build(demo: gr.Blocks) -> Page:
             "Write a prompt and watch the model continue it token by token. The chart shows the "
             "top candidates at each step (solid: after your settings; outline: the model alone)."
         )
-        with gr.Row():
-            model = model_picker(TASKS, "gen-model")
-            model_status(model, TASKS, "gen-model-note")
-        model_card_box(model, "gen-card")
+        model = model_header(TASKS, "gen")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 prompt = gr.Textbox(
@@ -503,21 +495,28 @@ def build(demo: gr.Blocks) -> Page:
             inputs,
             [output, chart, status, last_run],
             api_name="generate",
-            concurrency_limit=4,
-            concurrency_id="generate",
             show_progress="hidden",
+            **heavy("generate", 4),
         )
         pipe_inputs = [last_run, step, temperature, top_k, top_p, rep]
         after = [step, pipe, pipe_files, run_files]
         event.then(after_run, pipe_inputs, after, api_visibility="private")
-        redraw = dict(trigger_mode="always_last", concurrency_limit=None, show_progress="hidden")
-        step.release(pipeline, pipe_inputs, [pipe, pipe_files], api_name="pipeline", **redraw)
+        redraw = dict(trigger_mode="always_last", show_progress="hidden")
+        step.release(
+            pipeline,
+            pipe_inputs,
+            [pipe, pipe_files],
+            api_name="pipeline",
+            **redraw,
+            **heavy("pipeline", None),
+        )
         gr.on(
             [temperature.change, top_k.change, top_p.change, rep.change],
             quiet_pipeline,
             pipe_inputs,
             [pipe, pipe_files],
             api_visibility="private",
+            concurrency_limit=None,
             **redraw,
         )
         stop.click(request_stop, None, None, api_visibility="private", queue=False)
@@ -526,7 +525,7 @@ def build(demo: gr.Blocks) -> Page:
             inputs,
             [output, chart, status, last_run],
             api_visibility="private",
-            concurrency_id="generate",
             show_progress="hidden",
+            **heavy("generate"),
         ).then(after_run, pipe_inputs, after, api_visibility="private")
     return Page([Picker("Generate", TASKS, model)])

@@ -3,10 +3,9 @@ models compared on one text. The numbers come from `gpt.inside`; this page only 
 
 from __future__ import annotations
 
+import functools
 import html
-import math
-import threading
-from collections import OrderedDict
+import inspect
 from typing import Any
 
 import gradio as gr
@@ -16,150 +15,57 @@ import torch
 
 from gpt import inside
 from gpt.lab.registry import default_registry
-from pages.attention import model_shape, token_labels
 from pages.common import (
     Page,
     Picker,
     announce,
-    cap_text,
     friendly_errors,
     get_model,
-    model_card_box,
+    heavy,
+    model_header,
     model_note,
     model_picker,
+    model_shape,
+    ticks,
+    token_labels,
     token_text,
 )
-from pages.export import KeptNumbers, numbers_button
+from pages.common.export import KeptNumbers, numbers_button
+from pages.common.render import GREEN, RED, WHITE, coloured_text, mix
+from pages.common.views import (
+    MAX_TOKENS,
+    METHODS,
+    Recent,
+    attribution_result,
+    pick_target,
+    read_text,
+    token_cap,
+)
 
 TASKS = ("lm", "instruct")
 ATTRIBUTION_TASKS = ("lm", "instruct", "classify")
-MAX_TOKENS = 256
-MAX_CHARS = 20_000
 TOP_K = 5
 CELL_TEXT_MAX = 48  # beyond this many positions the lens cells are too narrow for their text
-# Caps: each view reads at most as many tokens as keep its estimated work under this many
-# floating-point operations, about 10 s on a 2-core CPU (bench/bench_inside.py measures the rate).
-FLOP_BUDGET = 1.0e12
 SURPRISAL_MAX = 10.0  # nats: the darkest colour of the surprisal view
 EXAMPLE = "The cat sat on the mat because it was tired. Then the cat fell asleep on the mat."
 MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
-METHODS = [("Occlusion (drop each token)", "occlusion"), ("Gradient × input", "gradient")]
-HOW = {
-    "occlusion": "drop each token and see how it changes",
-    "gradient": "gradient × input on the token embeddings, of the logit",
-}
 
-_predictions_cache: OrderedDict[tuple, inside.Predictions] = OrderedDict()
-_cache_lock = threading.Lock()
+_predictions = Recent(8)  # the intact model's predictions of the last few texts
 kept = KeptNumbers()  # each view's numbers, written to CSV + JSON when the button asks
-
-
-# --- caps -----------------------------------------------------------------------------------------
-
-
-def token_cap(cfg, view: str, n_tokens: int | None = None) -> int:
-    """How many tokens `view` reads for a model of config `cfg` (context and FLOP budget).
-
-    Per token, a forward pass costs about 2 × parameters; the lens adds a vocabulary projection
-    per layer; a gradient triples a forward. Occlusion runs one forward per dropped token, so its
-    cap is the number of tokens dropped, given `n_tokens` read.
-
-    >>> from gpt.config import PRESETS
-    >>> token_cap(PRESETS["gpt2"], "lens"), token_cap(PRESETS["gpt2-xl"], "lens")
-    (256, 90)
-    """
-    forward = 2 * cfg.n_params()
-    per_token = {
-        "surprisal": forward,
-        "ablate": 2 * forward,
-        "lens": forward + 2 * (cfg.n_layer + 1) * cfg.n_embd * cfg.vocab_size,
-        "compare": 2 * (forward + 2 * (cfg.n_layer + 1) * cfg.n_embd * cfg.vocab_size),
-        "gradient": 3 * forward,
-    }
-    if view == "occlusion":
-        return max(1, int(FLOP_BUDGET // (forward * max(1, n_tokens or 1))))
-    return max(2, min(MAX_TOKENS, cfg.block_size, int(FLOP_BUDGET // per_token[view])))
-
-
-def read_text(model, tok, text: str, view: str, name: str) -> tuple[list[int], list[str]]:
-    """The text's ids, capped for `view`, and the notes saying so."""
-    text, cut = cap_text(text, MAX_CHARS, "Text")  # said in the note (one event runs each view)
-    gpt_model = inside.body(model)
-    cap = token_cap(gpt_model.config, view)
-    ids = tok.encode(text)
-    notes = [f"**{min(len(ids), cap)}** tokens.", *([f"**Cut:** {cut}"] if cut else [])]
-    if len(ids) > cap:
-        why = (
-            f"the context of {name}"
-            if cap == gpt_model.config.block_size
-            else f"the cap for {name} in this view (so a request stays near 10 s)"
-            if cap < MAX_TOKENS
-            else "the tab's cap"
-        )
-        notes.append(f"**Capped:** read the first {cap} of {len(ids)} tokens ({why}).")
-        ids = ids[:cap]
-    return ids, notes
 
 
 def cached_predictions(name: str, model, ids: list[int]) -> inside.Predictions:
     """The intact model's `Predictions` of `ids`, kept for the last few texts: surprisal computes
     them, ablation reuses them as its baseline."""
-    key = (name, id(model), tuple(ids))
-    with _cache_lock:
-        if key in _predictions_cache:
-            _predictions_cache.move_to_end(key)
-            return _predictions_cache[key]
-    result = inside.predictions(model, ids, TOP_K)
-    with _cache_lock:
-        _predictions_cache[key] = result
-        while len(_predictions_cache) > 8:
-            _predictions_cache.popitem(last=False)
-    return result
+    return _predictions.get((name, id(model), tuple(ids)), lambda: inside.predictions(model, ids, TOP_K))
 
 
-# --- text helpers ---------------------------------------------------------------------------------
+def labeller(tok):
+    """Token id -> its label, memoised (the lens labels thousands of cells)."""
+    return functools.cache(lambda token_id: token_labels(tok, [token_id])[0])
 
 
-class Decoder:
-    """Token texts with whitespace made visible, memoised (the lens decodes thousands)."""
-
-    def __init__(self, tok) -> None:
-        self.tok, self.memo, self.raw_memo = tok, {}, {}
-
-    def __call__(self, token_id: int) -> str:
-        if token_id not in self.memo:
-            self.memo[token_id] = token_labels(self.tok, [token_id])[0]
-        return self.memo[token_id]
-
-    def raw(self, token_id: int) -> str:
-        """The token's text as it is (for exported numbers)."""
-        if token_id not in self.raw_memo:
-            self.raw_memo[token_id] = self.tok.decode([token_id])
-        return self.raw_memo[token_id]
-
-
-def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
-    t = min(max(t, 0.0), 1.0)
-    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b))
-
-
-WHITE, RED, BLUE, GREEN = (255, 255, 255), (200, 30, 30), (40, 90, 200), (30, 150, 60)
-
-
-def coloured_text(pieces: list[tuple[str, str, str]], legend: str, elem_class: str) -> str:
-    """HTML of (text, background colour, hover text) spans, with a legend line."""
-    spans = "".join(
-        f'<span class="tok" style="background:{bg}" title="{html.escape(tip, quote=True)}">'
-        f"{html.escape(text)}</span>"
-        for text, bg, tip in pieces
-    )
-    return (
-        f'<div class="tok-view {elem_class}">{spans}</div>'
-        f'<div class="note">{html.escape(legend)}</div>'
-    )
-
-
-def _alternatives(decode: Decoder, ids: torch.Tensor, probs: torch.Tensor) -> str:
+def _alternatives(decode, ids: torch.Tensor, probs: torch.Tensor) -> str:
     return ", ".join(f"{decode(int(i))!r} {float(p):.3f}" for i, p in zip(ids, probs))
 
 
@@ -173,24 +79,16 @@ def layer_rows(n_rows: int) -> list[str]:
 
 def lens_layout(fig: go.Figure, title: str, n_rows: int, xtitle: str, ticktext: list[str]) -> None:
     """The layout both lens heatmaps share: one row per layer, at most 40 labelled columns."""
-    step = max(1, len(ticktext) // 40)
-    ticks = list(range(0, len(ticktext), step))
     fig.update_layout(
         title=dict(text=title, font=dict(size=14)),
         height=min(1400, 140 + 30 * n_rows),
         margin=dict(l=90, r=20, t=50, b=90),
-        xaxis=dict(
-            title=xtitle,
-            tickmode="array",
-            tickvals=ticks,
-            ticktext=[ticktext[i] for i in ticks],
-            tickangle=-60,
-        ),
+        xaxis=dict(title=xtitle, tickangle=-60, **ticks(ticktext)),
         yaxis=dict(title=None),
     )
 
 
-def lens_figure(lens: inside.LogitLens, labels: list[str], decode: Decoder) -> go.Figure:
+def lens_figure(lens: inside.LogitLens, labels: list[str], decode) -> go.Figure:
     L1, T, k = lens.top_ids.shape
     rows = layer_rows(L1)
     ids, probs = lens.top_ids.tolist(), lens.top_probs.tolist()  # plain lists: fast to index
@@ -256,24 +154,6 @@ def decide_figure(lens: inside.LogitLens, target_text: str, where: str) -> go.Fi
     return fig
 
 
-def pick_target(tok, target: Any) -> tuple[int | str, str | None, str]:
-    """(token id, its text, a note) for the token to follow; blank: ("top", None, ""), the
-    model's own best guess after the last token."""
-    target = (target or "") if isinstance(target, str) else ""
-    if not target:
-        return "top", None, ""
-    if len(target) > 100:
-        raise gr.Error("The token to follow is longer than 100 characters; type one word.")
-    ids = tok.encode(target)
-    if not ids:
-        raise gr.Error("The token to follow is empty.")
-    note = ""
-    if len(ids) > 1:
-        pieces = " + ".join(repr(tok.decode([i])) for i in ids)
-        note = f"{target!r} is {len(ids)} tokens ({pieces}); following the first."
-    return ids[0], tok.decode([ids[0]]), note
-
-
 @friendly_errors
 def lens(model_name: str, text: str, target: str):
     """(note, lens heatmap, 'when does it decide' chart); `lens_numbers` writes its numbers."""
@@ -285,19 +165,19 @@ def lens(model_name: str, text: str, target: str):
     result = inside.logit_lens(model, ids, k=TOP_K, target=tid, fast=True)
     tid = result.target
     ttext = ttext if ttext is not None else tok.decode([tid])
-    if tnote:
-        notes.append(tnote)
-    decode = Decoder(tok)
+    notes += [tnote] if tnote else []
+    decode = labeller(tok)
     labels = token_labels(tok, ids)
     heat = lens_figure(result, labels, decode)
     decide = decide_figure(result, ttext, f"reading the last token {labels[-1]!r}")
-    key = ("lens", model_name, text, target)
-    kept.keep(key, "logit-lens", lambda: lens_export(model_name, tok, ids, result, ttext, decode))
+    key = view_key("lens", model_name, text, target)
+    kept.keep(key, "logit-lens", lambda: lens_export(model_name, tok, ids, result, ttext))
     return " ".join(notes), heat, decide, key
 
 
-def lens_export(model_name: str, tok, ids: list[int], result, ttext: str, decode: Decoder):
+def lens_export(model_name: str, tok, ids: list[int], result, ttext: str):
     """(CSV rows, JSON data) of a lens: a row per layer and position, the top 5 and the target."""
+    raw = functools.cache(lambda token_id: tok.decode([token_id]))
     L1, T, _ = result.top_ids.shape
     top_ids, top_probs = result.top_ids.tolist(), result.top_probs.tolist()
     target_lp = result.target_logprobs.tolist()
@@ -310,7 +190,7 @@ def lens_export(model_name: str, tok, ids: list[int], result, ttext: str, decode
             "input_token": tok.decode([ids[t]]),
             **{
                 f"top{j + 1}_{what}": (
-                    decode.raw(top_ids[r][t][j]) if what == "token" else top_probs[r][t][j]
+                    raw(top_ids[r][t][j]) if what == "token" else top_probs[r][t][j]
                 )
                 for j in range(TOP_K)
                 for what in ("token", "prob")
@@ -329,11 +209,6 @@ def lens_export(model_name: str, tok, ids: list[int], result, ttext: str, decode
     return rows, data
 
 
-def lens_numbers(model_name: str, text: str, target: str) -> list[str]:
-    """CSV + JSON of the lens drawn from these inputs (drawn again if no longer kept)."""
-    return shown_numbers(("lens", model_name, text, target))
-
-
 # --- surprisal ------------------------------------------------------------------------------------
 
 
@@ -346,7 +221,7 @@ def surprisal(model_name: str, text: str):
     if len(ids) < 2:
         raise gr.Error("Surprisal needs at least 2 tokens: the first one has no prediction.")
     p = cached_predictions(model_name, model, ids)
-    decode = Decoder(tok)
+    decode = labeller(tok)
     pieces = [(token_text(tok, ids[0]), "#e8e8e8", "the first token has no prediction")]
     rows = []
     for t in range(len(ids) - 1):
@@ -356,7 +231,7 @@ def surprisal(model_name: str, text: str):
             f"p = {float(p.prob[t]):.4f} · rank {int(p.rank[t])} · surprisal {s:.2f} nats · "
             f"entropy {float(p.entropy[t]):.2f} nats\ntop {TOP_K}: {alts}"
         )
-        pieces.append((token_text(tok, ids[t + 1]), _mix(WHITE, RED, s / SURPRISAL_MAX), tip))
+        pieces.append((token_text(tok, ids[t + 1]), mix(WHITE, RED, s / SURPRISAL_MAX), tip))
         rows.append(
             {
                 "position": t + 1,
@@ -382,7 +257,7 @@ def surprisal(model_name: str, text: str):
         f"{token_text(tok, ids[worst + 1])!r} ({float(p.surprisal[worst]):.2f} nats, "
         f"rank {int(p.rank[worst])}).",
     )
-    key = ("surprisal", model_name, text)
+    key = view_key("surprisal", model_name, text)
     kept.keep(key, "surprisal", lambda: surprisal_export(model_name, tok, ids, p, rows))
     return view, " ".join(notes), key
 
@@ -395,11 +270,6 @@ def surprisal_export(model_name: str, tok, ids: list[int], p: inside.Predictions
         for v, i in zip(nxt.values, nxt.indices)
     ]
     return rows, data
-
-
-def surprisal_numbers(model_name: str, text: str) -> list[str]:
-    """CSV + JSON of the surprisal view drawn from these inputs."""
-    return shown_numbers(("surprisal", model_name, text))
 
 
 # --- head ablation --------------------------------------------------------------------------------
@@ -438,7 +308,7 @@ def parse_head_values(values: Any) -> list[tuple[int, int]]:
     return pairs
 
 
-def ablation_figures(result: inside.Ablation, ids, decode: Decoder, labels: list[str]):
+def ablation_figures(result: inside.Ablation, ids, decode, labels: list[str]):
     before, after = result.next_before, result.next_after
     top = torch.topk(torch.maximum(before, after), 10).indices.tolist()
     names = [f"{decode(i)}" for i in top]
@@ -474,8 +344,6 @@ def ablation_figures(result: inside.Ablation, ids, decode: Decoder, labels: list
             ),
         )
     )
-    step = max(1, len(labels) // 40)
-    ticks = list(range(1, len(labels), step))
     loss.update_layout(
         title=dict(
             text=(
@@ -486,13 +354,7 @@ def ablation_figures(result: inside.Ablation, ids, decode: Decoder, labels: list
         ),
         height=360,
         margin=dict(l=60, r=20, t=50, b=90),
-        xaxis=dict(
-            title="Predicted token",
-            tickmode="array",
-            tickvals=ticks,
-            ticktext=[labels[i] for i in ticks],
-            tickangle=-60,
-        ),
+        xaxis=dict(title="Predicted token", tickangle=-60, **ticks(labels, start=1)),
         yaxis=dict(title="Δ loss (nats)"),
     )
     return nxt, loss
@@ -517,7 +379,7 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
         )
     except ValueError as e:
         raise gr.Error(f"{e}.") from None
-    decode = Decoder(tok)
+    decode = labeller(tok)
     labels = token_labels(tok, ids)
     nxt, loss = ablation_figures(result, ids, decode, labels)
     shown = ", ".join(f"{i}.{h}" for i, hs in result.heads.items() for h in hs)
@@ -533,7 +395,7 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
         f"Heads {shown} {verb}: loss {result.before.loss:.3f} → **{result.after.loss:.3f}** "
         f"nats; {change}.",
     )
-    key = ("ablate", model_name, text, heads, mode)
+    key = view_key("ablate", model_name, text, heads, mode)
     kept.keep(key, "ablation", lambda: ablate_export(model_name, tok, ids, result, mode))
     return " ".join(notes), nxt, loss, key
 
@@ -569,95 +431,7 @@ def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation,
     return rows, data
 
 
-def ablate_numbers(model_name: str, text: str, heads: str, mode: str) -> list[str]:
-    """CSV + JSON of the ablation drawn from these inputs."""
-    return shown_numbers(("ablate", model_name, text, heads, mode))
-
-
 # --- attribution ----------------------------------------------------------------------------------
-
-
-def attribution_html(scores: list[float], texts: list[str], what: str, method: str) -> str:
-    finite = [abs(s) for s in scores if not math.isnan(s)]
-    scale = max(finite, default=0.0) or 1.0
-    unit = "ΔP" if method == "occlusion" else "grad × input"
-    pieces = []
-    for text, s in zip(texts, scores):
-        if math.isnan(s):
-            pieces.append((text, "#e8e8e8", "not measured (cap)"))
-            continue
-        colour = _mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale)
-        pieces.append((text, colour, f"{unit} {s:+.3g}"))
-    return coloured_text(
-        pieces,
-        f"Red: pushed {what} up; blue: pushed it down (strongest: {unit} {scale:.3g}). "
-        "Hover a token for its score.",
-        "attribution-view",
-    )
-
-
-def attribution_result(model_name: str, text: str, method: str, target: Any, tasks):
-    """(HTML, note, CSV rows, JSON data): which input tokens pushed a class (classifier) or the
-    next token."""
-    model, tok = get_model(model_name, tasks)
-    if method not in inside.ATTRIBUTION_METHODS:
-        raise gr.Error(f"Method must be one of {', '.join(inside.ATTRIBUTION_METHODS)}.")
-    ids, notes = read_text(model, tok, text, "gradient", model_name)
-    classifier = inside.is_classifier(model)
-    tid = None
-    target = target if isinstance(target, str) else ""
-    if classifier and target:
-        lowered = [label.lower() for label in model.labels]
-        if target.lower() not in lowered:
-            raise gr.Error(f"{target!r} is not a class of {model_name}: {', '.join(model.labels)}.")
-        tid = lowered.index(target.lower())
-    elif target:
-        tid, _, tnote = pick_target(tok, target)
-        if tnote:
-            notes.append(tnote)
-    positions = None
-    if method == "occlusion":
-        if len(ids) < 2:
-            raise gr.Error("Occlusion needs at least 2 tokens: it drops one at a time.")
-        cap = token_cap(inside.body(model).config, "occlusion", len(ids))
-        if cap < len(ids):
-            positions = range(len(ids) - cap, len(ids))
-            notes.append(
-                f"**Capped:** occlusion dropped only the last {cap} tokens (one forward pass "
-                f"each, so a request stays near 10 s on {model_name}); grey tokens were not "
-                "measured."
-            )
-    try:
-        if method == "occlusion":
-            result = inside.occlusion(model, ids, tid, positions=positions)
-        else:
-            result = inside.gradient_x_input(model, ids, tid)
-    except ValueError as e:
-        raise gr.Error(f"{e}.") from None
-    name = model.labels[result.target] if classifier else tok.decode([result.target])
-    what = f"P({name})" if classifier else f"the next token {name!r}"
-    texts = [tok.decode([i]) for i in ids]
-    scores = result.scores.tolist()
-    notes.insert(
-        0,
-        f"Explaining {what}: **{result.prob:.3f}** on the full text ({HOW[method]}).",
-    )
-    rows = [{"position": i, "token": t, "score": s} for i, (t, s) in enumerate(zip(texts, scores))]
-    data = {
-        "model": model_name,
-        "ids": ids,
-        "method": method,
-        "target": {"index": result.target, "name": name},
-        "prob": result.prob,
-        "scores": scores,
-    }
-    shown = [token_text(tok, i) for i in ids]  # split characters as their bytes
-    return attribution_html(scores, shown, what, method), " ".join(notes), rows, data
-
-
-def attribution_key(model_name: str, text: str, method: str, target: Any) -> tuple:
-    """The attribution view's inputs, as `shown_numbers` reads them (no target: "")."""
-    return ("attribution", model_name, text, method, target if isinstance(target, str) else "")
 
 
 @friendly_errors
@@ -665,14 +439,9 @@ def attribution(model_name: str, text: str, method: str, target: str):
     """(coloured HTML, note). Any model: a classifier's class (target: a label, blank = the
     predicted one) or a language model's next token (blank = its top guess)."""
     view, note, rows, data = attribution_result(model_name, text, method, target, ATTRIBUTION_TASKS)
-    key = attribution_key(model_name, text, method, target)
+    key = view_key("attribution", model_name, text, method, target)
     kept.keep(key, "attribution", lambda: (rows, data))
     return view, note, key
-
-
-def attribution_numbers(model_name: str, text: str, method: str, target: str) -> list[str]:
-    """CSV + JSON of the attribution drawn from these inputs."""
-    return shown_numbers(attribution_key(model_name, text, method, target))
 
 
 # --- compare --------------------------------------------------------------------------------------
@@ -710,7 +479,7 @@ def compare(model_a: str, model_b: str, text: str):
             f"log p: A {float(c.logprobs_a[t]):.3f} · B {float(c.logprobs_b[t]):.3f} · "
             f"B − A {d:+.3f} · KL(A‖B) {float(c.kl[t]):.3f} nats"
         )
-        pieces.append((shown[t + 1], _mix(WHITE, GREEN if d > 0 else RED, abs(d) / scale), tip))
+        pieces.append((shown[t + 1], mix(WHITE, GREEN if d > 0 else RED, abs(d) / scale), tip))
     view = coloured_text(
         pieces,
         f"Green: B ({model_b}) found the token more likely than A ({model_a}); red: less "
@@ -747,7 +516,7 @@ def compare(model_a: str, model_b: str, text: str):
         )
         title = "Logit lens, B − A: log p(actual next token) after each layer (blue: B more sure)"
         lens_layout(fig, title, L1, "Predicted token", labels[1:])
-    key = ("compare", model_a, model_b, text)
+    key = view_key("compare", model_a, model_b, text)
     kept.keep(key, "compare", lambda: compare_export(model_a, model_b, ids, texts, c))
     return " ".join(notes), view, fig, key
 
@@ -768,11 +537,6 @@ def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str],
     return rows, data
 
 
-def compare_numbers(model_a: str, model_b: str, text: str) -> list[str]:
-    """CSV + JSON of the comparison drawn from these inputs."""
-    return shown_numbers(("compare", model_a, model_b, text))
-
-
 # Each view by the name that starts its key: what `shown_numbers` draws again when needed.
 VIEWS = {
     "lens": lens,
@@ -783,6 +547,12 @@ VIEWS = {
 }
 
 
+def view_key(view: str, *inputs: Any) -> tuple:
+    """What a view keeps its numbers under, and the page remembers for its Export button: the
+    view's name and the inputs it was drawn from (None as "")."""
+    return (view, *("" if x is None else x for x in inputs))
+
+
 @friendly_errors
 def shown_numbers(key: Any) -> list[str]:
     """CSV + JSON of the view shown on the page: `key`, which the view returned when drawn, is
@@ -791,6 +561,18 @@ def shown_numbers(key: Any) -> list[str]:
         raise gr.Error("Nothing to export yet: run the view first.")
     view, *inputs = key
     return kept.files(tuple(key), lambda: VIEWS[view](*inputs))
+
+
+def numbers_endpoint(view: str):
+    """The API's `/<view>_numbers`: CSV + JSON of the view drawn from these inputs (drawn again
+    when no longer kept); its parameters are the view's own."""
+
+    def numbers(*inputs: Any) -> list[str]:
+        return shown_numbers(view_key(view, *inputs))
+
+    numbers.__name__ = numbers.__qualname__ = f"{view}_numbers"
+    numbers.__signature__ = inspect.signature(VIEWS[view]).replace(return_annotation=list[str])
+    return numbers
 
 
 def caps_markdown() -> str:
@@ -859,10 +641,7 @@ def build(demo: gr.Blocks) -> Page:
             "Save any chart with its camera button; each view's Export button writes its numbers "
             "as CSV and JSON."
         )
-        with gr.Row():
-            model = model_picker(TASKS, "ins-model")
-            gr.Markdown(model_note(TASKS), elem_id="ins-model-note")
-        model_card_box(model, "ins-card")
+        model = model_header(TASKS, "ins")
         with gr.Accordion("Caps for big models", open=False, elem_id="ins-caps-box"):
             gr.Markdown(caps_markdown(), elem_id="ins-caps")
         text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="ins-text")
@@ -873,20 +652,18 @@ def build(demo: gr.Blocks) -> Page:
                 max_lines=1,
                 scale=3,
             )
-            run = gr.Button("Look inside", variant="primary", elem_id="ins-run", scale=1)
+            run_btn = gr.Button("Look inside", variant="primary", elem_id="ins-run", scale=1)
         note = gr.Markdown(elem_id="ins-note")
 
         with gr.Accordion("Logit lens", open=True, elem_id="ins-lens-box"):
             lens_plot = gr.Plot(label="Logit lens", elem_id="ins-lens")
             decide_plot = gr.Plot(label="When does the model decide?", elem_id="ins-decide")
-            lens_btn, lens_files = numbers_button("Lens numbers", "ins-lens-files")
+            numbers = {"lens": numbers_button("Lens numbers", "ins-lens-files")}
 
         with gr.Accordion("Surprisal", open=True, elem_id="ins-surprisal-box"):
             ppl = gr.Markdown(elem_id="ins-ppl")
             surprisal_view = gr.HTML(elem_id="ins-surprisal")
-            surprisal_btn, surprisal_files = numbers_button(
-                "Surprisal numbers", "ins-surprisal-files"
-            )
+            numbers["surprisal"] = numbers_button("Surprisal numbers", "ins-surprisal-files")
 
         with gr.Accordion("Head ablation", open=True, elem_id="ins-ablate-box"):
             gr.Markdown(
@@ -915,14 +692,14 @@ def build(demo: gr.Blocks) -> Page:
             with gr.Row(equal_height=False):
                 ablate_next = gr.Plot(label="Next token", elem_id="ins-ablate-next")
                 ablate_loss = gr.Plot(label="Per-token loss", elem_id="ins-ablate-loss")
-            ablate_num_btn, ablate_files = numbers_button("Ablation numbers", "ins-ablate-files")
+            numbers["ablate"] = numbers_button("Ablation numbers", "ins-ablate-files")
 
         with gr.Accordion("Which tokens pushed the prediction", open=False, elem_id="ins-attr-box"):
             method = gr.Radio(METHODS, value="occlusion", label="Method", elem_id="ins-method")
             attr_btn = gr.Button("Explain the next token", elem_id="ins-attr-run")
             attr_note = gr.Markdown(elem_id="ins-attr-note")
             attr_view = gr.HTML(elem_id="ins-attr")
-            attr_num_btn, attr_files = numbers_button("Attribution numbers", "ins-attr-files")
+            numbers["attribution"] = numbers_button("Attribution numbers", "ins-attr-files")
 
         with gr.Accordion("Compare two models", open=True, elem_id="ins-compare-box"):
             gr.Markdown(
@@ -935,74 +712,45 @@ def build(demo: gr.Blocks) -> Page:
             compare_note = gr.Markdown(elem_id="ins-compare-note")
             compare_view = gr.HTML(elem_id="ins-compare")
             compare_lens = gr.Plot(label="Logit lens difference", elem_id="ins-compare-lens")
-            compare_num_btn, compare_files = numbers_button(
-                "Comparison numbers", "ins-compare-files"
-            )
+            numbers["compare"] = numbers_button("Comparison numbers", "ins-compare-files")
 
-        quiet = dict(concurrency_limit=2, concurrency_id="inside")
+        run = heavy("inside", 2)
         # What each view shows is remembered per visitor (its inputs when drawn), so an Export
         # button writes the numbers of the chart on the page, whatever the boxes say since.
         shown = {v: gr.State(None) for v in VIEWS}
-        lens_io = ([model, text, target], [note, lens_plot, decide_plot, shown["lens"]])
-        surprisal_io = ([model, text], [surprisal_view, ppl, shown["surprisal"]])
-        gr.on([run.click, text.submit, target.submit], lens, *lens_io, api_name="lens", **quiet)
-        gr.on([run.click, text.submit], surprisal, *surprisal_io, api_name="surprisal", **quiet)
-        heads.input(
-            lambda values: ", ".join(values or []),
-            heads,
-            heads_text,
-            api_visibility="private",
-            queue=False,
-        )
-        ablate_btn.click(
-            ablate,
-            [model, text, heads_text, mode],
-            [ablate_note, ablate_next, ablate_loss, shown["ablate"]],
-            api_name="ablate",
-            **quiet,
-        )
-        attr_btn.click(
-            attribution,
-            [model, text, method, target],
-            [attr_view, attr_note, shown["attribution"]],
-            api_name="attribution",
-            **quiet,
-        )
-        compare_btn.click(
-            compare,
-            [model, model_b, text],
-            [compare_note, compare_view, compare_lens, shown["compare"]],
-            api_name="compare",
-            **quiet,
-        )
-        # The numbers behind each view, written when asked (thousands of rows for the lens):
-        # the page's buttons export the view shown; the API takes the view's inputs.
-        numbers = [
-            ("lens", lens_btn, lens_files, lens_numbers, [model, text, target]),
-            ("surprisal", surprisal_btn, surprisal_files, surprisal_numbers, [model, text]),
-            ("ablate", ablate_num_btn, ablate_files, ablate_numbers, [model, text, heads_text, mode]),
-            ("attribution", attr_num_btn, attr_files, attribution_numbers, [model, text, method, target]),
-            ("compare", compare_num_btn, compare_files, compare_numbers, [model, model_b, text]),
-        ]  # fmt: skip
-        for view, button, files, fn, inputs in numbers:
-            button.click(shown_numbers, shown[view], files, api_visibility="private", **quiet)
+        views = {  # each view's inputs and outputs
+            "lens": ([model, text, target], [note, lens_plot, decide_plot]),
+            "surprisal": ([model, text], [surprisal_view, ppl]),
+            "ablate": ([model, text, heads_text, mode], [ablate_note, ablate_next, ablate_loss]),
+            "attribution": ([model, text, method, target], [attr_view, attr_note]),
+            "compare": ([model, model_b, text], [compare_note, compare_view, compare_lens]),
+        }
+        triggers = {
+            "lens": [run_btn.click, text.submit, target.submit],
+            "surprisal": [run_btn.click, text.submit],
+            "ablate": [ablate_btn.click],
+            "attribution": [attr_btn.click],
+            "compare": [compare_btn.click],
+        }
+        for view, (inputs, outputs) in views.items():
+            gr.on(triggers[view], VIEWS[view], inputs, [*outputs, shown[view]], api_name=view, **run)
+            # its numbers, written when asked (thousands of rows for the lens): the page's
+            # button exports the view shown; the API takes the view's inputs
+            button, files = numbers[view]
+            button.click(shown_numbers, shown[view], files, api_visibility="private", **run)
             api_only = gr.Button(visible=False, elem_id=f"ins-{view}-numbers-api")
-            api_only.click(fn, inputs, files, api_name=f"{view}_numbers", **quiet)
-        model.change(  # queued: its warning (heads the new model lacks) needs the queue
-            on_model_change,
-            [model, heads],
-            [heads, style, heads_text],
-            api_visibility="private",
-        ).then(first_render, *lens_io, api_visibility="private", **quiet).then(
-            first_surprisal, *surprisal_io, api_visibility="private", **quiet
+            api_only.click(numbers_endpoint(view), inputs, files, api_name=f"{view}_numbers", **run)
+        heads.input(
+            lambda values: ", ".join(values or []), heads, heads_text, api_visibility="private", queue=False
         )
-        demo.load(
-            on_model_change,
-            [model, heads],
-            [heads, style, heads_text],
-            api_visibility="private",
-            queue=False,
-        ).then(first_render, *lens_io, api_visibility="private", **quiet).then(
-            first_surprisal, *surprisal_io, api_visibility="private", **quiet
-        )
+        lens_io = (views["lens"][0], [*views["lens"][1], shown["lens"]])
+        surprisal_io = (views["surprisal"][0], [*views["surprisal"][1], shown["surprisal"]])
+        fit = ([model, heads], [heads, style, heads_text])
+        for start in (  # queued on a change: its warning (heads the new model lacks) needs it
+            model.change(on_model_change, *fit, api_visibility="private"),
+            demo.load(on_model_change, *fit, api_visibility="private", queue=False),
+        ):
+            start.then(first_render, *lens_io, api_visibility="private", **run).then(
+                first_surprisal, *surprisal_io, api_visibility="private", **run
+            )
     return Page([Picker("Inside", TASKS, model)])

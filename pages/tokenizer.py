@@ -31,6 +31,8 @@ from pages.common import (
     clamp_note,
     esc,
     friendly_errors,
+    heavy,
+    light,
     named_errors,
     number_input,
     slider_input,
@@ -462,6 +464,7 @@ def build(demo: gr.Blocks | None = None) -> Page:
             api_name="tokenize",
             show_progress="hidden",
             trigger_mode="always_last",
+            **light("tokenize"),
         )
         show_ids.change(
             tokenize, [text, show_ids], outs, api_visibility="private", show_progress="hidden"
@@ -476,6 +479,7 @@ def build(demo: gr.Blocks | None = None) -> Page:
             api_name="token_bytes",
             show_progress="hidden",
             trigger_mode="always_last",
+            **light("token_bytes"),
         )
         gr.on(
             [word.change, which.change],
@@ -484,12 +488,13 @@ def build(demo: gr.Blocks | None = None) -> Page:
             merges,
             api_name="bpe_merges",
             show_progress="hidden",
+            **light("bpe_merges"),
         )
         train_btn.click(
             train_bpe,
             [train_text, upload, vocab, text],
             [train_summary, train_html],
             api_name="train_bpe",
-            concurrency_limit=1,
+            **heavy("train_bpe", 1),
         )
     return Page()

@@ -238,7 +238,7 @@ def test_recheck_after_going_online(served, env):
 
 @pytest.mark.slow  # imports gradio
 def test_notes_in_each_state(served, env, monkeypatch, tmp_path):
-    import pages.common as common
+    import pages.common.models as common
 
     reg = ModelRegistry()
     monkeypatch.setattr(common, "default_registry", lambda: reg)

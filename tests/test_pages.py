@@ -67,10 +67,10 @@ def test_cap_text_counts_python_characters_and_says_what_was_cut():
 def test_one_sampling_guard_for_generate_and_chat():
     assert generation.sampling_args is chat.sampling_args is common.sampling_args
     args = sampling_args(0.001, 40, 0.9, 1.0, 10, -1)  # below MIN_TEMPERATURE, not greedy
-    assert args["temperature"] == 0.01 and args["seed"] is None
-    assert sampling_args(0, 40, 0.9)["temperature"] == 0  # greedy stays greedy
-    assert sampling_args(1, 999, 0.9, max_new_tokens=999, max_new_cap=256)["top_k"] == 200
-    assert sampling_args(1, 0, 0.9, max_new_tokens=999, max_new_cap=256)["max_new_tokens"] == 256
+    assert args.temperature == 0.01 and args.seed is None
+    assert sampling_args(0, 40, 0.9).temperature == 0  # greedy stays greedy
+    assert sampling_args(1, 999, 0.9, max_new_tokens=999, max_new_cap=256).top_k == 200
+    assert sampling_args(1, 0, 0.9, max_new_tokens=999, max_new_cap=256).max_new_tokens == 256
 
 
 def test_whitespace_markers_tell_a_tab_from_an_arrow():
@@ -246,7 +246,8 @@ def test_named_errors_survive_gradio_rebuilding_the_component():
     with gr.Blocks():
         step = common.slider_input(1, 256, value=1, step=1, label="Step", elem_id="t-step")
         plain = gr.Slider(1, 10, label="Plain", elem_id="t-plain")  # not registered
-    rebuilt = gr.Slider(**{**step.constructor_args, "maximum": 5, "render": False})
+    # as Gradio does (`blocks.py`: `block.__class__(**kwargs)`)
+    rebuilt = step.__class__(**{**step.constructor_args, "maximum": 5, "render": False})
     assert rebuilt is not step
     for component in (step, rebuilt):
         with pytest.raises(gr.Error, match="Step must be a number, not 'abc'"):
@@ -258,8 +259,9 @@ def test_named_errors_survive_gradio_rebuilding_the_component():
 
 
 def test_characters_split_across_tokens_show_their_bytes_not_a_replacement_mark():
-    from gpt.tokenizer import TokenizerError, load_tokenizer
-    from pages.attention import token_labels
+    from gpt.lab.names import load_tokenizer
+    from gpt.tokenizer import TokenizerError
+    from pages.common import token_labels
 
     try:
         tok = load_tokenizer("gpt2")

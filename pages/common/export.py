@@ -14,15 +14,15 @@ import json
 import math
 import shutil
 import tempfile
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+
+from pages.common.views import Recent
 
 EXPORT_DIR = Path(tempfile.gettempdir()) / "gpt2lab-export"
 KEEP_SECONDS = 3600
@@ -93,31 +93,19 @@ class KeptNumbers:
     """
 
     def __init__(self, size: int = 16) -> None:
-        self.size = size
-        self._kept: OrderedDict[Hashable, tuple[str, Build]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept = Recent(size)
 
     def keep(self, key: Hashable, stem: str, build: Build) -> None:
-        with self._lock:
-            self._kept[key] = (stem, build)
-            self._kept.move_to_end(key)
-            while len(self._kept) > self.size:
-                self._kept.popitem(last=False)
-
-    def _get(self, key: Hashable) -> tuple[str, Build] | None:
-        with self._lock:
-            return self._kept.get(key)
+        self._kept.put(key, (stem, build))
 
     def files(self, key: Hashable, redraw: Callable[[], Any]) -> list[str]:
-        hit = self._get(key)
-        if hit is None:
+        if self._kept.get(key) is None:
             redraw()  # the view keeps its numbers again (or raises the error it shows)
-            hit = self._get(key)
+        hit = self._kept.get(key)
         if hit is None:
             raise gr.Error("Nothing to export: draw the view first.")
         stem, build = hit
-        rows, data = build()
-        return export_files(stem, rows, data)
+        return export_files(stem, *build())
 
 
 def numbers_button(label: str, elem_id: str) -> tuple[gr.Button, gr.File]:

@@ -1,0 +1,219 @@
+"""Every value that enters a tab is checked once, where it enters, and every clamp or cut is said.
+
+- `number_input`, `slider_input` and `named_errors` make components whose bad API values get a
+  message naming the input ("Seed must be a number, not 'abc'."): they are instances of a
+  subclass of Gradio's class (`Named`), so the check travels with the component, also when
+  Gradio rebuilds it for a session after an update (it rebuilds `block.__class__`).
+- `clamp_note` / `cap_text` fit a value or a text to a tab's limits and say what they used.
+- `sampling_args` turns the sampling sliders into the `gpt.sampling.SamplingConfig` that
+  `gpt.sampling.stream` takes as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from abc import ABCMeta
+from typing import Any
+
+import gradio as gr
+
+from gpt.sampling import MIN_TEMPERATURE, SamplingConfig
+
+TEXT_REFUSE_FACTOR = 5  # text over 5 x a tab's limit is refused (a flood), shorter text is cut
+
+
+def label_name(label: Any) -> str:
+    """A component's label as a setting's name in a sentence, without its "(hint)".
+
+    >>> label_name("Token to inspect (-1 = last)")
+    'Token to inspect'
+    """
+    name = str(label or "This setting")
+    return name.split(" (", 1)[0].strip() or name
+
+
+def announce(note: str) -> str:
+    """Show `note` as a warning pop-up (nothing when it is empty) and return it, so the tab can
+    also put it in its own note line. The one way a tab says what it clamped or cut."""
+    if note:
+        gr.Warning(note)
+    return note
+
+
+# --- named API errors -----------------------------------------------------------------------------
+
+
+def _number(name: str, payload: Any, whole: bool) -> Any:
+    """An API caller's value for a number input, or a gr.Error naming the input ("abc" where a
+    number goes would otherwise fail inside Gradio with a generic message)."""
+    if isinstance(payload, str):
+        try:
+            payload = float(payload.strip())
+        except ValueError:
+            raise gr.Error(f"{name} must be a number, not {payload!r}.") from None
+    if isinstance(payload, bool) or not isinstance(payload, int | float):
+        raise gr.Error(f"{name} must be a number, not {type(payload).__name__} {payload!r}.")
+    if math.isnan(payload):
+        raise gr.Error(f"{name} is not a number (NaN); give a number.")
+    if math.isinf(payload) and whole:
+        raise gr.Error(f"{name} must be a whole number, not {payload}.")
+    return payload
+
+
+def _named_preprocess(self: Any, payload: Any) -> Any:
+    name = label_name(self.label)
+    if isinstance(self, gr.Slider) and payload is None:  # a slider always has a value
+        raise gr.Error(f"{name} must be a number, not None.")
+    if isinstance(self, gr.Number | gr.Slider) and payload is not None:
+        payload = _number(name, payload, getattr(self, "precision", None) == 0)
+    try:
+        return type(self).plain.preprocess(self, payload)
+    except gr.Error as e:
+        raise gr.Error(f"{name}: {e.message}") from None
+
+
+@functools.cache
+def Named(base: type) -> type:  # noqa: N802 (a class factory)
+    """`base` (a Gradio component class) whose `preprocess` names the input in its errors.
+
+    A template class, as Gradio's own `ClearButton` is one of `Button`: the page draws it as
+    `base`. Built without Gradio's component metaclass step, which would write a `.pyi` stub
+    next to this file.
+    """
+    attrs = {
+        "__module__": __name__,
+        "__qualname__": f"Named{base.__name__}",
+        "__doc__": f"`gr.{base.__name__}` whose bad API values get an error naming the input.",
+        "is_template": True,
+        "plain": base,
+        "preprocess": _named_preprocess,
+    }
+    return ABCMeta.__new__(type(base), f"Named{base.__name__}", (base,), attrs)
+
+
+def named_errors(component: Any) -> Any:
+    """`component`, its API values now checked first ("Seed must be a number, not 'abc'.",
+    "Kind: Value: x is not in the list of choices: ..."). Numbers (gr.Number, gr.Slider) are
+    type-checked; every component's own rejections get its name."""
+    if not hasattr(type(component), "plain"):
+        component.__class__ = Named(type(component))
+    return component
+
+
+def number_input(*args: Any, **kwargs: Any) -> gr.Number:
+    """gr.Number(...) whose bad API values are named."""
+    return Named(gr.Number)(*args, **kwargs)
+
+
+def slider_input(*args: Any, **kwargs: Any) -> gr.Slider:
+    """gr.Slider(...) whose bad API values are named."""
+    return Named(gr.Slider)(*args, **kwargs)
+
+
+# --- clamps and cuts ------------------------------------------------------------------------------
+
+
+def clamp_note(
+    value: Any, lo: float, hi: float, name: str, integer: bool = False
+) -> tuple[float | int, str]:
+    """`value` within [lo, hi], and the sentence saying what was changed ("" when nothing was).
+    NaN and non-numbers raise gr.Error naming the setting.
+
+    >>> clamp_note(999, 0, 36, "Token index", integer=True)
+    (36, 'Token index must be between 0 and 36; used 36 instead of 999.')
+    >>> clamp_note("0.5", 0, 1, "Top-p")
+    (0.5, '')
+    """
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number between {lo:g} and {hi:g}.") from None
+    if math.isnan(x):
+        raise gr.Error(f"{name} is not a number; set it between {lo:g} and {hi:g}.")
+    note = ""
+    if not lo <= x <= hi:
+        clamped = min(max(x, lo), hi)
+        note = f"{name} must be between {lo:g} and {hi:g}; used {clamped:g} instead of {x:g}."
+        x = clamped
+    return (int(round(x)) if integer else x), note
+
+
+def clamp(value: Any, lo: float, hi: float, name: str, integer: bool = False) -> float | int:
+    """`clamp_note`, its note shown as a warning pop-up (`announce`)."""
+    x, note = clamp_note(value, lo, hi, name, integer)
+    announce(note)
+    return x
+
+
+def cap_text(
+    text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False
+) -> tuple[str, str]:
+    """The text cut to its first `max_chars` characters, and the sentence saying so ("" when
+    it fits). Characters are Python's (an emoji is one, as in every count the tabs show).
+    Missing, empty (unless `allow_empty`) or flooding text (over TEXT_REFUSE_FACTOR x the
+    limit) raises gr.Error.
+
+    >>> cap_text("abcdef", 4)
+    ('abcd', 'Text is 6 characters; the limit is 4, so only the first 4 were used.')
+    """
+    text = "" if text is None else text
+    if not isinstance(text, str):
+        raise gr.Error(f"{what} must be text.")
+    if not text.strip() and not allow_empty:
+        raise gr.Error(f"{what} is empty: type something first.")
+    if len(text) > max_chars * TEXT_REFUSE_FACTOR:
+        raise gr.Error(
+            f"{what} is {len(text):,} characters; the limit is {max_chars:,}. Shorten it."
+        )
+    if len(text) <= max_chars:
+        return text, ""
+    note = (
+        f"{what} is {len(text):,} characters; the limit is {max_chars:,}, so only the first "
+        f"{max_chars:,} were used."
+    )
+    return text[:max_chars], note
+
+
+def check_text(text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False) -> str:
+    """`cap_text`, its note shown as a warning pop-up (`announce`)."""
+    text, note = cap_text(text, max_chars, what, allow_empty)
+    announce(note)
+    return text
+
+
+def sampling_args(
+    temperature: Any,
+    top_k: Any,
+    top_p: Any,
+    repetition_penalty: Any = 1.0,
+    max_new_tokens: Any = 1,
+    seed: Any = -1,
+    max_new_cap: int = 256,
+    **fixed: Any,
+) -> SamplingConfig:
+    """The sampling sliders as the `SamplingConfig` that `gpt.sampling.stream` takes as it is:
+    each clamped to its slider's range (said), NaN rejected, a temperature between 0 and
+    MIN_TEMPERATURE raised to it (said: 0 means greedy), seed -1 as None (the caller may draw
+    one). `fixed` are the tab's own settings (`stop`, `n_candidates`, ...).
+
+    >>> sampling_args(0.8, 40, 0.95, 1.1, 60, 7).top_k
+    40
+    """
+    t = clamp(temperature, 0, 2, "Temperature")
+    if 0 < t < MIN_TEMPERATURE:
+        announce(
+            f"Temperature {t:g} is too low to sample with; used {MIN_TEMPERATURE:g} "
+            "(0 means greedy)."
+        )
+        t = MIN_TEMPERATURE
+    seed = clamp(seed, -1, 2**31 - 1, "Seed", integer=True)
+    return SamplingConfig(
+        temperature=t,
+        top_k=clamp(top_k, 0, 200, "Top-k", integer=True),
+        top_p=clamp(top_p, 0.05, 1, "Top-p"),
+        repetition_penalty=clamp(repetition_penalty, 1, 2, "Repetition penalty"),
+        max_new_tokens=clamp(max_new_tokens, 1, max_new_cap, "Max new tokens", integer=True),
+        seed=None if seed < 0 else seed,
+        **fixed,
+    )

@@ -1,0 +1,350 @@
+"""The model a tab runs: its picker, the note and card under it, and the one model loader.
+
+`model_header(tasks, prefix)` writes a tab's picker + status note + "About this model" card.
+`wait_model` is the one loader: it checks the picked name, loads the model, and while a GPT-2
+download runs yields a progress line every POLL_S seconds; `get_model` runs it to its end for a
+plain event, and the picker's own change handler runs it to download a size as soon as it is
+picked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+from gradio.context import Context
+
+from gpt.config import HUB_IDS
+from gpt.lab import hub
+from gpt.lab.cards import ModelCard, model_card, params_text
+from gpt.lab.registry import RegistryError, default_registry
+from pages.common.render import esc, md
+
+log = logging.getLogger("gpt2lab")
+
+MODELS_DIR_HELP = (
+    "set `GPT2LAB_MODELS_DIR` to a folder holding `gpt2/` (config.json + model.safetensors)"
+)
+POLL_S = 0.5  # how often a waiting event reports download progress
+QUIET = dict(api_visibility="private", show_progress="hidden", queue=False)
+
+
+@dataclass(frozen=True)
+class Picker:
+    """One model picker of a tab: the tab's name (as the tab bar shows it), the tasks it lists,
+    and its dropdown. The Fine-tune tab's "Open in other tabs" sets a finished job's model in
+    every picker whose tasks fit the job."""
+
+    tab: str
+    tasks: tuple[str, ...]
+    dropdown: gr.Dropdown
+
+
+@dataclass
+class Page:
+    """What a tab's `build()` returns to app.py: its model pickers (the Tokenizer tab has none).
+
+    >>> Page().pickers
+    []
+    """
+
+    pickers: list[Picker] = field(default_factory=list)
+
+
+# --- what the picker says -------------------------------------------------------------------------
+
+
+def model_choices(tasks: Iterable[str]) -> list[tuple[str, str]]:
+    """(label, name) pairs for a dropdown: the name plus its short description."""
+    return [(f"{e.name} — {e.description}", e.name) for e in default_registry().entries(tasks)]
+
+
+def gpt2_help() -> str:
+    """How to get GPT-2 here, for the hub's current state (checking, online, offline)."""
+    state = hub.status()
+    if state.online or hub.downloads_listed():
+        return "GPT-2 sizes not on this machine download from the Hugging Face hub when picked."
+    if state.state in (hub.UNKNOWN, hub.CHECKING):
+        return (
+            "Checking whether the Hugging Face hub answers; once it does, GPT-2 appears in the "
+            "list (open it again)."
+        )
+    if hub.skip_reason() is not None:  # a variable rules the network out: no check will run
+        how = "unset that variable and restart the app"
+    else:
+        how = "go online (opening the list checks again, at most once a minute)"
+    return (
+        f"GPT-2 is not on this machine and cannot be downloaded now ({esc(state.reason)}). To "
+        f"use it, {how}, or {MODELS_DIR_HELP}."
+    )
+
+
+def model_note(tasks: Iterable[str]) -> str:
+    """A line saying which model is the default here, and how to get GPT-2 when it is missing."""
+    reg = default_registry()
+    tasks = tuple(tasks)
+    default = reg.default(tasks)
+    if default is None:
+        return (
+            "**No model for this tab is available yet.** The starter models appear once "
+            f"`assets/models/` holds them. {gpt2_help()}"
+        )
+    if "lm" not in tasks:
+        return f"Default model: **{default}**."
+    if default != "gpt2":
+        return f"Default model: **{default}**. {gpt2_help()}"
+    if reg.needs_download("gpt2"):
+        size = hub.size_label(hub.download_bytes("gpt2"))
+        return f"Default model: **gpt2** ({size} download on first use). {gpt2_help()}"
+    return "Default model: **gpt2**."
+
+
+def model_shape(name: str | None) -> tuple[int, int]:
+    """(n_layer, n_head) of a listed model from its config, without loading weights."""
+    if not name:
+        return 12, 12
+    try:
+        config = default_registry().ref(name).config
+    except LookupError:  # not listed
+        return 12, 12
+    return config.n_layer, config.n_head
+
+
+# --- the one loader -------------------------------------------------------------------------------
+
+
+def _fetching(name: str) -> bool:
+    """Whether loading `name` means waiting for a GPT-2 download (to start, or running)."""
+    try:
+        ref = default_registry().ref(name)
+    except RegistryError:
+        return False
+    return ref.needs_download or (ref.kind == "gpt2" and hub.download_progress(ref.name) is not None)
+
+
+def wait_model(name: Any, tasks: Iterable[str]) -> Generator[str, None, tuple[Any, Any]]:
+    """(model, tokenizer) of a picked model, returned by this generator; while a GPT-2
+    download runs it yields a progress line every POLL_S seconds ('gpt2: 120 / 548 MB ·
+    35.0 MB/s · 12 s left'). A blank name is the tab's default; a name not listed for `tasks`,
+    a failed download or load is a gr.Error that says what to do (nothing is cached then).
+
+    For streaming events: `model, tok = yield from progress_lines(wait_model(...), wrap)`.
+    """
+    tasks = tuple(tasks)
+    reg = default_registry()
+    name = name or reg.default(tasks)
+    if name is None:
+        raise gr.Error(f"No model is available for this tab. {gpt2_help()}")
+    if name not in reg.names(tasks):
+        names = ", ".join(reg.names(tasks)) or "none"
+        hint = f" {gpt2_help()}" if name in HUB_IDS else ""
+        raise gr.Error(f"Model {name!r} is not available for this tab; pick one of: {names}.{hint}")
+    if not _fetching(name):
+        try:
+            return reg.get(name)
+        except RegistryError as e:
+            raise gr.Error(f"{e} Pick another model.") from e
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["ok"] = reg.get(name)
+        except Exception as e:  # handed to the waiting generator
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name=f"gpt2lab-load-{name}", daemon=True)
+    worker.start()
+    yield f"{name}: starting the download"
+    while worker.is_alive():
+        worker.join(POLL_S)
+        progress = hub.download_progress(reg.ref(name).name)
+        if progress is not None:
+            yield progress.line()
+        elif worker.is_alive():
+            yield f"{name}: loading the downloaded weights"
+    if "error" in result:
+        error = result["error"]
+        if not isinstance(error, RegistryError):
+            error = RegistryError(f"could not load model {name!r}: {error}")
+        raise gr.Error(f"{error} Pick another model.") from error
+    return result["ok"]
+
+
+def progress_lines(steps: Generator[str, None, Any], wrap: Any) -> Generator[Any, None, Any]:
+    """Yield `wrap(line)` for each line of `steps` (`wait_model`); return its result."""
+    while True:
+        try:
+            line = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield wrap(line)
+
+
+def get_model(name: Any, tasks: Iterable[str], progress: Any = None) -> tuple[Any, Any]:
+    """`wait_model` run to its end, for a plain event: (model, tokenizer), or a gr.Error. Its
+    progress lines go to `progress` (a `gr.Progress`), when given."""
+    steps = wait_model(name, tasks)
+    while True:
+        try:
+            line = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(None, desc=f"Downloading {line}")
+
+
+# --- the picker + its note + its card -------------------------------------------------------------
+
+
+def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr.Dropdown:
+    """A dropdown of the registry's models fitting `tasks`; its list refreshes when opened."""
+    tasks = tuple(tasks)
+    picker = gr.Dropdown(
+        choices=model_choices(tasks),
+        value=default_registry().default(tasks),
+        label=label,
+        elem_id=elem_id,
+        interactive=True,
+        allow_custom_value=True,  # models added at run time; wait_model checks the name
+    )
+
+    def refresh(current: str | None):
+        hub.maybe_recheck()  # offline a while ago? ask again (the next opening shows it)
+        if current in default_registry().names(tasks):  # only the list: setting the value
+            return gr.Dropdown(choices=model_choices(tasks))  # could undo a pick made meanwhile
+        return gr.Dropdown(choices=model_choices(tasks), value=default_registry().default(tasks))
+
+    picker.focus(refresh, picker, picker, **QUIET)
+    if Context.root_block is not None:  # the list as of this page load ("548 MB download")
+        Context.root_block.load(lambda: gr.Dropdown(choices=model_choices(tasks)), None, picker, **QUIET)
+    return picker
+
+
+def model_status(picker: gr.Dropdown, tasks: Iterable[str], elem_id: str) -> gr.Markdown:
+    """The note under a picker (`model_note`, fresh on each page load and opening of the list).
+
+    Picking a GPT-2 size that is not cached downloads it at once, the note showing MB done,
+    MB/s and time left; the tab's own action waits for the same download. When it fails the
+    note says why and the picker goes back to the model it showed before.
+    """
+    tasks = tuple(tasks)
+    note = gr.Markdown(model_note(tasks), elem_id=elem_id, elem_classes="note")
+    previous = gr.State(picker.value)
+    if Context.root_block is not None:  # fresh on each page load (the hub may have answered)
+        Context.root_block.load(lambda: model_note(tasks), None, note, **QUIET)
+
+    def prepare(name: str | None, before: str | None):
+        if name and name == before:  # the picker was just put back: keep the failure note
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        if not name or not _fetching(name):
+            yield gr.skip(), model_note(tasks), name
+            return
+        try:
+            for line in wait_model(name, tasks):
+                yield gr.skip(), f"Downloading {line}", gr.skip()
+        except gr.Error as e:
+            reason = str(e.__cause__ or e.message)
+            gr.Warning(reason)
+            back = before if before and before != name else default_registry().default(tasks)
+            back = None if back == name else back
+            kept = f" The tab keeps **{esc(back)}**." if back else ""
+            yield back, f"**Download failed.** {esc(reason)}{kept}", back
+            return
+        ready = gr.Dropdown(choices=model_choices(tasks))  # its label loses "download"
+        yield ready, f"**{esc(name)}** is downloaded and ready.", name
+
+    picker.change(
+        prepare,
+        [picker, previous],
+        [picker, note, previous],
+        api_visibility="private",
+        show_progress="hidden",
+        concurrency_limit=None,
+    )
+    picker.focus(lambda: model_note(tasks), None, note, **QUIET)
+    return note
+
+
+def card_of(name: Any) -> ModelCard | None:
+    """The card of a picked model, or None when there is no such model (never raises)."""
+    if not name or not isinstance(name, str):
+        return None
+    try:
+        return model_card(name, default_registry())
+    except RegistryError:
+        return None
+    except Exception:  # a card is a courtesy: a broken model folder must not break a tab
+        log.exception("no model card for %r", name)
+        return None
+
+
+def card_markdown(card: ModelCard | None, name: Any = None) -> str:
+    """A model card as Markdown: one line on what it is, the facts, held-out results, limits.
+
+    The one renderer of cards: every tab's "About this model" uses it.
+    """
+    if card is None:
+        if not name:
+            return "No model is picked."
+        return f"No card for **{md(str(name))}**: it is not in the model list (any more)."
+    lines = [f"**{md(card.name)}**" + (f": {md(card.summary)}" if card.summary else "")]
+    facts = []
+    if card.parameters:
+        size = f"{params_text(card.parameters)} parameters"
+        facts.append(("Size", size + (f" ({card.architecture})" if card.architecture else "")))
+    elif card.architecture:
+        facts.append(("Architecture", card.architecture))
+    facts += [
+        ("Tokenizer", card.tokenizer),
+        ("Fine-tuned from", card.base),
+        ("Trained on", card.data),
+        ("Training", card.training),
+    ]
+    if card.metrics:
+        shown = " · ".join(f"{m.label} **{m.text}**" for m in card.metrics)
+        on = f" (on {card.metrics_on})" if card.metrics_on else ""
+        facts.append(("Held-out results", shown + on))
+        if card.baseline:
+            before = " · ".join(f"{m.label} {m.text}" for m in card.baseline)
+            facts.append((f"Before fine-tuning{f' ({card.base})' if card.base else ''}", before))
+    else:
+        facts.append(("Held-out results", "none recorded for this model"))
+    lines += ["", *(f"- **{label}:** {md(text)}" for label, text in facts if text)]
+    if card.limits:
+        lines += ["", "**Limits**", "", *(f"- {md(limit)}" for limit in card.limits)]
+    if card.location and card.source != "starter":
+        lines += ["", f"Loaded from `{card.location}`."]
+    return "\n".join(lines)
+
+
+def model_card_text(name: Any) -> str:
+    """The Markdown card of a picked model name."""
+    return card_markdown(card_of(name), name)
+
+
+def model_card_box(
+    picker: gr.Dropdown, elem_id: str, label: str = "About this model"
+) -> gr.Markdown:
+    """An "About this model" accordion showing the card of `picker`'s model, kept in step with it.
+
+    Call it right under the picker; returns the Markdown inside.
+    """
+    with gr.Accordion(label, open=False, elem_id=f"{elem_id}-box"):
+        card = gr.Markdown(model_card_text(picker.value), elem_id=elem_id)
+    picker.change(model_card_text, picker, card, api_visibility="private", queue=False)
+    return card
+
+
+def model_header(tasks: Iterable[str], prefix: str) -> gr.Dropdown:
+    """A tab's model picker (`<prefix>-model`), the note beside it (`<prefix>-model-note`) and
+    its "About this model" card under it (`<prefix>-card`); returns the picker."""
+    with gr.Row():
+        picker = model_picker(tasks, f"{prefix}-model")
+        model_status(picker, tasks, f"{prefix}-model-note")
+    model_card_box(picker, f"{prefix}-card")
+    return picker

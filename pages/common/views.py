@@ -1,0 +1,197 @@
+"""What the analysis tabs share: the last few results of a model run (`Recent`), how many
+tokens a view of `gpt.inside` reads (its cap), the token to follow, and the attribution view
+(which input tokens pushed a prediction) of the Inside and Spam tabs."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import gradio as gr
+
+from gpt import inside
+from pages.common.inputs import cap_text
+from pages.common.models import get_model
+from pages.common.render import BLUE, RED, WHITE, coloured_text, mix, token_text
+
+MAX_TOKENS = 256
+MAX_CHARS = 20_000
+# Caps: each view reads at most as many tokens as keep its estimated work under this many
+# floating-point operations, about 10 s on a 2-core CPU (bench/bench_inside.py measures the rate).
+FLOP_BUDGET = 1.0e12
+METHODS = [("Occlusion (drop each token)", "occlusion"), ("Gradient × input", "gradient")]
+HOW = {
+    "occlusion": "drop each token and see how it changes",
+    "gradient": "gradient × input on the token embeddings, of the logit",
+}
+
+
+class Recent:
+    """The last `size` results by key, the least recently used dropped first (thread-safe).
+
+    >>> recent = Recent(1)
+    >>> recent.get("a", lambda: 1), recent.get("a", lambda: 2), recent.get("b"), recent.get("a")
+    (1, 1, None, 1)
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Any] | None = None) -> Any:
+        """The result kept for `key`; else `compute()`'s, kept (None without `compute`)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None if compute is None else self.put(key, compute())
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def token_cap(cfg, view: str, n_tokens: int | None = None) -> int:
+    """How many tokens `view` reads for a model of config `cfg` (context and FLOP budget).
+
+    Per token, a forward pass costs about 2 × parameters; the lens adds a vocabulary projection
+    per layer; a gradient triples a forward. Occlusion runs one forward per dropped token, so its
+    cap is the number of tokens dropped, given `n_tokens` read.
+
+    >>> from gpt.config import PRESETS
+    >>> token_cap(PRESETS["gpt2"], "lens"), token_cap(PRESETS["gpt2-xl"], "lens")
+    (256, 90)
+    """
+    forward = 2 * cfg.n_params()
+    lens = forward + 2 * (cfg.n_layer + 1) * cfg.n_embd * cfg.vocab_size
+    per_token = {
+        "surprisal": forward,
+        "ablate": 2 * forward,
+        "lens": lens,
+        "compare": 2 * lens,
+        "gradient": 3 * forward,
+    }
+    if view == "occlusion":
+        return max(1, int(FLOP_BUDGET // (forward * max(1, n_tokens or 1))))
+    return max(2, min(MAX_TOKENS, cfg.block_size, int(FLOP_BUDGET // per_token[view])))
+
+
+def read_text(model, tok, text: str, view: str, name: str) -> tuple[list[int], list[str]]:
+    """The text's ids, capped for `view`, and the notes saying so."""
+    text, cut = cap_text(text, MAX_CHARS, "Text")  # said in the note (one event runs each view)
+    config = inside.body(model).config
+    cap = token_cap(config, view)
+    ids = tok.encode(text)
+    notes = [f"**{min(len(ids), cap)}** tokens.", *([f"**Cut:** {cut}"] if cut else [])]
+    if len(ids) > cap:
+        why = (
+            f"the context of {name}"
+            if cap == config.block_size
+            else f"the cap for {name} in this view (so a request stays near 10 s)"
+            if cap < MAX_TOKENS
+            else "the tab's cap"
+        )
+        notes.append(f"**Capped:** read the first {cap} of {len(ids)} tokens ({why}).")
+        ids = ids[:cap]
+    return ids, notes
+
+
+def pick_target(tok, target: Any) -> tuple[int | str, str | None, str]:
+    """(token id, its text, a note) for the token to follow; blank: ("top", None, ""), the
+    model's own best guess after the last token."""
+    target = target if isinstance(target, str) else ""
+    if not target:
+        return "top", None, ""
+    if len(target) > 100:
+        raise gr.Error("The token to follow is longer than 100 characters; type one word.")
+    ids = tok.encode(target)
+    if not ids:
+        raise gr.Error("The token to follow is empty.")
+    note = ""
+    if len(ids) > 1:
+        pieces = " + ".join(repr(tok.decode([i])) for i in ids)
+        note = f"{target!r} is {len(ids)} tokens ({pieces}); following the first."
+    return ids[0], tok.decode([ids[0]]), note
+
+
+def attribution_html(scores: list[float], texts: list[str], what: str, method: str) -> str:
+    finite = [abs(s) for s in scores if not math.isnan(s)]
+    scale = max(finite, default=0.0) or 1.0
+    unit = "ΔP" if method == "occlusion" else "grad × input"
+    pieces = [
+        (text, "#e8e8e8", "not measured (cap)")
+        if math.isnan(s)
+        else (text, mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale), f"{unit} {s:+.3g}")
+        for text, s in zip(texts, scores)
+    ]
+    return coloured_text(
+        pieces,
+        f"Red: pushed {what} up; blue: pushed it down (strongest: {unit} {scale:.3g}). "
+        "Hover a token for its score.",
+        "attribution-view",
+    )
+
+
+def attribution_result(model_name: str, text: str, method: str, target: Any, tasks):
+    """(HTML, note, CSV rows, JSON data): which input tokens pushed a class (classifier; target:
+    a label, blank = the predicted one) or the next token (blank = the model's top guess)."""
+    model, tok = get_model(model_name, tasks)
+    if method not in inside.ATTRIBUTION_METHODS:
+        raise gr.Error(f"Method must be one of {', '.join(inside.ATTRIBUTION_METHODS)}.")
+    ids, notes = read_text(model, tok, text, "gradient", model_name)
+    classifier = inside.is_classifier(model)
+    tid = None
+    target = target if isinstance(target, str) else ""
+    if classifier and target:
+        lowered = [label.lower() for label in model.labels]
+        if target.lower() not in lowered:
+            raise gr.Error(f"{target!r} is not a class of {model_name}: {', '.join(model.labels)}.")
+        tid = lowered.index(target.lower())
+    elif target:
+        tid, _, tnote = pick_target(tok, target)
+        notes += [tnote] if tnote else []
+    positions = None
+    if method == "occlusion":
+        if len(ids) < 2:
+            raise gr.Error("Occlusion needs at least 2 tokens: it drops one at a time.")
+        cap = token_cap(inside.body(model).config, "occlusion", len(ids))
+        if cap < len(ids):
+            positions = range(len(ids) - cap, len(ids))
+            notes.append(
+                f"**Capped:** occlusion dropped only the last {cap} tokens (one forward pass "
+                f"each, so a request stays near 10 s on {model_name}); grey tokens were not "
+                "measured."
+            )
+    try:
+        if method == "occlusion":
+            result = inside.occlusion(model, ids, tid, positions=positions)
+        else:
+            result = inside.gradient_x_input(model, ids, tid)
+    except ValueError as e:
+        raise gr.Error(f"{e}.") from None
+    name = model.labels[result.target] if classifier else tok.decode([result.target])
+    what = f"P({name})" if classifier else f"the next token {name!r}"
+    texts = [tok.decode([i]) for i in ids]
+    scores = result.scores.tolist()
+    notes.insert(0, f"Explaining {what}: **{result.prob:.3f}** on the full text ({HOW[method]}).")
+    rows = [{"position": i, "token": t, "score": s} for i, (t, s) in enumerate(zip(texts, scores))]
+    data = {
+        "model": model_name,
+        "ids": ids,
+        "method": method,
+        "target": {"index": result.target, "name": name},
+        "prob": result.prob,
+        "scores": scores,
+    }
+    shown = [token_text(tok, i) for i in ids]  # split characters as their bytes
+    return attribution_html(scores, shown, what, method), " ".join(notes), rows, data
