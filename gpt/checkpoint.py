@@ -92,18 +92,28 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} could not be read as safetensors: {e}") from e
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"missing {path.name} in {path.parent}")
+_REQUIRED: Any = object()
+
+
+def read_json(path: Path, default: Any = _REQUIRED) -> Any:
+    """The JSON object in `path`. A file that is missing, unreadable, not JSON or not an object
+    gives `default` when one is passed, else a CheckpointError that says which."""
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
-    except OSError as e:  # unreadable: permissions, a vanished file
-        raise CheckpointError(f"{path} could not be read: {e.strerror or e}") from e
-    if not isinstance(d, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
-    return d
+        if not path.is_file():
+            raise CheckpointError(f"missing {path.name} in {path.parent}")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+        except OSError as e:  # unreadable: permissions, a vanished file
+            raise CheckpointError(f"{path} could not be read: {e.strerror or e}") from e
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{path} must hold a JSON object")
+        return d
+    except CheckpointError:
+        if default is _REQUIRED:
+            raise
+        return default
 
 
 def _check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -203,7 +213,7 @@ def _hf_weight_files(folder: Path) -> list[Path]:
         return [single]
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
         if not shards:
             raise CheckpointError(f"{index} lists no weight shards")
         return [folder / s for s in shards]
@@ -215,7 +225,7 @@ def _hf_weight_files(folder: Path) -> list[Path]:
 def load_hf_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
     """Load GPT-2 weights from a folder in the Hugging Face layout (any of the four sizes)."""
     folder = Path(folder)
-    config = config_from_hf(_read_json(folder / "config.json"), str(folder / "config.json"))
+    config = config_from_hf(read_json(folder / "config.json"), str(folder / "config.json"))
     state: dict[str, torch.Tensor] = {}
     for f in _hf_weight_files(folder):
         state.update(read_safetensors(f))
@@ -256,7 +266,7 @@ def read_model_config(folder: str | Path) -> tuple[Layout, GPTConfig, dict[str, 
     (`config_from_hf`). CheckpointError says what is wrong.
     """
     folder = Path(folder)
-    cfg = _read_json(folder / "config.json")
+    cfg = read_json(folder / "config.json")
     if cfg.get("format") != FORMAT:
         return "hf", config_from_hf(cfg, str(folder / "config.json")), cfg
     if cfg.get("version") != FORMAT_VERSION:
@@ -329,7 +339,7 @@ def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32) -> C
     """Load a GPT-2 Lab checkpoint folder written by `save_checkpoint`."""
     folder = Path(folder)
     if not is_checkpoint(folder):
-        _read_json(folder / "config.json")  # a missing or broken file says so
+        read_json(folder / "config.json")  # a missing or broken file says so
         raise CheckpointError(f"{folder / 'config.json'} is not a {FORMAT} checkpoint config")
     _, config, cfg = read_model_config(folder)
     state = read_safetensors(folder / "model.safetensors")

@@ -31,9 +31,6 @@ def unknown_fields(cls: type, keys: Any) -> list[str]:
     return sorted(set(keys) - {f.name for f in dataclasses.fields(cls)})
 
 
-GPT2_EOT = 50256
-
-
 @dataclass(frozen=True)
 class GPTConfig:
     """Hyperparameters of a GPT-2 style decoder.

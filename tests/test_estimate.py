@@ -13,10 +13,10 @@ from gpt.train.estimate import (
     Costs,
     Estimate,
     Workload,
+    duration,
     estimate_fit,
     measure,
     plan,
-    rough_duration,
 )
 from gpt.train.loop import ClassifyTask, TrainConfig, _epoch_batches, example_lengths, prepare_model
 from gpt.train.trunk import frozen_split
@@ -98,7 +98,7 @@ def test_run_announces_its_estimate_before_training(tmp_path, byte_tok, spam_tsv
 
 
 def test_rough_durations():
-    assert [rough_duration(s) for s in (0.2, 61, 89, 90, 3599, 7200)] == [
+    assert [duration(s, rough=True) for s in (0.2, 61, 89, 90, 3599, 7200)] == [
         "5 s",
         "1 min",
         "1 min",
@@ -136,7 +136,7 @@ def test_a_queued_job_gets_an_estimate(tmp_path, monkeypatch, byte_tok, spam_tsv
     from gpt.jobs import JobManager
     from pages.jobs import estimate_job, eta_cell
 
-    monkeypatch.setattr(JobManager, "_start_next", lambda self: False)  # it stays queued
+    monkeypatch.setattr("gpt.jobs.store.claim_next", lambda *a: None)  # it stays queued
     with JobManager(tmp_path / "jobs", background=False) as manager:
         job_id = manager.submit(tiny_spec("classify", byte_tok, spam_tsv, method="last_blocks"))
         assert manager.get(job_id).state == "queued" and manager.get(job_id).estimate is None

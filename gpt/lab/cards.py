@@ -24,12 +24,12 @@ conversations, so a chat should send it earlier turns).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt.checkpoint import read_json
 from gpt.config import HUB_IDS, PRESETS
 from gpt.lab.registry import ModelEntry, ModelRegistry, default_registry
 
@@ -116,15 +116,6 @@ def params_text(n: int) -> str:
 
 
 # --- reading files, forgivingly -----------------------------------------------------------------
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in `path`, or {} when it is missing, unreadable or not an object."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def _dict(x: Any) -> dict[str, Any]:
@@ -449,8 +440,8 @@ def card_from_record(
 def folder_record(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(record, config) of a checkpoint folder: `card.json`, else config.json's metadata."""
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
-    record = _read_json(folder / "card.json") or _dict(config.get("metadata"))
+    config = read_json(folder / "config.json", {})
+    record = read_json(folder / "card.json", {}) or _dict(config.get("metadata"))
     return record, config
 
 
@@ -459,10 +450,10 @@ def job_record(model_folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]
     metadata, updated with the run's `out/metrics.json` and `out/spec.json`."""
     record, config = folder_record(model_folder)
     out = Path(model_folder).parent
-    metrics = _read_json(out / "metrics.json")
+    metrics = read_json(out / "metrics.json", {})
     keys = ("data", "steps", "train_seconds", "test", "parameters", "trainable_parameters")
     record = {**record, **{k: metrics[k] for k in keys if k in metrics}}
-    spec = _read_json(out / "spec.json")
+    spec = read_json(out / "spec.json", {})
     if spec:
         record["spec"] = spec
         record.setdefault("base", spec.get("base"))

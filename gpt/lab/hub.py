@@ -1,24 +1,24 @@
 """Is the Hugging Face hub reachable? And GPT-2 downloads into its cache, with progress.
 
-The app asks once, at start, in a background thread (`start_check`): a HEAD request for
-`openai-community/gpt2`'s config.json with a short timeout (3 s). The answer is one shared
-`HubStatus`: "unknown" (nobody asked), "checking", "online" or "offline" with a reason. Model
-pickers list the GPT-2 sizes that are not cached yet only when it is "online" (or when
-`GPT2LAB_ALLOW_DOWNLOAD=1` forces the listing), and the online data sources of `gpt.lab.sources`
-are refused with the reason when it is "offline".
+The app asks once, at start, in a background thread (`start_check`): one HEAD request for
+`openai-community/gpt2`'s config.json (3 s timeout). The answer is one shared `HubStatus`:
+"unknown" (nobody asked), "checking", "online" or "offline" with a reason. Pickers list the GPT-2
+sizes that are not cached yet only when it is "online" (or `GPT2LAB_ALLOW_DOWNLOAD=1` forces it),
+and `gpt.lab.sources` refuses its online data sources with the reason when it is "offline". No
+check is made when `HF_HUB_OFFLINE=1` or `GPT2LAB_ALLOW_DOWNLOAD=0`. `HF_ENDPOINT`,
+`HF_HUB_CACHE`, `HF_HOME` and `HF_HUB_DOWNLOAD_TIMEOUT` are read when called, not when
+`huggingface_hub` was imported, so setting them later (tests, the app's storage setup) counts.
 
-No check is made (the state is "offline" at once, with the reason) when `HF_HUB_OFFLINE=1` or
-`GPT2LAB_ALLOW_DOWNLOAD=0`. Everything reads `HF_ENDPOINT`, `HF_HUB_CACHE` and `HF_HOME` when
-called, not when `huggingface_hub` was imported, so setting them later (tests, the app's
-storage setup) takes effect.
-
-`download_gpt2(size, progress)` fetches config.json and model.safetensors of a GPT-2 size into
-the huggingface_hub cache (its usual layout: blobs/, snapshots/<commit>/, refs/main, so
-`huggingface_hub.try_to_load_from_cache` and offline runs find them), calling `progress` with a
-`DownloadProgress` (bytes done of the total, rate, time left) as the bytes arrive. The file is
-streamed by this module (one request per file, the timeout applied to each read, no silent
-retries) so a failure is reported at once and says why: `DownloadError.kind` is "refused",
-"unreachable", "timeout", "truncated", "not_found", "http" or "offline".
+`download_gpt2(size, progress)` puts config.json and model.safetensors of a GPT-2 size into the
+huggingface_hub cache, in its layout (so `try_to_load_from_cache` and offline runs find them).
+huggingface_hub does the work: `get_hf_file_metadata` (size, commit, where the bytes are),
+`http_get` (the bytes; it reports each chunk through `tqdm_class`, which makes our
+`DownloadProgress`: bytes done of the total, rate, time left) and its exceptions (what went
+wrong). `hf_hub_download` itself is not used: it retries quietly, with backoff and resuming, so
+on tests/fakehub.py a refused connection took 23 s to report, a cut-short file 5 s and 7
+requests, a hub that never answers over 200 s. Here each request is made once and a failure is
+reported at once, with its `DownloadError.kind`: "refused", "unreachable", "timeout",
+"truncated", "not_found", "http" or "offline".
 
 >>> HubStatus("offline", "HF_HUB_OFFLINE=1 is set").line()
 'offline (HF_HUB_OFFLINE=1 is set)'
@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,16 +39,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gpt.config import HUB_IDS, PRESETS
+from gpt.train.estimate import duration
 
 MB = 1_000_000  # download sizes are shown in decimal MB, as the hub shows them
 CHECK_TIMEOUT = 3.0
 DEFAULT_DOWNLOAD_TIMEOUT = 10.0  # seconds without a byte before a download gives up
-CHECK_REPO = HUB_IDS["gpt2"]
-CHECK_FILE = "config.json"
+RECHECK_S = 60.0
+CHECK_REPO, CHECK_FILE = HUB_IDS["gpt2"], "config.json"
 GPT2_FILES = ("config.json", "model.safetensors")
 DOWNLOAD_ENV = "GPT2LAB_ALLOW_DOWNLOAD"
 MODELS_DIR_ENV = "GPT2LAB_MODELS_DIR"
-CHUNK = 256 * 1024
 
 # model.safetensors of the hub's GPT-2 sizes holds the parameters (float32) plus each layer's
 # 1024 x 1024 causal-mask buffer, which `gpt.checkpoint` skips when loading: 548 MB for gpt2.
@@ -64,13 +63,8 @@ UNKNOWN, CHECKING, ONLINE, OFFLINE = "unknown", "checking", "online", "offline"
 
 @dataclass(frozen=True)
 class HubStatus:
-    """What the last availability check found.
-
-    Attributes:
-        state: "unknown", "checking", "online" or "offline".
-        reason: why it is offline (or what is being checked), for people.
-        endpoint: the hub address asked.
-    """
+    """What the last availability check found: `state` ("unknown", "checking", "online" or
+    "offline"), `reason` (why offline, or what is being checked) and the `endpoint` asked."""
 
     state: str
     reason: str = ""
@@ -90,17 +84,9 @@ class HubStatus:
 
 @dataclass(frozen=True)
 class DownloadProgress:
-    """One progress report of a GPT-2 download (all files of the size together).
-
-    Attributes:
-        name: the GPT-2 size ("gpt2", ...).
-        filename: the file being written now.
-        done: bytes written so far (all files).
-        total: bytes of all files (from the hub's metadata).
-        rate: bytes per second since the download started.
-        eta_s: seconds left at that rate (None before the first byte).
-        finished: True on the last report, once every file is in the cache.
-    """
+    """One progress report of a GPT-2 download, all its files together: bytes `done` of `total`
+    (from the hub's metadata), the `rate` (bytes/s) since the start, `eta_s` (None before the rate
+    is known) and `finished` (the last report, once every file is in the cache)."""
 
     name: str
     filename: str
@@ -122,7 +108,7 @@ class DownloadProgress:
         if self.rate > 0:
             text += f" · {self.rate / MB:.1f} MB/s"
         if self.eta_s is not None:
-            text += f" · {_duration(self.eta_s)} left"
+            text += f" · {duration(self.eta_s)} left"
         return text
 
 
@@ -137,21 +123,13 @@ class DownloadError(OSError):
         self.kind = kind
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    return f"{seconds // 60} min {seconds % 60:02d} s"
-
-
 # --- where: endpoint and cache, read at call time -----------------------------------------------
 
 
 def endpoint() -> str:
     """The hub address: `$HF_ENDPOINT`, else huggingface_hub's default."""
-    env = os.environ.get("HF_ENDPOINT")
-    if env:
-        return env.rstrip("/")
+    if os.environ.get("HF_ENDPOINT"):
+        return os.environ["HF_ENDPOINT"].rstrip("/")
     from huggingface_hub import constants
 
     return constants.ENDPOINT
@@ -161,31 +139,20 @@ def cache_dir() -> Path:
     """The huggingface_hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else ~/.cache/huggingface/hub."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface"
-    )
-    return Path(home).expanduser() / "hub"
-
-
-def _repo_folder(repo_id: str) -> Path:
-    return cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface")).expanduser() / "hub"
 
 
 def cached_gpt2(name: str) -> Path | None:
     """The cached snapshot folder of a GPT-2 size when config.json and the weights are there."""
     if name not in HUB_IDS:
         return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = [try_to_load_from_cache(HUB_IDS[name], f, cache_dir=cache_dir()) for f in GPT2_FILES]
+    if not all(isinstance(path, str) for path in found):  # None, or "cached as missing"
         return None
-    found = []
-    for filename in GPT2_FILES:
-        path = try_to_load_from_cache(HUB_IDS[name], filename, cache_dir=cache_dir())
-        if not isinstance(path, str):  # None or the "cached as missing" sentinel
-            return None
-        found.append(Path(path))
-    return found[0].parent
+    return Path(found[0]).parent
 
 
 # --- the availability check ---------------------------------------------------------------------
@@ -196,7 +163,6 @@ _thread: threading.Thread | None = None
 _done = threading.Event()
 _sizes: dict[str, int] = {}  # GPT-2 size -> bytes of its files, from the hub's metadata
 _checked_at = 0.0  # time.monotonic() of the last answer
-RECHECK_S = 60.0
 
 
 def skip_reason() -> str | None:
@@ -217,32 +183,26 @@ def status() -> HubStatus:
         return _status
 
 
-def _set(state: HubStatus) -> None:
+def _set(state: HubStatus) -> HubStatus:
     global _status
     with _lock:
         _status = state
+    return state
 
 
 def check(timeout: float = CHECK_TIMEOUT, sizes: bool = True) -> HubStatus:
-    """Ask the hub now (blocking, at most about `timeout` seconds) and record the answer.
-
-    When it answers and `sizes` is set, the download sizes of the GPT-2 sizes are read too
-    (two HEAD requests each; `read_sizes`).
-    """
+    """Ask the hub now (blocking, at most about `timeout` seconds) and record the answer; when
+    it answers and `sizes` is set, read the GPT-2 sizes' download sizes too (`read_sizes`)."""
     global _checked_at
-    reason = skip_reason()
-    ep = endpoint()
+    reason, ep = skip_reason(), endpoint()
     if reason is not None:
-        result = HubStatus(OFFLINE, reason, ep)
-        _set(result)
-        return result
+        return _set(HubStatus(OFFLINE, reason, ep))
     _set(HubStatus(CHECKING, f"asking {ep}", ep))
     try:
         _metadata(CHECK_REPO, CHECK_FILE, timeout)
+        result = HubStatus(ONLINE, "", ep)
     except Exception as e:  # any failure means: not usable now
         result = HubStatus(OFFLINE, f"{ep}: {explain(e, timeout)[1]}", ep)
-    else:
-        result = HubStatus(ONLINE, "", ep)
     _checked_at = time.monotonic()
     _set(result)
     if result.online and sizes:
@@ -250,7 +210,7 @@ def check(timeout: float = CHECK_TIMEOUT, sizes: bool = True) -> HubStatus:
     return result
 
 
-def read_sizes(timeout: float = CHECK_TIMEOUT) -> dict[str, int]:
+def read_sizes(timeout: float = CHECK_TIMEOUT) -> None:
     """Read each GPT-2 size's download size from the hub's file metadata (kept for labels);
     a size whose metadata cannot be read keeps its known size."""
     for size in HUB_IDS:
@@ -258,7 +218,6 @@ def read_sizes(timeout: float = CHECK_TIMEOUT) -> dict[str, int]:
             _sizes[size] = sum(_metadata(HUB_IDS[size], f, timeout).size or 0 for f in GPT2_FILES)
         except Exception:
             continue
-    return dict(_sizes)
 
 
 def start_check(timeout: float = CHECK_TIMEOUT, again: bool = False) -> threading.Thread | None:
@@ -299,9 +258,7 @@ def _run_check(timeout: float) -> None:
 
 def wait(timeout: float | None = None) -> HubStatus:
     """The state once a started check has finished (or `timeout` seconds have passed)."""
-    with _lock:
-        started = _thread is not None
-    if started:
+    if _thread is not None:
         _done.wait(timeout)
     return status()
 
@@ -310,8 +267,7 @@ def reset() -> None:
     """Forget the check (tests; a later `start_check` asks again)."""
     global _thread, _checked_at
     with _lock:
-        _thread = None
-        _checked_at = 0.0
+        _thread, _checked_at = None, 0.0
     _done.clear()
     _sizes.clear()
     _set(HubStatus(UNKNOWN))
@@ -324,9 +280,7 @@ def downloads_listed() -> bool:
     `=0` or `HF_HUB_OFFLINE=1` rule it out, otherwise only when the check found the hub online."""
     if skip_reason() is not None:
         return False
-    if os.environ.get(DOWNLOAD_ENV) == "1":
-        return True
-    return status().online
+    return os.environ.get(DOWNLOAD_ENV) == "1" or status().online
 
 
 def download_bytes(name: str) -> int:
@@ -342,9 +296,7 @@ def size_label(nbytes: int) -> str:
     """
     if nbytes >= 1000 * MB:
         return f"{nbytes / (1000 * MB):.1f} GB"
-    if nbytes >= 10 * MB:
-        return f"{nbytes / MB:.0f} MB"
-    return f"{nbytes / MB:.1f} MB"
+    return f"{nbytes / MB:.0f} MB" if nbytes >= 10 * MB else f"{nbytes / MB:.1f} MB"
 
 
 def fits_cap(name: str, cap_bytes: int) -> bool:
@@ -355,59 +307,40 @@ def fits_cap(name: str, cap_bytes: int) -> bool:
 # --- errors, for people --------------------------------------------------------------------------
 
 
-def _chain(e: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while e is not None and e not in seen:
-        seen.append(e)
-        e = e.__cause__ or e.__context__  # type: ignore[assignment]
-    return seen
-
-
 def explain(e: BaseException, timeout: float | None = None) -> tuple[str, str]:
-    """(kind, short reason) of a network failure: refused, unreachable, timeout, truncated,
-    not_found, http or other."""
-    try:
-        import httpx2  # huggingface_hub's HTTP client
-    except ImportError:  # pragma: no cover - installed with huggingface_hub
-        httpx2 = None  # type: ignore[assignment]
-    try:
-        from huggingface_hub.errors import (
-            HfHubHTTPError,
-            RemoteEntryNotFoundError,
-            RepositoryNotFoundError,
-        )
-    except ImportError:  # pragma: no cover
-        HfHubHTTPError = RemoteEntryNotFoundError = RepositoryNotFoundError = ()  # type: ignore
-    try:
-        from huggingface_hub.errors import OfflineModeIsEnabled
-    except ImportError:  # pragma: no cover
-        OfflineModeIsEnabled = ()  # type: ignore
-    for err in _chain(e):
+    """(kind, short reason) of a network failure, from huggingface_hub's exceptions and its HTTP
+    client's (httpx2): offline, not_found, http, timeout, truncated, refused, unreachable or
+    other. The causes of `e` are searched too."""
+    import httpx2
+    from huggingface_hub import errors
+
+    seen: list[BaseException] = []
+    err: BaseException | None = e
+    while err is not None and err not in seen:
+        seen.append(err)
         if isinstance(err, DownloadError):
             return err.kind, str(err)
-        if isinstance(err, OfflineModeIsEnabled):
+        if isinstance(err, errors.OfflineModeIsEnabled):
             return "offline", "huggingface_hub is in offline mode (HF_HUB_OFFLINE=1 at start)"
-        if isinstance(err, RemoteEntryNotFoundError | RepositoryNotFoundError):
+        if isinstance(err, errors.RemoteEntryNotFoundError | errors.RepositoryNotFoundError):
             return "not_found", "not found on the hub (HTTP 404)"
-        if isinstance(err, HfHubHTTPError):
-            code = getattr(getattr(err, "response", None), "status_code", "?")
-            return "http", f"the hub answered HTTP {code}"
-        if httpx2 is not None and isinstance(err, httpx2.TimeoutException):
-            after = f" within {timeout:g} s" if timeout else ""
-            return "timeout", f"no answer{after} (timed out)"
-        if isinstance(err, TimeoutError | socket.timeout):
-            return "timeout", "no answer (timed out)"
-        if httpx2 is not None and isinstance(err, httpx2.RemoteProtocolError):
+        if isinstance(err, errors.HfHubHTTPError):
+            return "http", f"the hub answered HTTP {getattr(err.response, 'status_code', '?')}"
+        if isinstance(err, httpx2.TimeoutException | TimeoutError):
+            return "timeout", f"no answer{f' within {timeout:g} s' if timeout else ''} (timed out)"
+        if isinstance(err, httpx2.RemoteProtocolError):
             return "truncated", f"the connection closed early ({err})"
+        if isinstance(err, OSError) and str(err).startswith("Consistency check failed"):
+            return "truncated", str(err).split("\n")[0]  # http_get: fewer bytes than promised
         if (
-            isinstance(err, ConnectionRefusedError)
-            or getattr(err, "errno", None) == errno.ECONNREFUSED
+            getattr(err, "errno", None) == errno.ECONNREFUSED
+            or isinstance(err, ConnectionRefusedError)
+            or (isinstance(err, httpx2.ConnectError) and "refused" in str(err).lower())
         ):
             return "refused", "connection refused"
-        if httpx2 is not None and isinstance(err, httpx2.ConnectError):
-            if "refused" in str(err).lower():
-                return "refused", "connection refused"
+        if isinstance(err, httpx2.ConnectError):
             return "unreachable", f"cannot connect ({err})"
+        err = err.__cause__ or err.__context__
     return "other", f"{type(e).__name__}: {e}"
 
 
@@ -422,14 +355,27 @@ _ADVICE = {
 
 
 def _download_error(e: BaseException, name: str, repo: str, timeout: float) -> DownloadError:
-    kind, why = explain(e, timeout)
     if isinstance(e, DownloadError):
         return e
+    kind, why = explain(e, timeout)
     advice = _ADVICE.get(kind, "Try again later.").format(ep=endpoint(), repo=repo)
     return DownloadError(
         f"could not download {name!r} from {endpoint()}/{repo}: {why}. {advice} Or put a folder "
         f"with config.json + model.safetensors at ${MODELS_DIR_ENV}/{name}.",
         kind,
+    )
+
+
+def offline_message(name: str, reason: str) -> str:
+    """What to do when a GPT-2 size is not on this machine and `reason` turns downloads off.
+
+    >>> offline_message("gpt2", "HF_HUB_OFFLINE=1 is set")[:60]
+    "'gpt2' is not in the local cache and downloads are off (HF_H"
+    """
+    return (
+        f"{name!r} is not in the local cache and downloads are off ({reason}). Go online "
+        f"(unset it), or put a folder with config.json + model.safetensors at "
+        f"${MODELS_DIR_ENV}/{name}."
     )
 
 
@@ -447,32 +393,12 @@ def download_progress(name: str) -> DownloadProgress | None:
 
 
 def _metadata(repo: str, filename: str, timeout: float):
+    """huggingface_hub's metadata of a file: one HEAD request, no retries."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     ep = endpoint()
-    url = hf_hub_url(repo, filename, endpoint=ep)
-    return get_hf_file_metadata(url, timeout=timeout, endpoint=ep)
-
-
-def _download_timeout(timeout: float | None) -> float:
-    if timeout is not None:
-        return timeout
-    try:
-        return float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT))
-    except ValueError:
-        return DEFAULT_DOWNLOAD_TIMEOUT
-
-
-def offline_message(name: str, reason: str) -> str:
-    """What to do when a GPT-2 size is not on this machine and `reason` turns downloads off.
-
-    >>> offline_message("gpt2", "HF_HUB_OFFLINE=1 is set")[:60]
-    "'gpt2' is not in the local cache and downloads are off (HF_H"
-    """
-    return (
-        f"{name!r} is not in the local cache and downloads are off ({reason}). Go online "
-        f"(unset it), or put a folder with config.json + model.safetensors at "
-        f"${MODELS_DIR_ENV}/{name}."
+    return get_hf_file_metadata(
+        hf_hub_url(repo, filename, endpoint=ep), timeout=timeout, endpoint=ep
     )
 
 
@@ -494,110 +420,110 @@ def download_gpt2(
     reason = skip_reason()
     if reason is not None:
         raise DownloadError(offline_message(name, reason), "offline")
+    if timeout is None:
+        timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
     with _progress_lock:
         lock = _download_locks.setdefault(name, threading.Lock())
     with lock:  # a second caller waits, then finds the files cached
-        cached = cached_gpt2(name)
-        if cached is not None:
-            return cached
         try:
-            return _download(name, progress, _download_timeout(timeout))
+            return cached_gpt2(name) or _download(name, progress, timeout)
         finally:
             with _progress_lock:
                 _progress.pop(name, None)
 
 
+class _Progress:
+    """A download's progress over all its files. `http_get` takes it as its `tqdm_class` (it
+    makes "the bar" by calling it, which returns the same object) and reports each chunk to
+    `update`."""
+
+    def __init__(self, name: str, total: int, callback: ProgressCallback | None) -> None:
+        self.name, self.total, self.callback = name, total, callback
+        self.filename, self.done, self.start = GPT2_FILES[0], 0, time.monotonic()
+
+    def __call__(self, **bar_options) -> _Progress:
+        return self
+
+    __enter__ = __call__
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.report()
+
+    def report(self, finished: bool = False) -> None:
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed >= 0.5 else 0.0  # too early to tell before that
+        eta = (self.total - self.done) / rate if rate > 0 else None
+        event = DownloadProgress(
+            self.name, self.filename, self.done, self.total, rate, eta, finished
+        )
+        with _progress_lock:
+            _progress[self.name] = event
+        if self.callback is not None:
+            self.callback(event)
+
+
 def _download(name: str, progress: ProgressCallback | None, timeout: float) -> Path:
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
 
     repo = HUB_IDS[name]
     try:
         metas = {f: _metadata(repo, f, timeout) for f in GPT2_FILES}
     except Exception as e:
         raise _download_error(e, name, repo, timeout) from e
-    for f, meta in metas.items():
-        if not meta.commit_hash or not meta.etag:
-            raise DownloadError(
-                f"{endpoint()} answered for {repo}/{f} without a commit or ETag header, so it is "
-                f"not a Hugging Face hub. Check HF_ENDPOINT.",
-                "other",
-            )
-    total = sum(m.size or 0 for m in metas.values())
-    _sizes[name] = total
-    folder = _repo_folder(repo)
-    start = time.monotonic()
-    done = 0
-
-    def report(filename: str, finished: bool = False) -> None:
-        elapsed = time.monotonic() - start
-        rate = done / elapsed if elapsed >= 0.5 else 0.0  # too early to tell before that
-        eta = (total - done) / rate if rate > 0 else None
-        event = DownloadProgress(name, filename, done, total, rate, eta, finished)
-        with _progress_lock:
-            _progress[name] = event
-        if progress is not None:
-            progress(event)
-
-    commit = ""
+    if not all(meta.commit_hash and meta.etag for meta in metas.values()):
+        raise DownloadError(
+            f"{endpoint()} answered for {repo} without a commit or ETag header, so it is not a "
+            f"Hugging Face hub. Check HF_ENDPOINT.",
+            "other",
+        )
+    _sizes[name] = total = sum(meta.size or 0 for meta in metas.values())
+    tracker = _Progress(name, total, progress)
+    folder = cache_dir() / ("models--" + repo.replace("/", "--"))
+    # http_get reads its timeout from here (huggingface_hub reads the variable at import only)
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = timeout
     for filename, meta in metas.items():
-        commit = meta.commit_hash
+        tracker.filename = filename
         blob = folder / "blobs" / meta.etag
-        pointer = folder / "snapshots" / commit / filename
-        if not (blob.is_file() and (meta.size is None or blob.stat().st_size == meta.size)):
+        pointer = folder / "snapshots" / meta.commit_hash / filename
+        if blob.is_file() and (meta.size is None or blob.stat().st_size == meta.size):
+            tracker.done += blob.stat().st_size
+        else:
+            headers = build_hf_headers()
+            if urlsplit(meta.location).netloc != urlsplit(endpoint()).netloc:
+                headers.pop("authorization", None)  # storage gets no hub token (as hf does)
             blob.parent.mkdir(parents=True, exist_ok=True)
             part = blob.with_name(blob.name + ".incomplete")
-            got = 0
             try:
-                headers = build_hf_headers()
-                headers["Accept-Encoding"] = "identity"
-                if urlsplit(meta.location).netloc != urlsplit(endpoint()).netloc:
-                    headers.pop("authorization", None)  # a CDN gets no hub token (as hf does)
-                    headers.pop("Authorization", None)
-                with (
-                    get_session().stream(
-                        "GET",
+                with open(part, "wb") as out:  # one request: no quiet retries (_nb_retries=0)
+                    http_get(
                         meta.location,
+                        out,
                         headers=headers,
-                        timeout=timeout,
-                        follow_redirects=True,
-                    ) as response,
-                    open(part, "wb") as out,
-                ):
-                    hf_raise_for_status(response)
-                    for chunk in response.iter_bytes(CHUNK):
-                        out.write(chunk)
-                        got += len(chunk)
-                        done += len(chunk)
-                        report(filename)
-                if meta.size is not None and got != meta.size:
-                    raise DownloadError(
-                        f"the download of {filename} stopped at {got:,} of {meta.size:,} bytes",
-                        "truncated",
+                        expected_size=meta.size,
+                        tqdm_class=tracker,
+                        _nb_retries=0,  # type: ignore[arg-type]
                     )
+                os.replace(part, blob)
             except BaseException as e:
                 part.unlink(missing_ok=True)
                 if isinstance(e, Exception):
-                    err = _download_error(e, name, repo, timeout)
-                    if err is e:  # our own truncation message: add the advice
-                        err = DownloadError(
-                            f"could not download {name!r} from {endpoint()}/{repo}: {e}. "
-                            f"{_ADVICE['truncated']}",
-                            "truncated",
-                        )
-                    raise err from e
+                    raise _download_error(e, name, repo, timeout) from e
                 raise
-            os.replace(part, blob)
-        else:
-            done += blob.stat().st_size
         pointer.parent.mkdir(parents=True, exist_ok=True)
         if not pointer.exists():
             try:
                 pointer.symlink_to(os.path.relpath(blob, pointer.parent))
             except OSError:  # no symlinks on this file system
                 shutil.copyfile(blob, pointer)
-        report(filename)
-    refs = folder / "refs" / "main"
-    refs.parent.mkdir(parents=True, exist_ok=True)
-    refs.write_text(commit)
-    report(GPT2_FILES[-1], finished=True)
+        tracker.report()
+    commit = metas[GPT2_FILES[-1]].commit_hash
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    tracker.report(finished=True)
     return folder / "snapshots" / commit

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from gpt.checkpoint import save_checkpoint
+from gpt.checkpoint import read_json, save_checkpoint
 from gpt.classifier import GPTClassifier
 from gpt.config import unknown_fields
 from gpt.model import GPT
@@ -419,7 +419,7 @@ def run(
         _announce_estimate(prep, callbacks)
     base_test = None
     if spec.score_base and rank == 0:
-        base_test = _read_json(out / "base_test.json") if resume else None
+        base_test = read_json(out / "base_test.json", None) if resume else None
         if base_test is None:
             report = _stage_reporter(0, cfg.max_steps or 0, callbacks, "scoring the base model")
             base_test = evaluate_run(spec, model, tok, data, report)
@@ -541,13 +541,6 @@ def save_final(folder: Path, model: nn.Module, tok: Any, spec: RunSpec, metrics:
     )
     body.to(original)
     return folder
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _write_json(path: Path, obj: Any) -> None:

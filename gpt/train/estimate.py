@@ -21,6 +21,7 @@ the model or writing it out.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -85,21 +86,33 @@ class Estimate:
         >>> Estimate(Workload(1, 0, 0, 0), Costs(0, 0, 0, 200)).describe()
         'about 3 min on this machine'
         """
-        return f"about {rough_duration(self.seconds)} on this machine"
+        return f"about {duration(self.seconds, rough=True)} on this machine"
 
 
-def rough_duration(seconds: float) -> str:
-    """A duration, rounded: to 5 s, to the minute, to 10 minutes past an hour.
+def duration(seconds: float | None, rough: bool = False) -> str:
+    """A duration for people: "42 s", "3 min 05 s", "2 h 07 min"; "—" when unknown. `rough`
+    rounds it as an estimate should be: to 5 s, to the minute, to 10 minutes past an hour.
 
-    >>> [rough_duration(s) for s in (4, 44, 150, 4000)]
+    >>> duration(42.4), duration(185), duration(7620), duration(None)
+    ('42 s', '3 min 05 s', '2 h 07 min', '—')
+    >>> [duration(s, rough=True) for s in (4, 44, 150, 4000)]
     ['5 s', '45 s', '3 min', '1 h 10 min']
     """
-    if seconds < 60:
-        return f"{max(5, int(seconds / 5 + 0.5) * 5)} s"
-    if seconds < 3600:
-        return f"{int(seconds / 60 + 0.5)} min"
-    h, m = divmod(int(seconds / 600 + 0.5) * 10, 60)
-    return f"{h} h {m} min" if m else f"{h} h"
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    if rough:
+        if seconds < 60:
+            return f"{max(5, int(seconds / 5 + 0.5) * 5)} s"
+        if seconds < 3600:
+            return f"{int(seconds / 60 + 0.5)} min"
+        h, m = divmod(int(seconds / 600 + 0.5) * 10, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def plan(

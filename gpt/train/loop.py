@@ -39,11 +39,11 @@ import torch.nn.functional as F
 from gpt.classifier import GPTClassifier, gpt_body
 from gpt.config import unknown_fields
 from gpt.train import state as trainstate
+from gpt.train.data import IGNORE_INDEX
 from gpt.train.optim import make_optimizer
 from gpt.train.state import LoopState
 from gpt.train.trunk import Split, TrunkCache, cache_bytes, frozen_split
 
-IGNORE_INDEX = -100
 TaskName = Literal["lm", "classify", "instruct"]
 Method = Literal["full", "last_blocks", "head", "lora"]
 BUCKETED_TASKS = ("classify", "instruct")  # variable-length examples: batch similar lengths
