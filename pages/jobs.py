@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gpt.jobs import JobError, JobManager, JobStatus, scrub
+from gpt.jobs import NOBODY, JobError, JobManager, JobPolicy, JobStatus, Visitor, scrub
 from gpt.lab.names import is_name
 from gpt.lab.registry import default_registry
 from gpt.lab.sources import SOURCES, availability
@@ -26,15 +26,18 @@ from gpt.train.metrics import majority_accuracy
 from pages.common import (
     Page,
     Picker,
+    duration,
     esc,
     friendly_errors,
+    heavy,
     job_errors,
+    light,
     model_card_box,
     model_choices,
     named_errors,
     number_input,
 )
-from pages.visitors import ensure_token, is_admin, owner_of, who
+from pages.visitors import ensure_token, owner_of, visitor_of, who
 
 KINDS = [
     ("Spam classifier (classify)", "classify"),
@@ -48,11 +51,7 @@ BASE_TASKS = {
     "instruct": ("instruct", "lm"),
 }
 METHODS = [("Full: every weight", "full"), ("Last blocks only", "last_blocks"), ("LoRA", "lora")]
-UPLOAD_TYPES = {
-    "lm": (".txt",),
-    "classify": (".tsv", ".csv"),
-    "instruct": (".json", ".jsonl"),
-}
+UPLOAD_TYPES = {"lm": (".txt",), "classify": (".tsv", ".csv"), "instruct": (".json", ".jsonl")}
 UPLOAD_HELP = {
     "lm": "a UTF-8 .txt file of plain text",
     "classify": "a .tsv file of `label<TAB>text` lines or a .csv with `label,text` columns "
@@ -61,14 +60,9 @@ UPLOAD_HELP = {
 }
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 LEARNING_RATES = ["1e-5", "3e-5", "5e-5", "1e-4", "3e-4", "1e-3"]
-CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs also learn from every prefix (gpt.train.loop.ClassifyTask)
+CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs learn from every prefix too (loop.ClassifyTask)
 COLUMNS = ["Job", "Kind", "Base", "Method", "State", "Progress", "Step", "Loss", "ETA"]
 OWNER_COLUMN = "Owner"  # multi-user mode: "you" / "another visitor"
-MAX_EXAMPLES = 8_000  # multi-user mode: a job's size cap, steps x batch size
-NO_IDENTITY = (
-    "Your browser has no visitor token yet, so this job cannot be yours: reload the page "
-    "(API clients pass a token of 32+ random URL-safe characters)."
-)
 EMPTY = "### No jobs yet — start one above\nYour jobs, their progress and loss curves show up here."
 STATE_WORDS = {  # "Job j3 has succeeded", never "is succeeded"
     "queued": "is queued",
@@ -107,8 +101,7 @@ def job_message(text: str) -> str:
 
 def base_choices(kind: str) -> list[tuple[str, str]]:
     """(label, name) of the registry's models a `kind` job can start from."""
-    entries = default_registry().entries(BASE_TASKS.get(kind, ()))
-    return [(f"{e.name} — {e.description}", e.name) for e in entries]
+    return model_choices(BASE_TASKS.get(kind, ()))
 
 
 def data_choices(kind: str) -> list[tuple[str, str]]:
@@ -116,13 +109,10 @@ def data_choices(kind: str) -> list[tuple[str, str]]:
     the reason, while the network is known to be off and it is not cached)."""
     online = []
     for name, src in SOURCES.items():
-        if src.kind != kind:
-            continue
-        why = availability(name)
-        label = f"{name} (online: {src.description})"
-        if why is not None:
-            label = f"{name} (unavailable, {why})"
-        online.append((label, name))
+        if src.kind == kind:
+            why = availability(name)
+            about = f"online: {src.description}" if why is None else f"unavailable, {why}"
+            online.append((f"{name} ({about})", name))
     return [("Bundled sample data", "bundled"), ("Upload a file", "upload"), *online]
 
 
@@ -192,27 +182,14 @@ def check_upload(upload: Any, kind: str) -> Path:
 
 @friendly_errors
 def start_job(
-    manager: JobManager,
-    kind: str,
-    base: str,
-    data: str,
-    upload: Any,
-    method: str,
-    epochs: float,
-    lr: Any,
-    batch_size: float,
-    max_steps: float,
-    eval_every: float,
-    owner: str | None = None,
-) -> tuple[str, str]:
-    """Validate the form and submit the job for `owner`; (message, job id for the job picker).
-    In multi-user mode a job needs an owner and at most MAX_EXAMPLES (steps x batch size)."""
-    if manager.multiuser and owner is None:
-        raise gr.Error(NO_IDENTITY)
-    if kind not in UPLOAD_TYPES:
-        raise gr.Error(f"Kind must be one of {', '.join(UPLOAD_TYPES)}.")
-    if method not in dict((v, k) for k, v in METHODS):
-        raise gr.Error(f"Method must be one of {', '.join(v for _, v in METHODS)}.")
+    manager: JobManager, kind: str, base: str, data: str, upload: Any, method: str,
+    epochs: float, lr: Any, batch_size: float, max_steps: float, eval_every: float,
+    by: Visitor = NOBODY,
+) -> tuple[str, str]:  # fmt: skip
+    """Read the form into a spec and submit it for `by`; (message, job id for the job picker).
+    Here only the form's own rules: each number within its field's range, the picked base and
+    data among the kind's choices, the upload's type and size. `JobManager.submit` checks the
+    job (its owner, base, data, limits and disk budget) and says what is wrong."""
     spec: dict[str, Any] = {
         "kind": kind,
         "base": resolve_base(base, kind),
@@ -221,40 +198,21 @@ def start_job(
         "lr": number(lr, 1e-6, 1e-2, "Learning rate", " Try 5e-5 (full) or 3e-4 (LoRA)."),
         "batch_size": int(number(batch_size, 1, 64, "Batch size")),
         "eval_every": int(number(eval_every, 1, 10_000, "Evaluate every N steps")),
+        "score_base": True,  # the base model on the same test set: what tuning changed
     }
     steps = int(number(max_steps, 0, 100_000, "Max steps", " 0 lets the epochs decide."))
-    capped = ""
-    if manager.multiuser:
-        most = MAX_EXAMPLES // spec["batch_size"]
-        if steps > most:
-            raise gr.Error(
-                f"Max steps {steps} × batch size {spec['batch_size']} is over this Space's "
-                f"limit of {MAX_EXAMPLES:,} examples per job: at most {most} steps at this "
-                "batch size."
-            )
-        if not steps:
-            steps, capped = most, f" Capped at {most} steps (this Space's size limit)."
-    if steps:
-        spec["max_steps"] = steps
+    most = manager.policy.most_steps(spec["batch_size"])  # multi-user mode: a size cap
+    if steps or most:
+        spec["max_steps"] = steps or most
     if kind == "classify":  # as starter-spam: the Spam tab's trace then rises as spam appears
         spec["prefix_weight"] = CLASSIFY_PREFIX_WEIGHT
-    spec["score_base"] = True  # the base model on the same test set: what tuning changed
-    upload_path = None
-    if data == "upload":
-        upload_path = check_upload(upload, kind)
-        spec["data"] = str(upload_path)
-    elif data == "bundled" or (data in SOURCES and SOURCES[data].kind == kind):
-        why = availability(data) if data in SOURCES else None
-        if why is not None:
-            raise gr.Error(
-                f"Data {data!r} {why}. Pick the bundled sample data or upload a file instead."
-            )
-        spec["data"] = data
-    else:
+    upload_path = check_upload(upload, kind) if data == "upload" else None
+    spec["data"] = str(upload_path) if upload_path else data
+    if not upload_path and data != "bundled" and getattr(SOURCES.get(data), "kind", "") != kind:
         names = ", ".join(v for _, v in data_choices(kind))
         raise gr.Error(f"Data {data!r} does not fit {a_job(kind)}; choose one of: {names}.")
     try:
-        job_id = manager.submit(spec, owner=owner)
+        job_id = manager.submit(spec, by)
     except JobError as e:
         msg = job_message(str(e))
         if upload_path is not None and str(upload_path) in msg:  # the file is what is wrong
@@ -265,14 +223,15 @@ def start_job(
         raise gr.Error(f"Could not start the job: {msg}.") from None
     status = manager.get(job_id)
     where = "starting now" if status.state == "running" else "queued behind the running job"
-    pruned = manager.last_pruned
-    if pruned:
-        n = len(pruned)
-        capped += (
+    said = f"Started job **{job_id}** ({where})."
+    if most and not steps:
+        said += f" Capped at {most} steps (this Space's size limit)."
+    if n := len(manager.last_pruned):
+        said += (
             f" To stay within the disk budget, {n} old finished job{'s' if n > 1 else ''} of "
             f"anonymous visitors {'were' if n > 1 else 'was'} removed."
         )
-    return f"Started job **{job_id}** ({where}).{capped}", job_id  # the list adds its choice
+    return said, job_id  # the list adds its choice
 
 
 def estimate_text(job_id: str, record: dict[str, Any]) -> str:
@@ -310,12 +269,10 @@ def _job_id(job_id: Any) -> str:
 
 
 @friendly_errors
-def cancel_job(
-    manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
-) -> str:
-    """Cancel the job as `actor` (an owner string; `admin` may act on any job)."""
+def cancel_job(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
+    """Cancel the job, as `by` asks (the policy decides whether they may)."""
     with job_errors(job_message):
-        status = manager.cancel(_job_id(job_id), actor, admin)
+        status = manager.cancel(_job_id(job_id), by)
     return f"Job **{status.id}** cancelled at step {status.step}; {resume_hint(manager, status.id)}"
 
 
@@ -327,22 +284,20 @@ def resume_hint(manager: JobManager, job_id: str, sentence: bool = False) -> str
 
 
 @friendly_errors
-def resume_job(
-    manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
-) -> str:
+def resume_job(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
     with job_errors(job_message):
-        manager.resume(_job_id(job_id), actor, admin)
+        manager.resume(_job_id(job_id), by)
         status = manager.get(job_id)
     note = f" ({status.note})" if status.note else ""
     return f"Job **{job_id}** resumed{note}."
 
 
 @friendly_errors
-def delete_job(
-    manager: JobManager, job_id: str, actor: str | None = None, admin: bool = False
-) -> str:
+def delete_job(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
+    if job_id is None:  # the browser's confirm was declined
+        return "Nothing deleted."
     with job_errors(job_message):
-        manager.delete(_job_id(job_id), actor, admin)
+        manager.delete(_job_id(job_id), by)
     default_registry().remove(f"job:{job_id}")  # drop a cached copy of its model
     return f"Job **{job_id}** deleted with its files."
 
@@ -385,40 +340,26 @@ def progress_bar(fraction: float, cells: int = 10) -> str:
     return "█" * full + "░" * (cells - full) + f" {fraction * 100:.0f}%"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
 def short_base(base: str) -> str:
     return Path(base).name if "/" in base or "\\" in base else base
 
 
 def stage_text(s: JobStatus) -> str | None:
-    """A running job's stage after training, in words ("evaluating on the test set: 40 / 120
-    examples scored"), or None while it trains."""
+    """A running job's stage after training, in words ("training done, evaluating on the test
+    set: 40 / 120 scored"), or None while it trains."""
     if not s.stage:
         return None
     done, total = s.stage.get("done", 0), s.stage.get("total", 0)
-    count = f": {done} / {total} scored" if total > 1 else ""
     stage = s.stage.get("stage", "evaluating")
-    if stage == "evaluating":
-        stage = "training done, evaluating"
-    return f"{stage} on the test set{count}"
+    stage = "training done, evaluating" if stage == "evaluating" else stage
+    return f"{stage} on the test set" + (f": {done} / {total} scored" if total > 1 else "")
 
 
 def progress_cell(s: JobStatus) -> str:
-    if s.stage:
-        done, total = s.stage.get("done", 0), max(1, s.stage.get("total", 1))
-        name = "evaluating" if s.stage.get("stage") == "evaluating" else "scoring base"
-        return f"{name} " + progress_bar(done / total)
-    return progress_bar(s.progress)
+    if not s.stage:
+        return progress_bar(s.progress)
+    name = "evaluating" if s.stage.get("stage") == "evaluating" else "scoring base"
+    return f"{name} " + progress_bar(s.stage.get("done", 0) / max(1, s.stage.get("total", 1)))
 
 
 def eta_cell(s: JobStatus) -> str:
@@ -434,35 +375,19 @@ def job_rows(jobs: list[JobStatus], me: str | None = None, owners: bool = False)
     """The jobs table; with `owners` (multi-user mode) an Owner column, anonymised as "you"
     (`me`'s jobs) or "another visitor"."""
     rows = [
-        [
-            s.id,
-            s.kind,
-            short_base(s.base),
-            s.method.replace("_", " "),
-            s.state,
-            progress_cell(s),
-            f"{s.step} / {s.max_steps}" if s.max_steps else str(s.step),
-            "—" if s.loss is None else f"{s.loss:.4f}",
-            eta_cell(s),
-            *([who(s.owner, me)] if owners else []),
-        ]
+        [s.id, s.kind, short_base(s.base), s.method.replace("_", " "), s.state, progress_cell(s),
+         f"{s.step} / {s.max_steps}" if s.max_steps else str(s.step),
+         "—" if s.loss is None else f"{s.loss:.4f}", eta_cell(s),
+         *([who(s.owner, me)] if owners else [])]
         for s in jobs
-    ]
+    ]  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS + ([OWNER_COLUMN] if owners else []))
-
-
-def job_choices(manager: JobManager) -> list[tuple[str, str]]:
-    return [(f"{s.id} · {s.kind} · {s.state}", s.id) for s in manager.list()]
 
 
 @friendly_errors
 def list_jobs(manager: JobManager, me: str | None = None) -> pd.DataFrame:
     """Every job, newest first: the `/jobs` endpoint."""
     return job_rows(manager.list(), me, manager.multiuser)
-
-
-def may_change(manager: JobManager, status: JobStatus, me: str | None, admin: bool) -> bool:
-    return not manager.multiuser or admin or (me is not None and status.owner == me)
 
 
 def details(
@@ -565,64 +490,46 @@ def baseline_text(test: dict[str, Any], labels: tuple[str, str] = ("ham", "spam"
     )
 
 
+CURVES = [  # (records, key, name, colour, plot column)
+    ("steps", "loss", "train loss", "#4a6fa5", 1),
+    ("evals", "val_loss", "val loss", "#e4572e", 1),
+    ("evals", "val_accuracy", "val accuracy", "#2e8b57", 2),
+]
+
+
 def curves(metrics: dict[str, Any]) -> go.Figure | None:
     """Train and val loss (and val accuracy, for classifiers) against the step."""
-    steps = [r for r in metrics.get("steps", []) if "loss" in r]
-    evals = metrics.get("evals", [])
-    if not steps and not evals:
+    if not metrics.get("steps") and not metrics.get("evals"):
         return None
-    accuracy = [r for r in evals if isinstance(r.get("val_accuracy"), int | float)]
-    cols = 2 if accuracy else 1
+    points = {
+        key: [r for r in metrics.get(rows, []) if isinstance(r.get(key), int | float)]
+        for rows, key, *_ in CURVES
+    }
+    cols = 2 if points["val_accuracy"] else 1
     fig = make_subplots(
         rows=1, cols=cols, subplot_titles=("Loss", "Accuracy")[:cols], horizontal_spacing=0.1
     )
-    fig.add_scatter(
-        x=[r["step"] for r in steps],
-        y=[r["loss"] for r in steps],
-        mode="lines",
-        name="train loss",
-        line=dict(color="#4a6fa5", width=2),
-        row=1,
-        col=1,
-    )
-    val = [r for r in evals if isinstance(r.get("val_loss"), int | float)]
-    fig.add_scatter(
-        x=[r["step"] for r in val],
-        y=[r["val_loss"] for r in val],
-        mode="lines+markers",
-        name="val loss",
-        line=dict(color="#e4572e", width=2),
-        row=1,
-        col=1,
-    )
-    fig.update_xaxes(title_text="Step", row=1, col=1)
+    for _, key, name, colour, col in CURVES:
+        if col <= cols:
+            mode = "lines" if key == "loss" else "lines+markers"
+            xs, ys = [r["step"] for r in points[key]], [r[key] for r in points[key]]
+            line = dict(color=colour, width=2)
+            fig.add_scatter(x=xs, y=ys, mode=mode, name=name, line=line, row=1, col=col)
+            fig.update_xaxes(title_text="Step", row=1, col=col)
     fig.update_yaxes(title_text="Loss", row=1, col=1)
-    if accuracy:
-        fig.add_scatter(
-            x=[r["step"] for r in accuracy],
-            y=[r["val_accuracy"] for r in accuracy],
-            mode="lines+markers",
-            name="val accuracy",
-            line=dict(color="#2e8b57", width=2),
-            row=1,
-            col=2,
-        )
-        fig.update_xaxes(title_text="Step", row=1, col=2)
+    if cols == 2:
         fig.update_yaxes(title_text="Accuracy", range=[0, 1.02], row=1, col=2)
-    fig.update_layout(
-        height=340,
-        margin=dict(l=60, r=20, t=40, b=50),
-        legend=dict(orientation="h", y=-0.25),
-    )
+    margin = dict(l=60, r=20, t=40, b=50)
+    fig.update_layout(height=340, margin=margin, legend=dict(orientation="h", y=-0.25))
     return fig
 
 
-def shown_log(manager: JobManager, job: JobStatus, me: str | None, admin: bool) -> str:
+def shown_log(manager: JobManager, job: JobStatus, by: Visitor = NOBODY) -> str:
     """The job's log as this visitor may see it: all of it in single-user mode; in multi-user
     mode only for its owner (or the admin), without tracebacks and server paths."""
     if not manager.multiuser:
         return manager.log(job.id)
-    if not may_change(manager, job, me, admin):
+    if not manager.policy.may(by, job):
         return "(The log is shown to the visitor who started this job.)"
     return scrub(manager.log(job.id), manager.job_dir(job.id))
 
@@ -645,72 +552,61 @@ class JobsView:
 
 
 def refresh(
-    manager: JobManager,
-    view: JobsView,
-    selected: Any,
-    seen: Any,
-    me: str | None = None,
-    admin: bool = False,
+    manager: JobManager, view: JobsView, selected: Any, seen: Any, by: Visitor = NOBODY
 ) -> dict[Any, Any]:
     """Everything the list shows, for the timer: an update per component of `view`. The plot is
-    re-sent only when the selected job moved on. `me` (an owner) and `admin` decide what
-    multi-user mode shows."""
-    jobs = manager.list()
-    owners = manager.multiuser
-    timer = gr.Timer(active=any(s.active for s in jobs))
-    if not jobs:
-        return {
-            view.empty: gr.Markdown(visible=True),
-            view.table: gr.Dataframe(value=job_rows([], me, owners), visible=False),
-            view.picked: gr.Dropdown(choices=[], value=None),
-            view.info: "",
-            view.plot: gr.Plot(value=None, visible=False),
-            view.seen: None,
-            view.timer: timer,
-            view.log: "",
-        }
-    job = next((s for s in jobs if s.id == selected), jobs[0])
-    metrics = manager.metrics(job.id)
-    key = [job.id, job.state, job.step, len(metrics["evals"]), len(metrics["steps"])]
-    if key == seen:
+    re-sent only when the selected job moved on. `by` decides what multi-user mode shows."""
+    me, owners, jobs = by.owner, manager.multiuser, manager.list()
+    job = next((s for s in jobs if s.id == selected), jobs[0]) if jobs else None
+    key, info, log, plot = None, "", "", gr.Plot(value=None, visible=False)
+    if job is not None:
+        metrics = manager.metrics(job.id)
+        key = [job.id, job.state, job.step, len(metrics["evals"]), len(metrics["steps"])]
         plot = gr.skip()
-    else:
-        fig = curves(metrics)
-        plot = gr.Plot(value=fig, visible=fig is not None)
+        if key != seen:
+            fig = curves(metrics)
+            plot = gr.Plot(value=fig, visible=fig is not None)
+        resume = resume_hint(manager, job.id, sentence=True)
+        info = details(job, metrics, manager.job_dir(job.id) if owners else None, resume)
+        log = shown_log(manager, job, by)
     choices = [
         (f"{s.id} · {s.kind} · {s.state}" + (f" · {who(s.owner, me)}" if owners else ""), s.id)
         for s in jobs
     ]
-    resume = resume_hint(manager, job.id, sentence=True)
     return {
-        view.empty: gr.Markdown(visible=False),
-        view.table: gr.Dataframe(value=job_rows(jobs, me, owners), visible=True),
-        view.picked: gr.Dropdown(choices=choices, value=job.id),
-        view.info: details(job, metrics, manager.job_dir(job.id) if owners else None, resume),
+        view.empty: gr.Markdown(visible=not jobs),
+        view.table: gr.Dataframe(value=job_rows(jobs, me, owners), visible=bool(jobs)),
+        view.picked: gr.Dropdown(choices=choices, value=job and job.id),
+        view.info: info,
         view.plot: plot,
         view.seen: key,
-        view.timer: timer,
-        view.log: shown_log(manager, job, me, admin),
+        view.timer: gr.Timer(active=any(s.active for s in jobs)),
+        view.log: log,
     }
 
 
 # --- layout -------------------------------------------------------------------------------------
 
 
-def limits_text(manager: JobManager) -> str:
+def limits_text(policy: JobPolicy) -> str:
     """What multi-user mode promises and limits, said in the tab."""
-    per = manager.max_active_per_owner
-    parts = [
-        "**Shared Space:** everyone sees the jobs list and can use finished models in every tab; "
-        "only the visitor who started a job (or the admin) can cancel, resume or delete it.",
-        f"Limits: {per if per is not None else 'any number of'} queued or running job"
-        f"{'s' if per != 1 else ''} per visitor; at most {MAX_EXAMPLES:,} examples per job "
-        "(max steps × batch size; 0 steps means the most that allows)",
+    per, cap, quota = policy.per_visitor, policy.max_examples, policy.disk_quota
+    limits = [
+        f"{per if per is not None else 'any number of'} queued or running "
+        f"job{'s' if per != 1 else ''} per visitor"
     ]
-    if manager.disk_quota_bytes:
-        parts[-1] += f"; {manager.disk_quota_bytes / 1e9:.3g} GB of disk for all jobs"
-    parts[-1] += "."
-    return " ".join(parts)
+    if cap:
+        limits.append(
+            f"at most {cap:,} examples per job (max steps × batch size; 0 steps means the "
+            "most that allows)"
+        )
+    if quota:
+        limits.append(f"{quota / 1e9:.3g} GB of disk for all jobs")
+    return (
+        "**Shared Space:** everyone sees the jobs list and can use finished models in every tab; "
+        "only the visitor who started a job (or the admin) can cancel, resume or delete it. "
+        f"Limits: {'; '.join(limits)}."
+    )
 
 
 @dataclass
@@ -732,6 +628,10 @@ class JobForm:
         return [getattr(self, f.name) for f in fields(self)]
 
 
+def dropdown(choices: Any, value: Any, label: str, elem_id: str, **kw: Any) -> gr.Dropdown:
+    return gr.Dropdown(choices, value=value, label=label, elem_id=elem_id, interactive=True, **kw)
+
+
 def job_form() -> JobForm:
     """The form: kind, base model and method; data or an upload; epochs and learning rate; the
     advanced settings."""
@@ -739,36 +639,18 @@ def job_form() -> JobForm:
     bases = base_choices(first_kind)
     with gr.Group():
         with gr.Row():
-            kind = named_errors(
-                gr.Dropdown(
-                    KINDS, value=first_kind, label="Kind", elem_id="job-kind", interactive=True
-                )
-            )
-            base = gr.Dropdown(
-                bases,
-                value=bases[0][1] if bases else None,
-                label="Base model",
-                elem_id="job-base",
-                interactive=True,
+            kind = named_errors(dropdown(KINDS, first_kind, "Kind", "job-kind"))
+            base = dropdown(
+                bases, bases[0][1] if bases else None, "Base model", "job-base",
                 allow_custom_value=True,  # finished jobs appear at run time
-            )
-            method = named_errors(
-                gr.Dropdown(
-                    METHODS, value="full", label="Method", elem_id="job-method", interactive=True
-                )
-            )
+            )  # fmt: skip
+            method = named_errors(dropdown(METHODS, "full", "Method", "job-method"))
         model_card_box(base, "job-base-card", "About the base model")
         with gr.Row(equal_height=True):
-            data = gr.Dropdown(
-                data_choices(first_kind),
-                value="bundled",
-                label="Data",
-                info=data_info(first_kind),
-                elem_id="job-data",
-                interactive=True,
-                allow_custom_value=True,  # the choices change with the kind; checked on start
-                scale=2,
-            )
+            data = dropdown(
+                data_choices(first_kind), "bundled", "Data", "job-data", info=data_info(first_kind),
+                allow_custom_value=True, scale=2,  # the choices change with the kind
+            )  # fmt: skip
             upload = gr.File(
                 label="Upload (TSV/CSV, JSON/JSONL or TXT, ≤ 20 MB)",
                 file_types=[".txt", ".tsv", ".csv", ".json", ".jsonl"],
@@ -779,100 +661,28 @@ def job_form() -> JobForm:
             )
         with gr.Row():
             epochs = number_input(
-                value=1,
-                step=0.5,
-                label="Epochs",
-                info="0.1 to 20 passes over the training split",
+                value=1, step=0.5, label="Epochs", info="0.1 to 20 passes over the training split",
                 elem_id="job-epochs",
-            )
-            lr = gr.Dropdown(
-                LEARNING_RATES,
-                value="5e-5",
-                label="Learning rate",
+            )  # fmt: skip
+            lr = dropdown(
+                LEARNING_RATES, "5e-5", "Learning rate", "job-lr", allow_custom_value=True,
                 info="1e-6 to 1e-2; pick one or type a value like 2e-4",
-                allow_custom_value=True,
-                elem_id="job-lr",
-                interactive=True,
-            )
+            )  # fmt: skip
         with gr.Accordion("Advanced", open=False, elem_id="job-advanced"), gr.Row():
-            batch_size = number_input(
-                value=8,
-                precision=0,
-                label="Batch size (1–64)",
-                info="examples per step: larger is steadier, each step slower",
-                elem_id="job-batch",
-            )
-            max_steps = number_input(
-                value=0,
-                precision=0,
-                label="Max steps (0 = set by epochs)",
-                info="stops the job after this many steps, whatever the epochs say",
-                elem_id="job-max-steps",
-            )
-            eval_every = number_input(
-                value=50,
-                precision=0,
-                label="Evaluate every N steps",
-                info="checkpoints: at each evaluation and every 5 min; a crash loses no more",
-                elem_id="job-eval",
-            )
+            batch_size, max_steps, eval_every = (
+                number_input(value=value, precision=0, label=label, info=info, elem_id=elem_id)
+                for value, label, info, elem_id in (
+                    (8, "Batch size (1–64)",
+                     "examples per step: larger is steadier, each step slower", "job-batch"),
+                    (0, "Max steps (0 = set by epochs)",
+                     "stops the job after this many steps, whatever the epochs say",
+                     "job-max-steps"),
+                    (50, "Evaluate every N steps",
+                     "checkpoints: at each evaluation and every 5 min; a crash loses no more",
+                     "job-eval"),
+                )
+            )  # fmt: skip
     return JobForm(kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every)
-
-
-@dataclass
-class JobActions:
-    """The buttons acting on the selected job, and the admin token they may carry."""
-
-    cancel: gr.Button
-    resume: gr.Button
-    delete: gr.Button
-    use: gr.Button
-    refresh: gr.Button
-    admin: gr.Textbox
-
-
-def job_list(manager: JobManager) -> tuple[JobsView, JobActions]:
-    """The jobs table, the selected job with its buttons, its details, curves and log."""
-    gr.Markdown("## Jobs")
-    empty = gr.Markdown(EMPTY, elem_id="job-empty")
-    table = gr.Dataframe(
-        value=job_rows([]),
-        headers=COLUMNS,
-        interactive=False,
-        visible=False,
-        elem_id="job-table",
-        wrap=True,
-    )
-    with gr.Row(equal_height=True):
-        picked = gr.Dropdown(
-            [],
-            label="Selected job",
-            elem_id="job-picked",
-            allow_custom_value=True,
-            interactive=True,
-            scale=3,
-        )
-        cancel = gr.Button("Cancel", variant="stop", elem_id="job-cancel", scale=1)
-        resume = gr.Button("Resume", elem_id="job-resume", scale=1)
-        delete = gr.Button("Delete", elem_id="job-delete", scale=1)
-        use = gr.Button("Open in other tabs", elem_id="job-use", scale=2)
-        refresh_btn = gr.Button("Refresh", elem_id="job-refresh", scale=1)
-    admin = gr.Textbox(
-        "",
-        label="Admin token",
-        type="password",
-        info="manage every visitor's job (GPT2LAB_ADMIN_TOKEN)",
-        elem_id="job-admin",
-        visible=manager.multiuser,
-    )
-    info = gr.Markdown(elem_id="job-details")
-    plot = gr.Plot(label="Training curves", elem_id="job-plot", visible=False)
-    with gr.Accordion("Log (last 40 lines)", open=False, elem_id="job-log-box"):
-        log = gr.Code(value="", language=None, interactive=False, elem_id="job-log")
-    view = JobsView(
-        empty, table, picked, info, plot, gr.State(None), gr.Timer(1.0, active=False), log
-    )
-    return view, JobActions(cancel, resume, delete, use, refresh_btn, admin)
 
 
 QUIET = dict(api_visibility="private", show_progress="hidden", concurrency_limit=None)
@@ -893,158 +703,121 @@ def build(
             "survive page reloads, and can be cancelled and resumed from their last checkpoint."
         )
         if manager.multiuser:
-            gr.Markdown(limits_text(manager), elem_id="job-limits", elem_classes="note")
-        if token is None:
-            token = gr.BrowserState("")
+            gr.Markdown(limits_text(manager.policy), elem_id="job-limits", elem_classes="note")
+        token = gr.BrowserState("") if token is None else token
         form = job_form()
         start = gr.Button("Start job", variant="primary", elem_id="job-start")
         message = gr.Markdown(elem_id="job-msg")
         estimate = gr.Markdown(elem_id="job-estimate")
-        view, actions = job_list(manager)
-    wire_form(manager, form, start, message, estimate, view, actions, token)
-    wire_list(demo, manager, pickers, message, view, actions, token)
-    return Page()
+        gr.Markdown("## Jobs")
+        empty = gr.Markdown(EMPTY, elem_id="job-empty")
+        table = gr.Dataframe(
+            value=job_rows([]), headers=COLUMNS, interactive=False, visible=False,
+            elem_id="job-table", wrap=True,
+        )  # fmt: skip
+        with gr.Row(equal_height=True):
+            picked = dropdown(
+                [], None, "Selected job", "job-picked", allow_custom_value=True, scale=3
+            )
+            cancel, resume, delete, use, refresh_btn = (
+                gr.Button(label, elem_id=f"job-{name}", scale=scale, **kw)
+                for name, label, scale, kw in (
+                    ("cancel", "Cancel", 1, {"variant": "stop"}),
+                    ("resume", "Resume", 1, {}),
+                    ("delete", "Delete", 1, {}),
+                    ("use", "Open in other tabs", 2, {}),
+                    ("refresh", "Refresh", 1, {}),
+                )
+            )
+        admin = gr.Textbox(
+            "", label="Admin token", type="password", elem_id="job-admin",
+            info="manage every visitor's job (GPT2LAB_ADMIN_TOKEN)", visible=manager.multiuser,
+        )  # fmt: skip
+        info = gr.Markdown(elem_id="job-details")
+        plot = gr.Plot(label="Training curves", elem_id="job-plot", visible=False)
+        with gr.Accordion("Log (last 40 lines)", open=False, elem_id="job-log-box"):
+            log = gr.Code(value="", language=None, interactive=False, elem_id="job-log")
+        view = JobsView(
+            empty, table, picked, info, plot, gr.State(None), gr.Timer(1.0, active=False), log
+        )
 
-
-def list_watcher(manager: JobManager, view: JobsView, actions: JobActions, token: Any):
-    """(do_refresh, its inputs): the event function that redraws `view`."""
+    # --- events: each command redraws the list after it --------------------------------------
 
     def do_refresh(
         selected, last, visitor_token, admin_token, profile: gr.OAuthProfile | None = None
     ):
-        me = owner_of(visitor_token, profile)
-        return refresh(manager, view, selected, last, me, is_admin(admin_token))
+        return refresh(
+            manager, view, selected, last, visitor_of(visitor_token, profile, admin_token)
+        )
 
-    return do_refresh, [view.picked, view.seen, token, actions.admin]
-
-
-def wire_form(
-    manager: JobManager,
-    form: JobForm,
-    start: gr.Button,
-    message: gr.Markdown,
-    estimate: gr.Markdown,
-    view: JobsView,
-    actions: JobActions,
-    token: Any,
-) -> None:
-    """The form's events: the kind narrows base and data, an upload picks "upload", Start
-    submits (`/start_job`), then estimates the time and redraws the list."""
-    do_refresh, watch = list_watcher(manager, view, actions, token)
-    private = dict(api_visibility="private", queue=False)
-    form.kind.change(on_kind, form.kind, [form.base, form.data], api_visibility="private")
-    form.upload.upload(lambda: "upload", None, form.data, **private)
-    form.base.focus(
-        lambda k, b: gr.Dropdown(choices=base_choices(k), value=b),
-        [form.kind, form.base],
-        form.base,
-        **private,
-    )
-    form.data.focus(  # an online source's availability follows the network check
-        lambda k, d: gr.Dropdown(choices=data_choices(k), value=d),
-        [form.kind, form.data],
-        form.data,
-        **private,
-    )
-
-    def do_start(
-        kind,
-        base,
-        data,
-        upload,
-        method,
-        epochs,
-        lr,
-        batch_size,
-        max_steps,
-        eval_every,
-        visitor_token=None,
-        profile: gr.OAuthProfile | None = None,
-    ):
-        owner = owner_of(visitor_token, profile)
-        settings = (epochs, lr, batch_size, max_steps, eval_every)
-        return start_job(manager, kind, base, data, upload, method, *settings, owner=owner)
-
-    started = start.click(
-        do_start,
-        [*form.inputs(), token],
-        [message, view.picked],
-        api_name="start_job",
-        concurrency_limit=1,
-    )
-    started.then(do_refresh, watch, view.outputs(), **QUIET)
-    started.success(lambda job_id: estimate_job(manager, job_id), view.picked, estimate, **QUIET)
-
-
-def wire_list(
-    demo: gr.Blocks,
-    manager: JobManager,
-    pickers: list[Picker],
-    message: gr.Markdown,
-    view: JobsView,
-    actions: JobActions,
-    token: Any,
-) -> None:
-    """The list's events: cancel, resume, delete, open in other tabs, refresh (each redraws the
-    list), the row picked, the timer, and the first draw on page load."""
-    do_refresh, watch = list_watcher(manager, view, actions, token)
+    watch = [picked, view.seen, token, admin]
 
     def after(event):
         event.then(do_refresh, watch, view.outputs(), **QUIET)
 
-    def do_cancel(
-        job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
-    ):
-        me = owner_of(visitor_token, profile)
-        return cancel_job(manager, job_id, me, is_admin(admin_token))
+    form.kind.change(on_kind, form.kind, [form.base, form.data], api_visibility="private")
+    private = dict(api_visibility="private", queue=False)
+    form.upload.upload(lambda: "upload", None, form.data, **private)
+    for box, choices in ((form.base, base_choices), (form.data, data_choices)):  # fresh choices:
+        box.focus(  # a finished job's model; an online source's availability
+            lambda k, v, choices=choices: gr.Dropdown(choices=choices(k), value=v),
+            [form.kind, box], box, **private,
+        )  # fmt: skip
 
-    def do_resume(
-        job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
-    ):
-        me = owner_of(visitor_token, profile)
-        return resume_job(manager, job_id, me, is_admin(admin_token))
+    def do_start(
+        kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every,
+        visitor_token=None, profile: gr.OAuthProfile | None = None,
+    ):  # fmt: skip
+        settings = (epochs, lr, batch_size, max_steps, eval_every)
+        by = visitor_of(visitor_token, profile)
+        return start_job(manager, kind, base, data, upload, method, *settings, by)
 
-    def do_delete(
-        job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
+    started = start.click(
+        do_start, [*form.inputs(), token], [message, picked], api_name="start_job",
+        **heavy("start_job", 1),  # it parses the upload; in multi-user mode, a shared slot
+    )  # fmt: skip
+    after(started)
+    started.success(lambda job_id: estimate_job(manager, job_id), picked, estimate, **QUIET)
+
+    def as_visitor(command):  # the event running `command` for whoever sent it
+        def event(
+            job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
+        ):
+            return command(manager, job_id, visitor_of(visitor_token, profile, admin_token))
+
+        return event
+
+    act = [picked, token, admin]
+    for button, command, name in (
+        (cancel, cancel_job, "cancel_job"),
+        (resume, resume_job, "resume_job"),
     ):
-        if job_id is None:  # the browser's confirm was declined
-            return "Nothing deleted."
-        me = owner_of(visitor_token, profile)
-        return delete_job(manager, job_id, me, is_admin(admin_token))
+        after(button.click(as_visitor(command), act, message, api_name=name, **light(name)))
+    after(  # Delete asks first (in the browser; an API call is its own confirmation)
+        delete.click(
+            as_visitor(delete_job), act, message, api_name="delete_job",
+            js="(j, t, a) => confirm('Delete job ' + j + ' and its files?') ? [j, t, a] : "
+            "[null, t, a]",
+        )
+    )  # fmt: skip
 
     def do_list(visitor_token=None, profile: gr.OAuthProfile | None = None):
         return list_jobs(manager, owner_of(visitor_token, profile))
 
-    act = [view.picked, token, actions.admin]
-    after(actions.cancel.click(do_cancel, act, message, api_name="cancel_job"))
-    after(actions.resume.click(do_resume, act, message, api_name="resume_job"))
-    # Delete asks first (in the browser; an API call is its own confirmation)
-    after(
-        actions.delete.click(
-            do_delete,
-            act,
-            message,
-            api_name="delete_job",
-            js="(j, t, a) => confirm('Delete job ' + j + ' and its files?') ? [j, t, a] : "
-            "[null, t, a]",
-        )
-    )
-    after(
-        actions.refresh.click(do_list, token, view.table, api_name="jobs", concurrency_limit=None)
-    )
+    after(refresh_btn.click(do_list, token, table, api_name="jobs", **light("jobs", None)))
 
     def do_open(job_id):
         msg, updates = open_in_tabs(manager, job_id, pickers)
         return {message: msg, **updates}
 
     targets = list(dict.fromkeys([message, *(p.dropdown for p in pickers)]))
-    actions.use.click(do_open, view.picked, targets, api_name="open_job_model")
+    use.click(do_open, picked, targets, api_name="open_job_model")
 
     def on_select(evt: gr.SelectData):
         return evt.row_value[0] if evt.row_value else gr.skip()
 
-    after(view.table.select(on_select, None, view.picked, api_visibility="private"))
-    view.picked.input(do_refresh, watch, view.outputs(), **QUIET)
+    after(table.select(on_select, None, picked, api_visibility="private"))
+    picked.input(do_refresh, watch, view.outputs(), **QUIET)
     view.timer.tick(do_refresh, watch, view.outputs(), **QUIET)
-    loaded = demo.load(ensure_token, token, token, **QUIET)  # a new visitor gets a token
-    loaded.then(do_refresh, watch, view.outputs(), **QUIET)
+    after(demo.load(ensure_token, token, token, **QUIET))  # a new visitor gets a token
+    return Page()

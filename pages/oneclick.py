@@ -13,10 +13,10 @@ from typing import Any
 
 import gradio as gr
 
-from gpt.jobs import JobError, JobManager, JobStatus
+from gpt.jobs import NOBODY, JobError, JobManager, JobStatus, Visitor
 from gpt.lab.oneclick import OneClick, why_not
 from pages.common import esc, friendly_errors, model_choices
-from pages.visitors import owner_of
+from pages.visitors import visitor_of
 
 POLL_S = 2.0
 
@@ -75,9 +75,9 @@ def end_line(status: JobStatus, metrics: dict[str, Any]) -> str:
 
 @friendly_errors
 def start(
-    manager: JobManager, one: OneClick, job_id: str | None, owner: str | None = None
+    manager: JobManager, one: OneClick, job_id: str | None, by: Visitor = NOBODY
 ) -> tuple[Any, str, Any]:
-    """Submit `one` for `owner` (unless this visitor's earlier one is still active);
+    """Submit `one` for `by` (unless this visitor's earlier one is still active);
     (job id, line, timer)."""
     if job_id:
         try:
@@ -95,9 +95,7 @@ def start(
             gr.Timer(active=False),
         )
     try:
-        if manager.multiuser and owner is None:
-            raise JobError("your browser has no visitor token yet; reload the page")
-        new_id = manager.submit(one.spec, owner=owner)
+        new_id = manager.submit(one.spec, by)
     except JobError as e:
         raise gr.Error(f"Could not start the job: {e}.") from None
     status = manager.get(new_id)
@@ -160,7 +158,7 @@ def build(
     timer = gr.Timer(POLL_S, active=False)
 
     def do_start(job_id, visitor_token=None, profile: gr.OAuthProfile | None = None):
-        return start(manager, one, job_id, owner_of(visitor_token, profile))
+        return start(manager, one, job_id, visitor_of(visitor_token, profile))
 
     button.click(
         do_start,

@@ -1,8 +1,8 @@
 """Who is acting: single-user mode (one person's machine) or multi-user mode (a public Space).
 
 In multi-user mode every job has an owner and only its owner, or whoever holds the admin token,
-may cancel, resume or delete it (`gpt.jobs.JobManager.authorize` enforces it on the server).
-The owner is:
+may cancel, resume or delete it (`gpt.jobs.JobPolicy` decides, on the server; a request says
+who asks as a `gpt.jobs.Visitor`, made by `visitor_of`). The owner is:
 
 - `hf:<username>` when the visitor signed in with Hugging Face (`gr.OAuthProfile`, on a Space
   with `hf_oauth: true`);
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+
+from gpt.jobs import Visitor
 
 MULTIUSER_ENV = "GPT2LAB_MULTIUSER"  # 1 / 0 force multi-user mode on or off
 ADMIN_ENV = "GPT2LAB_ADMIN_TOKEN"  # whoever types it in the Fine-tune tab manages every job
@@ -104,6 +106,11 @@ def is_admin(typed: Any, env: dict[str, str] | None = None) -> bool:
     if not expected or not isinstance(typed, str) or not typed:
         return False
     return hmac.compare_digest(typed.encode(), expected.encode())
+
+
+def visitor_of(token: Any, profile: Any = None, admin_token: Any = "") -> Visitor:
+    """Who sent a request: its owner (`owner_of`) and whether it carries the admin token."""
+    return Visitor(owner_of(token, profile), is_admin(admin_token))
 
 
 def who(owner: str | None, me: str | None) -> str:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gpt.jobs import JobError, JobManager
+from gpt.jobs import JobError, JobManager, JobPolicy, Visitor
 from tests.test_jobs import classify_spec, files, one_thread  # noqa: F401 (fixtures)
 
 KB = 1000
@@ -47,12 +47,12 @@ def ids(jobs: JobManager) -> set[str]:
 
 
 def test_within_budget_nothing_is_pruned(four):
-    four.disk_quota_bytes = 10 * KB
+    four.policy.disk_quota = 10 * KB
     assert four.make_room(KB) == [] and len(ids(four)) == 4
 
 
 def test_anonymous_jobs_without_a_model_go_first(four, caplog):
-    four.disk_quota_bytes = 3500
+    four.policy.disk_quota = 3500
     with caplog.at_level(logging.WARNING, logger="gpt2lab.jobs"):
         assert four.make_room(500) == ["a-cancelled"]  # 3000 + 500 fits now
     assert "pruned job a-cancelled (cancelled, anon:aaaa" in caplog.text
@@ -61,23 +61,23 @@ def test_anonymous_jobs_without_a_model_go_first(four, caplog):
 
 
 def test_final_models_last_then_signed_in_and_active_jobs_are_kept(four):
-    four.disk_quota_bytes = 3500
+    four.policy.disk_quota = 3500
     assert four.make_room(1500) == ["a-cancelled", "a-model"]
     assert ids(four) == {"alice", "b-queued"} and four.disk_usage() == 2 * KB
-    four.disk_quota_bytes = 2500
+    four.policy.disk_quota = 2500
     assert four.make_room(1500) == []  # nothing left that may be pruned
     assert ids(four) == {"alice", "b-queued"}
 
 
 def test_submit_over_budget_says_so(four, files):  # noqa: F811
-    four.disk_quota_bytes = 2 * KB  # alice's and the queued job fill it
+    four.policy.disk_quota = 2 * KB  # alice's and the queued job fill it
     with pytest.raises(JobError, match="disk quota exceeded.*even after pruning"):
-        four.submit(classify_spec(files), owner="anon:cccc")
+        four.submit(classify_spec(files), Visitor("anon:cccc"))
     assert ids(four) == {"alice", "b-queued"}
 
 
 def test_resume_never_prunes_the_job_it_resumes(four):
-    four.disk_quota_bytes = 3 * KB
+    four.policy.disk_quota = 3 * KB
     four.make_room(KB, keep="a-cancelled")
     assert "a-cancelled" in ids(four) and "a-model" not in ids(four)
 
@@ -100,10 +100,9 @@ def test_accepted_jobs_keep_room_for_what_they_will_write(files, tmp_path):  # n
     spec = classify_spec(files, max_steps=100_000, eval_every=100_000, checkpoint_every=100_000)
     need = expected_bytes(spec)
     assert need > 0
-    with JobManager(
-        tmp_path / "jobs", disk_quota_bytes=int(need * 1.5), multiuser=True, background=False
-    ) as jobs:
-        first = jobs.submit(spec, owner="anon:aaaa")  # fits
+    policy = JobPolicy(multiuser=True, disk_quota=int(need * 1.5))  # no job size cap
+    with JobManager(tmp_path / "jobs", policy=policy, background=False) as jobs:
+        first = jobs.submit(spec, Visitor("anon:aaaa"))  # fits
         with pytest.raises(JobError, match="disk quota exceeded.*running jobs will need"):
-            jobs.submit(spec, owner="anon:bbbb")  # would not, once the first has written
-        jobs.cancel(first, "anon:aaaa")
+            jobs.submit(spec, Visitor("anon:bbbb"))  # would not, once the first has written
+        jobs.cancel(first, Visitor("anon:aaaa"))

@@ -115,7 +115,7 @@ def test_classify_job_end_to_end_then_limits(files, tmp_path):
         clf = gpt.load_model(model.path)
         assert isinstance(clf, gpt.GPTClassifier)
         # a finished job's model is a base for the next job
-        assert jobs._resolve_base(model.name) == model.path
+        assert jobs.resolve_base(model.name).portable == model.path
 
     used = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and f.parent != root)
     with JobManager(root, disk_quota_bytes=used // 2) as jobs:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from gpt.jobs import JobError, JobManager, NotOwnerError, connect, scrub
+from gpt.jobs import JobError, JobManager, JobPolicy, NotOwnerError, Visitor, connect, scrub
 from pages.visitors import (
     browser_secret,
     ensure_token,
@@ -26,6 +26,7 @@ from pages.visitors import (
 from tests.test_jobs import classify_spec, files, one_thread  # noqa: F401 (fixtures)
 
 LONG = dict(max_steps=100_000, eval_every=100_000, checkpoint_every=100_000)
+SHARED = JobPolicy(multiuser=True)  # multi-user mode without the job size cap (LONG is over it)
 
 
 @pytest.mark.parametrize(
@@ -73,12 +74,12 @@ def test_browser_secret_survives_restarts(tmp_path):
 
 @pytest.mark.slow  # a real job
 def test_only_the_owner_or_the_admin_changes_a_job(files, tmp_path):  # noqa: F811
-    a, b = owner_of(new_token()), owner_of(new_token())
-    with JobManager(tmp_path / "jobs", multiuser=True, background=False) as jobs:
+    a, b = Visitor(owner_of(new_token())), Visitor(owner_of(new_token()))
+    with JobManager(tmp_path / "jobs", policy=SHARED, background=False) as jobs:
         with pytest.raises(JobError, match="needs an owner"):
             jobs.submit(classify_spec(files))
-        job_id = jobs.submit(classify_spec(files, **LONG), owner=a)
-        assert jobs.get(job_id).owner == a
+        job_id = jobs.submit(classify_spec(files, **LONG), a)
+        assert jobs.get(job_id).owner == a.owner
         for verb in (jobs.cancel, jobs.delete):
             with pytest.raises(NotOwnerError, match="belongs to another visitor"):
                 verb(job_id, b)
@@ -88,8 +89,9 @@ def test_only_the_owner_or_the_admin_changes_a_job(files, tmp_path):  # noqa: F8
         assert jobs.cancel(job_id, a).state == "cancelled"
         with pytest.raises(NotOwnerError, match="only they \\(or the admin\\) can resume"):
             jobs.resume(job_id, b)
-        jobs.resume(job_id, b, admin=True)
-        assert jobs.cancel(job_id, b, admin=True).state == "cancelled"
+        admin = Visitor(b.owner, admin=True)
+        jobs.resume(job_id, admin)
+        assert jobs.cancel(job_id, admin).state == "cancelled"
         with pytest.raises(NotOwnerError):
             jobs.delete(job_id, b)
         jobs.delete(job_id, a)
@@ -99,25 +101,24 @@ def test_only_the_owner_or_the_admin_changes_a_job(files, tmp_path):  # noqa: F8
 @pytest.mark.slow  # a real job
 def test_single_user_mode_lets_anyone_act(files, tmp_path):  # noqa: F811
     with JobManager(tmp_path / "jobs", background=False) as jobs:
-        job_id = jobs.submit(classify_spec(files, **LONG), owner="anon:a")
-        assert jobs.cancel(job_id, "anon:b").state == "cancelled"
+        job_id = jobs.submit(classify_spec(files, **LONG), Visitor("anon:a"))
+        assert jobs.cancel(job_id, Visitor("anon:b")).state == "cancelled"
         jobs.resume(job_id)
-        jobs.delete(job_id, "anon:c")
+        jobs.delete(job_id, Visitor("anon:c"))
         assert jobs.list() == []
 
 
 @pytest.mark.slow  # a real job
 def test_one_active_job_per_owner(files, tmp_path):  # noqa: F811
-    a, b = "anon:aaaa", "anon:bbbb"
-    with JobManager(
-        tmp_path / "jobs", multiuser=True, max_active_per_owner=1, background=False
-    ) as jobs:
-        first = jobs.submit(classify_spec(files, **LONG), owner=a)
+    a, b = Visitor("anon:aaaa"), Visitor("anon:bbbb")
+    policy = JobPolicy(multiuser=True, per_visitor=1)
+    with JobManager(tmp_path / "jobs", policy=policy, background=False) as jobs:
+        first = jobs.submit(classify_spec(files, **LONG), a)
         with pytest.raises(JobError, match="you already have 1 job queued or running"):
-            jobs.submit(classify_spec(files), owner=a)
-        other = jobs.submit(classify_spec(files, **LONG), owner=b)  # another visitor may
+            jobs.submit(classify_spec(files), a)
+        other = jobs.submit(classify_spec(files, **LONG), b)  # another visitor may
         jobs.cancel(first, a)
-        again = jobs.submit(classify_spec(files, **LONG), owner=a)  # once A's job ended
+        again = jobs.submit(classify_spec(files, **LONG), a)  # once A's job ended
         with pytest.raises(JobError, match="already have 1"):
             jobs.resume(first, a)  # resuming counts too
         for job_id, owner in ((again, a), (other, b)):
@@ -147,8 +148,8 @@ def test_jobs_db_from_before_owners_gains_the_column(tmp_path):
     with JobManager(root, multiuser=True, background=False) as jobs:
         assert jobs.get("old").owner is None
         with pytest.raises(NotOwnerError):  # an unowned old job is the admin's to manage
-            jobs.delete("old", "anon:someone")
-        jobs.delete("old", None, admin=True)
+            jobs.delete("old", Visitor("anon:someone"))
+        jobs.delete("old", Visitor(None, admin=True))
 
 
 def test_unknown_job_error_names_no_server_path(tmp_path):
@@ -204,9 +205,9 @@ def test_errors_reach_visitors_in_words_only(caplog):
 def test_a_failed_jobs_error_and_log_show_no_traceback_or_path(files, tmp_path):  # noqa: F811
     from pages.jobs import details, shown_log
 
-    a = "anon:aaaa"
-    with JobManager(tmp_path / "jobs", multiuser=True, background=False) as jobs:
-        job_id = jobs.submit(classify_spec(files, **LONG), owner=a)
+    a = Visitor("anon:aaaa")
+    with JobManager(tmp_path / "jobs", policy=SHARED, background=False) as jobs:
+        job_id = jobs.submit(classify_spec(files, **LONG), a)
         jobs.cancel(job_id, a)
         folder = jobs.job_dir(job_id)
         trace = (
@@ -222,11 +223,11 @@ def test_a_failed_jobs_error_and_log_show_no_traceback_or_path(files, tmp_path):
         text = details(status, jobs.metrics(job_id), folder)
         assert "data/sms.tsv: line 12 has no tab" in text
         assert str(tmp_path) not in text and "Traceback" not in text
-        mine = shown_log(jobs, status, a, admin=False)
+        mine = shown_log(jobs, status, a)
         assert "data/sms.tsv: line 12" in mine
         assert str(tmp_path) not in mine and "Traceback" not in mine
-        assert "shown to the visitor who started" in shown_log(jobs, status, "anon:b", False)
-        assert "line 12" in shown_log(jobs, status, "anon:b", admin=True)
+        assert "shown to the visitor who started" in shown_log(jobs, status, Visitor("anon:b"))
+        assert "line 12" in shown_log(jobs, status, Visitor("anon:b", True))
 
 
 @pytest.mark.slow  # a real job

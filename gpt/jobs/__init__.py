@@ -1,92 +1,45 @@
 """Background training jobs: a queue of `RunSpec`s, each trained in its own process.
 
-    from gpt.jobs import JobManager
+    from gpt.jobs import JobManager, Visitor
 
     with JobManager("jobs") as jobs:
         job_id = jobs.submit({"kind": "classify", "base": "starter", "data": "bundled"})
-        jobs.wait(job_id).state            # 'succeeded'
+        jobs.get(job_id).progress          # poll a plain JobStatus
+        jobs.cancel(job_id, Visitor("hf:alice"))  # stops within ~2 s; multi-user: owner only
+        jobs.resume(job_id)                # continues from the last checkpoint
         jobs.models()                      # finished jobs' models, for gpt.load_model
 
-Four modules, each owning one part (dependencies point down this list, never up):
+Six modules; dependencies point down this list, never up:
 
-| module       | owns                                                                          |
-|--------------|-------------------------------------------------------------------------------|
-| `cli`        | `python -m gpt jobs ...`: submit, list, show, cancel, resume, delete          |
-| `worker`     | the process that trains one attempt of one job and reports its end            |
-| `manager`    | `JobManager`: validation, limits, disk budget, owners, scheduling, spawning    |
-| `store`      | `jobs.db`, the job lifecycle (`LIFECYCLE`, `transition`), job folders, locks  |
+| module      | owns                                                                         |
+|-------------|------------------------------------------------------------------------------|
+| `cli`       | `python -m gpt jobs ...`: submit, list, show, cancel, resume, delete         |
+| `manager`   | `JobManager`: submit (the one validator), the commands, the queries          |
+| `policy`    | `JobPolicy`, `Visitor`: ownership, limits, the disk budget and pruning        |
+| `worker`    | the process that trains one attempt of one job and reports its end           |
+| `scheduler` | `schedule`, the one scheduler: starts queued jobs, ends dead workers' jobs   |
+| `store`     | `jobs.db`, the job lifecycle (`LIFECYCLE`, `transition`), job folders, locks |
 
 Jobs need `flock` (Linux or macOS): a worker's liveness is the lock it holds.
 """
 
-from gpt.jobs.manager import (
+from gpt.jobs.manager import CANCEL_GRACE_S, JobManager, JobModel, JobStatus
+from gpt.jobs.policy import (
     ANONYMOUS,
-    CANCEL_GRACE_S,
-    REPO,
+    MAX_EXAMPLES,
+    NOBODY,
     JobError,
-    JobManager,
-    JobModel,
-    JobStatus,
+    JobPolicy,
     NotOwnerError,
+    Visitor,
     expected_bytes,
     scrub,
-    start_queued,
 )
-from gpt.jobs.store import (
-    DB_RETRY_S,
-    ESTIMATE_FILE,
-    LIFECYCLE,
-    LOCK_NAME,
-    LOG_TAIL_LINES,
-    RESUMABLE,
-    SCHEDULER_LOCK,
-    STATES,
-    connect,
-    dir_size,
-    is_worker_alive,
-    jobs_usage,
-    log_tail,
-    record_metric,
-    retry_db,
-    rewind_metrics,
-    scheduler_running,
-    take_worker_lock,
-    transition,
-    worker_holds_lock,
-    write_estimate,
-)
+from gpt.jobs.scheduler import REPO
+from gpt.jobs.store import connect, dir_size, is_worker_alive, retry_db
 
 __all__ = [
-    "ANONYMOUS",
-    "CANCEL_GRACE_S",
-    "DB_RETRY_S",
-    "ESTIMATE_FILE",
-    "LIFECYCLE",
-    "LOCK_NAME",
-    "LOG_TAIL_LINES",
-    "REPO",
-    "RESUMABLE",
-    "SCHEDULER_LOCK",
-    "STATES",
-    "JobError",
-    "JobManager",
-    "JobModel",
-    "JobStatus",
-    "NotOwnerError",
-    "connect",
-    "dir_size",
-    "expected_bytes",
-    "is_worker_alive",
-    "jobs_usage",
-    "log_tail",
-    "record_metric",
-    "retry_db",
-    "rewind_metrics",
-    "scheduler_running",
-    "scrub",
-    "start_queued",
-    "take_worker_lock",
-    "transition",
-    "worker_holds_lock",
-    "write_estimate",
-]
+    "ANONYMOUS", "CANCEL_GRACE_S", "MAX_EXAMPLES", "NOBODY", "REPO", "JobError", "JobManager",
+    "JobModel", "JobPolicy", "JobStatus", "NotOwnerError", "Visitor", "connect", "dir_size",
+    "expected_bytes", "is_worker_alive", "retry_db", "scrub",
+]  # fmt: skip

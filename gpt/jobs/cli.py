@@ -3,7 +3,7 @@
     python -m gpt jobs submit --kind classify --base starter --data sms.tsv --epochs 2 --wait
     python -m gpt jobs submit --spec job.json          # a JSON object of RunSpec fields
     python -m gpt jobs list
-    python -m gpt jobs show JOB_ID [--json]
+    python -m gpt jobs show JOB_ID [--json] [--log]
     python -m gpt jobs cancel JOB_ID
     python -m gpt jobs resume JOB_ID [--wait]
     python -m gpt jobs delete JOB_ID
@@ -17,6 +17,7 @@ spec or data, unknown job, a full queue, the disk quota) prints `error: ...` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -26,8 +27,6 @@ from typing import Any
 
 from gpt.jobs.manager import JobError, JobManager, JobStatus
 from gpt.lab.paths import JOBS_DIR_ENV, storage_paths
-
-ROOT_ENV = JOBS_DIR_ENV
 
 # Spec fields with their own flag; any other RunSpec field goes through --set KEY=VALUE.
 _FLAGS: list[tuple[str, type, str]] = [
@@ -51,13 +50,28 @@ def register(subparsers: Any) -> None:
     common.add_argument(
         "--root",
         default=str(storage_paths().jobs_dir),
-        help=f"the jobs folder (default: ${ROOT_ENV}, else /data/gpt2lab/jobs when /data is "
+        help=f"the jobs folder (default: ${JOBS_DIR_ENV}, else /data/gpt2lab/jobs when /data is "
         "writable, else ./jobs)",
     )
     jobs = subparsers.add_parser("jobs", help="background training jobs")
     sub = jobs.add_subparsers(dest="jobs_command", required=True)
-
-    s = sub.add_parser("submit", parents=[common], help="queue a training job")
+    cmd = {}
+    for fn, text in (
+        (cmd_submit, "queue a training job"),
+        (cmd_list, "every job, newest first"),
+        (cmd_show, "one job's state and metrics"),
+        (cmd_cancel, "stop a queued or running job"),
+        (cmd_resume, "continue from the last checkpoint"),
+        (cmd_delete, "remove a job and its files"),
+    ):
+        name = fn.__name__.removeprefix("cmd_")
+        cmd[name] = sub.add_parser(name, parents=[common], help=text)
+        cmd[name].set_defaults(func=_guard(fn))
+        if name not in ("submit", "list"):
+            cmd[name].add_argument("job_id")
+        if name in ("submit", "resume"):
+            cmd[name].add_argument("--wait", action="store_true", help="block until done")
+    s = cmd["submit"]
     s.add_argument("--spec", help="a JSON file holding the job's RunSpec fields")
     for name, kind, text in _FLAGS:
         s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
@@ -68,30 +82,8 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="any other RunSpec field (VALUE read as JSON, else as a string); repeatable",
     )
-    s.add_argument("--wait", action="store_true", help="block until done, showing progress")
-    s.set_defaults(func=_guard(cmd_submit))
-
-    ls = sub.add_parser("list", parents=[common], help="every job, newest first")
-    ls.set_defaults(func=_guard(cmd_list))
-
-    sh = sub.add_parser("show", parents=[common], help="one job's state and metrics")
-    sh.add_argument("job_id")
-    sh.add_argument("--json", action="store_true", help="print the status and metrics as JSON")
-    sh.add_argument("--log", action="store_true", help="also print the last 40 lines of its log")
-    sh.set_defaults(func=_guard(cmd_show))
-
-    c = sub.add_parser("cancel", parents=[common], help="stop a queued or running job")
-    c.add_argument("job_id")
-    c.set_defaults(func=_guard(cmd_cancel))
-
-    r = sub.add_parser("resume", parents=[common], help="continue from the last checkpoint")
-    r.add_argument("job_id")
-    r.add_argument("--wait", action="store_true")
-    r.set_defaults(func=_guard(cmd_resume))
-
-    d = sub.add_parser("delete", parents=[common], help="remove a job and its files")
-    d.add_argument("job_id")
-    d.set_defaults(func=_guard(cmd_delete))
+    cmd["show"].add_argument("--json", action="store_true", help="the status and metrics as JSON")
+    cmd["show"].add_argument("--log", action="store_true", help="also its log's last 40 lines")
 
 
 def _guard(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
@@ -99,16 +91,13 @@ def _guard(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Names
 
     def run(args: argparse.Namespace) -> None:
         try:
-            fn(args)
+            with JobManager(args.root, background=False) as jobs:
+                fn(jobs, args)
         except (JobError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return run
-
-
-def _manager(args: argparse.Namespace) -> JobManager:
-    return JobManager(args.root, background=False)
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,10 +117,9 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise JobError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            spec[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            spec[key.strip().replace("-", "_")] = value
+        with contextlib.suppress(json.JSONDecodeError):
+            value = json.loads(value)
+        spec[key.strip().replace("-", "_")] = value
     if "kind" not in spec:
         raise JobError("a job needs --kind (lm, classify or instruct) or a --spec file")
     return spec
@@ -170,62 +158,47 @@ def _wait(jobs: JobManager, job_id: str) -> None:
     print(f"model: {s.model_path}")
 
 
-def cmd_submit(args: argparse.Namespace) -> None:
-    with _manager(args) as jobs:
-        job_id = jobs.submit(_spec(args))
-        print(f"{job_id} {jobs.get(job_id).state}")
-        if args.wait:
-            _wait(jobs, job_id)
+def cmd_submit(jobs: JobManager, args: argparse.Namespace) -> None:
+    job_id = jobs.submit(_spec(args))
+    print(f"{job_id} {jobs.get(job_id).state}")
+    if args.wait:
+        _wait(jobs, job_id)
 
 
-def cmd_list(args: argparse.Namespace) -> None:
-    with _manager(args) as jobs:
-        rows = jobs.list()
-        for s in rows:
-            print(_line(s))
-        if not rows:
-            print(f"no jobs in {jobs.root}")
+def cmd_list(jobs: JobManager, args: argparse.Namespace) -> None:
+    rows = jobs.list()
+    print("\n".join(map(_line, rows)) if rows else f"no jobs in {jobs.root}")
 
 
-def cmd_show(args: argparse.Namespace) -> None:
-    with _manager(args) as jobs:
-        s = jobs.get(args.job_id)
-        metrics = jobs.metrics(args.job_id)
-        log = jobs.log(args.job_id) if args.log else ""
+def cmd_show(jobs: JobManager, args: argparse.Namespace) -> None:
+    s, metrics = jobs.get(args.job_id), jobs.metrics(args.job_id)
     if args.json:
         print(json.dumps({**dataclasses.asdict(s), "metrics": metrics}, indent=2, default=str))
         return
     print(_line(s))
     for key in ("base", "data", "method", "error", "note", "model_path"):
-        value = getattr(s, key)
-        if value:
+        if value := getattr(s, key):
             print(f"  {key}: {value}")
     for e in metrics["evals"][-3:]:
         print("  eval " + ", ".join(f"{k}={v}" for k, v in e.items() if not isinstance(v, list)))
     if metrics["test"]:
         test = {k: v for k, v in metrics["test"].items() if not isinstance(v, (list, dict))}
         print("  test " + ", ".join(f"{k}={v}" for k, v in test.items()))
-    if log:
+    if args.log and (log := jobs.log(args.job_id)):
         print("  log:\n" + "\n".join(f"    {line}" for line in log.splitlines()))
 
 
-def cmd_cancel(args: argparse.Namespace) -> None:
-    with _manager(args) as jobs:
-        print(_line(jobs.cancel(args.job_id)))
+def cmd_cancel(jobs: JobManager, args: argparse.Namespace) -> None:
+    print(_line(jobs.cancel(args.job_id)))
 
 
-def cmd_resume(args: argparse.Namespace) -> None:
-    with _manager(args) as jobs:
-        jobs.resume(args.job_id)
-        s = jobs.get(args.job_id)
-        print(_line(s))
-        if s.note:
-            print(f"  note: {s.note}")
-        if args.wait:
-            _wait(jobs, args.job_id)
+def cmd_resume(jobs: JobManager, args: argparse.Namespace) -> None:
+    s = jobs.get(jobs.resume(args.job_id))
+    print(_line(s) + (f"\n  note: {s.note}" if s.note else ""))
+    if args.wait:
+        _wait(jobs, args.job_id)
 
 
-def cmd_delete(args: argparse.Namespace) -> None:
-    with _manager(args) as jobs:
-        jobs.delete(args.job_id)
-        print(f"deleted {args.job_id}")
+def cmd_delete(jobs: JobManager, args: argparse.Namespace) -> None:
+    jobs.delete(args.job_id)
+    print(f"deleted {args.job_id}")

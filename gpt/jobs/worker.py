@@ -1,12 +1,9 @@
 """The worker: the process that runs one attempt of one job,
-`python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT`.
+`python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT` (started by `gpt.jobs.scheduler.spawn`).
 
-Started by `gpt.jobs.manager.spawn_worker`, with stdout/stderr going to `ROOT/JOB_ID/log.txt`
-and the job's `worker.lock` open, which it holds until the job's state is final. It runs
-`gpt.lab.runs.run` on the job's spec, records every training event in `ROOT/jobs.db`, writes its
-own final state through `gpt.jobs.store.finish_attempt` (so a job started by a CLI that has
-since exited still ends properly), and then starts the next queued jobs
-(`gpt.jobs.manager.start_queued`).
+Its output goes to the job's `log.txt`; it holds the job's `worker.lock` until the job's state is
+final. It runs `gpt.lab.runs.run` on the spec as stored (checked and resolved at submit), records
+every training event in `jobs.db`, writes its own final state, then runs a scheduler round.
 
 SIGTERM asks it to stop: the next training callback raises `StopTraining`, so `fit` writes a
 checkpoint at the end of the current step and returns; the job ends `cancelled`.
@@ -26,7 +23,7 @@ import traceback
 from pathlib import Path
 
 from gpt.jobs import store
-from gpt.jobs.manager import start_queued
+from gpt.jobs.scheduler import schedule
 from gpt.jobs.store import LOCK_FD_ENV, THREADS_ENV, finish_attempt, retry_db
 
 
@@ -37,11 +34,7 @@ class Cancelled(BaseException):  # noqa: N818 (a signal, not an error)
 def main(argv: list[str] | None = None) -> int:
     argv = argv if argv is not None else sys.argv[1:]
     if len(argv) != 3:
-        print(
-            "usage: python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT\n"
-            "(started by gpt.jobs.manager.spawn_worker; to run jobs, see `python -m gpt jobs`)",
-            file=sys.stderr,
-        )
+        print("usage: python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT", file=sys.stderr)
         return 2
     root_arg, job_id, attempt_arg = argv
     root, attempt = Path(root_arg), int(attempt_arg)
@@ -72,25 +65,28 @@ def main(argv: list[str] | None = None) -> int:
         # Whatever went wrong outside training (the database, an import), the job must end
         # `failed` with the reason, not look like a process that vanished.
         traceback.print_exc()
-        _record_failure(root, job_id, attempt, f"{type(e).__name__}: {e}")
+        error = f"{type(e).__name__}: {e}"  # else the manager sees the exit status instead
+        _on_db(root, "record the failure", finish_attempt, job_id, attempt, "failed", error)
         return 1
     finally:
         if conn is not None:
             conn.close()
         if lock:  # the job's state is final: let a resume claim it while we start the next
             os.close(int(lock))
-        _start_next(root)
+        # A round of the scheduler, so a queue drains even with no manager left running.
+        _on_db(root, "start the next queued job", schedule, root, retry_s=0)
 
 
-def _record_failure(root: Path, job_id: str, attempt: int, error: str) -> None:
+def _on_db(root: Path, what: str, fn, *args, retry_s: float = 60.0) -> None:
+    """`fn(conn, *args)` on a new connection, retried while busy; a failure is only printed."""
     try:
-        conn = retry_db(store.connect, root)
+        conn = retry_db(store.connect, root, timeout=retry_s)
         try:
-            retry_db(finish_attempt, conn, job_id, attempt, "failed", error)
+            retry_db(fn, conn, *args, timeout=retry_s)
         finally:
             conn.close()
-    except Exception as e:  # the manager will see the exit status instead
-        print(f"warning: could not record the failure: {e}", flush=True)
+    except Exception as e:
+        print(f"warning: could not {what}: {e}", flush=True)
 
 
 def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
@@ -188,31 +184,18 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
 
 
 def _record(conn, job_id: str, attempt: int, event) -> None:
-    """Store one training event: progress in the job's row, the event in its metrics."""
     if event.kind == "estimate":
         store.update(conn, job_id, attempt=attempt, max_steps=event.max_steps, eta_s=event.eta_s)
     elif event.kind == "step":
         with store.transaction(conn):
             store.record_metric(conn, job_id, "step", event.step, event.metrics)
-            store.update(
-                conn,
-                job_id,
-                attempt=attempt,
-                step=event.step,
-                max_steps=event.max_steps,
-                loss=event.metrics.get("loss"),
-                eta_s=event.eta_s,
+            loss = event.metrics.get("loss")
+            progress = dict(
+                step=event.step, max_steps=event.max_steps, loss=loss, eta_s=event.eta_s
             )
+            store.update(conn, job_id, attempt=attempt, **progress)
     elif event.kind in ("eval", "checkpoint"):
         store.record_metric(conn, job_id, event.kind, event.step, event.metrics)
-
-
-def _start_next(root: Path) -> None:
-    """Start the next queued jobs, so a queue drains even with no manager left running."""
-    try:
-        start_queued(root)
-    except Exception as e:
-        print(f"warning: could not start the next queued job: {e}", flush=True)
 
 
 if __name__ == "__main__":
