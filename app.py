@@ -31,7 +31,8 @@ from gpt.lab import hub  # noqa: E402
 from gpt.lab.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
 from gpt.lab.registry import add_job_models, default_registry  # noqa: E402
 from pages import attention, chat, classify, generation, inside, jobs, tokenizer  # noqa: E402
-from pages.common import CSS, share_heavy_slots  # noqa: E402
+from pages.common.heavy import share_heavy_slots  # noqa: E402
+from pages.common.render import CSS  # noqa: E402
 from pages.visitors import (  # noqa: E402
     BUDGET_ENV,
     PER_VISITOR_ENV,

@@ -10,28 +10,21 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.lab.registry import default_registry
-from pages.common import (
-    Page,
-    Picker,
+from pages.common.heavy import heavy
+from pages.common.inputs import (
     announce,
     cap_text,
     check_text,
     clamp,
     clamp_note,
     friendly_errors,
-    get_model,
-    heavy,
-    model_header,
-    model_note,
-    model_shape,
     named_errors,
     number_input,
     slider_input,
-    ticks,
-    token_labels,
 )
-from pages.common.export import export_files
-from pages.common.views import Recent
+from pages.common.models import Page, Picker, get_model, model_header, model_note, model_shape
+from pages.common.render import ticks, token_labels
+from pages.common.views import Recent, export_files
 
 TASKS = ("lm", "instruct")
 MAX_TOKENS = 256

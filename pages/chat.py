@@ -16,19 +16,9 @@ from gpt.lab.oneclick import ONE_CLICK
 from gpt.sampling import SamplingError, stream
 from gpt.train.data import Instruction, format_prompt
 from pages import oneclick
-from pages.common import (
-    Page,
-    Picker,
-    announce,
-    card_of,
-    check_text,
-    friendly_errors,
-    get_model,
-    mark_heavy,
-    model_header,
-    sampling_args,
-    slider_input,
-)
+from pages.common.heavy import mark_heavy
+from pages.common.inputs import announce, check_text, friendly_errors, sampling_args, slider_input
+from pages.common.models import Page, Picker, card_of, get_model, model_header
 
 TASKS = ("instruct",)
 MAX_MESSAGE_CHARS = 4_000

@@ -9,23 +9,11 @@ import torch
 from gpt.jobs import JobManager
 from gpt.lab.oneclick import ONE_CLICK
 from pages import oneclick
-from pages.common import (
-    Page,
-    Picker,
-    announce,
-    cap_text,
-    card_of,
-    friendly_errors,
-    get_model,
-    heavy,
-    md,
-    model_header,
-    model_note,
-    ticks,
-    token_labels,
-)
-from pages.common.export import export_files, numbers_box
-from pages.common.views import METHODS, attribution_result
+from pages.common.heavy import heavy
+from pages.common.inputs import announce, cap_text, friendly_errors
+from pages.common.models import Page, Picker, card_of, get_model, model_header, model_note
+from pages.common.render import md, ticks, token_labels
+from pages.common.views import METHODS, attribution_result, export_files, numbers_box
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000

@@ -14,25 +14,19 @@ from plotly.subplots import make_subplots
 
 from gpt.lab.registry import default_registry
 from gpt.sampling import Candidate, SamplingConfig, SamplingError, sampling_stages, stream
-from pages.common import (
-    Page,
-    Picker,
+from pages.common.heavy import heavy
+from pages.common.inputs import (
     announce,
     check_text,
     clamp,
     friendly_errors,
-    heavy,
-    model_header,
-    model_note,
     number_input,
-    progress_lines,
     sampling_args,
     slider_input,
-    token_labels,
-    visible,
-    wait_model,
 )
-from pages.common.export import export_files, numbers_box
+from pages.common.models import Page, Picker, model_header, model_note, progress_lines, wait_model
+from pages.common.render import token_labels, visible
+from pages.common.views import export_files, numbers_box
 
 TASKS = ("lm", "instruct")
 MAX_NEW_TOKENS = 256

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import re
 from typing import Any
 
 import gradio as gr
@@ -15,28 +16,34 @@ import torch
 
 from gpt import inside
 from gpt.lab.registry import default_registry
-from pages.common import (
+from pages.common.heavy import heavy
+from pages.common.inputs import announce, friendly_errors
+from pages.common.models import (
     Page,
     Picker,
-    announce,
-    friendly_errors,
     get_model,
-    heavy,
     model_header,
     model_note,
     model_picker,
     model_shape,
+)
+from pages.common.render import (
+    GREEN,
+    RED,
+    WHITE,
+    coloured_text,
+    mix,
     ticks,
     token_labels,
     token_text,
 )
-from pages.common.export import KeptNumbers, numbers_button
-from pages.common.render import GREEN, RED, WHITE, coloured_text, mix
 from pages.common.views import (
     MAX_TOKENS,
     METHODS,
+    KeptNumbers,
     Recent,
     attribution_result,
+    numbers_button,
     pick_target,
     read_text,
     token_cap,
@@ -51,7 +58,7 @@ EXAMPLE = "The cat sat on the mat because it was tired. Then the cat fell asleep
 MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
 
 _predictions = Recent(8)  # the intact model's predictions of the last few texts
-kept = KeptNumbers()  # each view's numbers, written to CSV + JSON when the button asks
+kept = KeptNumbers(16)  # each view's numbers, written to CSV + JSON when the button asks
 
 
 def cached_predictions(name: str, model, ids: list[int]) -> inside.Predictions:
@@ -65,27 +72,21 @@ def labeller(tok):
     return functools.cache(lambda token_id: token_labels(tok, [token_id])[0])
 
 
-def _alternatives(decode, ids: torch.Tensor, probs: torch.Tensor) -> str:
-    return ", ".join(f"{decode(int(i))!r} {float(p):.3f}" for i, p in zip(ids, probs))
-
-
-# --- the logit lens -------------------------------------------------------------------------------
-
-
 def layer_rows(n_rows: int) -> list[str]:
     """The y labels of a lens heatmap: the embeddings, then each block's output."""
     return ["embeddings"] + [f"layer {i}" for i in range(1, n_rows)]
 
 
+def layout(fig: go.Figure, title: str, height: int, left: int, bottom: int, **axes: Any) -> None:
+    """Every chart's layout: its title, height, margins and axes."""
+    margin = dict(l=left, r=20, t=50, b=bottom)
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=margin, **axes)
+
+
 def lens_layout(fig: go.Figure, title: str, n_rows: int, xtitle: str, ticktext: list[str]) -> None:
     """The layout both lens heatmaps share: one row per layer, at most 40 labelled columns."""
-    fig.update_layout(
-        title=dict(text=title, font=dict(size=14)),
-        height=min(1400, 140 + 30 * n_rows),
-        margin=dict(l=90, r=20, t=50, b=90),
-        xaxis=dict(title=xtitle, tickangle=-60, **ticks(ticktext)),
-        yaxis=dict(title=None),
-    )
+    xaxis = dict(title=xtitle, tickangle=-60, **ticks(ticktext))
+    layout(fig, title, min(1400, 140 + 30 * n_rows), 90, 90, xaxis=xaxis, yaxis=dict(title=None))
 
 
 def lens_figure(lens: inside.LogitLens, labels: list[str], decode) -> go.Figure:
@@ -142,15 +143,8 @@ def decide_figure(lens: inside.LogitLens, target_text: str, where: str) -> go.Fi
             hovertemplate="%{x}: P = %{y:.4f} (log p = %{customdata:.2f})<extra></extra>",
         )
     )
-    fig.update_layout(
-        title=dict(
-            text=f"When does the model decide? P({target_text!r}) after each layer, {where}",
-            font=dict(size=14),
-        ),
-        height=340,
-        margin=dict(l=60, r=20, t=50, b=60),
-        yaxis=dict(title="probability", range=[0, 1.02]),
-    )
+    title = f"When does the model decide? P({target_text!r}) after each layer, {where}"
+    layout(fig, title, 340, 60, 60, yaxis=dict(title="probability", range=[0, 1.02]))
     return fig
 
 
@@ -171,7 +165,7 @@ def lens(model_name: str, text: str, target: str):
     heat = lens_figure(result, labels, decode)
     decide = decide_figure(result, ttext, f"reading the last token {labels[-1]!r}")
     key = view_key("lens", model_name, text, target)
-    kept.keep(key, "logit-lens", lambda: lens_export(model_name, tok, ids, result, ttext))
+    kept.put(key, ("logit-lens", lambda: lens_export(model_name, tok, ids, result, ttext)))
     return " ".join(notes), heat, decide, key
 
 
@@ -184,10 +178,7 @@ def lens_export(model_name: str, tok, ids: list[int], result, ttext: str):
     layer_names = layer_rows(L1)
     rows = [
         {
-            "row": r,
-            "layer": layer_names[r],
-            "position": t,
-            "input_token": tok.decode([ids[t]]),
+            **dict(row=r, layer=layer_names[r], position=t, input_token=tok.decode([ids[t]])),
             **{
                 f"top{j + 1}_{what}": (
                     raw(top_ids[r][t][j]) if what == "token" else top_probs[r][t][j]
@@ -209,9 +200,6 @@ def lens_export(model_name: str, tok, ids: list[int], result, ttext: str):
     return rows, data
 
 
-# --- surprisal ------------------------------------------------------------------------------------
-
-
 @friendly_errors
 def surprisal(model_name: str, text: str):
     """(text coloured by surprisal as HTML, summary with the perplexity); `surprisal_numbers`
@@ -226,23 +214,15 @@ def surprisal(model_name: str, text: str):
     rows = []
     for t in range(len(ids) - 1):
         s = float(p.surprisal[t])
-        alts = _alternatives(decode, p.top_ids[t], p.top_probs[t])
+        alts = ", ".join(f"{decode(int(i))!r} {float(q):.3f}" for i, q in zip(p.top_ids[t], p.top_probs[t]))
         tip = (
             f"p = {float(p.prob[t]):.4f} · rank {int(p.rank[t])} · surprisal {s:.2f} nats · "
             f"entropy {float(p.entropy[t]):.2f} nats\ntop {TOP_K}: {alts}"
         )
         pieces.append((token_text(tok, ids[t + 1]), mix(WHITE, RED, s / SURPRISAL_MAX), tip))
-        rows.append(
-            {
-                "position": t + 1,
-                "token": tok.decode([ids[t + 1]]),
-                "surprisal_nats": s,
-                "prob": float(p.prob[t]),
-                "rank": int(p.rank[t]),
-                "entropy_nats": float(p.entropy[t]),
-                "top_alternatives": alts,
-            }
-        )
+        row = dict(position=t + 1, token=tok.decode([ids[t + 1]]), surprisal_nats=s)
+        row |= dict(prob=float(p.prob[t]), rank=int(p.rank[t]), entropy_nats=float(p.entropy[t]))
+        rows.append(row | dict(top_alternatives=alts))
     view = coloured_text(
         pieces,
         f"White: expected (0 nats); dark red: surprising ({SURPRISAL_MAX:g}+ nats). "
@@ -258,7 +238,7 @@ def surprisal(model_name: str, text: str):
         f"rank {int(p.rank[worst])}).",
     )
     key = view_key("surprisal", model_name, text)
-    kept.keep(key, "surprisal", lambda: surprisal_export(model_name, tok, ids, p, rows))
+    kept.put(key, ("surprisal", lambda: surprisal_export(model_name, tok, ids, p, rows)))
     return view, " ".join(notes), key
 
 
@@ -270,9 +250,6 @@ def surprisal_export(model_name: str, tok, ids: list[int], p: inside.Predictions
         for v, i in zip(nxt.values, nxt.indices)
     ]
     return rows, data
-
-
-# --- head ablation --------------------------------------------------------------------------------
 
 
 def head_choices(n_layer: int, n_head: int) -> list[tuple[str, str]]:
@@ -293,19 +270,11 @@ def parse_head_values(values: Any) -> list[tuple[int, int]]:
     """["L0H1", ...] (or "L0H1, L2H3") as (layer, head) pairs; a gr.Error names a bad one."""
     if isinstance(values, str):
         values = [v for v in values.replace(" ", "").split(",") if v]
-    pairs = []
-    for v in values or []:
-        s = str(v).upper()
-        try:
-            layer, head = s[1:].split("H")
-            if not s.startswith("L"):
-                raise ValueError
-            pairs.append((int(layer), int(head)))
-        except ValueError:
-            raise gr.Error(
-                f"{v!r} is not a head; write heads as L<layer>H<head>, e.g. L0H3."
-            ) from None
-    return pairs
+    pairs = [re.fullmatch(r"L(-?\d+)H(-?\d+)", str(v).upper()) for v in values or []]
+    for v, pair in zip(values or [], pairs):
+        if pair is None:
+            raise gr.Error(f"{v!r} is not a head; write heads as L<layer>H<head>, e.g. L0H3.")
+    return [(int(pair[1]), int(pair[2])) for pair in pairs]
 
 
 def ablation_figures(result: inside.Ablation, ids, decode, labels: list[str]):
@@ -314,22 +283,11 @@ def ablation_figures(result: inside.Ablation, ids, decode, labels: list[str]):
     names = [f"{decode(i)}" for i in top]
     nxt = go.Figure()
     for probs, name, colour in ((before, "intact", "#9db4d6"), (after, "heads ablated", "#e4572e")):
-        nxt.add_bar(
-            y=names,
-            x=[float(probs[i]) for i in top],
-            orientation="h",
-            name=name,
-            marker_color=colour,
-        )
-    nxt.update_layout(
-        title=dict(text=f"Next token after {labels[-1]!r}: intact vs ablated", font=dict(size=14)),
-        barmode="group",
-        height=420,
-        margin=dict(l=110, r=20, t=50, b=60),
-        xaxis=dict(title="probability"),
-        yaxis=dict(autorange="reversed"),
-        legend=dict(orientation="h", y=-0.15),
-    )
+        x = [float(probs[i]) for i in top]
+        nxt.add_bar(y=names, x=x, orientation="h", name=name, marker_color=colour)
+    axes = dict(xaxis=dict(title="probability"), yaxis=dict(autorange="reversed"))
+    title = f"Next token after {labels[-1]!r}: intact vs ablated"
+    layout(nxt, title, 420, 110, 60, barmode="group", legend=dict(orientation="h", y=-0.15), **axes)
     delta = (result.after.surprisal - result.before.surprisal).tolist()
     loss = go.Figure(
         go.Bar(
@@ -344,19 +302,12 @@ def ablation_figures(result: inside.Ablation, ids, decode, labels: list[str]):
             ),
         )
     )
-    loss.update_layout(
-        title=dict(
-            text=(
-                f"Per-token loss change: mean {result.before.loss:.3f} → {result.after.loss:.3f} "
-                "nats (up: the ablation hurt)"
-            ),
-            font=dict(size=14),
-        ),
-        height=360,
-        margin=dict(l=60, r=20, t=50, b=90),
-        xaxis=dict(title="Predicted token", tickangle=-60, **ticks(labels, start=1)),
-        yaxis=dict(title="Δ loss (nats)"),
+    title = (
+        f"Per-token loss change: mean {result.before.loss:.3f} → {result.after.loss:.3f} nats "
+        "(up: the ablation hurt)"
     )
+    xaxis = dict(title="Predicted token", tickangle=-60, **ticks(labels, start=1))
+    layout(loss, title, 360, 60, 90, xaxis=xaxis, yaxis=dict(title="Δ loss (nats)"))
     return nxt, loss
 
 
@@ -396,42 +347,31 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
         f"nats; {change}.",
     )
     key = view_key("ablate", model_name, text, heads, mode)
-    kept.keep(key, "ablation", lambda: ablate_export(model_name, tok, ids, result, mode))
+    kept.put(key, ("ablation", lambda: ablate_export(model_name, tok, ids, result, mode)))
     return " ".join(notes), nxt, loss, key
 
 
 def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation, mode: str):
+    b, a = result.before.surprisal.tolist(), result.after.surprisal.tolist()
     rows = [
-        {
-            "position": t + 1,
-            "token": tok.decode([ids[t + 1]]),
-            "loss_before": float(result.before.surprisal[t]),
-            "loss_after": float(result.after.surprisal[t]),
-        }
+        {"position": t + 1, "token": tok.decode([ids[t + 1]]), "loss_before": b[t], "loss_after": a[t]}
         for t in range(len(ids) - 1)
     ]
-    top = torch.topk(torch.maximum(result.next_before, result.next_after), 20).indices.tolist()
+    nb, na = result.next_before, result.next_after
+    top = torch.topk(torch.maximum(nb, na), 20).indices.tolist()
     data = {
         "model": model_name,
         "ids": ids,
         "heads": {str(k): v for k, v in result.heads.items()},
         "mode": mode,
-        "loss_before": result.before.surprisal.tolist(),
-        "loss_after": result.after.surprisal.tolist(),
+        "loss_before": b,
+        "loss_after": a,
         "next_token": [
-            {
-                "id": i,
-                "token": tok.decode([i]),
-                "before": float(result.next_before[i]),
-                "after": float(result.next_after[i]),
-            }
+            {"id": i, "token": tok.decode([i]), "before": float(nb[i]), "after": float(na[i])}
             for i in top
         ],
     }
     return rows, data
-
-
-# --- attribution ----------------------------------------------------------------------------------
 
 
 @friendly_errors
@@ -440,11 +380,8 @@ def attribution(model_name: str, text: str, method: str, target: str):
     predicted one) or a language model's next token (blank = its top guess)."""
     view, note, rows, data = attribution_result(model_name, text, method, target, ATTRIBUTION_TASKS)
     key = view_key("attribution", model_name, text, method, target)
-    kept.keep(key, "attribution", lambda: (rows, data))
+    kept.put(key, ("attribution", lambda: (rows, data)))
     return view, note, key
-
-
-# --- compare --------------------------------------------------------------------------------------
 
 
 @friendly_errors
@@ -504,9 +441,7 @@ def compare(model_a: str, model_b: str, text: str):
                 x=list(range(len(ids) - 1)),
                 y=layer_rows(L1),
                 colorscale="RdBu",
-                zmid=0,
-                zmin=-bound,
-                zmax=bound,
+                zmid=0, zmin=-bound, zmax=bound,  # fmt: skip
                 customdata=[labels[1:]] * L1,
                 colorbar=dict(title="B − A", thickness=12),
                 hovertemplate=(
@@ -517,20 +452,14 @@ def compare(model_a: str, model_b: str, text: str):
         title = "Logit lens, B − A: log p(actual next token) after each layer (blue: B more sure)"
         lens_layout(fig, title, L1, "Predicted token", labels[1:])
     key = view_key("compare", model_a, model_b, text)
-    kept.keep(key, "compare", lambda: compare_export(model_a, model_b, ids, texts, c))
+    kept.put(key, ("compare", lambda: compare_export(model_a, model_b, ids, texts, c)))
     return " ".join(notes), view, fig, key
 
 
 def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str], c):
+    a, b, diff, kl = (x.tolist() for x in (c.logprobs_a, c.logprobs_b, c.diff, c.kl))
     rows = [
-        {
-            "position": t + 1,
-            "token": texts[t + 1],
-            "logprob_a": float(c.logprobs_a[t]),
-            "logprob_b": float(c.logprobs_b[t]),
-            "b_minus_a": float(c.diff[t]),
-            "kl_a_b": float(c.kl[t]),
-        }
+        dict(position=t + 1, token=texts[t + 1], logprob_a=a[t], logprob_b=b[t], b_minus_a=diff[t], kl_a_b=kl[t])
         for t in range(len(ids) - 1)
     ]
     data = {"model_a": model_a, "model_b": model_b, "ids": ids, **inside.describe(c)}
@@ -538,13 +467,7 @@ def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str],
 
 
 # Each view by the name that starts its key: what `shown_numbers` draws again when needed.
-VIEWS = {
-    "lens": lens,
-    "surprisal": surprisal,
-    "ablate": ablate,
-    "attribution": attribution,
-    "compare": compare,
-}
+VIEWS = dict(lens=lens, surprisal=surprisal, ablate=ablate, attribution=attribution, compare=compare)
 
 
 def view_key(view: str, *inputs: Any) -> tuple:
@@ -579,28 +502,19 @@ def caps_markdown() -> str:
     """The token caps of each view for the GPT-2 sizes, as a Markdown table."""
     from gpt.config import PRESETS
 
-    views = [
-        ("lens", "Logit lens"),
-        ("surprisal", "Surprisal"),
-        ("ablate", "Ablation"),
-        ("gradient", "Gradient × input"),
-        ("compare", "Compare (per model)"),
-    ]
-    head = "| Model | " + " | ".join(v for _, v in views) + " | Occlusion (tokens dropped) |"
+    views = {"lens": "Logit lens", "surprisal": "Surprisal", "ablate": "Ablation"}
+    views |= {"gradient": "Gradient × input", "compare": "Compare (per model)"}
+    head = "| Model | " + " | ".join(views.values()) + " | Occlusion (tokens dropped) |"
     lines = [head, "|---" * (len(views) + 2) + "|"]
     for size in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
-        cfg = PRESETS[size]
-        cells = [str(token_cap(cfg, v)) for v, _ in views]
-        occl = token_cap(cfg, "occlusion", token_cap(cfg, "gradient"))
-        lines.append(f"| {size} | " + " | ".join(cells) + f" | {occl} |")
+        cells = [token_cap(PRESETS[size], v) for v in views]
+        cells.append(token_cap(PRESETS[size], "occlusion", cells[3]))  # drops of a gradient's cap
+        lines.append(f"| {size} | " + " | ".join(map(str, cells)) + " |")
     return (
         f"Each view reads at most {MAX_TOKENS} tokens (and never more than the model's context). "
         "On big models it reads fewer, so that a request stays near 10 s on a 2-core CPU; the "
         "note under the text says when a cap cut the text. Tokens per view:\n\n" + "\n".join(lines)
     )
-
-
-# --- the tab --------------------------------------------------------------------------------------
 
 
 def on_model_change(model_name: str, heads: Any):
@@ -619,16 +533,15 @@ def on_model_change(model_name: str, heads: Any):
     )
 
 
-def first_render(model_name: str, text: str, target: str):
-    if default_registry().default(TASKS) is None:
-        return model_note(TASKS), None, None, None
-    return lens(model_name, text, target)
+def first_draw(view: str):
+    """`view` drawn on page load; with no model yet, nothing (the lens note says why)."""
 
+    def draw(*inputs: Any):
+        if default_registry().default(TASKS) is not None:
+            return VIEWS[view](*inputs)
+        return (model_note(TASKS), None, None, None) if view == "lens" else ("", "", None)
 
-def first_surprisal(model_name: str, text: str):
-    if default_registry().default(TASKS) is None:
-        return "", "", None
-    return surprisal(model_name, text)
+    return draw
 
 
 def build(demo: gr.Blocks) -> Page:
@@ -646,12 +559,8 @@ def build(demo: gr.Blocks) -> Page:
             gr.Markdown(caps_markdown(), elem_id="ins-caps")
         text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="ins-text")
         with gr.Row():
-            target = gr.Textbox(
-                label="Token to follow through the layers (blank: the model's own guess)",
-                elem_id="ins-target",
-                max_lines=1,
-                scale=3,
-            )
+            label = "Token to follow through the layers (blank: the model's own guess)"
+            target = gr.Textbox(label=label, elem_id="ins-target", max_lines=1, scale=3)
             run_btn = gr.Button("Look inside", variant="primary", elem_id="ins-run", scale=1)
         note = gr.Markdown(elem_id="ins-note")
 
@@ -673,18 +582,12 @@ def build(demo: gr.Blocks) -> Page:
             )
             n_layer, n_head = model_shape(model.value)
             style = gr.HTML(grid_style(n_head), elem_id="ins-heads-style")
-            heads = gr.CheckboxGroup(
-                head_choices(n_layer, n_head),
-                label="Heads (layer.head)",
-                elem_id="ins-heads",
-            )
+            choices = head_choices(n_layer, n_head)
+            heads = gr.CheckboxGroup(choices, label="Heads (layer.head)", elem_id="ins-heads")
             # What /ablate reads: the ticked heads as text, so the API takes any model's heads
             # (a checkbox group only accepts the choices it was built with).
-            heads_text = gr.Textbox(
-                label="Heads to ablate (L<layer>H<head>, comma-separated; the grid fills this)",
-                elem_id="ins-heads-text",
-                max_lines=1,
-            )
+            label = "Heads to ablate (L<layer>H<head>, comma-separated; the grid fills this)"
+            heads_text = gr.Textbox(label=label, elem_id="ins-heads-text", max_lines=1)
             with gr.Row():
                 mode = gr.Radio(MODES, value="zero", label="Ablation", elem_id="ins-mode")
                 ablate_btn = gr.Button("Ablate and re-run", elem_id="ins-ablate-run")
@@ -718,22 +621,16 @@ def build(demo: gr.Blocks) -> Page:
         # What each view shows is remembered per visitor (its inputs when drawn), so an Export
         # button writes the numbers of the chart on the page, whatever the boxes say since.
         shown = {v: gr.State(None) for v in VIEWS}
-        views = {  # each view's inputs and outputs
-            "lens": ([model, text, target], [note, lens_plot, decide_plot]),
-            "surprisal": ([model, text], [surprisal_view, ppl]),
-            "ablate": ([model, text, heads_text, mode], [ablate_note, ablate_next, ablate_loss]),
-            "attribution": ([model, text, method, target], [attr_view, attr_note]),
-            "compare": ([model, model_b, text], [compare_note, compare_view, compare_lens]),
+        views = {  # each view's triggers (a button's click, a text box's submit), inputs, outputs
+            "lens": ([run_btn, text, target], [model, text, target], [note, lens_plot, decide_plot]),
+            "surprisal": ([run_btn, text], [model, text], [surprisal_view, ppl]),
+            "ablate": ([ablate_btn], [model, text, heads_text, mode], [ablate_note, ablate_next, ablate_loss]),
+            "attribution": ([attr_btn], [model, text, method, target], [attr_view, attr_note]),
+            "compare": ([compare_btn], [model, model_b, text], [compare_note, compare_view, compare_lens]),
         }
-        triggers = {
-            "lens": [run_btn.click, text.submit, target.submit],
-            "surprisal": [run_btn.click, text.submit],
-            "ablate": [ablate_btn.click],
-            "attribution": [attr_btn.click],
-            "compare": [compare_btn.click],
-        }
-        for view, (inputs, outputs) in views.items():
-            gr.on(triggers[view], VIEWS[view], inputs, [*outputs, shown[view]], api_name=view, **run)
+        for view, (triggers, inputs, outputs) in views.items():
+            triggers = [t.click if isinstance(t, gr.Button) else t.submit for t in triggers]
+            gr.on(triggers, VIEWS[view], inputs, [*outputs, shown[view]], api_name=view, **run)
             # its numbers, written when asked (thousands of rows for the lens): the page's
             # button exports the view shown; the API takes the view's inputs
             button, files = numbers[view]
@@ -743,14 +640,13 @@ def build(demo: gr.Blocks) -> Page:
         heads.input(
             lambda values: ", ".join(values or []), heads, heads_text, api_visibility="private", queue=False
         )
-        lens_io = (views["lens"][0], [*views["lens"][1], shown["lens"]])
-        surprisal_io = (views["surprisal"][0], [*views["surprisal"][1], shown["surprisal"]])
         fit = ([model, heads], [heads, style, heads_text])
         for start in (  # queued on a change: its warning (heads the new model lacks) needs it
             model.change(on_model_change, *fit, api_visibility="private"),
             demo.load(on_model_change, *fit, api_visibility="private", queue=False),
         ):
-            start.then(first_render, *lens_io, api_visibility="private", **run).then(
-                first_surprisal, *surprisal_io, api_visibility="private", **run
-            )
+            for view in ("lens", "surprisal"):  # drawn at once, one after the other
+                _, inputs, outputs = views[view]
+                io = (inputs, [*outputs, shown[view]])
+                start = start.then(first_draw(view), *io, api_visibility="private", **run)
     return Page([Picker("Inside", TASKS, model)])

@@ -21,22 +21,19 @@ from gpt.bpe import TrainingError
 from gpt.checkpoint import CheckpointError
 from gpt.lab.names import resolve
 from gpt.tokenizer import Tokenizer, TokenizerNotFoundError, gpt2_tokenizer
-from pages.common import (
-    WHITESPACE,
-    WHITESPACE_LEGEND,
-    Page,
+from pages.common.heavy import heavy, light
+from pages.common.inputs import (
     announce,
     cap_text,
     check_text,
     clamp_note,
-    esc,
     friendly_errors,
-    heavy,
-    light,
     named_errors,
     number_input,
     slider_input,
 )
+from pages.common.models import Page
+from pages.common.render import WHITESPACE, WHITESPACE_LEGEND, esc
 
 MAX_CHARS = 20_000
 MAX_WORD_CHARS = 64

@@ -142,7 +142,7 @@ def test_token_bytes(client):
 def test_clamp_rejects_nan_and_clamps_huge():
     import gradio as gr
 
-    from pages.common import clamp
+    from pages.common.inputs import clamp
 
     with pytest.raises(gr.Error, match="not a number"):
         clamp(math.nan, 0, 1, "Top-p")

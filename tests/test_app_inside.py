@@ -166,7 +166,7 @@ def test_numbers_are_written_when_asked_even_after_the_view_was_forgotten(client
     is computed again, and a bad input gets the view's own error."""
     from pages import inside as page
 
-    page.kept._kept.clear()
+    page.kept.clear()
     rows, data = files(client.predict(LM, TEXT, api_name="/surprisal_numbers"))
     model, tok = loaded(LM)
     assert len(rows) == len(tok.encode(TEXT)) - 1 and data["model"] == LM
@@ -185,7 +185,7 @@ def test_the_export_button_writes_the_numbers_of_the_view_shown(client):
     page.lens(LM, "Another text entirely, drawn since.", "")
     _, tok = loaded(LM)
     assert files(page.shown_numbers(key))[1]["ids"] == tok.encode(TEXT)
-    page.kept._kept.clear()
+    page.kept.clear()
     assert files(page.shown_numbers(key))[1]["ids"] == tok.encode(TEXT)  # drawn again
     with pytest.raises(gr.Error, match="run the view first"):
         page.shown_numbers(None)

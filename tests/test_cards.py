@@ -24,7 +24,7 @@ from gpt.lab.registry import (
 )
 
 pytest.importorskip("gradio")
-from pages.common import card_markdown  # noqa: E402
+from pages.common.models import card_markdown  # noqa: E402
 
 TINY = gpt.GPTConfig(vocab_size=300, block_size=64, n_layer=1, n_head=2, n_embd=16)
 

@@ -16,16 +16,16 @@ pytest.importorskip("gradio")
 import gradio as gr  # noqa: E402
 
 from gpt.jobs import JobError, JobManager, NotOwnerError  # noqa: E402
-from pages import chat, common, generation, jobs  # noqa: E402
-from pages.common import (  # noqa: E402
-    WHITESPACE,
+from pages import chat, generation, jobs  # noqa: E402
+from pages.common import inputs, render  # noqa: E402
+from pages.common.inputs import (  # noqa: E402
     cap_text,
     clamp_note,
     job_errors,
     named_errors,
     sampling_args,
-    visible,
 )
+from pages.common.render import WHITESPACE, visible  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_cap_text_counts_python_characters_and_says_what_was_cut():
 
 
 def test_one_sampling_guard_for_generate_and_chat():
-    assert generation.sampling_args is chat.sampling_args is common.sampling_args
+    assert generation.sampling_args is chat.sampling_args is inputs.sampling_args
     args = sampling_args(0.001, 40, 0.9, 1.0, 10, -1)  # below MIN_TEMPERATURE, not greedy
     assert args.temperature == 0.01 and args.seed is None
     assert sampling_args(0, 40, 0.9).temperature == 0  # greedy stays greedy
@@ -244,7 +244,7 @@ def test_named_errors_survive_gradio_rebuilding_the_component():
     """After an event updates a component (a slider's maximum), Gradio keeps a new instance
     for the session, built from the original's arguments: its bad values are still named."""
     with gr.Blocks():
-        step = common.slider_input(1, 256, value=1, step=1, label="Step", elem_id="t-step")
+        step = inputs.slider_input(1, 256, value=1, step=1, label="Step", elem_id="t-step")
         plain = gr.Slider(1, 10, label="Plain", elem_id="t-plain")  # not registered
     # as Gradio does (`blocks.py`: `block.__class__(**kwargs)`)
     rebuilt = step.__class__(**{**step.constructor_args, "maximum": 5, "render": False})
@@ -261,14 +261,14 @@ def test_named_errors_survive_gradio_rebuilding_the_component():
 def test_characters_split_across_tokens_show_their_bytes_not_a_replacement_mark():
     from gpt.lab.names import load_tokenizer
     from gpt.tokenizer import TokenizerError
-    from pages.common import token_labels
+    from pages.common.render import token_labels
 
     try:
         tok = load_tokenizer("gpt2")
     except TokenizerError:
         pytest.skip("GPT-2's vocabulary is not installed")
     ids = tok.encode("日本 café 🙂")
-    shown = [common.token_text(tok, i) for i in ids]
+    shown = [render.token_text(tok, i) for i in ids]
     assert "\ufffd" not in "".join(shown)
     assert shown[:2] == ["‹E6\u202f97›", "‹A5›"]  # 日 is split over two tokens
     assert "é" in "".join(shown) and "🙂" in "".join(shown)  # whole characters stay as they are

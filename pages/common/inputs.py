@@ -1,25 +1,31 @@
-"""Every value that enters a tab is checked once, where it enters, and every clamp or cut is said.
+"""Every value that enters a tab is checked once, where it enters, and every failure is a message.
 
-- `number_input`, `slider_input` and `named_errors` make components whose bad API values get a
-  message naming the input ("Seed must be a number, not 'abc'."): they are instances of a
-  subclass of Gradio's class (`Named`), so the check travels with the component, also when
-  Gradio rebuilds it for a session after an update (it rebuilds `block.__class__`).
-- `clamp_note` / `cap_text` fit a value or a text to a tab's limits and say what they used.
-- `sampling_args` turns the sampling sliders into the `gpt.sampling.SamplingConfig` that
-  `gpt.sampling.stream` takes as it is.
+- `number_input`, `slider_input`, `named_errors`: components whose bad API values get a message
+  naming the input ("Seed must be a number, not 'abc'."). They are instances of a subclass of
+  Gradio's class (`Named`), so the check travels with the component, also when Gradio rebuilds it
+  for a session after an update (it rebuilds `block.__class__`).
+- `clamp_note` / `cap_text` fit a value or a text to a tab's limits and say what they used;
+  `sampling_args` turns the sampling sliders into the `SamplingConfig` that `stream` takes.
+- `friendly_errors` / `job_errors`: failures as messages for the visitor, never a server path.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import logging
 import math
 from abc import ABCMeta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gradio as gr
 
+from gpt.jobs import JobError, NotOwnerError, scrub
 from gpt.sampling import MIN_TEMPERATURE, SamplingConfig
 
+log = logging.getLogger("gpt2lab")
 TEXT_REFUSE_FACTOR = 5  # text over 5 x a tab's limit is refused (a flood), shorter text is cut
 
 
@@ -34,19 +40,14 @@ def label_name(label: Any) -> str:
 
 
 def announce(note: str) -> str:
-    """Show `note` as a warning pop-up (nothing when it is empty) and return it, so the tab can
-    also put it in its own note line. The one way a tab says what it clamped or cut."""
+    """Show `note` as a warning pop-up (nothing when empty) and return it, for the tab's note."""
     if note:
         gr.Warning(note)
     return note
 
 
-# --- named API errors -----------------------------------------------------------------------------
-
-
 def _number(name: str, payload: Any, whole: bool) -> Any:
-    """An API caller's value for a number input, or a gr.Error naming the input ("abc" where a
-    number goes would otherwise fail inside Gradio with a generic message)."""
+    """An API caller's value for a number input, or a gr.Error naming the input."""
     if isinstance(payload, str):
         try:
             payload = float(payload.strip())
@@ -77,9 +78,8 @@ def _named_preprocess(self: Any, payload: Any) -> Any:
 def Named(base: type) -> type:  # noqa: N802 (a class factory)
     """`base` (a Gradio component class) whose `preprocess` names the input in its errors.
 
-    A template class, as Gradio's own `ClearButton` is one of `Button`: the page draws it as
-    `base`. Built without Gradio's component metaclass step, which would write a `.pyi` stub
-    next to this file.
+    A template class, as Gradio's `ClearButton` is one of `Button`: the page draws it as `base`.
+    Built without Gradio's metaclass step, which would write a `.pyi` stub next to this file.
     """
     attrs = {
         "__module__": __name__,
@@ -93,25 +93,19 @@ def Named(base: type) -> type:  # noqa: N802 (a class factory)
 
 
 def named_errors(component: Any) -> Any:
-    """`component`, its API values now checked first ("Seed must be a number, not 'abc'.",
-    "Kind: Value: x is not in the list of choices: ..."). Numbers (gr.Number, gr.Slider) are
-    type-checked; every component's own rejections get its name."""
+    """`component`, its API values checked first: numbers are type-checked, and every
+    component's own rejections get its name ("Kind: Value: x is not in the list of choices")."""
     if not hasattr(type(component), "plain"):
         component.__class__ = Named(type(component))
     return component
 
 
 def number_input(*args: Any, **kwargs: Any) -> gr.Number:
-    """gr.Number(...) whose bad API values are named."""
     return Named(gr.Number)(*args, **kwargs)
 
 
 def slider_input(*args: Any, **kwargs: Any) -> gr.Slider:
-    """gr.Slider(...) whose bad API values are named."""
     return Named(gr.Slider)(*args, **kwargs)
-
-
-# --- clamps and cuts ------------------------------------------------------------------------------
 
 
 def clamp_note(
@@ -140,7 +134,7 @@ def clamp_note(
 
 
 def clamp(value: Any, lo: float, hi: float, name: str, integer: bool = False) -> float | int:
-    """`clamp_note`, its note shown as a warning pop-up (`announce`)."""
+    """`clamp_note`, its note shown as a warning pop-up."""
     x, note = clamp_note(value, lo, hi, name, integer)
     announce(note)
     return x
@@ -149,10 +143,8 @@ def clamp(value: Any, lo: float, hi: float, name: str, integer: bool = False) ->
 def cap_text(
     text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False
 ) -> tuple[str, str]:
-    """The text cut to its first `max_chars` characters, and the sentence saying so ("" when
-    it fits). Characters are Python's (an emoji is one, as in every count the tabs show).
-    Missing, empty (unless `allow_empty`) or flooding text (over TEXT_REFUSE_FACTOR x the
-    limit) raises gr.Error.
+    """The text cut to its first `max_chars` (Python) characters, and the sentence saying so ("" when
+    it fits). Missing, empty (unless `allow_empty`) or flooding text raises gr.Error.
 
     >>> cap_text("abcdef", 4)
     ('abcd', 'Text is 6 characters; the limit is 4, so only the first 4 were used.')
@@ -176,26 +168,18 @@ def cap_text(
 
 
 def check_text(text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False) -> str:
-    """`cap_text`, its note shown as a warning pop-up (`announce`)."""
+    """`cap_text`, its note shown as a warning pop-up."""
     text, note = cap_text(text, max_chars, what, allow_empty)
     announce(note)
     return text
 
 
 def sampling_args(
-    temperature: Any,
-    top_k: Any,
-    top_p: Any,
-    repetition_penalty: Any = 1.0,
-    max_new_tokens: Any = 1,
-    seed: Any = -1,
-    max_new_cap: int = 256,
-    **fixed: Any,
+    temperature, top_k, top_p, repetition_penalty=1.0, max_new_tokens=1, seed=-1, max_new_cap=256, **fixed
 ) -> SamplingConfig:
-    """The sampling sliders as the `SamplingConfig` that `gpt.sampling.stream` takes as it is:
-    each clamped to its slider's range (said), NaN rejected, a temperature between 0 and
-    MIN_TEMPERATURE raised to it (said: 0 means greedy), seed -1 as None (the caller may draw
-    one). `fixed` are the tab's own settings (`stop`, `n_candidates`, ...).
+    """The sampling sliders as a `SamplingConfig`: each clamped to its slider's range (said), a
+    temperature in (0, MIN_TEMPERATURE) raised to it (said), seed -1 as None. `fixed` are the
+    tab's own settings (`stop`, `n_candidates`, ...).
 
     >>> sampling_args(0.8, 40, 0.95, 1.1, 60, 7).top_k
     40
@@ -217,3 +201,59 @@ def sampling_args(
         seed=None if seed < 0 else seed,
         **fixed,
     )
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """`fn` (a function or a generator) with any exception other than gr.Error turned into a
+    gr.Error that says what to do, its traceback logged on the server; a gr.Error (a rejected
+    input) passes on without one. Keeps the signature, so Gradio sees `gr.Progress` parameters."""
+
+    @contextmanager
+    def translated() -> Iterator[None]:
+        try:
+            yield
+        except gr.Error as e:
+            e.print_exception = False  # the visitor's to fix, not the server's
+            raise e from None
+        except Exception as e:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(
+                f"Something went wrong ({type(e).__name__}: {scrub(str(e))}). Try a shorter "
+                "input or another model; if it keeps happening, reload the page.",
+                print_exception=False,
+            ) from e
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any):
+            with translated():
+                yield from fn(*args, **kwargs)
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        with translated():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@contextmanager
+def job_errors(words: Callable[[str], str] = str) -> Iterator[None]:
+    """The jobs manager's errors as messages, each put in the page's `words` first.
+
+    >>> with job_errors(str.capitalize):
+    ...     raise JobError("job j1 not found")
+    Traceback (most recent call last):
+    gradio.exceptions.Error: 'Job j1 not found.'
+    """
+    try:
+        yield
+    except NotOwnerError as e:
+        raise gr.Error(
+            f"{words(str(e))}. Start your own job, or use this one's model once it finishes."
+        ) from None
+    except JobError as e:
+        raise gr.Error(f"{words(str(e))}.") from None

@@ -1,11 +1,5 @@
-"""The model a tab runs: its picker, the note and card under it, and the one model loader.
-
-`model_header(tasks, prefix)` writes a tab's picker + status note + "About this model" card.
-`wait_model` is the one loader: it checks the picked name, loads the model, and while a GPT-2
-download runs yields a progress line every POLL_S seconds; `get_model` runs it to its end for a
-plain event, and the picker's own change handler runs it to download a size as soon as it is
-picked.
-"""
+"""The model a tab runs: `model_header` (picker + note + card) and the one loader, `wait_model`
+(`get_model` runs it to its end; the picker runs it to download a GPT-2 size once picked)."""
 
 from __future__ import annotations
 
@@ -26,18 +20,14 @@ from pages.common.render import esc, md
 
 log = logging.getLogger("gpt2lab")
 
-MODELS_DIR_HELP = (
-    "set `GPT2LAB_MODELS_DIR` to a folder holding `gpt2/` (config.json + model.safetensors)"
-)
 POLL_S = 0.5  # how often a waiting event reports download progress
 QUIET = dict(api_visibility="private", show_progress="hidden", queue=False)
 
 
 @dataclass(frozen=True)
 class Picker:
-    """One model picker of a tab: the tab's name (as the tab bar shows it), the tasks it lists,
-    and its dropdown. The Fine-tune tab's "Open in other tabs" sets a finished job's model in
-    every picker whose tasks fit the job."""
+    """A tab's model picker (its tab's name, tasks, dropdown): the Fine-tune tab's "Open in other
+    tabs" sets a finished job's model in every picker whose tasks fit the job."""
 
     tab: str
     tasks: tuple[str, ...]
@@ -46,7 +36,7 @@ class Picker:
 
 @dataclass
 class Page:
-    """What a tab's `build()` returns to app.py: its model pickers (the Tokenizer tab has none).
+    """What a tab's `build()` returns to app.py: its model pickers.
 
     >>> Page().pickers
     []
@@ -55,16 +45,12 @@ class Page:
     pickers: list[Picker] = field(default_factory=list)
 
 
-# --- what the picker says -------------------------------------------------------------------------
-
-
 def model_choices(tasks: Iterable[str]) -> list[tuple[str, str]]:
-    """(label, name) pairs for a dropdown: the name plus its short description."""
     return [(f"{e.name} — {e.description}", e.name) for e in default_registry().entries(tasks)]
 
 
 def gpt2_help() -> str:
-    """How to get GPT-2 here, for the hub's current state (checking, online, offline)."""
+    """How to get GPT-2 here, for the hub's current state."""
     state = hub.status()
     if state.online or hub.downloads_listed():
         return "GPT-2 sizes not on this machine download from the Hugging Face hub when picked."
@@ -79,12 +65,13 @@ def gpt2_help() -> str:
         how = "go online (opening the list checks again, at most once a minute)"
     return (
         f"GPT-2 is not on this machine and cannot be downloaded now ({esc(state.reason)}). To "
-        f"use it, {how}, or {MODELS_DIR_HELP}."
+        f"use it, {how}, or set `GPT2LAB_MODELS_DIR` to a folder holding `gpt2/` (config.json "
+        "+ model.safetensors)."
     )
 
 
 def model_note(tasks: Iterable[str]) -> str:
-    """A line saying which model is the default here, and how to get GPT-2 when it is missing."""
+    """Which model is the default here, and how to get GPT-2 when it is missing."""
     reg = default_registry()
     tasks = tuple(tasks)
     default = reg.default(tasks)
@@ -114,9 +101,6 @@ def model_shape(name: str | None) -> tuple[int, int]:
     return config.n_layer, config.n_head
 
 
-# --- the one loader -------------------------------------------------------------------------------
-
-
 def _fetching(name: str) -> bool:
     """Whether loading `name` means waiting for a GPT-2 download (to start, or running)."""
     try:
@@ -127,13 +111,9 @@ def _fetching(name: str) -> bool:
 
 
 def wait_model(name: Any, tasks: Iterable[str]) -> Generator[str, None, tuple[Any, Any]]:
-    """(model, tokenizer) of a picked model, returned by this generator; while a GPT-2
-    download runs it yields a progress line every POLL_S seconds ('gpt2: 120 / 548 MB ·
-    35.0 MB/s · 12 s left'). A blank name is the tab's default; a name not listed for `tasks`,
-    a failed download or load is a gr.Error that says what to do (nothing is cached then).
-
-    For streaming events: `model, tok = yield from progress_lines(wait_model(...), wrap)`.
-    """
+    """(model, tokenizer) of a picked model (blank: the tab's default), returned by this
+    generator, which yields a progress line every POLL_S s while a GPT-2 download runs. A name not
+    listed for `tasks`, a failed download or load is a gr.Error that says what to do."""
     tasks = tuple(tasks)
     reg = default_registry()
     name = name or reg.default(tasks)
@@ -175,7 +155,7 @@ def wait_model(name: Any, tasks: Iterable[str]) -> Generator[str, None, tuple[An
 
 
 def progress_lines(steps: Generator[str, None, Any], wrap: Any) -> Generator[Any, None, Any]:
-    """Yield `wrap(line)` for each line of `steps` (`wait_model`); return its result."""
+    """`model, tok = yield from progress_lines(wait_model(...), wrap)` in a streaming event."""
     while True:
         try:
             line = next(steps)
@@ -185,8 +165,7 @@ def progress_lines(steps: Generator[str, None, Any], wrap: Any) -> Generator[Any
 
 
 def get_model(name: Any, tasks: Iterable[str], progress: Any = None) -> tuple[Any, Any]:
-    """`wait_model` run to its end, for a plain event: (model, tokenizer), or a gr.Error. Its
-    progress lines go to `progress` (a `gr.Progress`), when given."""
+    """`wait_model` run to its end, its lines to `progress` (a `gr.Progress`) when given."""
     steps = wait_model(name, tasks)
     while True:
         try:
@@ -197,11 +176,8 @@ def get_model(name: Any, tasks: Iterable[str], progress: Any = None) -> tuple[An
             progress(None, desc=f"Downloading {line}")
 
 
-# --- the picker + its note + its card -------------------------------------------------------------
-
-
 def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr.Dropdown:
-    """A dropdown of the registry's models fitting `tasks`; its list refreshes when opened."""
+    """A dropdown of the models fitting `tasks`; its list refreshes when opened."""
     tasks = tuple(tasks)
     picker = gr.Dropdown(
         choices=model_choices(tasks),
@@ -224,54 +200,8 @@ def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr
     return picker
 
 
-def model_status(picker: gr.Dropdown, tasks: Iterable[str], elem_id: str) -> gr.Markdown:
-    """The note under a picker (`model_note`, fresh on each page load and opening of the list).
-
-    Picking a GPT-2 size that is not cached downloads it at once, the note showing MB done,
-    MB/s and time left; the tab's own action waits for the same download. When it fails the
-    note says why and the picker goes back to the model it showed before.
-    """
-    tasks = tuple(tasks)
-    note = gr.Markdown(model_note(tasks), elem_id=elem_id, elem_classes="note")
-    previous = gr.State(picker.value)
-    if Context.root_block is not None:  # fresh on each page load (the hub may have answered)
-        Context.root_block.load(lambda: model_note(tasks), None, note, **QUIET)
-
-    def prepare(name: str | None, before: str | None):
-        if name and name == before:  # the picker was just put back: keep the failure note
-            yield gr.skip(), gr.skip(), gr.skip()
-            return
-        if not name or not _fetching(name):
-            yield gr.skip(), model_note(tasks), name
-            return
-        try:
-            for line in wait_model(name, tasks):
-                yield gr.skip(), f"Downloading {line}", gr.skip()
-        except gr.Error as e:
-            reason = str(e.__cause__ or e.message)
-            gr.Warning(reason)
-            back = before if before and before != name else default_registry().default(tasks)
-            back = None if back == name else back
-            kept = f" The tab keeps **{esc(back)}**." if back else ""
-            yield back, f"**Download failed.** {esc(reason)}{kept}", back
-            return
-        ready = gr.Dropdown(choices=model_choices(tasks))  # its label loses "download"
-        yield ready, f"**{esc(name)}** is downloaded and ready.", name
-
-    picker.change(
-        prepare,
-        [picker, previous],
-        [picker, note, previous],
-        api_visibility="private",
-        show_progress="hidden",
-        concurrency_limit=None,
-    )
-    picker.focus(lambda: model_note(tasks), None, note, **QUIET)
-    return note
-
-
 def card_of(name: Any) -> ModelCard | None:
-    """The card of a picked model, or None when there is no such model (never raises)."""
+    """The card of a picked model, or None (never raises)."""
     if not name or not isinstance(name, str):
         return None
     try:
@@ -284,10 +214,7 @@ def card_of(name: Any) -> ModelCard | None:
 
 
 def card_markdown(card: ModelCard | None, name: Any = None) -> str:
-    """A model card as Markdown: one line on what it is, the facts, held-out results, limits.
-
-    The one renderer of cards: every tab's "About this model" uses it.
-    """
+    """A model card as Markdown (the one renderer of cards): what it is, facts, results, limits."""
     if card is None:
         if not name:
             return "No model is picked."
@@ -322,29 +249,65 @@ def card_markdown(card: ModelCard | None, name: Any = None) -> str:
     return "\n".join(lines)
 
 
-def model_card_text(name: Any) -> str:
-    """The Markdown card of a picked model name."""
-    return card_markdown(card_of(name), name)
-
-
 def model_card_box(
     picker: gr.Dropdown, elem_id: str, label: str = "About this model"
 ) -> gr.Markdown:
-    """An "About this model" accordion showing the card of `picker`'s model, kept in step with it.
+    """An "About this model" accordion (put it under the picker) showing the picked model's card."""
 
-    Call it right under the picker; returns the Markdown inside.
-    """
+    def text(name: Any) -> str:
+        return card_markdown(card_of(name), name)
+
     with gr.Accordion(label, open=False, elem_id=f"{elem_id}-box"):
-        card = gr.Markdown(model_card_text(picker.value), elem_id=elem_id)
-    picker.change(model_card_text, picker, card, api_visibility="private", queue=False)
+        card = gr.Markdown(text(picker.value), elem_id=elem_id)
+    picker.change(text, picker, card, api_visibility="private", queue=False)
     return card
 
 
 def model_header(tasks: Iterable[str], prefix: str) -> gr.Dropdown:
-    """A tab's model picker (`<prefix>-model`), the note beside it (`<prefix>-model-note`) and
-    its "About this model" card under it (`<prefix>-card`); returns the picker."""
+    """A tab's model picker (`<prefix>-model`), the note beside it (`<prefix>-model-note`) and its
+    "About this model" card (`<prefix>-card`); returns the picker.
+
+    The note is fresh on each page load and opening of the list. Picking a GPT-2 size that is not
+    cached downloads it at once, the note showing its progress; the tab's own action waits for the
+    same download. When it fails the note says why and the picker goes back to its last model.
+    """
+    tasks = tuple(tasks)
     with gr.Row():
         picker = model_picker(tasks, f"{prefix}-model")
-        model_status(picker, tasks, f"{prefix}-model-note")
+        note = gr.Markdown(model_note(tasks), elem_id=f"{prefix}-model-note", elem_classes="note")
+    previous = gr.State(picker.value)
+    if Context.root_block is not None:  # fresh on each page load (the hub may have answered)
+        Context.root_block.load(lambda: model_note(tasks), None, note, **QUIET)
+
+    def prepare(name: str | None, before: str | None):
+        if name and name == before:  # the picker was just put back: keep the failure note
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        if not name or not _fetching(name):
+            yield gr.skip(), model_note(tasks), name
+            return
+        try:
+            for line in wait_model(name, tasks):
+                yield gr.skip(), f"Downloading {line}", gr.skip()
+        except gr.Error as e:
+            reason = str(e.__cause__ or e.message)
+            gr.Warning(reason)
+            back = before if before and before != name else default_registry().default(tasks)
+            back = None if back == name else back
+            kept = f" The tab keeps **{esc(back)}**." if back else ""
+            yield back, f"**Download failed.** {esc(reason)}{kept}", back
+            return
+        ready = gr.Dropdown(choices=model_choices(tasks))  # its label loses "download"
+        yield ready, f"**{esc(name)}** is downloaded and ready.", name
+
+    picker.change(
+        prepare,
+        [picker, previous],
+        [picker, note, previous],
+        api_visibility="private",
+        show_progress="hidden",
+        concurrency_limit=None,
+    )
+    picker.focus(lambda: model_note(tasks), None, note, **QUIET)
     model_card_box(picker, f"{prefix}-card")
     return picker

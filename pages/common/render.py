@@ -1,5 +1,4 @@
-"""How the tabs draw things: page CSS, escaping, token texts with their whitespace made visible,
-coloured token spans, axis ticks and durations."""
+"""How the tabs draw things: CSS, escaping, token texts, coloured spans, axis ticks, durations."""
 
 from __future__ import annotations
 
@@ -35,9 +34,6 @@ def md(text: str) -> str:
     """Text from files (card.json of any folder) shown in Markdown: no HTML tags survive."""
     return html.escape(text, quote=False)
 
-
-# --- token texts ----------------------------------------------------------------------------------
-
 WHITESPACE = {" ": "·", "\n": "↵", "\t": "⇥", "\r": "␍"}  # a tab is not "→", which text has
 WHITESPACE_LEGEND = "`·` is a space, `↵` a newline, `⇥` a tab"
 _MARKS = str.maketrans(WHITESPACE)
@@ -55,9 +51,8 @@ def visible(text: str) -> str:
 
 
 def token_text(tok: Any, token_id: int) -> str:
-    """One token's text for display: its characters, and where it holds only part of a
-    character (GPT-2 splits many a CJK character or emoji across tokens), those bytes in hex
-    instead of "\ufffd", which would look the same for every such token.
+    """One token's text; where it holds only part of a character (GPT-2 splits many a CJK
+    character or emoji), those bytes in hex instead of "\ufffd", the same for every such token.
 
     >>> from gpt.tokenizer import Tokenizer
     >>> tok = Tokenizer.train("ab", 257)
@@ -78,17 +73,13 @@ def token_text(tok: Any, token_id: int) -> str:
 
 
 def token_labels(tok: Any, ids: list[int]) -> list[str]:
-    """Each token's text as a chart label: split characters as their bytes, whitespace marked."""
     return [visible(token_text(tok, i)) for i in ids]
-
-
-# --- coloured text, charts ------------------------------------------------------------------------
 
 WHITE, RED, BLUE, GREEN = (255, 255, 255), (200, 30, 30), (40, 90, 200), (30, 150, 60)
 
 
 def mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
-    """The colour `t` of the way from `a` to `b` (t clipped to [0, 1]), as #rrggbb.
+    """The colour `t` of the way from `a` to `b` (clipped to [0, 1]), as #rrggbb.
 
     >>> mix(WHITE, RED, 1.0), mix(WHITE, RED, 7)
     ('#c81e1e', '#c81e1e')

@@ -1,13 +1,26 @@
-"""What the analysis tabs share: the last few results of a model run (`Recent`), how many
-tokens a view of `gpt.inside` reads (its cap), the token to follow, and the attribution view
-(which input tokens pushed a prediction) of the Inside and Spam tabs."""
+"""What the analysis tabs share: the last few results (`Recent`), how many tokens a view of
+`gpt.inside` reads (its cap), the token to follow, the attribution view (Inside and Spam tabs),
+and a view's numbers as CSV + JSON files for a `gr.File` download.
+
+Charts are saved as images from their own toolbar (Plotly's camera button). Export files live in
+a temporary folder for an hour. Views with many numbers (the Inside tab's) keep how to build them
+(`KeptNumbers`) and write the files only when asked.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import json
 import math
+import shutil
+import tempfile
 import threading
+import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -27,6 +40,8 @@ HOW = {
     "occlusion": "drop each token and see how it changes",
     "gradient": "gradient × input on the token embeddings, of the logit",
 }
+EXPORT_DIR = Path(tempfile.gettempdir()) / "gpt2lab-export"
+KEEP_SECONDS = 3600
 
 
 class Recent:
@@ -62,11 +77,9 @@ class Recent:
 
 
 def token_cap(cfg, view: str, n_tokens: int | None = None) -> int:
-    """How many tokens `view` reads for a model of config `cfg` (context and FLOP budget).
-
-    Per token, a forward pass costs about 2 × parameters; the lens adds a vocabulary projection
-    per layer; a gradient triples a forward. Occlusion runs one forward per dropped token, so its
-    cap is the number of tokens dropped, given `n_tokens` read.
+    """How many tokens `view` reads for a model of config `cfg` (context and FLOP budget): a
+    forward costs about 2 × parameters per token, the lens adds a vocabulary projection per layer,
+    a gradient triples a forward; occlusion's cap is how many of `n_tokens` it drops.
 
     >>> from gpt.config import PRESETS
     >>> token_cap(PRESETS["gpt2"], "lens"), token_cap(PRESETS["gpt2-xl"], "lens")
@@ -124,24 +137,6 @@ def pick_target(tok, target: Any) -> tuple[int | str, str | None, str]:
     return ids[0], tok.decode([ids[0]]), note
 
 
-def attribution_html(scores: list[float], texts: list[str], what: str, method: str) -> str:
-    finite = [abs(s) for s in scores if not math.isnan(s)]
-    scale = max(finite, default=0.0) or 1.0
-    unit = "ΔP" if method == "occlusion" else "grad × input"
-    pieces = [
-        (text, "#e8e8e8", "not measured (cap)")
-        if math.isnan(s)
-        else (text, mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale), f"{unit} {s:+.3g}")
-        for text, s in zip(texts, scores)
-    ]
-    return coloured_text(
-        pieces,
-        f"Red: pushed {what} up; blue: pushed it down (strongest: {unit} {scale:.3g}). "
-        "Hover a token for its score.",
-        "attribution-view",
-    )
-
-
 def attribution_result(model_name: str, text: str, method: str, target: Any, tasks):
     """(HTML, note, CSV rows, JSON data): which input tokens pushed a class (classifier; target:
     a label, blank = the predicted one) or the next token (blank = the model's top guess)."""
@@ -193,5 +188,77 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
         "prob": result.prob,
         "scores": scores,
     }
-    shown = [token_text(tok, i) for i in ids]  # split characters as their bytes
-    return attribution_html(scores, shown, what, method), " ".join(notes), rows, data
+    finite = [abs(s) for s in scores if not math.isnan(s)]
+    scale = max(finite, default=0.0) or 1.0
+    unit = "ΔP" if method == "occlusion" else "grad × input"
+    pieces = [
+        (token_text(tok, i), "#e8e8e8", "not measured (cap)")  # split characters as their bytes
+        if math.isnan(s)
+        else (token_text(tok, i), mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale), f"{unit} {s:+.3g}")
+        for i, s in zip(ids, scores)
+    ]
+    legend = (
+        f"Red: pushed {what} up; blue: pushed it down (strongest: {unit} {scale:.3g}). "
+        "Hover a token for its score."
+    )
+    return coloured_text(pieces, legend, "attribution-view"), " ".join(notes), rows, data
+
+
+def export_files(stem: str, rows: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
+    """Write `<stem>.csv` (one line per row) and `<stem>.json` (`data`, everything); their paths.
+
+    >>> paths = export_files("demo", [{"token": "a", "p": 0.5}], {"p": [0.5]})
+    >>> [Path(p).name for p in paths], Path(paths[0]).read_text().splitlines()
+    (['demo.csv', 'demo.json'], ['token,p', 'a,0.5'])
+    """
+    for old in EXPORT_DIR.glob("*"):  # an hour old: gone
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < time.time() - KEEP_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
+    folder = EXPORT_DIR / uuid.uuid4().hex[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = folder / f"{stem}.csv", folder / f"{stem}.json"
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    plain = json.loads(json.dumps(data), parse_constant=lambda _: None)  # JSON has no NaN
+    json_path.write_text(json.dumps(plain, ensure_ascii=False), encoding="utf-8")
+    return [str(csv_path), str(json_path)]
+
+
+def numbers_box(label: str, elem_id: str) -> gr.File:
+    return gr.File(label=f"{label} (CSV, JSON)", file_count="multiple", elem_id=elem_id)
+
+
+class KeptNumbers(Recent):
+    """The numbers behind the last few views drawn: a view puts (file stem, build) under the
+    inputs it was drawn from; `files` writes `build()`'s rows and data, redrawing the view first
+    when they are no longer kept.
+
+    >>> kept = KeptNumbers(16)
+    >>> _ = kept.put(("lens", "gpt2"), ("demo", lambda: ([{"p": 0.5}], {"p": [0.5]})))
+    >>> [Path(p).name for p in kept.files(("lens", "gpt2"), redraw=lambda: None)]
+    ['demo.csv', 'demo.json']
+    """
+
+    def files(self, key: Hashable, redraw: Callable[[], Any]) -> list[str]:
+        if self.get(key) is None:
+            redraw()  # the view keeps its numbers again (or raises the error it shows)
+        hit = self.get(key)
+        if hit is None:
+            raise gr.Error("Nothing to export: draw the view first.")
+        stem, build = hit
+        return export_files(stem, *build())
+
+
+def numbers_button(label: str, elem_id: str) -> tuple[gr.Button, gr.File]:
+    """A button that writes a view's numbers on demand, and the download box it fills."""
+    with gr.Row(equal_height=False):
+        what = label[:1].lower() + label[1:]
+        button = gr.Button(
+            f"Export {what}", elem_id=f"{elem_id}-btn", size="sm", scale=0, min_width=220
+        )
+        files = numbers_box(label, elem_id)
+    return button, files
