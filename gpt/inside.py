@@ -1,5 +1,5 @@
-"""Look inside a model: the logit lens, per-token surprisal, head ablation, input attribution, and
-two models compared on the same text.
+"""Look inside a model: the logit lens, per-token surprisal, head ablation, input attribution,
+activation patching, and two models compared on the same text.
 
 Everything here takes a model (a `GPT`, or a `GPTClassifier` where a class is asked about) and
 token ids (a list, a `(T,)` or a `(1, T)` tensor), and returns tensors in small dataclasses; the
@@ -653,6 +653,76 @@ def attribute(
     if method == "occlusion":
         return occlusion(model, ids, target)
     raise ValueError(f"method must be one of {', '.join(ATTRIBUTION_METHODS)}, got {method!r}")
+
+
+# --- activation patching -------------------------------------------------------------------------
+
+PATCH_BATCH_TOKENS = 4096  # tokens per batched forward of the patched variants
+
+
+def patch(
+    model: nn.Module,
+    clean_ids: Sequence[int] | torch.Tensor,
+    corrupt_ids: Sequence[int] | torch.Tensor,
+    target_id: int,
+) -> torch.Tensor:
+    """Activation patching: where in the model does the clean prompt's answer live?
+
+    Run the corrupted prompt, but replace its residual stream at one (layer l, position t) with
+    the clean run's; cell `(l, t)` is the resulting probability of `target_id` after the last
+    position (a class of a classifier). Row 0 is the embeddings (the input of block 0), row l the
+    output of block l − 1. Returns `(n_layer + 1, T)`.
+
+    The prompts must have the same number of tokens. The variants of a row run as one batch (a
+    few, for long prompts): each starts from the corrupted stream with one position replaced and
+    runs the remaining blocks. The last row needs no block: `ln_f` and the head act on each
+    position alone, so its cells are the corrupted run's probability, and the clean run's at the
+    last position (both from the model's own forward, exactly).
+
+    >>> from gpt.config import PRESETS
+    >>> torch.manual_seed(0) and None
+    >>> model = GPT(PRESETS["tiny"]).eval()
+    >>> grid = patch(model, [1, 2, 3], [1, 5, 3], target_id=7)
+    >>> grid.shape  # (n_layer + 1, T)
+    torch.Size([3, 3])
+    >>> bool(torch.equal(patch(model, [1, 2, 3], [1, 2, 3], 7)[-1], grid[-1, -1].expand(3)))
+    True
+    """
+    gpt = body(model)
+    clean = as_ids(model, clean_ids)
+    corrupt = as_ids(model, corrupt_ids)
+    n_clean, n_corrupt = clean.shape[1], corrupt.shape[1]
+    if n_clean != n_corrupt:
+        raise ValueError(
+            f"the clean and corrupted prompts must have the same number of tokens, got "
+            f"{n_clean} and {n_corrupt}: patching swaps one position for the same position"
+        )
+    T = n_clean
+    n_out = model.head.out_features if is_classifier(model) else gpt.config.vocab_size
+    if not isinstance(target_id, int) or isinstance(target_id, bool) or not 0 <= target_id < n_out:
+        what = "class" if is_classifier(model) else "token"
+        raise ValueError(f"target {what} {target_id!r} is out of range [0, {n_out})")
+    L = gpt.config.n_layer
+    grid = torch.empty(L + 1, T)
+    with torch.inference_mode():
+        p_clean = torch.softmax(_outputs(model, clean)[0].float(), -1)[target_id]
+        p_corrupt = torch.softmax(_outputs(model, corrupt)[0].float(), -1)[target_id]
+        grid[L] = p_corrupt
+        grid[L, -1] = p_clean
+        good = residual_stream(gpt, clean)  # (L+1, T, C)
+        bad = residual_stream(gpt, corrupt)
+        per_batch = max(1, PATCH_BATCH_TOKENS // T)
+        for layer in range(L):
+            for start in range(0, T, per_batch):
+                ts = torch.arange(start, min(T, start + per_batch), device=good.device)  # (N,)
+                x = bad[layer].expand(len(ts), T, -1).clone()  # (N, T, C)
+                x[torch.arange(len(ts)), ts] = good[layer, ts]  # variant i patches position ts[i]
+                for block in gpt.h[layer:]:
+                    x, _ = block(x)
+                h = gpt.ln_f(x[:, -1])  # (N, C): only the last position is asked about
+                out = model.head(h) if is_classifier(model) else gpt.lm_head(h)  # (N, n_out)
+                grid[layer, ts.cpu()] = torch.softmax(out.float(), -1)[:, target_id].cpu()
+    return grid
 
 
 # --- two models on one text -----------------------------------------------------------------------

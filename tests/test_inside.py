@@ -306,3 +306,71 @@ def test_gpt2_124m_lens_surprisal_and_ablation_match_hf(hf_gpt2):
     with inside.ablate_heads(ours, [(5, 3), (5, 7)]):
         got = torch.log_softmax(ours(ids[None])[0], dim=-1)
     torch.testing.assert_close(got, silenced, atol=1e-4, rtol=1e-4)
+
+
+# --- activation patching -------------------------------------------------------------------------
+
+
+def next_prob(model, ids: torch.Tensor, target: int) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.softmax(model(ids[None], last_only=True)[0, -1].float(), -1)[target]
+
+
+def test_patch_last_layer_last_position_is_the_clean_run_exactly(pair):
+    ours, _, clean = pair
+    corrupt = clean.clone()
+    corrupt[[3, 10]] = torch.tensor([17, 99])
+    target = 42
+    grid = inside.patch(ours, clean, corrupt, target)
+    L, T = ours.config.n_layer, len(clean)
+    assert grid.shape == (L + 1, T)
+    p_clean, p_corrupt = next_prob(ours, clean, target), next_prob(ours, corrupt, target)
+    assert torch.equal(grid[L, T - 1], p_clean)
+    assert torch.equal(grid[L, : T - 1], p_corrupt.expand(T - 1))
+    # patching a position where the prompts agree, before any block, changes nothing
+    torch.testing.assert_close(grid[0, 0], p_corrupt, atol=1e-6, rtol=0)
+
+
+def test_patch_with_identical_prompts_is_the_clean_value_everywhere(pair):
+    ours, _, ids = pair
+    grid = inside.patch(ours, ids, ids, 7)
+    p = next_prob(ours, ids, 7)
+    torch.testing.assert_close(grid, p.expand_as(grid), atol=1e-6, rtol=1e-5)
+
+
+def test_patch_cells_equal_one_forward_per_variant(pair):
+    """The batched variants against a brute-force loop: one patched forward each."""
+    ours, _, clean = pair
+    corrupt = torch.flip(clean, [0])
+    target = 5
+    grid = inside.patch(ours, clean, corrupt, target)
+    with torch.inference_mode():
+        for layer in range(ours.config.n_layer + 1):
+            good, bad = ours.residual(clean[None], layer), ours.residual(corrupt[None], layer)
+            for t in (0, 4, len(clean) - 1):
+                x = bad.clone()
+                x[0, t] = good[0, t]
+                h = ours.hidden_from(x, layer)[0, -1]
+                p = torch.softmax(ours.lm_head(h).float(), -1)[target]
+                torch.testing.assert_close(grid[layer, t], p, atol=1e-6, rtol=1e-5)
+
+
+def test_patch_on_a_classifier_and_in_long_prompts(pair, monkeypatch):
+    ours, _, ids = pair
+    clf = GPTClassifier(copy.deepcopy(ours), num_classes=2).eval()
+    corrupt = ids.clone()
+    corrupt[2] = 1
+    grid = inside.patch(clf, ids, corrupt, 1)
+    with torch.inference_mode():
+        p = torch.softmax(clf(ids[None])[0], -1)[1]
+    assert grid.shape == (3, len(ids)) and torch.equal(grid[-1, -1], p)
+    monkeypatch.setattr(inside, "PATCH_BATCH_TOKENS", 48)  # variants in batches of 2
+    torch.testing.assert_close(inside.patch(clf, ids, corrupt, 1), grid, atol=1e-6, rtol=1e-5)
+
+
+def test_patch_names_its_problems(pair):
+    ours, _, ids = pair
+    with pytest.raises(ValueError, match="same number of tokens, got 24 and 23"):
+        inside.patch(ours, ids, ids[:-1], 3)
+    with pytest.raises(ValueError, match=r"target token 1000 is out of range \[0, 1000\)"):
+        inside.patch(ours, ids, ids, 1000)

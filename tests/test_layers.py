@@ -17,7 +17,7 @@ def test_import_gpt_loads_the_core_only():
     ours = {m for m in loaded if m == "gpt" or m.startswith("gpt.")}
     assert ours == {
         "gpt", "gpt.bpe", "gpt.checkpoint", "gpt.classifier", "gpt.config", "gpt.gpt2_vocab",
-        "gpt.inside", "gpt.model", "gpt.sampling", "gpt.tokenizer",
+        "gpt.inside", "gpt.model", "gpt.sampling", "gpt.tokenizer", "gpt.walk",
     }
     for banned in ("huggingface_hub", "gradio", "plotly", "sqlite3", "gpt.jobs", "gpt.lab"):
         assert not any(m == banned or m.startswith(banned + ".") for m in loaded), banned
