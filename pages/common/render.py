@@ -1,10 +1,12 @@
-"""How the tabs draw things: CSS, escaping, token texts, coloured spans, axis ticks, durations."""
+"""How the tabs draw things: CSS, escaping, token texts, coloured spans, axis ticks, durations
+(`duration`, the one formatter, from `gpt.train.estimate`)."""
 
 from __future__ import annotations
 
 import html
-import math
 from typing import Any
+
+from gpt.train.estimate import duration  # noqa: F401 (the tabs' durations: one formatter)
 
 CSS = """
 .tok-view { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 14px;
@@ -106,19 +108,3 @@ def ticks(labels: list[str], start: int = 0, most: int = 40) -> dict:
     step = max(1, len(labels) // most)
     vals = list(range(start, len(labels), step))
     return dict(tickmode="array", tickvals=vals, ticktext=[labels[i] for i in vals])
-
-
-def duration(seconds: float | None) -> str:
-    """A duration for people: "42 s", "3 min 05 s", "2 h 07 min"; "—" when unknown.
-
-    >>> duration(42.4), duration(185), duration(7620), duration(None)
-    ('42 s', '3 min 05 s', '2 h 07 min', '—')
-    """
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
