@@ -4,6 +4,7 @@
     python -m gpt tokenize --text "Hello" --explain        # the merges, as JSON
     echo "some text" | python -m gpt tokenize --json       # ids as a JSON list
     python -m gpt generate --model gpt2 --prompt "Once upon a time" --temperature 0.8 --top-k 40
+    python -m gpt chat --prompt "Where does Pip the fox live?"   # starter-chat, Alpaca prompt
     python -m gpt train classify --base starter --data data/sms/train.tsv --out runs/spam
     python -m gpt train classify --resume runs/spam        # continue from its last checkpoint
     python -m gpt eval classify --model starter-spam --data data/sms/test.tsv
@@ -32,7 +33,9 @@ from gpt.jobs.cli import register as register_jobs
 from gpt.lab.names import load_model, load_tokenizer, resolve
 from gpt.sampling import SamplingError, stream
 from gpt.tokenizer import TokenizerError
-from gpt.train.data import DataError
+from gpt.train.data import DataError, Instruction, format_prompt
+
+CHAT_STOPS = ("### Instruction:", "### Input:", "### Response:")  # the next record
 
 
 def _read_text(args: argparse.Namespace) -> str:
@@ -85,24 +88,76 @@ def _download_line(p: Any) -> None:
     print(f"\rdownloading {p.line()}\033[K", end=end, file=sys.stderr, flush=True)
 
 
-def cmd_generate(args: argparse.Namespace) -> None:
-    ref = resolve(args.model, download=True, progress=_download_line)  # shows a download
-    model = load_model(ref)
-    tok = load_tokenizer(args.tokenizer or ref.tokenizer)
-    sampling = dict(
+MODEL_NAMES = (
+    "a GPT-2 size (gpt2, gpt2-medium, gpt2-large, gpt2-xl; downloaded when online), a starter "
+    "model (starter, starter-spam, starter-chat: shipped, work offline), job:<id> (a model "
+    "fine-tuned in the app or with `jobs submit`), or a model folder"
+)
+STARTERS = {"lm": "starter", "chat": "starter-chat"}
+
+
+def default_model(kind: str = "lm", timeout: float = 3.0) -> str:
+    """The app's default model for `kind` ("lm" or "chat"): GPT-2 124M when its weights are on
+    this machine or the hub answers within `timeout` seconds, else the shipped starter model.
+    (Chat defaults to `starter-chat`: GPT-2 itself is not instruction-tuned.)"""
+    if kind != "lm":
+        return STARTERS[kind]
+    from gpt.lab import hub
+
+    try:
+        if resolve("gpt2").folder is not None:  # on this machine: no need to ask the hub
+            return "gpt2"
+    except CheckpointError:  # not here, and the environment says offline
+        return STARTERS[kind]
+    return "gpt2" if hub.check(timeout=timeout, sizes=False).online else STARTERS[kind]
+
+
+def _load(name: str | None, kind: str, tokenizer: str | None = None) -> tuple[Any, Any]:
+    if name is None:
+        name = default_model(kind)
+        print(f"(model: {name}, the app's default here; --model picks another)", file=sys.stderr)
+    ref = resolve(name, download=True, progress=_download_line)  # shows a download
+    return load_model(ref), load_tokenizer(tokenizer or ref.tokenizer)
+
+
+def _sampling(args: argparse.Namespace, stop: Sequence[str] = ()) -> dict[str, Any]:
+    return dict(
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
         repetition_penalty=args.repetition_penalty,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
-        stop=tuple(args.stop),
+        stop=tuple(args.stop) + tuple(stop),
     )
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    model, tok = _load(args.model, "lm", args.tokenizer)
     sys.stdout.write(args.prompt)
-    for event in stream(model, tok, args.prompt, **sampling):
+    for event in stream(model, tok, args.prompt, **_sampling(args)):
         sys.stdout.write(event.text)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    """Answer each instruction (`--prompt`, else one per line of stdin) in the Alpaca prompt the
+    chat models were tuned on (`gpt.train.data.format_prompt`), one instruction per prompt."""
+    model, tok = _load(args.model, "chat", args.tokenizer)
+    asks = [args.prompt] if args.prompt is not None else (line for line in sys.stdin)
+    for ask in asks:
+        if not ask.strip():
+            continue
+        prompt = format_prompt(Instruction(ask.strip(), args.input or ""))
+        if args.show_prompt:
+            print(prompt, end="", file=sys.stderr)
+        text = ""
+        for event in stream(model, tok, prompt, **_sampling(args, CHAT_STOPS)):
+            text += event.text
+        for stop in CHAT_STOPS:
+            text = text.split(stop)[0]
+        print(text.strip() or "(the model ended its reply without any text)", flush=True)
 
 
 class ProgressBar:
@@ -243,7 +298,11 @@ def cmd_recipes(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m gpt", description="GPT-2 Lab command line.")
+    ap = argparse.ArgumentParser(
+        prog="python -m gpt",
+        description="GPT-2 Lab command line.",
+        epilog=f"Model names: {MODEL_NAMES}.",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("tokenize", help="show how text splits into tokens")
@@ -255,22 +314,41 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--explain", action="store_true", help="print pieces and merges as JSON")
     t.set_defaults(func=cmd_tokenize)
 
-    g = sub.add_parser("generate", help="continue a prompt")
-    g.add_argument("--model", default="gpt2", help="a GPT-2 size (gpt2 ... gpt2-xl) or a folder")
-    g.add_argument("--tokenizer", default=None, help="default: the model's own")
-    g.add_argument("--prompt", required=True)
-    g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    g.add_argument("--top-k", type=int, default=40, help="0 = off")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--repetition-penalty", type=float, default=1.0)
-    g.add_argument("--max-new-tokens", type=int, default=100)
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    g.set_defaults(func=cmd_generate)
+    for cmd, kind, temperature, max_new in (("generate", "lm", 0.8, 100), ("chat", "chat", 0.3, 128)):
+        g = sub.add_parser(
+            cmd,
+            help="continue a prompt" if cmd == "generate" else "answer instructions "
+            "(the Alpaca prompt the chat models were tuned on)",
+            description=f"Models: {MODEL_NAMES}.",
+        )
+        g.add_argument(
+            "--model",
+            default=None,
+            help="default: the app's (gpt2 when on this machine or online, else starter)"
+            if kind == "lm"
+            else "default: starter-chat, or an instruction-tuned job:<id>",
+        )
+        g.add_argument("--tokenizer", default=None, help="default: the model's own")
+        if kind == "lm":
+            g.add_argument("--prompt", required=True)
+        else:
+            g.add_argument("--prompt", help="one instruction (default: one per line of stdin)")
+            g.add_argument("--input", help="optional context, sent as the prompt's ### Input:")
+            g.add_argument("--show-prompt", action="store_true", help="print the prompt to stderr")
+        g.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
+        g.add_argument("--top-k", type=int, default=40, help="0 = off")
+        g.add_argument("--top-p", type=float, default=1.0)
+        g.add_argument("--repetition-penalty", type=float, default=1.0)
+        g.add_argument("--max-new-tokens", type=int, default=max_new)
+        g.add_argument("--seed", type=int, default=None)
+        g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+        g.set_defaults(func=cmd_generate if kind == "lm" else cmd_chat)
 
     tr = sub.add_parser("train", help="pretrain or fine-tune (lm, classify, instruct)")
     tr.add_argument("kind", choices=["lm", "classify", "instruct"])
-    tr.add_argument("--base", help="model name or folder, or preset:NAME (default: starter)")
+    tr.add_argument(
+        "--base", help="a model name (see --help), a folder, or preset:NAME (default: starter)"
+    )
     tr.add_argument("--data", help="'bundled', a file, a source name or a URL (default: bundled)")
     tr.add_argument("--out", help="output folder (checkpoints/, model/, metrics.json)")
     tr.add_argument("--resume", help="continue the run in this output folder")

@@ -76,3 +76,38 @@ def test_errors_exit_2_with_one_line(tiny_ckpt, capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_generate_defaults_to_the_starter_offline(monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("GPT2LAB_MODELS_DIR", raising=False)
+    argv = ["generate", "--prompt", "Pip", "--max-new-tokens", "3", "--temperature", "0"]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "model: starter" in out.err and out.out.startswith("Pip")
+
+
+def test_chat_sends_the_alpaca_prompt(monkeypatch, capsys):
+    from gpt.lab.names import load_model, load_tokenizer
+    from gpt.sampling import generate
+    from gpt.train.data import Instruction, format_prompt
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ask = "Where does Pip the fox live?"
+    argv = ["chat", "--prompt", ask, "--temperature", "0", "--max-new-tokens", "24", "--show-prompt"]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    prompt = format_prompt(Instruction(ask))
+    assert out.err.endswith(prompt) and "model: starter-chat" in out.err
+    model, tok = load_model("starter-chat"), load_tokenizer("starter-chat")
+    stops = ("### Instruction:", "### Input:", "### Response:")
+    want = generate(model, tok, prompt, temperature=0, max_new_tokens=24, stop=stops)
+    assert out.out.strip() == want.split("###")[0].strip()
+
+
+def test_help_names_the_models(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("starter-chat", "starter-spam", "job:<id>", "gpt2-xl"):
+        assert name in text

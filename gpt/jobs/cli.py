@@ -170,6 +170,15 @@ def cmd_list(jobs: JobManager, args: argparse.Namespace) -> None:
     print("\n".join(map(_line, rows)) if rows else f"no jobs in {jobs.root}")
 
 
+def _num(v: Any) -> Any:
+    """A number as people read it: four significant digits.
+
+    >>> _num(0.8777777777777778), _num(1234.5678), _num(12), _num("ok")
+    ('0.8778', '1235', 12, 'ok')
+    """
+    return f"{v:.4g}" if isinstance(v, float) else v
+
+
 def cmd_show(jobs: JobManager, args: argparse.Namespace) -> None:
     s, metrics = jobs.get(args.job_id), jobs.metrics(args.job_id)
     if args.json:
@@ -180,10 +189,10 @@ def cmd_show(jobs: JobManager, args: argparse.Namespace) -> None:
         if value := getattr(s, key):
             print(f"  {key}: {value}")
     for e in metrics["evals"][-3:]:
-        print("  eval " + ", ".join(f"{k}={v}" for k, v in e.items() if not isinstance(v, list)))
+        print("  eval " + ", ".join(f"{k}={_num(v)}" for k, v in e.items() if not isinstance(v, list)))
     if metrics["test"]:
         test = {k: v for k, v in metrics["test"].items() if not isinstance(v, (list, dict))}
-        print("  test " + ", ".join(f"{k}={v}" for k, v in test.items()))
+        print("  test " + ", ".join(f"{k}={_num(v)}" for k, v in test.items()))
     if args.log and (log := jobs.log(args.job_id)):
         print("  log:\n" + "\n".join(f"    {line}" for line in log.splitlines()))
 
