@@ -17,7 +17,7 @@ import torch
 from gpt import inside
 from gpt.lab.registry import default_registry
 from pages.common.heavy import heavy
-from pages.common.inputs import announce, friendly_errors
+from pages.common.inputs import announce, cap_text, friendly_errors
 from pages.common.models import (
     Page,
     Picker,
@@ -38,6 +38,7 @@ from pages.common.render import (
     token_text,
 )
 from pages.common.views import (
+    FLOP_BUDGET,
     MAX_TOKENS,
     METHODS,
     KeptNumbers,
@@ -56,6 +57,13 @@ CELL_TEXT_MAX = 48  # beyond this many positions the lens cells are too narrow f
 SURPRISAL_MAX = 10.0  # nats: the darkest colour of the surprisal view
 EXAMPLE = "The cat sat on the mat because it was tired. Then the cat fell asleep on the mat."
 MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
+PATCH_MAX = 32  # tokens per prompt in the patching view (fewer on big models: `patch_cap`)
+PATCH_CHARS = 1_000
+PATCH_STARTER = (
+    "Lottie spent most days near Glimmer Lake, where she could see",
+    "Lottie spent most days near Mossy Bridge, where she could see",
+)
+PATCH_GPT2 = ("The Eiffel Tower is in", "The Colosseum is in")
 
 _predictions = Recent(8)  # the intact model's predictions of the last few texts
 kept = KeptNumbers(16)  # each view's numbers, written to CSV + JSON when the button asks
@@ -466,8 +474,138 @@ def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str],
     return rows, data
 
 
+def patch_cap(cfg) -> int:
+    """How many tokens patching reads on a model of config `cfg`: it runs (n_layer + 1) × T
+    variants of T tokens through the blocks after the patched layer, about 12·n_embd²·T²·L(L+1)
+    operations, kept under FLOP_BUDGET (near 10 s on a 2-core CPU), and at most PATCH_MAX.
+
+    >>> from gpt.config import PRESETS
+    >>> patch_cap(PRESETS["gpt2"]), patch_cap(PRESETS["gpt2-xl"])
+    (30, 3)
+    """
+    per_t2 = 12 * cfg.n_embd**2 * cfg.n_layer * (cfg.n_layer + 1)
+    return max(2, min(PATCH_MAX, cfg.block_size, int((FLOP_BUDGET / per_t2) ** 0.5)))
+
+
+def patch_prompts() -> tuple[str, str]:
+    """The default clean and corrupted prompts: from the starter stories offline, else GPT-2's."""
+    name = default_registry().default(TASKS) or ""
+    return PATCH_STARTER if name.startswith("starter") else PATCH_GPT2
+
+
+@friendly_errors
+def patch(model_name: str, clean: str, corrupt: str, target: str):
+    """(note, layer × position heatmap of the restored probability); `patch_numbers` writes the
+    numbers. Runs the corrupted prompt with the clean run's residual stream put back at one
+    (layer, position) at a time; the target is the clean run's top token unless typed."""
+    model, tok = get_model(model_name, TASKS)
+    texts = []
+    for what, t in (("Clean prompt", clean), ("Corrupted prompt", corrupt)):
+        texts.append(cap_text(t, PATCH_CHARS, what)[0])
+    clean_ids, corrupt_ids = (tok.encode(t) for t in texts)
+    a, b = len(clean_ids), len(corrupt_ids)
+    if a != b:
+        raise gr.Error(
+            f"The clean prompt is {a} tokens and the corrupted one {b}: patching puts a clean "
+            "position in place of the same corrupted position, so both need the same number of "
+            "tokens. Change a word for one of the same token length."
+        )
+    cap = patch_cap(inside.body(model).config)
+    if a > cap:
+        raise gr.Error(
+            f"The prompts are {a} tokens; patching on {model_name} reads at most {cap} (it runs "
+            f"(layers + 1) × tokens variants, so a request stays near 10 s). Shorten them."
+        )
+    if a < 1:
+        raise gr.Error("The prompts have no tokens: type something first.")
+    with torch.inference_mode():
+        logits = model(torch.tensor([clean_ids, corrupt_ids], device=inside.body(model).device))
+    probs = torch.softmax(logits[:, -1].float(), -1).cpu()
+    tid, ttext, tnote = pick_target(tok, target)
+    if tid == "top":
+        tid = int(probs[0].argmax())
+    ttext = tok.decode([tid])
+    grid = inside.patch(model, clean_ids, corrupt_ids, tid)  # (L+1, T)
+    p_clean, p_corrupt = float(probs[0, tid]), float(probs[1, tid])
+    span = p_clean - p_corrupt
+    flat = abs(span) < 1e-6
+    restored = (grid - p_corrupt) / (1.0 if flat else span)
+    notes = [
+        f"**{a}** tokens each. P({ttext!r}) after the clean prompt **{p_clean:.4f}**, after the "
+        f"corrupted one **{p_corrupt:.4f}**."
+    ]
+    notes += [tnote] if tnote else []
+    if flat:
+        notes.append(
+            "The two runs give the target the same probability, so nothing is to restore: the "
+            "colour shows the change from the corrupted value."
+        )
+    else:
+        notes.append(
+            "Each cell: the corrupted run with the clean residual stream put back at that "
+            "(layer, position); 1 = the clean probability fully restored, 0 = none of it."
+        )
+    clean_labels, corrupt_labels = token_labels(tok, clean_ids), token_labels(tok, corrupt_ids)
+    xlabels = [
+        c if c == d else f"{c} / {d}" for c, d in zip(clean_labels, corrupt_labels)
+    ]
+    rows = layer_rows(grid.shape[0])
+    raw = grid.numpy()
+    hover = np.array(
+        [
+            [
+                f"{rows[r]}, position {t} ({html.escape(clean_labels[t])!r} clean, "
+                f"{html.escape(corrupt_labels[t])!r} corrupted):<br>P = {raw[r, t]:.4f}"
+                for t in range(a)
+            ]
+            for r in range(len(rows))
+        ]
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=restored.numpy(),
+            x=np.arange(a),
+            y=rows,
+            customdata=hover,
+            colorscale="Purples",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="restored", thickness=12),
+            hovertemplate="%{customdata}<br>restored %{z:.1%}<extra></extra>",
+        )
+    )
+    title = f"Activation patching: how much of P({ttext!r}) each clean (layer, position) restores"
+    xaxis = dict(title="Position (clean token / corrupted token where they differ)", tickangle=-40,
+                 **ticks(xlabels))  # fmt: skip
+    layout(fig, title, min(900, 160 + 34 * len(rows)), 90, 110, xaxis=xaxis, yaxis=dict(title=None))
+    key = view_key("patch", model_name, clean, corrupt, target)
+    kept.put(key, ("patch", lambda: patch_export(
+        model_name, tok, clean_ids, corrupt_ids, tid, grid, restored, p_clean, p_corrupt)))  # fmt: skip
+    return " ".join(notes), fig, key
+
+
+def patch_export(model_name, tok, clean_ids, corrupt_ids, tid, grid, restored, p_clean, p_corrupt):
+    names = layer_rows(grid.shape[0])
+    g, r = grid.tolist(), restored.tolist()
+    rows = [
+        dict(row=i, layer=names[i], position=t, clean_token=tok.decode([clean_ids[t]]),
+             corrupt_token=tok.decode([corrupt_ids[t]]), prob=g[i][t], restored=r[i][t])
+        for i in range(len(names))
+        for t in range(len(clean_ids))
+    ]  # fmt: skip
+    data = {
+        "model": model_name, "clean_ids": clean_ids, "corrupt_ids": corrupt_ids,
+        "target": {"id": tid, "text": tok.decode([tid])}, "p_clean": p_clean,
+        "p_corrupt": p_corrupt, "prob": g, "restored": r,
+    }  # fmt: skip
+    return rows, data
+
+
 # Each view by the name that starts its key: what `shown_numbers` draws again when needed.
-VIEWS = dict(lens=lens, surprisal=surprisal, ablate=ablate, attribution=attribution, compare=compare)
+VIEWS = dict(
+    lens=lens, surprisal=surprisal, ablate=ablate, attribution=attribution, compare=compare,
+    patch=patch,
+)  # fmt: skip
 
 
 def view_key(view: str, *inputs: Any) -> tuple:
@@ -617,6 +755,28 @@ def build(demo: gr.Blocks) -> Page:
             compare_lens = gr.Plot(label="Logit lens difference", elem_id="ins-compare-lens")
             numbers["compare"] = numbers_button("Comparison numbers", "ins-compare-files")
 
+        with gr.Accordion("Activation patching", open=True, elem_id="ins-patch-box"):
+            gr.Markdown(
+                "Where does the model keep what makes its answer? Run a *corrupted* prompt, "
+                "but put back the *clean* prompt's residual stream at one layer and position: "
+                "how much of the clean answer's probability comes back? Both prompts need the "
+                "same number of tokens."
+            )
+            clean_default, corrupt_default = patch_prompts()
+            with gr.Row():
+                patch_clean = gr.Textbox(label="Clean prompt", value=clean_default,
+                                         elem_id="ins-patch-clean", max_lines=2)  # fmt: skip
+                patch_corrupt = gr.Textbox(label="Corrupted prompt", value=corrupt_default,
+                                           elem_id="ins-patch-corrupt", max_lines=2)  # fmt: skip
+            with gr.Row():
+                label = "Target token (blank: the clean run's top token)"
+                patch_target = gr.Textbox(label=label, elem_id="ins-patch-target", max_lines=1,
+                                          scale=3)  # fmt: skip
+                patch_btn = gr.Button("Patch", elem_id="ins-patch-run", scale=1)
+            patch_note = gr.Markdown(elem_id="ins-patch-note")
+            patch_plot = gr.Plot(label="Activation patching", elem_id="ins-patch")
+            numbers["patch"] = numbers_button("Patching numbers", "ins-patch-files")
+
         run = heavy("inside", 2)
         # What each view shows is remembered per visitor (its inputs when drawn), so an Export
         # button writes the numbers of the chart on the page, whatever the boxes say since.
@@ -627,6 +787,7 @@ def build(demo: gr.Blocks) -> Page:
             "ablate": ([ablate_btn], [model, text, heads_text, mode], [ablate_note, ablate_next, ablate_loss]),
             "attribution": ([attr_btn], [model, text, method, target], [attr_view, attr_note]),
             "compare": ([compare_btn], [model, model_b, text], [compare_note, compare_view, compare_lens]),
+            "patch": ([patch_btn], [model, patch_clean, patch_corrupt, patch_target], [patch_note, patch_plot]),
         }
         for view, (triggers, inputs, outputs) in views.items():
             triggers = [t.click if isinstance(t, gr.Button) else t.submit for t in triggers]
