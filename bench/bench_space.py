@@ -1,46 +1,59 @@
-"""A public Space under a flood: hostile clients on loopback against the app in multi-user mode.
+"""A public Space under attack: hostile clients on loopback against the app in multi-user mode.
 
-    python bench/bench_space.py [--clients 20] [--seconds 60] [--budget-gb 0.05]
+    python bench/bench_space.py [--app DIR] [--seconds 15]   # the attacks of issue 20, a table
+    python bench/bench_space.py --flood [--clients 20] [--seconds 60] [--budget-gb 0.05]
 
-Starts `python app.py` (offline, multi-user mode, a small disk budget, jobs in a temporary
-folder), then for `--seconds` runs `--clients` concurrent clients:
+Starts `python app.py` (offline, multi-user mode, jobs in a temporary folder; `--app` runs the
+app.py of another checkout, e.g. an earlier commit unpacked with `git archive`, for a before/
+after table), then runs each attack of the issue's Goals table, each bounded in count and time:
 
-- 2 light probes: `/tokenize` (2,000 characters) and `/jobs`, timed all along;
-- heavy clients: `/generate` (starter, 32 tokens), `/attention` (256 tokens), `/classify`;
-- job clients, each its own visitor (browser token): submit small fine-tuning jobs over and over,
-  so most submissions hit the one-job-per-visitor limit, the queue limit or the disk budget;
-- hostile clients: binary and malformed uploads, absurd settings, no token, another visitor's
-  job to cancel or delete.
+- made-up visitors from one address: 8 visitors (tokens from `/visitor`, or made up where the
+  app has no such endpoint) each submit a small job: how many are accepted; and a made-up token;
+- a 5-token `/generate` of one visitor while another client has 40 queued: its wait;
+- a 20 MB request to `/token_bytes`: the answer, its time, how much it echoes, the log's growth;
+- `/tokenize` p50/p95 while 100 connections loop `/jobs` for `--seconds`;
+- secrets or paths in `/config`; 30 admin-token guesses;
+- `/tokenize` and `/jobs` idle, before the attacks.
 
-It reports figures, not pass/fail: p50/p95 of `/tokenize` and `/jobs` during the flood, errors
-by kind, whether every accepted job finished (or was pruned by the budget, as the server log
-says) with a model that loads, the most disk the job folders used against the budget, and
-tracebacks in the server log. Writes bench/results/space.json.
+The rows about jobs finishing under a tiny budget and uploads after a job's deletion belong to
+the job-retention work (issue 20, part 1) and say so. `--flood` runs the earlier mixed flood:
+light probes, heavy clients, job submitters and hostile clients for `--seconds`. Writes
+bench/results/space.json (`--flood`: space-flood.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import random
 import re
+import secrets
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_app import TEXT_256, TEXT_2000, start  # noqa: E402
+from bench.bench_app import TEXT_256, TEXT_2000, free_port, start  # noqa: E402
 from bench.common import print_table, save  # noqa: E402
 from gpt.jobs import dir_size  # noqa: E402
 
 KINDS = [  # (what an error message says, its kind)
     (r"already have \d+ job", "per-visitor limit"),
+    (r"from your network address", "per-address share"),
+    (r"not issued by this server", "unsigned token"),
+    (r"already have \d+ runs", "per-session heavy cap"),
+    (r"server is busy", "queue group full"),
     (r"queue is full", "queue full"),
     (r"disk quota", "disk budget"),
     (r"belongs to another visitor", "not the owner"),
@@ -63,6 +76,15 @@ def kind_of(error: BaseException) -> str:
 def percentile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def visitor_token(client) -> str:
+    """A visitor token for `client`: from the app's `/visitor` endpoint, or made up (32 random
+    URL-safe characters) where the app has none (an earlier version)."""
+    try:
+        return client.predict(api_name="/visitor")
+    except Exception:  # noqa: BLE001 (no such endpoint)
+        return secrets.token_urlsafe(32)
 
 
 def write_files(folder: Path) -> dict[str, Path]:
@@ -101,17 +123,8 @@ def form(upload, max_steps: int = 20, **over) -> list:
     return list(args.values())
 
 
-def main() -> None:
+def flood(args: argparse.Namespace) -> None:
     from gradio_client import Client
-
-    from pages.visitors import new_token
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--budget-gb", type=float, default=0.05)
-    ap.add_argument("--drain", type=float, default=180, help="seconds to let accepted jobs end")
-    args = ap.parse_args()
     light_n, hostile_n, jobs_n = 2, 2, 4
     heavy_n = max(1, args.clients - light_n - hostile_n - jobs_n)
 
@@ -156,7 +169,7 @@ def main() -> None:
 
         def light(endpoint: str) -> None:
             c = Client(url, verbose=False)
-            token = new_token()
+            token = visitor_token(c)
             while not stop.is_set():
                 if endpoint == "tokenize":
                     timed("tokenize", lambda: c.predict(TEXT_2000, False, api_name="/tokenize"))
@@ -179,7 +192,7 @@ def main() -> None:
 
         def submitter(i: int) -> None:
             c = Client(url, verbose=False)
-            token = new_token()
+            token = visitor_token(c)
             while not stop.is_set():
                 t0 = time.perf_counter()
                 try:
@@ -196,7 +209,7 @@ def main() -> None:
 
         def hostile(i: int) -> None:
             c = Client(url, verbose=False)
-            token = new_token()
+            token = visitor_token(c)
             rng = random.Random(100 + i)
             attacks = [
                 lambda: c.predict(*form(files["binary"]), token, api_name="/start_job"),
@@ -246,7 +259,7 @@ def main() -> None:
             client = Client(url, verbose=False)
             end = time.time() + args.drain
             while time.time() < end:
-                table = client.predict(new_token(), api_name="/jobs")
+                table = client.predict("", api_name="/jobs")
                 states = {row[0]: row[4] for row in table["data"]}
                 if not any(s in ("queued", "running") for s in states.values()):
                     break
@@ -331,7 +344,321 @@ def main() -> None:
         ["What", "Measured"],
         rows,
     )
+    print(f"\nwrote {save('space-flood', results)}")
+
+
+def start_app(env: dict, log, app_dir: Path) -> tuple[subprocess.Popen, str]:
+    """`python app.py` of `app_dir` on a free loopback port, its output to `log`."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=app_dir, stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("the app exited during start-up") from None
+            time.sleep(0.2)
+    raise RuntimeError("the app did not start in 180 s")
+
+
+def stats(xs: list[float]) -> str:
+    if not xs:
+        return "no answers"
+    return (
+        f"p50 {statistics.median(xs) * 1000:.0f} ms, p95 {percentile(xs, 0.95) * 1000:.0f} ms "
+        f"({len(xs)} calls)"
+    )
+
+
+def raw_jobs_loop(url: str, stop: threading.Event, done: list) -> None:
+    """One connection looping `/jobs` through Gradio's plain HTTP API (POST, then its stream)."""
+    body = json.dumps({"data": [""]}).encode()
+    while not stop.is_set():
+        try:
+            post = urllib.request.Request(
+                f"{url}gradio_api/call/jobs", body, {"Content-Type": "application/json"}
+            )
+            event = json.loads(urllib.request.urlopen(post, timeout=30).read())["event_id"]
+            urllib.request.urlopen(f"{url}gradio_api/call/jobs/{event}", timeout=60).read()
+            done[0] += 1
+        except Exception:  # noqa: BLE001 (refused or overloaded: counted by the probe)
+            done[1] += 1
+            time.sleep(0.2)
+
+
+def big_request(url: str, size: int) -> dict:
+    """POST a `size`-byte JSON body to /token_bytes, 1 MB at a time, reading any early answer;
+    its status, seconds, how much of the body was sent before the answer, and (when the app
+    took it) how many characters of the value its answer echoes."""
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    payload = json.dumps({"data": ["A" * size, "x"]}).encode()
+    head = (
+        f"POST /gradio_api/call/token_bytes HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
+        f"application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    t0 = time.perf_counter()
+    sent, answer = 0, b""
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head)
+        sock.setblocking(False)
+        while sent < len(payload):
+            with contextlib.suppress(BlockingIOError):
+                answer += sock.recv(65536)
+            if answer:
+                break  # answered before the body was sent
+            try:
+                sent += sock.send(payload[sent : sent + 2**20])
+            except BlockingIOError:
+                time.sleep(0.001)
+            except OSError:
+                break
+        sock.settimeout(120)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    text = answer.decode("utf-8", "replace")
+    status = text.split(" ", 2)[1] if text.startswith("HTTP/") else "no answer"
+    seconds = time.perf_counter() - t0
+    echoed = 0
+    if status == "200":
+        event = json.loads(text.split("\r\n\r\n", 1)[1])["event_id"]
+        result = urllib.request.urlopen(
+            f"{url}gradio_api/call/token_bytes/{event}", timeout=120
+        ).read().decode("utf-8", "replace")
+        seconds = time.perf_counter() - t0
+        echoed = max((len(m) for m in re.findall(r"A+", result)), default=0)
+    return {
+        "status": status, "seconds": round(seconds, 2), "sent_mb": round(sent / 1e6, 1),
+        "echoed_chars": echoed,
+    }  # fmt: skip
+
+
+def attacks(args: argparse.Namespace) -> None:
+    from gradio_client import Client
+
+    app_dir = Path(args.app).resolve() if args.app else ROOT
+    results: dict = {"app": str(app_dir)}
+    rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = write_files(tmp / "data")
+        jobs_dir = tmp / "jobs"
+        log_path = tmp / "server.log"
+        admin = secrets.token_urlsafe(24)
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "GPT2LAB_JOBS_DIR": str(jobs_dir),
+            "GPT2LAB_MULTIUSER": "1",
+            "GPT2LAB_JOB_THREADS": "1",
+            "GPT2LAB_ADMIN_TOKEN": admin,
+        }
+        env.pop("SPACE_ID", None)
+        log = open(log_path, "wb")  # noqa: SIM115 (the app writes it until it stops)
+        t0 = time.perf_counter()
+        proc, url = start_app(env, log, app_dir)
+        results["startup_s"] = round(time.perf_counter() - t0, 1)
+
+        def log_state() -> tuple[int, int]:
+            log.flush()
+            text = log_path.read_text(encoding="utf-8", errors="replace")
+            return len(text.encode()), text.count("Traceback")
+
+        try:
+            probe = Client(url, verbose=False)
+            token = visitor_token(probe)
+
+            # light endpoints, idle
+            idle = {"tokenize": [], "jobs": []}
+            for _ in range(10):
+                for name, call in (
+                    ("tokenize", lambda: probe.predict(TEXT_2000, False, api_name="/tokenize")),
+                    ("jobs", lambda: probe.predict(token, api_name="/jobs")),
+                ):
+                    t = time.perf_counter()
+                    call()
+                    idle[name].append(time.perf_counter() - t)
+            results["idle"] = {k: stats(v) for k, v in idle.items()}
+            rows.append(["/tokenize idle (2,000 characters)", results["idle"]["tokenize"]])
+            rows.append(["/jobs idle", results["idle"]["jobs"]])
+
+            # made-up visitors from one address
+            accepted, refusals, mine = 0, Counter(), []
+            for _ in range(8):
+                c = Client(url, verbose=False)
+                t = visitor_token(c)
+                try:
+                    _, job_id = c.predict(*form(files["good"]), t, api_name="/start_job")
+                    accepted += 1
+                    mine.append((c, job_id, t))
+                except Exception as e:  # noqa: BLE001
+                    refusals[kind_of(e)] += 1
+            try:
+                made_up = secrets.token_urlsafe(32) + "." + secrets.token_urlsafe(32)[:43]
+                probe.predict(*form(files["good"]), made_up, api_name="/start_job")
+                forged = "accepted"
+            except Exception as e:  # noqa: BLE001
+                forged = "refused: " + str(e)[:70]
+            for c, job_id, t in mine:
+                with contextlib.suppress(Exception):
+                    c.predict(job_id, t, "", api_name="/cancel_job")
+            results["made_up_visitors"] = {
+                "accepted": accepted, "of": 8, "refusals": dict(refusals), "forged": forged
+            }
+            rows.append([
+                "made-up visitors' submissions from one address",
+                f"{accepted} of 8 accepted ({', '.join(f'{k} {v}' for k, v in refusals.items())})",
+            ])  # fmt: skip
+            rows.append(["a token the server did not issue", forged])
+            rows.append([
+                "a finished model, under others' submissions at a tiny budget",
+                "(part 1, the retention work: not run here)",
+            ])  # fmt: skip
+
+            # a visitor's 5-token /generate while one client has 40 queued
+            flooder = Client(url, verbose=False)
+            gen = ("starter", "Once upon a time", 0.8, 40, 0.95, 1.0, 32, 1)
+            flood_jobs = [flooder.submit(*gen, api_name="/generate") for _ in range(40)]
+            time.sleep(1.0)
+            victim = Client(url, verbose=False)
+            t = time.perf_counter()
+            try:
+                victim.predict("starter", "Hello", 0.8, 40, 0.95, 1.0, 5, 2, api_name="/generate")
+                wait = f"{time.perf_counter() - t:.1f} s"
+            except Exception as e:  # noqa: BLE001
+                wait = f"failed after {time.perf_counter() - t:.1f} s: {str(e)[:60]}"
+            refused_flood = 0
+            for job in flood_jobs:
+                try:
+                    job.result(timeout=0.1 if refused_flood else 5)
+                except Exception as e:  # noqa: BLE001
+                    refused_flood += "already have" in str(e)
+                    with contextlib.suppress(Exception):
+                        job.cancel()
+            results["generate_wait"] = wait
+            rows.append([
+                "a visitor's 5-token /generate while one client has 40 queued",
+                f"{wait} (the flood: {refused_flood} of 40 refused at once)",
+            ])  # fmt: skip
+            time.sleep(3)
+
+            # a 20 MB request
+            size0, tb0 = log_state()
+            big = big_request(url, 20_000_000)
+            time.sleep(1)
+            size1, tb1 = log_state()
+            big.update(log_growth_bytes=size1 - size0, tracebacks=tb1 - tb0)
+            results["big_request"] = big
+            rows.append([
+                "20 MB request to /token_bytes",
+                f"HTTP {big['status']} in {big['seconds']} s ({big['sent_mb']} MB sent), echoes "
+                f"{big['echoed_chars']:,} "
+                f"characters, log +{big['log_growth_bytes']:,} bytes, "
+                f"{big['tracebacks']} traceback(s)",
+            ])  # fmt: skip
+            rows.append(["uploads after their job is deleted", "(part 1, the upload clean-up)"])
+
+            # /tokenize while 100 connections loop /jobs
+            stop, done = threading.Event(), [0, 0]
+            loops = [
+                threading.Thread(target=raw_jobs_loop, args=(url, stop, done), daemon=True)
+                for _ in range(100)
+            ]
+            for th in loops:
+                th.start()
+            time.sleep(2)
+            lat, failed = [], 0
+            end = time.time() + args.seconds
+            while time.time() < end:
+                t = time.perf_counter()
+                try:
+                    probe.predict(TEXT_2000, False, api_name="/tokenize")
+                    lat.append(time.perf_counter() - t)
+                except Exception:  # noqa: BLE001
+                    failed += 1
+                time.sleep(0.1)
+            stop.set()
+            for th in loops:
+                th.join(timeout=70)
+            results["tokenize_under_jobs_flood"] = {
+                "stats": stats(lat), "failed": failed, "jobs_answered": done[0],
+                "jobs_failed": done[1],
+            }  # fmt: skip
+            rows.append([
+                "/tokenize while 100 connections loop /jobs",
+                f"{stats(lat)}; {failed} failed; /jobs answered {done[0]}, refused {done[1]}",
+            ])  # fmt: skip
+
+            # secrets and paths in what every visitor gets
+            config = urllib.request.urlopen(url + "config", timeout=30).read().decode()
+            seen = []
+            for name in (".visitor-key", ".browser-state-secret"):
+                path = jobs_dir / name
+                if path.exists() and path.read_text().strip() in config:
+                    seen.append(f"{name} content")
+            if str(jobs_dir) in config or str(tmp) in config:
+                seen.append("the jobs folder's path")
+            results["config_secrets"] = seen
+            rows.append(["secrets or paths in /config", ", ".join(seen) or "none"])
+
+            # admin-token guesses
+            answers = Counter()
+            t = time.perf_counter()
+            for i in range(30):
+                try:
+                    probe.predict("20260101-000000-abcdef", token, f"guess-{i}",
+                                  api_name="/cancel_job")  # fmt: skip
+                    answers["answered"] += 1
+                except Exception as e:  # noqa: BLE001
+                    answers["locked" if "locked" in str(e) else "checked"] += 1
+            rows.append([
+                "30 admin-token guesses",
+                f"{answers['checked'] + answers['answered']} checked, {answers['locked']} locked "
+                f"out ({30 / (time.perf_counter() - t):.0f}/s)",
+            ])  # fmt: skip
+            results["admin_guesses"] = dict(answers)
+            size, tracebacks = log_state()
+            results["log"] = {"bytes": size, "tracebacks": tracebacks}
+            rows.append(["server log at the end", f"{size:,} bytes, {tracebacks} traceback(s)"])
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+    print_table(
+        f"Attacks on the app in multi-user mode, loopback ({app_dir.name}, "
+        f"{os.cpu_count()} cores)",
+        ["Attack", "What happened"],
+        rows,
+    )
     print(f"\nwrote {save('space', results)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flood", action="store_true", help="the mixed flood instead of the attacks")
+    ap.add_argument("--app", help="the checkout whose app.py to run (default: this one)")
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=None, help="attacks: 15; flood: 60")
+    ap.add_argument("--budget-gb", type=float, default=0.05)
+    ap.add_argument("--drain", type=float, default=180, help="seconds to let accepted jobs end")
+    args = ap.parse_args()
+    if args.flood:
+        args.seconds = args.seconds or 60
+        flood(args)
+    else:
+        args.seconds = args.seconds or 15
+        attacks(args)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pages.common.inputs import (
     sampling_args,
     slider_input,
 )
+from pages.common.limits import state_budget
 from pages.common.models import Page, Picker, model_header, model_note, progress_lines, wait_model
 from pages.common.render import token_labels, visible
 from pages.common.views import export_files, numbers_box
@@ -162,6 +163,7 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
                 elif last:
                     status += f" · {STOPPED}"
                 chosen = tok.token_bytes(event.token_id).decode("utf-8", "replace")
+                keep(run)
                 yield text, candidates_figure(step, event, chosen), status, run
             else:
                 yield text, gr.skip(), gr.skip(), gr.skip()
@@ -169,6 +171,25 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
                 break
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
+
+
+DROPPED = (
+    "The last run's kept logits were dropped to make room for newer runs (the server keeps a "
+    "fixed amount for all visitors, oldest dropped first); generate again to explore its "
+    "sampling pipeline."
+)
+
+
+def _drop_logits(run: dict) -> None:
+    run["logits"] = []
+    run["dropped"] = True
+
+
+def keep(run: dict) -> None:
+    """Count `run`'s kept logits against the app's session-state budget (`state_budget`); the
+    oldest runs' logits are dropped first when it is full."""
+    size = sum(t.numel() * t.element_size() for t in run["logits"] if t is not None)
+    state_budget().keep(run, size, _drop_logits)
 
 
 # The Stop flags of each page session's runs in progress (usually one; the page-load run and a
@@ -330,6 +351,8 @@ def pipeline(run: dict | None, step: float, temperature, top_k, top_p, repetitio
     kept logits with the current sliders: no model call."""
     if not run or not run.get("tokens"):
         raise gr.Error("Generate some text first: the pipeline shows a step of the last run.")
+    if run.get("dropped"):
+        raise gr.Error(DROPPED)
     n = len(run["tokens"])
     step = clamp(step, 1, n, "Step", integer=True)
     cfg = sampling_args(temperature, top_k, top_p, repetition_penalty)

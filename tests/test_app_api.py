@@ -561,4 +561,6 @@ def test_open_in_other_tabs_reaches_every_tabs_model_picker(app_url):
     elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
     dep = next(d for d in config["dependencies"] if d.get("api_name") == "open_job_model")
     outputs = {elem[i] for i in dep["outputs"]}
-    assert outputs == {"job-msg", "att-model", "gen-model", "clf-model", "chat-model", "ins-model"}
+    assert outputs == {
+        "job-msg", "att-model", "gen-model", "clf-model", "chat-model", "ins-model", "walk-model"
+    }

@@ -7,6 +7,9 @@
 - `clamp_note` / `cap_text` fit a value or a text to a tab's limits and say what they used;
   `sampling_args` turns the sampling sliders into the `SamplingConfig` that `stream` takes.
 - `friendly_errors` / `job_errors`: failures as messages for the visitor, never a server path.
+- `guard_events`: every event of the app checks its raw inputs first (wrong types, lone
+  surrogates: a message naming the input), and every rejection goes out short (`cap_message`:
+  at most ~80 characters of a bad value) and is logged as one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import functools
 import inspect
 import logging
 import math
+import re
+import reprlib
 from abc import ABCMeta
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +32,56 @@ from gpt.sampling import MIN_TEMPERATURE, SamplingConfig
 
 log = logging.getLogger("gpt2lab")
 TEXT_REFUSE_FACTOR = 5  # text over 5 x a tab's limit is refused (a flood), shorter text is cut
+QUOTE_CHARS = 80  # an error message quotes at most this much of a bad value
+MESSAGE_CHARS = 1_000  # ... and is at most this long
+_LONG_QUOTE = re.compile(rf"'[^'\n]{{{QUOTE_CHARS + 1},}}'|\"[^\"\n]{{{QUOTE_CHARS + 1},}}\"")
+_LONG_RUN = re.compile(rf"\S{{{2 * QUOTE_CHARS + 1},}}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """A bad value as an error message shows it: its repr, at most `limit` characters of it
+    (and how long it was), without walking all of a huge list.
+
+    >>> quote("x" * 1000)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'… (1,000 characters)"
+    >>> quote(list(range(1000)))
+    '[0, 1, 2, 3, 4, 5, ...]'
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 6
+    short.maxlevel = 3
+    text = short.repr(value)
+    return text if len(text) <= limit + 20 else text[: limit + 20] + "…"
+
+
+def cap_message(message: Any) -> str:
+    """An error message fit to send back: a quoted value longer than QUOTE_CHARS (or a run of
+    over twice that without a space) cut to QUOTE_CHARS characters, lone surrogates escaped,
+    at most MESSAGE_CHARS in all.
+
+    >>> m = cap_message("Value: '" + "x" * 500 + "' is not in the list of choices")
+    >>> m.count("x"), m[-49:]
+    (80, "…' (500 characters) is not in the list of choices")
+    """
+    text = str(message)
+    if len(text) <= 2 * QUOTE_CHARS and not _SURROGATE.search(text):
+        return text
+
+    def cut(m: re.Match) -> str:
+        q = m.group(0)
+        if q[0] in "'\"" and q[-1] == q[0]:
+            return f"{q[: QUOTE_CHARS + 1]}…{q[0]} ({len(q) - 2:,} characters)"
+        return f"{q[:QUOTE_CHARS]}… ({len(q):,} characters)"
+
+    text = _LONG_RUN.sub(cut, _LONG_QUOTE.sub(cut, text))
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
 def label_name(label: Any) -> str:
@@ -52,9 +107,9 @@ def _number(name: str, payload: Any, whole: bool) -> Any:
         try:
             payload = float(payload.strip())
         except ValueError:
-            raise gr.Error(f"{name} must be a number, not {payload!r}.") from None
+            raise gr.Error(f"{name} must be a number, not {quote(payload)}.") from None
     if isinstance(payload, bool) or not isinstance(payload, int | float):
-        raise gr.Error(f"{name} must be a number, not {type(payload).__name__} {payload!r}.")
+        raise gr.Error(f"{name} must be a number, not {type(payload).__name__} {quote(payload)}.")
     if math.isnan(payload):
         raise gr.Error(f"{name} is not a number (NaN); give a number.")
     if math.isinf(payload) and whole:
@@ -71,7 +126,7 @@ def _named_preprocess(self: Any, payload: Any) -> Any:
     try:
         return type(self).plain.preprocess(self, payload)
     except gr.Error as e:
-        raise gr.Error(f"{name}: {e.message}") from None
+        raise gr.Error(cap_message(f"{name}: {e.message}"), print_exception=False) from None
 
 
 @functools.cache
@@ -214,12 +269,14 @@ def friendly_errors(fn: Callable) -> Callable:
             yield
         except gr.Error as e:
             e.print_exception = False  # the visitor's to fix, not the server's
+            e.message = cap_message(e.message)
             raise e from None
         except Exception as e:
             log.exception("unexpected error in %s", fn.__name__)
+            why = cap_message(scrub(str(e)))
             raise gr.Error(
-                f"Something went wrong ({type(e).__name__}: {scrub(str(e))}). Try a shorter "
-                "input or another model; if it keeps happening, reload the page.",
+                f"Something went wrong ({type(e).__name__}: {why}). Try a shorter input or "
+                "another model; if it keeps happening, reload the page.",
                 print_exception=False,
             ) from e
 
@@ -257,3 +314,104 @@ def job_errors(words: Callable[[str], str] = str) -> Iterator[None]:
         ) from None
     except JobError as e:
         raise gr.Error(f"{words(str(e))}.") from None
+
+
+TEXT_KINDS = ("Textbox", "Dropdown", "Radio", "Code", "Markdown", "Number", "Slider", "Checkbox")
+
+
+def _input_names(block_fn: Any) -> list[str]:
+    """Each input of an event as a message names it: its label, else its API parameter."""
+    try:
+        params = [
+            p.name for p in inspect.signature(block_fn.fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]  # fmt: skip
+    except (TypeError, ValueError):
+        params = []
+    names = []
+    for i, block in enumerate(block_fn.inputs):
+        label = getattr(block, "label", None)
+        if label:
+            names.append(label_name(label))
+        elif i < len(params):
+            names.append(params[i])
+        else:
+            names.append(f"Input {i + 1}")
+    return names
+
+
+def _surrogate_in(value: Any, budget: list[int]) -> bool:
+    """Whether a lone surrogate is anywhere in `value` (strings in lists and dicts, a bounded
+    walk)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_surrogate_in(k, budget) or _surrogate_in(v, budget) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_surrogate_in(v, budget) for v in value)
+    return False
+
+
+def check_payloads(block_fn: Any, inputs: list[Any]) -> None:
+    """gr.Error naming the input when a raw API value is the wrong kind for its component (a
+    list or dict where it takes one value) or holds a lone surrogate (not valid text)."""
+    names = None
+    for i, (block, value) in enumerate(zip(block_fn.inputs, inputs, strict=False)):
+        kind = type(block).__mro__
+        single = any(k.__name__ in TEXT_KINDS for k in kind) and not getattr(
+            block, "multiselect", False
+        )
+        wrong = single and isinstance(value, list | dict | tuple)
+        if wrong or _surrogate_in(value, [10_000]):
+            names = names or _input_names(block_fn)
+            if wrong:
+                raise gr.Error(
+                    f"{names[i]} must be a single value, not a {type(value).__name__} "
+                    f"({quote(value)}).",
+                    print_exception=False,
+                )
+            raise gr.Error(
+                f"{names[i]} contains a lone surrogate (a character between U+D800 and "
+                "U+DFFF), which is not valid text; remove it.",
+                print_exception=False,
+            )
+
+
+def guard_events(demo: Any) -> None:
+    """Every event of `demo`: raw inputs checked first (`check_payloads`); an input Gradio
+    cannot read is a message, not a traceback; every refusal is short (`cap_message`) and
+    logged as one line. Wraps the Blocks' own `process_api` and `preprocess_data`."""
+    process_api, preprocess = demo.process_api, demo.preprocess_data
+
+    async def guarded_preprocess(block_fn: Any, inputs: Any, *args: Any, **kwargs: Any):
+        try:
+            return await preprocess(block_fn, inputs, *args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            raise gr.Error(
+                f"An input could not be read ({type(e).__name__}: {cap_message(scrub(str(e)))}); "
+                "check the values sent.",
+                print_exception=False,
+            ) from None
+
+    async def guarded_api(*args: Any, **kwargs: Any):
+        block_fn = kwargs["block_fn"] if "block_fn" in kwargs else args[0]
+        inputs = kwargs["inputs"] if "inputs" in kwargs else args[1]
+        fn = demo.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        try:
+            if kwargs.get("iterator") is None and isinstance(inputs, list):
+                check_payloads(fn, inputs)
+            return await process_api(*args, **kwargs)
+        except gr.Error as e:
+            e.message = cap_message(e.message)
+            e.print_exception = False  # the visitor's to fix: one line below, no traceback
+            where = f"/{fn.api_name}" if getattr(fn, "api_name", None) else "an event"
+            log.warning("rejected input to %s: %s", where, e.message[:200])
+            raise
+
+    demo.preprocess_data = guarded_preprocess
+    demo.process_api = guarded_api
