@@ -22,46 +22,100 @@ import os  # noqa: E402
 import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
 from gpt.jobs import JobManager  # noqa: E402
+from gpt.jobs.policy import OWNER_BUDGET_ENV, RETENTION_ENV  # noqa: E402
 from gpt.lab import hub  # noqa: E402
 from gpt.lab.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
 from gpt.lab.registry import add_job_models, default_registry  # noqa: E402
-from pages import attention, chat, classify, generation, inside, jobs, tokenizer  # noqa: E402
-from pages.common.heavy import share_heavy_slots  # noqa: E402
+from pages import attention, chat, classify, generation, inside, jobs, tokenizer, walk  # noqa: E402
+from pages.common.heavy import fair_heavy_queue, share_heavy_slots  # noqa: E402
+from pages.common.inputs import guard_events  # noqa: E402
+from pages.common.limits import BodyLimit, rotating_log  # noqa: E402
 from pages.common.render import CSS  # noqa: E402
 from pages.visitors import (  # noqa: E402
     BUDGET_ENV,
+    PER_ADDRESS_ENV,
     PER_VISITOR_ENV,
+    client_address,
     env_int,
     env_number,
+    issue_token,
     multiuser_mode,
     token_state,
 )
 
-# What `launch()` needs besides the Blocks: the page CSS and the server-side upload cap (the
-# fine-tuning tab takes data files up to 20 MB; the tokenizer tab checks its own smaller cap).
-LAUNCH_KWARGS = {"css": CSS, "max_file_size": "20mb", "footer_links": ["api"]}
+UPLOAD_BYTES = 20 * 1024 * 1024  # "20mb": Fine-tune data files (the tokenizer tab checks less)
+
+
+class _LaunchKwargs(Mapping):
+    """What `launch()` needs besides the Blocks: the page CSS, the server-side upload cap, and
+    the request-size limit (`pages.common.limits.BodyLimit`: 413 for a body over ~2 MB, an
+    upload over the cap, before it is read). A fresh `app_kwargs` each time it is unpacked
+    (Gradio adds its lifespan to the dict it gets)."""
+
+    def _items(self) -> dict:
+        from starlette.middleware import Middleware
+
+        return {
+            "css": CSS,
+            "max_file_size": "20mb",
+            "footer_links": ["api"],
+            "app_kwargs": {"middleware": [Middleware(BodyLimit, upload_bytes=UPLOAD_BYTES)]},
+        }
+
+    def __getitem__(self, key: str):
+        return self._items()[key]
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+
+LAUNCH_KWARGS = _LaunchKwargs()
 MAX_QUEUED_JOBS = 5
 # Multi-user mode: the events each tab marks heavy (they run a model) share one queue of
 # HEAVY_CONCURRENCY slots (a 2-vCPU Space: one per core), so a flood of them leaves CPU to the
 # light ones, which get no limit at all (`pages.common.share_heavy_slots`).
 HEAVY_ENV = "GPT2LAB_HEAVY_CONCURRENCY"
+# ... served round-robin by session (and address), each session at most 2 runs of an endpoint
+# waiting or running, each client address no limit unless set (`pages.common.fair_heavy_queue`).
+# Each light endpoint has 4 slots, so a script looping one (/jobs) cannot hold all of Gradio's
+# workers; at most 64 requests wait per endpoint group, 256 in all (Gradio's `max_size`).
+# Locally none of these unless set.
+HEAVY_PER_SESSION_ENV = "GPT2LAB_HEAVY_PER_SESSION"
+HEAVY_PER_ADDRESS_ENV = "GPT2LAB_HEAVY_PER_ADDRESS"
+LIGHT_ENV = "GPT2LAB_LIGHT_CONCURRENCY"
+QUEUE_SIZE_ENV = "GPT2LAB_QUEUE_SIZE"
+LOG_FILE_ENV = "GPT2LAB_LOG_FILE"  # also log to this file, rotated at 5 MB (2 old files kept)
+# Gradio's cache (uploads, files the app hands out): every `frequency` s, files older than `age`
+# s go, and all of it at shutdown (`gr.Blocks(delete_cache=(frequency, age))`). A Fine-tune
+# upload goes at once, when its job has copied it or refused it (`pages.jobs.discard_upload`).
+CACHE_CLEANING = {True: (600, 3600), False: (3600, 86400)}  # by multi-user mode
 log = logging.getLogger("gpt2lab")
 
 
 def job_settings(multiuser: bool) -> dict:
     """JobManager's keyword arguments for this mode: in multi-user mode (a public Space) jobs
-    have owners, 1 queued-or-running job per visitor ($GPT2LAB_JOBS_PER_VISITOR) and a 10 GB
-    disk budget ($GPT2LAB_DISK_BUDGET_GB); locally neither limit unless set."""
+    have owners, 1 queued-or-running job per visitor ($GPT2LAB_JOBS_PER_VISITOR), a 10 GB disk
+    budget ($GPT2LAB_DISK_BUDGET_GB) of which 4 GB per visitor ($GPT2LAB_OWNER_DISK_GB), and
+    finished jobs are kept 24 h ($GPT2LAB_RETENTION_HOURS) before anyone's submission may
+    remove them; locally none of these unless set."""
     budget_gb = env_number(BUDGET_ENV, 10 if multiuser else None)
+    owner_gb = env_number(OWNER_BUDGET_ENV, 4 if multiuser else None)
+    hours = env_number(RETENTION_ENV, 24 if multiuser else None)
     return dict(
         max_concurrent=1,
         max_queued=MAX_QUEUED_JOBS,
         disk_quota_bytes=None if budget_gb is None else int(budget_gb * 10**9),
+        owner_disk_quota_bytes=None if owner_gb is None else int(owner_gb * 10**9),
+        retention_s=None if hours is None else hours * 3600,
         multiuser=multiuser,
         max_active_per_owner=env_int(PER_VISITOR_ENV, 1 if multiuser else None),
     )
@@ -93,7 +147,9 @@ def build_app() -> gr.Blocks:
     /data/gpt2lab/jobs on a Space with persistent storage, else ./jobs)."""
     manager, notice = open_jobs(storage_paths().jobs_dir, multiuser_mode())
     add_job_models(default_registry(), manager)  # finished jobs' models, as job:<id>
-    with gr.Blocks(title="GPT-2 Lab") as demo:
+    if manager.multiuser:  # uploads left by a run that ended without cleaning up
+        jobs.sweep_uploads(CACHE_CLEANING[True][1])
+    with gr.Blocks(title="GPT-2 Lab", delete_cache=CACHE_CLEANING[manager.multiuser]) as demo:
         gr.Markdown("# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it.")
         if notice:
             gr.Markdown(notice, elem_id="jobs-notice")
@@ -108,11 +164,21 @@ def build_app() -> gr.Blocks:
                 classify.build(demo, manager, token),
                 chat.build(demo, manager, token),
                 inside.build(demo),
+                walk.build(demo),
             ]
             jobs.build(demo, manager, [p for page in pages for p in page.pickers], token)
-    demo.queue(default_concurrency_limit=4)
-    if manager.multiuser:
-        share_heavy_slots(demo, env_int(HEAVY_ENV, 2) or 2)
+        gr.api(issue_token, api_name="visitor", queue=False)  # API clients' signed token
+    multiuser = manager.multiuser
+    manager.policy.per_address = env_int(PER_ADDRESS_ENV, 2 if multiuser else None)
+    per_group = env_int(QUEUE_SIZE_ENV, 64 if multiuser else None)
+    demo.queue(default_concurrency_limit=4, max_size=None if per_group is None else 4 * per_group)
+    if multiuser:
+        share_heavy_slots(demo, env_int(HEAVY_ENV, 2) or 2, env_int(LIGHT_ENV, 4))
+    per_session = env_int(HEAVY_PER_SESSION_ENV, 2 if multiuser else None)
+    per_address = env_int(HEAVY_PER_ADDRESS_ENV, None)
+    if per_session is not None or per_address is not None or per_group is not None:
+        fair_heavy_queue(demo, per_session or 10**9, per_address, client_address, per_group)
+    guard_events(demo)
     return demo
 
 
@@ -141,6 +207,8 @@ def warm_up() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    if log_file := os.environ.get(LOG_FILE_ENV, "").strip():
+        rotating_log(log_file)
     paths = storage_paths()
     if paths.persistent:
         log.warning(

@@ -6,7 +6,10 @@ plain `JobStatus` objects (a `gr.Timer`, active while a job is queued or running
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, fields
@@ -64,6 +67,7 @@ CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs learn from every prefix too (loop.
 COLUMNS = ["Job", "Kind", "Base", "Method", "State", "Progress", "Step", "Loss", "ETA"]
 OWNER_COLUMN = "Owner"  # multi-user mode: "you" / "another visitor"
 EMPTY = "### No jobs yet — start one above\nYour jobs, their progress and loss curves show up here."
+log = logging.getLogger("gpt2lab.jobs")
 STATE_WORDS = {  # "Job j3 has succeeded", never "is succeeded"
     "queued": "is queued",
     "running": "is running",
@@ -177,6 +181,56 @@ def check_upload(upload: Any, kind: str) -> Path:
     return path
 
 
+def upload_folder() -> Path:
+    """Gradio's upload folder (its cache): where `/upload` puts files, served at
+    `/gradio_api/file=` to anyone who has the URL."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def discard_upload(upload: Any) -> bool:
+    """Delete an upload from Gradio's cache (its job has its own copy, or it was refused), so
+    its `/gradio_api/file=` URL stops answering; files outside the cache are never touched.
+    Whether one was deleted."""
+    if not upload:
+        return False
+    raw = upload if isinstance(upload, str | Path) else getattr(upload, "path", None)
+    if isinstance(upload, dict):
+        raw = upload.get("path")
+    if not isinstance(raw, str | Path):
+        return False
+    path, cache = Path(raw).resolve(), upload_folder()
+    if cache not in path.parents or not path.is_file():
+        return False
+    with contextlib.suppress(OSError):
+        path.unlink()
+        with contextlib.suppress(OSError):  # its content-hash folder, once empty
+            path.parent.rmdir()
+        return True
+    return False
+
+
+def sweep_uploads(age_s: float) -> int:
+    """Delete files in Gradio's upload folder older than `age_s` (left by an earlier run that
+    ended without cleaning its cache); the number deleted. For a Space, where the folder is
+    this app's alone."""
+    cache, cutoff, gone = upload_folder(), time.time() - age_s, 0
+    for folder, _, names in os.walk(cache, topdown=False):
+        for name in names:
+            path = Path(folder) / name
+            with contextlib.suppress(OSError):
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    gone += 1
+        with contextlib.suppress(OSError):
+            if Path(folder) != cache:
+                Path(folder).rmdir()  # only when empty
+    if gone:
+        log.warning("Gradio cache: removed %d stale upload(s) from %s", gone, cache)
+    return gone
+
+
 # --- commands -----------------------------------------------------------------------------------
 
 
@@ -189,7 +243,23 @@ def start_job(
     """Read the form into a spec and submit it for `by`; (message, job id for the job picker).
     Here only the form's own rules: each number within its field's range, the picked base and
     data among the kind's choices, the upload's type and size. `JobManager.submit` checks the
-    job (its owner, base, data, limits and disk budget) and says what is wrong."""
+    job (its owner, base, data, limits and disk budget) and says what is wrong. An upload in
+    Gradio's cache is deleted either way: copied into the job, or refused."""
+    try:
+        return _start_job(
+            manager, kind, base, data, upload, method, epochs, lr, batch_size, max_steps,
+            eval_every, by,
+        )  # fmt: skip
+    finally:
+        if data == "upload":
+            discard_upload(upload)
+
+
+def _start_job(
+    manager: JobManager, kind: str, base: str, data: str, upload: Any, method: str,
+    epochs: float, lr: Any, batch_size: float, max_steps: float, eval_every: float,
+    by: Visitor = NOBODY,
+) -> tuple[str, str]:  # fmt: skip
     spec: dict[str, Any] = {
         "kind": kind,
         "base": resolve_base(base, kind),
@@ -227,9 +297,16 @@ def start_job(
     if most and not steps:
         said += f" Capped at {most} steps (this Space's size limit)."
     if n := len(manager.last_pruned):
+        for gone in manager.last_pruned:  # drop a cached copy of its model
+            default_registry().remove(f"job:{gone}")
+        whose = (
+            "your own older ones, or ones past their retention age"
+            if manager.multiuser
+            else "of anonymous visitors"
+        )
         said += (
-            f" To stay within the disk budget, {n} old finished job{'s' if n > 1 else ''} of "
-            f"anonymous visitors {'were' if n > 1 else 'was'} removed."
+            f" To stay within the disk budget, {n} finished job{'s' if n > 1 else ''} "
+            f"({whose}) {'were' if n > 1 else 'was'} removed: {', '.join(manager.last_pruned)}."
         )
     return said, job_id  # the list adds its choice
 
@@ -390,14 +467,56 @@ def list_jobs(manager: JobManager, me: str | None = None) -> pd.DataFrame:
     return job_rows(manager.list(), me, manager.multiuser)
 
 
+def data_text(data: str, mine: bool = True) -> str:
+    """A job's data in words: an upload's (or URL's) name only for its owner (`mine`).
+
+    >>> data_text("/srv/jobs/j1/data/my sms.tsv"), data_text("/srv/jobs/j1/data/my sms.tsv", False)
+    ('your file `my sms.tsv`', 'an uploaded file')
+    """
+    if data == "bundled":
+        return "the bundled sample data"
+    if data in SOURCES:
+        return f"the online source `{data}`"
+    if data.startswith(("http://", "https://")):
+        return f"`{esc(data)}`" if mine else "a downloaded file"
+    return f"your file `{esc(Path(data).name)}`" if mine else "an uploaded file"
+
+
+def kept_text(status: JobStatus, policy: JobPolicy, now: float | None = None) -> str | None:
+    """How long a finished job is kept (the retention age), or None when it is kept until
+    deleted.
+
+    >>> from types import SimpleNamespace as S
+    >>> kept_text(S(active=False, finished=0.0, created=0.0), JobPolicy(retention_s=7200), 3600)
+    'Kept for 2 h after it finishes, then removed to make room: about 1 h 00 min left.'
+    """
+    text = policy.retention_text()
+    if text is None:
+        return None
+    if status.active:
+        return f"{text}."
+    now = time.time() if now is None else now
+    left = (status.finished or status.created) + (policy.retention_s or 0) - now
+    if left <= 0:
+        return f"{text}: it is past that age, so a new job may remove it."
+    return f"{text}: about {duration(left)} left."
+
+
 def details(
-    status: JobStatus, metrics: dict[str, Any], public: Path | None = None, resume: str = ""
+    status: JobStatus,
+    metrics: dict[str, Any],
+    public: Path | None = None,
+    resume: str = "",
+    mine: bool = True,
+    kept: str | None = None,
 ) -> str:
     """The selected job in words. `public` (multi-user mode: the job's folder): its error
-    without tracebacks, its paths relative to that folder."""
+    without tracebacks, its paths relative to that folder. `mine`: the viewer owns it (an
+    upload's name shows only to its owner); `kept`: how long it is kept (`kept_text`)."""
     parts = [
         f"**{status.id}** · {KIND_NAMES[status.kind]} job from **{esc(short_base(status.base))}**"
-        f" · {status.method.replace('_', ' ')} · **{status.state}**"
+        f" · {status.method.replace('_', ' ')} · **{status.state}**",
+        f"data: {data_text(status.spec.get('data') or status.data, mine)}",
     ]
     if status.max_steps:
         parts.append(f"step {status.step} / {status.max_steps} ({status.progress:.0%})")
@@ -427,10 +546,15 @@ def details(
             f"\n\nIts model is **job:{status.id}** in every model picker; "
             "**Open in other tabs** picks it for you."
         )
+    if kept:
+        text += f"\n\n{kept}"
     if status.note:
         text += f"\n\nNote: {esc(status.note)}"
     if status.error:
         error = status.error if public is None else scrub(status.error, public)
+        data = str(status.spec.get("data") or status.data)
+        if not mine and data_text(data, mine) != data_text(data):  # an upload's name: theirs
+            error = error.replace(Path(data).name, "(an uploaded file)")
         text += f"\n\n```\n{error[-1500:]}\n```"
     if status.state in ("cancelled", "interrupted", "failed"):
         text += "\n\n" + (resume or "**Resume** continues it from its last checkpoint.")
@@ -567,7 +691,10 @@ def refresh(
             fig = curves(metrics)
             plot = gr.Plot(value=fig, visible=fig is not None)
         resume = resume_hint(manager, job.id, sentence=True)
-        info = details(job, metrics, manager.job_dir(job.id) if owners else None, resume)
+        mine = not owners or (me is not None and job.owner == me)
+        kept = kept_text(job, manager.policy) if owners else None
+        public = manager.job_dir(job.id) if owners else None
+        info = details(job, metrics, public, resume, mine, kept)
         log = shown_log(manager, job, by)
     choices = [
         (f"{s.id} · {s.kind} · {s.state}" + (f" · {who(s.owner, me)}" if owners else ""), s.id)
@@ -602,10 +729,21 @@ def limits_text(policy: JobPolicy) -> str:
         )
     if quota:
         limits.append(f"{quota / 1e9:.3g} GB of disk for all jobs")
+    if policy.owner_quota:
+        limits.append(f"{policy.owner_quota / 1e9:.3g} GB of disk per visitor (data included)")
+    kept = policy.retention_text()
+    kept = (
+        f"**Your models:** {kept[:1].lower()}{kept[1:]}; until then only your own new jobs "
+        "replace your older ones, nobody else's."
+        if kept
+        else "**Your models** are kept until you delete them; only your own new jobs replace "
+        "your older ones when the disk is full."
+    )
     return (
         "**Shared Space:** everyone sees the jobs list and can use finished models in every tab; "
         "only the visitor who started a job (or the admin) can cancel, resume or delete it. "
-        f"Limits: {'; '.join(limits)}."
+        f"Limits: {'; '.join(limits)}. {kept} An uploaded file is deleted from the upload cache "
+        "once its job has copied it, and with its job; only you see its name."
     )
 
 
@@ -778,6 +916,9 @@ def build(
     )  # fmt: skip
     after(started)
     started.success(lambda job_id: estimate_job(manager, job_id), picked, estimate, **QUIET)
+    started.then(  # the upload is gone from the cache (copied or refused): clear its box
+        lambda data: None if data == "upload" else gr.skip(), form.data, form.upload, **QUIET
+    )
 
     def as_visitor(command):  # the event running `command` for whoever sent it
         def event(

@@ -15,6 +15,7 @@ import gradio as gr
 
 from gpt.jobs import NOBODY, JobError, JobManager, JobStatus, Visitor
 from gpt.lab.oneclick import OneClick, why_not
+from gpt.lab.registry import default_registry
 from pages.common import esc, friendly_errors, model_choices
 from pages.visitors import visitor_of
 
@@ -98,6 +99,8 @@ def start(
         new_id = manager.submit(one.spec, by)
     except JobError as e:
         raise gr.Error(f"Could not start the job: {e}.") from None
+    for gone in manager.last_pruned:  # pruned to make room: drop a cached copy of its model
+        default_registry().remove(f"job:{gone}")
     status = manager.get(new_id)
     where = "starting now" if status.state == "running" else "queued behind the running job"
     line = (

@@ -162,6 +162,37 @@ def test_cancel_then_resume_to_success(client, tsv):
     assert job_id not in jobs(client)
 
 
+def file_status(app_url: str, path: str | Path) -> int:
+    import httpx
+
+    return httpx.get(f"{app_url}gradio_api/file={path}", timeout=10).status_code
+
+
+def test_an_upload_leaves_gradios_cache_and_job_files_are_not_served(
+    app_url, client, tsv, app_root
+):
+    import httpx
+
+    with tsv.open("rb") as f:  # an upload as the browser sends it, before Start
+        reply = httpx.post(f"{app_url}gradio_api/upload", files={"files": f}, timeout=10)
+    (cached,) = reply.json()
+    assert Path(cached).is_file() and file_status(app_url, cached) == 200
+    _, job_id = client.predict(*form(tsv), api_name="/start_job")  # the same file again
+    assert not Path(cached).exists() and file_status(app_url, cached) != 200  # copied: gone
+    copy = app_root / "jobs" / job_id / "data" / tsv.name
+    assert copy.is_file() and file_status(app_url, copy) != 200  # job folders are not served
+    assert wait_state(client, job_id, ("succeeded", "failed"))["State"] == "succeeded"
+    assert "deleted" in client.predict(job_id, api_name="/delete_job")
+    assert not copy.exists() and not (app_root / "jobs" / job_id).exists()
+    with pytest.raises(AppError, match="blob"):  # a refused upload leaves the cache too
+        bad = tsv.parent / "blob.tsv"
+        bad.write_bytes(bytes(range(256)) * 20)
+        client.predict(*form(bad), api_name="/start_job")
+    from pages.jobs import upload_folder
+
+    assert not list(upload_folder().rglob("blob.tsv"))
+
+
 def test_full_queue_says_so(app_url, tmp_path, tsv):
     import gradio as gr
 

@@ -51,34 +51,45 @@ def test_within_budget_nothing_is_pruned(four):
     assert four.make_room(KB) == [] and len(ids(four)) == 4
 
 
-def test_anonymous_jobs_without_a_model_go_first(four, caplog):
+def test_the_requesters_jobs_without_a_model_go_first(four, caplog):
     four.policy.disk_quota = 3500
     with caplog.at_level(logging.WARNING, logger="gpt2lab.jobs"):
-        assert four.make_room(500) == ["a-cancelled"]  # 3000 + 500 fits now
-    assert "pruned job a-cancelled (cancelled, anon:aaaa" in caplog.text
+        assert four.make_room(500, owner="anon:aaaa") == ["a-cancelled"]  # 3000 + 500 fits now
+    assert "pruned job a-cancelled (cancelled, anon:aaaa, the requester's own" in caplog.text
     assert not four.job_dir("a-cancelled").exists()
     assert ids(four) == {"a-model", "alice", "b-queued"}
 
 
 def test_final_models_last_then_signed_in_and_active_jobs_are_kept(four):
     four.policy.disk_quota = 3500
-    assert four.make_room(1500) == ["a-cancelled", "a-model"]
+    assert four.make_room(1500, owner="anon:aaaa") == ["a-cancelled", "a-model"]
     assert ids(four) == {"alice", "b-queued"} and four.disk_usage() == 2 * KB
     four.policy.disk_quota = 2500
-    assert four.make_room(1500) == []  # nothing left that may be pruned
+    with pytest.raises(JobError, match="disk quota exceeded"):  # nothing left it may prune
+        four.make_room(1500, owner="anon:aaaa")
     assert ids(four) == {"alice", "b-queued"}
 
 
-def test_submit_over_budget_says_so(four, files):  # noqa: F811
+def test_others_jobs_are_never_pruned_for_a_visitor(four):
+    four.policy.disk_quota = 3500
+    with pytest.raises(JobError, match="disk quota exceeded"):
+        four.make_room(1500, owner="anon:cccc")  # anon:aaaa's jobs are not theirs to remove
+    assert len(ids(four)) == 4
+
+
+def test_submit_over_budget_says_so_and_deletes_nothing(four, files):  # noqa: F811
     four.policy.disk_quota = 2 * KB  # alice's and the queued job fill it
-    with pytest.raises(JobError, match="disk quota exceeded.*even after pruning"):
+    with pytest.raises(JobError, match="disk quota exceeded.*even after removing your own"):
         four.submit(classify_spec(files), Visitor("anon:cccc"))
-    assert ids(four) == {"alice", "b-queued"}
+    assert len(ids(four)) == 4  # a refused submission deletes nothing
+    with pytest.raises(JobError, match="disk quota exceeded"):  # nor does one of their own
+        four.submit(classify_spec(files), Visitor("anon:aaaa"))
+    assert len(ids(four)) == 4 and four.job_dir("a-model").exists()
 
 
 def test_resume_never_prunes_the_job_it_resumes(four):
-    four.policy.disk_quota = 3 * KB
-    four.make_room(KB, keep="a-cancelled")
+    four.policy.disk_quota = 4 * KB
+    assert four.make_room(KB, keep="a-cancelled", owner="anon:aaaa") == ["a-model"]
     assert "a-cancelled" in ids(four) and "a-model" not in ids(four)
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from gpt.jobs import JobError, JobManager, JobPolicy, NotOwnerError, Visitor, connect, scrub
 from pages.visitors import (
-    browser_secret,
+    KEY_FILE,
+    TokenKeys,
     ensure_token,
     is_admin,
     multiuser_mode,
@@ -66,10 +67,17 @@ def test_admin_token_needs_the_exact_configured_value():
     assert not is_admin("", {}) and not is_admin("anything", {})  # unset: nobody is admin
 
 
-def test_browser_secret_survives_restarts(tmp_path):
-    first = browser_secret(tmp_path)
-    assert browser_secret(tmp_path) == first and len(first) >= 32
-    assert (tmp_path / ".browser-state-secret").stat().st_mode & 0o077 == 0
+def test_signing_key_survives_restarts_and_is_private(tmp_path, monkeypatch):
+    monkeypatch.delenv("GPT2LAB_VISITOR_KEY", raising=False)
+    from pages import visitors
+
+    monkeypatch.setattr(visitors, "_keys", None)
+    token = visitors.keys(tmp_path).issue()
+    monkeypatch.setattr(visitors, "_keys", None)  # a restart: the key is read back
+    assert visitors.keys(tmp_path).nonce(token) is not None
+    assert (tmp_path / KEY_FILE).stat().st_mode & 0o077 == 0
+    secret = TokenKeys(bytes.fromhex((tmp_path / KEY_FILE).read_text())).browser_secret()
+    assert secret not in (tmp_path / KEY_FILE).read_text()  # what the page gets is not the key
 
 
 @pytest.mark.slow  # a real job

@@ -33,6 +33,7 @@ from gpt.jobs import store
 from gpt.jobs.policy import MAX_EXAMPLES, NOBODY, JobError, JobPolicy, Visitor, expected_bytes
 from gpt.jobs.scheduler import Children, end_attempt, schedule
 from gpt.jobs.store import ACTIVE, LOCK_NAME, RESUMABLE, dir_size, transaction, transition
+from gpt.lab.cards import JOBS_POLICY_FILE
 from gpt.lab.names import EXPECTED, ModelNameError, ModelRef, resolve
 from gpt.lab.runs import RunSpec
 from gpt.train import state as trainstate
@@ -99,8 +100,8 @@ class JobManager:
 
     `max_concurrent` jobs run at once (1 suits a CPU: a job uses every core). `background` runs
     a scheduler thread (else each public method runs a round via `poll()`). Without `policy`,
-    one is made of `max_queued`, `disk_quota_bytes`, `multiuser` and `max_active_per_owner`
-    (multi-user mode also caps a job at MAX_EXAMPLES). Commands take the `Visitor` asking
+    one is made of `max_queued`, `disk_quota_bytes`, `owner_disk_quota_bytes`, `retention_s`,
+    `multiuser` and `max_active_per_owner` (multi-user mode also caps a job at MAX_EXAMPLES). Commands take the `Visitor` asking
     (default: nobody in particular, who in multi-user mode may change and start no job).
     """
 
@@ -115,6 +116,8 @@ class JobManager:
         poll_interval: float = 0.2,
         multiuser: bool = False,
         max_active_per_owner: int | None = None,
+        owner_disk_quota_bytes: int | None = None,
+        retention_s: float | None = None,
         policy: JobPolicy | None = None,
     ) -> None:
         self.policy = policy or JobPolicy(
@@ -122,6 +125,8 @@ class JobManager:
             max_queued=max_queued,
             per_visitor=max_active_per_owner,
             disk_quota=disk_quota_bytes,
+            owner_quota=owner_disk_quota_bytes,
+            retention_s=retention_s,
             max_examples=MAX_EXAMPLES if multiuser else None,
         )
         if max_concurrent < 1:
@@ -139,6 +144,7 @@ class JobManager:
         self._closed = False
         self._stop = threading.Event()
         store.max_concurrent(self._conn, max_concurrent)
+        self._publish_policy()
         self.poll()  # recovery: jobs whose process died while no manager watched
         self._thread = None
         self._scheduler_fd = None
@@ -309,7 +315,7 @@ class JobManager:
         upload = self._check_data(run_spec.kind, run_spec.data)
         self._db(self.policy.admit, owner)  # refused before anything is pruned
         need = expected_bytes({"method": run_spec.method}, ref)
-        self._check_quota(need + (upload.stat().st_size if upload else 0))
+        self._check_quota(need + (upload.stat().st_size if upload else 0), owner=owner)
         while True:  # a new folder: its name is the job's id
             job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
             folder = self.job_dir(job_id)
@@ -323,7 +329,7 @@ class JobManager:
                 data = str(shutil.copy2(upload, folder / "data" / upload.name))
             stored = {**run_spec.to_dict(), "base": ref.portable, "data": data}
             row = {k: getattr(run_spec, k) for k in ("kind", "base", "method", "data", "max_steps")}
-            row.update(spec=json.dumps({**stored, "tokenizer": tokenizer}), owner=owner)
+            row.update(spec=json.dumps({**stored, "tokenizer": tokenizer}), owner=owner, data=data)
             with self._lock, transaction(self._conn) as conn:
                 self.policy.admit(conn, owner)
                 store.add_job(conn, job_id, disk_quota=self.policy.disk_quota, **row)
@@ -373,7 +379,7 @@ class JobManager:
             raise JobError(
                 f"job {job_id} is {row['state']}; only {', '.join(RESUMABLE)} jobs resume"
             )
-        self._check_quota(0, keep=job_id)
+        self._check_quota(0, keep=job_id, owner=row["owner"], pruner=by.owner)
         ckpts = self.job_dir(job_id) / "out" / "checkpoints"
         note = "no checkpoint yet: starting over"
         if trainstate.list_checkpoints(ckpts):
@@ -453,48 +459,103 @@ class JobManager:
             raise JobError(f"cannot read data file {path}: {e}") from e
         return path.resolve()
 
-    def make_room(self, extra: int = 0, keep: str | None = None) -> list[str]:
-        """Free disk for `extra` more bytes within the budget, deleting what the policy says may
-        go (`JobPolicy.prunable`, in its order) until it fits; each removal is logged. Returns
-        the removed ids (also kept as `last_pruned`).
+    def make_room(
+        self,
+        extra: int = 0,
+        keep: str | None = None,
+        owner: str | None = None,
+        pruner: str | None = None,
+    ) -> list[str]:
+        """Free disk for `extra` more bytes of `owner`'s within the budgets (in all, and
+        `owner`'s share), deleting what the policy says may go (`JobPolicy.prunable` for
+        `pruner`, default `owner`: their own finished jobs and anyone's past the retention age).
+        What to delete is decided first: when even that would not make room, JobError, and
+        nothing is deleted. Each removal is logged. Returns the removed ids (also kept as
+        `last_pruned`).
 
         >>> import tempfile
         >>> JobManager(tempfile.mkdtemp(), disk_quota_bytes=10**6, background=False).make_room()
         []
         """
         self.last_pruned = []
-        quota = self.policy.disk_quota
-        if quota is None or (used := self._committed()) + extra <= quota:
+        policy = self.policy
+        if policy.disk_quota is None and (policy.owner_quota is None or owner is None):
             return []
-        for row in self._db(self.policy.prunable, keep):
-            size = dir_size(self.job_dir(row["id"]))
-            self._remove(row["id"])
-            used -= size
-            self.last_pruned.append(row["id"])
-            log.warning(
-                "disk budget: pruned job %s (%s, %s, %.1f MB) to make room; jobs use %.1f MB of "
-                "%.1f MB", row["id"], row["state"], row["owner"], size / 1e6, used / 1e6,
-                quota / 1e6,
-            )  # fmt: skip
-            if used + extra <= quota:
-                break
+        pruner = owner if pruner is None else pruner
+        with self._lock:  # this process's submissions plan and prune one at a time
+            used = self._committed()
+            owner_used = self._committed(owner) if owner is not None else 0
+            if policy.over_budget(used, extra) is None and (
+                owner is None or policy.over_budget(owner_used, extra, owner=owner) is None
+            ):
+                return []
+            rows = self._db(policy.prunable, pruner, keep)
+            if pruner != owner:  # someone else's resume: only what is past its age may go
+                rows = [r for r in rows if r["expired"]]
+            sizes = {r["id"]: dir_size(self.job_dir(r["id"])) for r in rows}
+            plan, error = policy.plan_room(rows, sizes, used, extra, owner, owner_used)
+            if error is not None:
+                raise error
+            by_id = {r["id"]: r for r in rows}
+            for job_id in plan:
+                row, size = by_id[job_id], sizes[job_id]
+                self._remove(job_id)
+                used -= size
+                self.last_pruned.append(job_id)
+                why = "past its retention age" if row["expired"] else "the requester's own"
+                log.warning(
+                    "disk budget: pruned job %s (%s, %s, %s, %.1f MB) to make room; jobs use "
+                    "%.1f MB of %s", job_id, row["state"], row["owner"], why, size / 1e6,
+                    used / 1e6, "no limit" if policy.disk_quota is None
+                    else f"{policy.disk_quota / 1e6:.1f} MB",
+                )  # fmt: skip
         return self.last_pruned
 
-    def _committed(self) -> int:
+    def usage(self, owner: str | None = None) -> int:
+        """Bytes the jobs use now or will (see `_committed`): all of them, or `owner`'s."""
+        return self._committed(owner)
+
+    def _committed(self, owner: str | None = None) -> int:
         """Disk the job folders use, plus what the queued and running jobs should still write
-        (`expected_bytes` less what each has written): room for the jobs already accepted."""
-        rows = self._execute(f"SELECT id, spec FROM jobs WHERE state IN {ACTIVE!r}")
+        (`expected_bytes` less what each has written): room for the jobs already accepted. With
+        `owner`: that owner's jobs only."""
+        if owner is None:
+            rows = self._execute(f"SELECT id, spec FROM jobs WHERE state IN {ACTIVE!r}")
+            used = self.disk_usage()
+        else:
+            rows = self._execute(
+                f"SELECT id, spec FROM jobs WHERE owner = ? AND state IN {ACTIVE!r}", (owner,)
+            )
+            owned = self._execute("SELECT id FROM jobs WHERE owner = ?", (owner,))
+            used = sum(dir_size(self.job_dir(r["id"])) for r in owned)
         reserved = sum(
             max(0, expected_bytes(json.loads(r["spec"])) - dir_size(self.job_dir(r["id"])))
             for r in rows
         )
-        return self.disk_usage() + reserved
+        return used + reserved
 
-    def _check_quota(self, extra: int, keep: str | None = None) -> None:
-        if self.policy.disk_quota is not None:
-            self.make_room(extra, keep)
-            if (error := self.policy.over_budget(self._committed(), extra)) is not None:
-                raise error
+    def _check_quota(
+        self, extra: int, keep: str | None = None, owner: str | None = None,
+        pruner: str | None = None,
+    ) -> None:  # fmt: skip
+        """JobError, having deleted nothing, when `extra` more bytes of `owner`'s do not fit
+        even after pruning; else prunes what it takes (`make_room`)."""
+        self.make_room(extra, keep, owner, pruner)
+
+    def _publish_policy(self) -> None:
+        """Write what visitors may know of the policy (`gpt.lab.cards.JOBS_POLICY_FILE`, read
+        by job models' cards): multi-user mode and the retention age. Never a secret."""
+        public = {
+            "multiuser": self.policy.multiuser,
+            "retention_hours": None
+            if self.policy.retention_s is None
+            else self.policy.retention_s / 3600,
+        }
+        with contextlib.suppress(OSError):  # a read-only folder: cards then say less
+            path = self.root / JOBS_POLICY_FILE
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(public), encoding="utf-8")
+            os.replace(tmp, path)
 
     def _remove(self, job_id: str) -> None:
         with self._lock:

@@ -6,10 +6,14 @@ the disk budget is kept. A `JobManager` asks its `JobPolicy`; a page only says w
   resume or delete it; a job without an owner is the admin's. In single-user mode anyone may.
 - **Limits**: jobs waiting (`max_queued`), queued-or-running jobs per owner (`per_visitor`), a
   job's size (`max_examples`, steps x batch size).
-- **The disk budget** (`disk_quota`): a job is accepted only if the job folders, plus what the
-  accepted jobs should still write (`expected_bytes`), leave room for it; finished jobs of
-  anonymous visitors are pruned to make room (`prunable`). A running job stops at its next
-  checkpoint once the folders pass the budget.
+- **The disk budget**, in all (`disk_quota`) and per owner (`owner_quota`): a job is accepted
+  only if the job folders, plus what the accepted jobs should still write (`expected_bytes`),
+  plus its data, leave room for it in both. `plan_room` first works out what pruning may free
+  (`prunable`) and only then, if that makes room, is anything deleted: a refused submission
+  deletes nothing. In multi-user mode pruning takes only the requester's own finished jobs,
+  plus anyone's finished job past the retention age (`retention_s`): nobody's submission
+  deletes another visitor's fresh work. A running job stops at its next checkpoint once the
+  folders pass the budget.
 
 >>> policy = JobPolicy(multiuser=True)
 >>> policy.authorize(Visitor("anon:b"), {"id": "j1", "owner": "anon:a"}, "cancel")
@@ -24,8 +28,9 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,9 @@ from gpt.jobs.store import ACTIVE
 from gpt.lab.names import ModelRef, resolve
 from gpt.lab.runs import RunSpec
 
-ANONYMOUS = "anon:"  # owners without a Hugging Face account: their old jobs are pruned first
+ANONYMOUS = "anon:"  # owners without a Hugging Face account (single-user mode prunes theirs)
+OWNER_BUDGET_ENV = "GPT2LAB_OWNER_DISK_GB"  # per-owner disk budget (default 4 in multi-user mode)
+RETENTION_ENV = "GPT2LAB_RETENTION_HOURS"  # finished jobs older than this may go (default 24 there)
 MAX_EXAMPLES = 8_000  # multi-user mode: a job's size cap, steps x batch size
 ACTIVE_SQL = "(" + ", ".join(f"'{state}'" for state in ACTIVE) + ")"  # SQL: ('queued', ...)
 
@@ -49,10 +56,12 @@ class NotOwnerError(JobError):
 
 @dataclass(frozen=True)
 class Visitor:
-    """Who asks: `owner` (`hf:alice`, `anon:3f2a...`; None: nobody in particular, as the CLI)."""
+    """Who asks: `owner` (`hf:alice`, `anon:3f2a...`; None: nobody in particular, as the CLI),
+    and, for an anonymous visitor, the client `address` it came from (the per-address share)."""
 
     owner: str | None = None
     admin: bool = False
+    address: str | None = None
 
 
 NOBODY = Visitor()
@@ -87,7 +96,12 @@ class JobPolicy:
     max_queued: int = 20
     per_visitor: int | None = None  # queued-or-running jobs per owner
     disk_quota: int | None = None  # bytes the job folders may use
+    owner_quota: int | None = None  # bytes one owner's job folders (and data) may use
+    retention_s: float | None = None  # finished jobs older than this may be pruned by anyone
     max_examples: int | None = None  # a job's most max_steps x batch_size
+    per_address: int | None = None  # queued-or-running jobs of anonymous owners per address
+    # owner -> the client address its jobs came from, in memory (this process's submissions)
+    addresses: dict[str, str] = field(default_factory=dict, repr=False)
 
     def may(self, visitor: Visitor, job: Mapping[str, Any] | Any) -> bool:
         """Whether `visitor` may change `job` (a row, a dict or a JobStatus)."""
@@ -106,9 +120,14 @@ class JobPolicy:
         if self.multiuser and not visitor.owner:
             raise JobError(
                 "every job needs an owner here (multi-user mode), and this request has no "
-                "visitor token: reload the page (API clients pass a token of 32+ random "
-                "URL-safe characters)"
+                "visitor token: reload the page (API clients get one from the /visitor "
+                "endpoint and pass it as visitor_token)"
             )
+        if visitor.owner and visitor.address:  # remembered for the per-address share
+            self.addresses.pop(visitor.owner, None)
+            self.addresses[visitor.owner] = visitor.address
+            while len(self.addresses) > 10_000:
+                self.addresses.pop(next(iter(self.addresses)))
         return visitor.owner
 
     def most_steps(self, batch_size: int) -> int | None:
@@ -147,27 +166,144 @@ class JobPolicy:
                 f"(at most {self.per_visitor} per visitor here); wait for it to finish or "
                 "cancel it"
             )
+        self.admit_address(conn, owner)
 
-    def prunable(self, conn: sqlite3.Connection, keep: str | None = None) -> list[sqlite3.Row]:
-        """What pruning may delete, in order: anonymous visitors' finished jobs, those without a
-        final model first, oldest first. Never signed-in visitors' jobs, jobs without an owner,
-        active jobs or `keep` (a job being resumed)."""
+    def admit_address(self, conn: sqlite3.Connection, owner: str) -> None:
+        """JobError when the anonymous owners from `owner`'s client address already have
+        `per_address` active jobs (made-up visitors from one address share one allowance)."""
+        address = self.addresses.get(owner)
+        if self.per_address is None or address is None:
+            return
+        same = [o for o, a in list(self.addresses.items()) if a == address]
+        marks = ", ".join("?" * len(same))
+        (active,) = conn.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE owner IN ({marks}) AND state IN {ACTIVE_SQL}", same
+        ).fetchone()
+        if active >= self.per_address:
+            raise JobError(
+                f"{active} job{'s' if active != 1 else ''} from your network address "
+                f"{'are' if active != 1 else 'is'} already queued or running (at most "
+                f"{self.per_address} per address here, shared by everyone behind it); wait "
+                "for one to finish, or sign in with Hugging Face to get your own slot"
+            )
+
+    def prunable(
+        self,
+        conn: sqlite3.Connection,
+        owner: str | None = None,
+        keep: str | None = None,
+        now: float | None = None,
+    ) -> list[sqlite3.Row]:
+        """What pruning may delete for a request of `owner`, in order: jobs without a final model
+        first, then jobs past the retention age, oldest first. Each row has `id`, `state`,
+        `owner` and `expired` (past the retention age). Never active jobs or `keep` (a job being
+        resumed).
+
+        Multi-user mode: only `owner`'s own finished jobs, plus anyone's finished job past the
+        retention age (`retention_s`): another visitor's fresh work is never a candidate.
+        Single-user mode, as before: anonymous visitors' finished jobs (and, when a retention
+        age is set, any finished job past it)."""
+        now = time.time() if now is None else now
+        cutoff = -1.0 if self.retention_s is None else now - self.retention_s
+        ended = "COALESCE(finished, created)"
+        mine = "(owner IS NOT NULL AND owner = ?)" if self.multiuser else "owner LIKE ?"
         return conn.execute(
-            "SELECT id, state, owner FROM jobs WHERE owner LIKE ? AND id != ? AND state NOT IN "
-            f"{ACTIVE_SQL} ORDER BY state = 'succeeded', created, rowid",
-            (ANONYMOUS + "%", keep or ""),
+            f"SELECT id, state, owner, {ended} < ? AS expired FROM jobs WHERE id != ? AND state "
+            f"NOT IN {ACTIVE_SQL} AND ({mine} OR {ended} < ?) "
+            "ORDER BY state = 'succeeded', expired = 0, created, rowid",
+            (cutoff, keep or "", owner if self.multiuser else ANONYMOUS + "%", cutoff),
         ).fetchall()
 
-    def over_budget(self, used: int, extra: int = 0) -> JobError | None:
-        """The error for `extra` more bytes when the jobs use (or will) `used`; None if it fits."""
-        if self.disk_quota is None or used + extra <= self.disk_quota:
+    def plan_room(
+        self,
+        candidates: list[Mapping[str, Any]],
+        sizes: Mapping[str, int],
+        used: int,
+        extra: int,
+        owner: str | None = None,
+        owner_used: int = 0,
+    ) -> tuple[list[str], JobError | None]:
+        """(ids to prune, None), or ([], the error) when even pruning every candidate would not
+        leave room for `extra` more bytes: decided before anything is deleted. `used` is what
+        the jobs use (or will) in all, `owner_used` what `owner`'s do; `candidates` come from
+        `prunable`, `sizes` are their folders' bytes. Only `owner`'s own jobs free room in
+        their share; any candidate frees room in the total.
+
+        >>> policy = JobPolicy(multiuser=True, disk_quota=100, owner_quota=50)
+        >>> rows = [{"id": "old", "owner": "anon:b"}, {"id": "mine", "owner": "anon:a"}]
+        >>> policy.plan_room(rows, {"old": 30, "mine": 20}, 90, 30, "anon:a", 40)
+        (['mine'], None)
+        >>> policy.plan_room(rows, {"old": 30, "mine": 20}, 90, 60, "anon:a", 40)[1] is not None
+        True
+        """
+        plan: list[str] = []
+        if self.owner_quota is not None and owner is not None:
+            for row in candidates:
+                if owner_used + extra <= self.owner_quota:
+                    break
+                if row["owner"] == owner:
+                    plan.append(row["id"])
+                    owner_used -= sizes[row["id"]]
+                    used -= sizes[row["id"]]
+            if owner_used + extra > self.owner_quota:
+                return [], self.over_budget(owner_used, extra, owner=owner)
+        if self.disk_quota is not None:
+            for row in candidates:
+                if used + extra <= self.disk_quota:
+                    break
+                if row["id"] not in plan:
+                    plan.append(row["id"])
+                    used -= sizes[row["id"]]
+            if used + extra > self.disk_quota:
+                return [], self.over_budget(used, extra)
+        return plan, None
+
+    def over_budget(self, used: int, extra: int = 0, owner: str | None = None) -> JobError | None:
+        """The error for `extra` more bytes when the jobs use (or will) `used` (`owner`'s jobs,
+        against `owner_quota`, when `owner` is given); None if it fits."""
+        quota = self.disk_quota if owner is None else self.owner_quota
+        if quota is None or used + extra <= quota:
             return None
-        return JobError(
-            f"disk quota exceeded: job outputs use (or running jobs will need) {used:,} bytes"
-            + (f" (+{extra:,} for this job's data)" if extra else "")
-            + f" of the {self.disk_quota:,} allowed, even after pruning old anonymous "
-            "jobs; delete finished jobs to make room"
+        whose = "your jobs use" if owner is not None else "job outputs use"
+        of = "of your share of" if owner is not None else "of the"
+        pruned = (
+            "even after removing your own older finished jobs"
+            if self.multiuser
+            else "even after pruning old anonymous jobs"
         )
+        return JobError(
+            f"disk quota exceeded: {whose} (or running jobs will need) {used:,} bytes"
+            + (f" (+{extra:,} for this job and its data)" if extra else "")
+            + f" {of} {quota:,} allowed, {pruned}; delete finished jobs to make room"
+            + (
+                ""
+                if owner is not None or not self.retention_s
+                else f", or wait: finished jobs are kept for {hours_text(self.retention_s)}"
+            )
+        )
+
+    def retention_text(self) -> str | None:
+        """How long finished jobs are kept, in a sentence; None when kept until deleted.
+
+        >>> JobPolicy(multiuser=True, retention_s=24 * 3600).retention_text()
+        'Kept for 24 h after it finishes, then removed to make room'
+        """
+        if self.retention_s is None:
+            return None
+        return (
+            f"Kept for {hours_text(self.retention_s)} after it finishes, then removed to make room"
+        )
+
+
+def hours_text(seconds: float) -> str:
+    """A retention age for people.
+
+    >>> hours_text(86400), hours_text(1800), hours_text(90 * 3600)
+    ('24 h', '30 min', '90 h')
+    """
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.3g} h"
 
 
 _ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"(),:;]+")

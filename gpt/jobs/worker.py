@@ -174,11 +174,12 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
     if metrics.get("base_test"):  # the same test split scored before training
         test["base"] = metrics["base_test"]
     retry_db(store.record_metric, conn, job_id, "test", metrics["steps"], test)
-    finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
     if quota is not None:  # under a disk budget a finished job keeps its model, not its
-        # optimizer checkpoints (a succeeded job never resumes); running jobs keep their last 2
+        # optimizer checkpoints (a succeeded job never resumes); running jobs keep their last 2.
+        # Dropped before it reports success, so a succeeded job's folder is its final size.
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         print("disk budget: dropped the training checkpoints; the final model stays", flush=True)
+    finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
     print(f"succeeded: {metrics['steps']} steps, test {metrics.get('test', {})}", flush=True)
     return 0
 

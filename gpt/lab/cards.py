@@ -5,7 +5,10 @@ has on disk:
 
 - starter models: `assets/models/<name>/card.json` (written by `gpt.lab.recipes`);
 - GPT-2 sizes: facts from OpenAI's paper (Radford et al., 2019), nothing on disk needed;
-- fine-tuning jobs (`job:<id>`): the job's `out/spec.json` and `out/metrics.json`;
+- fine-tuning jobs (`job:<id>`): the job's `out/spec.json` and `out/metrics.json`, and what the
+  jobs folder's `policy.json` says (multi-user mode, how long finished jobs are kept). A job's
+  card names it `job:<id>`, never its folder; in multi-user mode it says "an uploaded file"
+  rather than the uploader's file name, which only its owner sees (`private=True`);
 - any other checkpoint folder: its `card.json` if it has one, else the metadata that
   `gpt.lab.runs.save_final` puts in `config.json`, else only what `config.json` says.
 
@@ -34,6 +37,9 @@ from gpt.config import HUB_IDS, PRESETS
 from gpt.lab.registry import ModelEntry, ModelRegistry, default_registry
 
 SMALL_MODEL = 50_000_000  # below this many parameters a model gets the "small model" limit
+JOBS_POLICY_FILE = "policy.json"  # in the jobs folder, by gpt.jobs: {multiuser, retention_hours}
+UPLOADED = "an uploaded file"  # an upload's name, as visitors other than its owner see it
+DOWNLOADED = "a downloaded file"
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,21 @@ def _text(x: Any) -> str | None:
 
 
 def _base_name(base: Any) -> str | None:
-    """A base as people know it: `starter` for `/somewhere/assets/models/starter`."""
+    """A base as people know it: `starter` for `/somewhere/assets/models/starter`, `job:<id>`
+    for a job's model folder (`/somewhere/jobs/<id>/out/model`).
+
+    >>> _base_name("/srv/jobs/20260101-x/out/model"), _base_name("/a/models/starter")
+    ('job:20260101-x', 'starter')
+    """
     base = _text(base)
     if base is None:
         return None
-    return Path(base).name if "/" in base or "\\" in base else base
+    if "/" not in base and "\\" not in base:
+        return base
+    parts = Path(base.replace("\\", "/")).parts
+    if len(parts) >= 3 and parts[-2:] == ("out", "model"):
+        return f"job:{parts[-3]}"
+    return parts[-1] if parts else None
 
 
 # --- GPT-2 ----------------------------------------------------------------------------------------
@@ -227,11 +243,16 @@ def _count(n: int | None, what: str) -> str:
     return f"{n:,} {what}" if n is not None else what
 
 
-def describe_data(task: str, data: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(the training data in words, the limit it implies) from a run's data summary.
+def describe_data(
+    task: str, data: dict[str, Any], hide_file: bool = False
+) -> tuple[str | None, str | None]:
+    """(the training data in words, the limit it implies) from a run's data summary. With
+    `hide_file`, a file or URL is "an uploaded file" ("a downloaded file"), never its name.
 
     >>> describe_data("classify", {"data": "bundled", "train_examples": 2520})[0]
     "data/sms/train.tsv: 2,520 SMS-like messages (ham and spam) written by this project's template generator."
+    >>> describe_data("classify", {"data": "/j/1/data/my sms.tsv"}, hide_file=True)
+    ('an uploaded file', 'Trained on messages from an uploaded file: trust it only on similar text.')
     """
     from gpt.lab.sources import SOURCES
 
@@ -260,6 +281,9 @@ def describe_data(task: str, data: dict[str, Any]) -> tuple[str | None, str | No
             limit = None
         return words or text, limit
     file = Path(norm).name
+    if hide_file:
+        file = DOWNLOADED if norm.startswith(("http://", "https://")) else UPLOADED
+        norm = ""
     if task == "classify" and "sms" in norm.lower() and "spam" in norm.lower():
         limit = (
             f"Trained on {_count(n, 'real SMS')} from the UCI SMS Spam Collection ({file}): "
@@ -271,7 +295,8 @@ def describe_data(task: str, data: dict[str, Any]) -> tuple[str | None, str | No
         limit = _SINGLE_TURN
     else:
         limit = f"Knows only the text of {file}."
-    return words or f"the file {file}" + (f" ({n:,} training examples)" if n else ""), limit
+    shown = file if hide_file else f"the file {file}"
+    return words or shown + (f" ({n:,} training examples)" if n else ""), limit
 
 
 # --- cards of trained checkpoints -----------------------------------------------------------------
@@ -381,16 +406,19 @@ def card_from_record(
     config: dict[str, Any] | None = None,
     n_params: int | None = None,
     location: str | None = None,
+    hide_file: bool = False,
 ) -> ModelCard:
-    """A card from a run's record (a starter `card.json`, a job's metrics, checkpoint metadata).
+    """A card from a run's record (a starter `card.json`, a job's metrics, checkpoint metadata);
+    `hide_file`: its data file's name is not shown (`describe_data`).
 
     >>> c = card_from_record("m", "classify", {"data": {"data": "bundled"}}, "checkpoint")
     >>> c.limits[0].startswith("Trained on templated messages")
     True
     """
     config = config or {}
-    data_words, data_limit = describe_data(task, _dict(record.get("data")))
-    data_words = _text(record.get("data_description")) or data_words
+    data_words, data_limit = describe_data(task, _dict(record.get("data")), hide_file)
+    if not hide_file:  # a card file's own words about its data may name the file
+        data_words = _text(record.get("data_description")) or data_words
     params = _int(record.get("parameters")) or n_params
     explicit = record.get("limits")
     if isinstance(explicit, str):
@@ -460,17 +488,43 @@ def job_record(model_folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]
     return record, config
 
 
-def card_for_entry(entry: ModelEntry) -> ModelCard:
-    """The card of a registry entry; reads small JSON files only."""
+def jobs_policy(model_folder: str | Path) -> dict[str, Any]:
+    """What the jobs folder of a job's model folder (`<jobs>/<id>/out/model`) says of its policy
+    (`JOBS_POLICY_FILE`): `multiuser`, `retention_hours`; {} when it says nothing."""
+    return _dict(read_json(Path(model_folder).parents[2] / JOBS_POLICY_FILE, {}))
+
+
+def retention_sentence(hours: Any) -> str | None:
+    """How long a visitor's job model is kept, in words; None when it is kept until deleted.
+
+    >>> retention_sentence(24), retention_sentence(0.5), retention_sentence(None)
+    ('Kept for 24 h after it finishes, then removed to make room.', 'Kept for 30 min after it finishes, then removed to make room.', None)
+    """
+    hours = _num(hours)
+    if hours is None:
+        return None
+    age = f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.3g} h"
+    return f"Kept for {age} after it finishes, then removed to make room."
+
+
+def card_for_entry(entry: ModelEntry, private: bool = False) -> ModelCard:
+    """The card of a registry entry; reads small JSON files only. A job's model is named
+    `job:<id>` (never its folder); `private`: the card its owner sees, with its upload's name
+    (others, in multi-user mode, see "an uploaded file")."""
     if entry.ref is not None and entry.ref.kind == "gpt2":
         location = entry.location if entry.location != entry.name else None
         return gpt2_card(entry.name, location)
+    hide_file, location = False, entry.location
     if entry.source == "job":
         record, config = job_record(entry.location)
         job_id = entry.name.removeprefix("job:")
         kind = {"lm": "Language model", "classify": "Spam classifier", "instruct": "Chat model"}
         summary = f"{kind.get(entry.task, 'Model')} fine-tuned by job {job_id}."
-        source = "job"
+        policy = jobs_policy(entry.location)
+        if kept := retention_sentence(policy.get("retention_hours")):
+            summary += f" {kept}"
+        source, location = "job", f"job:{job_id}"
+        hide_file = policy.get("multiuser") is True and not private
     else:
         record, config = folder_record(entry.location)
         summary = entry.description
@@ -483,16 +537,20 @@ def card_for_entry(entry: ModelEntry) -> ModelCard:
         summary=summary,
         config=config,
         n_params=entry.n_params,
-        location=entry.location,
+        location=location,
+        hide_file=hide_file,
     )
 
 
-def model_card(name: str, registry: ModelRegistry | None = None) -> ModelCard:
-    """The card of a listed model (`RegistryError` when no model has that name).
+def model_card(
+    name: str, registry: ModelRegistry | None = None, private: bool = False
+) -> ModelCard:
+    """The card of a listed model (`RegistryError` when no model has that name); `private`:
+    as the model's owner sees it (`card_for_entry`).
 
     A GPT-2 size that is not listed here (no weights, downloads off) still has a card.
     """
     registry = registry or default_registry()
     if name in HUB_IDS and name not in registry.names():
         return gpt2_card(name)
-    return card_for_entry(registry.entry(name))
+    return card_for_entry(registry.entry(name), private)
