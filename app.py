@@ -35,7 +35,7 @@ from gpt.lab.registry import add_job_models, default_registry  # noqa: E402
 from pages import attention, chat, classify, generation, inside, jobs, tokenizer, walk  # noqa: E402
 from pages.common.heavy import fair_heavy_queue, share_heavy_slots  # noqa: E402
 from pages.common.inputs import guard_events  # noqa: E402
-from pages.common.limits import BodyLimit, rotating_log  # noqa: E402
+from pages.common.limits import BodyLimit, light_sessions, rotating_log  # noqa: E402
 from pages.common.render import CSS  # noqa: E402
 from pages.visitors import (  # noqa: E402
     BUDGET_ENV,
@@ -145,6 +145,7 @@ def open_jobs(folder: str | Path, multiuser: bool = False) -> tuple[JobManager, 
 def build_app() -> gr.Blocks:
     """The app. Jobs live in `gpt.lab.paths.storage_paths().jobs_dir` ($GPT2LAB_JOBS_DIR, else
     /data/gpt2lab/jobs on a Space with persistent storage, else ./jobs)."""
+    light_sessions()  # a new session (each sessionless API call) copies no block configs
     manager, notice = open_jobs(storage_paths().jobs_dir, multiuser_mode())
     add_job_models(default_registry(), manager)  # finished jobs' models, as job:<id>
     if manager.multiuser:  # uploads left by a run that ended without cleaning up

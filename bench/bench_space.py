@@ -15,8 +15,17 @@ after table), then runs each attack of the issue's Goals table, each bounded in 
 - secrets or paths in `/config`; 30 admin-token guesses;
 - `/tokenize` and `/jobs` idle, before the attacks.
 
-The rows about jobs finishing under a tiny budget and uploads after a job's deletion belong to
-the job-retention work (issue 20, part 1) and say so. `--flood` runs the earlier mixed flood:
+Then a second app with a tiny disk budget (room for one job beside a finished model, not two)
+and a short retention age (`--retention-s`, 60 s), for the jobs rows:
+
+- uploads after their job is deleted: a visitor uploads a file as the browser does
+  (`/gradio_api/upload`), starts a job with it, then deletes the job: whether the upload's
+  `/gradio_api/file=` URL still answers and whether its copies are still on disk;
+- a finished model under others' submissions: visitor A's job (on an upload) succeeds, then 6
+  made-up visitors submit jobs that would fit only if A's model went: whether it is kept, and
+  whether it (and its data) goes once past the retention age, to the next submission.
+
+`--flood` runs the earlier mixed flood:
 light probes, heavy clients, job submitters and hostile clients for `--seconds`. Writes
 bench/results/space.json (`--flood`: space-flood.json).
 """
@@ -37,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -55,7 +65,7 @@ KINDS = [  # (what an error message says, its kind)
     (r"already have \d+ runs", "per-session heavy cap"),
     (r"server is busy", "queue group full"),
     (r"queue is full", "queue full"),
-    (r"disk quota", "disk budget"),
+    (r"(?i)disk quota", "disk budget"),
     (r"belongs to another visitor", "not the owner"),
     (r"no visitor token", "no visitor token"),
     (r"examples per job", "size cap"),
@@ -518,10 +528,8 @@ def attacks(args: argparse.Namespace) -> None:
                 f"{accepted} of 8 accepted ({', '.join(f'{k} {v}' for k, v in refusals.items())})",
             ])  # fmt: skip
             rows.append(["a token the server did not issue", forged])
-            rows.append([
-                "a finished model, under others' submissions at a tiny budget",
-                "(part 1, the retention work: not run here)",
-            ])  # fmt: skip
+            retention_row = len(rows)
+            rows.append(["a finished model, under others' submissions at a tiny budget", "-"])
 
             # a visitor's 5-token /generate while one client has 40 queued
             flooder = Client(url, verbose=False)
@@ -564,7 +572,8 @@ def attacks(args: argparse.Namespace) -> None:
                 f"characters, log +{big['log_growth_bytes']:,} bytes, "
                 f"{big['tracebacks']} traceback(s)",
             ])  # fmt: skip
-            rows.append(["uploads after their job is deleted", "(part 1, the upload clean-up)"])
+            uploads_row = len(rows)
+            rows.append(["uploads after their job is deleted", "-"])
 
             # /tokenize while 100 connections loop /jobs
             stop, done = threading.Event(), [0, 0]
@@ -635,6 +644,12 @@ def attacks(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
+        try:
+            uploads, kept = job_attacks(args, app_dir, files, tmp / "jobs-app")
+        except Exception as e:  # noqa: BLE001 (an earlier app without the endpoints)
+            uploads = kept = {"said": f"could not run: {type(e).__name__}: {str(e)[:80]}"}
+        results["uploads_after_delete"], results["kept_under_submissions"] = uploads, kept
+        rows[uploads_row][1], rows[retention_row][1] = uploads["said"], kept["said"]
     print_table(
         f"Attacks on the app in multi-user mode, loopback ({app_dir.name}, "
         f"{os.cpu_count()} cores)",
@@ -642,6 +657,150 @@ def attacks(args: argparse.Namespace) -> None:
         rows,
     )
     print(f"\nwrote {save('space', results)}")
+
+
+def file_answers(url: str, path: str | Path) -> int:
+    """The HTTP status of `path` at the app's `/gradio_api/file=` URL (anyone's way to it)."""
+    try:
+        with urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def wait_job(client, token: str, job_id: str, timeout: float) -> str:
+    """The job's state once it has left queued/running (or `timeout` s passed)."""
+    end, state = time.time() + timeout, "?"
+    while time.time() < end:
+        table = client.predict(token, api_name="/jobs")
+        state = next((row[4] for row in table["data"] if row[0] == job_id), "gone")
+        if state not in ("queued", "running"):
+            return state
+        time.sleep(0.5)
+    return state
+
+
+def job_attacks(args: argparse.Namespace, app_dir: Path, files: dict, tmp: Path) -> tuple:
+    """The jobs rows, on an app of their own: a disk budget with room for one job beside a
+    finished starter-spam model but not two, finished jobs kept `args.retention_s`, Gradio's
+    cache in `tmp` (to look at the disk). ({uploads row}, {kept row}), each with "said"."""
+    import httpx
+    from gradio_client import Client
+
+    from gpt.jobs import expected_bytes
+    from gpt.lab.names import resolve
+
+    spec = {"base": "starter-spam", "method": "last_blocks"}
+    weights = sum(p.stat().st_size for p in resolve("starter-spam").folder.glob("*.safetensors"))
+    need = expected_bytes(spec) + files["good"].stat().st_size
+    budget = need + weights // 2  # a finished model (>= its weights) plus a new job: over it
+    jobs_dir, cache = tmp / "jobs", tmp / "gradio"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(cache),
+        "GPT2LAB_JOBS_DIR": str(jobs_dir),
+        "GPT2LAB_MULTIUSER": "1",
+        "GPT2LAB_JOB_THREADS": "1",
+        "GPT2LAB_DISK_BUDGET_GB": f"{budget / 1e9:.9f}",
+        "GPT2LAB_RETENTION_HOURS": f"{args.retention_s / 3600:.6f}",
+    }
+    env.pop("SPACE_ID", None)
+    tmp.mkdir(parents=True, exist_ok=True)
+    log_path = tmp / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 (the app writes it until it stops)
+    proc, url = start_app(env, log, app_dir)
+    uploads: dict = {}
+    kept: dict = {"budget_mb": round(budget / 1e6, 2), "retention_s": args.retention_s}
+    try:
+        client = Client(url, verbose=False)
+
+        # uploads after their job is deleted
+        owner = visitor_token(client)
+        with files["good"].open("rb") as f:  # as the browser sends it, before Start
+            (cached,) = httpx.post(f"{url}gradio_api/upload", files={"files": f}, timeout=30).json()
+        before = file_answers(url, cached)
+        _, job_id = client.predict(*form(files["good"], 4, eval_every=2), owner,
+                                   api_name="/start_job")  # fmt: skip
+        copy = jobs_dir / job_id / "data" / files["good"].name
+        at_start = (file_answers(url, cached), Path(cached).exists(), copy.is_file())
+        copy_served = file_answers(url, copy)
+        said = client.predict(job_id, owner, "", api_name="/delete_job")
+        left = [p for p in (Path(cached), copy, jobs_dir / job_id) if p.exists()]
+        left += [p for p in cache.rglob(files["good"].name)]
+        uploads.update(
+            upload_url_before=before, upload_url_after_start=at_start[0],
+            upload_on_disk_after_start=at_start[1], job_copy_made=at_start[2],
+            job_copy_url=copy_served, delete=said[:60], upload_url_after_delete=file_answers(
+                url, cached), job_copy_url_after_delete=file_answers(url, copy),
+            left_on_disk=[str(p) for p in left],
+        )  # fmt: skip
+        gone = (
+            not left and uploads["upload_url_after_delete"] != 200
+            and uploads["job_copy_url_after_delete"] != 200
+        )  # fmt: skip
+        uploads["said"] = (
+            f"{'gone' if gone else 'NOT GONE'}: its file= URL {before} after the upload, "
+            f"{at_start[0]} once its job copied it; the job's copy {copy_served} (never served);"
+            f" after the delete: URLs {uploads['upload_url_after_delete']} / "
+            f"{uploads['job_copy_url_after_delete']}, {len(left)} file(s) left on disk"
+        )
+
+        # a finished model, under others' submissions at a tiny budget
+        a = visitor_token(client)
+        _, a_job = client.predict(*form(files["good"], 4, eval_every=2), a, api_name="/start_job")
+        state = wait_job(client, a, a_job, args.drain)
+        finished = time.time()
+        model = jobs_dir / a_job / "out" / "model"
+        a_copy = jobs_dir / a_job / "data" / files["good"].name
+        kept.update(a_state=state, a_mb=round(dir_size(jobs_dir / a_job) / 1e6, 2))
+        refusals: Counter[str] = Counter()
+        others = 6
+        for _ in range(others):
+            token = visitor_token(client)
+            try:
+                _, other = client.predict(*form(None, 4, data="bundled"), token,
+                                          api_name="/start_job")  # fmt: skip
+                refusals["accepted"] += 1
+                with contextlib.suppress(Exception):
+                    client.predict(other, token, "", api_name="/delete_job")
+            except Exception as e:  # noqa: BLE001
+                refusals[kind_of(e)] += 1
+        survived = model.is_dir() and (model / "config.json").is_file()
+        listed = wait_job(client, a, a_job, 1)
+        kept.update(others=others, refusals=dict(refusals), survived=survived, listed=listed,
+                    seconds_after_success=round(time.time() - finished, 1))  # fmt: skip
+        time.sleep(max(0.0, finished + args.retention_s + 2 - time.time()))
+        late = visitor_token(client)
+        try:
+            _, other = client.predict(*form(None, 4, data="bundled"), late,
+                                      api_name="/start_job")  # fmt: skip
+            after_age = "accepted"
+            with contextlib.suppress(Exception):
+                client.predict(other, late, "", api_name="/delete_job")
+        except Exception as e:  # noqa: BLE001
+            after_age = kind_of(e)
+        log.flush()
+        pruned = f"pruned job {a_job}" in log_path.read_text(encoding="utf-8", errors="replace")
+        kept.update(after_age=after_age, pruned_after_age=pruned,
+                    gone_after_age=not (jobs_dir / a_job).exists() and not a_copy.exists())  # fmt: skip
+        ok = state == "succeeded" and survived and listed == "succeeded" and not refusals["accepted"]
+        kept["said"] = (
+            f"{'kept' if ok else 'NOT KEPT'}: A's model ({state}, {kept['a_mb']} MB, budget "
+            f"{kept['budget_mb']} MB) through {others} others' submissions "
+            f"({', '.join(f'{k} {v}' for k, v in refusals.items())}); past its "
+            f"{args.retention_s:.0f} s retention age the next one was {after_age} and A's job "
+            f"{'was pruned with its data (logged)' if pruned and kept['gone_after_age'] else 'stayed'}"
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    return uploads, kept
 
 
 def main() -> None:
@@ -652,6 +811,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None, help="attacks: 15; flood: 60")
     ap.add_argument("--budget-gb", type=float, default=0.05)
     ap.add_argument("--drain", type=float, default=180, help="seconds to let accepted jobs end")
+    ap.add_argument("--retention-s", type=float, default=60,
+                    help="attacks: the jobs app's retention age (GPT2LAB_RETENTION_HOURS)")
     args = ap.parse_args()
     if args.flood:
         args.seconds = args.seconds or 60

@@ -670,9 +670,13 @@ class JobsView:
     seen: gr.State  # what the plot shows, so it is re-sent only when the job moved on
     timer: gr.Timer  # ticks while a job is queued or running
     log: gr.Code
+    # Cancel, Resume, Delete: enabled only for a job the viewer may change (theirs, or the admin)
+    commands: tuple[gr.Button, ...] = ()
 
     def outputs(self) -> list[Any]:
-        return [getattr(self, f.name) for f in fields(self)]
+        return [getattr(self, f.name) for f in fields(self) if f.name != "commands"] + [
+            *self.commands
+        ]
 
 
 def refresh(
@@ -683,6 +687,7 @@ def refresh(
     me, owners, jobs = by.owner, manager.multiuser, manager.list()
     job = next((s for s in jobs if s.id == selected), jobs[0]) if jobs else None
     key, info, log, plot = None, "", "", gr.Plot(value=None, visible=False)
+    allowed = job is not None and manager.policy.may(by, job)  # another's job: its buttons off
     if job is not None:
         metrics = manager.metrics(job.id)
         key = [job.id, job.state, job.step, len(metrics["evals"]), len(metrics["steps"])]
@@ -709,6 +714,7 @@ def refresh(
         view.seen: key,
         view.timer: gr.Timer(active=any(s.active for s in jobs)),
         view.log: log,
+        **{b: gr.Button(interactive=allowed) for b in view.commands},
     }
 
 
@@ -876,8 +882,9 @@ def build(
         with gr.Accordion("Log (last 40 lines)", open=False, elem_id="job-log-box"):
             log = gr.Code(value="", language=None, interactive=False, elem_id="job-log")
         view = JobsView(
-            empty, table, picked, info, plot, gr.State(None), gr.Timer(1.0, active=False), log
-        )
+            empty, table, picked, info, plot, gr.State(None), gr.Timer(1.0, active=False), log,
+            (cancel, resume, delete),
+        )  # fmt: skip
 
     # --- events: each command redraws the list after it --------------------------------------
 
@@ -959,6 +966,7 @@ def build(
 
     after(table.select(on_select, None, picked, api_visibility="private"))
     picked.input(do_refresh, watch, view.outputs(), **QUIET)
+    gr.on([admin.blur, admin.submit], do_refresh, watch, view.outputs(), **QUIET)  # its buttons
     view.timer.tick(do_refresh, watch, view.outputs(), **QUIET)
     after(demo.load(ensure_token, token, token, **QUIET))  # a new visitor gets a token
     return Page()

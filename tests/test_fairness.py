@@ -21,9 +21,9 @@ gr = pytest.importorskip("gradio")
 
 from gpt.jobs import JobError, JobManager, JobPolicy, Visitor  # noqa: E402
 from pages import visitors  # noqa: E402
-from pages.common.heavy import _fair_order  # noqa: E402
+from pages.common.heavy import QuietLog, _fair_order  # noqa: E402
 from pages.common.inputs import cap_message, check_payloads, quote  # noqa: E402
-from pages.common.limits import BodyLimit, StateBudget  # noqa: E402
+from pages.common.limits import BodyLimit, StateBudget, light_sessions  # noqa: E402
 from pages.visitors import (  # noqa: E402
     AdminGuard,
     AdminLocked,
@@ -133,7 +133,40 @@ def test_heavy_queue_is_round_robin_by_session():
     assert _fair_order([flood[0], visitor], busy, lambda e: e.request)[0] is flood[0]
 
 
+def test_refusals_log_one_line_per_kind_every_few_seconds(caplog):
+    clock = [100.0]
+    quiet = QuietLog(every=10, clock=lambda: clock[0])
+    with caplog.at_level("WARNING", logger="gpt2lab"):
+        said = [quiet.warn("busy jobs", "busy") for _ in range(50)]
+        assert quiet.warn("per-session generate", "you already have 2 runs")  # another kind
+        clock[0] += 10
+        assert quiet.warn("busy jobs", "busy")
+    assert said.count(True) == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "refused a request: busy",
+        "refused a request: you already have 2 runs",
+        "refused a request: busy (and 49 more like it since the last line)",
+    ]
+
+
 # --- session state ---------------------------------------------------------------------------
+
+
+def test_a_new_session_copies_no_block_configs():
+    import gradio as gr
+    from gradio.state_holder import SessionState
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox("hello")
+        gr.Number(3)
+    light_sessions()
+    light_sessions()  # idempotent
+    session = SessionState(demo)
+    assert session.config_values == {} and box._id in session.blocks_config.blocks
+    session._update_value_in_config(box._id, "changed")  # its entry, made when it changes
+    assert session.config_values[box._id]["props"]["value"] == "changed"
+    assert [c["id"] for c in session.components] == [box._id]
 
 
 def test_session_state_budget_drops_the_oldest_first():
@@ -311,3 +344,22 @@ def test_one_session_cannot_queue_more_than_two_heavy_runs(served):
     refused = [o for o in outcomes if "already have" in o]
     assert len(refused) >= 5 and outcomes.count("ran") >= 2, outcomes
     assert json.dumps(outcomes)  # every outcome is words
+
+
+@pytest.mark.slow
+def test_sessionless_api_calls_are_answered_without_copying_block_configs(served):
+    """A plain `/gradio_api/call/jobs` (no session: each one a new session) is answered, and
+    its session holds no copy of the app's block configs (`light_sessions`)."""
+    demo, url, _ = served
+    events = []
+    for _ in range(3):
+        post = urllib.request.Request(
+            f"{url}gradio_api/call/jobs", json.dumps({"data": [""]}).encode(),
+            {"Content-Type": "application/json"},
+        )  # fmt: skip
+        event = json.loads(urllib.request.urlopen(post, timeout=30).read())["event_id"]
+        stream = urllib.request.urlopen(f"{url}gradio_api/call/jobs/{event}", timeout=60)
+        assert "event: complete" in stream.read().decode()
+        events.append(event)
+    sessions = [demo.state_holder.session_data[e] for e in events]  # each its own session
+    assert all(len(s.config_values) < 5 for s in sessions)  # of the app's hundreds of blocks

@@ -136,6 +136,24 @@ def test_refresh_returns_one_update_per_component_of_the_view(tmp_path):
     assert updates[view.empty].visible is True and updates[view.table].visible is False
 
 
+def test_job_buttons_are_enabled_only_for_a_job_the_viewer_may_change(tmp_path):
+    from gpt.jobs import JobPolicy, Visitor
+    from tests.test_disk_budget import fake_job
+
+    with gr.Blocks():
+        buttons = (gr.Button(), gr.Button(), gr.Button())
+    view = jobs_view()
+    view.commands = buttons
+    a, b = Visitor("anon:" + "a" * 16), Visitor("anon:" + "b" * 16)
+    policy = JobPolicy(multiuser=True)
+    with JobManager(tmp_path / "jobs", policy=policy, background=False) as manager:
+        fake_job(manager, "j1", "succeeded", a.owner, 10)
+        for who, enabled in ((a, True), (b, False), (Visitor(b.owner, admin=True), True)):
+            updates = jobs.refresh(manager, view, "j1", None, who)
+            assert list(updates) == view.outputs()
+            assert [updates[x].interactive for x in buttons] == [enabled] * 3
+
+
 def test_open_in_tabs_says_when_a_job_does_not_exist(tmp_path):
     manager = JobManager(tmp_path / "jobs", background=False)
     with manager, pytest.raises(gr.Error, match="No job 'nope'"):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +58,32 @@ def share_heavy_slots(demo: Any, slots: int, light_slots: int | None = None) -> 
     return counts
 
 
+class QuietLog:
+    """Refusals in the log without flooding it: per kind, one line at most every `every` s, which
+    says how many more like it went unlogged since the last (a script looping /jobs is refused
+    dozens of times a second)."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every, self.clock = every, clock
+        self._last: dict[str, float] = {}
+        self._skipped: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def warn(self, kind: str, message: str) -> bool:
+        """Log `message` unless a line of `kind` went out less than `every` s ago; whether it
+        was logged."""
+        now = self.clock()
+        with self._lock:
+            if now - self._last.get(kind, -self.every) < self.every:
+                self._skipped[kind] += 1
+                return False
+            self._last[kind] = now
+            skipped = self._skipped.pop(kind, 0)
+        more = f" (and {skipped} more like it since the last line)" if skipped else ""
+        log.warning("refused a request: %s%s", message, more)
+        return True
+
+
 def _fair_order(waiting: list[Any], running: Counter[str], address: Callable[[Any], Any]) -> list:
     """`waiting` (queued events) round-robin: each session's first waiting run (its rank counts
     its running ones) before anyone's second, and within a rank, addresses in turn; else in
@@ -96,13 +124,15 @@ def fair_heavy_queue(
     def where(event: Any) -> str | None:
         return address_of(event.request)
 
-    def refuse(event: Any, waiting: list, message: str) -> None:
+    quiet = QuietLog()
+
+    def refuse(event: Any, waiting: list, message: str, kind: str) -> None:
         if event in waiting:
             waiting.remove(event)
         queue.event_ids_to_events.pop(event._id, None)
         error = {"error": message, "visible": True, "duration": None, "title": "Error"}
         queue.send_message(event, ProcessCompletedMessage(output=error, title="Error", success=False))
-        log.warning("refused a request: %s", message)
+        quiet.warn(f"{kind} {event.fn.api_name}", message)
 
     async def fair_push(body: Any, request: Any, username: str | None):
         ok, event_id, state = await push(body=body, request=request, username=username)
@@ -115,7 +145,7 @@ def fair_heavy_queue(
             refuse(event, waiting, (
                 f"The server is busy: {len(waiting) - 1} requests like this one ({name}) are "
                 "waiting already; try again in a moment."
-            ))  # fmt: skip
+            ), "busy")  # fmt: skip
             return ok, event_id, state
         if not is_heavy(event):
             return ok, event_id, state
@@ -130,7 +160,7 @@ def fair_heavy_queue(
                 f"You already have {len(mine)} runs of {name} waiting or running (at most "
                 f"{per_session} per visitor here, so that everyone gets a turn); wait for one "
                 "to finish."
-            ))  # fmt: skip
+            ), "per-session")  # fmt: skip
             return ok, event_id, state
         here = where(event)
         if per_address is not None and here is not None:
@@ -139,7 +169,7 @@ def fair_heavy_queue(
                 refuse(event, waiting, (
                     f"{len(near)} model runs from your network address are already waiting or "
                     f"running (at most {per_address} per address here); try again in a moment."
-                ))  # fmt: skip
+                ), "per-address")  # fmt: skip
                 return ok, event_id, state
         busy = Counter(e.session_hash for e in running if e.concurrency_id == event.concurrency_id)
         waiting[:] = _fair_order(waiting, busy, where)

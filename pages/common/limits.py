@@ -7,6 +7,9 @@
   `/upload` route) may be as large as the upload cap; everything else (JSON) about 2 MB.
 - `StateBudget`: what events keep for a session (a run's logits) counts against one budget for
   all sessions; the oldest is dropped first.
+- `light_sessions`: a new Gradio session no longer starts with a copy of every block's config
+  (each API call without a session of its own is a new session: that copy took ~25 ms of the
+  server's event loop, and memory for up to 10,000 sessions).
 """
 
 from __future__ import annotations
@@ -148,3 +151,40 @@ def state_budget() -> StateBudget:
         mb = env_number(STATE_ENV, 512 if multiuser_mode() else None)
         _budget = StateBudget(float("inf") if mb is None else int(mb * 2**20))
     return _budget
+
+
+class _BlocksWithoutConfigs:
+    """What `SessionState(blocks)` reads of the app, with no block to copy the config of:
+    `blocks.blocks` is empty, everything else is the app's."""
+
+    def __init__(self, blocks: Any) -> None:
+        self._blocks, self.blocks = blocks, {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blocks, name)
+
+
+def light_sessions() -> None:
+    """Make a new Gradio session cheap (for every app in this process; idempotent).
+
+    Gradio's `SessionState.__init__` fills `config_values` with `config_for_block` of every
+    block of the app (383 here, `inspect.signature` of each class): ~25 ms on the server's event
+    loop per new session. Every API call that brings no session of its own (a plain
+    `/gradio_api/call/...` request) is a new session, so a script looping `/jobs` held the event
+    loop, and every other request (`/tokenize`) waited behind it; each such session also kept
+    its copy (capacity: 10,000 sessions). Sessions now start with none: `SessionState` computes
+    a block's entry when its value first changes (`_update_value_in_config`), and the only
+    reader of all of them, the deep-link route (`gr.DeepLinkButton`, unused here), then lists the
+    blocks a session changed."""
+    from gradio import state_holder
+
+    cls = state_holder.SessionState
+    if getattr(cls, "_gpt2lab_light", False):
+        return
+    init = cls.__init__
+
+    def __init__(self: Any, blocks: Any) -> None:
+        init(self, _BlocksWithoutConfigs(blocks))
+
+    cls.__init__ = __init__
+    cls._gpt2lab_light = True
