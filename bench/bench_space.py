@@ -357,6 +357,16 @@ def flood(args: argparse.Namespace) -> None:
     print(f"\nwrote {save('space-flood', results)}")
 
 
+def stop_app(proc: subprocess.Popen, log) -> None:
+    """Stop an app `start_app` started (killed after 20 s) and close its log."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
 def start_app(env: dict, log, app_dir: Path) -> tuple[subprocess.Popen, str]:
     """`python app.py` of `app_dir` on a free loopback port, its output to `log`."""
     port = free_port()
@@ -638,12 +648,7 @@ def attacks(args: argparse.Namespace) -> None:
             results["log"] = {"bytes": size, "tracebacks": tracebacks}
             rows.append(["server log at the end", f"{size:,} bytes, {tracebacks} traceback(s)"])
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+            stop_app(proc, log)
         try:
             uploads, kept = job_attacks(args, app_dir, files, tmp / "jobs-app")
         except Exception as e:  # noqa: BLE001 (an earlier app without the endpoints)
@@ -794,12 +799,7 @@ def job_attacks(args: argparse.Namespace, app_dir: Path, files: dict, tmp: Path)
             f"{'was pruned with its data (logged)' if pruned and kept['gone_after_age'] else 'stayed'}"
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_app(proc, log)
     return uploads, kept
 
 

@@ -35,6 +35,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,16 @@ def keys(folder: Path | None = None) -> TokenKeys:
         return _keys
 
 
+def _on_a_space_unless(name: str, env: Mapping[str, str]) -> bool:
+    """`env[name]` read as 1/true/yes/on or 0/false/no/off; unset: whether SPACE_ID is set."""
+    forced = env.get(name, "").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    if forced in ("0", "false", "no", "off"):
+        return False
+    return bool(env.get("SPACE_ID"))
+
+
 def multiuser_mode(env: dict[str, str] | None = None) -> bool:
     """On where SPACE_ID is set (a Hugging Face Space), unless GPT2LAB_MULTIUSER says 1 or 0.
 
@@ -149,13 +160,7 @@ def multiuser_mode(env: dict[str, str] | None = None) -> bool:
     ...     {"SPACE_ID": "u/lab", "GPT2LAB_MULTIUSER": "0"})
     (False, True, False)
     """
-    env = os.environ if env is None else env
-    forced = env.get(MULTIUSER_ENV, "").strip().lower()
-    if forced in ("1", "true", "yes", "on"):
-        return True
-    if forced in ("0", "false", "no", "off"):
-        return False
-    return bool(env.get("SPACE_ID"))
+    return _on_a_space_unless(MULTIUSER_ENV, os.environ if env is None else env)
 
 
 def env_number(name: str, default: float | None) -> float | None:
@@ -207,13 +212,7 @@ def owner_of(token: Any, profile: Any = None, signer: TokenKeys | None = None) -
 def trust_forwarded(env: dict[str, str] | None = None) -> bool:
     """Whether X-Forwarded-For names the client: behind the Spaces proxy (SPACE_ID set) or
     when GPT2LAB_TRUST_FORWARDED=1; elsewhere a client could write any address there."""
-    env = os.environ if env is None else env
-    forced = env.get(FORWARDED_ENV, "").strip().lower()
-    if forced in ("1", "true", "yes", "on"):
-        return True
-    if forced in ("0", "false", "no", "off"):
-        return False
-    return bool(env.get("SPACE_ID"))
+    return _on_a_space_unless(FORWARDED_ENV, os.environ if env is None else env)
 
 
 def client_address(request: Any = None) -> str | None:
