@@ -251,8 +251,11 @@ def code_html(s: core.Step) -> str:
                 )
         style = "background:#fff7d6;" if inside else "color:#888;"
         rows.append(
-            f'<div style="{style}white-space:pre"><span style="color:#999;display:inline-block;'
-            f'width:3.2em;text-align:right;margin-right:1em;user-select:none">{n}</span>{text}</div>'
+            # A long line wraps under itself (not under the line number), so the highlighted
+            # expression is never cut off in the half-width pane.
+            f'<div style="{style}display:flex"><span style="color:#999;flex:0 0 3.2em;'
+            f'text-align:right;margin-right:1em;user-select:none">{n}</span>'
+            f'<span style="white-space:pre-wrap;overflow-wrap:anywhere;min-width:0">{text}</span></div>'
         )
     return (
         f'<div class="walk-code"><div class="note"><code>{esc(src.path)}</code>, lines '
@@ -263,13 +266,17 @@ def code_html(s: core.Step) -> str:
     )
 
 
+_PLURAL = {"query": "queries", "class": "classes"}
+
+
 def numbers_md(w: Walk, s: core.Step, t: int, h: int) -> str:
     positional = "position" in s.axes or "query" in s.axes
     st = s.stats(t if positional else None)
     part = "the whole value"
     if positional:
         part = f"token {t}" + (", all heads" if s.axes[0] == "head" else "")
-    shape = " × ".join(f"{n} {a}" for n, a in zip(st.shape, s.axes))
+    shape = " × ".join(f"{n} {a if n == 1 else _PLURAL.get(a, a + 's')}"
+                       for n, a in zip(st.shape, s.axes))  # 18 positions × 768 channels
     lines = [
         f"**Shape** ({', '.join(map(str, st.shape))}): {shape} · **dtype** {st.dtype}",
         "",

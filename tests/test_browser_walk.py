@@ -63,6 +63,10 @@ def test_walk_through_a_block_and_a_knockout(page):
     page.locator("#walk-jump input").click()
     page.get_by_role("option", name="block 2").click()
     wait_text(page, "#walk-header", "Step 52 of")
+    # the highlighted expression wraps inside the half-width code pane, never cut off
+    mark = page.locator("#walk-code mark").bounding_box()
+    pane = page.locator("#walk-code").bounding_box()
+    assert mark["x"] + mark["width"] <= pane["x"] + pane["width"] + 1, (mark, pane)
     token = page.locator("#walk-token input")
     token.fill("5")
     token.press("Enter")
