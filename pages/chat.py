@@ -19,6 +19,7 @@ from pages import oneclick
 from pages.common.heavy import mark_heavy
 from pages.common.inputs import announce, check_text, friendly_errors, sampling_args, slider_input
 from pages.common.models import Page, Picker, card_of, get_model, model_header
+from pages.common.pace import paced
 
 TASKS = ("instruct",)
 MAX_MESSAGE_CHARS = 4_000
@@ -127,7 +128,8 @@ def chat(
     max_new_tokens: float,
     remember: bool = False,
 ):
-    """Stream the reply (and the exact prompt sent, for the accordion).
+    """Stream the reply (and the exact prompt sent, for the accordion), a few updates a second
+    (`pages.common.pace.paced`) whatever the token rate.
 
     With `remember` off (the default), the prompt holds only this message, as in training.
     """
@@ -145,14 +147,29 @@ def chat(
     prompt, note = fit_prompt_note(message, history, tok, budget, bool(remember))
     announce(note)
     reply = ""
+    for reply in paced(_replies(model, tok, prompt, cfg)):
+        yield reply.strip() or "…", prompt
+    if not reply.strip():
+        yield "(the model ended its reply without any text; try a higher temperature)", prompt
+
+
+def _replies(model, tok, prompt: str, cfg):
+    """The reply so far after each token."""
+    reply = ""
     try:
         for event in stream(model, tok, prompt, cfg=cfg):
             reply += event.text
-            yield reply.strip() or "…", prompt
+            yield reply
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
-    if not reply.strip():
-        yield "(the model ended its reply without any text; try a higher temperature)", prompt
+
+
+class _ChatInterface(gr.ChatInterface):
+    """Gradio's ChatInterface, its message box keeping its placeholder after a message is sent
+    (Gradio's own blanks it for good on the first message)."""
+
+    def _clear_and_save_textbox(self, message):
+        return type(self.textbox)("", interactive=False), message
 
 
 def new_chat():
@@ -206,7 +223,7 @@ def build(
             max_new = slider_input(
                 1, MAX_NEW_TOKENS, value=120, step=1, label="Max new tokens", elem_id="chat-max"
             )
-        chat_ui = gr.ChatInterface(
+        chat_ui = _ChatInterface(
             chat,
             chatbot=gr.Chatbot(height=380, elem_id="chat-bot", label="Chat"),
             textbox=gr.Textbox(
@@ -219,9 +236,9 @@ def build(
             ),
             additional_inputs=[model, temperature, top_k, top_p, max_new, remember],
             additional_outputs=[prompt_box],
-            # messages only: clicking one must not reset the model or the settings
+            # messages only: clicking one sends it with the model and settings picked
             examples=[[e, None, None, None, None, None, None] for e in EXAMPLES],
-            run_examples_on_click=False,
+            run_examples_on_click=True,
             api_name="chat",
             concurrency_limit=4,
             fill_height=False,

@@ -19,6 +19,7 @@ from pages.common.inputs import (
     announce,
     check_text,
     clamp,
+    clamp_note,
     friendly_errors,
     number_input,
     sampling_args,
@@ -26,6 +27,7 @@ from pages.common.inputs import (
 )
 from pages.common.limits import state_budget
 from pages.common.models import Page, Picker, model_header, model_note, progress_lines, wait_model
+from pages.common.pace import CHART_RATE, TEXT_RATE, Pace
 from pages.common.render import token_labels, visible
 from pages.common.views import export_files, numbers_box
 
@@ -33,12 +35,11 @@ TASKS = ("lm", "instruct")
 MAX_NEW_TOKENS = 256
 MAX_PROMPT_CHARS = 10_000
 N_CANDIDATES = 10
-CHART_EVERY = 3  # redraw the candidates chart every few tokens so streaming stays smooth
 PIPELINE_TOKENS = 12  # tokens shown in each panel of the sampling pipeline
 CHOSEN, KEPT, CUT = "#e4572e", "#4a6fa5", "#d0d0d0"
 EXAMPLES = [
     ["Once upon a time, in a small village by the sea,", 0.8, 40, 0.95, 1.1, 60, 0],
-    ["The robot looked at the garden and said", 0.0, 0, 1.0, 1.0, 40, -1],
+    ["Pip the fox looked at the garden and said", 0.0, 0, 1.0, 1.0, 40, -1],  # greedy
     ["Tom and Lily went to the market to buy", 1.3, 0, 0.9, 1.3, 60, 7],
 ]
 
@@ -51,17 +52,20 @@ FINISH = {
 }
 
 
-def candidates_figure(step: int, event, chosen_text: str) -> go.Figure:
-    """Horizontal bars of the top candidates at one step, the chosen token in orange (added as
-    an extra bar when sampling picked a token outside the top N)."""
-    cands = list(event.candidates)
-    chosen_in_top = any(c.token_id == event.token_id for c in cands)
+def candidates_figure(
+    step: int, token_id: int, prob: float, candidates, chosen_text: str
+) -> go.Figure:
+    """Horizontal bars of the top `candidates` at one step, the chosen token (`token_id`,
+    sampled with probability `prob`) in orange, added as an extra bar when sampling picked a
+    token outside the top N."""
+    cands = list(candidates)
+    chosen_in_top = any(c.token_id == token_id for c in cands)
     if not chosen_in_top:
-        cands.append(Candidate(event.token_id, event.prob, float("nan"), chosen_text))
+        cands.append(Candidate(token_id, prob, float("nan"), chosen_text))
     labels = [f"{i + 1}. {visible(c.text)}" for i, c in enumerate(cands)]
     if not chosen_in_top:
         labels[-1] = f"chosen: {visible(chosen_text)}"
-    colours = ["#e4572e" if c.token_id == event.token_id else "#4a6fa5" for c in cands]
+    colours = [CHOSEN if c.token_id == token_id else KEPT for c in cands]
     fig = go.Figure()
     fig.add_bar(
         y=labels,
@@ -108,9 +112,10 @@ def generate(
     seed: float,
     request: gr.Request | None = None,
 ):
-    """Yield (continuation so far, candidates chart or skip, status line or skip, the run) per
-    token. The page's Stop button (`request_stop`) ends the run after the current token, its
-    status saying "stopped: you pressed Stop"."""
+    """Yield (continuation so far, candidates chart or skip, status line, the run) as the run
+    streams: the text at most `TEXT_RATE` times a second, the chart at most `CHART_RATE` times,
+    both at the end. The page's Stop button (`request_stop`) ends the run after the current
+    token, its status saying "stopped: you pressed Stop"."""
     settings = (temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed)
     stop = _stop_flag(request)  # from the start: Stop while the model loads counts too
     try:
@@ -147,6 +152,7 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
     if stop.is_set():  # pressed while the model was loading or downloading
         yield gr.skip(), gr.skip(), f"0 / {cfg.max_new_tokens} tokens · {STOPPED}", gr.skip()
         return
+    text_pace, chart_pace = Pace(TEXT_RATE), Pace(CHART_RATE)
     try:
         for step, event in enumerate(stream(model, tok, prompt, cfg=cfg), 1):
             text += event.text
@@ -154,19 +160,19 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
             run["steps"].append((event.prob, event.candidates))
             run["logits"].append(event.logits)
             last = event.finish_reason is not None or stop.is_set()
-            if step == 1 or last or step % CHART_EVERY == 0:
-                rate = step / max(time.perf_counter() - start, 1e-6)
-                status = f"{step} / {cfg.max_new_tokens} tokens · {rate:.0f} tokens/s"
-                status += seed_note
-                if event.finish_reason is not None:
-                    status += f" · stopped: {FINISH[event.finish_reason]}"
-                elif last:
-                    status += f" · {STOPPED}"
-                chosen = tok.token_bytes(event.token_id).decode("utf-8", "replace")
-                keep(run)
-                yield text, candidates_figure(step, event, chosen), status, run
-            else:
-                yield text, gr.skip(), gr.skip(), gr.skip()
+            if not (last or text_pace.due()):
+                continue  # coalesced: the page gets a few updates a second, not one a token
+            rate = step / max(time.perf_counter() - start, 1e-6)
+            status = f"{step} / {cfg.max_new_tokens} tokens · {rate:.0f} tokens/s{seed_note}"
+            if event.finish_reason is not None:
+                status += f" · stopped: {FINISH[event.finish_reason]}"
+            elif last:
+                status += f" · {STOPPED}"
+            chart = gr.skip()
+            if last or chart_pace.due():
+                chart = step_chart(run, step)
+            keep(run)
+            yield text, chart, status, run
             if last:
                 break
     except SamplingError as e:
@@ -369,6 +375,21 @@ def quiet_pipeline(run: dict | None, *args):
     return pipeline(run, *args)
 
 
+def step_chart(run: dict, step: int) -> go.Figure:
+    """The candidates chart of one step (1-based) of `run`, from what the run kept."""
+    token_id = run["tokens"][step - 1]
+    prob, cands = run["steps"][step - 1]
+    chosen = run["tok"].token_bytes(token_id).decode("utf-8", "replace")
+    return candidates_figure(step, token_id, prob, cands, chosen)
+
+
+def scrub(run: dict | None, step: float):
+    """The step slider moved: that step's candidates chart (kept with the run; no model call)."""
+    if not run or not run.get("tokens"):
+        return gr.skip()
+    return step_chart(run, int(clamp_note(step, 1, len(run["tokens"]), "Step", integer=True)[0]))
+
+
 def run_export(run: dict) -> list[str]:
     """CSV + JSON of the candidates chart's numbers: every step's token and top candidates."""
     tok = run["tok"]
@@ -405,14 +426,20 @@ def first_render(
     seed: float,
     request: gr.Request | None = None,
 ):
-    """What the tab shows on page load: a short run of the default example (16 tokens), which
-    Stop stops too."""
+    """What the tab shows on page load: a run of the default example with the page's own
+    settings (the sliders' values), which Stop stops too."""
     if default_registry().default(TASKS) is None:
         yield "", None, model_note(TASKS), None
         return
-    sampling = (temperature, top_k, top_p, repetition_penalty)
-    short = min(16, max_new_tokens or 16)
-    yield from generate(model_name, prompt, *sampling, short, seed, request=request)
+    settings = (temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed)
+    yield from generate(model_name, prompt, *settings, request=request)
+
+
+# The Stop button is grey while nothing runs and red (CSS class "running") while a run streams.
+# Flipped in the browser: a server event (even queue=False) lands only after the run it marks.
+RUNNING = """(...args) => { document.querySelector('#gen-stop')?.classList.add('running');
+    return args; }"""  # runs in the browser before the event, its inputs passed on as they are
+IDLE = "() => { document.querySelector('#gen-stop')?.classList.remove('running'); }"
 
 
 def build(demo: gr.Blocks) -> Page:
@@ -432,7 +459,7 @@ def build(demo: gr.Blocks) -> Page:
                 )
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="gen-run")
-                    stop = gr.Button("Stop", variant="stop", elem_id="gen-stop")
+                    stop = gr.Button("Stop", variant="secondary", elem_id="gen-stop")
                 output = gr.Textbox(
                     label="Generated continuation",
                     lines=8,
@@ -499,7 +526,13 @@ def build(demo: gr.Blocks) -> Page:
                 "÷ temperature commute: both rescale a logit without changing its sign.)"
             )
             step = slider_input(
-                1, MAX_NEW_TOKENS, value=1, step=1, label="Step", elem_id="gen-step"
+                1,
+                MAX_NEW_TOKENS,
+                value=1,
+                step=1,
+                label="Step",
+                info="any step of the last run: its candidates chart above and its pipeline",
+                elem_id="gen-step",
             )
             pipe = gr.Plot(label="Sampling pipeline", elem_id="gen-pipeline")
             pipe_files = numbers_box("Pipeline numbers", "gen-pipe-files")
@@ -513,11 +546,12 @@ def build(demo: gr.Blocks) -> Page:
             [output, chart, status, last_run],
             api_name="generate",
             show_progress="hidden",
+            js=RUNNING,
             **heavy("generate", 4),
         )
         pipe_inputs = [last_run, step, temperature, top_k, top_p, rep]
         after = [step, pipe, pipe_files, run_files]
-        event.then(after_run, pipe_inputs, after, api_visibility="private")
+        event.then(None, js=IDLE).then(after_run, pipe_inputs, after, api_visibility="private")
         redraw = dict(trigger_mode="always_last", show_progress="hidden")
         step.release(
             pipeline,
@@ -527,6 +561,7 @@ def build(demo: gr.Blocks) -> Page:
             **redraw,
             **heavy("pipeline", None),
         )
+        step.release(scrub, [last_run, step], chart, api_visibility="private", **redraw)
         gr.on(
             [temperature.change, top_k.change, top_p.change, rep.change],
             quiet_pipeline,
@@ -543,6 +578,7 @@ def build(demo: gr.Blocks) -> Page:
             [output, chart, status, last_run],
             api_visibility="private",
             show_progress="hidden",
+            js=RUNNING,
             **heavy("generate"),
-        ).then(after_run, pipe_inputs, after, api_visibility="private")
+        ).then(None, js=IDLE).then(after_run, pipe_inputs, after, api_visibility="private")
     return Page([Picker("Generate", TASKS, model)])

@@ -171,7 +171,13 @@ def model() -> str:
     return name
 
 
-def test_stop_ends_the_run_after_the_current_token_and_says_so(model):
+@pytest.fixture
+def every_token(monkeypatch):
+    """Generate updates the page on every token (not a few times a second): tests can count."""
+    monkeypatch.setattr(generation, "TEXT_RATE", math.inf)
+
+
+def test_stop_ends_the_run_after_the_current_token_and_says_so(model, every_token):
     request = SimpleNamespace(session_hash="stop-test")
     args = (model, "Once upon a time", 1.0, 0, 1.0, 1.0, 200, 3)
     outs = []
@@ -244,7 +250,7 @@ def test_attention_says_when_a_new_model_lacks_the_layer_or_head(monkeypatch):
     assert said == []
 
 
-def test_stop_ends_every_run_of_the_session(model):
+def test_stop_ends_every_run_of_the_session(model, every_token):
     """The page-load run and a clicked run can overlap in one session: Stop ends both."""
     request = SimpleNamespace(session_hash="two-runs")
     args = (model, "Once upon a time", 1.0, 0, 1.0, 1.0, 200, 3)
@@ -291,3 +297,98 @@ def test_characters_split_across_tokens_show_their_bytes_not_a_replacement_mark(
     assert shown[:2] == ["‹E6\u202f97›", "‹A5›"]  # 日 is split over two tokens
     assert "é" in "".join(shown) and "🙂" in "".join(shown)  # whole characters stay as they are
     assert token_labels(tok, ids)[:2] == ["‹E6\u202f97›", "‹A5›"]
+
+
+def test_generate_sends_a_few_updates_a_second_whatever_the_token_rate(model, monkeypatch):
+    """A 256-token run: the text at most `TEXT_RATE` times a second, the candidates chart at most
+    `CHART_RATE` times (plus the first and last of each), and the last update has it all."""
+    import time
+
+    from pages.common import pace
+
+    real = generation.stream
+
+    def slowed(*args, **kwargs):  # ~250 tokens/s whatever this machine does
+        for event in real(*args, **kwargs):
+            time.sleep(0.004)
+            yield event
+
+    monkeypatch.setattr(generation, "stream", slowed)
+    request = SimpleNamespace(session_hash="pace-test")
+    args = (model, "Once upon a time", 1.5, 0, 1.0, 1.0, 256, 3)
+    start = time.monotonic()
+    outs = list(generation.generate(*args, request=request))
+    took = time.monotonic() - start
+    charts = [o[1] for o in outs if not isinstance(o[1], dict)]  # gr.skip() is a dict update
+    n = len(outs[-1][3]["tokens"])
+    assert n > 60, n  # long enough that per-token updates would be many more
+    assert 2 <= len(outs) <= pace.TEXT_RATE * took + 2, (len(outs), took, n)
+    assert 2 <= len(charts) <= pace.CHART_RATE * took + 2, (len(charts), took)
+    assert f"Step {n}:" in charts[-1].layout.title.text  # the last step, drawn at the end
+    assert outs[-1][2].startswith(f"{n} / 256 tokens") and "stopped:" in outs[-1][2]
+
+
+def test_the_step_slider_shows_any_steps_candidates(model, every_token, monkeypatch):
+    monkeypatch.setattr(generation, "CHART_RATE", math.inf)  # the chart of every step drawn
+    request = SimpleNamespace(session_hash="scrub-test")
+    args = (model, "Once upon a time", 0.8, 40, 0.95, 1.1, 12, 0)
+    outs = list(generation.generate(*args, request=request))
+    run = outs[-1][3]
+    for step in range(1, len(run["tokens"]) + 1):
+        streamed, shown = outs[step - 1][1], generation.scrub(run, step)
+        assert shown.layout.title.text == streamed.layout.title.text
+        assert f"Step {step}:" in shown.layout.title.text
+        assert [b.x for b in shown.data] == [b.x for b in streamed.data]
+    assert "Step 1:" in generation.scrub(run, 0).layout.title.text  # out of range: clamped
+    assert generation.scrub(None, 3) == gr.skip()  # before any run: nothing to show
+
+
+def test_the_first_view_uses_the_pages_own_settings(model):
+    """Page load runs the default example with the sliders' values: 60 means 60 tokens."""
+    example = generation.EXAMPLES[0]
+    outs = list(generation.first_render(model, *example, request=None))
+    status = outs[-1][2]
+    assert status.startswith(f"{len(outs[-1][3]['tokens'])} / {example[5]} tokens"), status
+    if "max new tokens" in status:
+        assert len(outs[-1][3]["tokens"]) == example[5]
+
+
+def test_every_generate_example_writes_words(model):
+    """Each example prompt gives the default model something to continue (not just ".")."""
+    for example in generation.EXAMPLES:
+        seed = 0 if example[6] == -1 else example[6]
+        outs = list(generation.generate(model, *example[:6], seed, request=None))
+        words = outs[-1][0].split()
+        assert len(words) >= 8, (example[0], outs[-1][0])
+
+
+def test_chat_streams_a_few_updates_a_second(monkeypatch):
+    """A chat reply goes to the page a few times a second (`paced`), ending with the whole reply,
+    the same as an unpaced run."""
+    import time
+
+    from gpt.sampling import SamplingConfig
+    from pages.common import pace
+    from pages.common.models import get_model
+
+    try:
+        model, tok = get_model("starter-chat", chat.TASKS)
+    except gr.Error:
+        pytest.skip("starter-chat is not installed")
+    real = chat.stream
+
+    def slowed(*args, **kwargs):
+        for event in real(*args, **kwargs):
+            time.sleep(0.01)
+            yield event
+
+    monkeypatch.setattr(chat, "stream", slowed)
+    message = "Tell me a long story about Pip the fox."
+    start = time.monotonic()
+    outs = list(chat.chat(message, [], "starter-chat", 0, 0, 1.0, 120))
+    took = time.monotonic() - start
+    cfg = SamplingConfig(temperature=0, max_new_tokens=120, stop=chat.STOPS)
+    events = list(real(model, tok, chat.chat_prompt(message), cfg=cfg))
+    assert outs[-1][0] == "".join(e.text for e in events).strip()
+    assert 1 <= len(outs) <= pace.TEXT_RATE * took + 2, (len(outs), took)
+    assert len(outs) < len(events) / 2, (len(outs), len(events))  # not one per token

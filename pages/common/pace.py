@@ -1,0 +1,72 @@
+"""How often a stream updates the page: a few updates a second, whatever the token rate.
+
+Sending the whole text on every token (hundreds a second on a small model) keeps the browser
+busy redrawing, so a click on Stop waits behind the updates; each update also costs the server
+a round trip through Gradio's queue. A `Pace` says when the next update is due; `paced` thins a
+stream of whole-state updates, always keeping the last.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+TEXT_RATE = 12.0  # streamed text: updates a second at most
+CHART_RATE = 2.0  # a chart redrawn while streaming: updates a second at most
+
+
+class Pace:
+    """Says whether an update is due: at most `per_second` a second, the first one at once.
+
+    >>> now = [0.0]
+    >>> pace = Pace(10, clock=lambda: now[0])
+    >>> [pace.due() for now[0] in (0.0, 0.05, 0.1, 0.12, 0.25)]
+    [True, False, True, False, True]
+    >>> Pace(math.inf).due() and Pace(math.inf).due()
+    True
+    """
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic):
+        self.gap = 1.0 / per_second
+        self.clock = clock
+        self.next = -math.inf
+
+    def due(self) -> bool:
+        now = self.clock()
+        if now < self.next:
+            return False
+        self.next = now + self.gap
+        return True
+
+
+_NOTHING = object()
+
+
+def paced(
+    updates: Iterable[T], per_second: float = TEXT_RATE, clock: Callable[[], float] = time.monotonic
+) -> Iterator[T]:
+    """`updates`, each the whole state so far, thinned to at most `per_second` a second; the
+    last one always comes through.
+
+    >>> now = [0.0]
+    >>> def tokens():
+    ...     for i in range(10):
+    ...         now[0] = i * 0.03
+    ...         yield i
+    >>> list(paced(tokens(), 10, clock=lambda: now[0]))
+    [0, 4, 8, 9]
+    """
+    pace = Pace(per_second, clock)
+    held: object = _NOTHING
+    for update in updates:
+        if pace.due():
+            held = _NOTHING
+            yield update
+        else:
+            held = update
+    if held is not _NOTHING:
+        yield held  # type: ignore[misc]
