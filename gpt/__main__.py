@@ -9,6 +9,7 @@
     python -m gpt train classify --resume runs/spam        # continue from its last checkpoint
     python -m gpt eval classify --model starter-spam --data data/sms/test.tsv
     python -m gpt recipes starter                          # retrain the offline starter models
+    python -m gpt export starter-spam out/spam             # a Hugging Face transformers folder
     torchrun --nproc_per_node 2 -m gpt train lm --base preset:mini --tokenizer gpt2 --out runs/lm
     python -m gpt jobs submit --kind classify --base starter --data bundled --epochs 1
     python -m gpt jobs list
@@ -297,6 +298,25 @@ def cmd_recipes(args: argparse.Namespace) -> None:
     print(json.dumps({k: v.get("test") if isinstance(v, dict) else v for k, v in cards.items()}))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Write MODEL as a Hugging Face transformers folder (see `gpt.lab.export`)."""
+    from gpt.lab.export import export
+
+    jobs = None
+    if args.model.startswith("job:"):
+        from gpt.jobs import JobManager
+        from gpt.lab.paths import storage_paths
+
+        jobs = JobManager(args.jobs_root or str(storage_paths().jobs_dir), background=False)
+    try:
+        report = export(args.model, args.out, jobs=jobs)
+    finally:
+        if jobs is not None:
+            jobs.close()
+    print(json.dumps({"folder": str(report.folder), "architecture": report.architecture,
+                      "files": list(report.files), "bias_residual": report.bias_residual}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m gpt",
@@ -426,6 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild just this model, from the installed starter",
     )
     rc.set_defaults(func=cmd_recipes)
+
+    ex = sub.add_parser(
+        "export", help="write a model as a Hugging Face transformers folder (config, weights, "
+        "tokenizer, card)"
+    )
+    ex.add_argument("model", help="a model name (see --help), job:<id> or a model folder")
+    ex.add_argument("out", help="the folder to write")
+    ex.add_argument("--jobs-root", help="the jobs folder, for job:<id> (default: the app's)")
+    ex.set_defaults(func=cmd_export)
 
     register_jobs(sub)  # python -m gpt jobs submit|list|show|cancel|resume|delete
     return ap
