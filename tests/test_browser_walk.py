@@ -71,8 +71,12 @@ def test_walk_through_a_block_and_a_knockout(page):
     token.fill("5")
     token.press("Enter")
     wait_text(page, "#walk-header", "Following token 5")
+    # an empty download box takes no room; it shows once it holds the step's numbers
+    height = "document.querySelector('#walk-files').offsetHeight"
+    assert page.evaluate(height) == 0
     page.locator("#walk-files-btn").click()  # this step's numbers
     page.wait_for_function("document.querySelectorAll('#walk-files a').length === 2")
+    assert page.evaluate(height) > 0
     page.locator("#walk-header").scroll_into_view_if_needed()
     settle(page)
     shot(page, "walk")

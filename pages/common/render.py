@@ -25,6 +25,7 @@ CSS = """
   font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
 .tok-table th { background: #f3f3f3; }
 .note { font-size: 13px; }
+.numbers-box:has(> .empty) { display: none !important; }
 .running { background: var(--button-cancel-background-fill) !important;
   color: var(--button-cancel-text-color) !important;
   border-color: var(--button-cancel-border-color) !important; }

@@ -229,7 +229,14 @@ def export_files(stem: str, rows: list[dict[str, Any]], data: dict[str, Any]) ->
 
 
 def numbers_box(label: str, elem_id: str) -> gr.File:
-    return gr.File(label=f"{label} (CSV, JSON)", file_count="multiple", elem_id=elem_id)
+    """The download box of a view's numbers: out of sight until it holds files (CSS
+    `.numbers-box`), so a page is not a column of empty boxes."""
+    return gr.File(
+        label=f"{label} (CSV, JSON)",
+        file_count="multiple",
+        elem_id=elem_id,
+        elem_classes=["numbers-box"],
+    )
 
 
 class KeptNumbers(Recent):
