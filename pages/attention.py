@@ -24,7 +24,8 @@ from pages.common.inputs import (
 )
 from pages.common.models import Page, Picker, get_model, model_header, model_note, model_shape
 from pages.common.render import ticks, token_labels
-from pages.common.views import Recent, export_files
+from pages.common.texts import follow, text_for
+from pages.common.views import Recent, export_files, numbers_box
 
 TASKS = ("lm", "instruct")
 MAX_TOKENS = 256
@@ -35,10 +36,6 @@ SINK_MODES = ("Show", "Hide", "Renormalise")
 SINK_HELP = (
     "Many heads park most of their attention on the first token when nothing else is relevant "
     "(an *attention sink*). Hide that column, or renormalise each row without it, to see the rest."
-)
-EXAMPLE = (
-    "The cat sat on the mat because it was tired. Then the cat fell asleep, and the mat "
-    "stayed warm all night."
 )
 
 _maps = Recent(8)  # the attention maps of the last few texts
@@ -142,7 +139,8 @@ def grid_figure(maps: np.ndarray, layer: int, head: int) -> go.Figure:
     pooled_note = f", each pooled to {s}×{s}" if s < T else ""
     fig.update_layout(
         title=dict(text=f"All heads: {L} layers × {H} heads{pooled_note}", font=dict(size=14)),
-        height=min(1000, 120 + 70 * L),
+        # the grid fills the width: cells up to 140 px, the whole at most 1,200 px tall
+        height=min(1200, 90 + round(min(1100 / H, 140)) * L),
         margin=dict(l=70, r=20, t=50, b=40),
         plot_bgcolor="white",
         xaxis=dict(
@@ -284,8 +282,9 @@ def first_render(*args):
     return attention(*args)
 
 
-def on_model_change(model_name: str, layer: float, head: float):
-    """The Layer and Head sliders fitted to the picked model; a value it lacks is said."""
+def on_model_change(model_name: str, layer: float, head: float, text: str):
+    """The Layer and Head sliders fitted to the picked model, a value it lacks said; the text
+    the model's world's own, unless the visitor wrote theirs (`pages.common.texts.follow`)."""
     n_layer, n_head = model_shape(model_name)
     layer, layer_note = clamp_note(layer or 0, 0, n_layer - 1, "Layer", integer=True)
     head, head_note = clamp_note(head or 0, 0, n_head - 1, "Head", integer=True)
@@ -294,6 +293,7 @@ def on_model_change(model_name: str, layer: float, head: float):
     return (
         gr.Slider(maximum=n_layer - 1, value=layer),
         gr.Slider(maximum=n_head - 1, value=head),
+        follow("attention", text, model_name),
     )
 
 
@@ -308,7 +308,9 @@ def build(demo: gr.Blocks) -> Page:
         # narrows them to the picked model on load and on every model change.
         shapes = [model_shape(n) for n in default_registry().names(TASKS)] or [(12, 12)]
         n_layer, n_head = max(s[0] for s in shapes), max(s[1] for s in shapes)
-        text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="att-text")
+        text = gr.Textbox(
+            label="Text", value=text_for("attention"), lines=3, elem_id="att-text"
+        )
         with gr.Row():
             layer = slider_input(
                 0, n_layer - 1, value=0, step=1, label="Layer", elem_id="att-layer"
@@ -337,7 +339,7 @@ def build(demo: gr.Blocks) -> Page:
         grid = gr.Plot(label="All heads", elem_id="att-grid")
         with gr.Row():
             numbers_btn = gr.Button("Numbers of the chosen head (CSV, JSON)", elem_id="att-export")
-            numbers = gr.File(label="Attention numbers", file_count="multiple", elem_id="att-files")
+            numbers = numbers_box("Attention numbers", "att-files")
         numbers_btn.click(
             attention_numbers, [model, text, layer, head], numbers, api_visibility="private"
         )
@@ -347,7 +349,8 @@ def build(demo: gr.Blocks) -> Page:
         run = heavy("attention", 2)
         show_btn.click(attention, inputs, outputs, api_name="attention", **run)
         gr.on(
-            [text.submit, layer.release, head.release, sink.change, token.submit],
+            # typing redraws too (the latest text wins; a model change's new text does not count)
+            [text.input, text.submit, layer.release, head.release, sink.change, token.submit],
             attention,
             inputs,
             outputs,
@@ -355,7 +358,7 @@ def build(demo: gr.Blocks) -> Page:
             trigger_mode="always_last",
             **run,
         )
-        fit = ([model, layer, head], [layer, head])
+        fit = ([model, layer, head, text], [layer, head, text])
         # queued: its warning (a layer or head the model lacks) needs the queue
         model.change(on_model_change, *fit, api_visibility="private").then(
             attention, inputs, outputs, api_visibility="private", **run

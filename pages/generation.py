@@ -29,6 +29,7 @@ from pages.common.limits import state_budget
 from pages.common.models import Page, Picker, model_header, model_note, progress_lines, wait_model
 from pages.common.pace import CHART_RATE, TEXT_RATE, Pace
 from pages.common.render import token_labels, visible
+from pages.common.texts import GENERATE_EXAMPLES, follow, text_for, world
 from pages.common.views import export_files, numbers_box
 
 TASKS = ("lm", "instruct")
@@ -37,11 +38,6 @@ MAX_PROMPT_CHARS = 10_000
 N_CANDIDATES = 10
 PIPELINE_TOKENS = 12  # tokens shown in each panel of the sampling pipeline
 CHOSEN, KEPT, CUT = "#e4572e", "#4a6fa5", "#d0d0d0"
-EXAMPLES = [
-    ["Once upon a time, in a small village by the sea,", 0.8, 40, 0.95, 1.1, 60, 0],
-    ["Pip the fox looked at the garden and said", 0.0, 0, 1.0, 1.0, 40, -1],  # greedy
-    ["Tom and Lily went to the market to buy", 1.3, 0, 0.9, 1.3, 60, 7],
-]
 
 
 STOPPED = "stopped: you pressed Stop"
@@ -375,6 +371,18 @@ def quiet_pipeline(run: dict | None, *args):
     return pipeline(run, *args)
 
 
+def examples_for(model_name: str | None) -> list[list]:
+    """The example prompts and settings that fit `model_name`'s world (None: the default
+    model's): the starter stories for starter models, English for GPT-2."""
+    return GENERATE_EXAMPLES[world(model_name)]
+
+
+def on_model_change(model_name: str, prompt: str):
+    """The prompt (unless the visitor wrote their own) and the examples of the picked model's
+    world."""
+    return follow("generate", prompt, model_name), gr.Dataset(samples=examples_for(model_name))
+
+
 def step_chart(run: dict, step: int) -> go.Figure:
     """The candidates chart of one step (1-based) of `run`, from what the run kept."""
     token_id = run["tokens"][step - 1]
@@ -453,7 +461,7 @@ def build(demo: gr.Blocks) -> Page:
             with gr.Column(scale=3):
                 prompt = gr.Textbox(
                     label="Prompt",
-                    value=EXAMPLES[0][0],
+                    value=text_for("generate"),
                     lines=3,
                     elem_id="gen-prompt",
                 )
@@ -537,7 +545,13 @@ def build(demo: gr.Blocks) -> Page:
             pipe = gr.Plot(label="Sampling pipeline", elem_id="gen-pipeline")
             pipe_files = numbers_box("Pipeline numbers", "gen-pipe-files")
         inputs = [model, prompt, temperature, top_k, top_p, rep, max_new, seed]
-        gr.Examples(EXAMPLES, inputs[1:], label="Example prompts and settings")
+        examples = gr.Examples(
+            examples_for(None), inputs[1:], label="Example prompts and settings"
+        )
+        model.change(  # the prompt and examples follow the model's world (`texts.follow`)
+            on_model_change, [model, prompt], [prompt, examples.dataset],
+            api_visibility="private", queue=False,
+        )  # fmt: skip
 
         event = gr.on(
             [run.click, prompt.submit],

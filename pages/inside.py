@@ -37,6 +37,7 @@ from pages.common.render import (
     token_labels,
     token_text,
 )
+from pages.common.texts import follow, text_for
 from pages.common.views import (
     FLOP_BUDGET,
     MAX_TOKENS,
@@ -55,15 +56,9 @@ ATTRIBUTION_TASKS = ("lm", "instruct", "classify")
 TOP_K = 5
 CELL_TEXT_MAX = 48  # beyond this many positions the lens cells are too narrow for their text
 SURPRISAL_MAX = 10.0  # nats: the darkest colour of the surprisal view
-EXAMPLE = "The cat sat on the mat because it was tired. Then the cat fell asleep on the mat."
 MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
 PATCH_MAX = 32  # tokens per prompt in the patching view (fewer on big models: `patch_cap`)
 PATCH_CHARS = 1_000
-PATCH_STARTER = (
-    "Lottie spent most days near Glimmer Lake, where she could see",
-    "Lottie spent most days near Mossy Bridge, where she could see",
-)
-PATCH_GPT2 = ("The Eiffel Tower is in", "The Colosseum is in")
 
 _predictions = Recent(8)  # the intact model's predictions of the last few texts
 kept = KeptNumbers(16)  # each view's numbers, written to CSV + JSON when the button asks
@@ -487,12 +482,6 @@ def patch_cap(cfg) -> int:
     return max(2, min(PATCH_MAX, cfg.block_size, int((FLOP_BUDGET / per_t2) ** 0.5)))
 
 
-def patch_prompts() -> tuple[str, str]:
-    """The default clean and corrupted prompts: from the starter stories offline, else GPT-2's."""
-    name = default_registry().default(TASKS) or ""
-    return PATCH_STARTER if name.startswith("starter") else PATCH_GPT2
-
-
 @friendly_errors
 def patch(model_name: str, clean: str, corrupt: str, target: str):
     """(note, layer × position heatmap of the restored probability); `patch_numbers` writes the
@@ -655,7 +644,11 @@ def caps_markdown() -> str:
     )
 
 
-def on_model_change(model_name: str, heads: Any):
+def on_model_change(
+    model_name: str, heads: Any, text: str = "", clean: str = "", corrupt: str = ""
+):
+    """The head grid fitted to the picked model (heads it lacks unticked, and said); the texts
+    the model's world's own, unless the visitor wrote theirs (`pages.common.texts.follow`)."""
     n_layer, n_head = model_shape(model_name)
     valid = {v for _, v in head_choices(n_layer, n_head)}
     still = [h for h in (heads or []) if h in valid]
@@ -668,6 +661,9 @@ def on_model_change(model_name: str, heads: Any):
         gr.CheckboxGroup(choices=head_choices(n_layer, n_head), value=still),
         grid_style(n_head),
         ", ".join(still),
+        follow("inside", text, model_name),
+        follow("patch-clean", clean, model_name),
+        follow("patch-corrupt", corrupt, model_name),
     )
 
 
@@ -695,7 +691,7 @@ def build(demo: gr.Blocks) -> Page:
         model = model_header(TASKS, "ins")
         with gr.Accordion("Caps for big models", open=False, elem_id="ins-caps-box"):
             gr.Markdown(caps_markdown(), elem_id="ins-caps")
-        text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="ins-text")
+        text = gr.Textbox(label="Text", value=text_for("inside"), lines=3, elem_id="ins-text")
         with gr.Row():
             label = "Token to follow through the layers (blank: the model's own guess)"
             target = gr.Textbox(label=label, elem_id="ins-target", max_lines=1, scale=3)
@@ -762,7 +758,7 @@ def build(demo: gr.Blocks) -> Page:
                 "how much of the clean answer's probability comes back? Both prompts need the "
                 "same number of tokens."
             )
-            clean_default, corrupt_default = patch_prompts()
+            clean_default, corrupt_default = text_for("patch-clean"), text_for("patch-corrupt")
             with gr.Row():
                 patch_clean = gr.Textbox(label="Clean prompt", value=clean_default,
                                          elem_id="ins-patch-clean", max_lines=2)  # fmt: skip
@@ -801,7 +797,10 @@ def build(demo: gr.Blocks) -> Page:
         heads.input(
             lambda values: ", ".join(values or []), heads, heads_text, api_visibility="private", queue=False
         )
-        fit = ([model, heads], [heads, style, heads_text])
+        fit = (
+            [model, heads, text, patch_clean, patch_corrupt],
+            [heads, style, heads_text, text, patch_clean, patch_corrupt],
+        )
         for start in (  # queued on a change: its warning (heads the new model lacks) needs it
             model.change(on_model_change, *fit, api_visibility="private"),
             demo.load(on_model_change, *fit, api_visibility="private", queue=False),

@@ -36,6 +36,7 @@ from pages.common.inputs import (
 )
 from pages.common.models import Page, Picker, get_model, model_header, model_shape
 from pages.common.render import esc, ticks, token_labels, token_text
+from pages.common.texts import follow, text_for
 from pages.common.views import KeptNumbers, Recent, numbers_button
 
 TASKS = ("lm", "instruct", "classify")
@@ -46,10 +47,6 @@ TOP_BARS = 20  # a distribution over the vocabulary: its best 20 tokens drawn
 MAX_COLUMNS = 768  # a (T, C) heatmap wider than this averages its channels in groups
 CONTEXT_LINES = 2  # lines of the file shown before and after a step's statement
 ORANGE, GREY = "#e4572e", "#d9d9d9"
-STARTER_TEXT = (
-    "Everyone in the valley knew Lottie, the sensible heron who lived on the bank of the river"
-)
-GPT2_TEXT = "The cat sat on the mat because it was tired. Then the cat"
 KNOCKOUTS = [
     ("Causal mask (tokens see the future)", "causal_mask"),
     ("Position embeddings (no wpe)", "positions"),
@@ -60,14 +57,6 @@ KNOCKOUTS = [
     ("Token order (shuffled, seed 0)", "shuffle"),
 ]
 BLOCKED = {"causal_mask", "gelu", "layernorm", "residual", "attention"}  # kinds that take a block
-
-
-def default_text() -> str:
-    """A sentence from the default model's world: the starter stories offline, English online."""
-    from gpt.lab.registry import default_registry
-
-    name = default_registry().default(("lm",)) or ""
-    return STARTER_TEXT if name.startswith("starter") else GPT2_TEXT
 
 
 # --- the kept traces -----------------------------------------------------------------------------
@@ -830,7 +819,7 @@ def build(demo: gr.Blocks) -> Page:
         model = model_header(TASKS, "walk")
         n_layer, n_head = model_shape(model.value)
         with gr.Row():
-            text = gr.Textbox(label=f"Text (up to {MAX_TOKENS} tokens)", value=default_text(),
+            text = gr.Textbox(label=f"Text (up to {MAX_TOKENS} tokens)", value=text_for("walk"),
                               lines=2, elem_id="walk-text", scale=4)  # fmt: skip
             run_btn = gr.Button("Walk", variant="primary", elem_id="walk-run", scale=1)
         with gr.Row():
@@ -918,6 +907,9 @@ def build(demo: gr.Blocks) -> Page:
         demo.load(*first, api_visibility="private", **run).then(
             *ko_first, api_visibility="private", **run
         )
-        model.change(*first, api_visibility="private", **run)
+        model.change(  # a default text follows the model's world first (`texts.follow`)
+            lambda name, now: follow("walk", now, name), [model, text], text,
+            api_visibility="private", queue=False,
+        ).then(*first, api_visibility="private", **run)  # fmt: skip
     return Page([Picker("Walk", TASKS, model)])
 

@@ -153,6 +153,34 @@ def test_attention_tab(page):
     shot(page, "attention")
 
 
+def test_attention_text_follows_the_model_and_redraws_as_you_type(page):
+    """The default text is the starter stories' for a starter model and English for a GPT-2
+    tokenizer model; typing redraws (no button) and the token count follows; a text the visitor
+    wrote stays when they pick another model."""
+    from pages.common.texts import TEXTS
+    from tests.test_app_api import LM as ENGLISH_MODEL
+
+    open_tab(page, "Attention")
+    text = page.locator("#att-text textarea")
+    pick_model(page, "att-model", LM)
+    page.wait_for_function(
+        f"document.querySelector('#att-text textarea').value === {TEXTS['attention']['starter']!r}"
+    )
+    pick_model(page, "att-model", ENGLISH_MODEL)
+    page.wait_for_function(
+        f"document.querySelector('#att-text textarea').value === {TEXTS['attention']['english']!r}"
+    )
+    text.fill("")
+    text.press_sequentially("One two three four five six seven", delay=20)
+    page.wait_for_function(
+        "(document.querySelector('#att-note')?.innerText || '').startsWith('7 tokens')",
+        timeout=20_000,
+    )
+    pick_model(page, "att-model", LM)
+    page.wait_for_timeout(1500)
+    assert text.input_value() == "One two three four five six seven"
+
+
 def test_generation_tab(page):
     open_tab(page, "Generate")
     pick_model(page, "gen-model", LM)

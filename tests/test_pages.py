@@ -201,7 +201,7 @@ def test_inside_says_which_ticked_heads_a_new_model_lacks(monkeypatch):
     said = []
     monkeypatch.setattr(inside, "model_shape", lambda name: (2, 4))
     monkeypatch.setattr(inside, "announce", lambda note: said.append(note) or note)
-    heads, _, text = inside.on_model_change("tiny-lm", ["L0H1", "L5H3", "L1H7"])
+    heads, _, text, *_ = inside.on_model_change("tiny-lm", ["L0H1", "L5H3", "L1H7"])
     assert heads.value == ["L0H1"] and text == "L0H1"
     assert said == ["tiny-lm has 2 layers of 4 heads: unticked L5H3, L1H7, which it does not have."]
     said.clear()
@@ -240,14 +240,56 @@ def test_attention_says_when_a_new_model_lacks_the_layer_or_head(monkeypatch):
     said = []
     monkeypatch.setattr(attention, "model_shape", lambda name: (2, 4))
     monkeypatch.setattr(attention, "announce", lambda note: said.append(note) or note)
-    layer, head = attention.on_model_change("tiny-lm", 11, 3)
+    layer, head, _ = attention.on_model_change("tiny-lm", 11, 3, "")
     assert (layer.value, head.value) == (1, 3)
     assert said == [
         "tiny-lm has 2 layers of 4 heads. Layer must be between 0 and 1; used 1 instead of 11."
     ]
     said.clear()
-    attention.on_model_change("tiny-lm", 1, 2)
+    attention.on_model_change("tiny-lm", 1, 2, "")
     assert said == []
+
+
+def test_default_texts_follow_the_models_world_but_never_replace_the_visitors(monkeypatch):
+    """A starter model gets a sentence from its stories, GPT-2 English; a text the visitor wrote
+    stays whatever model they pick."""
+    from pages import attention, generation
+    from pages.common import texts
+
+    monkeypatch.setattr(attention, "model_shape", lambda name: (2, 4))
+    prompt, examples = generation.on_model_change("gpt2", texts.TEXTS["generate"]["starter"])
+    assert prompt == texts.TEXTS["generate"]["english"]
+    assert examples.raw_samples == texts.GENERATE_EXAMPLES["english"]
+    assert prompt == examples.raw_samples[0][0]  # the prompt is the first example's
+    assert generation.on_model_change("starter", "Hi")[0] == gr.skip()
+    starter, english = texts.TEXTS["attention"]["starter"], texts.TEXTS["attention"]["english"]
+    assert attention.on_model_change("starter", 0, 0, english)[2] == starter
+    assert attention.on_model_change("gpt2", 0, 0, starter)[2] == english
+    assert attention.on_model_change("gpt2", 0, 0, "")[2] == english  # an emptied box refills
+    assert attention.on_model_change("starter", 0, 0, "My own words.")[2] == gr.skip()
+
+
+def test_each_worlds_default_text_reads_as_the_model_expects():
+    """The starter's default texts are far less surprising to the starter than GPT-2's English
+    (perplexity 2,543 on "The cat sat on the mat ..."): every view then shows sensible guesses."""
+    import math
+
+    import torch
+
+    from pages.common import texts
+    from pages.common.models import get_model
+
+    model, tok = get_model("starter", ("lm",))
+
+    def perplexity(text: str) -> float:
+        ids = torch.tensor([tok.encode(text)])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids)[0, :-1].float(), -1)
+        return math.exp(-logp.gather(1, ids[0, 1:, None]).mean().item())
+
+    for page, by_world in texts.TEXTS.items():
+        ours, english = perplexity(by_world["starter"]), perplexity(by_world["english"])
+        assert ours < 40 and ours * 2 < english, (page, ours, english)
 
 
 def test_stop_ends_every_run_of_the_session(model, every_token):
@@ -345,7 +387,7 @@ def test_the_step_slider_shows_any_steps_candidates(model, every_token, monkeypa
 
 def test_the_first_view_uses_the_pages_own_settings(model):
     """Page load runs the default example with the sliders' values: 60 means 60 tokens."""
-    example = generation.EXAMPLES[0]
+    example = generation.examples_for(model)[0]
     outs = list(generation.first_render(model, *example, request=None))
     status = outs[-1][2]
     assert status.startswith(f"{len(outs[-1][3]['tokens'])} / {example[5]} tokens"), status
@@ -355,7 +397,7 @@ def test_the_first_view_uses_the_pages_own_settings(model):
 
 def test_every_generate_example_writes_words(model):
     """Each example prompt gives the default model something to continue (not just ".")."""
-    for example in generation.EXAMPLES:
+    for example in generation.examples_for(model):
         seed = 0 if example[6] == -1 else example[6]
         outs = list(generation.generate(model, *example[:6], seed, request=None))
         words = outs[-1][0].split()
