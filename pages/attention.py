@@ -25,7 +25,7 @@ from pages.common.inputs import (
 from pages.common.models import Page, Picker, get_model, model_header, model_note, model_shape
 from pages.common.render import ticks, token_labels
 from pages.common.texts import follow, text_for
-from pages.common.views import Recent, export_files, numbers_box
+from pages.common.views import Recent, export_files, look_for, numbers_box
 
 TASKS = ("lm", "instruct")
 MAX_TOKENS = 256
@@ -87,9 +87,7 @@ def heatmap(z: np.ndarray, labels: list[str], title: str, height: int = 560) -> 
         height=height,
         margin=dict(l=90, r=20, t=50, b=90),
         plot_bgcolor=MASKED,
-        xaxis=dict(
-            title="Key (attended-to token)", tickangle=-60, showgrid=False, **ticks(labels)
-        ),
+        xaxis=dict(title="Key (attended-to token)", tickangle=-60, showgrid=False, **ticks(labels)),
         yaxis=dict(
             title="Query (attending token)", autorange="reversed", showgrid=False, **ticks(labels)
         ),
@@ -308,9 +306,7 @@ def build(demo: gr.Blocks) -> Page:
         # narrows them to the picked model on load and on every model change.
         shapes = [model_shape(n) for n in default_registry().names(TASKS)] or [(12, 12)]
         n_layer, n_head = max(s[0] for s in shapes), max(s[1] for s in shapes)
-        text = gr.Textbox(
-            label="Text", value=text_for("attention"), lines=3, elem_id="att-text"
-        )
+        text = gr.Textbox(label="Text", value=text_for("attention"), lines=3, elem_id="att-text")
         with gr.Row():
             layer = slider_input(
                 0, n_layer - 1, value=0, step=1, label="Layer", elem_id="att-layer"
@@ -335,8 +331,14 @@ def build(demo: gr.Blocks) -> Page:
         with gr.Row(equal_height=False):
             main = gr.Plot(label="Chosen head", elem_id="att-heatmap")
             avg = gr.Plot(label="Head average", elem_id="att-avg")
+        look_for(
+            "a diagonal stripe (a head reading the previous token); a column lit all the way down (the first token, an attention sink); a pronoun's row lighting up the noun it means."
+        )
         bars = gr.Plot(label="One token", elem_id="att-bars")
         grid = gr.Plot(label="All heads", elem_id="att-grid")
+        look_for(
+            "heads in early layers that look one token back, and later ones that spread out or fix on one word."
+        )
         with gr.Row():
             numbers_btn = gr.Button("Numbers of the chosen head (CSV, JSON)", elem_id="att-export")
             numbers = numbers_box("Attention numbers", "att-files")

@@ -13,7 +13,7 @@ from pages.common.heavy import heavy
 from pages.common.inputs import announce, cap_text, friendly_errors
 from pages.common.models import Page, Picker, card_of, get_model, model_header, model_note
 from pages.common.render import md, ticks, token_labels
-from pages.common.views import METHODS, attribution_result, export_files, numbers_box
+from pages.common.views import METHODS, attribution_result, export_files, look_for, numbers_box
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000
@@ -162,6 +162,9 @@ def build(
                 label = gr.Label(label="Prediction", elem_id="clf-label")
                 summary = gr.Markdown(elem_id="clf-summary")
         chart = gr.Plot(label="Spam probability, token by token", elem_id="clf-chart")
+        look_for(
+            'the token where the line jumps: that word tipped the verdict ("FREE", "call", a price).'
+        )
         trace_files = numbers_box("Trace numbers", "clf-trace-files")
         with gr.Accordion(
             "Which tokens pushed P(spam) up or down", open=True, elem_id="clf-attr-box"
@@ -173,7 +176,11 @@ def build(
         attr_io = ([model, message, attr_method], [attr_view, attr_note, attr_files])
         run = heavy("classify", 4)
         gr.on(
-            [classify_btn.click, message.submit, model.change],  # a new pick (e.g. a finished job) re-reads
+            [
+                classify_btn.click,
+                message.submit,
+                model.change,
+            ],  # a new pick (e.g. a finished job) re-reads
             classify,
             [model, message],
             [label, summary, chart],

@@ -30,7 +30,7 @@ from pages.common.models import Page, Picker, model_header, model_note, progress
 from pages.common.pace import CHART_RATE, TEXT_RATE, Pace
 from pages.common.render import token_labels, visible
 from pages.common.texts import GENERATE_EXAMPLES, follow, text_for, world
-from pages.common.views import export_files, numbers_box
+from pages.common.views import export_files, look_for, numbers_box
 
 TASKS = ("lm", "instruct")
 MAX_NEW_TOKENS = 256
@@ -123,9 +123,7 @@ def generate(
 def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tuple):
     """`generate`'s run, `settings` its sliders in order, ended early once `stop` is set."""
     prompt = check_text(prompt, MAX_PROMPT_CHARS, "Prompt")
-    cfg = sampling_args(
-        *settings, MAX_NEW_TOKENS, n_candidates=N_CANDIDATES, keep_logits=True
-    )
+    cfg = sampling_args(*settings, MAX_NEW_TOKENS, n_candidates=N_CANDIDATES, keep_logits=True)
     seed_note = ""
     if cfg.seed is None:  # -1: draw one, and say which, so the run can be repeated
         cfg = dataclasses.replace(cfg, seed=random.randrange(2**31))
@@ -520,6 +518,9 @@ def build(demo: gr.Blocks) -> Page:
                     value=0, precision=0, label="Seed (-1 = random)", elem_id="gen-seed"
                 )
         chart = gr.Plot(label="Next-token candidates", elem_id="gen-chart")
+        look_for(
+            "a tall first bar means the model is sure; many short bars mean temperature and top-k/top-p decide. Move the Step slider to see any step."
+        )
         run_files = numbers_box(
             "The run's numbers: each step's token and candidates", "gen-run-files"
         )
@@ -543,11 +544,12 @@ def build(demo: gr.Blocks) -> Page:
                 elem_id="gen-step",
             )
             pipe = gr.Plot(label="Sampling pipeline", elem_id="gen-pipeline")
+            look_for(
+                "which tokens each setting cuts (grey) and how temperature flattens or sharpens what is left."
+            )
             pipe_files = numbers_box("Pipeline numbers", "gen-pipe-files")
         inputs = [model, prompt, temperature, top_k, top_p, rep, max_new, seed]
-        examples = gr.Examples(
-            examples_for(None), inputs[1:], label="Example prompts and settings"
-        )
+        examples = gr.Examples(examples_for(None), inputs[1:], label="Example prompts and settings")
         model.change(  # the prompt and examples follow the model's world (`texts.follow`)
             on_model_change, [model, prompt], [prompt, examples.dataset],
             api_visibility="private", queue=False,

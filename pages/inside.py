@@ -36,6 +36,7 @@ from pages.common.render import (
     ticks,
     token_labels,
     token_text,
+    visible,
 )
 from pages.common.texts import follow, text_for
 from pages.common.views import (
@@ -45,6 +46,7 @@ from pages.common.views import (
     KeptNumbers,
     Recent,
     attribution_result,
+    look_for,
     numbers_button,
     pick_target,
     read_text,
@@ -56,6 +58,7 @@ ATTRIBUTION_TASKS = ("lm", "instruct", "classify")
 TOP_K = 5
 CELL_TEXT_MAX = 48  # beyond this many positions the lens cells are too narrow for their text
 SURPRISAL_MAX = 10.0  # nats: the darkest colour of the surprisal view
+COMPARE_SCALE = [[0.0, f"rgb{RED}"], [0.5, f"rgb{WHITE}"], [1.0, f"rgb{GREEN}"]]  # B - A
 MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
 PATCH_MAX = 32  # tokens per prompt in the patching view (fewer on big models: `patch_cap`)
 PATCH_CHARS = 1_000
@@ -67,7 +70,9 @@ kept = KeptNumbers(16)  # each view's numbers, written to CSV + JSON when the bu
 def cached_predictions(name: str, model, ids: list[int]) -> inside.Predictions:
     """The intact model's `Predictions` of `ids`, kept for the last few texts: surprisal computes
     them, ablation reuses them as its baseline."""
-    return _predictions.get((name, id(model), tuple(ids)), lambda: inside.predictions(model, ids, TOP_K))
+    return _predictions.get(
+        (name, id(model), tuple(ids)), lambda: inside.predictions(model, ids, TOP_K)
+    )
 
 
 def labeller(tok):
@@ -83,7 +88,9 @@ def layer_rows(n_rows: int) -> list[str]:
 def layout(fig: go.Figure, title: str, height: int, left: int, bottom: int, **axes: Any) -> None:
     """Every chart's layout: its title, height, margins and axes."""
     margin = dict(l=left, r=20, t=50, b=bottom)
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=margin, **axes)
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=14)), height=height, margin=margin, **axes
+    )
 
 
 def lens_layout(fig: go.Figure, title: str, n_rows: int, xtitle: str, ticktext: list[str]) -> None:
@@ -146,7 +153,7 @@ def decide_figure(lens: inside.LogitLens, target_text: str, where: str) -> go.Fi
             hovertemplate="%{x}: P = %{y:.4f} (log p = %{customdata:.2f})<extra></extra>",
         )
     )
-    title = f"When does the model decide? P({target_text!r}) after each layer, {where}"
+    title = f"When does the model decide? P({visible(target_text)}) after each layer, {where}"
     layout(fig, title, 340, 60, 60, yaxis=dict(title="probability", range=[0, 1.02]))
     return fig
 
@@ -217,7 +224,9 @@ def surprisal(model_name: str, text: str):
     rows = []
     for t in range(len(ids) - 1):
         s = float(p.surprisal[t])
-        alts = ", ".join(f"{decode(int(i))!r} {float(q):.3f}" for i, q in zip(p.top_ids[t], p.top_probs[t]))
+        alts = ", ".join(
+            f"{decode(int(i))!r} {float(q):.3f}" for i, q in zip(p.top_ids[t], p.top_probs[t])
+        )
         tip = (
             f"p = {float(p.prob[t]):.4f} · rank {int(p.rank[t])} · surprisal {s:.2f} nats · "
             f"entropy {float(p.entropy[t]):.2f} nats\ntop {TOP_K}: {alts}"
@@ -256,7 +265,13 @@ def surprisal_export(model_name: str, tok, ids: list[int], p: inside.Predictions
 
 
 def head_choices(n_layer: int, n_head: int) -> list[tuple[str, str]]:
-    return [(f"{i}.{h}", f"L{i}H{h}") for i in range(n_layer) for h in range(n_head)]
+    """The head grid's (label, value) pairs: one notation, L<layer>H<head>, in the grid, the text
+    box and the notes.
+
+    >>> head_choices(1, 2)
+    [('L0H0', 'L0H0'), ('L0H1', 'L0H1')]
+    """
+    return [(f"L{i}H{h}",) * 2 for i in range(n_layer) for h in range(n_head)]
 
 
 def grid_style(n_head: int) -> str:
@@ -264,8 +279,8 @@ def grid_style(n_head: int) -> str:
     return (
         f"<style>#ins-heads .wrap {{ display: grid; grid-template-columns: repeat({n_head}, "
         "minmax(3.2em, max-content)); gap: 2px 4px; }</style>"
-        f'<div class="note">Each row is a layer, each column a head: <code>layer.head</code>, '
-        f"{n_head} heads per layer.</div>"
+        f'<div class="note">Each row is a layer, each column a head: <code>L1H3</code> is layer 1, '
+        f"head 3; {n_head} heads per layer.</div>"
     )
 
 
@@ -336,7 +351,7 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
     decode = labeller(tok)
     labels = token_labels(tok, ids)
     nxt, loss = ablation_figures(result, ids, decode, labels)
-    shown = ", ".join(f"{i}.{h}" for i, hs in result.heads.items() for h in hs)
+    shown = ", ".join(f"L{i}H{h}" for i, hs in result.heads.items() for h in hs)
     verb = "zeroed" if mode == "zero" else "replaced by their mean over positions"
     b, a = int(result.next_before.argmax()), int(result.next_after.argmax())
     change = (
@@ -357,7 +372,12 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
 def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation, mode: str):
     b, a = result.before.surprisal.tolist(), result.after.surprisal.tolist()
     rows = [
-        {"position": t + 1, "token": tok.decode([ids[t + 1]]), "loss_before": b[t], "loss_after": a[t]}
+        {
+            "position": t + 1,
+            "token": tok.decode([ids[t + 1]]),
+            "loss_before": b[t],
+            "loss_after": a[t],
+        }
         for t in range(len(ids) - 1)
     ]
     nb, na = result.next_before, result.next_after
@@ -443,8 +463,10 @@ def compare(model_a: str, model_b: str, text: str):
                 z=c.lens_diff.tolist(),
                 x=list(range(len(ids) - 1)),
                 y=layer_rows(L1),
-                colorscale="RdBu",
-                zmid=0, zmin=-bound, zmax=bound,  # fmt: skip
+                colorscale=COMPARE_SCALE,  # the text's colours: green where B is more sure
+                zmid=0,
+                zmin=-bound,
+                zmax=bound,  # fmt: skip
                 customdata=[labels[1:]] * L1,
                 colorbar=dict(title="B − A", thickness=12),
                 hovertemplate=(
@@ -452,7 +474,7 @@ def compare(model_a: str, model_b: str, text: str):
                 ),
             )
         )
-        title = "Logit lens, B − A: log p(actual next token) after each layer (blue: B more sure)"
+        title = "Logit lens, B − A: log p(actual next token) after each layer (green: B more sure)"
         lens_layout(fig, title, L1, "Predicted token", labels[1:])
     key = view_key("compare", model_a, model_b, text)
     kept.put(key, ("compare", lambda: compare_export(model_a, model_b, ids, texts, c)))
@@ -462,7 +484,14 @@ def compare(model_a: str, model_b: str, text: str):
 def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str], c):
     a, b, diff, kl = (x.tolist() for x in (c.logprobs_a, c.logprobs_b, c.diff, c.kl))
     rows = [
-        dict(position=t + 1, token=texts[t + 1], logprob_a=a[t], logprob_b=b[t], b_minus_a=diff[t], kl_a_b=kl[t])
+        dict(
+            position=t + 1,
+            token=texts[t + 1],
+            logprob_a=a[t],
+            logprob_b=b[t],
+            b_minus_a=diff[t],
+            kl_a_b=kl[t],
+        )
         for t in range(len(ids) - 1)
     ]
     data = {"model_a": model_a, "model_b": model_b, "ids": ids, **inside.describe(c)}
@@ -520,7 +549,7 @@ def patch(model_name: str, clean: str, corrupt: str, target: str):
     flat = abs(span) < 1e-6
     restored = (grid - p_corrupt) / (1.0 if flat else span)
     notes = [
-        f"**{a}** tokens each. P({ttext!r}) after the clean prompt **{p_clean:.4f}**, after the "
+        f"**{a}** tokens each. P({visible(ttext)}) after the clean prompt **{p_clean:.4f}**, after the "
         f"corrupted one **{p_corrupt:.4f}**."
     ]
     notes += [tnote] if tnote else []
@@ -535,9 +564,7 @@ def patch(model_name: str, clean: str, corrupt: str, target: str):
             "(layer, position); 1 = the clean probability fully restored, 0 = none of it."
         )
     clean_labels, corrupt_labels = token_labels(tok, clean_ids), token_labels(tok, corrupt_ids)
-    xlabels = [
-        c if c == d else f"{c} / {d}" for c, d in zip(clean_labels, corrupt_labels)
-    ]
+    xlabels = [c if c == d else f"{c} / {d}" for c, d in zip(clean_labels, corrupt_labels)]
     rows = layer_rows(grid.shape[0])
     raw = grid.numpy()
     hover = np.array(
@@ -563,7 +590,7 @@ def patch(model_name: str, clean: str, corrupt: str, target: str):
             hovertemplate="%{customdata}<br>restored %{z:.1%}<extra></extra>",
         )
     )
-    title = f"Activation patching: how much of P({ttext!r}) each clean (layer, position) restores"
+    title = f"Activation patching: how much of P({visible(ttext)}) each clean (layer, position) restores"
     xaxis = dict(title="Position (clean token / corrupted token where they differ)", tickangle=-40,
                  **ticks(xlabels))  # fmt: skip
     layout(fig, title, min(900, 160 + 34 * len(rows)), 90, 110, xaxis=xaxis, yaxis=dict(title=None))
@@ -700,15 +727,24 @@ def build(demo: gr.Blocks) -> Page:
 
         with gr.Accordion("Logit lens", open=True, elem_id="ins-lens-box"):
             lens_plot = gr.Plot(label="Logit lens", elem_id="ins-lens")
+            look_for(
+                "the layer where a column's guess becomes the right next token: early layers often just repeat the input word."
+            )
             decide_plot = gr.Plot(label="When does the model decide?", elem_id="ins-decide")
+            look_for(
+                "a late jump: the last blocks make the decision; a steady rise: it builds up block by block."
+            )
             numbers = {"lens": numbers_button("Lens numbers", "ins-lens-files")}
 
         with gr.Accordion("Surprisal", open=True, elem_id="ins-surprisal-box"):
             ppl = gr.Markdown(elem_id="ins-ppl")
             surprisal_view = gr.HTML(elem_id="ins-surprisal")
+            look_for(
+                "names and new facts are dark (surprising); the ends of familiar phrases are white."
+            )
             numbers["surprisal"] = numbers_button("Surprisal numbers", "ins-surprisal-files")
 
-        with gr.Accordion("Head ablation", open=True, elem_id="ins-ablate-box"):
+        with gr.Accordion("Head ablation", open=False, elem_id="ins-ablate-box"):
             gr.Markdown(
                 "Tick heads to silence, then run: *zero* removes a head's output, *mean* "
                 "replaces it by its average over the text's positions (it keeps the head's "
@@ -717,7 +753,7 @@ def build(demo: gr.Blocks) -> Page:
             n_layer, n_head = model_shape(model.value)
             style = gr.HTML(grid_style(n_head), elem_id="ins-heads-style")
             choices = head_choices(n_layer, n_head)
-            heads = gr.CheckboxGroup(choices, label="Heads (layer.head)", elem_id="ins-heads")
+            heads = gr.CheckboxGroup(choices, label="Heads (L<layer>H<head>)", elem_id="ins-heads")
             # What /ablate reads: the ticked heads as text, so the API takes any model's heads
             # (a checkbox group only accepts the choices it was built with).
             label = "Heads to ablate (L<layer>H<head>, comma-separated; the grid fills this)"
@@ -728,6 +764,9 @@ def build(demo: gr.Blocks) -> Page:
             ablate_note = gr.Markdown(elem_id="ins-ablate-note")
             with gr.Row(equal_height=False):
                 ablate_next = gr.Plot(label="Next token", elem_id="ins-ablate-next")
+                look_for(
+                    "a head whose silencing raises the loss at a few tokens only: that is the job it does."
+                )
                 ablate_loss = gr.Plot(label="Per-token loss", elem_id="ins-ablate-loss")
             numbers["ablate"] = numbers_button("Ablation numbers", "ins-ablate-files")
 
@@ -736,9 +775,10 @@ def build(demo: gr.Blocks) -> Page:
             attr_btn = gr.Button("Explain the next token", elem_id="ins-attr-run")
             attr_note = gr.Markdown(elem_id="ins-attr-note")
             attr_view = gr.HTML(elem_id="ins-attr")
+            look_for("the few tokens that carry the prediction; most of the text barely matters.")
             numbers["attribution"] = numbers_button("Attribution numbers", "ins-attr-files")
 
-        with gr.Accordion("Compare two models", open=True, elem_id="ins-compare-box"):
+        with gr.Accordion("Compare two models", open=False, elem_id="ins-compare-box"):
             gr.Markdown(
                 "Pick a second model with the same tokenizer (e.g. `starter` and a job fine-tuned "
                 "from it) and see, token by token, which one found the text more likely."
@@ -749,9 +789,12 @@ def build(demo: gr.Blocks) -> Page:
             compare_note = gr.Markdown(elem_id="ins-compare-note")
             compare_view = gr.HTML(elem_id="ins-compare")
             compare_lens = gr.Plot(label="Logit lens difference", elem_id="ins-compare-lens")
+            look_for(
+                "green where the fine-tuned model learned the text's style; the layers where the difference appears."
+            )
             numbers["compare"] = numbers_button("Comparison numbers", "ins-compare-files")
 
-        with gr.Accordion("Activation patching", open=True, elem_id="ins-patch-box"):
+        with gr.Accordion("Activation patching", open=False, elem_id="ins-patch-box"):
             gr.Markdown(
                 "Where does the model keep what makes its answer? Run a *corrupted* prompt, "
                 "but put back the *clean* prompt's residual stream at one layer and position: "
@@ -771,6 +814,9 @@ def build(demo: gr.Blocks) -> Page:
                 patch_btn = gr.Button("Patch", elem_id="ins-patch-run", scale=1)
             patch_note = gr.Markdown(elem_id="ins-patch-note")
             patch_plot = gr.Plot(label="Activation patching", elem_id="ins-patch")
+            look_for(
+                "a bright cell at the changed word in early layers, moving to the last position in late layers: where the fact travels."
+            )
             numbers["patch"] = numbers_button("Patching numbers", "ins-patch-files")
 
         run = heavy("inside", 2)
@@ -778,12 +824,28 @@ def build(demo: gr.Blocks) -> Page:
         # button writes the numbers of the chart on the page, whatever the boxes say since.
         shown = {v: gr.State(None) for v in VIEWS}
         views = {  # each view's triggers (a button's click, a text box's submit), inputs, outputs
-            "lens": ([run_btn, text, target], [model, text, target], [note, lens_plot, decide_plot]),
+            "lens": (
+                [run_btn, text, target],
+                [model, text, target],
+                [note, lens_plot, decide_plot],
+            ),
             "surprisal": ([run_btn, text], [model, text], [surprisal_view, ppl]),
-            "ablate": ([ablate_btn], [model, text, heads_text, mode], [ablate_note, ablate_next, ablate_loss]),
+            "ablate": (
+                [ablate_btn],
+                [model, text, heads_text, mode],
+                [ablate_note, ablate_next, ablate_loss],
+            ),
             "attribution": ([attr_btn], [model, text, method, target], [attr_view, attr_note]),
-            "compare": ([compare_btn], [model, model_b, text], [compare_note, compare_view, compare_lens]),
-            "patch": ([patch_btn], [model, patch_clean, patch_corrupt, patch_target], [patch_note, patch_plot]),
+            "compare": (
+                [compare_btn],
+                [model, model_b, text],
+                [compare_note, compare_view, compare_lens],
+            ),
+            "patch": (
+                [patch_btn],
+                [model, patch_clean, patch_corrupt, patch_target],
+                [patch_note, patch_plot],
+            ),
         }
         for view, (triggers, inputs, outputs) in views.items():
             triggers = [t.click if isinstance(t, gr.Button) else t.submit for t in triggers]
@@ -795,7 +857,11 @@ def build(demo: gr.Blocks) -> Page:
             api_only = gr.Button(visible=False, elem_id=f"ins-{view}-numbers-api")
             api_only.click(numbers_endpoint(view), inputs, files, api_name=f"{view}_numbers", **run)
         heads.input(
-            lambda values: ", ".join(values or []), heads, heads_text, api_visibility="private", queue=False
+            lambda values: ", ".join(values or []),
+            heads,
+            heads_text,
+            api_visibility="private",
+            queue=False,
         )
         fit = (
             [model, heads, text, patch_clean, patch_corrupt],

@@ -34,6 +34,7 @@ from pages.common.inputs import (
 )
 from pages.common.models import Page
 from pages.common.render import WHITESPACE, WHITESPACE_LEGEND, esc
+from pages.common.views import look_for
 
 MAX_CHARS = 20_000
 MAX_WORD_CHARS = 64
@@ -385,6 +386,9 @@ def build(demo: gr.Blocks | None = None) -> Page:
             with gr.Column():
                 our_counts = gr.Markdown(init[4], elem_id="tok-ours-counts")
                 our_html = gr.HTML(init[3], elem_id="tok-ours-out")
+                look_for(
+                    "common words are one token with their leading space (·the); numbers and rare words split into pieces; ours, trained on the stories alone, needs more tokens for the same text."
+                )
         ids_box = gr.Textbox(
             init[2],
             label="GPT-2 token ids",
@@ -404,6 +408,9 @@ def build(demo: gr.Blocks | None = None) -> Page:
                 scale=1,
             )
             byte_view = gr.Markdown(token_bytes(EXAMPLE, 0), elem_id="tok-bytes")
+            look_for(
+                "an accented letter or an emoji is 2 to 4 bytes; GPT-2 may give each byte its own token."
+            )
 
         with gr.Accordion("Replay BPE merge by merge", open=True):
             with gr.Row():
@@ -423,6 +430,9 @@ def build(demo: gr.Blocks | None = None) -> Page:
                     )
                 )
             merges = gr.HTML(bpe_merges(" tokenization"), elem_id="tok-merges")
+            look_for(
+                "the first merges join frequent pairs (·t, on, at); the word ends as the few big pieces the vocabulary knows."
+            )
 
         with gr.Accordion("Train your own BPE", open=False):
             gr.Markdown(

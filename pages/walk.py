@@ -37,7 +37,7 @@ from pages.common.inputs import (
 from pages.common.models import Page, Picker, get_model, model_header, model_shape
 from pages.common.render import esc, ticks, token_labels, token_text
 from pages.common.texts import follow, text_for
-from pages.common.views import KeptNumbers, Recent, numbers_button
+from pages.common.views import KeptNumbers, Recent, look_for, numbers_button
 
 TASKS = ("lm", "instruct", "classify")
 MAX_TOKENS = 64  # the tab's cap: a trace keeps 3 (heads × T × T) matrices per block
@@ -214,7 +214,9 @@ def code_html(s: core.Step) -> str:
     dimmed, the statement shaded and the expression that made the value highlighted."""
     src = s.source
     if src is None:
-        return '<div class="walk-code note">The token ids were given as they are: no code ran.</div>'
+        return (
+            '<div class="walk-code note">The token ids were given as they are: no code ran.</div>'
+        )
     lines = src.text.splitlines()
     first, last = src.first_line, src.last_line
     filename = str(src.file)
@@ -264,8 +266,9 @@ def numbers_md(w: Walk, s: core.Step, t: int, h: int) -> str:
     part = "the whole value"
     if positional:
         part = f"token {t}" + (", all heads" if s.axes[0] == "head" else "")
-    shape = " × ".join(f"{n} {a if n == 1 else _PLURAL.get(a, a + 's')}"
-                       for n, a in zip(st.shape, s.axes))  # 18 positions × 768 channels
+    shape = " × ".join(
+        f"{n} {a if n == 1 else _PLURAL.get(a, a + 's')}" for n, a in zip(st.shape, s.axes)
+    )  # 18 positions × 768 channels
     lines = [
         f"**Shape** ({', '.join(map(str, st.shape))}): {shape} · **dtype** {st.dtype}",
         "",
@@ -350,7 +353,9 @@ def matrix_figure(w: Walk, s: core.Step, t: int, h: int) -> go.Figure:
                hovertemplate="channel %{x}: %{y:.4f}<extra></extra>"),
         row=2, col=1,
     )  # fmt: skip
-    fig.update_yaxes(title_text="token", autorange="reversed", row=1, col=1, **ticks(ylabels, most=16))
+    fig.update_yaxes(
+        title_text="token", autorange="reversed", row=1, col=1, **ticks(ylabels, most=16)
+    )
     fig.update_xaxes(title_text="channel" + (" group" if group > 1 else ""), row=1, col=1)
     fig.update_xaxes(title_text="channel", row=2, col=1)
     fig.update_yaxes(title_text="value", row=2, col=1)
@@ -401,7 +406,9 @@ def attention_figure(w: Walk, s: core.Step, t: int, h: int) -> go.Figure:
         row=2, col=1,
     )  # fmt: skip
     fig.update_xaxes(title_text="key token", row=1, col=1, **ticks(labels, most=24))
-    fig.update_yaxes(title_text="query token", autorange="reversed", row=1, col=1, **ticks(labels, most=24))
+    fig.update_yaxes(
+        title_text="query token", autorange="reversed", row=1, col=1, **ticks(labels, most=24)
+    )
     fig.update_xaxes(title_text="key position", row=2, col=1)
     fig.update_yaxes(title_text="weight" if probs else "score", row=2, col=1)
     note = {
@@ -460,7 +467,9 @@ def top_figure(w: Walk, values: torch.Tensor, title: str, ytitle: str) -> go.Fig
     top = torch.topk(torch.nan_to_num(v, neginf=-1e30), k)
     ids = top.indices.tolist()
     names = [w.classes[i] if w.classes else w.decode(i) for i in ids]
-    return bars_figure(v[ids].cpu().numpy(), names, title, "token" if not w.classes else "class", ytitle)
+    return bars_figure(
+        v[ids].cpu().numpy(), names, title, "token" if not w.classes else "class", ytitle
+    )
 
 
 def step_figure(w: Walk, s: core.Step, t: int, h: int) -> go.Figure:
@@ -486,7 +495,9 @@ def step_figure(w: Walk, s: core.Step, t: int, h: int) -> go.Figure:
     if axes in (("token",), ("class",)):
         probs = s.kind in ("sample.softmax", "sample.top_p", "sample.greedy", "class_probs")
         where = "after the last token" if axes == ("token",) else "for the text"
-        return top_figure(w, s.value, f"{s.name} {where}: the highest", "probability" if probs else "score")
+        return top_figure(
+            w, s.value, f"{s.name} {where}: the highest", "probability" if probs else "score"
+        )
     return bars_figure(s.value.float().flatten().cpu().numpy(), [], s.name, "index", "value")
 
 
@@ -494,8 +505,10 @@ def path_figure(w: Walk, s: core.Step, t: int) -> go.Figure:
     """The followed token's residual-stream norm after the embeddings and after each block."""
     norms = w.trace.residual_norms(t).numpy()
     names = ["emb"] + [f"{b}" for b in range(len(norms) - 1)]
-    here = 0 if s.block is None and s.index < w.trace.block_start(0) else (
-        len(norms) - 1 if s.block is None else s.block + 1
+    here = (
+        0
+        if s.block is None and s.index < w.trace.block_start(0)
+        else (len(norms) - 1 if s.block is None else s.block + 1)
     )
     colours = [ORANGE if i == here else "#4a6fa5" for i in range(len(norms))]
     fig = go.Figure(
@@ -676,7 +689,9 @@ def parse_knockouts(knockouts: Any, block: Any, L: int) -> tuple[list[tuple[str,
         raise gr.Error("Tick at least one knockout.")
     unknown = [k for k in kinds if k not in core.KNOCKOUTS]
     if unknown:
-        raise gr.Error(f"Knockouts: {', '.join(unknown)} unknown; kinds: {', '.join(core.KNOCKOUTS)}.")
+        raise gr.Error(
+            f"Knockouts: {', '.join(unknown)} unknown; kinds: {', '.join(core.KNOCKOUTS)}."
+        )
     b = -1 if block is None else block
     if b != int(b) or not -1 <= b < L:
         raise gr.Error(f"Block {b:g} is out of range: pick -1 (every block) or 0 to {L - 1}.")
@@ -698,9 +713,7 @@ def knockout_table(tok, cmp: core.KnockoutComparison) -> str:
     b, a = cell(cmp.before), cell(cmp.after)
     delta = cmp.after.loss - cmp.before.loss
     names = ["Loss on the text (nats / token)", "Top 5 next tokens", "Greedy continuation"]
-    rows = "".join(
-        f"<tr><th>{n}</th><td>{x}</td><td>{y}</td></tr>" for n, x, y in zip(names, b, a)
-    )
+    rows = "".join(f"<tr><th>{n}</th><td>{x}</td><td>{y}</td></tr>" for n, x, y in zip(names, b, a))
     return (
         '<table class="tok-table walk-ko"><tr><th></th><th>Intact</th>'
         f"<th>Knocked out (loss {delta:+.3f})</th></tr>{rows}</table>"
@@ -749,7 +762,13 @@ def knockout(model_name: str, text: str, knockouts: list[str], block: float):
         + (f" (in {where})" if blocked else "") + "."
     )  # fmt: skip
     lines += [f"- **{names[ko.kind]}.** {shows}" for ko, shows in zip(cmp.knockouts, cmp.shows)]
-    key = ("knockout", model_name, text, tuple(k for k, _ in specs), -1 if block is None else int(block))
+    key = (
+        "knockout",
+        model_name,
+        text,
+        tuple(k for k, _ in specs),
+        -1 if block is None else int(block),
+    )
     kept.put(key, ("knockout", lambda: knockout_export(model_name, tok, ids, specs, cmp)))
     return "\n".join(lines), knockout_table(tok, cmp), knockout_figure(tok, cmp)
 
@@ -758,7 +777,9 @@ def knockout_export(model_name: str, tok, ids: list[int], specs, cmp: core.Knock
     rows = []
     for side, o in (("intact", cmp.before), ("knocked_out", cmp.after)):
         for j, (i, p) in enumerate(zip(o.top_ids.tolist(), o.top_probs.tolist())):
-            rows.append(dict(side=side, loss=o.loss, rank=j + 1, token=tok.decode([i]), id=i, prob=p))
+            rows.append(
+                dict(side=side, loss=o.loss, rank=j + 1, token=tok.decode([i]), id=i, prob=p)
+            )
 
     def side(o: core.Outcome) -> dict:
         return {
@@ -780,7 +801,13 @@ def knockout_numbers(model_name: str, text: str, knockouts: list[str], block: fl
     model, tok = get_model(model_name, TASKS)
     ids, _ = read_ids(model, tok, text, str(model_name))
     specs, _ = parse_knockouts(knockouts, block, body(model).config.n_layer)
-    key = ("knockout", model_name, text, tuple(k for k, _ in specs), -1 if block is None else int(block))
+    key = (
+        "knockout",
+        model_name,
+        text,
+        tuple(k for k, _ in specs),
+        -1 if block is None else int(block),
+    )
     return kept.files(key, lambda: knockout(model_name, text, knockouts, block))
 
 
@@ -828,8 +855,13 @@ def build(demo: gr.Blocks) -> Page:
             head = slider_input(0, max(0, n_head - 1), value=0, step=1,
                                 label="Attention head (for per-head steps)", elem_id="walk-head")  # fmt: skip
             jump = named_errors(
-                gr.Dropdown(jump_choices(None, n_layer), value=None, label="Jump to",
-                            elem_id="walk-jump", allow_custom_value=True)  # fmt: skip
+                gr.Dropdown(
+                    jump_choices(None, n_layer),
+                    value=None,
+                    label="Jump to",
+                    elem_id="walk-jump",
+                    allow_custom_value=True,
+                )  # fmt: skip
             )
         note = gr.Markdown(elem_id="walk-note")
         with gr.Row(equal_height=True):
@@ -844,6 +876,9 @@ def build(demo: gr.Blocks) -> Page:
                 numbers = gr.Markdown(elem_id="walk-numbers")
                 why = gr.Markdown(elem_id="walk-why")
                 path = gr.Plot(label="The followed token's path", elem_id="walk-path")
+                look_for(
+                    "the residual norm grows block by block: each block adds to the stream, none replaces it."
+                )
             with gr.Column(scale=7):
                 chart = gr.Plot(label="This step", elem_id="walk-chart")
                 step_button, step_files = numbers_button("Step numbers", "walk-files")
@@ -856,8 +891,9 @@ def build(demo: gr.Blocks) -> Page:
                 "8 greedy tokens. The model itself is never changed."
             )
             kinds = named_errors(
-                gr.CheckboxGroup(KNOCKOUTS, value=["causal_mask"], label="Knockouts",
-                                 elem_id="walk-ko-kinds")  # fmt: skip
+                gr.CheckboxGroup(
+                    KNOCKOUTS, value=["causal_mask"], label="Knockouts", elem_id="walk-ko-kinds"
+                )  # fmt: skip
             )
             with gr.Row():
                 ko_block = number_input(
@@ -912,4 +948,3 @@ def build(demo: gr.Blocks) -> Page:
             api_visibility="private", queue=False,
         ).then(*first, api_visibility="private", **run)  # fmt: skip
     return Page([Picker("Walk", TASKS, model)])
-

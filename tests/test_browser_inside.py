@@ -77,11 +77,18 @@ def test_inside_lens_and_surprisal(page):
     shot(page, "inside")
 
 
+def open_box(page, box: str, title: str) -> None:
+    """Open a closed accordion (Inside opens only its first two views)."""
+    if not page.locator(box).locator(".label-wrap.open").count():
+        page.locator(box).get_by_text(title, exact=True).first.click()
+
+
 def test_inside_head_ablation(page):
     open_tab(page, "Inside")
+    open_box(page, "#ins-ablate-box", "Head ablation")
     grid = page.locator("#ins-heads")
-    grid.get_by_label("0.1", exact=True).check()
-    grid.get_by_label("1.2", exact=True).check()
+    grid.get_by_label("L0H1", exact=True).check()
+    grid.get_by_label("L1H2", exact=True).check()
     assert (
         "L0H1"
         in page.locator("#ins-heads-text input, #ins-heads-text textarea").first.input_value()
@@ -89,7 +96,7 @@ def test_inside_head_ablation(page):
     page.get_by_label("Mean over positions").check()
     page.locator("#ins-ablate-run").click()
     wait_text(page, "#ins-ablate-note", "replaced by their mean")
-    assert "0.1, 1.2" in text_of(page, "#ins-ablate-note")
+    assert "L0H1, L1H2" in text_of(page, "#ins-ablate-note")
     assert "intact vs ablated" in page.locator("#ins-ablate-next .gtitle").first.text_content()
     element_shot(page, "#ins-ablate-box", "inside-ablation")
 
@@ -101,6 +108,7 @@ def test_inside_attribution_and_compare(page):
     wait_text(page, "#ins-attr-note", "Explaining the next token")
     assert page.locator("#ins-attr .attribution-view .tok").count() > 10
     element_shot(page, "#ins-attr-box", "inside-attribution")
+    open_box(page, "#ins-compare-box", "Compare two models")
     pick_model(page, "ins-model-b", CHAT)
     page.locator("#ins-compare-run").click()
     wait_text(page, "#ins-compare-note", "Loss A")

@@ -92,6 +92,7 @@ def test_walk_through_a_block_and_a_knockout(page):
 def test_inside_patching_view(page):
     open_tab(page, "Inside")
     pick_model(page, "ins-model", LM)
+    page.locator("#ins-patch-box").get_by_text("Activation patching", exact=True).first.click()
     page.locator("#ins-patch-run").click()
     wait_text(page, "#ins-patch-note", "after the clean prompt", timeout=60_000)
     page.wait_for_selector("#ins-patch .js-plotly-plot")

@@ -194,7 +194,11 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
     pieces = [
         (token_text(tok, i), "#e8e8e8", "not measured (cap)")  # split characters as their bytes
         if math.isnan(s)
-        else (token_text(tok, i), mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale), f"{unit} {s:+.3g}")
+        else (
+            token_text(tok, i),
+            mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale),
+            f"{unit} {s:+.3g}",
+        )
         for i, s in zip(ids, scores)
     ]
     legend = (
@@ -226,6 +230,11 @@ def export_files(stem: str, rows: list[dict[str, Any]], data: dict[str, Any]) ->
     plain = json.loads(json.dumps(data), parse_constant=lambda _: None)  # JSON has no NaN
     json_path.write_text(json.dumps(plain, ensure_ascii=False), encoding="utf-8")
     return [str(csv_path), str(json_path)]
+
+
+def look_for(text: str, elem_id: str | None = None) -> gr.Markdown:
+    """A view's one line of what to look for in it, under the view."""
+    return gr.Markdown(f"**Look for:** {text}", elem_classes="note look-for", elem_id=elem_id)
 
 
 def numbers_box(label: str, elem_id: str) -> gr.File:
