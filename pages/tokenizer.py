@@ -198,7 +198,7 @@ def tokenize(text: str, show_ids: bool = False) -> tuple[str, str, str, str, str
     """GPT-2's tokens (HTML), its counts, its ids, and the same two for our BPE (the counts say
     when the text was cut to MAX_CHARS)."""
     text, cut = cap_text(text, MAX_CHARS, "Text", allow_empty=True)
-    cut = f"\n\n⚠️ {announce(cut)}" if cut else ""
+    cut = f"\n\n⚠️ {cut}" if cut else ""  # said beside the counts, not in a pop-up over them
     gpt2, mine = gpt2_or_none(), ours()
     our_ids = mine.encode(text)
     if gpt2 is None:
@@ -221,7 +221,9 @@ def tokenize(text: str, show_ids: bool = False) -> tuple[str, str, str, str, str
 def token_bytes(text: str, index: float) -> str:
     """A table of one GPT-2 token of `text` (ours when GPT-2's vocabulary is missing): its index,
     id, text and bytes in hex."""
-    text, _ = cap_text(text, MAX_CHARS, "Text")  # the cut is said once, by `tokenize`
+    text, _ = cap_text(text, MAX_CHARS, "Text", allow_empty=True)  # the cut: said by `tokenize`
+    if not text:  # an emptied box: no stale row of the old text, no error
+        return "*Type some text above: this view shows one of its tokens, byte by byte.*"
     gpt2 = gpt2_or_none()
     tok = gpt2 or ours()
     ids = tok.encode(text)
@@ -236,7 +238,7 @@ def token_bytes(text: str, index: float) -> str:
             f"| token # | id | bytes (hex) | byte count | as text |\n|---|---|---|---|---|\n"
             f"| {i} of {len(ids)} | {ids[i]} | `{hex_bytes(data)}` | {len(data)} | {decoded} |"
         )
-        + (f"\n\n⚠️ {announce(note)}" if note else "")
+        + (f"\n\n⚠️ {note}" if note else "")
         + ("" if gpt2 is not None else f"\n\nTokens of {ours_label()}: {GPT2_VOCAB_HELP}")
     )
 

@@ -434,3 +434,19 @@ def test_chat_streams_a_few_updates_a_second(monkeypatch):
     assert outs[-1][0] == "".join(e.text for e in events).strip()
     assert 1 <= len(outs) <= pace.TEXT_RATE * took + 2, (len(outs), took)
     assert len(outs) < len(events) / 2, (len(outs), len(events))  # not one per token
+
+
+def test_the_tokenizer_takes_an_emptied_box_calmly(monkeypatch):
+    """Clearing the text: no red error and no stale row of the old text in the byte view; a
+    clamped index is said beside the table, not in a pop-up over the "Ours" column."""
+    from pages import tokenizer
+
+    popups = []
+    monkeypatch.setattr(gr, "Warning", lambda note: popups.append(note))
+    assert "Type some text" in tokenizer.token_bytes("", 3)
+    views = tokenizer.tokenize("")
+    assert "0** tokens" in views[1] or "**0**" in views[1], views[1]
+    table = tokenizer.token_bytes("Hello world", 99)
+    assert "| 1 of 2 |" in table and "⚠️ Token index" in table
+    assert "⚠️" in tokenizer.tokenize("x " * tokenizer.MAX_CHARS)[1]  # the cut, said inline
+    assert popups == []
