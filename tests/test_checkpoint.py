@@ -11,6 +11,8 @@ from safetensors.torch import save_file
 
 from gpt.checkpoint import (
     CheckpointError,
+    UntiedGPT,
+    hf_state_to_ours,
     load_checkpoint,
     load_model,
     read_safetensors,
@@ -170,12 +172,18 @@ def test_missing_and_unexpected_keys(hf_copy):
         load_model(hf_copy)
 
 
-def test_untied_head_is_refused(hf_copy):
+def test_untied_head_is_refused_by_the_strict_converter_and_kept_by_load_model(hf_copy):
     state = read_safetensors(hf_copy / "model.safetensors")
     state["lm_head.weight"] = torch.randn_like(state["transformer.wte.weight"])
     save_file(state, hf_copy / "model.safetensors")
     with pytest.raises(CheckpointError, match="must be tied"):
-        load_model(hf_copy)
+        hf_state_to_ours(state, hf_copy)
+    model = load_model(hf_copy)  # hub fine-tunes with their own head load as UntiedGPT
+    assert isinstance(model, UntiedGPT)
+    x = torch.randint(0, 1000, (1, 7))
+    with torch.no_grad():
+        expected = model.hidden(x) @ state["lm_head.weight"].T  # (1, 7, vocab)
+        torch.testing.assert_close(model(x), expected)
 
 
 @pytest.mark.parametrize(
