@@ -1,9 +1,10 @@
-"""Command line: `python -m gpt tokenize|generate|train|eval|recipes|jobs ...`.
+"""Command line: `python -m gpt tokenize|generate|train|eval|recipes|export|jobs ...`.
 
     python -m gpt tokenize --text "Hello world"            # tokens and ids, one per line
     python -m gpt tokenize --text "Hello" --explain        # the merges, as JSON
     echo "some text" | python -m gpt tokenize --json       # ids as a JSON list
     python -m gpt generate --model gpt2 --prompt "Once upon a time" --temperature 0.8 --top-k 40
+    python -m gpt generate --model distilbert/distilgpt2 --prompt "Hi"   # any GPT-2 hub repo
     python -m gpt chat --prompt "Where does Pip the fox live?"   # starter-chat, Alpaca prompt
     python -m gpt train classify --base starter --data data/sms/train.tsv --out runs/spam
     python -m gpt train classify --resume runs/spam        # continue from its last checkpoint
@@ -367,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="pretrain or fine-tune (lm, classify, instruct)")
     tr.add_argument("kind", choices=["lm", "classify", "instruct"])
     tr.add_argument(
-        "--base", help="a model name (see --help), a folder, or preset:NAME (default: starter)"
+        "--base", help="a model name (see --help), a folder, a hub id org/name[@revision], or "
+        "preset:NAME (default: starter)"
     )
     tr.add_argument("--data", help="'bundled', a file, a source name or a URL (default: bundled)")
     tr.add_argument("--out", help="output folder (checkpoints/, model/, metrics.json)")
@@ -422,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a model on a data file; prints one JSON line")
     ev.add_argument("kind", choices=["lm", "classify", "instruct"])
-    ev.add_argument("--model", required=True, help="model name or folder")
+    ev.add_argument("--model", required=True, help="model name, folder or hub id org/name")
     ev.add_argument("--data", required=True, help="data file (the whole file is evaluated)")
     ev.add_argument("--samples", type=int, default=50, help="instruct: answers to score")
     ev.add_argument(
@@ -451,7 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write a model as a Hugging Face transformers folder (config, weights, "
         "tokenizer, card)"
     )
-    ex.add_argument("model", help="a model name (see --help), job:<id> or a model folder")
+    ex.add_argument(
+        "model", help="a model name (see --help), job:<id>, a model folder or a hub id org/name"
+    )
     ex.add_argument("out", help="the folder to write")
     ex.add_argument("--jobs-root", help="the jobs folder, for job:<id> (default: the app's)")
     ex.set_defaults(func=cmd_export)

@@ -9,6 +9,8 @@ has on disk:
   jobs folder's `policy.json` says (multi-user mode, how long finished jobs are kept). A job's
   card names it `job:<id>`, never its folder; in multi-user mode it says "an uploaded file"
   rather than the uploader's file name, which only its owner sees (`private=True`);
+- a hub repo (`org/name`, a folder in the hub cache): its hub README's first lines and
+  licence, its size, the weights file read and its storage type (`hub_card`);
 - any other checkpoint folder: its `card.json` if it has one, else the metadata that
   `gpt.lab.runs.save_final` puts in `config.json`, else only what `config.json` says.
 
@@ -32,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import read_json
+from gpt.checkpoint import CheckpointError, read_json
 from gpt.config import HUB_IDS, PRESETS
-from gpt.lab.registry import ModelEntry, ModelRegistry, default_registry
+from gpt.lab.registry import ModelEntry, ModelRegistry, RegistryError, default_registry
 
 SMALL_MODEL = 50_000_000  # below this many parameters a model gets the "small model" limit
 JOBS_POLICY_FILE = "policy.json"  # in the jobs folder, by gpt.jobs: {multiuser, retention_hours}
@@ -86,6 +88,7 @@ class ModelCard:
         limits: honest limits, the most important first (the Spam tab shows the first).
         multi_turn: an instruction model trained on conversations (none of ours is).
         location: the folder it loads from, when it has one.
+        licence: the licence its hub card declares (hub models only).
     """
 
     name: str
@@ -104,6 +107,7 @@ class ModelCard:
     limits: tuple[str, ...] = ()
     multi_turn: bool = False
     location: str | None = None
+    licence: str | None = None
 
 
 def params_text(n: int) -> str:
@@ -507,6 +511,133 @@ def retention_sentence(hours: Any) -> str | None:
     return f"Kept for {age} after it finishes, then removed to make room."
 
 
+# --- hub repos ------------------------------------------------------------------------------------
+
+HUB_LIMITS = (
+    "Downloaded from the Hugging Face hub: GPT-2 Lab has not evaluated it; what its card "
+    "claims is its authors' word.",
+    "Can produce false, biased or offensive text, as GPT-2 can.",
+)
+
+
+def readme_parts(text: str) -> tuple[dict[str, Any], str]:
+    r"""(front matter, first lines) of a hub README.md: the YAML between the `---` lines, and
+    the first paragraph of prose after it (headings, badges, images, HTML and tables skipped;
+    at most 400 characters).
+
+    >>> readme_parts("---\nlicense: mit\n---\n# T\n\n![b](x.svg)\nA small GPT-2.\nIt chats.\n\nMore.")
+    ({'license': 'mit'}, 'A small GPT-2. It chats.')
+    """
+    meta: dict[str, Any] = {}
+    body = text
+    m = re.match(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", text, re.S)
+    if m:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(m.group(1))
+        except yaml.YAMLError:
+            loaded = None
+        meta = loaded if isinstance(loaded, dict) else {}
+        body = text[m.end():]
+    lines: list[str] = []
+    for raw in body.splitlines():
+        line = raw.strip()
+        if not line:
+            if lines:
+                break
+            continue
+        if line.startswith(("#", "!", "[!", "<", "|", "```", "---", "===")):
+            if lines:
+                break
+            continue
+        lines.append(line)
+    first = " ".join(lines)
+    return meta, (first[:397] + "..." if len(first) > 400 else first)
+
+
+def _weights_words(folder: Path) -> str | None:
+    """"model.safetensors (176 MB, float16)": the weights file a folder loads from."""
+    from gpt.checkpoint import CheckpointError, hf_weight_files, stored_dtype
+
+    try:
+        files = hf_weight_files(folder)
+    except CheckpointError:
+        return None
+    size = sum(f.stat().st_size for f in files if f.is_file())
+    dtype = stored_dtype(files[0])
+    shown = files[0].name if len(files) == 1 else f"{len(files)} safetensors shards"
+    return f"{shown} ({size / 1e6:,.0f} MB" + (f", {dtype} storage)" if dtype else ")")
+
+
+def hub_card(name: str, folder: str | Path | None, task: str, config: Any = None,
+             n_params: int | None = None) -> ModelCard:
+    """The card of a hub repo, from its cached snapshot `folder` (README.md, config.json,
+    added_tokens.json, its weights file) without loading weights; with no folder yet (not
+    downloaded), what its config says.
+
+    >>> hub_card("org/tiny", None, "lm").summary
+    'org/tiny from the Hugging Face hub (GPT-2 architecture); not downloaded yet.'
+    """
+    from gpt.lab import hub, hubmodels
+
+    repo = (hub.parse_hub_id(name) or (name, None))[0]
+    folder = Path(folder) if folder is not None else None
+    meta, first = ({}, "")
+    small = folder or hub.snapshot_path(*(hub.parse_hub_id(name) or (name, None)))
+    if (small / "README.md").is_file():  # fetched with config.json before the weights come
+        meta, first = readme_parts((small / "README.md").read_text(encoding="utf-8",
+                                                                    errors="replace"))
+    curated = hubmodels.curated(repo)
+    summary = first or (curated.description if curated else "") or (
+        f"{repo} from the Hugging Face hub (GPT-2 architecture)"
+        + ("." if folder is not None else "; not downloaded yet.")
+    )
+    licence = _text(meta.get("license")) or _text(meta.get("license_name"))
+    base = meta.get("base_model")
+    base = ", ".join(map(str, base)) if isinstance(base, list) else _text(base)
+    datasets = meta.get("datasets")
+    data = None
+    if isinstance(datasets, list) and datasets:
+        data = "According to its hub card: " + ", ".join(map(str, datasets[:5])) + "."
+    raw = read_json(small / "config.json", {})
+    tok = "GPT-2's byte-level BPE, 50,257 tokens"
+    if folder is not None:
+        added = read_json(folder / "added_tokens.json", {})
+        if (folder / "vocab.json").is_file():
+            tok = "its own vocab.json + merges.txt (GPT-2's byte-level BPE)"
+        if added:
+            tok += f", plus {len(added)} added token{'s' * (len(added) > 1)} ({', '.join(list(added)[:3])})"
+    if folder is None and not (small / "config.json").is_file():
+        config = None  # not read from the repo yet (offline, or no config.json): unknown
+    params = n_params or (config.n_params() if config is not None else None)
+    arch = _architecture(vars(config)) if config is not None else None
+    labels = _dict(raw.get("id2label"))
+    if arch and task == "classify" and labels:
+        arch += f"; a {len(labels)}-class head: {' / '.join(map(str, labels.values()))}"
+    weights = _weights_words(folder) if folder is not None else None
+    limits = list(HUB_LIMITS)
+    if task == "lm":
+        limits.insert(0, "Not instruction-tuned unless its card says so: it continues text.")
+    if params and params < SMALL_MODEL:
+        limits.append(f"Small ({params_text(params)} parameters): it often gets things wrong.")
+    return ModelCard(
+        name=name,
+        task=task,
+        summary=summary,
+        source="hub",
+        parameters=params,
+        architecture=arch,
+        tokenizer=tok,
+        base=base,
+        data=data,
+        training=f"Weights read from {weights}." if weights else None,
+        limits=tuple(limits),
+        location=str(folder) if folder is not None else f"https://huggingface.co/{repo}",
+        licence=licence,
+    )
+
+
 def card_for_entry(entry: ModelEntry, private: bool = False) -> ModelCard:
     """The card of a registry entry; reads small JSON files only. A job's model is named
     `job:<id>` (never its folder); `private`: the card its owner sees, with its upload's name
@@ -514,6 +645,11 @@ def card_for_entry(entry: ModelEntry, private: bool = False) -> ModelCard:
     if entry.ref is not None and entry.ref.kind == "gpt2":
         location = entry.location if entry.location != entry.name else None
         return gpt2_card(entry.name, location)
+    from gpt.lab import hub
+
+    if (entry.ref is not None and entry.ref.kind == "hub") or hub.snapshot_repo(entry.location):
+        config = entry.ref.config if entry.ref is not None else None
+        return hub_card(entry.name, entry.location, entry.task, config, entry.n_params)
     hide_file, location = False, entry.location
     if entry.source == "job":
         record, config = job_record(entry.location)
@@ -553,4 +689,14 @@ def model_card(
     registry = registry or default_registry()
     if name in HUB_IDS and name not in registry.names():
         return gpt2_card(name)
+    if name not in registry.names():
+        from gpt.lab import hub
+        from gpt.lab.names import resolve
+
+        if hub.parse_hub_id(name) is not None:  # a hub id typed in, not listed (yet)
+            try:
+                ref = resolve(name, weights=False)
+                return hub_card(name, ref.folder, ref.task, ref.config)
+            except (CheckpointError, OSError) as e:
+                raise RegistryError(f"no card for {name!r}: {e}") from e
     return card_for_entry(registry.entry(name), private)

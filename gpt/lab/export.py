@@ -138,6 +138,8 @@ def hf_state(model: GPT | GPTClassifier) -> tuple[dict[str, torch.Tensor], float
     """(tensors under HF key names, the bias-folding residual of a classifier or None)."""
     body = model.gpt if isinstance(model, GPTClassifier) else model
     state = {f"transformer.{k}": v for k, v in body.state_dict().items()}
+    if "transformer.out_head" in state:  # an untied head (`UntiedGPT`, from the hub)
+        state["lm_head.weight"] = state.pop("transformer.out_head")  # (vocab, C)
     if not body.config.bias:  # HF's GPT-2 always has biases: ours are zero
         for name, module in body.named_modules():
             if getattr(module, "bias", "absent") is None:
@@ -211,6 +213,7 @@ def card_readme(card: Any, architecture: str, bias_residual: float | None = None
         "library_name: transformers",
         f"pipeline_tag: {tag}",
         "tags: [gpt2, gpt2-lab]",
+        *([f"license: {card.licence}"] if getattr(card, "licence", None) else []),
         "---",
         "",
         f"# {name}",
@@ -231,6 +234,7 @@ def card_readme(card: Any, architecture: str, bias_residual: float | None = None
             ("Fine-tuned from", card.base),
             ("Training data", card.data),
             ("Training", card.training),
+            ("Licence", getattr(card, "licence", None)),
         ]
         lines += [f"- **{k}:** {v}" for k, v in facts if v]
         lines.append("")
@@ -275,6 +279,7 @@ def export_model(
     labels = model.labels if isinstance(model, GPTClassifier) else None
     state, residual = hf_state(model)
     cfg = hf_config(body.config, tokenizer.eot_token, labels)
+    cfg["tie_word_embeddings"] = "lm_head.weight" not in state
     architecture = cfg["architectures"][0]
     folder.mkdir(parents=True, exist_ok=True)
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
@@ -310,7 +315,9 @@ def export(name: Any, folder: str | Path, jobs: Any = None) -> ExportReport:
     model = checkpoint.load_model(ref.folder)
     tokenizer = names.load_tokenizer(Path(ref.tokenizer) if ref.tokenizer != "gpt2" else "gpt2")
     try:
-        if ref.kind in ("gpt2", "starter"):
+        if ref.kind == "hub":
+            card = cards.hub_card(ref.name, ref.folder, ref.task, ref.config)
+        elif ref.kind in ("gpt2", "starter"):
             card = cards.model_card(ref.name)
         else:
             source = {"job": "job", "starter": "starter"}.get(ref.kind, "folder")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import threading
 import time
@@ -359,10 +360,14 @@ def _download_error(e: BaseException, name: str, repo: str, timeout: float) -> D
         return e
     kind, why = explain(e, timeout)
     advice = _ADVICE.get(kind, "Try again later.").format(ep=endpoint(), repo=repo)
+    if name in HUB_IDS:
+        local = f"Or put a folder with config.json + model.safetensors at ${MODELS_DIR_ENV}/{name}."
+    else:  # any other repo: a typo, a private or gated repo, or its files in a folder
+        local = "Check the repo id (org/name[@revision]); or download its files elsewhere and pick that folder."
+        if kind == "not_found":
+            advice = f"No public repo {repo} at {endpoint()}."
     return DownloadError(
-        f"could not download {name!r} from {endpoint()}/{repo}: {why}. {advice} Or put a folder "
-        f"with config.json + model.safetensors at ${MODELS_DIR_ENV}/{name}.",
-        kind,
+        f"could not download {name!r} from {endpoint()}/{repo}: {why}. {advice} {local}", kind
     )
 
 
@@ -372,10 +377,11 @@ def offline_message(name: str, reason: str) -> str:
     >>> offline_message("gpt2", "HF_HUB_OFFLINE=1 is set")[:60]
     "'gpt2' is not in the local cache and downloads are off (HF_H"
     """
+    where = (f"put a folder with config.json + model.safetensors at ${MODELS_DIR_ENV}/{name}"
+             if name in HUB_IDS or parse_hub_id(name) is None else "pick a folder holding its files")
     return (
         f"{name!r} is not in the local cache and downloads are off ({reason}). Go online "
-        f"(unset it), or put a folder with config.json + model.safetensors at "
-        f"${MODELS_DIR_ENV}/{name}."
+        f"(unset it), or {where}."
     )
 
 
@@ -392,13 +398,13 @@ def download_progress(name: str) -> DownloadProgress | None:
         return _progress.get(name)
 
 
-def _metadata(repo: str, filename: str, timeout: float):
+def _metadata(repo: str, filename: str, timeout: float, revision: str | None = None):
     """huggingface_hub's metadata of a file: one HEAD request, no retries."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     ep = endpoint()
     return get_hf_file_metadata(
-        hf_hub_url(repo, filename, endpoint=ep), timeout=timeout, endpoint=ep
+        hf_hub_url(repo, filename, revision=revision, endpoint=ep), timeout=timeout, endpoint=ep
     )
 
 
@@ -467,13 +473,20 @@ class _Progress:
 
 
 def _download(name: str, progress: ProgressCallback | None, timeout: float) -> Path:
+    return _fetch(name, HUB_IDS[name], GPT2_FILES, progress, timeout)
+
+
+def _fetch(
+    name: str, repo: str, files: tuple[str, ...], progress: ProgressCallback | None,
+    timeout: float, revision: str | None = None, ref_name: str = "main",
+) -> Path:
+    """Download `files` of `repo` into the hub cache's layout, each request once."""
     from huggingface_hub import constants
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
-    repo = HUB_IDS[name]
     try:
-        metas = {f: _metadata(repo, f, timeout) for f in GPT2_FILES}
+        metas = {f: _metadata(repo, f, timeout, revision) for f in files}
     except Exception as e:
         raise _download_error(e, name, repo, timeout) from e
     if not all(meta.commit_hash and meta.etag for meta in metas.values()):
@@ -484,7 +497,8 @@ def _download(name: str, progress: ProgressCallback | None, timeout: float) -> P
         )
     _sizes[name] = total = sum(meta.size or 0 for meta in metas.values())
     tracker = _Progress(name, total, progress)
-    folder = cache_dir() / ("models--" + repo.replace("/", "--"))
+    tracker.filename = files[0]
+    folder = repo_folder(repo)
     # http_get reads its timeout from here (huggingface_hub reads the variable at import only)
     constants.HF_HUB_DOWNLOAD_TIMEOUT = timeout
     for filename, meta in metas.items():
@@ -522,8 +536,217 @@ def _download(name: str, progress: ProgressCallback | None, timeout: float) -> P
             except OSError:  # no symlinks on this file system
                 shutil.copyfile(blob, pointer)
         tracker.report()
-    commit = metas[GPT2_FILES[-1]].commit_hash
+    commit = metas[files[-1]].commit_hash
     (folder / "refs").mkdir(parents=True, exist_ok=True)
-    (folder / "refs" / "main").write_text(commit)
+    if "/" not in ref_name and ref_name != commit:
+        (folder / "refs" / ref_name).write_text(commit)
     tracker.report(finished=True)
     return folder / "snapshots" / commit
+
+
+# --- any GPT-2-architecture repo: org/name[@revision] ---------------------------------------------
+
+_HUB_ID = re.compile(r"([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@([\w./-]+))?")
+# Files fetched besides the weights, when the repo has them (small; the tokenizer's and the card)
+SIDE_FILES = ("config.json", "generation_config.json", "vocab.json", "merges.txt",
+              "added_tokens.json", "special_tokens_map.json", "tokenizer_config.json", "README.md")
+
+
+def parse_hub_id(text: str) -> tuple[str, str | None] | None:
+    """(repo, revision) of a hub id `org/name` or `org/name@revision`, else None.
+
+    >>> parse_hub_id("vicgalle/gpt2-alpaca"), parse_hub_id("distilbert/distilgpt2@main")
+    (('vicgalle/gpt2-alpaca', None), ('distilbert/distilgpt2', 'main'))
+    >>> parse_hub_id("runs/lm/model"), parse_hub_id("gpt2"), parse_hub_id("./x/y")
+    (None, None, None)
+    """
+    m = _HUB_ID.fullmatch(text.strip())
+    if m is None or any(p.startswith(".") or p.endswith(".") for p in m.group(1).split("/")):
+        return None
+    repo, revision = m.group(1), m.group(2)
+    return repo, (revision or None)
+
+
+def pick_weights(files: dict[str, int | None] | list[str]) -> str | None:
+    """The weights file of a repo's top-level files (a list, or name -> bytes), in the order
+    `gpt.checkpoint.hf_weight_files` tries them: model.safetensors, the shard index
+    model.safetensors.index.json, the smallest other .safetensors, pytorch_model.bin, the
+    smallest .pth (the LLMs-from-scratch repos hold one per GPT-2 size). Never another pickle.
+
+    >>> pick_weights(["config.json", "pytorch_model.bin", "model.safetensors"])
+    'model.safetensors'
+    >>> pick_weights(["pytorch_model.bin", "tf_model.h5"]), pick_weights(["x.pkl", "a/b.bin"])
+    ('pytorch_model.bin', None)
+    >>> pick_weights({"gpt2-large-774M.pth": 3_000, "gpt2-small-124M.pth": 500})
+    'gpt2-small-124M.pth'
+    """
+    sizes = dict(files) if isinstance(files, dict) else dict.fromkeys(files)
+    top = {f: n for f, n in sizes.items() if "/" not in f}
+    for name in ("model.safetensors", "model.safetensors.index.json"):
+        if name in top:
+            return name
+    for test in (lambda f: f.endswith(".safetensors"), lambda f: f == "pytorch_model.bin",
+                 lambda f: f.endswith(".pth")):
+        found = sorted((top[f] or 0, f) for f in top if test(f))
+        if found:
+            return found[0][1]
+    return None
+
+
+def shards(files: dict[str, int | None] | list[str]) -> tuple[str, ...]:
+    """The shard files of a sharded safetensors checkpoint (`model-00001-of-00002.safetensors`).
+
+    >>> shards(["model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors", "x"])
+    ('model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors')
+    """
+    return tuple(sorted(f for f in files if re.fullmatch(r"model-\d+-of-\d+\.safetensors", f)))
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    """What the hub says about a repo: its `commit`, `files` (name -> bytes, None when not
+    said), the `weights` file picked (`pick_weights`), `license` and `gated`."""
+
+    repo: str
+    revision: str | None
+    commit: str
+    files: dict[str, int | None]
+    weights: str | None
+    license: str | None = None
+
+    @property
+    def fetch(self) -> tuple[str, ...]:
+        """The files to download: the side files present, then the weights (last, so a
+        snapshot with its weights in place is complete)."""
+        side = tuple(f for f in SIDE_FILES if f in self.files)
+        if self.weights == "model.safetensors.index.json":
+            return (*side, *shards(self.files), self.weights)
+        return side + ((self.weights,) if self.weights else ())
+
+    @property
+    def download_bytes(self) -> int:
+        return sum(self.files.get(f) or 0 for f in self.fetch)
+
+
+def _api():
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint())
+
+
+def repo_info(repo: str, revision: str | None = None, timeout: float = CHECK_TIMEOUT * 3) -> RepoInfo:
+    """Ask the hub about a repo (`HfApi.model_info` with file sizes); DownloadError says why not."""
+    reason = skip_reason()
+    if reason is not None:
+        raise DownloadError(offline_message(repo, reason), "offline")
+    try:
+        info = _api().model_info(repo, revision=revision, files_metadata=True, timeout=timeout)
+    except Exception as e:
+        raise _download_error(e, repo, repo, timeout) from e
+    files = {s.rfilename: s.size for s in (info.siblings or [])}
+    card = info.card_data.to_dict() if getattr(info, "card_data", None) else {}
+    lic = card.get("license") or next(
+        (t.split(":", 1)[1] for t in (info.tags or []) if t.startswith("license:")), None
+    )
+    return RepoInfo(repo, revision, info.sha or "", files, pick_weights(files), lic)
+
+
+def repo_folder(repo: str) -> Path:
+    return cache_dir() / ("models--" + repo.replace("/", "--"))
+
+
+def snapshot_repo(folder: str | Path) -> str | None:
+    """The repo id of a hub-cache snapshot folder (`.../models--org--name/snapshots/<commit>`),
+    else None.
+
+    >>> snapshot_repo("/c/hub/models--vicgalle--gpt2-alpaca/snapshots/abc123")
+    'vicgalle/gpt2-alpaca'
+    >>> snapshot_repo("/runs/spam/model") is None
+    True
+    """
+    parts = Path(folder).parts
+    if len(parts) < 3 or parts[-2] != "snapshots" or not parts[-3].startswith("models--"):
+        return None
+    org, sep, name = parts[-3].removeprefix("models--").partition("--")
+    return f"{org}/{name}" if sep and name else None
+
+
+def cached_repo(repo: str, revision: str | None = None) -> Path | None:
+    """The cached snapshot of `repo` at `revision` (default main) once its weights are there."""
+    snap = snapshot_path(repo, revision)
+    if not snap.is_dir():
+        return None
+    names = [p.name for p in snap.iterdir()]
+    return snap if pick_weights(names) else None
+
+
+def download_repo(
+    repo: str, revision: str | None = None, progress: ProgressCallback | None = None,
+    timeout: float | None = None, label: str | None = None,
+) -> Path:
+    """The cached snapshot folder of a hub repo, downloading config, tokenizer files, card and
+    weights first when missing (`repo_info` picks the weights file). Progress and errors are
+    the GPT-2 sizes' (`DownloadProgress`, `DownloadError`)."""
+    label = label or (f"{repo}@{revision}" if revision else repo)
+    cached = cached_repo(repo, revision)
+    if cached is not None:
+        return cached
+    reason = skip_reason()
+    if reason is not None:
+        raise DownloadError(offline_message(label, reason), "offline")
+    if timeout is None:
+        timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
+    info = repo_info(repo, revision, timeout)
+    if info.weights is None:
+        raise DownloadError(
+            f"{repo} has no model.safetensors or pytorch_model.bin (files: "
+            f"{', '.join(sorted(info.files)[:8])}); only GPT-2 weights in those files load here",
+            "not_found",
+        )
+    with _progress_lock:
+        lock = _download_locks.setdefault(label, threading.Lock())
+    with lock:
+        try:
+            return cached_repo(repo, revision) or _fetch(
+                label, repo, info.fetch, progress, timeout, info.commit or revision or "main",
+                ref_name=revision or "main",
+            )
+        finally:
+            with _progress_lock:
+                _progress.pop(label, None)
+
+
+HUB_CACHE_ORIGIN = "hub cache"
+
+
+def snapshot_path(repo: str, revision: str | None = None) -> Path:
+    """Where the hub cache keeps `repo` at `revision` (default main); it may not exist yet,
+    or hold only the small files (`read_repo_config`)."""
+    folder = repo_folder(repo)
+    rev = revision or "main"
+    ref = folder / "refs" / rev
+    return folder / "snapshots" / (ref.read_text().strip() if ref.is_file() else rev)
+
+
+def read_repo_config(repo: str, revision: str | None = None) -> dict:
+    """A repo's config.json (fetched into the cache with its README.md, for the card; `{}`
+    when the repo has none, as the LLMs-from-scratch repos), without its weights.
+    DownloadError says why it cannot be read."""
+    import json
+
+    snap = snapshot_path(repo, revision)
+    if not (snap / "config.json").is_file() and not (snap / "README.md").is_file():
+        info = repo_info(repo, revision)
+        small = tuple(f for f in ("config.json", "README.md") if f in info.files)
+        if not small:
+            return {}
+        timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
+        snap = _fetch(repo, repo, small, None, timeout, info.commit or revision or "main",
+                      ref_name=revision or "main")
+    cfg = snap / "config.json"
+    if not cfg.is_file():
+        return {}
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DownloadError(f"{repo}: config.json is not readable JSON ({e})", "other") from e

@@ -9,6 +9,7 @@ the pages) asks `resolve(name)`, which returns a `ModelRef`. A new kind of model
 | `starter`, `starter-spam`, `starter-chat` | starter | `assets/models/<name>` | the folder | config.json |
 | `preset:<name>` (`preset:tiny`, ...) | preset | None: a new random `GPT(PRESETS[name])` | `gpt2` | lm |
 | `job:<id>` | job | the finished job's model folder (needs the job manager) | the folder | config.json |
+| `org/name` or `org/name@revision` (not an existing folder) | hub | the hub cache's snapshot, else None until downloaded | the folder | config.json (`id2label` + `score`: classify; curated: `gpt.lab.hubmodels`) |
 | any other text, or a `Path` | folder | that folder: our checkpoint or a Hugging Face GPT-2 folder | the folder | config.json |
 
 A name wins over a folder of the same name in the working folder; pass a `Path` to mean the
@@ -40,10 +41,10 @@ from gpt import checkpoint
 from gpt import tokenizer as tok
 from gpt.checkpoint import CheckpointError, Layout, read_model_config
 from gpt.config import HUB_IDS, PRESETS, STARTER_DIR, STARTER_MODELS, GPTConfig
-from gpt.lab import hub
+from gpt.lab import hub, hubmodels
 from gpt.lab.hub import MODELS_DIR_ENV
 
-Kind = Literal["gpt2", "starter", "preset", "job", "folder"]
+Kind = Literal["gpt2", "starter", "preset", "job", "folder", "hub"]
 Reason = Literal[
     "unknown", "unknown_preset", "no_starter", "no_job", "unfinished", "not_a_model", "offline"
 ]
@@ -53,7 +54,8 @@ JOB_PREFIX = "job:"
 # What a name can be, for error messages.
 EXPECTED = (
     f"a GPT-2 size ({', '.join(HUB_IDS)}), a starter model ({', '.join(STARTER_MODELS)}), "
-    f"preset:NAME ({', '.join(PRESETS)}), job:<id> of a finished job, or a model folder"
+    f"preset:NAME ({', '.join(PRESETS)}), a hub id org/name[@revision], "
+    "job:<id> of a finished job, or a model folder"
 )
 HUB_CACHE = "hub cache"  # `ModelRef.origin` of a GPT-2 size found in (or downloaded to) it
 HUB = "hub"  # `ModelRef.origin` of a GPT-2 size not on this machine yet
@@ -104,15 +106,15 @@ class ModelRef:
 
     @property
     def needs_download(self) -> bool:
-        """Whether the weights must be downloaded first (a GPT-2 size not on this machine)."""
-        return self.kind == "gpt2" and self.folder is None
+        """Whether the weights must be downloaded first (a GPT-2 size or hub repo not here)."""
+        return self.kind in ("gpt2", "hub") and self.folder is None
 
     @property
     def portable(self) -> str:
         """A name that means this model in any process on this machine (a `RunSpec.base`, what a
         job worker loads): the name of a GPT-2 size, starter or preset, else the absolute folder
         (a job id needs its manager, a relative path its working folder)."""
-        if self.kind in ("gpt2", "starter", "preset") or self.folder is None:
+        if self.kind in ("gpt2", "starter", "preset", "hub") or self.folder is None:
             return self.name
         return str(self.folder)
 
@@ -181,6 +183,8 @@ def resolve(
     path = Path(text).expanduser()
     if text.strip() and path.exists():
         return _folder_ref(text, path, "folder", "folder")
+    if (parsed := hub.parse_hub_id(text)) is not None:
+        return _hub_ref(text.strip(), *parsed, download, progress, weights)
     hint = ""
     if text in PRESETS:
         hint = f" ({text!r} is a preset without released weights: preset:{text} is a new one)"
@@ -201,6 +205,46 @@ def _gpt2_ref(
     elif download:
         folder, origin = hub.download_gpt2(size, progress), HUB_CACHE
     return ModelRef(size, "gpt2", folder, "hf", PRESETS[size], "lm", "gpt2", origin)
+
+
+def hf_task(raw: dict[str, Any]) -> str:
+    """The task of a Hugging Face config: "classify" for `GPT2ForSequenceClassification`, else
+    "lm".
+
+    >>> hf_task({"architectures": ["GPT2ForSequenceClassification"]}), hf_task({})
+    ('classify', 'lm')
+    """
+    archs = raw.get("architectures") or []
+    return "classify" if any(str(a).endswith("ForSequenceClassification") for a in archs) else "lm"
+
+
+def _hub_ref(
+    text: str, repo: str, revision: str | None, download: bool,
+    progress: hub.ProgressCallback | None, weights: bool,
+) -> ModelRef:
+    """A hub repo: its cached snapshot, else downloaded (`download`), else only its config.json
+    read from the hub (small) so that task and size are known before the weights come."""
+    folder = hub.cached_repo(repo, revision)
+    if folder is None and download:
+        folder = hub.download_repo(repo, revision, progress, label=text)
+    curated = hubmodels.curated(repo)
+    if folder is not None:
+        ref = _folder_ref(text, folder, "hub", hub.HUB_CACHE_ORIGIN)
+        task = curated.task if curated and ref.task == "lm" else ref.task
+        return ModelRef(text, "hub", ref.folder, ref.layout, ref.config, task, ref.tokenizer,
+                        ref.origin)
+    if (reason := hub.skip_reason()) is not None:
+        if weights:
+            raise ModelNameError(hub.offline_message(text, reason), "offline")
+        raw: dict[str, Any] = {}
+    else:
+        try:
+            raw = hub.read_repo_config(repo, revision)
+        except hub.DownloadError as e:
+            raise ModelNameError(f"hub model {text!r}: {e}", "unknown") from e
+    config = checkpoint.config_from_hf(raw, f"{repo}/config.json") if raw else PRESETS["gpt2"]
+    task = curated.task if curated and hf_task(raw) == "lm" else hf_task(raw)
+    return ModelRef(text, "hub", None, "hf", config, task, "gpt2", HUB)
 
 
 def _preset_ref(text: str) -> ModelRef:
@@ -238,20 +282,24 @@ def _folder_ref(name: str, folder: Path, kind: Kind, origin: str) -> ModelRef:
             f"{folder} {what}: a model is a folder with config.json and model.safetensors",
             "not_a_model",
         )
-    if not (folder / "config.json").is_file():
+    has_config = (folder / "config.json").is_file()
+    if not has_config and kind != "hub" and hub.snapshot_repo(folder) is None:
         raise ModelNameError(
             f"missing config.json in {folder}: not a model folder (a GPT-2 Lab checkpoint or a "
             "Hugging Face GPT-2 folder has one)",
             "not_a_model",
         )
     layout, config, raw = read_model_config(folder)
-    task = raw.get("task", "lm") if layout == "gpt2-lab" else "lm"
+    task = raw.get("task", "lm") if layout == "gpt2-lab" else hf_task(raw)
     if task not in TASKS:
         raise CheckpointError(
             f"{folder / 'config.json'}: task {task!r} is not one of {', '.join(TASKS)}"
         )
     folder = folder.resolve()
-    return ModelRef(name, kind, folder, layout, config, task, str(folder), origin)
+    # the folder's own tokenizer files, or GPT-2's (+ its added_tokens.json) read from there;
+    # the LLMs-from-scratch repos have no config.json and use GPT-2's
+    tokenizer = str(folder) if has_config else "gpt2"
+    return ModelRef(name, kind, folder, layout, config, task, tokenizer, origin)
 
 
 def _resolve_for_loading(name: str | Path | ModelRef, progress: Any = None) -> ModelRef:
@@ -298,10 +346,29 @@ def model_folder(name: str, progress: Any = None) -> Path:
 def load_tokenizer(name_or_path: str | os.PathLike) -> tok.Tokenizer:
     """The tokenizer of a model name (`starter`, `gpt2-medium`, `preset:tiny`, `job:<id>`), or
     whatever `gpt.tokenizer.load_tokenizer` reads (`"gpt2"`, a file, a folder)."""
-    if not isinstance(name_or_path, os.PathLike) and str(name_or_path) != "gpt2" \
-            and is_name(str(name_or_path)):
+    text = str(name_or_path)
+    by_name = is_name(text) or (hub.parse_hub_id(text) is not None and not Path(text).exists())
+    if not isinstance(name_or_path, os.PathLike) and text != "gpt2" and by_name:
         try:
-            return tok.load_tokenizer(resolve(str(name_or_path), weights=False).tokenizer)
+            return load_tokenizer(Path(t) if (t := resolve(text, weights=False).tokenizer)
+                                  != "gpt2" else t)
         except CheckpointError as e:
             raise tok.TokenizerNotFoundError(f"no tokenizer for {str(name_or_path)!r}: {e}") from e
-    return tok.load_tokenizer(name_or_path)
+    return with_added_tokens(tok.load_tokenizer(name_or_path), name_or_path)
+
+
+def with_added_tokens(tokenizer: tok.Tokenizer, where: str | os.PathLike) -> tok.Tokenizer:
+    """`tokenizer` plus the tokens of a Hugging Face folder's `added_tokens.json` (`{"<pad>":
+    50257}`: ids past the BPE vocabulary, matched whole as special tokens), when it has one."""
+    path = Path(where) / "added_tokens.json"
+    if str(where) == "gpt2" or not path.is_file():
+        return tokenizer
+    added = checkpoint.read_json(path)
+    extra = {s: i for s, i in added.items()
+             if isinstance(i, int) and tokenizer.special_tokens.get(s) != i}
+    if not extra:
+        return tokenizer
+    # vocab.json lists added tokens too, as if BPE pieces: they are whole tokens instead
+    ranks = {t: r for t, r in tokenizer.ranks.items() if r not in set(extra.values())}
+    return tok.Tokenizer(ranks, {**tokenizer.special_tokens, **extra},
+                         tokenizer.pattern, tokenizer.name, source=str(where))

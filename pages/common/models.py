@@ -12,9 +12,11 @@ from typing import Any
 import gradio as gr
 from gradio.context import Context
 
+from gpt.checkpoint import CheckpointError
 from gpt.config import HUB_IDS
 from gpt.lab import hub
 from gpt.lab.cards import ModelCard, model_card, params_text
+from gpt.lab.names import resolve
 from gpt.lab.registry import RegistryError, default_registry
 from pages.common.render import esc, md
 
@@ -103,11 +105,51 @@ def model_shape(name: str | None) -> tuple[int, int]:
 
 def _fetching(name: str) -> bool:
     """Whether loading `name` means waiting for a GPT-2 download (to start, or running)."""
+    if _typed_hub_id(name):
+        return True
     try:
         ref = default_registry().ref(name)
     except RegistryError:
         return False
     return ref.needs_download or (ref.kind == "gpt2" and hub.download_progress(ref.name) is not None)
+
+
+def _typed_hub_id(name: Any) -> bool:
+    """Whether `name` is a hub id typed into a picker (`org/name[@revision]`), not listed yet."""
+    return (isinstance(name, str) and hub.parse_hub_id(name) is not None
+            and name not in default_registry().names())
+
+
+def _add_hub_model(name: str, tasks: tuple[str, ...]) -> Generator[str, None, None]:
+    """Resolve a typed hub id through `gpt.lab.names` (its config first: a model of another
+    task, or not GPT-2, is refused before any weights come), download it with progress lines,
+    and list it. A language model typed into an instruct-only picker is listed as instruct."""
+    try:
+        ref = resolve(name, weights=False)
+    except CheckpointError as e:
+        raise gr.Error(f"{e}") from e
+    task = "instruct" if ref.task == "lm" and "instruct" in tasks and "lm" not in tasks else ref.task
+    if task not in tasks:
+        raise gr.Error(f"{name} is a {ref.task} model; this tab needs {' or '.join(tasks)}.")
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            folder = resolve(name, download=True).folder
+            result["ok"] = default_registry().add(name, folder, task=task)
+        except Exception as e:  # handed to the waiting generator
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name=f"gpt2lab-hub-{name}", daemon=True)
+    worker.start()
+    yield f"{name}: asking the hub"
+    while worker.is_alive():
+        worker.join(POLL_S)
+        progress = hub.download_progress(name)
+        if progress is not None:
+            yield progress.line()
+    if "error" in result:
+        raise gr.Error(f"{result['error']} Pick another model.") from result["error"]
 
 
 def wait_model(name: Any, tasks: Iterable[str]) -> Generator[str, None, tuple[Any, Any]]:
@@ -119,6 +161,8 @@ def wait_model(name: Any, tasks: Iterable[str]) -> Generator[str, None, tuple[An
     name = name or reg.default(tasks)
     if name is None:
         raise gr.Error(f"No model is available for this tab. {gpt2_help()}")
+    if name not in reg.names(tasks) and _typed_hub_id(name):
+        yield from _add_hub_model(name, tasks)
     if name not in reg.names(tasks):
         names = ", ".join(reg.names(tasks)) or "none"
         hint = f" {gpt2_help()}" if name in HUB_IDS else ""
@@ -231,6 +275,7 @@ def card_markdown(card: ModelCard | None, name: Any = None) -> str:
         ("Fine-tuned from", card.base),
         ("Trained on", card.data),
         ("Training", card.training),
+        ("Licence", card.licence),
     ]
     if card.metrics:
         shown = " · ".join(f"{m.label} **{m.text}**" for m in card.metrics)
