@@ -610,20 +610,44 @@ def gradient_x_input(
     return Attribution(scores, "gradient", target, prob, is_classifier(model))
 
 
+OCCLUSION_MEASURES = ("prob", "log_odds")
+
+
+def log_odds(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """log(P / (1 − P)) of class `target` under softmax(`logits`), `(B, n)` -> `(B,)`, computed
+    from log-probabilities so that it stays exact near P = 1.
+
+    >>> x = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    >>> log_odds(x, 0)
+    tensor([0., 2.])
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    others = logp.clone()
+    others[:, target] = float("-inf")
+    return logp[:, target] - torch.logsumexp(others, dim=-1)
+
+
 def occlusion(
     model: nn.Module,
     ids: Sequence[int] | torch.Tensor,
     target: int | None = None,
     batch_size: int = 16,
     positions: Sequence[int] | None = None,
+    measure: str = "prob",
 ) -> Attribution:
-    """Drop each token in turn and measure how P(target) changes: score = P(full) − P(without).
+    """Drop each token in turn and measure how the target changes: with `measure="prob"`,
+    score = P(full) − P(without); with `"log_odds"`, the change in log(P / (1 − P)), which does
+    not saturate near 0 or 1 (at P = 0.999 a token that halves the odds scores 0.69, where its
+    ΔP is 0.0005).
 
     Positive: the token pushed the target up. The shortened texts run in batches. `positions`
     limits the work to those tokens (the others score NaN): each costs one forward pass.
     """
+    if measure not in OCCLUSION_MEASURES:
+        raise ValueError(f"measure must be one of {', '.join(OCCLUSION_MEASURES)}, got {measure!r}")
     idx = as_ids(model, ids, min_len=2)
     target, prob = _target(model, idx, target)
+    score = log_odds if measure == "log_odds" else lambda out, t: torch.softmax(out, -1)[:, t]
     T = idx.shape[1]
     chosen = list(range(T)) if positions is None else sorted({int(p) for p in positions})
     if chosen and not 0 <= chosen[0] <= chosen[-1] < T:
@@ -634,10 +658,11 @@ def occlusion(
     with torch.inference_mode():
         for start in range(0, len(chosen), batch_size):
             out = _outputs(model, variants[start : start + batch_size]).float()
-            probs.append(torch.softmax(out, dim=-1)[:, target].cpu())
+            probs.append(score(out, target).cpu())
+        full = score(_outputs(model, idx).float(), target)[0].cpu() if measure != "prob" else prob
     scores = torch.full((T,), float("nan"))
     if chosen:
-        scores[chosen] = prob - torch.cat(probs)
+        scores[chosen] = full - torch.cat(probs)
     return Attribution(scores, "occlusion", target, prob, is_classifier(model))
 
 

@@ -126,7 +126,7 @@ def test_attribution_of_a_next_token_and_of_a_class(client):
     paths = client.predict(LM, TEXT, "occlusion", "", api_name="/attribution_numbers")
     model, tok = loaded(LM)
     ids = tok.encode(TEXT)
-    expected = inside.occlusion(model, ids)
+    expected = inside.occlusion(model, ids, measure="log_odds")
     _, data = files(paths)
     torch.testing.assert_close(torch.tensor(data["scores"]), expected.scores, atol=1e-6, rtol=1e-4)
     assert "Explaining the next token" in note and "attribution-view" in view

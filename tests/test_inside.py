@@ -220,6 +220,32 @@ def test_occlusion_matches_a_brute_force_loop(pair, classifier, which):
         inside.attribute(model, ids, "shap")
     with pytest.raises(ValueError, match="out of range"):
         inside.occlusion(model, ids, target=10**6)
+    with pytest.raises(ValueError, match="measure must be one of prob, log_odds"):
+        inside.occlusion(model, ids, measure="odds")
+
+
+def test_occlusion_in_log_odds_does_not_saturate_at_a_near_certain_verdict(classifier):
+    """At P = 0.999 every ΔP is tiny; the change in log-odds is the brute-force
+    log(P/(1-P)) difference, and stays large for a token that matters."""
+    ids = torch.arange(10, 22)
+    classifier = copy.deepcopy(classifier)  # the fixture is shared
+    head = classifier.head
+    with torch.no_grad():  # a near-certain verdict: small token effects on a large class 1 logit
+        head.weight.mul_(0.05)
+        head.bias.copy_(torch.tensor([0.0, 8.0]))
+    got = inside.occlusion(classifier, ids, target=1, measure="log_odds")
+    by_p = inside.occlusion(classifier, ids, target=1)
+
+    def odds(seq: torch.Tensor) -> float:
+        with torch.no_grad():
+            p = torch.softmax(classifier(seq[None])[0].double(), -1)[1]
+        return float(torch.log(p / (1 - p)))
+
+    expected = [odds(ids) - odds(torch.cat([ids[:i], ids[i + 1 :]])) for i in range(len(ids))]
+    expected = torch.tensor(expected, dtype=torch.float32)
+    torch.testing.assert_close(got.scores, expected, atol=1e-3, rtol=1e-3)
+    assert got.prob > 0.999 and by_p.scores.abs().max() < 1e-3  # saturated in P ...
+    assert got.scores.abs().max() > 100 * by_p.scores.abs().max()  # ... not in log-odds
 
 
 def test_compare_gives_hf_log_prob_differences(pair, tmp_path):

@@ -37,7 +37,7 @@ MAX_CHARS = 20_000
 FLOP_BUDGET = 1.0e12
 METHODS = [("Occlusion (drop each token)", "occlusion"), ("Gradient × input", "gradient")]
 HOW = {
-    "occlusion": "drop each token and see how it changes",
+    "occlusion": "drop each token and see how its log-odds change",
     "gradient": "gradient × input on the token embeddings, of the logit",
 }
 EXPORT_DIR = Path(tempfile.gettempdir()) / "gpt2lab-export"
@@ -137,6 +137,9 @@ def pick_target(tok, target: Any) -> tuple[int | str, str | None, str]:
     return ids[0], tok.decode([ids[0]]), note
 
 
+FULL_LOG_ODDS = 2.0  # occlusion: a change in log-odds drawn in full colour (the odds × 7.4)
+
+
 def attribution_result(model_name: str, text: str, method: str, target: Any, tasks):
     """(HTML, note, CSV rows, JSON data): which input tokens pushed a class (classifier; target:
     a label, blank = the predicted one) or the next token (blank = the model's top guess)."""
@@ -169,7 +172,8 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
             )
     try:
         if method == "occlusion":
-            result = inside.occlusion(model, ids, tid, positions=positions)
+            # the change in log-odds: at P(spam) 0.999 the changes in P are all tiny
+            result = inside.occlusion(model, ids, tid, positions=positions, measure="log_odds")
         else:
             result = inside.gradient_x_input(model, ids, tid)
     except ValueError as e:
@@ -190,7 +194,10 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
     }
     finite = [abs(s) for s in scores if not math.isnan(s)]
     scale = max(finite, default=0.0) or 1.0
-    unit = "ΔP" if method == "occlusion" else "grad × input"
+    unit = "Δ log-odds" if method == "occlusion" else "grad × input"
+    if method == "occlusion":  # tiny effects stay pale: full colour from ±2 (odds × 7.4) up
+        scale = max(scale, FULL_LOG_ODDS)
+        data["measure"] = "change in log-odds, log(P / (1 - P)), when the token is dropped"
     pieces = [
         (token_text(tok, i), "#e8e8e8", "not measured (cap)")  # split characters as their bytes
         if math.isnan(s)
@@ -202,7 +209,7 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
         for i, s in zip(ids, scores)
     ]
     legend = (
-        f"Red: pushed {what} up; blue: pushed it down (strongest: {unit} {scale:.3g}). "
+        f"Red: pushed {what} up; blue: pushed it down (full colour: {unit} {scale:.3g}). "
         "Hover a token for its score."
     )
     return coloured_text(pieces, legend, "attribution-view"), " ".join(notes), rows, data
