@@ -410,6 +410,12 @@ def hf_weight_files(folder: Path) -> list[Path]:
     raise CheckpointError(f"no model.safetensors or pytorch_model.bin in {folder}{hint}")
 
 
+def _untie(state: dict[str, torch.Tensor]) -> HFWeights:
+    """Our checkpoint's tensors, an `UntiedGPT`'s own head (`out_head`) apart."""
+    body = dict(state)
+    return HFWeights(body, body.pop("out_head", None))
+
+
 def _build_hf(config: GPTConfig, w: HFWeights, source: Path, dtype: torch.dtype) -> GPT:
     if w.out_head is None:
         return _build(config, w.body, source, dtype)
@@ -603,7 +609,7 @@ def load_checkpoint(folder: str | Path, dtype: torch.dtype = torch.float32) -> C
     head_state = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
     body = {k: v for k, v in state.items() if not k.startswith("head.")}
     return Checkpoint(
-        model=_build(config, body, folder, dtype),
+        model=_build_hf(config, _untie(body), folder, dtype),
         task=cfg.get("task", "lm"),
         tokenizer=cfg.get("tokenizer", "gpt2"),
         head=cfg.get("head"),

@@ -346,3 +346,17 @@ def test_a_picker_takes_a_typed_hub_id(served, repos):
     finally:
         default_registry().remove("test/plain")
         default_registry().remove("test/bare")
+
+
+def test_an_untied_hub_model_trains_and_reloads(served, tmp_path):
+    """A checkpoint trained from an untied base keeps its own head and loads back."""
+    from gpt.__main__ import main
+
+    (tmp_path / "t.txt").write_text("the cat sat on the mat. " * 400)
+    args = ["train", "lm", "--base", "test/untied", "--data", str(tmp_path / "t.txt"),
+            "--out", str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "1",
+            "--context", "16", "--eval-samples", "2", "--quiet"]
+    assert main(args) == 0
+    back = load_model(tmp_path / "run" / "model")
+    assert isinstance(back, UntiedGPT)
+    assert not torch.equal(back.out_head, back.wte.weight)
