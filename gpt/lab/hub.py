@@ -339,8 +339,8 @@ def explain(e: BaseException, timeout: float | None = None) -> tuple[str, str]:
             or (isinstance(err, httpx2.ConnectError) and "refused" in str(err).lower())
         ):
             return "refused", "connection refused"
-        if isinstance(err, httpx2.ConnectError):
-            return "unreachable", f"cannot connect ({err})"
+        if isinstance(err, httpx2.ConnectError):  # plain words: no "[Errno -2] Name or ..."
+            return "unreachable", "the Hugging Face hub cannot be reached from here"
         err = err.__cause__ or err.__context__
     return "other", f"{type(e).__name__}: {e}"
 
@@ -363,7 +363,8 @@ def _download_error(e: BaseException, name: str, repo: str, timeout: float) -> D
     if name in HUB_IDS:
         local = f"Or put a folder with config.json + model.safetensors at ${MODELS_DIR_ENV}/{name}."
     else:  # any other repo: a typo, a private or gated repo, or its files in a folder
-        local = "Check the repo id (org/name[@revision]); or download its files elsewhere and pick that folder."
+        local = ("Check the repo id (org/name[@revision]), or the path if you meant a folder; "
+                 "or download its files elsewhere and pick that folder.")
         if kind == "not_found":
             advice = f"No public repo {repo} at {endpoint()}."
     return DownloadError(
