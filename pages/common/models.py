@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from gpt.checkpoint import CheckpointError
 from gpt.config import HUB_IDS
 from gpt.lab import hub
 from gpt.lab.cards import ModelCard, model_card, params_text
+from gpt.lab.examples import examples_of
 from gpt.lab.names import resolve
 from gpt.lab.registry import RegistryError, default_registry
 from pages.common.render import esc, md
@@ -135,8 +137,9 @@ def _add_hub_model(name: str, tasks: tuple[str, ...]) -> Generator[str, None, No
 
     def work() -> None:
         try:
-            folder = resolve(name, download=True).folder
-            result["ok"] = default_registry().add(name, folder, task=task)
+            ref = resolve(name, download=True)
+            about = f"from the hub, {params_text(ref.config.n_params())} parameters"
+            result["ok"] = default_registry().add(name, ref.folder, task=task, description=about)
         except Exception as e:  # handed to the waiting generator
             result["error"] = e
 
@@ -300,12 +303,36 @@ def model_card_box(
     """An "About this model" accordion (put it under the picker) showing the picked model's card."""
 
     def text(name: Any) -> str:
-        return card_markdown(card_of(name), name)
+        card = card_of(name)
+        return card_markdown(card, name) + data_markdown(card)
 
     with gr.Accordion(label, open=False, elem_id=f"{elem_id}-box"):
         card = gr.Markdown(text(picker.value), elem_id=elem_id)
     picker.change(text, picker, card, api_visibility="private", queue=False)
     return card
+
+
+def data_markdown(card: ModelCard | None) -> str:
+    """"About the data": three examples the model was trained on, or why none are shown."""
+    if card is None or not card.data:
+        return ""
+    try:
+        examples = examples_of(card)
+    except Exception:  # a courtesy, like the card: a broken data file must not break a tab
+        log.exception("no training examples for %r", card.name)
+        examples = []
+    if not examples:
+        return "\n\n**About the data:** the training data is not on this machine to show."
+    lines = ["", "", "**About the data: three training examples**", ""]
+    for e in examples:
+        text = re.sub(r"\n+", " ↵ ", md(e.text))
+        if e.label is not None:
+            lines.append(f"- `{md(e.label)}` {text}")
+        elif e.answer is not None:
+            lines.append(f"- *{text}* → {md(e.answer)}")
+        else:
+            lines.append(f"- {text}")
+    return "\n".join(lines)
 
 
 def model_header(tasks: Iterable[str], prefix: str) -> gr.Dropdown:
