@@ -450,3 +450,16 @@ def test_the_tokenizer_takes_an_emptied_box_calmly(monkeypatch):
     assert "| 1 of 2 |" in table and "⚠️ Token index" in table
     assert "⚠️" in tokenizer.tokenize("x " * tokenizer.MAX_CHARS)[1]  # the cut, said inline
     assert popups == []
+
+
+def test_the_model_note_names_the_picked_model_not_only_the_default():
+    """After picking a job's model the note no longer reads just "Default model: starter-spam.",
+    which looked stale; picking the default keeps the plain note."""
+    from pages.common.models import model_note
+
+    tasks = ("classify",)
+    default = model_note(tasks)
+    assert default.startswith("Default model: **starter-spam**"), default
+    assert model_note(tasks, "starter-spam") == default
+    picked = model_note(tasks, "job:abc123")
+    assert picked.startswith("Picked: **job:abc123**. The default is **starter-spam**"), picked

@@ -74,8 +74,17 @@ def gpt2_help() -> str:
     )
 
 
-def model_note(tasks: Iterable[str]) -> str:
-    """Which model is the default here, and how to get GPT-2 when it is missing."""
+def model_note(tasks: Iterable[str], picked: str | None = None) -> str:
+    """Which model is the default here, and how to get GPT-2 when it is missing; with `picked`
+    another model than the default, that one first (no stale "Default model: X" beside it)."""
+    note = _default_note(tasks)
+    default = default_registry().default(tuple(tasks))
+    if picked and default and picked != default:
+        return f"Picked: **{esc(picked)}**. " + note.replace("Default model:", "The default is", 1)
+    return note
+
+
+def _default_note(tasks: Iterable[str]) -> str:
     reg = default_registry()
     tasks = tuple(tasks)
     default = reg.default(tasks)
@@ -356,7 +365,7 @@ def model_header(tasks: Iterable[str], prefix: str) -> gr.Dropdown:
             yield gr.skip(), gr.skip(), gr.skip()
             return
         if not name or not _fetching(name):
-            yield gr.skip(), model_note(tasks), name
+            yield gr.skip(), model_note(tasks, name), name
             return
         try:
             for line in wait_model(name, tasks):
@@ -380,6 +389,6 @@ def model_header(tasks: Iterable[str], prefix: str) -> gr.Dropdown:
         show_progress="hidden",
         concurrency_limit=None,
     )
-    picker.focus(lambda: model_note(tasks), None, note, **QUIET)
+    picker.focus(lambda name: model_note(tasks, name), picker, note, **QUIET)
     model_card_box(picker, f"{prefix}-card")
     return picker
