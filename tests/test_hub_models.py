@@ -220,6 +220,12 @@ def test_the_card_says_what_the_model_is(served):
     )
     assert card.architecture == "GPT-2, 2 layers, 2 heads, 32 wide, context 64"
     assert any("not evaluated" in limit for limit in card.limits)
+    assert card.location is None and card.training is None  # before the weights came
+    commit = resolve("test/plain").folder.name
+    after = cards.model_card("test/plain")
+    assert after.location == f"test/plain@{commit}"  # an id that loads exactly these weights
+    assert resolve(after.location).folder == resolve("test/plain").folder
+    assert after.summary == card.summary and after.training.startswith("Weights read from")
     # before the weights come: what its config says, read from the hub
     fresh = cards.model_card("test/classifier")
     assert fresh.task == "classify" and "3-class head" in (fresh.architecture or "")
@@ -332,6 +338,9 @@ def test_a_picker_takes_a_typed_hub_id(served, repos):
         assert tok.n_vocab == 50257 and "test/plain" in default_registry().names(("lm",))
         text = models.card_markdown(models.card_of("test/plain"), "test/plain")
         assert "A tiny random GPT-2 for the tests." in text and "**Licence:** mit" in text
+        assert dict(models.model_choices(("lm",)))  # listed, labelled as a hub model:
+        assert any(label.startswith("test/plain — from the hub, ")
+                   for label, _ in models.model_choices(("lm",)))
         with pytest.raises(gr.Error, match="test/classifier is a classify model; this tab needs"):
             next(models.wait_model("test/classifier", ("lm", "instruct")))
         assert "test/classifier" not in default_registry().names()

@@ -633,7 +633,7 @@ def hub_card(name: str, folder: str | Path | None, task: str, config: Any = None
         data=data,
         training=f"Weights read from {weights}." if weights else None,
         limits=tuple(limits),
-        location=str(folder) if folder is not None else f"https://huggingface.co/{repo}",
+        location=f"{repo}@{folder.name}" if folder is not None else None,  # its exact commit
         licence=licence,
     )
 
