@@ -20,6 +20,7 @@ from pages.common.heavy import mark_heavy
 from pages.common.inputs import announce, check_text, friendly_errors, sampling_args, slider_input
 from pages.common.models import Page, Picker, card_of, get_model, model_header
 from pages.common.pace import paced
+from pages.common.views import look_for
 
 TASKS = ("instruct",)
 MAX_MESSAGE_CHARS = 4_000
@@ -205,6 +206,10 @@ def build(
                 language=None,
                 elem_id="chat-prompt",
                 value=chat_prompt("(your message)"),
+            )
+            look_for(
+                "your message under ### Instruction; the model writes after ### Response, and "
+                "stops where it learned a reply ends."
             )
         with gr.Accordion("Sampling settings", open=False):
             temperature = slider_input(

@@ -49,8 +49,29 @@ class Page:
     pickers: list[Picker] = field(default_factory=list)
 
 
+LABEL_WORDS = 80  # characters of a model's description in the picker (the card has it all)
+
+
 def model_choices(tasks: Iterable[str]) -> list[tuple[str, str]]:
-    return [(f"{e.name} — {e.description}", e.name) for e in default_registry().entries(tasks)]
+    """The picker's (label, name) pairs: the name and the start of its description, short
+    enough to show whole in the box."""
+    return [
+        (f"{e.name} — {shorten(e.description, LABEL_WORDS)}", e.name)
+        for e in default_registry().entries(tasks)
+    ]
+
+
+def shorten(text: str, most: int) -> str:
+    """`text` cut at a word to at most `most` characters, with "…" when cut.
+
+    >>> shorten("starter model adapted to SMS and fine-tuned on real SMS", 30)
+    'starter model adapted to SMS…'
+    >>> shorten("short", 30)
+    'short'
+    """
+    if len(text) <= most:
+        return text
+    return text[: text.rfind(" ", 0, most)].rstrip(" ,;:") + "…"
 
 
 def gpt2_help() -> str:
@@ -354,8 +375,10 @@ def model_header(tasks: Iterable[str], prefix: str) -> gr.Dropdown:
     """
     tasks = tuple(tasks)
     with gr.Row():
-        picker = model_picker(tasks, f"{prefix}-model")
-        note = gr.Markdown(model_note(tasks), elem_id=f"{prefix}-model-note", elem_classes="note")
+        with gr.Column(scale=3, min_width=360):  # wide enough that a whole label shows
+            picker = model_picker(tasks, f"{prefix}-model")
+        with gr.Column(scale=2):
+            note = gr.Markdown(model_note(tasks), elem_id=f"{prefix}-model-note", elem_classes="note")
     previous = gr.State(picker.value)
     if Context.root_block is not None:  # fresh on each page load (the hub may have answered)
         Context.root_block.load(lambda: model_note(tasks), None, note, **QUIET)
