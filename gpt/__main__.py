@@ -11,6 +11,7 @@
     python -m gpt eval classify --model starter-spam --data data/sms/test.tsv
     python -m gpt recipes starter                          # retrain the offline starter models
     python -m gpt export starter-spam out/spam             # a Hugging Face transformers folder
+    python -m gpt export job:<id> out/m --push my-model    # ... and a private repo of yours
     torchrun --nproc_per_node 2 -m gpt train lm --base preset:mini --tokenizer gpt2 --out runs/lm
     python -m gpt jobs submit --kind classify --base starter --data bundled --epochs 1
     python -m gpt jobs list
@@ -314,8 +315,18 @@ def cmd_export(args: argparse.Namespace) -> None:
     finally:
         if jobs is not None:
             jobs.close()
-    print(json.dumps({"folder": str(report.folder), "architecture": report.architecture,
-                      "files": list(report.files), "bias_residual": report.bias_residual}))
+    out = {"folder": str(report.folder), "architecture": report.architecture,
+           "files": list(report.files), "bias_residual": report.bias_residual}
+    if args.push:
+        from huggingface_hub import get_token
+
+        from gpt.lab.export import push
+        from gpt.lab.hub import endpoint
+
+        token = os.environ.get("HF_TOKEN") or get_token()
+        out["pushed"] = push(report.folder, args.push, token, private=not args.public,
+                             endpoint=endpoint())
+    print(json.dumps(out))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -458,6 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("out", help="the folder to write")
     ex.add_argument("--jobs-root", help="the jobs folder, for job:<id> (default: the app's)")
+    ex.add_argument(
+        "--push", metavar="REPO", help="then upload it to the hub as REPO (name: in your own "
+        "namespace), a private repo unless --public; needs HF_TOKEN or `hf auth login`"
+    )
+    ex.add_argument("--public", action="store_true", help="with --push: a public repo")
     ex.set_defaults(func=cmd_export)
 
     register_jobs(sub)  # python -m gpt jobs submit|list|show|cancel|resume|delete

@@ -284,3 +284,25 @@ def test_push_creates_a_private_repo_with_every_file(tmp_path, monkeypatch, star
     assert len(acting) >= 4 and all(auth == "Bearer hf_test" for _, _, auth in acting)
     with pytest.raises(ex.ExportError, match="token"):
         ex.push(starter_dir, "x", token=None)
+
+
+def test_cli_export_push(tmp_path, monkeypatch, capsys):
+    """`python -m gpt export MODEL DIR --push NAME`: HF_TOKEN and HF_ENDPOINT are read when run."""
+    from gpt.__main__ import main
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _UploadHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("HF_TOKEN", "hf_cli")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _UploadHub.repos.clear()
+    _UploadHub.log.clear()
+    try:
+        code = main(["export", "starter-spam", str(tmp_path / "s"), "--push", "spam", "--public"])
+    finally:
+        server.shutdown()
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["pushed"].endswith("visitor/spam")
+    repo = _UploadHub.repos["visitor/spam"]
+    assert repo["private"] is False and "model.safetensors" in repo["files"]
+    assert ("POST", "/api/repos/create", "Bearer hf_cli") in _UploadHub.log

@@ -5,6 +5,7 @@ at a temporary folder) and checked against `transformers`:
 | repo | layout | reference |
 |---|---|---|
 | test/plain | `save_pretrained`: model.safetensors, `transformer.` keys, README with a licence | transformers |
+| test/sharded | model.safetensors.index.json and its shards | transformers |
 | test/bin-only | `pytorch_model.bin` only (read through `torch.load(weights_only=True)`) | transformers |
 | test/fp16, test/bf16 | half-precision storage | transformers |
 | test/untied | `tie_word_embeddings=False`: its own `lm_head.weight` | transformers |
@@ -95,6 +96,11 @@ def repos(tmp_path_factory) -> dict[str, tuple[Path, object]]:
     hf.save_pretrained(f)
     (f / "README.md").write_text(README)
     made["test/plain"] = (f, hf)
+
+    f = folder("test/sharded")
+    hf.save_pretrained(f, max_shard_size="2MB")
+    assert (f / "model.safetensors.index.json").is_file()
+    made["test/sharded"] = (f, hf)
 
     f = folder("test/bin-only")
     _config(hf, f)
@@ -191,7 +197,9 @@ def _theirs(model, ids=IDS) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "repo", ["test/plain", "test/bin-only", "test/fp16", "test/bf16", "test/untied", "test/bare"]
+    "repo",
+    ["test/plain", "test/sharded", "test/bin-only", "test/fp16", "test/bf16", "test/untied",
+     "test/bare"],
 )
 def test_each_lm_layout_matches_transformers(served, repos, repo):
     events: list[hub.DownloadProgress] = []
@@ -202,7 +210,9 @@ def test_each_lm_layout_matches_transformers(served, repos, repo):
     assert events[-1].finished and events[-1].done == events[-1].total > 0
     fetched = {r["path"].split("/resolve/main/")[-1] for r in served.requests
                if r["method"] == "GET" and "/resolve/" in r["path"]}
-    weights = {"test/bin-only": "pytorch_model.bin"}.get(repo, "model.safetensors")
+    weights = {"test/bin-only": "pytorch_model.bin", "test/sharded": "2 safetensors shards"}.get(
+        repo, "model.safetensors"
+    )
     card = cards.model_card(repo)
     assert card.source == "hub" and f"Weights read from {weights}" in card.training
     if repo in ("test/fp16", "test/bf16"):
