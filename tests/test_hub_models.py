@@ -12,7 +12,7 @@ at a temporary folder) and checked against `transformers`:
 | test/bare | no `transformer.` prefix, `attn.bias` + `attn.masked_bias` buffers (as openai-community/gpt2) | transformers |
 | test/added-tokens | vocab 50,258: vocab.json + merges.txt + added_tokens.json | transformers + AutoTokenizer |
 | test/classifier | `GPT2ForSequenceClassification` (score.weight, id2label) | transformers |
-| test/scratch | LLMs-from-scratch keys in `.pth` files, no config.json (transformers cannot load it) | the transformers model it was converted from |
+| test/scratch, test/scratch-st | LLMs-from-scratch keys in `.pth` (or `.safetensors`) files, no config.json (transformers cannot load it) | the transformers model it was converted from |
 | test/llama, test/pickle | a Llama config, a .bin holding code: refused with a clear message | |
 """
 
@@ -154,6 +154,10 @@ def repos(tmp_path_factory) -> dict[str, tuple[Path, object]]:
     torch.save(bigger, f / "gpt2-medium-355M.pth")  # larger: never fetched
     (f / "README.md").write_text("# GPT-2 from scratch\n\nWeights for the book's GPT model.\n")
     made["test/scratch"] = (f, scratch_hf)
+    f = folder("test/scratch-st")  # the same, as safetensors files beside the .pth ones
+    shutil.copy(root / "test--scratch" / "gpt2-medium-355M.pth", f)
+    save_file(_scratch_state(scratch_hf), f / "gpt2-small-124M.safetensors")
+    made["test/scratch-st"] = (f, scratch_hf)
 
     f = folder("test/llama")
     (f / "config.json").write_text(json.dumps({"model_type": "llama",
@@ -266,17 +270,19 @@ def test_sequence_classifier_becomes_ours(served, repos):
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
 
 
-def test_llms_from_scratch_keys(served, repos):
-    model = load_model("test/scratch")
+@pytest.mark.parametrize("repo, file", [("test/scratch", "gpt2-small-124M.pth"),
+                                        ("test/scratch-st", "gpt2-small-124M.safetensors")])
+def test_llms_from_scratch_keys(served, repos, repo, file):
+    model = load_model(repo)
     assert model.config.n_embd == 64 and model.config.n_layer == 2
-    torch.testing.assert_close(_ours(model), _theirs(repos["test/scratch"][1]),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(_ours(model), _theirs(repos[repo][1]), atol=1e-5, rtol=1e-5)
     fetched = [r["path"] for r in served.requests if "/resolve/" in r["path"]]
-    assert any(p.endswith("gpt2-small-124M.pth") for p in fetched)
+    assert any(p.endswith(file) for p in fetched) or file.endswith(".safetensors")  # via cdn
     assert not any(p.endswith("gpt2-medium-355M.pth") for p in fetched)  # the smallest only
-    card = cards.model_card("test/scratch")
-    assert card.summary == "Weights for the book's GPT model."
-    assert "gpt2-small-124M.pth" in card.training
+    card = cards.model_card(repo)
+    assert f"Weights read from {file}" in card.training
+    if repo == "test/scratch":
+        assert card.summary == "Weights for the book's GPT model."
 
 
 def test_refusals_say_why(served):
