@@ -14,6 +14,9 @@ The default sources, in listing order:
   even when not cached, their download size in the description; they download on first use
   (`get(name, progress=...)` reports the bytes).
 - The starter models (`gpt.STARTER_MODELS`) present under `assets/models/<name>/`.
+- The curated hub repos (`gpt.lab.hubmodels`): those in the huggingface_hub cache, and the others
+  while downloads are possible, as for the GPT-2 sizes. The Chat tab's default is then the first
+  instruction-tuned one (`default(("instruct",))`).
 - Extra checkpoint folders named by `GPT2LAB_EXTRA_MODELS` (paths joined by `os.pathsep`, ":" on
   Linux); each is listed under its folder name.
 - Finished fine-tuning jobs, as `job:<id>`, once `add_job_models(registry, manager)` hands the
@@ -43,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpt.checkpoint import CheckpointError
 from gpt.config import HUB_IDS, PRESETS, STARTER_MODELS
-from gpt.lab import hub
+from gpt.lab import hub, hubmodels
 from gpt.lab.hub import MODELS_DIR_ENV
 from gpt.lab.names import (
     HUB_CACHE,
@@ -175,6 +178,30 @@ def gpt2_source() -> list[ModelEntry]:
     return entries
 
 
+HUB_CACHED_SOURCE, HUB_DOWNLOAD_SOURCE = "hub (cache)", "hub (download)"
+
+
+def curated_source() -> list[ModelEntry]:
+    """The curated hub repos (`gpt.lab.hubmodels`: distilgpt2, DialoGPT, instruction-tuned
+    GPT-2s): those cached here, and the others while downloads are possible (downloaded when
+    first picked). Reading this list never touches the network."""
+    entries = []
+    allow = downloads_allowed()
+    for m in hubmodels.CURATED:
+        if hub.cached_repo(m.repo) is not None:
+            try:
+                ref = resolve(m.repo)  # the cached snapshot: no network
+            except CheckpointError:
+                continue
+            n = ref.config.n_params()
+            entries.append(ModelEntry(m.repo, ref.task, HUB_CACHED_SOURCE, m.description,
+                                      m.repo, ref.tokenizer, n, ref))  # fmt: skip
+        elif allow:
+            desc = f"{m.description} · about {m.approx_mb} MB download"
+            entries.append(ModelEntry(m.repo, m.task, HUB_DOWNLOAD_SOURCE, desc, m.repo, "gpt2"))
+    return entries
+
+
 def starter_source() -> list[ModelEntry]:
     """The starter models whose folders exist under assets/models/."""
     entries = []
@@ -236,6 +263,7 @@ def add_job_models(registry: ModelRegistry, manager: JobManager) -> None:
 DEFAULT_SOURCES: tuple[Callable[[], Iterable[ModelEntry]], ...] = (
     gpt2_source,
     starter_source,
+    curated_source,
     extra_source,
 )
 
@@ -325,10 +353,17 @@ class ModelRegistry:
         raise RegistryError(f"no model named {name!r}; available: {known}")
 
     def default(self, tasks: str | Iterable[str] | None = None) -> str | None:
-        """`gpt2` when listed and fitting the task, else the first listed model, else None."""
+        """`gpt2` when listed and fitting the task; for instruction models alone (the Chat tab)
+        the first curated instruction-tuned GPT-2 from the hub when listed (online: a real
+        GPT-2 that follows instructions, not the 4M-parameter starter-chat); else the first
+        listed model, else None."""
         names = self.names(tasks)
         if "gpt2" in names:
             return "gpt2"
+        if tasks == "instruct" or (tasks is not None and set(tasks) == {"instruct"}):
+            hub_chat = [m.repo for m in hubmodels.CURATED if m.task == "instruct"]
+            if found := [n for n in hub_chat if n in names]:
+                return found[0]
         return names[0] if names else None
 
     # --- loading ------------------------------------------------------------------------------
