@@ -581,8 +581,9 @@ def hub_card(name: str, folder: str | Path | None, task: str, config: Any = None
     """
     from gpt.lab import hub, hubmodels
 
-    repo = (hub.parse_hub_id(name) or (name, None))[0]
     folder = Path(folder) if folder is not None else None
+    repo = (hub.snapshot_repo(folder) if folder is not None else None) or (
+        hub.parse_hub_id(name) or (name, None))[0]
     meta, first = ({}, "")
     small = folder or hub.snapshot_path(*(hub.parse_hub_id(name) or (name, None)))
     if (small / "README.md").is_file():  # fetched with config.json before the weights come
