@@ -78,6 +78,18 @@ def test_lm_logits_match_transformers(starter_dir):
     assert json.loads((starter_dir / "generation_config.json").read_text())["eos_token_id"] == 4095
 
 
+def test_the_readme_card_carries_ours(starter_dir):
+    """The model card: its data credit, held-out metrics and limits, from `gpt.lab.cards`."""
+    from gpt.lab.cards import model_card
+
+    card, readme = model_card("starter"), (starter_dir / "README.md").read_text()
+    assert readme.startswith("---\nlibrary_name: transformers\npipeline_tag: text-generation")
+    assert f"- **Training data:** {card.data}" in readme
+    for m in card.metrics:
+        assert f"| {m.label} | {m.text} |" in readme
+    assert all(f"- {limit}" in readme for limit in card.limits) and card.limits
+
+
 def test_own_bpe_ids_match_autotokenizer(starter_dir):
     hf = transformers.AutoTokenizer.from_pretrained(starter_dir)
     ours = load_tokenizer("starter")
