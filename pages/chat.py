@@ -26,9 +26,9 @@ TASKS = ("instruct",)
 MAX_MESSAGE_CHARS = 4_000
 MAX_NEW_TOKENS = 256
 STOPS = ("### Instruction:", "### Input:", "### Response:")
-# Questions in the starter chat model's world (see data/README.md); GPT-2 sizes answer anything.
+# Plain tasks that fit the starter-chat's instructions (data/README.md) and a hub GPT-2's alike
 EXAMPLES = [
-    "Where does Pip the fox live?",
+    'Give a synonym for "happy".',
     "Is a robin a mammal, a bird or a fish?",
     "Reverse the letters of the word shout.",
 ]

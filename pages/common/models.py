@@ -260,6 +260,7 @@ def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr
         choices=model_choices(tasks),
         value=default_registry().default(tasks),
         label=label,
+        info="pick one, or type any GPT-2 model's hub id (org/name)",
         elem_id=elem_id,
         interactive=True,
         allow_custom_value=True,  # models added at run time; wait_model checks the name
@@ -339,6 +340,8 @@ def model_card_box(
     with gr.Accordion(label, open=False, elem_id=f"{elem_id}-box"):
         card = gr.Markdown(text(picker.value), elem_id=elem_id)
     picker.change(text, picker, card, api_visibility="private", queue=False)
+    if Context.root_block is not None:  # fresh on each page load (a hub model downloaded since)
+        Context.root_block.load(text, picker, card, **QUIET)
     return card
 
 
