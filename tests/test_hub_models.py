@@ -385,3 +385,13 @@ def test_an_untied_hub_model_trains_and_reloads(served, tmp_path):
     back = load_model(tmp_path / "run" / "model")
     assert isinstance(back, UntiedGPT)
     assert not torch.equal(back.out_head, back.wte.weight)
+
+
+def test_training_from_an_uncached_hub_base_uses_its_own_tokenizer(served):
+    """A run from a hub repo not downloaded yet fetches it first, so its added tokens count
+    (before, the tokenizer was picked before the download: GPT-2's 50,257)."""
+    from gpt.lab.runs import RunSpec, load_base
+
+    model, tok = load_base(RunSpec(kind="lm", base="test/added-tokens"))
+    assert tok.n_vocab == 50258 and tok.encode("<|pad|>", allowed_special="all") == [50257]
+    assert model.config.vocab_size == 50258

@@ -139,6 +139,8 @@ def load_base(spec: RunSpec) -> tuple[nn.Module, Any]:
     from gpt.lab.names import load_model, load_tokenizer, resolve
 
     ref = resolve(spec.base)
+    if ref.kind == "hub" and ref.needs_download:  # first the repo: its own tokenizer files
+        ref = resolve(spec.base, download=True)  # (added_tokens.json) are in its folder
     tok = load_tokenizer(spec.tokenizer or ref.tokenizer)
     if ref.kind == "preset":
         model: nn.Module = GPT(ref.config.replace(vocab_size=tok.n_vocab, dropout=spec.dropout))
