@@ -13,6 +13,7 @@
     python -m gpt export starter-spam out/spam             # a Hugging Face transformers folder
     python -m gpt export job:<id> out/m --push my-model    # ... and a private repo of yours
     torchrun --nproc_per_node 2 -m gpt train lm --base preset:mini --tokenizer gpt2 --out runs/lm
+    python -m gpt generate --model gpt2 --prompt "Hi" --device cpu   # else CUDA, MPS, then CPU
     python -m gpt jobs submit --kind classify --base starter --data bundled --epochs 1
     python -m gpt jobs list
 
@@ -32,6 +33,7 @@ from typing import Any
 
 from gpt.checkpoint import CheckpointError
 from gpt.config import STARTER_DIR
+from gpt.device import DEVICE_ENV, DEVICE_NAMES, choose_device, env_device
 from gpt.jobs.cli import register as register_jobs
 from gpt.lab.names import load_model, load_tokenizer, resolve
 from gpt.sampling import SamplingError, stream
@@ -120,7 +122,8 @@ def _load(name: str | None, kind: str, tokenizer: str | None = None) -> tuple[An
         name = default_model(kind)
         print(f"(model: {name}, the app's default here; --model picks another)", file=sys.stderr)
     ref = resolve(name, download=True, progress=_download_line)  # shows a download
-    return load_model(ref), load_tokenizer(tokenizer or ref.tokenizer)
+    model = load_model(ref).to(choose_device())  # --device, else $GPT2LAB_DEVICE, else the best
+    return model, load_tokenizer(tokenizer or ref.tokenizer)
 
 
 def _sampling(args: argparse.Namespace, stop: Sequence[str] = ()) -> dict[str, Any]:
@@ -329,6 +332,14 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
+def _device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        help=f"where the model runs: {', '.join(DEVICE_NAMES)} (default: ${DEVICE_ENV}, "
+        "else CUDA, then MPS, then the CPU)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m gpt",
@@ -374,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--max-new-tokens", type=int, default=max_new)
         g.add_argument("--seed", type=int, default=None)
         g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+        _device_option(g)
         g.set_defaults(func=cmd_generate if kind == "lm" else cmd_chat)
 
     tr = sub.add_parser("train", help="pretrain or fine-tune (lm, classify, instruct)")
@@ -431,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--balance", action="store_true", default=None, help="classify: undersample")
     tr.add_argument("--save-dtype", choices=["float32", "bfloat16"])
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    _device_option(tr)
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a model on a data file; prints one JSON line")
@@ -483,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with env_device(getattr(args, "device", None)):  # checked, and seen by training too
+            args.func(args)
     except (
         CheckpointError,
         TokenizerError,

@@ -67,7 +67,10 @@ def as_ids(model: nn.Module, ids: Sequence[int] | torch.Tensor, min_len: int = 1
     torch.Size([1, 3])
     """
     gpt = body(model)
-    x = torch.as_tensor(ids if isinstance(ids, torch.Tensor) else list(ids), dtype=torch.long)
+    # checked on the CPU, then moved once
+    x = torch.as_tensor(
+        ids if isinstance(ids, torch.Tensor) else list(ids), dtype=torch.long, device="cpu"
+    )
     if x.dim() == 2 and x.shape[0] == 1:
         x = x[0]
     if x.dim() != 1:
@@ -467,7 +470,7 @@ def ablate_heads(
     token = object()
 
     def make_hook(chosen: list[int]):
-        index = torch.tensor(chosen)
+        index = torch.tensor(chosen, device=gpt.device)
 
         def hook(module: nn.Module, args: tuple) -> tuple | None:
             if token not in _ACTIVE.get():
@@ -660,7 +663,7 @@ def occlusion(
             out = _outputs(model, variants[start : start + batch_size]).float()
             probs.append(score(out, target).cpu())
         full = score(_outputs(model, idx).float(), target)[0].cpu() if measure != "prob" else prob
-    scores = torch.full((T,), float("nan"))
+    scores = torch.full((T,), float("nan"), device="cpu")
     if chosen:
         scores[chosen] = full - torch.cat(probs)
     return Attribution(scores, "occlusion", target, prob, is_classifier(model))
@@ -728,7 +731,7 @@ def patch(
         what = "class" if is_classifier(model) else "token"
         raise ValueError(f"target {what} {target_id!r} is out of range [0, {n_out})")
     L = gpt.config.n_layer
-    grid = torch.empty(L + 1, T)
+    grid = torch.empty(L + 1, T, device="cpu")
     with torch.inference_mode():
         p_clean = torch.softmax(_outputs(model, clean)[0].float(), -1)[target_id]
         p_corrupt = torch.softmax(_outputs(model, corrupt)[0].float(), -1)[target_id]

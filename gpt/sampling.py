@@ -250,7 +250,7 @@ def sample_steps(
         generator.seed()
     else:
         generator.manual_seed(cfg.seed)
-    seen = torch.zeros(vocab, dtype=torch.bool)
+    seen = torch.zeros(vocab, dtype=torch.bool, device="cpu")  # sampling runs on the CPU
     seen[prompt] = True
     ids = list(prompt[-block:])
 

@@ -517,7 +517,7 @@ class Trace:
     def residual_norms(self, position: int) -> torch.Tensor:
         """`(n_layer + 1,)` the followed token's residual-stream norm after the embeddings and
         after each block: how it grows block by block."""
-        return torch.stack([s.value[position].float().norm() for s in self.residual()])
+        return torch.stack([s.value[position].float().norm() for s in self.residual()]).cpu()
 
     def stages(self, cfg: SamplingConfig, position: int = -1) -> SamplingStages:
         """`gpt.sampling`'s stages for the logits at `position` under other settings, from the
@@ -760,9 +760,9 @@ def trace(
     classifier = is_classifier(model)
     rec = _Recorder(gpt)
     if text is not None:
-        rec._append("ids", "text → ids", idx[0], source_of(tokenizer.encode), "input", None)
+        rec._append("ids", "text → ids", idx[0].cpu(), source_of(tokenizer.encode), "input", None)
     else:
-        rec._append("ids", "token ids", idx[0], None, "input", None)
+        rec._append("ids", "token ids", idx[0].cpu(), None, "input", None)
     handles = rec.hooks(model)
     try:
         with torch.inference_mode(), _active(rec.token), rec:
@@ -894,9 +894,9 @@ class Knockout:
         [0, 1, 2, 3, 4]
         """
         if self.kind != "shuffle" or n < 2:
-            return torch.arange(n)
-        g = torch.Generator().manual_seed(self.seed)
-        return torch.randperm(n, generator=g)
+            return torch.arange(n, device="cpu")
+        g = torch.Generator().manual_seed(self.seed)  # the same order on every device
+        return torch.randperm(n, generator=g, device="cpu")
 
     @staticmethod
     def of(spec: Knockout | str | tuple[str, dict[str, Any]] | dict[str, Any]) -> Knockout:

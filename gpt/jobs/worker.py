@@ -90,6 +90,7 @@ def _on_db(root: Path, what: str, fn, *args, retry_s: float = 60.0) -> None:
 
 
 def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
+    from gpt.device import choose_device, describe
     from gpt.lab.runs import RunSpec, run
     from gpt.train import state as trainstate
     from gpt.train.loop import StopTraining, TrainEvent
@@ -109,6 +110,9 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
         out = root / job_id / "out"
         resume = bool(row["resume"])
         print(f"job {job_id}: {spec.kind} from {spec.base} on {spec.data} ({spec.method})")
+        # $GPT2LAB_DEVICE (inherited from the app or the CLI's --device), else CUDA, MPS, CPU:
+        # the loop picks the same one; a device this machine lacks fails the job here, saying why
+        print(f"training on {describe(choose_device())}", flush=True)
         if resume:
             ckpts = out / "checkpoints"
             if trainstate.list_checkpoints(ckpts):

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from gpt.classifier import GPTClassifier, gpt_body
 from gpt.config import unknown_fields
+from gpt.device import autocast, choose_device, device_of
 from gpt.train import state as trainstate
 from gpt.train.data import IGNORE_INDEX
 from gpt.train.optim import make_optimizer
@@ -209,6 +210,17 @@ class Task(Protocol):
         ...
 
 
+def on_device(batch: Sequence[torch.Tensor], model: nn.Module) -> tuple[torch.Tensor, ...]:
+    """A collated batch moved to the device of `model`'s weights (a no-op where it already is):
+    collates build batches on the CPU, tasks move them where the model runs.
+
+    >>> on_device((torch.tensor([1]),), nn.Linear(1, 1))[0].device
+    device(type='cpu')
+    """
+    device = device_of(model)
+    return tuple(t.to(device, non_blocking=True) for t in batch)
+
+
 def stack_fields(examples: list) -> tuple[torch.Tensor, ...]:
     """The default collate: stack each field of equally shaped examples.
 
@@ -244,13 +256,14 @@ class LMTask:
         return ((y != IGNORE_INDEX) * positions).amax(dim=1)
 
     def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
-        x, y = batch
+        x, y = on_device(batch, model)
         return lm_loss(model(x), y), int((y != IGNORE_INDEX).sum())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable) -> dict[str, float]:
         total, count = 0.0, 0
-        for x, y in batches:
+        for batch in batches:
+            x, y = on_device(batch, model)
             n = int((y != IGNORE_INDEX).sum())
             if n:
                 total += float(lm_loss(model(x), y)) * n
@@ -293,7 +306,7 @@ class ClassifyTask:
         return batch[1] + 1
 
     def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
-        ids, last, labels = batch
+        ids, last, labels = on_device(batch, model)
         tokens = int((last + 1).sum())
         if not self.prefix_weight:
             return classification_loss(model(ids, last), labels), tokens
@@ -310,7 +323,8 @@ class ClassifyTask:
         from gpt.train.metrics import classification_report
 
         total, n, preds, truth = 0.0, 0, [], []
-        for ids, last, labels in batches:
+        for batch in batches:
+            ids, last, labels = on_device(batch, model)
             logits = model(ids, last)
             total += float(classification_loss(logits, labels)) * len(labels)
             n += len(labels)
@@ -598,10 +612,13 @@ class Trainer:
         out_dir: str | Path | None = None,
         callbacks: Sequence[Callable[[TrainEvent], None]] = (),
         resume: bool = False,
+        device: str | torch.device | None = None,
     ) -> None:
         if len(train_data) == 0:
             raise ValueError("no training examples")
         self.rank, self.world = _distributed()
+        self.device = choose_device(device)
+        model.to(self.device)  # before the optimizer, the trunk cache and a resume read it
         if self.world > 1 and cfg.batch_size % self.world:
             raise ValueError(f"batch_size {cfg.batch_size} must divide by world size {self.world}")
         self.model, self.task, self.cfg, self.callbacks = model, task, cfg, callbacks
@@ -615,7 +632,10 @@ class Trainer:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.state = LoopState(max_steps=max_steps, config=cfg.to_dict())
         self.resumed: dict[str, Any] = self._resume() if resume else {}
-        self.wrapped = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.wrapped = model
+        if self.world > 1:  # one GPU per process (its own cuda:LOCAL_RANK), or the CPU
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
         self.split = frozen_split(model, cfg.method, cfg.last_n_blocks)
         bucket = cfg.bucket and task.name in BUCKETED_TASKS
@@ -680,7 +700,9 @@ class Trainer:
             net = self.cache.for_rows(rows) if self.cache else self.wrapped
             sync = j == len(group) - 1 or self.world == 1  # all-reduce grads once a step
             with nullcontext() if sync else self.wrapped.no_sync():
-                loss, n_tok = self.task.loss(net, self.collate([self.train_data[i] for i in rows]))
+                batch = self.collate([self.train_data[i] for i in rows])
+                with autocast(self.device):  # bf16 on CUDA; backward runs outside, as advised
+                    loss, n_tok = self.task.loss(net, batch)
                 (loss * weight / len(group)).backward()
             loss_sum += float(loss.detach()) * weight / len(group)
             tokens += n_tok if weight else 0
@@ -692,7 +714,7 @@ class Trainer:
         s.micro += len(group)  # a short last group ends the epoch exactly
         s.step += 1
         if self.world > 1:  # the loss and tokens of the whole step, over every rank
-            t = torch.tensor([loss_sum, tokens], dtype=torch.float64)
+            t = torch.tensor([loss_sum, tokens], dtype=torch.float64, device=self.device)
             dist.all_reduce(t)
             loss_sum, tokens = float(t[0]) / self.world, int(t[1])
         dt = time.time() - t_step
@@ -806,6 +828,7 @@ def fit(
     out_dir: str | Path | None = None,
     callbacks: Sequence[Callable[[TrainEvent], None]] = (),
     resume: bool = False,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train `model` on `train_data` (a sequence of examples), evaluating on `val_data`.
 
@@ -820,6 +843,11 @@ def fit(
     (`gpt.train.trunk.TrunkCache`); with `cfg.bucket`, classify and instruct batches group similar
     lengths (`_epoch_batches`). A "note" event says whether the cache is used. Under
     torchrun each micro-batch is shared among the ranks (`split_rows`).
+
+    The model is moved to `device` (default: `gpt.device.choose_device()`, so CUDA, then MPS,
+    then the CPU, unless `$GPT2LAB_DEVICE` says otherwise) and stays there; the tasks move each
+    batch to it, and on CUDA the training forward runs under bf16 autocast
+    (`gpt.device.autocast`). Evaluation runs in float32.
     """
     trainer = Trainer(
         model,
@@ -831,12 +859,17 @@ def fit(
         out_dir=out_dir,
         callbacks=callbacks,
         resume=resume,
+        device=device,
     )
     return trainer.run()
 
 
 def setup_distributed() -> tuple[int, int]:
-    """Join the process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
+    """Join the process group when launched by torchrun: NCCL when this process trains on a
+    GPU (`gpt.device.choose_device()`: its own `cuda:LOCAL_RANK`), gloo on the CPU."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        device = choose_device()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return _distributed()
