@@ -133,11 +133,17 @@ _SHIFT_ROWS = 16  # the bf16 head's extra rows: ones (they subtract a shift), th
 _bf16_heads: dict[int, tuple[tuple, torch.Tensor]] = {}  # id(model) -> (weight key, head)
 
 
+def head_weight(gpt: GPT) -> torch.Tensor:
+    """The output head's `(V, C)` weight: `wte`'s (GPT-2's tied head), or an untied head's own
+    (`gpt.checkpoint.UntiedGPT.out_head`, some hub fine-tunes)."""
+    return getattr(gpt, "out_head", gpt.wte.weight)
+
+
 def _bf16_head(gpt: GPT) -> torch.Tensor:
-    """A bfloat16 `(C + 16, V)` copy of the tied head, rebuilt when `wte` changes: `wte^T`, a
-    row of ones, then zeros (alignment), so that `[h, -s, 0, ...] @ head` is `h @ wte^T - s`:
+    """A bfloat16 `(C + 16, V)` copy of the head, rebuilt when its weight changes: `W^T`, a
+    row of ones, then zeros (alignment), so that `[h, -s, 0, ...] @ head` is `h @ W^T - s`:
     the product itself subtracts a per-position shift."""
-    w = gpt.wte.weight
+    w = head_weight(gpt)
     key = (w.data_ptr(), w._version, w.dtype, w.device)
     hit = _bf16_heads.get(id(gpt))
     if hit is None or hit[0] != key:
@@ -181,7 +187,7 @@ def _fast_row(
         x[:, C] = -shift
     logits = torch.matmul(x, _bf16_head(gpt), out=out)  # (T, V) bf16: logit - shift
     cand = torch.topk(logits, min(_FAST_CANDIDATES, logits.shape[-1]), dim=-1).indices  # (T, M)
-    exact = torch.einsum("tc,tmc->tm", h, gpt.wte.weight[cand])  # (T, M) float32
+    exact = torch.einsum("tc,tmc->tm", h, head_weight(gpt)[cand])  # (T, M) float32
     top = exact.max(dim=-1, keepdim=True).values  # (T, 1)
     if shift is None:
         used = top.to(torch.bfloat16)  # subtracted in bf16: its rounding is undone below
@@ -217,7 +223,7 @@ def _pick(
     t = torch.arange(tokens.shape[0], device=h.device)
     if logp is not None:
         return logp[t, tokens]
-    return (h[t] * gpt.wte.weight[tokens]).sum(-1) - lse[t]
+    return (h[t] * head_weight(gpt)[tokens]).sum(-1) - lse[t]
 
 
 def _lens_pass(
@@ -262,7 +268,7 @@ def _lens_pass(
             if row_fast:
                 if work is None:  # one (T, V) buffer for every row: no page faults per row
                     work = torch.empty(T, vocab, dtype=torch.bfloat16, device=h.device)
-                shift = None if best is None else (h * gpt.wte.weight[best]).sum(-1)  # (T,)
+                shift = None if best is None else (h * head_weight(gpt)[best]).sum(-1)  # (T,)
                 indices, values, lse = _fast_row(gpt, h, k, out=work, shift=shift)
                 best = indices[:, 0]
                 logp = None

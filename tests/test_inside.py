@@ -291,6 +291,24 @@ def test_fast_lens_agrees_with_the_exact_one(pair):
     torch.testing.assert_close(fast.top_probs[-1, -1], exact.top_probs[-1, -1], atol=0, rtol=1e-6)
 
 
+def test_fast_lens_reads_an_untied_head(pair):
+    """A hub fine-tune with its own output head (UntiedGPT): the fast lens reads that head, as
+    the exact one (`lm_head`) does, not `wte`."""
+    from gpt.checkpoint import UntiedGPT
+
+    ours, _, ids = pair
+    untied = UntiedGPT(ours.config).eval()
+    untied.load_state_dict(ours.state_dict(), strict=False)
+    with torch.no_grad():
+        untied.out_head.copy_(torch.randn_like(untied.out_head) * 0.5)
+    exact = inside.logit_lens(untied, ids, k=5, target="top")
+    fast = inside.logit_lens(untied, ids, k=5, target="top", fast=True)
+    assert torch.equal(fast.top_ids, exact.top_ids)
+    torch.testing.assert_close(fast.top_probs, exact.top_probs, atol=2e-3, rtol=1e-2)
+    tied = inside.logit_lens(ours, ids, k=5, target="top")
+    assert not torch.equal(tied.top_ids, exact.top_ids)  # the head matters here
+
+
 def test_a_fast_row_with_a_shift_too_low_falls_back_to_its_own(pair):
     """The product subtracts each position's shift; one far below the best logit overflows the
     exponentials, and the row is done again with its best exact logit: the same answer."""
