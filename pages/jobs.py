@@ -12,6 +12,7 @@ import math
 import os
 import re
 import time
+import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gpt.jobs import NOBODY, JobError, JobManager, JobPolicy, JobStatus, Visitor, scrub
+from gpt.lab.export import ExportError, export_zip
 from gpt.lab.names import is_name
 from gpt.lab.registry import default_registry
 from gpt.lab.sources import SOURCES, availability
@@ -40,6 +42,7 @@ from pages.common import (
     named_errors,
     number_input,
 )
+from pages.common.views import EXPORT_DIR
 from pages.visitors import ensure_token, owner_of, visitor_of, who
 
 KINDS = [
@@ -407,6 +410,28 @@ def open_in_tabs(
     msg = f"Picked **{name}** in the {where} tab{plural}: open it in the tab bar at the top."
     gr.Info(msg.replace("**", ""))
     return msg, updates
+
+
+def download_model(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
+    """A finished job's model as a .zip of a Hugging Face folder (`gpt.lab.export`: config.json,
+    model.safetensors, tokenizer, generation_config.json, README card) that `transformers`
+    loads; its path, for the download box. In multi-user mode only its owner (or the admin)
+    may take it: it learned from their data."""
+    with job_errors(job_message):
+        status = manager.get(_job_id(job_id))
+    if status.model_path is None:
+        raise gr.Error(
+            f"Job {job_id} {STATE_WORDS.get(status.state, status.state)}; its model can be "
+            "downloaded once it succeeds."
+        )
+    if manager.multiuser and not manager.policy.may(by, status):
+        raise gr.Error(f"Job {job_id} is another visitor's: only they can download its model.")
+    folder = EXPORT_DIR / uuid.uuid4().hex[:16]
+    try:
+        path = export_zip(f"job:{status.id}", folder / f"gpt2lab-{status.id}.zip", jobs=manager)
+    except (ExportError, OSError, ValueError) as e:
+        raise gr.Error(f"Could not export job {job_id}'s model: {e}") from None
+    return str(path)
 
 
 # --- the list and the curves --------------------------------------------------------------------
@@ -873,6 +898,15 @@ def build(
                     ("refresh", "Refresh", 1, {}),
                 )
             )
+        with gr.Row(equal_height=False):
+            download = gr.Button(
+                "Download its model for transformers (.zip)", elem_id="job-download",
+                size="sm", scale=0, min_width=300,
+            )  # fmt: skip
+            download_box = gr.File(  # hidden until it holds the zip (CSS .numbers-box)
+                label="transformers model (.zip: config.json, model.safetensors, tokenizer, card)",
+                elem_id="job-zip", elem_classes=["numbers-box"],
+            )  # fmt: skip
         admin = gr.Textbox(
             "", label="Admin token", type="password", elem_id="job-admin",
             info="manage every visitor's job (GPT2LAB_ADMIN_TOKEN)", visible=manager.multiuser,
@@ -957,6 +991,11 @@ def build(
     def do_open(job_id):
         msg, updates = open_in_tabs(manager, job_id, pickers)
         return {message: msg, **updates}
+
+    download.click(
+        as_visitor(download_model), act, download_box, api_name="download_job_model",
+        **heavy("export", 1),  # writes and zips the weights: 500 MB for a GPT-2 124M job
+    )  # fmt: skip
 
     targets = list(dict.fromkeys([message, *(p.dropdown for p in pickers)]))
     use.click(do_open, picked, targets, api_name="open_job_model")

@@ -463,3 +463,43 @@ def test_the_model_note_names_the_picked_model_not_only_the_default():
     assert model_note(tasks, "starter-spam") == default
     picked = model_note(tasks, "job:abc123")
     assert picked.startswith("Picked: **job:abc123**. The default is **starter-spam**"), picked
+
+
+@pytest.mark.slow  # exports and loads with transformers: about 10 s
+def test_a_finished_jobs_model_downloads_as_a_zip_transformers_loads(tmp_path):
+    """The Fine-tune tab's download: a .zip of a Hugging Face folder; transformers gives the same
+    spam probabilities as ours. Another visitor's job and an unfinished one are refused."""
+    import shutil
+    import zipfile
+
+    import torch
+    import transformers
+
+    from gpt.jobs import JobPolicy, Visitor
+    from gpt.lab.names import load_model, load_tokenizer
+    from tests.test_disk_budget import fake_job
+
+    a, b = Visitor("anon:" + "a" * 16), Visitor("anon:" + "b" * 16)
+    with JobManager(tmp_path / "jobs", policy=JobPolicy(multiuser=True), background=False) as m:
+        fake_job(m, "j1", "succeeded", a.owner, 10)
+        model_dir = m.job_dir("j1") / "out" / "model"
+        shutil.rmtree(model_dir)
+        shutil.copytree("assets/models/starter-spam", model_dir)
+        fake_job(m, "j2", "queued", a.owner, 10)
+        m._execute("UPDATE jobs SET state = 'queued' WHERE id = 'j2'")
+        path = jobs.download_model(m, "j1", a)
+        with pytest.raises(gr.Error, match="another visitor's"):
+            jobs.download_model(m, "j1", b)
+        with pytest.raises(gr.Error, match="once it succeeds"):
+            jobs.download_model(m, "j2", a)
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        z.extractall(tmp_path / "hf")
+    assert {"config.json", "model.safetensors", "README.md"} <= names
+    ours, tok = load_model("starter-spam"), load_tokenizer("starter-spam")
+    theirs = transformers.GPT2ForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    ids = torch.tensor([tok.encode("WIN a FREE prize! Txt CLAIM to 81010 now")])
+    with torch.no_grad():
+        p_ours = torch.softmax(ours(ids).float(), -1)
+        p_theirs = torch.softmax(theirs(ids).logits.float(), -1)
+    torch.testing.assert_close(p_theirs, p_ours, atol=1e-5, rtol=1e-4)
