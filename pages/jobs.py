@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, fields
@@ -23,7 +24,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gpt.jobs import NOBODY, JobError, JobManager, JobPolicy, JobStatus, Visitor, scrub
-from gpt.lab.export import ExportError, export_zip
+from gpt.lab.export import ExportError, export, export_zip, push
+from gpt.lab.hub import endpoint as hub_endpoint
+from gpt.lab.hub import explain
 from gpt.lab.names import is_name
 from gpt.lab.registry import default_registry
 from gpt.lab.sources import SOURCES, availability
@@ -432,6 +435,50 @@ def download_model(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> st
     except (ExportError, OSError, ValueError) as e:
         raise gr.Error(f"Could not export job {job_id}'s model: {e}") from None
     return str(path)
+
+
+REPO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def push_model(
+    manager: JobManager, job_id: str, repo_name: str, by: Visitor = NOBODY,
+    login_token: str | None = None,
+) -> str:  # fmt: skip
+    """Push a finished job's model (exported as `download_model` does) to the visitor's own
+    namespace on the hub, as a private repo; a message with its URL. The token is the
+    visitor's Hugging Face login (OAuth on a Space, with the write scope) or, locally in
+    single-user mode, `HF_TOKEN`; never the server's own token for a visitor of a Space."""
+    with job_errors(job_message):
+        status = manager.get(_job_id(job_id))
+    if status.model_path is None:
+        raise gr.Error(
+            f"Job {job_id} {STATE_WORDS.get(status.state, status.state)}; its model can be "
+            "pushed once it succeeds."
+        )
+    if manager.multiuser and not manager.policy.may(by, status):
+        raise gr.Error(f"Job {job_id} is another visitor's: only they can push its model.")
+    name = (repo_name or "").strip() or f"gpt2lab-{status.id}"
+    if not REPO_NAME.fullmatch(name):
+        raise gr.Error(
+            f"Repo name {name[:80]!r} is not a hub repo name: letters, digits, '.', '_' and '-', "
+            "at most 96, no '/' (it goes to your own account)."
+        )
+    token = login_token or (None if manager.multiuser else os.environ.get("HF_TOKEN"))
+    if not token:
+        raise gr.Error(
+            "Pushing needs your Hugging Face login: press 'Sign in with Hugging Face' above"
+            if manager.multiuser
+            else "Pushing needs a Hugging Face token: set HF_TOKEN and restart the app"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            report = export(f"job:{status.id}", Path(tmp) / "model", jobs=manager)
+            url = push(report.folder, name, token, endpoint=hub_endpoint())
+        except ExportError as e:
+            raise gr.Error(f"Could not export job {job_id}'s model: {e}") from None
+        except Exception as e:  # the hub refused (bad token, no write scope, network)
+            raise gr.Error(f"The hub did not take the model: {explain(e)[1]}") from None
+    return f"Pushed job {status.id}'s model to {url} (a private repo of yours)."
 
 
 # --- the list and the curves --------------------------------------------------------------------
@@ -898,15 +945,26 @@ def build(
                     ("refresh", "Refresh", 1, {}),
                 )
             )
-        with gr.Row(equal_height=False):
-            download = gr.Button(
-                "Download its model for transformers (.zip)", elem_id="job-download",
-                size="sm", scale=0, min_width=300,
-            )  # fmt: skip
-            download_box = gr.File(  # hidden until it holds the zip (CSS .numbers-box)
-                label="transformers model (.zip: config.json, model.safetensors, tokenizer, card)",
-                elem_id="job-zip", elem_classes=["numbers-box"],
-            )  # fmt: skip
+        with gr.Accordion("Take its model out", open=False, elem_id="job-out-box"):
+            gr.Markdown(
+                "The selected job's model as a Hugging Face folder (config.json, "
+                "model.safetensors, tokenizer, generation_config.json, README card) that "
+                "`transformers.AutoModelForCausalLM` (or `...ForSequenceClassification`) loads.",
+                elem_classes="note",
+            )
+            with gr.Row(equal_height=False):
+                download = gr.Button("Download (.zip)", elem_id="job-download", size="sm",
+                                     scale=0, min_width=200)  # fmt: skip
+                download_box = gr.File(  # hidden until it holds the zip (CSS .numbers-box)
+                    label="transformers model (.zip)", elem_id="job-zip",
+                    elem_classes=["numbers-box"],
+                )  # fmt: skip
+            with gr.Row(equal_height=True):
+                repo_name = gr.Textbox(
+                    "", label="Repo name on your Hugging Face account", elem_id="job-repo",
+                    placeholder="gpt2lab-<job id>", max_lines=1, scale=3,
+                )  # fmt: skip
+                push_btn = gr.Button("Push as a private repo", elem_id="job-push", scale=1)
         admin = gr.Textbox(
             "", label="Admin token", type="password", elem_id="job-admin",
             info="manage every visitor's job (GPT2LAB_ADMIN_TOKEN)", visible=manager.multiuser,
@@ -996,6 +1054,16 @@ def build(
         as_visitor(download_model), act, download_box, api_name="download_job_model",
         **heavy("export", 1),  # writes and zips the weights: 500 MB for a GPT-2 124M job
     )  # fmt: skip
+
+    def do_push(
+        job_id, name, visitor_token=None, admin_token="",
+        profile: gr.OAuthProfile | None = None, oauth: gr.OAuthToken | None = None,
+    ):  # fmt: skip
+        by = visitor_of(visitor_token, profile, admin_token)
+        return push_model(manager, job_id, name, by, oauth.token if oauth else None)
+
+    push_btn.click(do_push, [picked, repo_name, token, admin], message,
+                   api_visibility="private", **heavy("export", 1))  # fmt: skip
 
     targets = list(dict.fromkeys([message, *(p.dropdown for p in pickers)]))
     use.click(do_open, picked, targets, api_name="open_job_model")

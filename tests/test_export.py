@@ -318,3 +318,52 @@ def test_cli_export_push(tmp_path, monkeypatch, capsys):
     repo = _UploadHub.repos["visitor/spam"]
     assert repo["private"] is False and "model.safetensors" in repo["files"]
     assert ("POST", "/api/repos/create", "Bearer hf_cli") in _UploadHub.log
+
+
+def test_the_fine_tune_tab_pushes_with_the_visitors_login_never_the_servers_token(
+    tmp_path, monkeypatch
+):
+    """pages.jobs.push_model: single-user, HF_TOKEN; on a Space (multi-user) only the visitor's
+    own login token, the server's HF_TOKEN never; a private repo in their namespace; another
+    visitor's job and a bad repo name refused."""
+    import shutil
+
+    import gradio as gr
+
+    from gpt.jobs import JobManager, JobPolicy, Visitor
+    from pages import jobs
+    from tests.test_disk_budget import fake_job
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _UploadHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("HF_TOKEN", "hf_server")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _UploadHub.repos.clear()
+    _UploadHub.log.clear()
+    a, b = Visitor("hf:alice"), Visitor("hf:bob")
+    try:
+        for multi in (False, True):
+            root = tmp_path / f"jobs-{multi}"
+            with JobManager(root, policy=JobPolicy(multiuser=multi), background=False) as m:
+                fake_job(m, "j1", "succeeded", a.owner, 10)
+                shutil.rmtree(m.job_dir("j1") / "out" / "model")
+                shutil.copytree("assets/models/starter", m.job_dir("j1") / "out" / "model")
+                if not multi:
+                    said = jobs.push_model(m, "j1", "", a)  # HF_TOKEN, the default name
+                    assert "visitor/gpt2lab-j1" in said and "private" in said
+                    continue
+                with pytest.raises(gr.Error, match="your Hugging Face login"):
+                    jobs.push_model(m, "j1", "mine", a)  # HF_TOKEN is the server's: not used
+                with pytest.raises(gr.Error, match="another visitor's"):
+                    jobs.push_model(m, "j1", "mine", b, login_token="hf_bob")
+                with pytest.raises(gr.Error, match="not a hub repo name"):
+                    jobs.push_model(m, "j1", "alice/../x", a, login_token="hf_alice")
+                said = jobs.push_model(m, "j1", "mine", a, login_token="hf_alice")
+                assert "visitor/mine" in said
+    finally:
+        server.shutdown()
+    assert _UploadHub.repos["visitor/gpt2lab-j1"]["private"] is True
+    assert "model.safetensors" in _UploadHub.repos["visitor/mine"]["files"]
+    creates = [auth for method, path, auth in _UploadHub.log if path == "/api/repos/create"]
+    assert creates == ["Bearer hf_server", "Bearer hf_alice"]
