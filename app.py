@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
+from gpt.device import running_on  # noqa: E402
 from gpt.jobs import JobManager  # noqa: E402
 from gpt.jobs.policy import OWNER_BUDGET_ENV, RETENTION_ENV  # noqa: E402
 from gpt.lab import hub  # noqa: E402
@@ -151,7 +152,11 @@ def build_app() -> gr.Blocks:
     if manager.multiuser:  # uploads left by a run that ended without cleaning up
         jobs.sweep_uploads(CACHE_CLEANING[True][1])
     with gr.Blocks(title="GPT-2 Lab", delete_cache=CACHE_CLEANING[manager.multiuser]) as demo:
-        gr.Markdown("# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it.")
+        gr.Markdown(
+            "# GPT-2 Lab\nA GPT-2 built from scratch: see and steer every part of it. "
+            f"*{running_on()}*",  # "Running on CPU (2 threads)", "Running on CUDA: <name>"
+            elem_id="header",
+        )
         if notice:
             gr.Markdown(notice, elem_id="jobs-notice")
         if manager.multiuser and os.environ.get("OAUTH_CLIENT_ID"):  # a Space with hf_oauth

@@ -750,7 +750,8 @@ def patch(
             for start in range(0, T, per_batch):
                 ts = torch.arange(start, min(T, start + per_batch), device=good.device)  # (N,)
                 x = bad[layer].expand(len(ts), T, -1).clone()  # (N, T, C)
-                x[torch.arange(len(ts)), ts] = good[layer, ts]  # variant i patches position ts[i]
+                rows = torch.arange(len(ts), device=x.device)
+                x[rows, ts] = good[layer, ts]  # variant i patches position ts[i]
                 for block in gpt.h[layer:]:
                     x, _ = block(x)
                 h = gpt.ln_f(x[:, -1])  # (N, C): only the last position is asked about

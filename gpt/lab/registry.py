@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpt.checkpoint import CheckpointError
 from gpt.config import HUB_IDS, PRESETS, STARTER_MODELS
+from gpt.device import choose_device
 from gpt.lab import hub, hubmodels
 from gpt.lab.hub import MODELS_DIR_ENV
 from gpt.lab.names import (
@@ -390,7 +391,8 @@ class ModelRegistry:
             return False
 
     def get(self, name: str, progress: hub.ProgressCallback | None = None) -> tuple[Any, Tokenizer]:
-        """(model, tokenizer) of a listed model, loading it on first use (eval mode).
+        """(model, tokenizer) of a listed model, loading it on first use (eval mode) onto
+        `gpt.device.choose_device()` (CUDA, then MPS, then CPU; `$GPT2LAB_DEVICE` overrides).
 
         A GPT-2 size that is not cached is downloaded first, `progress` getting each
         `gpt.lab.hub.DownloadProgress`; a failed download or load raises RegistryError and caches
@@ -411,7 +413,8 @@ class ModelRegistry:
             entry = self.entry(name)
             try:  # a GPT-2 size not on this machine is downloaded first, with progress
                 ref = resolve(entry.ref or entry.location, download=True, progress=progress)
-                model = load_model(ref).eval()
+                # once, here: every tab then follows the model (`gpt.device`)
+                model = load_model(ref).eval().to(choose_device())
                 tokenizer = load_tokenizer(ref.tokenizer)
             except hub.DownloadError as e:
                 raise RegistryError(str(e)) from e
