@@ -267,6 +267,8 @@ def test_default_texts_follow_the_models_world_but_never_replace_the_visitors(mo
     assert attention.on_model_change("gpt2", 0, 0, starter)[2] == english
     assert attention.on_model_change("gpt2", 0, 0, "")[2] == english  # an emptied box refills
     assert attention.on_model_change("starter", 0, 0, "My own words.")[2] == gr.skip()
+    # the same world: no update, so none can overwrite what the visitor types meanwhile
+    assert attention.on_model_change("starter-chat", 0, 0, starter)[2] == gr.skip()
 
 
 def test_each_worlds_default_text_reads_as_the_model_expects():

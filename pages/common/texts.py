@@ -100,4 +100,6 @@ def follow(page: str, current: str | None, model_name: str | None):
     replaced."""
     if (current or "").strip() and current not in TEXTS[page].values():
         return gr.skip()
-    return text_for(page, model_name)
+    new = text_for(page, model_name)
+    # the same text: no update at all, so none can land after the visitor started typing
+    return gr.skip() if new == current else new
