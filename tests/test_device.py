@@ -326,3 +326,30 @@ def test_the_app_says_where_it_runs(monkeypatch, tmp_path):
     demo = app.build_app()
     (header,) = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "header"]
     assert f"*Running on CPU ({torch.get_num_threads()} threads)*" in header.value
+
+
+@pytest.mark.slow  # real job worker processes
+def test_a_job_trains_on_the_device_it_inherits_and_a_bad_one_fails_it_clearly(monkeypatch, tmp_path):
+    import gpt
+    from gpt.jobs import JobManager
+
+    tok = gpt.Tokenizer({bytes([b]): b for b in range(256)}, {"<|endoftext|>": 256})
+    tok.save(tmp_path / "tok.json")
+    lines = [f"{'spam' if i % 3 == 0 else 'ham'}\tmessage number {i}" for i in range(24)]
+    (tmp_path / "sms.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = {
+        "kind": "classify", "base": "preset:tiny", "tokenizer": str(tmp_path / "tok.json"),
+        "data": str(tmp_path / "sms.tsv"), "method": "full", "max_steps": 2, "batch_size": 4,
+        "eval_every": 2,
+    }
+    monkeypatch.setenv("GPT2LAB_JOB_THREADS", "1")
+    with JobManager(tmp_path / "jobs") as jobs:
+        monkeypatch.setenv(DEVICE_ENV, "tpu")  # the worker inherits the app's environment
+        bad = jobs.wait(jobs.submit(spec), timeout=60)
+        monkeypatch.setenv(DEVICE_ENV, "cpu")
+        good_id = jobs.submit(spec)
+        good = jobs.wait(good_id, timeout=60)
+        log = jobs.log(good_id)
+    assert bad.state == "failed" and "unknown device 'tpu' ($GPT2LAB_DEVICE)" in bad.error
+    assert good.state == "succeeded", (good.error, log)
+    assert "training on CPU (1 thread)" in log
