@@ -301,6 +301,7 @@ def test_cli_device_option_is_checked_before_anything_loads(capsys):
     assert "unknown device 'cuda:x'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the first load_model of a process pays ~2 s for torch's meta-device init
 def test_registry_loads_each_model_once_onto_the_chosen_device(monkeypatch, tmp_path):
     import gpt
     from gpt.lab.registry import ModelRegistry, RegistryError, folder_entry
