@@ -28,6 +28,8 @@ from gpt.lab.export import ExportError, export, export_zip, push
 from gpt.lab.hub import endpoint as hub_endpoint
 from gpt.lab.hub import explain
 from gpt.lab.names import is_name
+from gpt.lab.recipes import METHOD_WORDS, advice, base_family, form_number, tune_defaults
+from gpt.lab.recipes import with_tune_defaults as recipe_fields
 from gpt.lab.registry import default_registry
 from gpt.lab.sources import SOURCES, availability
 from gpt.train.metrics import majority_accuracy
@@ -68,9 +70,8 @@ UPLOAD_HELP = {
     "instruct": "a .json list or .jsonl lines of Alpaca records (`instruction`, `input`, `output`)",
 }
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-LEARNING_RATES = ["1e-5", "3e-5", "5e-5", "1e-4", "3e-4", "1e-3"]
-CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs learn from every prefix too (loop.ClassifyTask)
-COLUMNS = ["Job", "Kind", "Base", "Method", "State", "Progress", "Step", "Loss", "ETA"]
+LEARNING_RATES = ["1e-5", "3e-5", "5e-5", "1e-4", "3e-4", "5e-4", "1e-3", "2e-3", "3e-3"]
+COLUMNS = ["Job", "Kind", "Base", "Method", "State", "Progress", "Step", "Train loss", "ETA"]
 OWNER_COLUMN = "Owner"  # multi-user mode: "you" / "another visitor"
 EMPTY = "### No jobs yet — start one above\nYour jobs, their progress and loss curves show up here."
 log = logging.getLogger("gpt2lab.jobs")
@@ -136,6 +137,46 @@ def on_kind(kind: str):
     return (
         gr.Dropdown(choices=bases, value=bases[0][1] if bases else None),
         gr.Dropdown(choices=data_choices(kind), value="bundled", info=data_info(kind)),
+    )
+
+
+def epochs_text(epochs: float) -> str:
+    """Epochs in words.
+
+    >>> epochs_text(1), epochs_text(2.5)
+    ('1 epoch', '2.5 epochs')
+    """
+    return f"{epochs:g} epoch{'' if epochs == 1 else 's'}"
+
+
+def recipe_info(kind: str, method: str, base: str) -> str:
+    """The learning rate box's note: where its default comes from (`gpt.lab.recipes`).
+
+    >>> recipe_info("classify", "lora", "starter")
+    'LoRA on a small model: 3 epochs at 3e-3 (low-rank adapters start at zero: they need a large lr). 1e-6 to 1e-2; pick one or type a value'
+    """
+    d = tune_defaults(kind, method, base)
+    family = "GPT-2" if base_family(base) == "gpt2" else "a small model"
+    name = METHOD_WORDS.get(method, method)
+    return (
+        f"{name[:1].upper()}{name[1:]} on {family}: {epochs_text(d.epochs)} at "
+        f"{form_number(d.lr)} ({d.why}). 1e-6 to 1e-2; pick one or type a value"
+    )
+
+
+def on_recipe(kind: str, method: str, base: str) -> tuple[Any, Any]:
+    """Epochs and learning rate that work for the picked kind, method and base (their defaults
+    live in `gpt.lab.recipes.TUNE_DEFAULTS`): set whenever one of the three changes."""
+    if not method:
+        return gr.skip(), gr.skip()
+    d = tune_defaults(kind, method, base or "")
+    return (
+        gr.Number(value=d.epochs),
+        gr.Dropdown(
+            choices=LEARNING_RATES,
+            value=form_number(d.lr),
+            info=recipe_info(kind, method, base or ""),
+        ),
     )
 
 
@@ -271,7 +312,7 @@ def _start_job(
         "base": resolve_base(base, kind),
         "method": method,
         "epochs": number(epochs, 0.1, 20, "Epochs"),
-        "lr": number(lr, 1e-6, 1e-2, "Learning rate", " Try 5e-5 (full) or 3e-4 (LoRA)."),
+        "lr": number(lr, 1e-6, 1e-2, "Learning rate", " " + lr_hint(kind, method, base)),
         "batch_size": int(number(batch_size, 1, 64, "Batch size")),
         "eval_every": int(number(eval_every, 1, 10_000, "Evaluate every N steps")),
         "score_base": True,  # the base model on the same test set: what tuning changed
@@ -280,8 +321,9 @@ def _start_job(
     most = manager.policy.most_steps(spec["batch_size"])  # multi-user mode: a size cap
     if steps or most:
         spec["max_steps"] = steps or most
-    if kind == "classify":  # as starter-spam: the Spam tab's trace then rises as spam appears
-        spec["prefix_weight"] = CLASSIFY_PREFIX_WEIGHT
+    # the recipe's other fields (last_n_blocks; for classify, the every-prefix loss as
+    # starter-spam: the Spam tab's trace then rises as spam appears)
+    spec = recipe_fields({**spec, "base": base}) | {"base": spec["base"]}
     upload_path = check_upload(upload, kind) if data == "upload" else None
     spec["data"] = str(upload_path) if upload_path else data
     if not upload_path and data != "bundled" and getattr(SOURCES.get(data), "kind", "") != kind:
@@ -315,6 +357,16 @@ def _start_job(
             f"({whose}) {'were' if n > 1 else 'was'} removed: {', '.join(manager.last_pruned)}."
         )
     return said, job_id  # the list adds its choice
+
+
+def lr_hint(kind: str, method: str, base: str) -> str:
+    """The learning rate to try, for the "Learning rate must be ..." message.
+
+    >>> lr_hint("classify", "full", "starter")
+    'Try 5e-4 (full on this base).'
+    """
+    d = tune_defaults(kind, method, base)
+    return f"Try {form_number(d.lr)} ({METHOD_WORDS.get(method, method)} on this base)."
 
 
 def estimate_text(job_id: str, record: dict[str, Any]) -> str:
@@ -604,15 +656,17 @@ def details(
     text = " · ".join(parts)
     test = {k: v for k, v in metrics.get("test", {}).items() if isinstance(v, int | float)}
     if test:
-        shown = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in list(test.items())[:4])
+        shown = ", ".join(
+            f"{k.removeprefix('test_').replace('_', ' ')} {v:.3f}"
+            for k, v in list(test.items())[:4]
+        )
         text += f"\n\nTest set: {shown}."
         text += base_change_text(metrics.get("test", {}))
         text += baseline_text(metrics.get("test", {}))
-    if status.spec.get("prefix_weight"):
-        text += (
-            f"\n\nThe train loss adds the every-prefix term (× {status.spec['prefix_weight']:g}),"
-            " so it sits above the val loss, which scores each message's last token only."
-        )
+    if status.state == "succeeded" and (said := advice(status.spec, metrics)) is not None:
+        text += f"\n\n**Weak result.** {esc(said.text())}"
+    if note := loss_note(metrics, status.spec.get("prefix_weight") or 0):
+        text += f"\n\n{note}"
     if status.model_path:
         text += (
             f"\n\nIts model is **job:{status.id}** in every model picker; "
@@ -691,26 +745,92 @@ CURVES = [  # (records, key, name, colour, plot column)
     ("evals", "val_loss", "val loss", "#e4572e", 1),
     ("evals", "val_accuracy", "val accuracy", "#2e8b57", 2),
 ]
+SMOOTH_POINTS = 20  # the train loss's moving average spans about 1/20 of the run
+
+
+def smooth(values: list[float], span: int | None = None) -> list[float]:
+    """An exponential moving average over `span` points (default: 1/`SMOOTH_POINTS` of them,
+    1 to 50), debiased so its first points are not pulled towards 0 (as TensorBoard does).
+
+    >>> smooth([1.0, 1.0, 1.0], 5), smooth([4.0, 0.0], 1)
+    ([1.0, 1.0, 1.0], [4.0, 0.0])
+    >>> [round(v, 3) for v in smooth([0.0, 6.0, 0.0, 6.0], 3)]
+    [0.0, 4.0, 1.714, 4.0]
+    """
+    span = span or min(50, max(1, len(values) // SMOOTH_POINTS))
+    beta = 1 - 2 / (span + 1)
+    out, avg, weight = [], 0.0, 0.0
+    for v in values:
+        avg, weight = beta * avg + (1 - beta) * v, beta * weight + (1 - beta)
+        out.append(avg / weight)
+    return out
+
+
+def curve_points(metrics: dict[str, Any]) -> dict[str, tuple[list[int], list[float]]]:
+    """(steps, values) of each curve in `CURVES`, by key: what the chart and its note read."""
+    out = {}
+    for rows, key, *_ in CURVES:
+        kept = [r for r in metrics.get(rows, []) if isinstance(r.get(key), int | float)]
+        out[key] = ([r["step"] for r in kept], [float(r[key]) for r in kept])
+    return out
+
+
+def loss_note(metrics: dict[str, Any], prefix_weight: float = 0.0) -> str:
+    """Where the train loss's smoothed line ends against the last val loss, in words: the two
+    numbers the chart draws last, and why they differ.
+
+    >>> m = {"steps": [{"step": s, "loss": 0.5} for s in range(1, 41)],
+    ...      "evals": [{"step": 40, "val_loss": 0.2}]}
+    >>> loss_note(m, 0.5).split(". ")[0]
+    'At step 40 the train loss (smoothed) is 0.500, above the val loss, 0.200'
+    """
+    points = curve_points(metrics)
+    (_, train), (val_steps, val) = points["loss"], points["val_loss"]
+    if not train or not val:
+        return ""
+    last = smooth(train)[-1]
+    side = "above" if last > val[-1] else "below"
+    text = (
+        f"At step {val_steps[-1]} the train loss (smoothed) is {last:.3f}, {side} the val loss, "
+        f"{val[-1]:.3f}."
+    )
+    if prefix_weight:
+        text += (
+            f" The train loss adds the every-prefix term (× {prefix_weight:g}) and the val loss "
+            "scores each message's last token only, so the two measure different things."
+        )
+    if side == "below":
+        text += " Below means the model fits its training examples better than unseen ones."
+    return text
 
 
 def curves(metrics: dict[str, Any]) -> go.Figure | None:
-    """Train and val loss (and val accuracy, for classifiers) against the step."""
+    """Train loss (each step as a faint point, and its smoothed line), val loss, and val accuracy
+    for classifiers, against the step."""
     if not metrics.get("steps") and not metrics.get("evals"):
         return None
-    points = {
-        key: [r for r in metrics.get(rows, []) if isinstance(r.get(key), int | float)]
-        for rows, key, *_ in CURVES
-    }
-    cols = 2 if points["val_accuracy"] else 1
+    points = curve_points(metrics)
+    cols = 2 if points["val_accuracy"][0] else 1
     fig = make_subplots(
         rows=1, cols=cols, subplot_titles=("Loss", "Accuracy")[:cols], horizontal_spacing=0.1
     )
     for _, key, name, colour, col in CURVES:
         if col <= cols:
-            mode = "lines" if key == "loss" else "lines+markers"
-            xs, ys = [r["step"] for r in points[key]], [r[key] for r in points[key]]
+            xs, ys = points[key]
             line = dict(color=colour, width=2)
-            fig.add_scatter(x=xs, y=ys, mode=mode, name=name, line=line, row=1, col=col)
+            if key == "loss":  # noisy per step: faint points under a moving average
+                fig.add_scatter(
+                    x=xs, y=ys, mode="markers", name=f"{name} (each step)", legendgroup=name,
+                    marker=dict(color=colour, size=3, opacity=0.25), row=1, col=col,
+                )  # fmt: skip
+                fig.add_scatter(
+                    x=xs, y=smooth(ys), mode="lines", name=f"{name} (smoothed)",
+                    legendgroup=name, line=line, row=1, col=col,
+                )  # fmt: skip
+            else:
+                fig.add_scatter(
+                    x=xs, y=ys, mode="lines+markers", name=name, line=line, row=1, col=col
+                )
             fig.update_xaxes(title_text="Step", row=1, col=col)
     fig.update_yaxes(title_text="Loss", row=1, col=1)
     if cols == 2:
@@ -786,7 +906,19 @@ def refresh(
         view.seen: key,
         view.timer: gr.Timer(active=any(s.active for s in jobs)),
         view.log: log,
-        **{b: gr.Button(interactive=allowed) for b in view.commands},
+        **{b: gr.Button(interactive=allowed) for b in view.commands[1:]},
+        **command_looks(view, allowed, job is not None and job.active),
+    }
+
+
+def command_looks(view: JobsView, allowed: bool, active: bool) -> dict[Any, Any]:
+    """Cancel's update: enabled when the viewer may change the job (`allowed`), and red
+    (variant "stop") only while it is queued or running (`active`); grey otherwise."""
+    if not view.commands:
+        return {}
+    red = allowed and active
+    return {
+        view.commands[0]: gr.Button(interactive=allowed, variant="stop" if red else "secondary")
     }
 
 
@@ -853,6 +985,8 @@ def job_form() -> JobForm:
     advanced settings."""
     first_kind = KINDS[0][1]
     bases = base_choices(first_kind)
+    first_base = bases[0][1] if bases else ""
+    recipe = tune_defaults(first_kind, "full", first_base)
     with gr.Group():
         with gr.Row():
             kind = named_errors(dropdown(KINDS, first_kind, "Kind", "job-kind"))
@@ -872,17 +1006,17 @@ def job_form() -> JobForm:
                 file_types=[".txt", ".tsv", ".csv", ".json", ".jsonl"],
                 type="filepath",
                 elem_id="job-upload",
-                height=120,
+                height=170,  # the drop icon clears the label chip
                 scale=1,
             )
         with gr.Row():
             epochs = number_input(
-                value=1, step=0.5, label="Epochs", info="0.1 to 20 passes over the training split",
-                elem_id="job-epochs",
+                value=recipe.epochs, step=0.5, label="Epochs", elem_id="job-epochs",
+                info="0.1 to 20 passes over the training split; set for the method and base",
             )  # fmt: skip
             lr = dropdown(
-                LEARNING_RATES, "5e-5", "Learning rate", "job-lr", allow_custom_value=True,
-                info="1e-6 to 1e-2; pick one or type a value like 2e-4",
+                LEARNING_RATES, form_number(recipe.lr), "Learning rate", "job-lr",
+                allow_custom_value=True, info=recipe_info(first_kind, "full", first_base),
             )  # fmt: skip
         with gr.Accordion("Advanced", open=False, elem_id="job-advanced"), gr.Row():
             batch_size, max_steps, eval_every = (
@@ -931,14 +1065,14 @@ def build(
             value=job_rows([]), headers=COLUMNS, interactive=False, visible=False,
             elem_id="job-table", wrap=True,
         )  # fmt: skip
+        picked = dropdown(  # its own row: a job's label ("<id> · classify · succeeded") fits
+            [], None, "Selected job", "job-picked", allow_custom_value=True
+        )
         with gr.Row(equal_height=True):
-            picked = dropdown(
-                [], None, "Selected job", "job-picked", allow_custom_value=True, scale=3
-            )
             cancel, resume, delete, use, refresh_btn = (
                 gr.Button(label, elem_id=f"job-{name}", scale=scale, **kw)
                 for name, label, scale, kw in (
-                    ("cancel", "Cancel", 1, {"variant": "stop"}),
+                    ("cancel", "Cancel", 1, {"variant": "secondary"}),  # red while it runs
                     ("resume", "Resume", 1, {}),
                     ("delete", "Delete", 1, {}),
                     ("use", "Open in other tabs", 2, {}),
@@ -993,6 +1127,11 @@ def build(
         event.then(do_refresh, watch, view.outputs(), **QUIET)
 
     form.kind.change(on_kind, form.kind, [form.base, form.data], api_visibility="private")
+    for box in (form.kind, form.method, form.base):  # epochs and lr that work for the three
+        box.change(
+            on_recipe, [form.kind, form.method, form.base], [form.epochs, form.lr],
+            api_visibility="private", queue=False,
+        )  # fmt: skip
     private = dict(api_visibility="private", queue=False)
     form.upload.upload(lambda: "upload", None, form.data, **private)
     for box, choices in ((form.base, base_choices), (form.data, data_choices)):  # fresh choices:

@@ -12,6 +12,9 @@
 as on Spaces, else `./jobs`; see `gpt.lab.paths`) is where jobs live. Without `--wait` the job
 goes on after this command exits; the next `list` shows its progress. A refused request (bad
 spec or data, unknown job, a full queue, the disk quota) prints `error: ...` and exits with 2.
+`submit` fills what it is not given (method, epochs, lr, for classify the prefix loss) from
+`gpt.lab.recipes.TUNE_DEFAULTS`, as the Fine-tune tab does; `show` says what to try when a
+finished job's result is weak (`gpt.lab.recipes.advice`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 from gpt.jobs.manager import JobError, JobManager, JobStatus
 from gpt.lab.paths import JOBS_DIR_ENV, storage_paths
+from gpt.lab.recipes import advice, with_tune_defaults
 
 # Spec fields with their own flag; any other RunSpec field goes through --set KEY=VALUE.
 _FLAGS: list[tuple[str, type, str]] = [
@@ -122,7 +126,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         spec[key.strip().replace("-", "_")] = value
     if "kind" not in spec:
         raise JobError("a job needs --kind (lm, classify or instruct) or a --spec file")
-    return spec
+    return with_tune_defaults(spec)
 
 
 def _line(s: JobStatus) -> str:
@@ -189,10 +193,15 @@ def cmd_show(jobs: JobManager, args: argparse.Namespace) -> None:
         if value := getattr(s, key):
             print(f"  {key}: {value}")
     for e in metrics["evals"][-3:]:
-        print("  eval " + ", ".join(f"{k}={_num(v)}" for k, v in e.items() if not isinstance(v, list)))
+        print(
+            "  eval " + ", ".join(f"{k}={_num(v)}" for k, v in e.items() if not isinstance(v, list))
+        )
     if metrics["test"]:
         test = {k: v for k, v in metrics["test"].items() if not isinstance(v, (list, dict))}
         print("  test " + ", ".join(f"{k}={_num(v)}" for k, v in test.items()))
+    if s.state == "succeeded" and (said := advice(s.spec, metrics)) is not None:
+        print(f"  weak result: {said.problem}")
+        print("  try: " + "; ".join(said.tries))
     if args.log and (log := jobs.log(args.job_id)):
         print("  log:\n" + "\n".join(f"    {line}" for line in log.splitlines()))
 

@@ -15,6 +15,11 @@ beside the repository and never copied into it.
 
 Each model is saved as bfloat16 safetensors (halving the size of the repository) with a model
 card, `card.json`: data, steps, wall time and test metrics measured on the saved weights.
+
+Also here, the recipes a learner starts from: `TUNE_DEFAULTS`, the epochs and learning rate each
+fine-tuning method gets for a family of base models (the Fine-tune tab and `python -m gpt jobs
+submit` use them when no value is given; `bench/bench_defaults.py` measures them), and `advice`,
+what to try when a finished job's result is weak.
 """
 
 from __future__ import annotations
@@ -335,3 +340,230 @@ def untuned_score(model_dir: Path, spec: RunSpec) -> dict[str, Any]:
     examples = gdata.read_instructions(BUNDLED["instruct"]["test"])[: spec.eval_samples]
     preds = [answer(model, tok, ex, spec.max_new_tokens) for ex in examples]
     return {f"test_{k}": v for k, v in response_scores(preds, [e.output for e in examples]).items()}
+
+
+# --- the defaults a learner starts from, and advice when a result is weak -----------------------
+
+CLASSIFY_PREFIX_WEIGHT = 0.5  # classify jobs learn from every prefix too (loop.ClassifyTask)
+WEAK_MARGIN = 0.1  # a result within this of its trivial baseline is weak
+GOAL_BALANCED = 0.90  # what the classify defaults reach on the bundled and the real SMS data
+METHOD_WORDS = {"full": "full", "last_blocks": "last blocks", "lora": "LoRA", "head": "head"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneDefaults:
+    """Epochs and learning rate that one method gets by default, and why.
+
+    `extra` holds any other `RunSpec` fields the recipe needs (e.g. `last_n_blocks`).
+    """
+
+    epochs: float
+    lr: float
+    why: str = ""
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        """The `RunSpec` fields this recipe sets."""
+        return {"epochs": self.epochs, "lr": self.lr, **dict(self.extra)}
+
+
+def base_family(base: str) -> str:
+    """Which column of `TUNE_DEFAULTS` a base model reads: "gpt2" for OpenAI's GPT-2 sizes and
+    hub models (pretrained at scale: small steps), "small" for everything else (the starter
+    models, their jobs, presets and folders: a few MB trained here, which need larger steps).
+
+    >>> base_family("gpt2-medium"), base_family("starter"), base_family("job:20260101-abc")
+    ('gpt2', 'small', 'small')
+    """
+    from gpt.config import HUB_IDS
+    from gpt.lab.hub import parse_hub_id
+
+    text = str(base or "").strip()
+    if text in HUB_IDS or (not text.startswith(("job:", "preset:", "/", ".")) and "/" in text
+                           and parse_hub_id(text) is not None):  # fmt: skip
+        return "gpt2"
+    return "small"
+
+
+# (family, kind, method) -> defaults. The "small" classify rows are measured by
+# bench/bench_defaults.py (results in bench/results/defaults.json): each reaches balanced
+# accuracy >= 0.90 on the bundled SMS data and on the real SMS half from `starter`. The "gpt2"
+# rows follow LLMs-from-scratch (ch. 6 and appendix E: lr 5e-5, a few epochs) and are not
+# measured here (no GPT-2 weights offline).
+_SMALL_CLASSIFY = {
+    "full": TuneDefaults(2, 5e-4, "every weight moves"),
+    "last_blocks": TuneDefaults(
+        3,
+        2e-3,
+        "the last 2 blocks + head train on a frozen trunk: larger steps, more epochs",
+        (("last_n_blocks", 2),),
+    ),
+    "lora": TuneDefaults(3, 3e-3, "low-rank adapters start at zero: they need a large lr"),
+}
+_SMALL_TEXT = {  # lm and instruct from a small model (starter-chat: full, lr 5e-4)
+    "full": TuneDefaults(2, 5e-4, "as starter-chat was tuned"),
+    "last_blocks": TuneDefaults(2, 1e-3, "fewer weights train: a larger lr"),
+    "lora": TuneDefaults(2, 2e-3, "low-rank adapters start at zero: they need a large lr"),
+}
+_GPT2 = {
+    "full": TuneDefaults(1, 5e-5, "GPT-2 is pretrained at scale: small steps keep what it knows"),
+    "last_blocks": TuneDefaults(3, 5e-5, "LLMs-from-scratch ch. 6: last block + head, lr 5e-5"),
+    "lora": TuneDefaults(2, 3e-4, "LoRA on GPT-2: adapters need a larger lr than full tuning"),
+}
+TUNE_DEFAULTS: dict[tuple[str, str, str], TuneDefaults] = {
+    **{("small", "classify", m): d for m, d in _SMALL_CLASSIFY.items()},
+    **{("small", k, m): d for k in ("lm", "instruct") for m, d in _SMALL_TEXT.items()},
+    **{("gpt2", k, m): d for k in ("lm", "classify", "instruct") for m, d in _GPT2.items()},
+}
+
+
+def tune_defaults(kind: str, method: str, base: str) -> TuneDefaults:
+    """The epochs and lr a `kind` job tuning `base` with `method` starts from.
+
+    >>> d = tune_defaults("classify", "lora", "starter"); (d.epochs, d.lr)
+    (3, 0.003)
+    >>> tune_defaults("classify", "full", "gpt2").lr
+    5e-05
+    """
+    family = base_family(base)
+    method = method if (family, kind, method) in TUNE_DEFAULTS else "full"
+    return TUNE_DEFAULTS.get((family, kind, method), TUNE_DEFAULTS[(family, "lm", "full")])
+
+
+def with_tune_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` (a job's RunSpec fields) with what it leaves out filled from `TUNE_DEFAULTS`:
+    the method (full), its epochs, lr and extras, and for classify the prefix loss.
+
+    >>> with_tune_defaults({"kind": "classify", "method": "last_blocks", "epochs": 1})["lr"]
+    0.002
+    """
+    out = dict(spec)
+    kind, method = out.get("kind", "lm"), out.setdefault("method", "full")
+    if "max_steps" in out and "epochs" not in out:
+        out["epochs"] = 1.0  # max_steps decides; only the lr is the recipe's
+    for key, value in tune_defaults(kind, method, out.get("base", "starter")).fields().items():
+        out.setdefault(key, value)
+    if kind == "classify":
+        out.setdefault("prefix_weight", CLASSIFY_PREFIX_WEIGHT)
+    return out
+
+
+def form_number(x: float) -> str:
+    """A number as the form writes it.
+
+    >>> form_number(3.0), form_number(2.5), form_number(0.0005), form_number(2e-3), form_number(0.05)
+    ('3', '2.5', '5e-4', '2e-3', '0.05')
+    """
+    if x == int(x):
+        return str(int(x))
+    if abs(x) >= 0.01:
+        return f"{x:g}"
+    mantissa, exp = f"{x:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+
+
+def _balanced(test: dict[str, Any]) -> float | None:
+    """A classifier's balanced accuracy: its own metric, else from its confusion matrix."""
+    value = test.get("test_balanced_accuracy")
+    if isinstance(value, int | float):
+        return float(value)
+    cm = test.get("test_confusion_matrix")
+    if isinstance(cm, list) and cm and all(isinstance(r, list) for r in cm):
+        recalls = [r[i] / sum(r) for i, r in enumerate(cm) if sum(r)]
+        return sum(recalls) / len(recalls) if recalls else None
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Advice:
+    """Why a finished job's result is weak (`problem`) and what to try next (`tries`)."""
+
+    problem: str
+    tries: list[str]
+
+    def text(self) -> str:
+        """One line: the problem, then each thing to try."""
+        return f"{self.problem} Try: {'; '.join(self.tries)}."
+
+
+def advice(spec: dict[str, Any], metrics: dict[str, Any]) -> Advice | None:
+    """What to try when a finished job's result is weak, or None when it is not (or not known).
+
+    A classifier is weak when its test balanced accuracy is within `WEAK_MARGIN` of always
+    answering the commoner label (0.5), and short when below `GOAL_BALANCED`, which the
+    defaults reach; a language or instruction model when its val loss did not fall.
+
+    >>> spec = {"kind": "classify", "base": "starter", "method": "last_blocks", "epochs": 1,
+    ...         "lr": 5e-5}
+    >>> said = advice(spec, {"test": {"test_balanced_accuracy": 0.58}})
+    >>> print(said.problem)
+    Balanced accuracy 0.58 is within 0.1 of the 0.50 that always answering one label gets.
+    >>> said.tries[:3]
+    ['more epochs: 3', 'learning rate 2e-3 for last blocks', 'method full (2 epochs, lr 5e-4)']
+    """
+    kind, method = spec.get("kind", "lm"), spec.get("method", "full")
+    base = str(spec.get("base", "starter"))
+    recipe = tune_defaults(kind, method, base)
+    epochs, lr = float(spec.get("epochs") or 0), float(spec.get("lr") or 0)
+    tries: list[str] = []
+    if kind == "classify":
+        balanced = _balanced(metrics.get("test") or {})
+        if balanced is None or balanced >= GOAL_BALANCED:
+            return None
+        if balanced < 0.5 + WEAK_MARGIN:
+            problem = (
+                f"Balanced accuracy {balanced:.2f} is within {WEAK_MARGIN:g} of the 0.50 that "
+                "always answering one label gets."
+            )
+        else:
+            problem = (
+                f"Balanced accuracy {balanced:.2f} is below the {GOAL_BALANCED:.2f} the "
+                "defaults reach."
+            )
+        if spec.get("max_steps"):
+            tries.append(f"max steps 0, so the epochs decide (it stopped at {spec['max_steps']})")
+        if epochs < recipe.epochs:
+            tries.append(f"more epochs: {form_number(recipe.epochs)}")
+        elif balanced < 0.5 + WEAK_MARGIN or lr >= recipe.lr:
+            tries.append(f"more epochs: {form_number(max(epochs + 1, epochs * 2))}")
+        if not 0.5 * recipe.lr <= lr <= 2 * recipe.lr:
+            tries.append(f"learning rate {form_number(recipe.lr)} for {METHOD_WORDS[method]}")
+        if method != "full":
+            full = tune_defaults(kind, "full", base)
+            tries.append(
+                f"method full ({form_number(full.epochs)} epochs, lr {form_number(full.lr)})"
+            )
+        if base_family(base) == "small" and base != "starter-spam":
+            tries.append(
+                "base starter-spam, made by starter-spam's recipe (`starter_spam` here: starter "
+                "adapted to SMS text as a language model first, then tuned with the prefix loss)"
+            )
+        return Advice(problem, tries)
+    losses = [
+        e["val_loss"]
+        for e in metrics.get("evals", [])
+        if isinstance(e.get("val_loss"), int | float)
+    ]
+    if len(losses) < 2 or losses[-1] < losses[0] - 1e-3:
+        return None
+    if min(losses) < losses[0] - 1e-3:  # it fell, then rose: it learned the training set by heart
+        problem = (
+            f"Val loss fell to {min(losses):.3f}, then rose to {losses[-1]:.3f}: the model "
+            "began to memorise the training text."
+        )
+        tries = [f"fewer epochs: {form_number(max(0.5, epochs / 2))}"]
+        if lr > recipe.lr:
+            tries.append(f"learning rate {form_number(recipe.lr)} for {METHOD_WORDS[method]}")
+    else:
+        problem = f"Val loss did not fall ({losses[0]:.3f} → {losses[-1]:.3f})."
+        if lr > 2 * recipe.lr:
+            tries = [
+                f"a smaller learning rate: {form_number(recipe.lr)} for {METHOD_WORDS[method]}"
+            ]
+        else:
+            tries = [
+                f"learning rate {form_number(max(recipe.lr, lr * 3))} for {METHOD_WORDS[method]}"
+            ]
+        if epochs < recipe.epochs:
+            tries.append(f"more epochs: {form_number(recipe.epochs)}")
+    return Advice(problem, tries)
