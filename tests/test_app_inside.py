@@ -108,7 +108,7 @@ def test_ablate_changes_loss_as_the_core_does(client):
     got = torch.tensor([float(r["loss_after"]) for r in rows])
     torch.testing.assert_close(got, expected.after.surprisal, atol=1e-5, rtol=1e-5)
     assert data["heads"] == {"0": [1], "1": [0]} and data["mode"] == "mean"
-    assert "Heads 0.1, 1.0 replaced by their mean" in note
+    assert "Heads L0H1, L1H0 replaced by their mean" in note
     assert "intact vs ablated" in nxt["plot"] and "Per-token loss change" in loss["plot"]
 
 
