@@ -354,3 +354,17 @@ def test_a_job_trains_on_the_device_it_inherits_and_a_bad_one_fails_it_clearly(m
     assert bad.state == "failed" and "unknown device 'tpu' ($GPT2LAB_DEVICE)" in bad.error
     assert good.state == "succeeded", (good.error, log)
     assert "training on CPU (1 thread)" in log
+
+
+@pytest.mark.slow  # builds two optimizers and trunk plans (~2 s on first use)
+def test_training_keeps_a_model_already_off_the_cpu_where_it_is(monkeypatch):
+    """A model on the CPU goes where `choose_device` says; one the caller put on an accelerator
+    stays there ("meta" stands in for the accelerator)."""
+    from gpt.train.loop import Trainer
+
+    data = [(torch.arange(16), torch.arange(1, 17))] * 8
+    cfg = TrainConfig(max_steps=1, batch_size=4)
+    placed = GPT(TINY).to("meta")
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert Trainer(placed, LMTask(), data, None, cfg).device == torch.device("meta")
+    assert Trainer(GPT(TINY), LMTask(), data, None, cfg).device == torch.device("cpu")

@@ -617,7 +617,8 @@ class Trainer:
         if len(train_data) == 0:
             raise ValueError("no training examples")
         self.rank, self.world = _distributed()
-        self.device = choose_device(device)
+        placed = device_of(model)  # a model already on an accelerator stays there
+        self.device = choose_device(device) if device or placed.type == "cpu" else placed
         model.to(self.device)  # before the optimizer, the trunk cache and a resume read it
         if self.world > 1 and cfg.batch_size % self.world:
             raise ValueError(f"batch_size {cfg.batch_size} must divide by world size {self.world}")
@@ -844,8 +845,9 @@ def fit(
     lengths (`_epoch_batches`). A "note" event says whether the cache is used. Under
     torchrun each micro-batch is shared among the ranks (`split_rows`).
 
-    The model is moved to `device` (default: `gpt.device.choose_device()`, so CUDA, then MPS,
-    then the CPU, unless `$GPT2LAB_DEVICE` says otherwise) and stays there; the tasks move each
+    The model is moved to `device` (default: a model on the CPU goes to
+    `gpt.device.choose_device()`, so CUDA, then MPS, then the CPU unless `$GPT2LAB_DEVICE` says
+    otherwise; one already on a GPU stays on it) and stays there; the tasks move each
     batch to it, and on CUDA the training forward runs under bf16 autocast
     (`gpt.device.autocast`). Evaluation runs in float32.
     """
