@@ -218,7 +218,7 @@ def on_device(batch: Sequence[torch.Tensor], model: nn.Module) -> tuple[torch.Te
     device(type='cpu')
     """
     device = device_of(model)
-    return tuple(t.to(device, non_blocking=True) for t in batch)
+    return tuple(t.to(device) for t in batch)
 
 
 def stack_fields(examples: list) -> tuple[torch.Tensor, ...]:
