@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from gpt import device as gdevice
 from gpt import inside, walk
+from gpt.checkpoint import UntiedGPT
 from gpt.classifier import GPTClassifier
 from gpt.config import PRESETS
 from gpt.device import DEVICE_ENV, DeviceError, autocast, choose_device, device_of, running_on
@@ -150,7 +151,8 @@ def models():
     torch.manual_seed(0)
     lm = GPT(TINY).eval()
     clf = GPTClassifier(GPT(TINY), 2).eval()
-    return lm, clf
+    untied = UntiedGPT(TINY).eval()  # a hub fine-tune's own lm_head
+    return lm, clf, untied
 
 
 VIEWS = {  # name -> (model index, call)
@@ -173,6 +175,9 @@ VIEWS = {  # name -> (model index, call)
     "classifier_occlusion": (1, lambda m: inside.occlusion(m, IDS)),
     "classifier_patch": (1, lambda m: inside.patch(m, IDS, [3, 1, 4, 1, 5, 9, 2, 7], 1)),
     "classifier_trace": (1, lambda m: walk.trace(m, IDS)),
+    "untied_lens_fast": (2, lambda m: inside.logit_lens(m, IDS, target="top", fast=True)),
+    "untied_generate": (2, lambda m: generate_ids(m, IDS, SamplingConfig(max_new_tokens=4, seed=2))),
+    "untied_trace": (2, lambda m: walk.trace(m, IDS)),
 }
 
 
