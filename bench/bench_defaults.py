@@ -23,6 +23,7 @@ Writes bench/results/defaults.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, print_table, save  # noqa: E402
+from bench.common import RESULTS, machine, print_table, save  # noqa: E402
 from gpt.lab.recipes import GOAL_BALANCED, with_tune_defaults  # noqa: E402
 from gpt.lab.runs import REAL_SMS, RunSpec, run  # noqa: E402
 
@@ -94,10 +95,24 @@ def main() -> None:
             for r in results
         ],
     )  # fmt: skip
-    save(
-        "defaults",
-        {"machine": machine(), "base": args.base, "goal": GOAL_BALANCED, "runs": results},
-    )
+    runs = merged(results, args.base)
+    save("defaults", {"base": args.base, "goal": GOAL_BALANCED, "runs": runs})
+
+
+def merged(results: list[dict], base: str) -> list[dict]:
+    """These runs, and the earlier file's runs of the other methods or datasets that still use
+    today's defaults (so methods and datasets can be measured in separate invocations)."""
+    path = RESULTS / "defaults.json"
+    old = json.loads(path.read_text())["runs"] if path.is_file() else []
+    done = {(r["method"], r["data"]) for r in results}
+    kept = []
+    for r in old:
+        spec = tab_spec(r["method"], DATASETS[r["data"]], base)
+        same = (r["epochs"], r["lr"]) == (spec.epochs, spec.lr)
+        if (r["method"], r["data"]) not in done and same:
+            kept.append(r)
+    order = {m: i for i, m in enumerate(["full", "last_blocks", "lora"])}
+    return sorted(kept + results, key=lambda r: (order.get(r["method"], 9), r["data"]))
 
 
 if __name__ == "__main__":

@@ -391,14 +391,11 @@ def base_family(base: str) -> str:
 # rows follow LLMs-from-scratch (ch. 6 and appendix E: lr 5e-5, a few epochs) and are not
 # measured here (no GPT-2 weights offline).
 _SMALL_CLASSIFY = {
-    "full": TuneDefaults(2, 5e-4, "every weight moves"),
+    "full": TuneDefaults(2, 5e-4, "every weight moves, the embeddings too"),
     "last_blocks": TuneDefaults(
-        3,
-        2e-3,
-        "the last 2 blocks + head train on a frozen trunk: larger steps, more epochs",
-        (("last_n_blocks", 2),),
+        3, 1e-3, "the last block + head train on a frozen trunk: larger steps, more epochs"
     ),
-    "lora": TuneDefaults(3, 3e-3, "low-rank adapters start at zero: they need a large lr"),
+    "lora": TuneDefaults(3, 1e-3, "low-rank adapters start at zero: a larger lr than full"),
 }
 _SMALL_TEXT = {  # lm and instruct from a small model (starter-chat: full, lr 5e-4)
     "full": TuneDefaults(2, 5e-4, "as starter-chat was tuned"),
@@ -421,7 +418,7 @@ def tune_defaults(kind: str, method: str, base: str) -> TuneDefaults:
     """The epochs and lr a `kind` job tuning `base` with `method` starts from.
 
     >>> d = tune_defaults("classify", "lora", "starter"); (d.epochs, d.lr)
-    (3, 0.003)
+    (3, 0.001)
     >>> tune_defaults("classify", "full", "gpt2").lr
     5e-05
     """
@@ -435,7 +432,7 @@ def with_tune_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     the method (full), its epochs, lr and extras, and for classify the prefix loss.
 
     >>> with_tune_defaults({"kind": "classify", "method": "last_blocks", "epochs": 1})["lr"]
-    0.002
+    0.001
     """
     out = dict(spec)
     kind, method = out.get("kind", "lm"), out.setdefault("method", "full")
@@ -499,7 +496,7 @@ def advice(spec: dict[str, Any], metrics: dict[str, Any]) -> Advice | None:
     >>> print(said.problem)
     Balanced accuracy 0.58 is within 0.1 of the 0.50 that always answering one label gets.
     >>> said.tries[:3]
-    ['more epochs: 3', 'learning rate 2e-3 for last blocks', 'method full (2 epochs, lr 5e-4)']
+    ['more epochs: 3', 'learning rate 1e-3 for last blocks', 'method full (2 epochs, lr 5e-4)']
     """
     kind, method = spec.get("kind", "lm"), spec.get("method", "full")
     base = str(spec.get("base", "starter"))
