@@ -782,17 +782,17 @@ def loss_note(metrics: dict[str, Any], prefix_weight: float = 0.0) -> str:
     >>> m = {"steps": [{"step": s, "loss": 0.5} for s in range(1, 41)],
     ...      "evals": [{"step": 40, "val_loss": 0.2}]}
     >>> loss_note(m, 0.5).split(". ")[0]
-    'At step 40 the train loss (smoothed) is 0.500, above the val loss, 0.200'
+    "The train loss's smoothed line ends at 0.500 (step 40), above the last val loss, 0.200 (step 40)"
     """
     points = curve_points(metrics)
-    (_, train), (val_steps, val) = points["loss"], points["val_loss"]
+    (train_steps, train), (val_steps, val) = points["loss"], points["val_loss"]
     if not train or not val:
         return ""
     last = smooth(train)[-1]
     side = "above" if last > val[-1] else "below"
     text = (
-        f"At step {val_steps[-1]} the train loss (smoothed) is {last:.3f}, {side} the val loss, "
-        f"{val[-1]:.3f}."
+        f"The train loss's smoothed line ends at {last:.3f} (step {train_steps[-1]}), {side} "
+        f"the last val loss, {val[-1]:.3f} (step {val_steps[-1]})."
     )
     if prefix_weight:
         text += (

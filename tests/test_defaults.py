@@ -167,7 +167,7 @@ def test_the_loss_note_reads_the_numbers_the_chart_draws(train, val, side):
     drawn = {t.name: t for t in fig.data}
     last_train, last_val = drawn["train loss (smoothed)"].y[-1], drawn["val loss"].y[-1]
     note = page.loss_note(metrics, 0.5)
-    assert f"{side} the val loss" in note
+    assert f"{side} the last val loss" in note
     assert f"{last_train:.3f}" in note and f"{last_val:.3f}" in note
     assert (last_train > last_val) == (side == "above")
 
