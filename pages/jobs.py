@@ -153,7 +153,7 @@ def recipe_info(kind: str, method: str, base: str) -> str:
     """The learning rate box's note: where its default comes from (`gpt.lab.recipes`).
 
     >>> recipe_info("classify", "lora", "starter")
-    'LoRA on a small model: 3 epochs at 1e-3 (low-rank adapters start at zero: a larger lr than full). 1e-6 to 1e-2; pick one or type a value'
+    'LoRA on a small model: 3 epochs at 1e-3 (adapters start at zero: a larger lr than full; on real SMS full does better). 1e-6 to 1e-2; pick one or type a value'
     """
     d = tune_defaults(kind, method, base)
     family = "GPT-2" if base_family(base) == "gpt2" else "a small model"
