@@ -7,6 +7,7 @@ import functools
 import html
 import inspect
 import re
+import time
 from typing import Any
 
 import gradio as gr
@@ -104,7 +105,10 @@ def lens_figure(lens: inside.LogitLens, labels: list[str], decode) -> go.Figure:
     rows = layer_rows(L1)
     ids, probs = lens.top_ids.tolist(), lens.top_probs.tolist()  # plain lists: fast to index
     escaped = {i: html.escape(decode(i)) for i in set(lens.top_ids.flatten().tolist())}
-    reading = [f"reading {html.escape(label)!r} (#{t}):<br>" for t, label in enumerate(labels)]
+    reading = [
+        f"reading {html.escape(label)!r} (#{t}), top 5 next tokens:<br>"
+        for t, label in enumerate(labels)
+    ]
     hover = [
         [
             f"after {rows[r]}, {reading[t]}"
@@ -130,7 +134,9 @@ def lens_figure(lens: inside.LogitLens, labels: list[str], decode) -> go.Figure:
             zmin=0,
             zmax=1,
             colorbar=dict(title="P(top-1)", thickness=12),
-            hovertemplate="%{customdata}<extra>top 5 next tokens</extra>",
+            # all in one box (a trace name would sit in a tag of its own beside it, over cells)
+            hovertemplate="%{customdata}<extra></extra>",
+            hoverlabel=dict(align="left"),
         )
     )
     note = "" if show_text else " · hover (or zoom in) for the tokens"
@@ -694,13 +700,37 @@ def on_model_change(
     )
 
 
-def first_draw(view: str):
-    """`view` drawn on page load; with no model yet, nothing (the lens note says why)."""
+# (session, view) -> when the visitor last asked for that view (a click or Enter): a draw the page
+# started on its own before then must not land over theirs when it ends later.
+_asked: dict[tuple[str, str], float] = {}
 
-    def draw(*inputs: Any):
-        if default_registry().default(TASKS) is not None:
-            return VIEWS[view](*inputs)
-        return (model_note(TASKS), None, None, None) if view == "lens" else ("", "", None)
+
+def asked(view: str):
+    """The quick event beside a view's own triggers: notes when this visitor asked for it."""
+
+    def note(request: gr.Request | None = None) -> None:
+        if request is not None:
+            if len(_asked) > 10_000:  # sessions come and go: forget the oldest
+                _asked.clear()
+            _asked[(request.session_hash, view)] = time.monotonic()
+
+    return note
+
+
+def first_draw(view: str):
+    """`view` drawn on page load and on a model change; with no model yet, nothing (the lens
+    note says why). A draw the visitor asked for after this one started wins: this one then
+    changes nothing."""
+
+    def draw(*inputs: Any, request: gr.Request | None = None):
+        started = time.monotonic()
+        if default_registry().default(TASKS) is None:
+            return (model_note(TASKS), None, None, None) if view == "lens" else ("", "", None)
+        out = VIEWS[view](*inputs)
+        key = (request.session_hash, view) if request is not None else None
+        if key is not None and _asked.get(key, 0.0) > started:
+            return tuple(gr.skip() for _ in out)
+        return out
 
     return draw
 
@@ -847,15 +877,6 @@ def build(demo: gr.Blocks) -> Page:
                 [patch_note, patch_plot],
             ),
         }
-        for view, (triggers, inputs, outputs) in views.items():
-            triggers = [t.click if isinstance(t, gr.Button) else t.submit for t in triggers]
-            gr.on(triggers, VIEWS[view], inputs, [*outputs, shown[view]], api_name=view, **run)
-            # its numbers, written when asked (thousands of rows for the lens): the page's
-            # button exports the view shown; the API takes the view's inputs
-            button, files = numbers[view]
-            button.click(shown_numbers, shown[view], files, api_visibility="private", **run)
-            api_only = gr.Button(visible=False, elem_id=f"ins-{view}-numbers-api")
-            api_only.click(numbers_endpoint(view), inputs, files, api_name=f"{view}_numbers", **run)
         heads.input(
             lambda values: ", ".join(values or []),
             heads,
@@ -867,12 +888,27 @@ def build(demo: gr.Blocks) -> Page:
             [model, heads, text, patch_clean, patch_corrupt],
             [heads, style, heads_text, text, patch_clean, patch_corrupt],
         )
+        # The views drawn on their own (on page load, on a model change) give way to the
+        # visitor's own click or Enter (`first_draw`), which `asked` notes at once.
+        auto = ("lens", "surprisal")
         for start in (  # queued on a change: its warning (heads the new model lacks) needs it
             model.change(on_model_change, *fit, api_visibility="private"),
             demo.load(on_model_change, *fit, api_visibility="private", queue=False),
         ):
-            for view in ("lens", "surprisal"):  # drawn at once, one after the other
+            for view in auto:  # drawn at once, one after the other
                 _, inputs, outputs = views[view]
                 io = (inputs, [*outputs, shown[view]])
                 start = start.then(first_draw(view), *io, api_visibility="private", **run)
+        for view, (triggers, inputs, outputs) in views.items():
+            triggers = [t.click if isinstance(t, gr.Button) else t.submit for t in triggers]
+            gr.on(triggers, VIEWS[view], inputs, [*outputs, shown[view]], api_name=view, **run)
+            if view in auto:
+                gr.on(triggers, asked(view), None, None, api_visibility="private", queue=False,
+                      show_progress="hidden")  # fmt: skip
+            # its numbers, written when asked (thousands of rows for the lens): the page's
+            # button exports the view shown; the API takes the view's inputs
+            button, files = numbers[view]
+            button.click(shown_numbers, shown[view], files, api_visibility="private", **run)
+            api_only = gr.Button(visible=False, elem_id=f"ins-{view}-numbers-api")
+            api_only.click(numbers_endpoint(view), inputs, files, api_name=f"{view}_numbers", **run)
     return Page([Picker("Inside", TASKS, model)])

@@ -505,3 +505,27 @@ def test_a_finished_jobs_model_downloads_as_a_zip_transformers_loads(tmp_path):
         p_ours = torch.softmax(ours(ids).float(), -1)
         p_theirs = torch.softmax(theirs(ids).logits.float(), -1)
     torch.testing.assert_close(p_theirs, p_ours, atol=1e-5, rtol=1e-4)
+
+
+def test_a_draw_the_page_started_gives_way_to_the_visitors_own(monkeypatch):
+    """Inside's page-load draw of a view that ends after the visitor asked for the same view
+    (their click came while it ran) changes nothing, so it cannot land over theirs; one that no
+    click overtook is shown."""
+    from pages import inside
+
+    request = SimpleNamespace(session_hash="give-way")
+    clicked = {"now": False}
+
+    def slow_lens(*inputs):
+        if clicked["now"]:
+            inside.asked("lens")(request)  # the visitor's click arrives meanwhile
+        return ("note", "heat", "decide", "key")
+
+    monkeypatch.setitem(inside.VIEWS, "lens", slow_lens)
+    draw = inside.first_draw("lens")
+    assert draw("starter", "text", "", request=request) == ("note", "heat", "decide", "key")
+    clicked["now"] = True
+    assert draw("starter", "text", "", request=request) == tuple(gr.skip() for _ in range(4))
+    other = SimpleNamespace(session_hash="someone-else")
+    clicked["now"] = False
+    assert draw("starter", "text", "", request=other)[0] == "note"  # per visitor
