@@ -537,7 +537,7 @@ def advice(spec: dict[str, Any], metrics: dict[str, Any]) -> Advice | None:
             )
         if base_family(base) == "small" and base != "starter-spam":
             tries.append(
-                "base starter-spam, made by starter-spam's recipe (`starter_spam` here: starter "
+                "base starter-spam (its recipe, `starter_spam` in gpt/lab/recipes.py: starter "
                 "adapted to SMS text as a language model first, then tuned with the prefix loss)"
             )
         return Advice(problem, tries)
