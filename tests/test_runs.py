@@ -181,3 +181,16 @@ def test_spec_and_loop_share_one_set_of_training_defaults(kind):
     # what the CLI, the jobs and the one-click runs train with when they do not say
     spec = RunSpec(kind=kind)
     assert (spec.lr, spec.seed, spec.checkpoint_minutes, spec.batch_size) == (5e-5, 123, 5.0, 8)
+
+
+def test_prepare_puts_the_model_on_the_training_device(byte_tok, spam_tsv, monkeypatch):
+    """The time estimate and the base model's score run where training will (a GPU when there
+    is one), not on the CPU before `fit` moves the model: `prepare` moves it to
+    `choose_device()` (here "meta" stands in for a GPU)."""
+    import torch
+
+    from gpt.lab import runs
+
+    monkeypatch.setattr(runs, "choose_device", lambda: torch.device("meta"))
+    prep = runs.prepare(tiny_spec("classify", byte_tok, spam_tsv))
+    assert {p.device.type for p in prep.model.parameters()} == {"meta"}

@@ -29,6 +29,7 @@ import torch.nn as nn
 from gpt.checkpoint import read_json, save_checkpoint
 from gpt.classifier import GPTClassifier
 from gpt.config import unknown_fields
+from gpt.device import choose_device
 from gpt.model import GPT
 from gpt.sampling import generate
 from gpt.train import data as gdata
@@ -364,6 +365,8 @@ def prepare(spec: RunSpec) -> Prepared:
     data = load_run_data(spec, tok, context)
     cfg = spec.train_config()
     trainable = prepare_model(model, cfg)
+    # on the device training will use, before the time estimate and the base model's score
+    model.to(choose_device())
     return Prepared(model, tok, data, cfg, make_task(spec, data.collate), list(trainable))
 
 

@@ -233,6 +233,7 @@ def _timed_costs(
         for m in split.frozen_modules(body):
             m.eval()
         ids = collate([data[i] for i in around_median(GROUP if cached else len(rows))])[0]
+        ids = ids.to(body.device)  # the trunk runs where the model is
         with torch.no_grad():
             trunk_s = _seconds(lambda: split.trunk(body, ids), repeats) / ids.numel()
         net = TrunkCache(model, split, data, collate, lengths, group=len(rows))
