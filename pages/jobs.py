@@ -906,8 +906,8 @@ def refresh(
         view.seen: key,
         view.timer: gr.Timer(active=any(s.active for s in jobs)),
         view.log: log,
+        **command_looks(view, allowed, job is not None and job.active),  # Cancel first
         **{b: gr.Button(interactive=allowed) for b in view.commands[1:]},
-        **command_looks(view, allowed, job is not None and job.active),
     }
 
 
