@@ -992,7 +992,7 @@ def job_form() -> JobForm:
             kind = named_errors(dropdown(KINDS, first_kind, "Kind", "job-kind"))
             base = dropdown(
                 bases, bases[0][1] if bases else None, "Base model", "job-base",
-                allow_custom_value=True,  # finished jobs appear at run time
+                allow_custom_value=True, scale=2,  # finished jobs appear at run time; long labels
             )  # fmt: skip
             method = named_errors(dropdown(METHODS, "full", "Method", "job-method"))
         model_card_box(base, "job-base-card", "About the base model")
