@@ -216,6 +216,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         if not args.out:
             raise ValueError("give --out DIR (or --resume DIR)")
         fields = {k: v for k, v in vars(args).items() if k in _SPEC_ARGS and v is not None}
+        if args.kind == "classify" and fields.get("method", "full") != "head":
+            from gpt.lab.recipes import with_tune_defaults  # the Fine-tune tab's defaults
+
+            fields = with_tune_defaults({"kind": "classify", **fields})
+            fields.pop("kind")
         spec = RunSpec(kind=args.kind, **fields)
         out = Path(args.out)
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 reports

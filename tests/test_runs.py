@@ -194,3 +194,19 @@ def test_prepare_puts_the_model_on_the_training_device(byte_tok, spam_tsv, monke
     monkeypatch.setattr(runs, "choose_device", lambda: torch.device("meta"))
     prep = runs.prepare(tiny_spec("classify", byte_tok, spam_tsv))
     assert {p.device.type for p in prep.model.parameters()} == {"meta"}
+
+
+@pytest.mark.parametrize("method", ["last_blocks", "lora"])
+def test_cli_train_classify_takes_the_fine_tune_tabs_defaults(tmp_path, byte_tok, spam_tsv, method):
+    """`python -m gpt train classify` without --epochs/--lr trains with the Fine-tune tab's
+    defaults for the method (gpt.lab.recipes), not the loop's generic ones; given values win."""
+    from gpt.lab.recipes import tune_defaults
+
+    common = ["train", "classify", "--base", "preset:tiny", "--tokenizer", str(byte_tok),
+              "--data", str(spam_tsv), "--max-steps", "1", "--quiet", "--method", method]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    spec = json.loads((tmp_path / "a" / "spec.json").read_text())
+    want = tune_defaults("classify", method, "preset:tiny")
+    assert (spec["lr"], spec["method"]) == (want.lr, method)
+    assert main([*common, "--out", str(tmp_path / "b"), "--lr", "0.0123"]) == 0
+    assert json.loads((tmp_path / "b" / "spec.json").read_text())["lr"] == 0.0123

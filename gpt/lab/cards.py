@@ -375,7 +375,7 @@ def _training(record: dict[str, Any]) -> str | None:
         parts.append(f"{method.replace('_', ' ')} fine-tuning of {base}")
     epochs, steps = _num(spec.get("epochs")), _int(record.get("steps"))
     if epochs is not None and not spec.get("max_steps"):
-        parts.append(f"{epochs:g} epochs")
+        parts.append(f"{epochs:g} epoch{'' if epochs == 1 else 's'}")
     if steps:
         parts.append(f"{steps:,} steps")
     if (tokens := _int(record.get("tokens_seen"))) is not None:
