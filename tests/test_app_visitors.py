@@ -188,7 +188,10 @@ def test_a_second_visitor_in_the_browser(page, app_url, tsv):
     for name in ("cancel", "resume", "delete"):  # A's job: B's buttons are off
         page.wait_for_selector(f"#job-{name}:disabled")
     page.locator("#job-cancel").click(force=True)  # a click does nothing
-    assert a.jobs()[a_job]["State"] in ("running", "queued")  # untouched
+    time.sleep(1)  # (a cancel would show within this)
+    # untouched: still going, or finished on its own (a 900-step tiny job can end meanwhile on
+    # a quiet machine), never cancelled by B
+    assert a.jobs()[a_job]["State"] in ("running", "queued", "succeeded")
     page.get_by_text("Log (last 40 lines)").click()
     wait_for_text(page, "job-log", "shown to the visitor who started")
 
