@@ -31,6 +31,8 @@ from gpt.lab.names import load_model, load_tokenizer
 from gpt.model import GPT
 from gpt.tokenizer import Tokenizer
 
+pytestmark = pytest.mark.slow  # a loopback hub and transformers: in the full suite only
+
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 

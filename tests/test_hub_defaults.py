@@ -13,6 +13,8 @@ from gpt.lab.registry import ModelRegistry, curated_source, starter_source
 from tests import fakehub
 from tests.test_hub_models import _ours, _theirs, repos  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.slow  # a loopback hub and transformers: in the full suite only
+
 INSTRUCT = next(m.repo for m in hubmodels.CURATED if m.task == "instruct")
 
 

@@ -35,6 +35,8 @@ from gpt.lab.names import load_model, load_tokenizer, resolve
 from gpt.tokenizer import Tokenizer
 from tests import fakehub
 
+pytestmark = pytest.mark.slow  # a loopback hub and transformers: in the full suite only
+
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
