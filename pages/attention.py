@@ -25,7 +25,7 @@ from pages.common.inputs import (
 from pages.common.models import Page, Picker, get_model, model_header, model_note, model_shape
 from pages.common.render import ticks, token_labels
 from pages.common.texts import follow, text_for
-from pages.common.views import Recent, export_files, look_for, numbers_box
+from pages.common.views import GiveWay, Recent, export_files, look_for, numbers_box
 
 TASKS = ("lm", "instruct")
 MAX_TOKENS = 256
@@ -273,11 +273,17 @@ def attention_numbers(model_name: str, text: str, layer: float, head: float) -> 
     return export_files(f"attention-L{layer}H{head}", rows, data)
 
 
-def first_render(*args):
-    """The page-load render; quiet (no error pop-up) when no model is available yet."""
+def _first_render(*args):
     if default_registry().default(TASKS) is None:
         return model_note(TASKS), None, None, None, None
     return attention(*args)
+
+
+give_way = GiveWay()
+# The page-load and model-change render; quiet (no error pop-up) when no model is available
+# yet; it gives way to the visitor's own redraw (typing, a slider, the button) that came while
+# it ran.
+first_render = give_way.auto("attention", _first_render)
 
 
 def on_model_change(model_name: str, layer: float, head: float, text: str):
@@ -350,9 +356,11 @@ def build(demo: gr.Blocks) -> Page:
         outputs = [note, main, avg, grid, bars]
         run = heavy("attention", 2)
         show_btn.click(attention, inputs, outputs, api_name="attention", **run)
+        # typing redraws too (the latest text wins; a model change's new text does not count)
+        asks = [text.input, text.submit, layer.release, head.release, sink.change, token.submit]
+        give_way.on("attention", [show_btn.click, *asks])
         gr.on(
-            # typing redraws too (the latest text wins; a model change's new text does not count)
-            [text.input, text.submit, layer.release, head.release, sink.change, token.submit],
+            asks,
             attention,
             inputs,
             outputs,
@@ -363,7 +371,7 @@ def build(demo: gr.Blocks) -> Page:
         fit = ([model, layer, head, text], [layer, head, text])
         # queued: its warning (a layer or head the model lacks) needs the queue
         model.change(on_model_change, *fit, api_visibility="private").then(
-            attention, inputs, outputs, api_visibility="private", **run
+            first_render, inputs, outputs, api_visibility="private", **run
         )
         demo.load(on_model_change, *fit, api_visibility="private", queue=False).then(
             first_render, inputs, outputs, api_visibility="private", **run

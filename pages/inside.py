@@ -7,7 +7,6 @@ import functools
 import html
 import inspect
 import re
-import time
 from typing import Any
 
 import gradio as gr
@@ -44,6 +43,7 @@ from pages.common.views import (
     FLOP_BUDGET,
     MAX_TOKENS,
     METHODS,
+    GiveWay,
     KeptNumbers,
     Recent,
     attribution_result,
@@ -700,39 +700,19 @@ def on_model_change(
     )
 
 
-# (session, view) -> when the visitor last asked for that view (a click or Enter): a draw the page
-# started on its own before then must not land over theirs when it ends later.
-_asked: dict[tuple[str, str], float] = {}
-
-
-def asked(view: str):
-    """The quick event beside a view's own triggers: notes when this visitor asked for it."""
-
-    def note(request: gr.Request | None = None) -> None:
-        if request is not None:
-            if len(_asked) > 10_000:  # sessions come and go: forget the oldest
-                _asked.clear()
-            _asked[(request.session_hash, view)] = time.monotonic()
-
-    return note
+give_way = GiveWay()  # the page-load and model-change draws give way to the visitor's own
 
 
 def first_draw(view: str):
     """`view` drawn on page load and on a model change; with no model yet, nothing (the lens
-    note says why). A draw the visitor asked for after this one started wins: this one then
-    changes nothing."""
+    note says why). It gives way to the visitor's own request for the view (`GiveWay`)."""
 
-    def draw(*inputs: Any, request: gr.Request | None = None):
-        started = time.monotonic()
+    def draw(*inputs: Any):
         if default_registry().default(TASKS) is None:
             return (model_note(TASKS), None, None, None) if view == "lens" else ("", "", None)
-        out = VIEWS[view](*inputs)
-        key = (request.session_hash, view) if request is not None else None
-        if key is not None and _asked.get(key, 0.0) > started:
-            return tuple(gr.skip() for _ in out)
-        return out
+        return VIEWS[view](*inputs)
 
-    return draw
+    return give_way.auto(view, draw)
 
 
 def build(demo: gr.Blocks) -> Page:
@@ -903,8 +883,7 @@ def build(demo: gr.Blocks) -> Page:
             triggers = [t.click if isinstance(t, gr.Button) else t.submit for t in triggers]
             gr.on(triggers, VIEWS[view], inputs, [*outputs, shown[view]], api_name=view, **run)
             if view in auto:
-                gr.on(triggers, asked(view), None, None, api_visibility="private", queue=False,
-                      show_progress="hidden")  # fmt: skip
+                give_way.on(view, triggers)
             # its numbers, written when asked (thousands of rows for the lens): the page's
             # button exports the view shown; the API takes the view's inputs
             button, files = numbers[view]

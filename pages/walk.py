@@ -37,7 +37,7 @@ from pages.common.inputs import (
 from pages.common.models import Page, Picker, get_model, model_header, model_shape
 from pages.common.render import esc, ticks, token_labels, token_text
 from pages.common.texts import follow, text_for
-from pages.common.views import KeptNumbers, Recent, look_for, numbers_button
+from pages.common.views import GiveWay, KeptNumbers, Recent, look_for, numbers_button
 
 TASKS = ("lm", "instruct", "classify")
 MAX_TOKENS = 64  # the tab's cap: a trace keeps 3 (heads × T × T) matrices per block
@@ -811,9 +811,7 @@ def knockout_numbers(model_name: str, text: str, knockouts: list[str], block: fl
     return kept.files(key, lambda: knockout(model_name, text, knockouts, block))
 
 
-def first_draw(model_name: Any, text: Any, step: Any, token: Any, head: Any):
-    """Step 0 of the picked model (on page load and when the picker changes); with no model
-    yet, the note says how to get one."""
+def _first_draw(model_name: Any, text: Any, step: Any, token: Any, head: Any):
     from gpt.lab.registry import default_registry
 
     if default_registry().default(TASKS) is None:
@@ -821,6 +819,12 @@ def first_draw(model_name: Any, text: Any, step: Any, token: Any, head: Any):
 
         return (model_note(TASKS), *(gr.skip() for _ in range(10)))
     return walk_page(model_name, text, 0, token, head)
+
+
+give_way = GiveWay()
+# Step 0 of the picked model (on page load and when the picker changes); with no model yet, the
+# note says how to get one. It gives way to the visitor's own Walk that came while it ran.
+first_draw = give_way.auto("walk", _first_draw)
 
 
 def first_knockout(model_name: Any, text: Any, knockouts: Any, block: Any):
@@ -913,6 +917,7 @@ def build(demo: gr.Blocks) -> Page:
         walk_inputs = [model, text, step, token, head]
         gr.on([run_btn.click, text.submit], lambda *a: walk_page(*a[:2], 0, *a[3:]),
               walk_inputs, walk_outputs, api_visibility="private", **run)  # fmt: skip
+        give_way.on("walk", [run_btn.click, text.submit])
         # The API's /walk takes numbers: the sliders only accept the range of the model the page
         # was built with (their range follows the model per visitor, after a walk).
         api_step = number_input(label="Step", precision=0, visible=False, elem_id="walk-api-step")

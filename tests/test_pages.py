@@ -517,7 +517,7 @@ def test_a_draw_the_page_started_gives_way_to_the_visitors_own(monkeypatch):
 
     def slow_lens(*inputs):
         if clicked["now"]:
-            inside.asked("lens")(request)  # the visitor's click arrives meanwhile
+            inside.give_way.asked("lens")(request)  # the visitor's click arrives meanwhile
         return ("note", "heat", "decide", "key")
 
     monkeypatch.setitem(inside.VIEWS, "lens", slow_lens)
