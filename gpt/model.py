@@ -88,6 +88,121 @@ class KVCache:
         self.pos = 0
 
 
+class RowKVCache:
+    """Keys and values of up to `rows` sequences decoded together, each at its own position.
+
+    Row r holds one sequence's keys and values at positions `0 .. pos[r] - 1`. A decode step
+    (`GPT.decode_rows`) feeds one new token to each of the rows `0 .. n - 1`: row r's token is
+    embedded at position `pos[r]`, its key and value are written there, and it attends to keys
+    `0 .. pos[r]` only (a key mask), so prompts of any lengths share one step. Rows are filled
+    from a batch-1 `KVCache` (`load`, after a prompt's own prefill) and packed with `move`.
+
+    >>> from gpt.config import PRESETS
+    >>> c = RowKVCache(PRESETS["tiny"], rows=4, max_len=16)
+    >>> c.k.shape, c.pos
+    (torch.Size([2, 4, 2, 16, 16]), [0, 0, 0, 0])
+    >>> RowKVCache.bytes_per_position(PRESETS["gpt2"])  # 2 x 12 layers x 768 x 4 bytes
+    73728
+    """
+
+    def __init__(
+        self,
+        config: GPTConfig,
+        rows: int,
+        max_len: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not 0 < max_len <= config.block_size or rows < 1:
+            raise ValueError(f"RowKVCache needs rows >= 1 and max_len in [1, {config.block_size}]")
+        shape = (config.n_layer, rows, config.n_head, max_len, config.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)  # (L, R, H, maxT, hd)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.config, self.rows, self.max_len = config, rows, max_len
+        self.pos = [0] * rows  # positions stored per row
+
+    @staticmethod
+    def bytes_per_position(config: GPTConfig, dtype: torch.dtype = torch.float32) -> int:
+        """Bytes one row's position costs: a key and a value in every layer."""
+        return 2 * config.n_layer * config.n_embd * torch.empty((), dtype=dtype).element_size()
+
+    def load(self, row: int, cache: KVCache) -> None:
+        """Copy a batch-1 `KVCache`'s stored positions into `row`."""
+        n = cache.pos
+        if n > self.max_len:
+            raise ValueError(f"{n} positions do not fit a row of {self.max_len}")
+        self.k[:, row, :, :n] = cache.k[:, 0, :, :n]
+        self.v[:, row, :, :n] = cache.v[:, 0, :, :n]
+        self.pos[row] = n
+
+    def move(self, src: int, dst: int) -> None:
+        """Copy row `src` into row `dst` (to keep the active rows packed at the front)."""
+        n = self.pos[src]
+        self.k[:, dst, :, :n] = self.k[:, src, :, :n]
+        self.v[:, dst, :, :n] = self.v[:, src, :, :n]
+        self.pos[dst] = n
+
+    def resized(self, rows: int, max_len: int, keep: int) -> RowKVCache:
+        """A cache of `rows` x `max_len` holding this one's first `keep` rows."""
+        out = RowKVCache(self.config, rows, max_len, self.k.dtype, self.k.device)
+        n = min(self.max_len, max_len)
+        out.k[:, :keep, :, :n] = self.k[:, :keep, :, :n]
+        out.v[:, :keep, :, :n] = self.v[:, :keep, :, :n]
+        out.pos[:keep] = self.pos[:keep]
+        return out
+
+    def step(self, n: int) -> RowStep:
+        """What one decode step of rows `0 .. n - 1` needs: their positions and key mask."""
+        if n == 1:  # a lone row: the batch-1 path, no mask, no index tensors
+            pos = torch.tensor([self.pos[0]], device=self.k.device)
+            return RowStep(self, 1, self.pos[0] + 1, pos, None)
+        pos = torch.tensor(self.pos[:n], device=self.k.device)  # (n,)
+        span = int(max(self.pos[:n])) + 1
+        keys = torch.arange(span, device=self.k.device)
+        mask = (keys[None, :] <= pos[:, None])[:, None, None, :]  # (n, 1, 1, span)
+        return RowStep(self, n, span, pos, mask)
+
+
+@dataclass
+class RowStep:
+    """One decode step over rows `0 .. n - 1` of a `RowKVCache` (see `RowKVCache.step`).
+
+    Attributes:
+        cache: the cache written and read.
+        n: rows taking part.
+        span: keys read per row: the longest row's position + 1.
+        pos: `(n,)` each row's position (where its new token goes).
+        mask: `(n, 1, 1, span)` True where a row may attend; None for a lone row.
+    """
+
+    cache: RowKVCache
+    n: int
+    span: int
+    pos: torch.Tensor
+    mask: torch.Tensor | None
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Write each row's new key and value (`(n, H, 1, hd)`) at its position and return
+        `(n, H, 1, hd)`: its attention over its own keys."""
+        ck, cv = self.cache.k[layer], self.cache.v[layer]  # (R, H, maxT, hd)
+        if self.mask is None:  # one row: plain slices, as a batch-1 KVCache does
+            p = self.span - 1
+            ck[:1, :, p : p + 1] = k
+            cv[:1, :, p : p + 1] = v
+            return F.scaled_dot_product_attention(q, ck[:1, :, : p + 1], cv[:1, :, : p + 1])
+        rows = torch.arange(self.n, device=k.device)
+        ck[rows, :, self.pos] = k[:, :, 0]  # row r's key at pos[r]: (n, H, hd)
+        cv[rows, :, self.pos] = v[:, :, 0]
+        n, S = self.n, self.span
+        return F.scaled_dot_product_attention(
+            q, ck[:n, :, :S], cv[:n, :, :S], attn_mask=self.mask
+        )  # (n, H, 1, hd)
+
+    def advance(self) -> None:
+        for r in range(self.n):
+            self.cache.pos[r] += 1
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -100,7 +215,7 @@ class CausalSelfAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: KVCache | RowStep | None = None,
         layer: int = 0,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -109,6 +224,9 @@ class CausalSelfAttention(nn.Module):
         q, k, v = qkv.view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         # q, k, v: (B, H, T, hd)
         start = 0
+        if isinstance(cache, RowStep):  # batched decoding: one token per row, own positions
+            y = cache.attend(layer, q, k, v).transpose(1, 2).reshape(B, T, C)  # (n, 1, C)
+            return self.resid_dropout(self.c_proj(y)), None
         if cache is not None:
             start = cache.pos
             cache.k[layer, :, :, start : start + T] = k
@@ -171,7 +289,7 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: KVCache | RowStep | None = None,
         layer: int = 0,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -240,6 +358,9 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
         return KVCache(self.config, batch_size, max_len, dtype=self.dtype, device=self.device)
+
+    def new_row_cache(self, rows: int, max_len: int) -> RowKVCache:
+        return RowKVCache(self.config, rows, max_len, dtype=self.dtype, device=self.device)
 
     def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
         if idx.dim() != 2:
@@ -319,6 +440,25 @@ class GPT(nn.Module):
         if last_only:
             h = h[:, -1:, :]
         return self.lm_head(h)
+
+    def decode_rows(self, tokens: torch.Tensor, cache: RowKVCache, n: int) -> torch.Tensor:
+        """Logits `(n, vocab)` of one decode step of rows `0 .. n - 1` of `cache`: `tokens`
+        `(n,)` are their new tokens, each at its row's own position (see `RowKVCache`).
+
+        >>> from gpt.config import PRESETS
+        >>> m = GPT(PRESETS["tiny"]).eval()
+        >>> c = RowKVCache(m.config, rows=2, max_len=8)
+        >>> m.decode_rows(torch.tensor([5, 7]), c, 2).shape, c.pos
+        (torch.Size([2, 512]), [1, 1])
+        """
+        step = cache.step(n)
+        if max(cache.pos[:n]) >= cache.max_len:
+            raise ValueError(f"a row of the cache is full ({cache.max_len} positions)")
+        x = self.drop(self.wte(tokens[:, None]) + self.wpe(step.pos[:, None]))  # (n, 1, C)
+        for i, block in enumerate(self.h):
+            x, _ = block(x, step, i)
+        step.advance()
+        return self.lm_head(self.ln_f(x))[:, 0]  # (n, vocab)
 
     @torch.no_grad()
     def explain(self, idx: torch.Tensor) -> Explanation:

@@ -17,8 +17,9 @@ tokens with their probabilities, which is what the generation tab draws.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -223,6 +224,52 @@ def _candidates(raw_logits: torch.Tensor, probs: torch.Tensor, n: int) -> tuple[
     return tuple(Candidate(i, float(probs[i]), float(raw[i])) for i in top)
 
 
+def checked_prompt(model: GPT, prompt_ids: Sequence[int]) -> list[int]:
+    """The prompt as a list of ints, or a SamplingError naming what is wrong with it."""
+    prompt = [int(t) for t in prompt_ids]
+    if not prompt:
+        raise SamplingError("the prompt is empty: give at least one token")
+    vocab = model.config.vocab_size
+    bad = [t for t in prompt if not 0 <= t < vocab]
+    if bad:
+        raise SamplingError(f"token id {bad[0]} is outside the model's vocabulary [0, {vocab})")
+    return prompt
+
+
+def new_generator(seed: int | None) -> torch.Generator:
+    """The CPU random generator of one run: seeded, or seeded at random when `seed` is None."""
+    generator = torch.Generator(device="cpu")
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def pick_token(
+    raw: torch.Tensor, seen: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator
+) -> tuple[int, torch.Tensor]:
+    """The next token and the distribution `(V,)` it was drawn from (one-hot when greedy).
+
+    >>> pick_token(torch.tensor([1.0, 3.0, 2.0]), torch.zeros(3, dtype=torch.bool),
+    ...            SamplingConfig(temperature=0), new_generator(0))
+    (1, tensor([0., 1., 0.]))
+    """
+    probs = next_token_distribution(raw, seen, cfg)
+    if cfg.temperature == 0:
+        return int(torch.argmax(probs)), probs
+    return int(torch.multinomial(probs, 1, generator=generator)), probs
+
+
+def token_step(
+    token: int, probs: torch.Tensor, raw: torch.Tensor, cfg: SamplingConfig
+) -> TokenStep:
+    """The `TokenStep` of a picked token: its probability, candidates and kept logits as `cfg`
+    asks. (Batched decoding calls this in the visitor's own thread, outside the shared step.)"""
+    cands = _candidates(raw, probs, cfg.n_candidates) if cfg.n_candidates else ()
+    return TokenStep(token, float(probs[token]), cands, raw if cfg.keep_logits else None)
+
+
 def sample_steps(
     model: GPT,
     prompt_ids: Sequence[int],
@@ -235,21 +282,11 @@ def sample_steps(
     When the context fills up, the cache is rebuilt from the most recent three quarters of the
     context, so generation can run past the context length.
     """
-    prompt = [int(t) for t in prompt_ids]
-    if not prompt:
-        raise SamplingError("the prompt is empty: give at least one token")
-    vocab = model.config.vocab_size
-    bad = [t for t in prompt if not 0 <= t < vocab]
-    if bad:
-        raise SamplingError(f"token id {bad[0]} is outside the model's vocabulary [0, {vocab})")
+    prompt = checked_prompt(model, prompt_ids)
     if cfg.max_new_tokens == 0:
         return
-    block = model.config.block_size
-    generator = torch.Generator(device="cpu")
-    if cfg.seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(cfg.seed)
+    block, vocab = model.config.block_size, model.config.vocab_size
+    generator = new_generator(cfg.seed)
     seen = torch.zeros(vocab, dtype=torch.bool, device="cpu")  # sampling runs on the CPU
     seen[prompt] = True
     ids = list(prompt[-block:])
@@ -265,13 +302,8 @@ def sample_steps(
         cache = model.new_cache(1)
     raw = forward(ids)
     for step in range(cfg.max_new_tokens):
-        probs = next_token_distribution(raw, seen, cfg)
-        if cfg.temperature == 0:
-            token = int(torch.argmax(probs))
-        else:
-            token = int(torch.multinomial(probs, 1, generator=generator))
-        cands = _candidates(raw, probs, cfg.n_candidates) if cfg.n_candidates else ()
-        yield TokenStep(token, float(probs[token]), cands, raw if cfg.keep_logits else None)
+        token, probs = pick_token(raw, seen, cfg, generator)
+        yield token_step(token, probs, raw, cfg)
         if (cfg.stop_at_eot and token == eot_id) or step == cfg.max_new_tokens - 1:
             return
         seen[token] = True
@@ -303,6 +335,10 @@ class TextTokenizer(Protocol):
     def stream_decoder(self) -> Any: ...  # has push(token_id) -> str and flush() -> str
 
 
+# What makes a run's tokens: (model, prompt ids, settings, end-of-text id) -> its steps.
+Sampler = Callable[[GPT, Sequence[int], SamplingConfig, "int | None"], Iterator[TokenStep]]
+
+
 @dataclass(frozen=True)
 class StreamEvent:
     """One step of `stream`: the new text, the token that produced it, and its candidates.
@@ -324,13 +360,16 @@ def stream(
     tokenizer: TextTokenizer,
     prompt: str,
     cfg: SamplingConfig | None = None,
+    sampler: Sampler | None = None,
     **sampling: Any,
 ) -> Iterator[StreamEvent]:
     """Generate text from `prompt`, yielding a `StreamEvent` per token as it is produced.
 
     The settings are `cfg`, taken as it is, or else keyword arguments naming `SamplingConfig`
     fields. Stop strings are never emitted: text that could be the start of one is held back
-    until it is known not to be.
+    until it is known not to be. `sampler` makes the tokens (default `sample_steps`; a web app
+    passes `gpt.batching.Batcher.steps`, which shares decode steps between concurrent runs).
+    Closing the stream closes the sampler.
     """
     if cfg is None:
         cfg = SamplingConfig.from_kwargs(**sampling)
@@ -340,10 +379,17 @@ def stream(
         raise SamplingError(f"prompt must be a string, got {type(prompt).__name__}")
     prompt_ids = tokenizer.encode(prompt)
     eot = getattr(tokenizer, "eot_token", None)
+    steps = (sampler or sample_steps)(model, prompt_ids, cfg, eot)
+    with contextlib.closing(steps):
+        yield from _events(steps, tokenizer, cfg, eot)
+
+
+def _events(
+    steps: Iterator[TokenStep], tokenizer: TextTokenizer, cfg: SamplingConfig, eot: int | None
+) -> Iterator[StreamEvent]:
     decoder = tokenizer.stream_decoder()  # holds back half-finished UTF-8 characters
     pending = ""  # text held back because it may begin a stop string
     longest_stop = max((len(s) for s in cfg.stop), default=0)
-    steps = sample_steps(model, prompt_ids, cfg, eot)
     for i, step in enumerate(steps):
         cands = tuple(
             dataclasses.replace(
@@ -358,7 +404,6 @@ def stream(
             text += decoder.flush()
         hit = _find_stop(text, cfg.stop)
         if hit is not None:
-            steps.close()
             yield StreamEvent(text[:hit], step.token_id, step.prob, cands, "stop", step.logits)
             return
         if is_last:
