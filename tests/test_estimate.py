@@ -63,7 +63,8 @@ def test_estimate_is_the_counted_work_times_the_measured_costs():
     train += padded(lengths, _epoch_batches(40, 8, 1, 0, lengths))
     order = sorted(range(40), key=lambda i: (lengths[i], i))
     trunk = padded(lengths, [order])  # one group: 40 examples, up to 64 at a time
-    val = 2 * 8 * max(lengths[:8])  # evaluations after steps 5 and 10
+    trunk += 8 * max(lengths[:8])  # and the validation set's own cache: once, one group
+    val = 2 * 8 * max(lengths[:8])  # evaluations after steps 5 and 10 (the trained part)
     assert (est.work.steps, est.work.train_tokens, est.work.trunk_tokens) == (10, train, trunk)
     assert est.work.eval_tokens == val
     expected = trunk * 1e-4 + train * 3e-4 + val * 2e-4 + 10 * 0.05

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from gpt.__main__ import main
 from gpt.checkpoint import load_checkpoint
@@ -75,6 +76,46 @@ def test_classify_run_writes_a_loadable_classifier(tmp_path, byte_tok, spam_tsv)
     preds = predict_labels(model, load_tokenizer(tmp_path / "model"), test, batch_size=5)
     report = classification_report([e.label for e in test], preds)
     assert report["confusion_matrix"] == metrics["test"]["test_confusion_matrix"]
+
+
+@pytest.mark.parametrize("method", ["head", "last_blocks"])
+def test_base_score_and_test_share_the_frozen_trunk(
+    tmp_path, byte_tok, spam_tsv, monkeypatch, method
+):
+    """With a frozen trunk the test set's trunk activations are computed once, for the base
+    model's score and the final test both, and the scores are those of the uncached run."""
+    import gpt.lab.runs as runs
+
+    calls: dict[bool, int] = {}
+    metrics = {}
+    real = runs.prepare
+    for cache in (True, False):
+        calls[cache] = 0
+
+        def prepare(spec, cache=cache):  # count block 0's calls (frozen: always in eval mode)
+            prep = real(spec)
+
+            def count(module, *_):
+                calls[cache] += not module.training
+
+            prep.model.gpt.h[0].register_forward_hook(count)
+            return prep
+
+        monkeypatch.setattr(runs, "prepare", prepare)
+        spec = tiny_spec(
+            "classify", byte_tok, spam_tsv, method=method, score_base=True, cache_trunk=cache,
+            eval_every=100,
+        )  # fmt: skip
+        torch.manual_seed(0)  # the same random preset:tiny body for both runs
+        metrics[cache] = run(spec, tmp_path / str(cache))
+    for key in ("base_test", "test"):
+        a, b = metrics[True][key], metrics[False][key]
+        assert a["test_confusion_matrix"] == b["test_confusion_matrix"]
+        assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-5)
+    # 56 training examples (6 steps of 8), 16 test examples (2 batches) scored before and
+    # after training, 8 validation examples (1 batch) at the end: cached, one group each;
+    # uncached, every batch
+    assert calls == {True: 3, False: 6 + 2 + 1 + 2}
 
 
 def test_relative_data_path_is_read_from_the_repository_root(tmp_path, monkeypatch):

@@ -111,6 +111,29 @@ def test_frozen_blocks_run_only_in_the_first_epoch(method):
     assert plain == {0: 6, 1: 6, 2: 6}  # 6 batches an epoch, each through block 0
 
 
+@pytest.mark.parametrize("method", ["head", "last_blocks"])
+def test_validation_runs_the_frozen_blocks_once(method):
+    """Evaluations go through a cache of their own: block 0 sees the 12 validation examples
+    once (one group), not once per evaluation (5 evaluations of 2 batches each without it)."""
+    evals: dict[bool, int] = {}
+    for cache in (True, False):
+        torch.manual_seed(0)
+        model = GPTClassifier(GPT(SMALL), 2)
+        cfg = TrainConfig(
+            task="classify", method=method, epochs=3, batch_size=8, eval_every=4, cache_trunk=cache
+        )
+        prepare_model(model, cfg)
+        evals[cache] = 0
+
+        def count(*_, cache=cache):
+            evals[cache] += not model.training
+
+        model.gpt.h[0].register_forward_hook(count)
+        data = classify_data(48)
+        fit(model, ClassifyTask(), data, data[:12], cfg, collate=classify_collate)
+    assert evals == {True: 1, False: 5 * 2}
+
+
 def test_cache_over_its_cap_is_skipped_and_said():
     notes = []
     torch.manual_seed(0)

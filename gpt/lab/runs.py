@@ -42,12 +42,14 @@ from gpt.train.loop import (
     TrainConfig,
     TrainEvent,
     TrainSettings,
+    eval_cache,
     example_lengths,
     fit,
     gpt_body,
     prepare_model,
     run_length,
 )
+from gpt.train.trunk import TrunkCache, frozen_split
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED: dict[str, dict[str, Path]] = {
@@ -303,9 +305,13 @@ def evaluate_run(
     tok: Any,
     data: RunData,
     progress: Callable[[int, int], None] | None = None,
+    cache: TrunkCache | None = None,
 ) -> dict[str, Any]:
     """Final metrics on the test split, named `test_*`. `progress(done, total)` hears of each
-    batch of test examples (and, for instruct, each sampled answer) as it is scored."""
+    batch of test examples (and, for instruct, each sampled answer) as it is scored. With
+    `cache` (`gpt.train.loop.eval_cache` over `data.test`, for this very model's frozen trunk)
+    the test set's batches run through it: the trunk computed once for the base model's score
+    and the trained model's."""
     task = make_task(spec, data.collate)
     model.eval()
     out: dict[str, Any] = {}
@@ -315,13 +321,18 @@ def evaluate_run(
     tell = progress or (lambda done, total: None)
     if data.test:
         rows = list(range(len(data.test)))
+        chunks = [rows[i : i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
+        if cache is not None:
+            net, each = cache, cache.batches(chunks)
+        else:
+            net, each = model, (task.collate([data.test[j] for j in c]) for c in chunks)
 
         def batches():
-            for i in range(0, len(rows), spec.batch_size):
-                yield task.collate([data.test[j] for j in rows[i : i + spec.batch_size]])
-                tell(min(i + spec.batch_size, len(rows)), total)
+            for chunk, batch in zip(chunks, each):
+                yield batch
+                tell(chunk[-1] + 1, total)
 
-        metrics = task.evaluate(model, batches())
+        metrics = task.evaluate(net, batches())
         out.update({k.replace("val_", "test_", 1): v for k, v in metrics.items()})
     if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
         from gpt.train.metrics import response_scores
@@ -422,12 +433,16 @@ def run(
     body = gpt_body(model)
     if estimate and rank == 0 and not resume:
         _announce_estimate(prep, callbacks)
+    # the test set's frozen-trunk activations, shared by the base model's score and the final
+    # test (method head / last_blocks; the trunk is the same before and after training)
+    split = frozen_split(model, cfg.method, cfg.last_n_blocks)
+    test_cache = eval_cache(model, split, cfg, task, data.test, data.collate)
     base_test = None
     if spec.score_base and rank == 0:
         base_test = read_json(out / "base_test.json", None) if resume else None
         if base_test is None:
             report = _stage_reporter(0, cfg.max_steps or 0, callbacks, "scoring the base model")
-            base_test = evaluate_run(spec, model, tok, data, report)
+            base_test = evaluate_run(spec, model, tok, data, report, test_cache)
             base_test.pop("test_samples", None)
             _write_json(out / "base_test.json", base_test)
     result = fit(
@@ -466,8 +481,9 @@ def run(
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.to(torch.bfloat16).float())
+        test_cache = eval_cache(model, split, cfg, task, data.test, data.collate)  # new trunk
     report = _stage_reporter(result.step, result.max_steps, callbacks)
-    metrics["test"] = evaluate_run(spec, model, tok, data, report)
+    metrics["test"] = evaluate_run(spec, model, tok, data, report, test_cache)
     save_final(out / "model", model, tok, spec, metrics)
     metrics["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "metrics.json", metrics)

@@ -49,7 +49,7 @@ class Workload:
     steps: int
     trunk_tokens: int  # through the frozen trunk, forward only
     train_tokens: int  # through the trained part, forward and backward
-    eval_tokens: int  # through the whole model, forward only (evaluations)
+    eval_tokens: int  # forward only (evaluations; the trained part alone when cached)
     decode_tokens: int = 0  # generated one at a time (instruct: the response score)
 
 
@@ -134,10 +134,11 @@ def plan(
     >>> cfg = TrainConfig(task="classify", batch_size=2, epochs=2, eval_every=100)
     >>> w = plan(cfg, [1, 4, 2, 3], [5, 5], split=True, cached=True, bucket=True, group=2)
     >>> w.steps, w.train_tokens, w.trunk_tokens, w.eval_tokens
-    (4, 24, 12, 10)
+    (4, 24, 22, 10)
 
     Bucketed batches (1, 2) and (3, 4) pad to 2 and 4: 2 * 2 + 2 * 4 = 12 tokens an epoch,
-    24 in two; the trunk runs once on the same groups (12); one evaluation of 2 * 5 tokens.
+    24 in two; the trunk runs once on the same groups (12) and once on the validation set (10);
+    one evaluation of 2 * 5 tokens (through the trained part only, when cached).
     """
     schedule = step_schedule(len(lengths), cfg, lengths if bucket else None)
     seen: set[int] = set()
@@ -147,23 +148,34 @@ def plan(
             train += len(rows) * max(lengths[i] for i in rows)
             seen.update(rows)
     trunk = 0
-    if split and cached:
-        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-        for g in range(0, len(order), group):
-            rows = order[g : g + group]
-            if seen.intersection(rows):
-                trunk += len(rows) * max(lengths[i] for i in rows)
+    rows = range(len(val_lengths))
+    chunks = [rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
+    chunks = chunks[: cfg.eval_batches or None]
+    if split and cached:  # validation has a cache of its own: its trunk also runs once
+        trunk = _group_tokens(lengths, seen, group)
+        trunk += _group_tokens(val_lengths, {i for c in chunks for i in c}, group)
     elif split:
         trunk = train
     steps = len(schedule)
     evals = steps // cfg.eval_every + (steps % cfg.eval_every != 0)
-    chunks = [
-        val_lengths[i : i + cfg.batch_size] for i in range(0, len(val_lengths), cfg.batch_size)
-    ]
-    if cfg.eval_batches:
-        chunks = chunks[: cfg.eval_batches]
-    per_eval = sum(len(c) * max(c) for c in chunks)
+    per_eval = sum(len(c) * max(val_lengths[i] for i in c) for c in chunks)
     return Workload(steps, trunk, train, evals * per_eval)
+
+
+def _group_tokens(lengths: Sequence[int], used: set[int], group: int) -> int:
+    """Padded tokens the trunk cache computes to hold the examples in `used`: each group of
+    `group` similar lengths that holds one of them, padded to its longest.
+
+    >>> _group_tokens([1, 4, 2, 3], {0}, 2)  # the group (1, 2), padded to 2
+    4
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    total = 0
+    for g in range(0, len(order), group):
+        rows = order[g : g + group]
+        if used.intersection(rows):
+            total += len(rows) * max(lengths[i] for i in rows)
+    return total
 
 
 def _seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
@@ -255,8 +267,15 @@ def _timed_costs(
 
     step_s = _seconds(step, repeats)
     model.eval()
+
+    def eval_pass() -> None:  # through the trunk cache, as the run's evaluations go, if cached
+        if isinstance(net, TrunkCache) and cached:
+            task.evaluate(net, net.batches([rows]))
+        else:
+            task.evaluate(model, [batch])
+
     with torch.no_grad():
-        eval_s = _seconds(lambda: task.evaluate(model, [batch]), repeats) / tokens
+        eval_s = _seconds(eval_pass, repeats) / tokens
     return Costs(trunk=trunk_s, train=train_s, eval=eval_s, step=step_s)
 
 

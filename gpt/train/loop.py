@@ -504,6 +504,30 @@ def example_lengths(task: Task, data: Sequence, collate: Callable[[list], Any]) 
     return [int(task.row_lengths(collate([ex]))[0]) for ex in data]
 
 
+def eval_cache(
+    model: nn.Module,
+    split: Split | None,
+    cfg: TrainConfig,
+    task: Task,
+    data: Sequence | None,
+    collate: Callable[[list], Any] | None = None,
+) -> TrunkCache | None:
+    """A frozen-trunk cache over an evaluation set (validation, test), or None where the trunk
+    cache does not apply (no frozen trunk, `cache_trunk` off, under DistributedDataParallel, a
+    task that cannot say its lengths, or over `cache_max_mb`). Evaluate through it with
+    `task.evaluate(cache, cache.batches(chunks))`: the same metrics as through the model, the
+    trunk computed once per example."""
+    if split is None or not data or not cfg.cache_trunk or _distributed()[1] > 1:
+        return None
+    collate = collate or task.collate
+    lengths = example_lengths(task, data, collate)
+    if lengths is None:
+        return None
+    if cache_bytes(lengths, gpt_body(model).config.n_embd) / 2**20 > cfg.cache_max_mb:
+        return None
+    return TrunkCache(model, split, data, collate, lengths)
+
+
 def _trunk_cache(
     model: nn.Module,
     split: Split | None,
@@ -646,6 +670,9 @@ class Trainer:
         self.cache, self.cache_note = _trunk_cache(
             model, self.split, cfg, train_data, self.collate, lengths, self.world
         )
+        self.val_cache = None  # validation runs the frozen trunk once per example too
+        if self.cache is not None and val_data:
+            self.val_cache = eval_cache(model, self.split, cfg, task, val_data, self.collate)
         self.plan = BatchPlan(len(train_data), cfg, lengths if bucket else None)
         self.clock = EtaClock()
         self.stop_requested = False  # a callback raised StopTraining
@@ -681,7 +708,9 @@ class Trainer:
 
     def train_mode(self) -> None:
         self.model.train()
-        if self.split is not None:  # the frozen trunk never drops out, cached or not (gpt.train.trunk)
+        if (
+            self.split is not None
+        ):  # the frozen trunk never drops out, cached or not (gpt.train.trunk)
             for m in self.split.frozen_modules(gpt_body(self.model)):
                 m.eval()
 
@@ -738,8 +767,11 @@ class Trainer:
             rows = range(len(self.val_data))
             chunks = [rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
             chunks = chunks[: cfg.eval_batches or None]
-            batches = (self.collate([self.val_data[i] for i in c]) for c in chunks)
-            metrics.update(self.task.evaluate(self.model, batches))
+            if self.val_cache is not None:
+                metrics.update(self.task.evaluate(self.val_cache, self.val_cache.batches(chunks)))
+            else:
+                batches = (self.collate([self.val_data[i] for i in c]) for c in chunks)
+                metrics.update(self.task.evaluate(self.model, batches))
         self.train_mode()
         self.clock.eval_s = time.time() - t_eval
         s.evals.append(metrics)

@@ -6,7 +6,9 @@ head), the frozen part maps each example to the same activations in every epoch.
 wraps the model for the training loop: it computes the frozen trunk's output once per example
 (the residual stream entering the first trained block, or the final hidden state for `head`),
 keeps it, and from then on runs only the trained part on the stored activations. Epochs after
-the first cost only the trained part.
+the first cost only the trained part. Evaluation sets get caches of their own (`batches`): the
+validation set, evaluated every `eval_every` steps, and the test set, scored before training
+(the base model) and after it, each pay for the trunk once.
 
 Why the result equals the uncached run's:
 
@@ -40,7 +42,7 @@ Split(blocks=1, final_norm=False)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +148,14 @@ class TrunkCache(nn.Module):
         """Say which examples the next forward's batch holds; returns self."""
         self.rows = list(rows)
         return self
+
+    def batches(self, chunks: Iterable[Sequence[int]]) -> Iterator[Any]:
+        """Each chunk's collated batch, with `for_rows` said before it is yielded: evaluation
+        through the cache (`task.evaluate(cache, cache.batches(chunks))`, one forward per
+        batch), so the frozen trunk runs once per example however often it is evaluated."""
+        for rows in chunks:
+            self.for_rows(rows)
+            yield self.collate([self.examples[i] for i in rows])
 
     def seconds_left(self, examples_left: int | None = None) -> float:
         """Projected time to compute the activations still missing (at most `examples_left`
