@@ -264,6 +264,7 @@ _SPEC_ARGS = {
     "eval_samples",
     "save_dtype",
     "prefix_weight",
+    "weigh_classes",
     "checkpoint_minutes",
     "cache_trunk",
     "bucket",
@@ -430,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         default=None,
         help="instruct: also train on the prompt tokens",
+    )
+    tr.add_argument(
+        "--weigh-classes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="classify: weigh each class's loss by the inverse of its count, so rare spam counts "
+        "as much as common ham (default: on, as in the Fine-tune tab; off for --method head)",
     )
     tr.add_argument(
         "--no-trunk-cache",

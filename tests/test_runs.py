@@ -249,5 +249,20 @@ def test_cli_train_classify_takes_the_fine_tune_tabs_defaults(tmp_path, byte_tok
     spec = json.loads((tmp_path / "a" / "spec.json").read_text())
     want = tune_defaults("classify", method, "preset:tiny")
     assert (spec["lr"], spec["method"]) == (want.lr, method)
-    assert main([*common, "--out", str(tmp_path / "b"), "--lr", "0.0123"]) == 0
-    assert json.loads((tmp_path / "b" / "spec.json").read_text())["lr"] == 0.0123
+    assert spec["weigh_classes"] is True  # rare spam weighs as much as ham, as in the tab
+    assert main([*common, "--out", str(tmp_path / "b"), "--lr", "0.0123", "--no-weigh-classes"]) == 0
+    given = json.loads((tmp_path / "b" / "spec.json").read_text())
+    assert (given["lr"], given["weigh_classes"]) == (0.0123, False)
+
+
+def test_weigh_classes_takes_its_weights_from_the_training_split(byte_tok, tmp_path):
+    from gpt.lab import runs
+
+    path = tmp_path / "skewed.tsv"  # 4 ham to 1 spam
+    rows = [f"ham\tsee you at {i} pm" for i in range(80)] + [f"spam\tWIN {i} now" for i in range(20)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    prep = runs.prepare(tiny_spec("classify", byte_tok, path, weigh_classes=True))
+    counts = prep.data.summary["train_labels"]  # the stratified 70%: 56 ham, 14 spam
+    assert counts == {"ham": 56, "spam": 14}
+    assert prep.task.class_weights.tolist() == pytest.approx([70 / (2 * 56), 70 / (2 * 14)])
+    assert runs.prepare(tiny_spec("classify", byte_tok, path)).task.class_weights is None

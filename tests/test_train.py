@@ -119,6 +119,29 @@ def test_prefix_loss_equals_last_token_loss_plus_weighted_loss_on_every_prefix()
         ClassifyTask(prefix_weight=-1)
 
 
+def test_class_weights_weigh_each_example_by_its_label():
+    """Weighted loss = sum of w[label] * per-example loss over sum of w[label], in both terms;
+    equal weights give the plain loss."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = GPTClassifier(GPT(TINY), num_classes=2).eval()
+    batch = classify_collate(classify_data(6))
+    ids, last, labels = batch
+    w = torch.tensor([0.5, 3.0])
+    logits = model(ids, every_position=True)  # (B, T, 2)
+    final = F.cross_entropy(logits[torch.arange(len(ids)), last], labels, reduction="none")
+    expected = (w[labels] * final).sum() / w[labels].sum()
+    loss, _ = ClassifyTask(class_weights=w.tolist()).loss(model, batch)
+    assert torch.allclose(loss, expected, atol=1e-5)
+    plain, _ = ClassifyTask().loss(model, batch)
+    assert not torch.allclose(loss, plain, atol=1e-4)
+    same, _ = ClassifyTask(prefix_weight=0.5, class_weights=[2.0, 2.0]).loss(model, batch)
+    assert torch.allclose(same, ClassifyTask(prefix_weight=0.5).loss(model, batch)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="class_weights must all be > 0"):
+        ClassifyTask(class_weights=[1.0, 0.0])
+
+
 def test_instruct_loss_falls_with_masked_targets():
     torch.manual_seed(0)
     data = []

@@ -434,7 +434,8 @@ def tune_defaults(kind: str, method: str, base: str) -> TuneDefaults:
 
 def with_tune_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     """`spec` (a job's RunSpec fields) with what it leaves out filled from `TUNE_DEFAULTS`:
-    the method (full), its epochs, lr and extras, and for classify the prefix loss.
+    the method (full), its epochs, lr and extras, and for classify the prefix loss and the
+    class weights (rare spam weighs as much as common ham).
 
     >>> with_tune_defaults({"kind": "classify", "method": "last_blocks", "epochs": 1})["lr"]
     0.001
@@ -447,6 +448,7 @@ def with_tune_defaults(spec: dict[str, Any]) -> dict[str, Any]:
         out.setdefault(key, value)
     if kind == "classify":
         out.setdefault("prefix_weight", CLASSIFY_PREFIX_WEIGHT)
+        out.setdefault("weigh_classes", True)  # spam is rare: weigh it up (bench_defaults)
     return out
 
 
@@ -530,6 +532,8 @@ def advice(spec: dict[str, Any], metrics: dict[str, Any]) -> Advice | None:
             tries.append(f"more epochs: {form_number(max(epochs + 1, epochs * 2))}")
         if not 0.5 * recipe.lr <= lr <= 2 * recipe.lr:
             tries.append(f"learning rate {form_number(recipe.lr)} for {METHOD_WORDS[method]}")
+        if spec.get("weigh_classes") is False:
+            tries.append("weigh the classes (--weigh-classes): rare spam counts as much as ham")
         if method != "full":
             full = tune_defaults(kind, "full", base)
             tries.append(

@@ -82,6 +82,9 @@ class RunSpec(TrainSettings):
         save_dtype: dtype of the saved final weights ("float32" or "bfloat16").
         prefix_weight: classify only: also train the head on every prefix of each message, with
             this weight (see `gpt.train.loop.ClassifyTask`); 0 trains on the last token alone.
+        weigh_classes: classify only: weigh each class's training loss by the inverse of its
+            count in the training split (`gpt.train.data.class_weights`), so rare spam counts
+            as much as common ham: more spam caught, a higher balanced accuracy.
         score_base: before training, also score the model as it starts on the same test split
             (`metrics["base_test"]`, kept in `out_dir/base_test.json` across resumes, and in
             the model card as its baseline), so the result says what fine-tuning changed.
@@ -96,6 +99,7 @@ class RunSpec(TrainSettings):
     data: str = "bundled"
     tokenizer: str | None = None
     prefix_weight: float = 0.0
+    weigh_classes: bool = False
     dropout: float = 0.0
     context: int | None = None
     stride: int | None = None
@@ -292,10 +296,18 @@ def predict_labels(
     return preds
 
 
-def make_task(spec: RunSpec, collate: Callable[[list], Any] | None = None) -> Task:
-    """The training task for `spec.kind`, with its settings and the data's `collate`."""
+def make_task(
+    spec: RunSpec,
+    collate: Callable[[list], Any] | None = None,
+    label_counts: dict[str, int] | None = None,
+) -> Task:
+    """The training task for `spec.kind`, with its settings and the data's `collate`; for
+    classify with `weigh_classes`, its class weights from the training split's `label_counts`."""
     if spec.kind == "classify":
-        return ClassifyTask(prefix_weight=spec.prefix_weight, collate=collate)
+        weights = None
+        if spec.weigh_classes and label_counts:
+            weights = gdata.class_weights([label_counts.get(n, 0) for n in SPAM_LABELS])
+        return ClassifyTask(spec.prefix_weight, collate, weights)
     return TASKS[spec.kind](collate=collate)
 
 
@@ -378,7 +390,8 @@ def prepare(spec: RunSpec) -> Prepared:
     trainable = prepare_model(model, cfg)
     # on the device training will use, before the time estimate and the base model's score
     model.to(choose_device())
-    return Prepared(model, tok, data, cfg, make_task(spec, data.collate), list(trainable))
+    task = make_task(spec, data.collate, data.summary.get("train_labels"))
+    return Prepared(model, tok, data, cfg, task, list(trainable))
 
 
 def estimate_run(spec: RunSpec) -> Estimate:

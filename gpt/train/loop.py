@@ -286,17 +286,27 @@ class ClassifyTask:
     loss), so P(class) after each token rises as the evidence appears instead of firing only
     at the end: what the Spam tab's trace shows. `collate` pads `(ids, label)` examples
     (`gpt.train.data.SpamDataset.collate`); the default stacks equal-length ones.
+
+    `class_weights` (one per class, e.g. `gpt.train.data.class_weights`) weigh each example's
+    training loss by its class, so a rare class counts as much as a common one; evaluation
+    reports the plain, unweighted loss either way.
     """
 
     name = "classify"
 
     def __init__(
-        self, prefix_weight: float = 0.0, collate: Callable[[list], Any] | None = None
+        self,
+        prefix_weight: float = 0.0,
+        collate: Callable[[list], Any] | None = None,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         if prefix_weight < 0:
             raise ValueError(f"prefix_weight must be >= 0, got {prefix_weight!r}")
+        if class_weights is not None and not all(w > 0 for w in class_weights):
+            raise ValueError(f"class_weights must all be > 0, got {list(class_weights)!r}")
         self.prefix_weight = prefix_weight
         self._collate = collate or stack_fields
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights)
 
     def collate(self, examples: list) -> Any:
         return self._collate(examples)
@@ -308,14 +318,15 @@ class ClassifyTask:
     def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
         ids, last, labels = on_device(batch, model)
         tokens = int((last + 1).sum())
+        w = None if self.class_weights is None else self.class_weights.to(ids.device)
         if not self.prefix_weight:
-            return classification_loss(model(ids, last), labels), tokens
+            return F.cross_entropy(model(ids, last), labels, weight=w), tokens
         logits = model(ids, every_position=True)  # (B, T, K)
         rows = torch.arange(ids.shape[0], device=ids.device)
-        final = classification_loss(logits[rows, last], labels)
+        final = F.cross_entropy(logits[rows, last], labels, weight=w)
         inside = torch.arange(ids.shape[1], device=ids.device)[None, :] <= last[:, None]  # (B, T)
         every = labels[:, None].expand_as(inside)
-        prefix = F.cross_entropy(logits[inside], every[inside])
+        prefix = F.cross_entropy(logits[inside], every[inside], weight=w)
         return final + self.prefix_weight * prefix, tokens
 
     @torch.no_grad()
