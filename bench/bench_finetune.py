@@ -12,6 +12,9 @@ folder) loaded through `gpt.load_model`, so the timings are those of `gpt2` itse
    - old: no cache, every batch padded to the longest message (a fixed max), timed for
      `--old-epochs` epochs and projected to `--epochs` (its epochs all cost the same);
    - main: no cache, no bucketing, each batch padded to its own longest (the code before).
+   - cli: the user's command end to end (`python -m gpt train classify ... --method last_blocks`
+     on the first `--messages` real SMS from ../shared/data), in its own process: model
+     loading, validation every 50 steps, the test set and saving included (`--no-cli`: skip).
 2. Instruction tuning with LoRA (rank 8) on data/instructions/train.json: tokens/s over a short
    run and the projected time for 1,100 instructions x 2 epochs.
 
@@ -22,6 +25,7 @@ and what `gpt.train.estimate` predicted before the run. Writes bench/results/fin
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -144,6 +148,46 @@ def spam_runs(folder: Path, args) -> dict:
     return out
 
 
+def cli_run(folder: Path, args, tmp: Path) -> dict:
+    """The user's command, end to end, in its own process: `python -m gpt train classify --base
+    FOLDER --method last_blocks --epochs 3 --data FILE` on the first `--messages` real SMS
+    (../shared/data, split 70/10/20 by the run as every classify file is; the project's own
+    generated SMS when the real ones are absent), with every other setting its default: the
+    tab's lr, evaluation every 50 steps, the base model's score and the test set. Wall seconds
+    of the process and the stages its metrics.json reports."""
+    import subprocess
+
+    from gpt.lab.runs import REAL_SMS
+
+    source = REAL_SMS if REAL_SMS.is_file() else REPO / "data" / "sms" / "train.tsv"
+    examples = gdata.read_spam(source)[: args.messages]
+    data = tmp / "messages.tsv"
+    data.write_text(
+        "".join(f"{'spam' if e.label else 'ham'}\t{e.text}\n" for e in examples), encoding="utf-8"
+    )
+    out = tmp / "cli-run"
+    cmd = [sys.executable, "-m", "gpt", "train", "classify", "--base", str(folder),
+           "--method", "last_blocks", "--epochs", f"{args.epochs:g}", "--data", str(data),
+           "--out", str(out)]  # fmt: skip (not --quiet: the user sees the estimate and progress)
+    before = load()
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "command": " ".join(["python", *cmd[1:]]).replace(str(tmp), "TMP"),
+        "data": "real SMS" if source == REAL_SMS else "generated SMS",
+        "messages": len(examples),
+        "wall_s": wall,
+        "train_s": metrics["train_seconds"],
+        "run_s": metrics.get("wall_seconds"),
+        "evals": len(metrics["evals"]),
+        "steps": metrics["steps"],
+        "balanced_accuracy": metrics["test"]["test_balanced_accuracy"],
+        "load": f"{before} -> {load()}",
+    }
+
+
 def lora_run(folder: Path, args) -> dict:
     from gpt.train.estimate import estimate_fit
 
@@ -194,11 +238,13 @@ def main() -> None:
     ap.add_argument("--old-epochs", type=float, default=1)
     ap.add_argument("--lora-steps", type=int, default=12, help="0: no LoRA run")
     ap.add_argument("--paths", default="new,old,main", help="which spam paths to time")
+    ap.add_argument("--no-cli", dest="cli", action="store_false", help="skip the CLI command")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "gpt2-random"
         save_random_gpt2(folder)
         spam = spam_runs(folder, args)
+        cli = cli_run(folder, args, Path(tmp)) if args.cli else None
         lora = lora_run(folder, args) if args.lora_steps else None
     tok = spam["tokens"]
 
@@ -229,9 +275,25 @@ def main() -> None:
     for k in ("old", "main"):
         if k in spam and "new" in spam:
             print(f"\n{k} / new: {spam[k]['projected_s'] / spam['new']['wall_s']:.1f}x faster")
+    if cli:
+        loop = spam.get("new")
+        print_table(
+            f"The user's command end to end: {cli['command']} ({cli['messages']:,} {cli['data']})",
+            ["What", "Seconds"],
+            [
+                ["the command, wall (load, base score, training, evaluations, test, save)",
+                 f"{cli['wall_s']:.0f}"],
+                [f"of which training with {cli['evals']} evaluations ({cli['steps']} steps)",
+                 f"{cli['train_s']:.0f}"],
+                ["the loop alone (new path above)", f"{loop['wall_s']:.0f}" if loop else "-"],
+                ["test balanced accuracy", f"{cli['balanced_accuracy']:.3f}"],
+                ["load 1 min", cli["load"]],
+            ],
+        )  # fmt: skip
     if lora:
         print_lora(lora)
-    print(f"\nwrote {save('finetune', {'spam': spam, 'lora': lora, 'args': vars(args)})}")
+    results = {"spam": spam, "cli": cli, "lora": lora, "args": vars(args)}
+    print(f"\nwrote {save('finetune', results)}")
 
 
 def print_lora(lora: dict) -> None:

@@ -142,6 +142,38 @@ def test_class_weights_weigh_each_example_by_its_label():
         ClassifyTask(class_weights=[1.0, 0.0])
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_instruct_loss_projects_only_targets_with_the_same_loss_and_gradients(lora):
+    """InstructTask computes the vocabulary logits at target positions only; the loss and every
+    gradient equal those of the whole (B, T, V) logits with prompt and padding ignored."""
+    from gpt.train.loop import lm_loss
+    from gpt.train.lora import apply_lora
+
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    if lora:
+        apply_lora(model, rank=4, alpha=8)
+        for name, p in model.named_parameters():  # adapters start at zero: move them
+            if "lora" in name:
+                p.data.normal_(0, 0.1)
+    x = torch.randint(0, TINY.vocab_size, (3, 12))
+    y = x.roll(-1, 1)
+    y[:, :5] = IGNORE_INDEX  # prompts
+    y[1, 9:] = IGNORE_INDEX  # padding
+    loss, n = InstructTask().loss(model, (x, y))
+    loss.backward()
+    ours = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    ref = lm_loss(model(x), y)
+    ref.backward()
+    assert n == int((y != IGNORE_INDEX).sum()) == 3 * 7 - 3
+    assert torch.allclose(loss, ref, atol=1e-6)
+    assert ours and ours.keys() == {k for k, p in model.named_parameters() if p.grad is not None}
+    for k, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(ours[k], p.grad, atol=1e-6, rtol=1e-5)
+
+
 def test_instruct_loss_falls_with_masked_targets():
     torch.manual_seed(0)
     data = []

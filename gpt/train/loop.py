@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from gpt.classifier import GPTClassifier, gpt_body
 from gpt.config import unknown_fields
 from gpt.device import autocast, choose_device, device_of
+from gpt.model import GPT
 from gpt.train import state as trainstate
 from gpt.train.data import IGNORE_INDEX
 from gpt.train.optim import make_optimizer
@@ -273,9 +274,49 @@ class LMTask:
 
 
 class InstructTask(LMTask):
-    """Instruction tuning: the LM loss on responses (prompt tokens masked by the collate)."""
+    """Instruction tuning: the LM loss on responses (prompt tokens masked by the collate).
+
+    The vocabulary projection (50,257 logits a position for GPT-2) and its softmax run at the
+    target positions only: a prompt or padding position's logits never reach the loss, so a
+    plain GPT computes its final features `(B, T, C)` and projects just the `(N, C)` rows whose
+    target counts. Same loss and gradients as `lm_loss(model(x), y)`, which other wrappers
+    (DDP, the frozen-trunk cache) still use.
+    """
 
     name = "instruct"
+
+    def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
+        x, y = on_device(batch, model)
+        return target_loss(model, x, y), int((y != IGNORE_INDEX).sum())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Iterable) -> dict[str, float]:
+        total, count = 0.0, 0
+        for batch in batches:
+            x, y = on_device(batch, model)
+            n = int((y != IGNORE_INDEX).sum())
+            if n:
+                total += float(target_loss(model, x, y)) * n
+                count += n
+        loss = total / max(count, 1)
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+
+def target_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """`lm_loss(model(x), y)`, projecting to the vocabulary only where `y` is a target (for a
+    plain `GPT`; anything else runs whole).
+
+    >>> from gpt.config import PRESETS
+    >>> m = GPT(PRESETS["tiny"]).eval()
+    >>> x = torch.randint(0, 512, (2, 6)); y = x.roll(-1, 1); y[:, :3] = IGNORE_INDEX
+    >>> bool(torch.allclose(target_loss(m, x, y), lm_loss(m(x), y), atol=1e-6))
+    True
+    """
+    if type(model) is not GPT:
+        return lm_loss(model(x), y)
+    keep = y != IGNORE_INDEX  # (B, T)
+    h = model.hidden(x)[keep]  # (N, C)
+    return F.cross_entropy(model.lm_head(h), y[keep])  # (N, V) logits
 
 
 class ClassifyTask:
