@@ -83,7 +83,9 @@ LAUNCH_KWARGS = _LaunchKwargs()
 MAX_QUEUED_JOBS = 5
 # Multi-user mode: the events each tab marks heavy (they run a model) share one queue of
 # HEAVY_CONCURRENCY slots (a 2-vCPU Space: one per core), so a flood of them leaves CPU to the
-# light ones, which get no limit at all (`pages.common.share_heavy_slots`).
+# light ones, which get no limit at all (`pages.common.share_heavy_slots`). Generate's and Chat's
+# streams are heavy but batched: they share decode steps (`gpt.batching`), so they get a group of
+# their own, GPT2LAB_DECODE_SLOTS wide (16), and the batcher caps rows and KV memory.
 HEAVY_ENV = "GPT2LAB_HEAVY_CONCURRENCY"
 # ... served round-robin by session (and address), each session at most 2 runs of an endpoint
 # waiting or running, each client address no limit unless set (`pages.common.fair_heavy_queue`).

@@ -172,33 +172,69 @@ def sampling_stages(
     ([0.5, 1.5, 1.0], [0.186, 0.506, 0.307])
     """
     raw = logits = logits.float()
-    if seen is not None and cfg.repetition_penalty != 1.0:
-        # CTRL's penalty: push seen tokens' logits towards "less likely" whatever their sign.
-        penalized = torch.where(
-            logits > 0, logits / cfg.repetition_penalty, logits * cfg.repetition_penalty
-        )
-        logits = torch.where(seen, penalized, logits)
-    penalized = logits
+    logits = penalized = _penalized(logits, seen, cfg)
     if cfg.temperature == 0:
-        probs = torch.zeros_like(logits)
-        probs[int(torch.argmax(logits))] = 1.0
         return SamplingStages(
-            raw, penalized, penalized, penalized, torch.softmax(logits, -1), probs
+            raw, penalized, penalized, penalized, torch.softmax(logits, -1), _one_hot(logits)
         )
     logits = scaled = logits / cfg.temperature
+    top = None
     if cfg.top_k and cfg.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, cfg.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        top = torch.topk(logits, cfg.top_k)  # sorted, best first
+        logits = logits.masked_fill(logits < top.values[-1], float("-inf"))
     cut_k = logits
     probs = softmax = torch.softmax(logits, dim=-1)  # max-subtracted: stable for any temperature
     if cfg.top_p < 1.0:
-        sorted_p, order = torch.sort(probs, descending=True)
-        # Drop a token when the tokens before it already reach top_p; the best one always stays.
-        drop_sorted = (torch.cumsum(sorted_p, dim=-1) - sorted_p) >= cfg.top_p
-        drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
-        probs = probs.masked_fill(drop, 0.0)
-        probs = probs / probs.sum()
+        probs = _top_p(probs, cfg.top_p, top)
     return SamplingStages(raw, penalized, scaled, cut_k, softmax, probs)
+
+
+def _penalized(
+    logits: torch.Tensor, seen: torch.Tensor | None, cfg: SamplingConfig
+) -> torch.Tensor:
+    if seen is None or cfg.repetition_penalty == 1.0:
+        return logits
+    # CTRL's penalty: push seen tokens' logits towards "less likely" whatever their sign.
+    penalized = torch.where(
+        logits > 0, logits / cfg.repetition_penalty, logits * cfg.repetition_penalty
+    )
+    return torch.where(seen, penalized, logits)
+
+
+def _one_hot(logits: torch.Tensor) -> torch.Tensor:
+    probs = torch.zeros_like(logits)
+    probs[int(torch.argmax(logits))] = 1.0
+    return probs
+
+
+def _top_p(probs: torch.Tensor, top_p: float, top: Any = None) -> torch.Tensor:
+    """`probs` cut to the smallest set of best tokens reaching `top_p`, renormalised.
+
+    A token is dropped when the tokens before it (best first) already reach `top_p`; the best
+    always stays. Only the best tokens are sorted: the top-k ones when a top-k cut left exactly
+    k (`top`), else the best 256, 1024, ... until one of them is dropped (then all after it are
+    too), which gives the set a full sort gives, at a fraction of its cost.
+
+    >>> [round(p, 3) for p in _top_p(torch.tensor([0.1, 0.5, 0.4]), 0.8).tolist()]
+    [0.0, 0.556, 0.444]
+    """
+    V = probs.shape[-1]
+    if top is not None and int((probs > 0).sum()) == top.indices.shape[-1]:
+        order = top.indices  # the k kept tokens, best first (probs follow logits' order)
+        sorted_p = probs[order]
+        drop_sorted = (torch.cumsum(sorted_p, dim=-1) - sorted_p) >= top_p
+    else:
+        m = min(V, 256)
+        while True:
+            sorted_p, order = torch.topk(probs, m)
+            drop_sorted = (torch.cumsum(sorted_p, dim=-1) - sorted_p) >= top_p
+            if m == V or bool(drop_sorted[-1]):
+                break
+            m = min(V, 4 * m)
+    # every token outside `order` comes after a dropped one (or has probability 0): dropped
+    drop = torch.ones(V, dtype=torch.bool, device=probs.device).scatter(0, order, drop_sorted)
+    probs = probs.masked_fill(drop, 0.0)
+    return probs / probs.sum()
 
 
 def next_token_distribution(
@@ -213,6 +249,8 @@ def next_token_distribution(
     >>> [round(x, 3) for x in p.tolist()]
     [0.0, 0.731, 0.269]
     """
+    if cfg.temperature == 0:  # no need for the stages' softmax
+        return _one_hot(_penalized(logits.float(), seen, cfg))
     return sampling_stages(logits, seen, cfg).probs
 
 

@@ -9,6 +9,8 @@ not fit the model's context. The default follows the model's card (`ModelCard.mu
 
 from __future__ import annotations
 
+import contextlib
+
 import gradio as gr
 
 from gpt.jobs import JobManager
@@ -16,7 +18,7 @@ from gpt.lab.oneclick import ONE_CLICK
 from gpt.sampling import SamplingError, stream
 from gpt.train.data import Instruction, format_prompt
 from pages import oneclick
-from pages.common.heavy import mark_heavy
+from pages.common.heavy import batched, decode_slots, mark_heavy, sampler_for
 from pages.common.inputs import announce, check_text, friendly_errors, sampling_args, slider_input
 from pages.common.models import Page, Picker, card_of, get_model, model_header
 from pages.common.pace import paced
@@ -158,9 +160,11 @@ def _replies(model, tok, prompt: str, cfg):
     """The reply so far after each token."""
     reply = ""
     try:
-        for event in stream(model, tok, prompt, cfg=cfg):
-            reply += event.text
-            yield reply
+        events = stream(model, tok, prompt, cfg=cfg, sampler=sampler_for(model))
+        with contextlib.closing(events):  # Stop: the run's row leaves the shared batch
+            for event in events:
+                reply += event.text
+                yield reply
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
 
@@ -245,10 +249,11 @@ def build(
             examples=[[e, None, None, None, None, None, None] for e in EXAMPLES],
             run_examples_on_click=True,
             api_name="chat",
-            concurrency_limit=4,
+            concurrency_limit=decode_slots(),
             fill_height=False,
         )
-        mark_heavy(demo, chat, "chat", 4)  # the /chat endpoint and the page's turns
+        # the /chat endpoint and the page's turns: their runs share decode steps
+        mark_heavy(demo, chat, "chat", None, kind=batched)
         # the default follows how the picked model was trained (its card)
         model.change(remember_default, model, remember, api_visibility="private", queue=False)
         new.click(

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from gpt.lab.registry import default_registry
 from gpt.sampling import Candidate, SamplingConfig, SamplingError, sampling_stages, stream
-from pages.common.heavy import heavy
+from pages.common.heavy import batched, heavy, sampler_for
 from pages.common.inputs import (
     announce,
     check_text,
@@ -28,7 +28,7 @@ from pages.common.inputs import (
 from pages.common.limits import state_budget
 from pages.common.models import Page, Picker, model_header, model_note, progress_lines, wait_model
 from pages.common.pace import CHART_RATE, TEXT_RATE, Pace
-from pages.common.render import token_labels, visible
+from pages.common.render import fast_figure, token_labels, visible
 from pages.common.texts import GENERATE_EXAMPLES, follow, text_for, world
 from pages.common.views import export_files, look_for, numbers_box
 
@@ -62,38 +62,44 @@ def candidates_figure(
     if not chosen_in_top:
         labels[-1] = f"chosen: {visible(chosen_text)}"
     colours = [CHOSEN if c.token_id == token_id else KEPT for c in cands]
-    fig = go.Figure()
-    fig.add_bar(
-        y=labels,
-        x=[c.prob for c in cands],
-        orientation="h",
-        marker_color=colours,
-        name="sampled from",
-        hovertemplate="%{y}: %{x:.3f}<extra>after settings</extra>",
-    )
-    fig.add_bar(
-        y=labels,
-        x=[c.raw_prob if c.raw_prob == c.raw_prob else None for c in cands],  # NaN: unknown
-        orientation="h",
-        marker=dict(color="rgba(0,0,0,0)", line=dict(color="#333", width=1)),
-        name="model alone",
-        hovertemplate="%{y}: %{x:.3f}<extra>model alone</extra>",
-    )
     extra = "" if chosen_in_top else f" (outside the top {len(cands) - 1})"
     top = max([c.prob for c in cands] + [c.raw_prob for c in cands if c.raw_prob == c.raw_prob])
-    fig.update_layout(
-        title=dict(
-            text=f"Step {step}: top candidates, chosen {visible(chosen_text)!r}{extra}",
-            font=dict(size=14),
-        ),
-        barmode="overlay",
-        height=380,
-        margin=dict(l=140, r=20, t=50, b=50),
-        xaxis=dict(title="probability", range=[0, min(1.0, top * 1.15) or 1.0]),
-        yaxis=dict(autorange="reversed"),
-        legend=dict(orientation="h", y=-0.18),
-    )
-    return fig
+    return fast_figure(candidates_spec(step, labels, cands, colours, chosen_text, extra, top))
+
+
+def candidates_spec(step, labels, cands, colours, chosen_text, extra, top) -> dict:
+    """The candidates chart as plotly's plain dict (built unvalidated: see `fast_figure`)."""
+    bar = dict(type="bar", y=labels, orientation="h")
+    return {
+        "data": [
+            {
+                **bar,
+                "x": [c.prob for c in cands],
+                "marker": {"color": colours},
+                "name": "sampled from",
+                "hovertemplate": "%{y}: %{x:.3f}<extra>after settings</extra>",
+            },
+            {
+                **bar,
+                "x": [c.raw_prob if c.raw_prob == c.raw_prob else None for c in cands],  # NaN
+                "marker": {"color": "rgba(0,0,0,0)", "line": {"color": "#333", "width": 1}},
+                "name": "model alone",
+                "hovertemplate": "%{y}: %{x:.3f}<extra>model alone</extra>",
+            },
+        ],
+        "layout": {
+            "title": {
+                "text": f"Step {step}: top candidates, chosen {visible(chosen_text)!r}{extra}",
+                "font": {"size": 14},
+            },
+            "barmode": "overlay",
+            "height": 380,
+            "margin": {"l": 140, "r": 20, "t": 50, "b": 50},
+            "xaxis": {"title": {"text": "probability"}, "range": [0, min(1.0, top * 1.15) or 1.0]},
+            "yaxis": {"autorange": "reversed"},
+            "legend": {"orientation": "h", "y": -0.18},
+        },
+    }
 
 
 @friendly_errors
@@ -147,8 +153,12 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
         yield gr.skip(), gr.skip(), f"0 / {cfg.max_new_tokens} tokens · {STOPPED}", gr.skip()
         return
     text_pace, chart_pace = Pace(TEXT_RATE), Pace(CHART_RATE)
+    # Concurrent runs share decode steps (`sampler_for`: the model's batcher); this loop, the
+    # candidates and the charts run in this visitor's thread. Closing the stream (Stop, the
+    # end) takes the run's row out of the batch at once.
+    events = stream(model, tok, prompt, cfg=cfg, sampler=sampler_for(model))
     try:
-        for step, event in enumerate(stream(model, tok, prompt, cfg=cfg), 1):
+        for step, event in enumerate(events, 1):
             text += event.text
             run["tokens"].append(event.token_id)
             run["steps"].append((event.prob, event.candidates))
@@ -171,6 +181,8 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
                 break
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
+    finally:
+        events.close()
 
 
 DROPPED = (
@@ -563,7 +575,7 @@ def build(demo: gr.Blocks) -> Page:
             api_name="generate",
             show_progress="hidden",
             js=RUNNING,
-            **heavy("generate", 4),
+            **batched("generate"),
         )
         pipe_inputs = [last_run, step, temperature, top_k, top_p, rep]
         after = [step, pipe, pipe_files, run_files]
@@ -595,6 +607,6 @@ def build(demo: gr.Blocks) -> Page:
             api_visibility="private",
             show_progress="hidden",
             js=RUNNING,
-            **heavy("generate"),
+            **batched("generate"),
         ).then(None, js=IDLE).then(after_run, pipe_inputs, after, api_visibility="private")
     return Page([Picker("Generate", TASKS, model)])

@@ -142,8 +142,10 @@ def test_rejected_input_writes_no_server_traceback(app_url, tsv, capfd):
 
 def test_heavy_endpoints_share_two_slots_and_light_ones_have_their_own(served):
     fns = {fn.api_name: fn for fn in served[0].fns.values() if isinstance(fn.api_name, str)}
-    for name in ("generate", "attention", "classify", "chat", "lens", "start_job"):
+    for name in ("attention", "classify", "lens", "start_job"):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("heavy", 2), name
+    for name in ("generate", "chat"):  # batched: their runs share decode steps (gpt.batching)
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("heavy:decode", 16)
     for name in ("tokenize", "jobs"):  # each its own few slots: a /jobs flood is not /tokenize's
         assert fns[name].concurrency_limit == 4 and fns[name].concurrency_id == f"light:{name}"
 

@@ -1,4 +1,5 @@
-"""Heavy and light events: each tab marks its own (`**heavy(group, limit)`, `**light(name)`).
+"""Heavy and light events: each tab marks its own (`**heavy(group, limit)`, `**light(name)`,
+`**batched(group)`).
 
 A heavy event runs a model (or trains); a light one only reads or writes a little. In multi-user
 mode (a public Space) app.py calls `share_heavy_slots`: every heavy event then shares one queue of
@@ -6,6 +7,12 @@ a few slots, so a flood of them leaves CPU to the light ones, which get no limit
 `fair_heavy_queue`: that queue is served round-robin by session, and a session (or a client
 address) may only have a few heavy runs waiting or running, so one client's flood delays
 another's run by a few runs at most.
+
+A batched event (Generate's and Chat's streams) is heavy too (the same per-session and
+per-address limits), but its runs share decode steps (`gpt.batching`): they get a group of
+their own, `DECODE_SLOTS` wide, so that concurrent streams reach the batcher together instead of
+queueing behind two slots; the batcher is then the concurrency control (`decode_limits`: rows
+and KV-cache memory; a run that does not fit waits there for one to end).
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ from typing import Any
 log = logging.getLogger("gpt2lab")
 
 HEAVY, LIGHT = "heavy", "light"
+DECODE = f"{HEAVY}:decode"  # the batched events' group: heavy, with slots of their own
+DECODE_SLOTS_ENV = "GPT2LAB_DECODE_SLOTS"  # batched runs at once, and rows of a batch (16)
+DECODE_MEMORY_ENV = "GPT2LAB_DECODE_MEMORY_MB"  # a batch's KV cache (default: cache cap / 5)
+DECODE_SLOTS = 16
 
 
 def heavy(group: str, limit: int | None | str = "default") -> dict[str, Any]:
@@ -28,34 +39,82 @@ def heavy(group: str, limit: int | None | str = "default") -> dict[str, Any]:
     return dict(concurrency_id=f"{HEAVY}:{group}", concurrency_limit=limit)
 
 
+def batched(group: str, limit: int | None | str = None) -> dict[str, Any]:
+    """An event's keywords marking it heavy and batched (its runs share decode steps): in the
+    decode group, `limit` runs at once (None: `decode_slots()`)."""
+    return dict(concurrency_id=f"{DECODE}:{group}", concurrency_limit=limit or decode_slots())
+
+
+def decode_slots() -> int:
+    """Batched runs at once and rows of a batch: $GPT2LAB_DECODE_SLOTS, else 16."""
+    from pages.visitors import env_int
+
+    return env_int(DECODE_SLOTS_ENV, DECODE_SLOTS) or DECODE_SLOTS
+
+
+def decode_limits() -> Any:
+    """The batcher's limits (`gpt.batching.BatchLimits`): `decode_slots()` rows, and a KV cache of
+    $GPT2LAB_DECODE_MEMORY_MB, else a fifth of the model cache's cap (`GPT2LAB_MODEL_CACHE_MB`,
+    2,500 MB: 500 MB, e.g. 16 rows of 440 positions of GPT-2 124M, or 6 full 1,024-token rows)."""
+    from gpt.batching import BatchLimits
+    from gpt.lab.registry import cache_cap_bytes
+    from pages.visitors import env_number
+
+    mb = env_number(DECODE_MEMORY_ENV, cache_cap_bytes() / 5 / 2**20)
+    return BatchLimits(decode_slots(), int((mb or cache_cap_bytes() / 5 / 2**20) * 2**20))
+
+
+def sampler_for(model: Any) -> Any:
+    """What makes a run's tokens (`gpt.sampling.Sampler`): the model's shared batcher
+    (`gpt.batching`) for a GPT, else `sample_steps`."""
+    from gpt.batching import batcher_for
+    from gpt.model import GPT
+    from gpt.sampling import sample_steps
+
+    if isinstance(model, GPT):
+        return batcher_for(model, decode_limits()).steps
+    return sample_steps
+
+
 def light(name: str, limit: int | None | str = "default") -> dict[str, Any]:
     return dict(concurrency_id=f"{LIGHT}:{name}", concurrency_limit=limit)
 
 
-def mark_heavy(demo: Any, fn: Any, group: str, limit: int | None | str = "default") -> None:
-    """Mark heavy every event of `demo` that runs `fn`: for the events a component makes itself
-    (`gr.ChatInterface` takes a concurrency limit, not a group)."""
+def mark_heavy(
+    demo: Any, fn: Any, group: str, limit: int | None | str = "default", kind: Any = None
+) -> None:
+    """Mark heavy (`kind`: `heavy` or `batched`) every event of `demo` that runs `fn`: for the
+    events a component makes itself (`gr.ChatInterface` takes a concurrency limit, not a
+    group)."""
+    marks = (kind or heavy)(group, limit)
     for block_fn in demo.fns.values():
         if block_fn.fn is not None and inspect.unwrap(block_fn.fn) is inspect.unwrap(fn):
-            block_fn.concurrency_id = heavy(group)["concurrency_id"]
-            block_fn.concurrency_limit = limit
+            block_fn.concurrency_id = marks["concurrency_id"]
+            block_fn.concurrency_limit = marks["concurrency_limit"]
 
 
-def share_heavy_slots(demo: Any, slots: int, light_slots: int | None = None) -> dict[str, int]:
-    """Put every heavy event of `demo` in one concurrency group of `slots`, give each light
-    one `light_slots` (None: no limit), so that a flood of one light endpoint (a script looping
+def share_heavy_slots(
+    demo: Any, slots: int, light_slots: int | None = None, batched_slots: int | None = None
+) -> dict[str, int]:
+    """Put every heavy event of `demo` in one concurrency group of `slots`, and every batched
+    one in the decode group of `batched_slots` (None: `decode_slots()`); give each light one
+    `light_slots` (None: no limit), so that a flood of one light endpoint (a script looping
     /jobs) holds only a few of Gradio's workers; returns how many events each got
-    ({"heavy": n, "light": m})."""
-    counts = {HEAVY: 0, LIGHT: 0}
+    ({"heavy": n, "light": m, "heavy:decode": b})."""
+    counts = {HEAVY: 0, LIGHT: 0, DECODE: 0}
     for fn in demo.fns.values():
-        kind = str(fn.concurrency_id).split(":", 1)[0]
+        cid = str(fn.concurrency_id)
+        kind = DECODE if cid.startswith(f"{DECODE}:") else cid.split(":", 1)[0]
         if kind in counts:
             counts[kind] += 1
-            if kind == HEAVY:
+            if kind == DECODE:
+                fn.concurrency_id, fn.concurrency_limit = DECODE, batched_slots or decode_slots()
+            elif kind == HEAVY:
                 fn.concurrency_id, fn.concurrency_limit = HEAVY, slots
             else:
                 fn.concurrency_limit = light_slots
     return counts
+
 
 
 class QuietLog:

@@ -112,3 +112,30 @@ def ticks(labels: list[str], start: int = 0, most: int = 40) -> dict:
     step = max(1, len(labels) // most)
     vals = list(range(start, len(labels), step))
     return dict(tickmode="array", tickvals=vals, ticktext=[labels[i] for i in vals])
+
+
+_TEMPLATE: dict | None = None
+
+
+def fast_figure(spec: dict) -> Any:
+    """A plotly `go.Figure` from a plain dict written in plotly's own schema (`{"data": [...],
+    "layout": {...}}`, no magic underscores), built without plotly's per-property validation:
+    about 1 ms instead of about 30 for a bar chart, which matters for a chart redrawn while a
+    stream runs. The default template is added, as `go.Figure` would. Tests build the same
+    specs with validation (`go.Figure(spec)`) to check them.
+
+    >>> fig = fast_figure({"data": [{"type": "bar", "x": [1, 2]}], "layout": {"height": 200}})
+    >>> fig.layout.height, "template" in fig.to_dict()["layout"]
+    (200, True)
+    """
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        _TEMPLATE = pio.templates[pio.templates.default].to_plotly_json()
+    spec = {**spec, "layout": {"template": _TEMPLATE, **spec.get("layout", {})}}
+    try:
+        return go.Figure(spec, _validate=False)
+    except TypeError:  # a plotly without the private switch: validated, slower
+        return go.Figure(spec)
