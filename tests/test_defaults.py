@@ -83,7 +83,9 @@ def test_page_and_cli_fill_the_same_fields(monkeypatch):
     cli = jobs_cli._spec(args)
     for key in ("epochs", "lr", "last_n_blocks", "prefix_weight"):
         assert seen["page"].get(key) == cli.get(key), key
-    assert cli["prefix_weight"] == recipes.CLASSIFY_PREFIX_WEIGHT
+    assert cli["prefix_weight"] == d.fields()["prefix_weight"] == 2.0  # last blocks' own
+    lora = with_tune_defaults({"kind": "classify", "method": "lora"})
+    assert lora["prefix_weight"] == recipes.CLASSIFY_PREFIX_WEIGHT
     assert seen["page"]["weigh_classes"] is cli["weigh_classes"] is True
     given = with_tune_defaults({"kind": "classify", "method": "lora", "lr": 1e-4})
     assert given["lr"] == 1e-4 and given["epochs"] == tune_defaults("classify", "lora", "x").epochs
