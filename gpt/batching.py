@@ -7,8 +7,8 @@ worker thread per model that feeds every active sequence's next token in one ste
 visitors get nearly eight times the tokens a second of one.
 
 A run (`Batcher.steps`, the same arguments and `TokenStep`s as `gpt.sampling.sample_steps`):
-- prefills its prompt on its own, in the caller's thread (a batch-1 `KVCache`), picks its first
-  token there, then joins the running batch at the next step;
+- is prefilled on its own (a batch-1 `KVCache`, as `sample_steps` does) by the worker between
+  two steps, gets its first token, and joins the batch at the next step;
 - keeps its own settings, random generator (its seed), seen tokens and stop rule: the worker
   picks each row's token with `gpt.sampling.pick_token`, so a seeded run draws the same tokens
   whoever else is in the batch, and greedy runs give the tokens `sample_steps` gives;
@@ -37,6 +37,7 @@ True
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import weakref
@@ -56,6 +57,7 @@ from gpt.sampling import (
 )
 
 IDLE_S = 30.0  # a worker with nothing to do for this long ends (the next run starts another)
+PREFILL_TOKENS = 256  # prompt tokens prefilled between two steps (at least one prompt)
 ALIGN = 64  # the cache's length grows in steps of this many positions
 
 
@@ -67,10 +69,14 @@ class BatchLimits:
         max_rows: sequences decoded together at most.
         cache_bytes: the batch's KV cache at most (rows x positions x
             `RowKVCache.bytes_per_position`); a run that would pass it waits.
+        threads: torch's intra-op threads in the worker (None: torch's own choice). One
+            thread leaves the other cores to the web server and the pages: on a 2-core machine
+            two threads per step wait on each other whenever anything else runs.
     """
 
     max_rows: int = 16
     cache_bytes: int = 512 * 2**20
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_rows < 1 or self.cache_bytes < 1:
@@ -125,6 +131,7 @@ class Batcher:
         self._cache: RowKVCache | None = None
         self.steps_run = 0  # decode steps so far, and the rows they fed (for benchmarks)
         self.rows_fed = 0
+        _every_batcher.add(self)
 
     # --- the caller's side ---------------------------------------------------------------
 
@@ -145,18 +152,6 @@ class Batcher:
         seen[prompt] = True
         row = _Row(cfg, eot_id, new_generator(cfg.seed), seen, prompt[-self.block :])
         row.need = min(self.block, len(row.ids) + cfg.max_new_tokens)
-        with torch.inference_mode():
-            row.kv = model.new_cache(1, max_len=len(row.ids))
-            x = torch.tensor([row.ids], device=model.device)
-            raw = model(x, row.kv, last_only=True)[0, -1].float().cpu()  # (V,)
-        token, probs = pick_token(raw, row.seen, cfg, row.generator)
-        row.steps = 1
-        yield token_step(token, probs, raw, cfg)
-        if row.finished(token):
-            return
-        row.accept(token)
-        if row.kv.pos >= self.block:  # the prompt filled the context
-            self._reencode(row)
         try:  # closed (Stop) or dropped: Python closes a dropped generator, which lands here
             self._join(row)
             while True:
@@ -184,32 +179,36 @@ class Batcher:
 
     @property
     def active(self) -> int:
-        """Runs in the batch now (not counting those prefilling or waiting)."""
+        """Runs in the batch now (not counting those waiting to join)."""
         return len(self._rows)
 
     # --- the worker ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
+        if self.limits.threads is not None:
+            _threads_here(self.limits.threads)
+        while not _shutting_down.is_set():
             with self._cond:
                 if not self._rows and not self._waiting:
                     self._cond.wait(IDLE_S)
                     if not self._rows and not self._waiting:
-                        self._worker = None
-                        self._cache = None  # its memory back
-                        return
+                        break
                 waiting = list(self._waiting)
             try:
-                self._admit(waiting)
-                self._leave([r for r in self._rows if r.cancelled.is_set()])
-                if self._rows:
-                    self._step()
+                with torch.inference_mode():  # the worker's tensors never need autograd
+                    self._leave([r for r in self._rows if r.cancelled.is_set()])
+                    self._admit(waiting)
+                    if self._rows:
+                        self._step()
             except Exception as e:  # a failed step ends every run in it, with the error
                 for row in dict.fromkeys(self._rows + waiting):
                     row.out.put(e)
                 with self._cond:
                     self._waiting = [r for r in self._waiting if r not in waiting]
                 self._rows, self._cache = [], None
+        with self._cond:
+            self._worker = None
+            self._cache = None  # its memory back
 
     def _fits(self, rows: int, length: int) -> bool:
         return rows <= self.limits.max_rows and (
@@ -217,35 +216,61 @@ class Batcher:
         )
 
     def _admit(self, waiting: list[_Row]) -> None:
-        """Move the waiting runs that fit into the batch, in arrival order."""
-        joined = []
+        """Prefill the waiting runs that fit, in arrival order, each alone (a batch-1
+        `KVCache`, as `sample_steps` does), send each its first token and give it a row.
+        Prefills here, between steps, not beside them: on a few cores two at once only slow
+        each other. About `PREFILL_TOKENS` prompt tokens per step, so a long prompt holds the
+        others up for one step's worth of time, not more."""
+        taken, budget = [], PREFILL_TOKENS
         for row in waiting:
+            if budget <= 0:
+                break
+            taken.append(row)
             if row.cancelled.is_set():
-                joined.append(row)
                 continue
             n = len(self._rows) + 1
             length = _aligned(max([row.need] + [r.need for r in self._rows]), self.block)
             if not self._fits(n, length):
+                taken.pop()
                 break
-            cache = self._cache
-            if cache is None or cache.rows < n or cache.max_len < length:
-                rows = min(self.limits.max_rows, max(n, 2 * (cache.rows if cache else 1)))
-                while rows > n and not self._fits(rows, length):
-                    rows -= 1
-                if cache is None:
-                    cache = self.model.new_row_cache(rows, length)
-                else:
-                    with torch.inference_mode():
-                        cache = cache.resized(rows, length, keep=len(self._rows))
-                self._cache = cache
-            with torch.inference_mode():
-                cache.load(n - 1, row.kv)
-            row.kv = None
-            self._rows.append(row)
-            joined.append(row)
-        if joined:
+            budget -= len(row.ids)
+            if self._prefill(row):
+                self._reserve(n, length).load(n - 1, row.kv)
+                row.kv = None
+                self._rows.append(row)
+        if taken:
             with self._cond:
-                self._waiting = [r for r in self._waiting if r not in joined]
+                self._waiting = [r for r in self._waiting if r not in taken]
+
+    def _prefill(self, row: _Row) -> bool:
+        """Run `row`'s prompt alone and send its first token; whether the run goes on."""
+        row.kv = self.model.new_cache(1, max_len=len(row.ids))
+        x = torch.tensor([row.ids], device=self.model.device)
+        raw = self.model(x, row.kv, last_only=True)[0, -1].float().cpu()  # (V,)
+        token, probs = pick_token(raw, row.seen, row.cfg, row.generator)
+        row.steps = 1
+        last = row.finished(token)
+        row.out.put((token, probs, raw, last))
+        if last:
+            return False
+        row.accept(token)
+        if row.kv.pos >= self.block:  # the prompt filled the context
+            self._reencode(row)
+        return True
+
+    def _reserve(self, n: int, length: int) -> RowKVCache:
+        """The batch's cache, grown to hold `n` rows of `length` positions if it does not."""
+        cache = self._cache
+        if cache is None or cache.rows < n or cache.max_len < length:
+            rows = min(self.limits.max_rows, max(n, 2 * (cache.rows if cache else 1)))
+            while rows > n and not self._fits(rows, length):
+                rows -= 1
+            if cache is None:
+                cache = self.model.new_row_cache(rows, length)
+            else:
+                cache = cache.resized(rows, length, keep=len(self._rows))
+            self._cache = cache
+        return cache
 
     def _leave(self, rows: list[_Row]) -> None:
         """Drop `rows` from the batch, moving the last rows into their places."""
@@ -253,8 +278,7 @@ class Batcher:
             i = self._rows.index(row)
             last = len(self._rows) - 1
             if i != last:
-                with torch.inference_mode():
-                    self._cache.move(last, i)
+                self._cache.move(last, i)
                 self._rows[i] = self._rows[last]
             self._rows.pop()
 
@@ -262,9 +286,8 @@ class Batcher:
         """One decode step of every row; each row's token picked with its own settings."""
         rows, cache = self._rows, self._cache
         n = len(rows)
-        with torch.inference_mode():
-            tokens = torch.tensor([r.last for r in rows], device=self.model.device)
-            logits = self.model.decode_rows(tokens, cache, n).float().cpu()  # (n, V)
+        tokens = torch.tensor([r.last for r in rows], device=self.model.device)
+        logits = self.model.decode_rows(tokens, cache, n).float().cpu()  # (n, V)
         self.steps_run += 1
         self.rows_fed += n
         done = []
@@ -280,8 +303,7 @@ class Batcher:
             row.accept(token)
             if cache.pos[i] >= self.block:  # context full: rebuild the row from the recent tail
                 self._reencode(row)
-                with torch.inference_mode():
-                    cache.load(i, row.kv)
+                cache.load(i, row.kv)
                 row.kv = None
         self._leave(done)
 
@@ -289,9 +311,19 @@ class Batcher:
         """Context full: keep the last three quarters of `row.ids` (as `sample_steps` does) and
         prefill all but the newest token into `row.kv`; the newest is fed by the next step."""
         row.ids = row.ids[-(3 * self.block) // 4 :]
-        with torch.inference_mode():
-            row.kv = self.model.new_cache(1, max_len=len(row.ids))
-            self.model.hidden(torch.tensor([row.ids[:-1]], device=self.model.device), row.kv)
+        row.kv = self.model.new_cache(1, max_len=len(row.ids))
+        self.model.hidden(torch.tensor([row.ids[:-1]], device=self.model.device), row.kv)
+
+
+def _threads_here(n: int) -> None:
+    """torch's intra-op threads for this thread only. `torch.set_num_threads` sets the calling
+    thread's OpenMP thread count and the process-wide default that threads started later take;
+    a short-lived helper puts that default back, so only this thread changes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    helper = threading.Thread(target=torch.set_num_threads, args=(before,))
+    helper.start()
+    helper.join()
 
 
 def _aligned(length: int, block: int) -> int:
@@ -301,6 +333,23 @@ def _aligned(length: int, block: int) -> int:
     (128, 1024, 32)
     """
     return min(block, -(-length // ALIGN) * ALIGN)
+
+
+_shutting_down = threading.Event()
+_every_batcher: weakref.WeakSet[Batcher] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """At exit, let the workers finish their step and end (a daemon thread still inside a torch
+    op while the interpreter tears down can abort the process)."""
+    _shutting_down.set()
+    for batcher in list(_every_batcher):
+        with batcher._cond:
+            batcher._cond.notify_all()
+            worker = batcher._worker
+        if worker is not None:
+            worker.join(timeout=2)
 
 
 _batchers: weakref.WeakKeyDictionary[GPT, Batcher] = weakref.WeakKeyDictionary()

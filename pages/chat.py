@@ -21,7 +21,7 @@ from pages import oneclick
 from pages.common.heavy import batched, decode_slots, mark_heavy, sampler_for
 from pages.common.inputs import announce, check_text, friendly_errors, sampling_args, slider_input
 from pages.common.models import Page, Picker, card_of, get_model, model_header
-from pages.common.pace import paced
+from pages.common.pace import STREAMS, paced
 from pages.common.views import look_for
 
 TASKS = ("instruct",)
@@ -150,8 +150,9 @@ def chat(
     prompt, note = fit_prompt_note(message, history, tok, budget, bool(remember))
     announce(note)
     reply = ""
-    for reply in paced(_replies(model, tok, prompt, cfg)):
-        yield reply.strip() or "…", prompt
+    with STREAMS.running():  # past 4 streams at once, each gets a share of the update rate
+        for reply in paced(_replies(model, tok, prompt, cfg), streams=STREAMS):
+            yield reply.strip() or "…", prompt
     if not reply.strip():
         yield "(the model ended its reply without any text; try a higher temperature)", prompt
 

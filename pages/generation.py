@@ -27,7 +27,7 @@ from pages.common.inputs import (
 )
 from pages.common.limits import state_budget
 from pages.common.models import Page, Picker, model_header, model_note, progress_lines, wait_model
-from pages.common.pace import CHART_RATE, TEXT_RATE, Pace
+from pages.common.pace import CHART_RATE, STREAMS, TEXT_RATE, Pace
 from pages.common.render import fast_figure, token_labels, visible
 from pages.common.texts import GENERATE_EXAMPLES, follow, text_for, world
 from pages.common.views import export_files, look_for, numbers_box
@@ -152,33 +152,34 @@ def _generate(stop: threading.Event, model_name: str, prompt: str, settings: tup
     if stop.is_set():  # pressed while the model was loading or downloading
         yield gr.skip(), gr.skip(), f"0 / {cfg.max_new_tokens} tokens · {STOPPED}", gr.skip()
         return
-    text_pace, chart_pace = Pace(TEXT_RATE), Pace(CHART_RATE)
+    text_pace, chart_pace = Pace(TEXT_RATE, streams=STREAMS), Pace(CHART_RATE, streams=STREAMS)
     # Concurrent runs share decode steps (`sampler_for`: the model's batcher); this loop, the
     # candidates and the charts run in this visitor's thread. Closing the stream (Stop, the
     # end) takes the run's row out of the batch at once.
     events = stream(model, tok, prompt, cfg=cfg, sampler=sampler_for(model))
     try:
-        for step, event in enumerate(events, 1):
-            text += event.text
-            run["tokens"].append(event.token_id)
-            run["steps"].append((event.prob, event.candidates))
-            run["logits"].append(event.logits)
-            last = event.finish_reason is not None or stop.is_set()
-            if not (last or text_pace.due()):
-                continue  # coalesced: the page gets a few updates a second, not one a token
-            rate = step / max(time.perf_counter() - start, 1e-6)
-            status = f"{step} / {cfg.max_new_tokens} tokens · {rate:.0f} tokens/s{seed_note}"
-            if event.finish_reason is not None:
-                status += f" · stopped: {FINISH[event.finish_reason]}"
-            elif last:
-                status += f" · {STOPPED}"
-            chart = gr.skip()
-            if last or chart_pace.due():
-                chart = step_chart(run, step)
-            keep(run)
-            yield text, chart, status, run
-            if last:
-                break
+        with STREAMS.running():  # past 4 streams at once, each gets a share of the rates
+            for step, event in enumerate(events, 1):
+                text += event.text
+                run["tokens"].append(event.token_id)
+                run["steps"].append((event.prob, event.candidates))
+                run["logits"].append(event.logits)
+                last = event.finish_reason is not None or stop.is_set()
+                if not (last or text_pace.due()):
+                    continue  # coalesced: the page gets a few updates a second, not one a token
+                rate = step / max(time.perf_counter() - start, 1e-6)
+                status = f"{step} / {cfg.max_new_tokens} tokens · {rate:.0f} tokens/s{seed_note}"
+                if event.finish_reason is not None:
+                    status += f" · stopped: {FINISH[event.finish_reason]}"
+                elif last:
+                    status += f" · {STOPPED}"
+                chart = gr.skip()
+                if last or chart_pace.due():
+                    chart = step_chart(run, step)
+                keep(run)
+                yield text, chart, status, run
+                if last:
+                    break
     except SamplingError as e:
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
     finally:

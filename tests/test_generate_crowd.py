@@ -3,6 +3,7 @@ and each still gets exactly its own run: tokens, seed, Stop, charts."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from types import SimpleNamespace
@@ -153,3 +154,24 @@ def test_batched_events_get_their_own_group_and_the_batcher_follows_the_memory_c
     monkeypatch.delenv(DECODE_MEMORY_ENV)
     monkeypatch.setenv("GPT2LAB_MODEL_CACHE_MB", "1000")
     assert decode_limits().cache_bytes == 200 * 2**20  # a fifth of the models' cap
+
+
+def test_past_four_streams_each_gets_a_share_of_the_update_rates():
+    from pages.common.pace import Pace, Streams
+
+    now, streams = [0.0], Streams()
+    pace = Pace(10, clock=lambda: now[0], streams=streams)
+
+    def due_at(times):
+        out = []
+        for now[0] in times:
+            out.append(pace.due())
+        return out
+
+    with streams.running():  # alone: every 0.1 s
+        assert due_at([0.0, 0.1, 0.15, 0.2]) == [True, True, False, True]
+    with contextlib.ExitStack() as stack:
+        for _ in range(8):  # 8 at once: every 0.2 s each
+            stack.enter_context(streams.running())
+        assert due_at([1.0, 1.1, 1.19, 1.2]) == [True, False, False, True]
+    assert streams.n == 0

@@ -31,6 +31,7 @@ HEAVY, LIGHT = "heavy", "light"
 DECODE = f"{HEAVY}:decode"  # the batched events' group: heavy, with slots of their own
 DECODE_SLOTS_ENV = "GPT2LAB_DECODE_SLOTS"  # batched runs at once, and rows of a batch (16)
 DECODE_MEMORY_ENV = "GPT2LAB_DECODE_MEMORY_MB"  # a batch's KV cache (default: cache cap / 5)
+DECODE_THREADS_ENV = "GPT2LAB_DECODE_THREADS"  # the batcher's torch threads (all but one)
 DECODE_SLOTS = 16
 
 
@@ -53,15 +54,22 @@ def decode_slots() -> int:
 
 
 def decode_limits() -> Any:
-    """The batcher's limits (`gpt.batching.BatchLimits`): `decode_slots()` rows, and a KV cache of
+    """The batcher's limits (`gpt.batching.BatchLimits`): `decode_slots()` rows; a KV cache of
     $GPT2LAB_DECODE_MEMORY_MB, else a fifth of the model cache's cap (`GPT2LAB_MODEL_CACHE_MB`,
-    2,500 MB: 500 MB, e.g. 16 rows of 440 positions of GPT-2 124M, or 6 full 1,024-token rows)."""
+    2,500 MB: 500 MB, e.g. 16 rows of 440 positions of GPT-2 124M, or 6 full 1,024-token rows);
+    $GPT2LAB_DECODE_THREADS torch threads for its steps, else all but one of torch's (1 on a
+    2-core Space: the other core serves the pages and the web server, which otherwise stall
+    every two-thread step)."""
+    import torch
+
     from gpt.batching import BatchLimits
     from gpt.lab.registry import cache_cap_bytes
-    from pages.visitors import env_number
+    from pages.visitors import env_int, env_number
 
-    mb = env_number(DECODE_MEMORY_ENV, cache_cap_bytes() / 5 / 2**20)
-    return BatchLimits(decode_slots(), int((mb or cache_cap_bytes() / 5 / 2**20) * 2**20))
+    default_mb = cache_cap_bytes() / 5 / 2**20
+    mb = env_number(DECODE_MEMORY_ENV, default_mb) or default_mb
+    threads = env_int(DECODE_THREADS_ENV, max(1, torch.get_num_threads() - 1))
+    return BatchLimits(decode_slots(), int(mb * 2**20), threads)
 
 
 def sampler_for(model: Any) -> Any:
