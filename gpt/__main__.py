@@ -470,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Ollama's chat API at this URL (e.g. http://localhost:11434)",
     )
     ev.add_argument("--judge-model", default="llama3", help="the judge's model name")
+    _device_option(ev)
     ev.set_defaults(func=cmd_eval)
 
     rc = sub.add_parser("recipes", help="rebuild the starter models (bundled data + ../shared SMS)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -373,3 +374,38 @@ def test_training_keeps_a_model_already_off_the_cpu_where_it_is(monkeypatch):
     monkeypatch.setenv(DEVICE_ENV, "cpu")
     assert Trainer(placed, LMTask(), data, None, cfg).device == torch.device("meta")
     assert Trainer(GPT(TINY), LMTask(), data, None, cfg).device == torch.device("cpu")
+
+
+def test_checkpoints_keep_each_gpus_rng_state(monkeypatch):
+    """On a CUDA machine the loop state also holds every GPU's RNG (dropout draws there), and a
+    resume restores it; faked here: two "GPUs" whose states are recorded and set back."""
+    from gpt.train import state as trainstate
+
+    gpus = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    saved = json.loads(json.dumps(trainstate.rng_state()))  # as written to the checkpoint
+    assert len(saved["cuda"]) == 2
+    trainstate.set_rng_state(saved)
+    assert [t.tolist() for t in restored] == [g.tolist() for g in gpus]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # resumed on a CPU machine
+    restored.clear()
+    trainstate.set_rng_state(saved)
+    assert restored == [] and "cuda" not in trainstate.rng_state()
+
+
+def test_eval_runs_on_the_chosen_device(monkeypatch, capsys):
+    """`python -m gpt eval` takes --device (checked first) and evaluates where it points."""
+    from gpt.__main__ import main
+    from gpt.lab import runs
+
+    assert main(["eval", "lm", "--model", "starter", "--data", "x", "--device", "tpu"]) == 2
+    assert "unknown device 'tpu' (--device)" in capsys.readouterr().err
+    seen = []
+    monkeypatch.setattr(runs, "choose_device", lambda: torch.device("meta"))
+    monkeypatch.setattr(runs, "evaluate_run", lambda spec, model, *a: seen.append(model) or {})
+    runs.evaluate_file("lm", "starter", runs.BUNDLED["lm"]["train"])
+    assert {p.device.type for p in seen[0].parameters()} == {"meta"}

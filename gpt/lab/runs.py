@@ -593,6 +593,7 @@ def evaluate_file(kind: str, model_name: str, path: str | Path, **overrides: Any
 
     spec = RunSpec(kind=kind, base=model_name, data=str(path), **overrides)
     model, tok = load_model(model_name), load_tokenizer(spec.tokenizer or model_name)
+    model.to(choose_device())  # --device, else $GPT2LAB_DEVICE, else the best there is
     context = gpt_body(model).config.block_size
     if (kind == "classify") != isinstance(model, GPTClassifier):
         raise ValueError(f"{model_name} is not a {kind} model")

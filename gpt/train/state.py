@@ -85,17 +85,26 @@ def sha256(path: Path) -> str:
 
 
 def rng_state() -> dict[str, Any]:
-    """The RNG states a training step consumes (dropout, shuffling), JSON-serialisable."""
+    """The RNG states a training step consumes (dropout, shuffling), JSON-serialisable: the
+    CPU's, Python's, NumPy's and, on a CUDA machine, each GPU's (dropout on a GPU draws there)."""
     np_state = np.random.get_state()
-    return {
+    state = {
         "torch": torch.get_rng_state().numpy().tobytes().hex(),
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
     }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.cpu().numpy().tobytes().hex() for s in torch.cuda.get_rng_state_all()]
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore `rng_state()`; the GPUs' states when both the checkpoint and this machine have
+    them (a run resumed on another kind of machine keeps the CPU's, Python's and NumPy's)."""
     torch.set_rng_state(torch.frombuffer(bytearray.fromhex(state["torch"]), dtype=torch.uint8))
+    if state.get("cuda") and torch.cuda.is_available():
+        gpus = [torch.frombuffer(bytearray.fromhex(h), dtype=torch.uint8) for h in state["cuda"]]
+        torch.cuda.set_rng_state_all(gpus[: torch.cuda.device_count()])
     v, internal, gauss = state["python"]
     random.setstate((v, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
