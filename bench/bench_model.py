@@ -1,6 +1,6 @@
 """GPT-2 124M on CPU: ours vs Hugging Face transformers, same random weights, one run.
 
-    python bench/bench_model.py [--repeats 3] [--new-tokens 200] [--skip-bf16]
+    python bench/bench_model.py [--repeats 3] [--new-tokens 200] [--skip-bf16] [--decode-only]
 
 Measures decode tokens/s (batch 1, prompt 32, greedy, KV cache), prefill of 512 tokens, all
 144 attention maps for 256 tokens, a training step (forward + backward + AdamW, B=2, T=256), and
@@ -11,6 +11,7 @@ bench/results/model.json.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=200)
     ap.add_argument("--skip-bf16", action="store_true")
+    ap.add_argument("--decode-only", action="store_true", help="only the decode rows")
     args = ap.parse_args()
     torch.manual_seed(0)
     ours = GPT(PRESETS["gpt2"]).eval()
@@ -120,6 +122,15 @@ def main() -> None:
             "ids identical" if same else "ids DIFFER",
         ]
     )
+
+    if args.decode_only:
+        print_table(
+            f"GPT-2 124M decode, random weights, fp32 ({machine()}; medians of {R}; "
+            f"load {os.getloadavg()[0]:.1f})",
+            ["Benchmark", "Ours", "HF transformers", "Ratio", "Note"],
+            rows,
+        )
+        return
 
     # Prefill: the next-token distribution after 512 tokens, as generation computes it.
     x512 = torch.randint(0, 50257, (1, 512))

@@ -69,9 +69,10 @@ class BatchLimits:
         max_rows: sequences decoded together at most.
         cache_bytes: the batch's KV cache at most (rows x positions x
             `RowKVCache.bytes_per_position`); a run that would pass it waits.
-        threads: torch's intra-op threads in the worker (None: torch's own choice). One
-            thread leaves the other cores to the web server and the pages: on a 2-core machine
-            two threads per step wait on each other whenever anything else runs.
+        threads: torch's intra-op threads of a batch's steps (None: torch's own choice; a lone
+            row always steps on torch's own, as batch-1 generation does). One thread leaves
+            the other core of a 2-core machine to the web server and the pages: two threads
+            per step wait on each other whenever anything else runs.
     """
 
     max_rows: int = 16
@@ -185,8 +186,7 @@ class Batcher:
     # --- the worker ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        if self.limits.threads is not None:
-            _threads_here(self.limits.threads)
+        self._default_threads = self._threads = torch.get_num_threads()
         while not _shutting_down.is_set():
             with self._cond:
                 if not self._rows and not self._waiting:
@@ -286,6 +286,11 @@ class Batcher:
         """One decode step of every row; each row's token picked with its own settings."""
         rows, cache = self._rows, self._cache
         n = len(rows)
+        # a lone row steps as batch-1 generation does, on torch's threads; a batch on `threads`
+        threads = self._default_threads if n == 1 else self.limits.threads or self._threads
+        if threads != self._threads:
+            _threads_here(threads, self._default_threads)
+            self._threads = threads
         tokens = torch.tensor([r.last for r in rows], device=self.model.device)
         logits = self.model.decode_rows(tokens, cache, n).float().cpu()  # (n, V)
         self.steps_run += 1
@@ -315,13 +320,12 @@ class Batcher:
         self.model.hidden(torch.tensor([row.ids[:-1]], device=self.model.device), row.kv)
 
 
-def _threads_here(n: int) -> None:
+def _threads_here(n: int, default: int) -> None:
     """torch's intra-op threads for this thread only. `torch.set_num_threads` sets the calling
     thread's OpenMP thread count and the process-wide default that threads started later take;
-    a short-lived helper puts that default back, so only this thread changes."""
-    before = torch.get_num_threads()
+    a short-lived helper puts that default back to `default`, so only this thread changes."""
     torch.set_num_threads(n)
-    helper = threading.Thread(target=torch.set_num_threads, args=(before,))
+    helper = threading.Thread(target=torch.set_num_threads, args=(default,))
     helper.start()
     helper.join()
 

@@ -206,3 +206,24 @@ def test_stream_through_the_batcher_keeps_stop_strings(model):
         (e.text, e.token_id, e.finish_reason) for e in alone
     ]
     assert batcher_for(m) is batcher_for(m)
+
+
+def test_a_batch_steps_on_its_own_threads_and_leaves_everyone_elses_alone(model):
+    seen = []
+    decode = model.decode_rows
+    model.decode_rows = lambda t, c, n: seen.append((n, torch.get_num_threads())) or decode(t, c, n)
+    default = torch.get_num_threads()
+    try:
+        cfg = SamplingConfig(temperature=0, max_new_tokens=12, stop_at_eot=False)
+        runs = [(prompt(3, 60), cfg), (prompt(5, 61), cfg)]
+        got = run_all(Batcher(model, BatchLimits(threads=1)), model, runs)
+    finally:
+        del model.decode_rows
+    assert {t for n, t in seen if n > 1} == {1} and {t for n, t in seen if n == 1} <= {default}
+    assert torch.get_num_threads() == default
+    out = []
+    t = threading.Thread(target=lambda: out.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert out == [default]  # a thread started later: torch's own count
+    assert got == [generate_ids(model, p, c) for p, c in runs]
