@@ -2,6 +2,7 @@
 
     python bench/bench_crowd.py [--clients 1 4 8 16] [--tokens 64] [--modes multi single]
     python bench/bench_crowd.py --page-work [--tokens 64]   # in-process, no app
+    python bench/bench_crowd.py --app DIR --name crowd-before  # another checkout's app.py
 
 Starts `python app.py` (offline, a random GPT-2 124M saved with `save_pretrained` in a
 temporary models folder, jobs in a temporary folder) in multi-user mode and in single-user
@@ -36,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_app import start  # noqa: E402
+from bench.bench_space import start_app  # noqa: E402
 from bench.common import print_table, save  # noqa: E402
 
 PROMPTS = [
@@ -222,7 +223,9 @@ def crowd(url: str, n: int, tokens: int) -> dict:
     }
 
 
-def run_mode(models: Path, multiuser: bool, sizes: list[int], tokens: int) -> list[dict]:
+def run_mode(
+    models: Path, multiuser: bool, sizes: list[int], tokens: int, app_dir: Path = ROOT
+) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
@@ -232,7 +235,8 @@ def run_mode(models: Path, multiuser: bool, sizes: list[int], tokens: int) -> li
             "GPT2LAB_MODELS_DIR": str(models),
             "GPT2LAB_MULTIUSER": "1" if multiuser else "0",
         }
-        proc, url, _ = start(env)
+        with open(Path(tmp) / "app.log", "w") as log:
+            proc, url = start_app(env, log, app_dir)
         try:
             call(url, "generate", ["gpt2", "Hello", 0, 0, 1.0, 1.0, 8, 0])  # loads the model
             out = []
@@ -257,6 +261,7 @@ def main() -> None:
     ap.add_argument("--page-work", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--name", default="crowd", help="results file: bench/results/<name>.json")
+    ap.add_argument("--app", type=Path, default=ROOT, help="the checkout whose app.py to run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         models = save_random_gpt2(args.models or Path(tmp) / "models")
@@ -269,7 +274,7 @@ def main() -> None:
             return
         rows = []
         for mode in args.modes:
-            rows += run_mode(models, mode == "multi", args.clients, args.tokens)
+            rows += run_mode(models, mode == "multi", args.clients, args.tokens, args.app.resolve())
     alone = {r["mode"]: r["total_tok_s"] for r in rows if r["visitors"] == 1}
     table = [
         [
@@ -291,7 +296,7 @@ def main() -> None:
          "First token p50 / p95 (s)", "/tokenize p95 (ms)", "Load (1 min)", "Errors"],
         table,
     )  # fmt: skip
-    print(f"\nwrote {save(args.name, {'tokens': args.tokens, 'runs': rows})}")
+    print(f"\nwrote {save(args.name, {'tokens': args.tokens, 'app': str(args.app), 'runs': rows})}")
 
 
 if __name__ == "__main__":

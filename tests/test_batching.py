@@ -99,9 +99,9 @@ def test_greedy_runs_joining_and_leaving_at_different_steps_match_batch_one(mode
     fed = []
     decode = model.decode_rows
 
-    def counting(tokens, cache, n):
+    def counting(tokens, cache, n, packed=None):
         fed.append(n)
-        return decode(tokens, cache, n)
+        return decode(tokens, cache, n, packed)
 
     model.decode_rows = counting
     try:  # run 2 joins after run 0's 4th token, run 3 after run 1's 2nd, run 4 after run 2's 10th
@@ -186,7 +186,9 @@ def test_the_batch_stays_within_its_row_and_memory_caps(model):
         batcher = Batcher(model, limits)
         fed = []
         decode = model.decode_rows
-        model.decode_rows = lambda t, c, n, fed=fed, d=decode: fed.append(n) or d(t, c, n)
+        model.decode_rows = lambda t, c, n, p=None, fed=fed, d=decode: (
+            fed.append(n) or d(t, c, n, p)
+        )
         try:
             got = run_all(batcher, model, runs)
         finally:
@@ -211,7 +213,9 @@ def test_stream_through_the_batcher_keeps_stop_strings(model):
 def test_a_batch_steps_on_its_own_threads_and_leaves_everyone_elses_alone(model):
     seen = []
     decode = model.decode_rows
-    model.decode_rows = lambda t, c, n: seen.append((n, torch.get_num_threads())) or decode(t, c, n)
+    model.decode_rows = lambda t, c, n, p=None: (
+        seen.append((n, torch.get_num_threads())) or decode(t, c, n, p)
+    )
     default = torch.get_num_threads()
     try:
         cfg = SamplingConfig(temperature=0, max_new_tokens=12, stop_at_eot=False)
@@ -227,3 +231,33 @@ def test_a_batch_steps_on_its_own_threads_and_leaves_everyone_elses_alone(model)
     t.join()
     assert out == [default]  # a thread started later: torch's own count
     assert got == [generate_ids(model, p, c) for p, c in runs]
+
+
+def test_packed_weights_give_the_batched_logits_and_the_same_tokens(model):
+    from gpt.model import PackedWeights
+
+    packed = PackedWeights.of(model)
+    if packed is None:
+        pytest.skip("no oneDNN in this torch build")
+    rows = RowKVCache(model.config, rows=3, max_len=32)
+    with torch.inference_mode():
+        for r, p in enumerate([prompt(4, 70), prompt(9, 71), prompt(2, 72)]):
+            kv = model.new_cache(1)
+            model(torch.tensor([p]), kv, last_only=True)
+            rows.load(r, kv)
+        plain_rows = rows.resized(3, 32, keep=3)
+        tokens = torch.tensor([5, 6, 7])
+        plain = model.decode_rows(tokens, plain_rows, 3)
+        fast = model.decode_rows(tokens, rows, 3, packed)
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(rows.k, plain_rows.k, atol=1e-5, rtol=1e-5)
+    cfg = SamplingConfig(temperature=0, max_new_tokens=20, stop_at_eot=False)
+    runs = [(prompt(3 + 4 * i, 80 + i), cfg) for i in range(4)]
+    batcher = Batcher(model, BatchLimits(pack_bytes=PackedWeights.nbytes_of(model)))
+    for _ in range(2):  # the first batched step starts the packing; later ones use the packs
+        got = run_all(batcher, model, runs)
+        assert got == [generate_ids(model, p, c) for p, c in runs]
+    assert batcher._packed is not None or batcher._worker is None  # packed (or idled out)
+    with torch.no_grad():
+        model.h[0].mlp.c_fc.weight.add_(0.0)  # the weights changed: the packs are stale
+    assert not packed.fresh()

@@ -32,6 +32,7 @@ DECODE = f"{HEAVY}:decode"  # the batched events' group: heavy, with slots of th
 DECODE_SLOTS_ENV = "GPT2LAB_DECODE_SLOTS"  # batched runs at once, and rows of a batch (16)
 DECODE_MEMORY_ENV = "GPT2LAB_DECODE_MEMORY_MB"  # a batch's KV cache (default: cache cap / 5)
 DECODE_THREADS_ENV = "GPT2LAB_DECODE_THREADS"  # the batcher's torch threads (all but one)
+DECODE_PACK_ENV = "GPT2LAB_DECODE_PACK_MB"  # pre-packed weights for batched steps, at most (768)
 DECODE_SLOTS = 16
 
 
@@ -59,7 +60,8 @@ def decode_limits() -> Any:
     2,500 MB: 500 MB, e.g. 16 rows of 440 positions of GPT-2 124M, or 6 full 1,024-token rows);
     $GPT2LAB_DECODE_THREADS torch threads for its steps, else all but one of torch's (1 on a
     2-core Space: the other core serves the pages and the web server, which otherwise stall
-    every two-thread step)."""
+    every two-thread step); weights pre-packed for batched steps when the copy takes at most
+    $GPT2LAB_DECODE_PACK_MB, else 768 MB (GPT-2 124M: 494 MB; larger sizes step unpacked)."""
     import torch
 
     from gpt.batching import BatchLimits
@@ -69,7 +71,8 @@ def decode_limits() -> Any:
     default_mb = cache_cap_bytes() / 5 / 2**20
     mb = env_number(DECODE_MEMORY_ENV, default_mb) or default_mb
     threads = env_int(DECODE_THREADS_ENV, max(1, torch.get_num_threads() - 1))
-    return BatchLimits(decode_slots(), int(mb * 2**20), threads)
+    pack_mb = env_number(DECODE_PACK_ENV, 768) or 0
+    return BatchLimits(decode_slots(), int(mb * 2**20), threads, int(pack_mb * 2**20))
 
 
 def sampler_for(model: Any) -> Any:
