@@ -47,12 +47,15 @@ from gpt.lab.names import (
 )
 from gpt.train import data as gdata  # noqa: E402
 from gpt.train.loop import (  # noqa: E402
+    IGNORE_INDEX,
     ClassifyTask,
     InstructTask,
     TrainConfig,
     _epoch_batches,
     example_lengths,
     fit,
+    lm_loss,
+    on_device,
     prepare_model,
     step_schedule,
 )
@@ -188,7 +191,16 @@ def cli_run(folder: Path, args, tmp: Path) -> dict:
     }
 
 
-def lora_run(folder: Path, args) -> dict:
+class AllLogits(InstructTask):
+    """The instruct loss as it was before: (B, T, V) logits at every position, prompt and
+    padding included, then the masked cross-entropy (timed beside today's, in one run)."""
+
+    def loss(self, model, batch):
+        x, y = on_device(batch, model)
+        return lm_loss(model(x), y), int((y != IGNORE_INDEX).sum())
+
+
+def lora_run(folder: Path, args, task_type: type = InstructTask) -> dict:
     from gpt.train.estimate import estimate_fit
 
     tok = load_tokenizer("gpt2")
@@ -203,8 +215,8 @@ def lora_run(folder: Path, args) -> dict:
     lengths = example_lengths(InstructTask(), ds, ds.collate)
     padded = [sum(len(b) * max(lengths[i] for i in b) for b in group)
               for group in step_schedule(len(ds), cfg, lengths)]  # fmt: skip
-    estimate = estimate_fit(model, InstructTask(), ds, None, cfg, collate=ds.collate)
-    r = timed_fit(model, InstructTask(), ds, cfg, ds.collate)
+    estimate = estimate_fit(model, task_type(), ds, None, cfg, collate=ds.collate)
+    r = timed_fit(model, task_type(), ds, cfg, ds.collate)
     steps = r["step_s"][1:]  # the first step also pays for fit's setup
     tokens_per_s = sum(padded[1:]) / sum(steps)
     # 1,100 instructions x 2 epochs, in the batches bucketing makes of their lengths
@@ -216,7 +228,7 @@ def lora_run(folder: Path, args) -> dict:
     )
     full_cfg = TrainConfig(task="instruct", method="lora", epochs=2, batch_size=8, eval_every=10**6)
     full_estimate = estimate_fit(
-        model, InstructTask(), torch.utils.data.Subset(ds, range(1100)), None, full_cfg,
+        model, task_type(), torch.utils.data.Subset(ds, range(1100)), None, full_cfg,
         collate=ds.collate, costs=estimate.costs,
     )  # fmt: skip
     r.update(
@@ -246,6 +258,9 @@ def main() -> None:
         spam = spam_runs(folder, args)
         cli = cli_run(folder, args, Path(tmp)) if args.cli else None
         lora = lora_run(folder, args) if args.lora_steps else None
+        before = lora_run(folder, args, AllLogits) if args.lora_steps else None
+        if lora and before:
+            lora["all_logits"] = before
     tok = spam["tokens"]
 
     def row(name: str, r: dict) -> list[str]:
@@ -307,6 +322,10 @@ def print_lora(lora: dict) -> None:
             ["Steps timed", str(lora["steps_timed"])],
             ["1,100 instructions x 2 epochs", f"{lora['total_tokens']:,} padded tokens"],
             ["Projected (tokens / tokens/s)", f"{lora['projected_s'] / 60:.1f} min"],
+            *([["Before, logits at every position: tokens/s, projected",
+                f"{b['tokens_per_s']:.0f}, {b['projected_s'] / 60:.1f} min "
+                f"({b['projected_s'] / lora['projected_s']:.2f}x today's time)"]]
+              if (b := lora.get("all_logits")) else []),
             ["gpt.train.estimate says", f"{lora['estimate_s'] / 60:.1f} min"],
             ["Load 1 min", lora["load"]],
         ],
