@@ -293,9 +293,12 @@ def pick_token(
     ...            SamplingConfig(temperature=0), new_generator(0))
     (1, tensor([0., 1., 0.]))
     """
+    if cfg.temperature == 0:  # the best token: no softmax, one pass over the vocabulary
+        token = int(torch.argmax(_penalized(raw.float(), seen, cfg)))
+        probs = torch.zeros(raw.shape[-1], dtype=torch.float32, device=raw.device)
+        probs[token] = 1.0
+        return token, probs
     probs = next_token_distribution(raw, seen, cfg)
-    if cfg.temperature == 0:
-        return int(torch.argmax(probs)), probs
     return int(torch.multinomial(probs, 1, generator=generator)), probs
 
 
