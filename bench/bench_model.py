@@ -1,11 +1,13 @@
 """GPT-2 124M on CPU: ours vs Hugging Face transformers, same random weights, one run.
 
     python bench/bench_model.py [--repeats 3] [--new-tokens 200] [--skip-bf16] [--decode-only]
+        [--threads N]
 
 Measures decode tokens/s (batch 1, prompt 32, greedy, KV cache), prefill of 512 tokens, all
 144 attention maps for 256 tokens, a training step (forward + backward + AdamW, B=2, T=256), and
 an optional bf16 decode. Prints a markdown table of medians and ratios; writes
-bench/results/model.json.
+bench/results/model.json (`--decode-only`: only the decode rows, with the weight-reading bound
+measured in the same run and the load average; bench/results/model-decode.json).
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=200)
     ap.add_argument("--skip-bf16", action="store_true")
     ap.add_argument("--decode-only", action="store_true", help="only the decode rows")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ours = GPT(PRESETS["gpt2"]).eval()
     hf = hf_twin(ours)
@@ -130,6 +135,8 @@ def main() -> None:
             ["Benchmark", "Ours", "HF transformers", "Ratio", "Note"],
             rows,
         )
+        results["load_1min"] = os.getloadavg()[0]
+        print(f"\nwrote {save('model-decode', results)}")
         return
 
     # Prefill: the next-token distribution after 512 tokens, as generation computes it.
