@@ -544,6 +544,27 @@ class GPT(nn.Module):
         return self.lm_head(h) if packed is None else packed.project(h)  # (n, vocab)
 
     @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's attention weights `(B, H, T, T)` for token ids `(B, T)`: `explain`'s
+        attentions without what the maps never read: the vocabulary projection (for 256 tokens
+        of GPT-2 124M, 2 * 768 * 50,257 * 256 = 20 GFLOP) and the last block's MLP.
+
+        >>> from gpt.config import PRESETS
+        >>> m = GPT(PRESETS["tiny"]).eval()
+        >>> idx = torch.randint(0, 512, (1, 5))
+        >>> all(torch.equal(a, b) for a, b in zip(m.attention_maps(idx), m.explain(idx).attentions))
+        True
+        """
+        x = self._embed(idx, 0)
+        maps = []
+        for block in self.h[:-1]:
+            x, weights = block(x, need_weights=True)
+            maps.append(weights)
+        last = self.h[-1]  # its attention is all the maps need: no MLP after it
+        maps.append(last.attn(last.ln_1(x), need_weights=True)[1])
+        return maps
+
+    @torch.no_grad()
     def explain(self, idx: torch.Tensor) -> Explanation:
         """Run the explicit-softmax path and return logits, attention maps and hidden states."""
         x = self._embed(idx, 0)

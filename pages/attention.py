@@ -47,8 +47,8 @@ def attention_maps(name: str, model, ids: list[int]) -> np.ndarray:
     def compute() -> np.ndarray:
         gpt_model = getattr(model, "gpt", model)
         with torch.inference_mode():
-            ex = gpt_model.explain(torch.tensor([ids], device=gpt_model.device))
-        return torch.stack([a[0] for a in ex.attentions]).float().cpu().numpy()
+            maps = gpt_model.attention_maps(torch.tensor([ids], device=gpt_model.device))
+        return torch.stack([a[0] for a in maps]).float().cpu().numpy()
 
     return _maps.get((name, id(model), tuple(ids)), compute)
 

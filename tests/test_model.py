@@ -54,9 +54,11 @@ def test_attention_maps_match_huggingface(hf_small):
     with torch.no_grad():
         expected = hf(x, output_attentions=True).attentions
     ex = ours.explain(x)
-    assert len(ex.attentions) == len(expected) == 2
-    for a, b in zip(ex.attentions, expected):
+    maps = ours.attention_maps(x)  # the Attention tab's path: no LM head, no last MLP
+    assert len(ex.attentions) == len(maps) == len(expected) == 2
+    for a, m, b in zip(ex.attentions, maps, expected):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(m, b, atol=1e-5, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
