@@ -256,9 +256,13 @@ class LMTask:
         positions = torch.arange(1, y.shape[1] + 1, device=y.device)  # (T,)
         return ((y != IGNORE_INDEX) * positions).amax(dim=1)
 
+    def token_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the targets `y` (B, T) given inputs `x` (B, T)."""
+        return lm_loss(model(x), y)
+
     def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
         x, y = on_device(batch, model)
-        return lm_loss(model(x), y), int((y != IGNORE_INDEX).sum())
+        return self.token_loss(model, x, y), int((y != IGNORE_INDEX).sum())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable) -> dict[str, float]:
@@ -267,7 +271,7 @@ class LMTask:
             x, y = on_device(batch, model)
             n = int((y != IGNORE_INDEX).sum())
             if n:
-                total += float(lm_loss(model(x), y)) * n
+                total += float(self.token_loss(model, x, y)) * n
                 count += n
         loss = total / max(count, 1)
         return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
@@ -285,21 +289,8 @@ class InstructTask(LMTask):
 
     name = "instruct"
 
-    def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, int]:
-        x, y = on_device(batch, model)
-        return target_loss(model, x, y), int((y != IGNORE_INDEX).sum())
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable) -> dict[str, float]:
-        total, count = 0.0, 0
-        for batch in batches:
-            x, y = on_device(batch, model)
-            n = int((y != IGNORE_INDEX).sum())
-            if n:
-                total += float(target_loss(model, x, y)) * n
-                count += n
-        loss = total / max(count, 1)
-        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+    def token_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return target_loss(model, x, y)
 
 
 def target_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
