@@ -193,7 +193,7 @@ def build(
             "the model was trained on, one instruction per prompt; tick *Remember earlier "
             "turns* to put the conversation so far in the prompt's `### Input:` section."
         )
-        model = model_header(TASKS, "chat")
+        model = model_header(TASKS, "chat", token)
         if manager is not None:
             oneclick.build(manager, ONE_CLICK["gpt2-chat"], model, TASKS, demo, token)
         with gr.Row(equal_height=False):

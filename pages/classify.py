@@ -145,7 +145,7 @@ def build(
             "A GPT fine-tuned to tell spam from ham reads the message; the chart shows what it "
             "would answer had the message ended at each token."
         )
-        model = model_header(TASKS, "clf")
+        model = model_header(TASKS, "clf", token)
         if manager is not None:
             oneclick.build(manager, ONE_CLICK["gpt2-spam"], model, TASKS, demo, token)
         with gr.Row(equal_height=False):

@@ -17,7 +17,7 @@ from gpt.jobs import NOBODY, JobError, JobManager, JobStatus, Visitor
 from gpt.lab.oneclick import OneClick, why_not
 from gpt.lab.registry import default_registry
 from pages.common import esc, friendly_errors, model_choices
-from pages.visitors import visitor_of
+from pages.visitors import viewer_of, visitor_of
 
 POLL_S = 2.0
 
@@ -111,8 +111,11 @@ def start(
     return new_id, line, gr.Timer(active=True)
 
 
-def poll(manager: JobManager, tasks: tuple[str, ...], job_id: str | None, picked: Any):
-    """(line, picker update, timer update): progress while active; at the end, the model picked."""
+def poll(
+    manager: JobManager, tasks: tuple[str, ...], job_id: str | None, picked: Any, me: Any = None
+):
+    """(line, picker update, timer update): progress while active; at the end, the model picked
+    (the list with `me`'s own job models first, `pages.visitors.viewer_of`)."""
     if not job_id:
         return gr.skip(), gr.skip(), gr.Timer(active=False)
     try:
@@ -123,7 +126,7 @@ def poll(manager: JobManager, tasks: tuple[str, ...], job_id: str | None, picked
         return progress_line(status), gr.skip(), gr.skip()
     picker: Any = gr.skip()
     if status.state == "succeeded":
-        picker = gr.Dropdown(choices=model_choices(tasks), value=f"job:{job_id}")
+        picker = gr.Dropdown(choices=model_choices(tasks, me), value=f"job:{job_id}")
     return end_line(status, manager.metrics(job_id)), picker, gr.Timer(active=False)
 
 
@@ -172,9 +175,12 @@ def build(
     )
     if demo is not None:
         demo.load(lambda: intro(one), None, status, api_visibility="private", queue=False)
+    def do_poll(job_id, picked, visitor_token=None, profile: gr.OAuthProfile | None = None):
+        return poll(manager, tasks, job_id, picked, viewer_of(visitor_token, profile))
+
     timer.tick(
-        lambda job_id, picked: poll(manager, tasks, job_id, picked),
-        [job, picker],
+        do_poll,
+        [job, picker] if token is None else [job, picker, token],
         [status, picker, timer],
         api_visibility="private",
         show_progress="hidden",

@@ -209,6 +209,15 @@ def owner_of(token: Any, profile: Any = None, signer: TokenKeys | None = None) -
     return "anon:" + hashlib.sha256(nonce.encode()).hexdigest()[:24]
 
 
+EVERYONE = "*"  # single-user mode: every job is the one person's
+
+
+def viewer_of(token: Any, profile: Any = None) -> str | None:
+    """Whose job models a page shows first: EVERYONE in single-user mode (one person's machine),
+    else the visitor's owner string (`owner_of`; None for a token this server did not sign)."""
+    return EVERYONE if not multiuser_mode() else owner_of(token, profile)
+
+
 def trust_forwarded(env: dict[str, str] | None = None) -> bool:
     """Whether X-Forwarded-For names the client: behind the Spaces proxy (SPACE_ID set) or
     when GPT2LAB_TRUST_FORWARDED=1; elsewhere a client could write any address there."""

@@ -203,3 +203,49 @@ def test_a_second_visitor_in_the_browser(page, app_url, tsv):
     wait_for_text(page, "job-msg", f"{b_job}[\\s\\S]*cancelled")
     a.act("delete", a_job)
     a.act("delete", b_job, admin=ADMIN)
+
+
+def test_a_visitors_own_model_is_picked_first_after_a_reload(page, app_url, tsv):
+    """B (the browser) fine-tunes a classifier: after a reload the Classify tab has B's model
+    picked and first in its list; A's finished model is listed but not picked for B; a new
+    visitor C keeps the default."""
+    from tests import test_browser as tb
+    from tests.test_app_jobs import wait_for_text
+
+    a = Visitor(app_url)
+    _, a_job = a.start(tsv, max_steps=4, eval_every=2)
+    assert a.wait(a_job, ("succeeded", "failed"))["State"] == "succeeded"
+
+    tb.open_tab(page, "Fine-tune")
+    tb.pick_model(page, "job-kind", "Spam classifier")
+    tb.pick_model(page, "job-base", "tiny-spam")
+    page.locator("#job-advanced").get_by_text("Advanced").click()
+    page.locator("#job-max-steps input").fill("4")
+    page.locator("#job-eval input").fill("2")
+    page.locator("#job-start").click()
+    wait_for_text(page, "job-msg", r"Started job \S+")
+    b_job = re.search(r"Started job (\S+)", page.locator("#job-msg").inner_text()).group(1)
+    assert a.wait(b_job, ("succeeded", "failed"))["State"] == "succeeded"
+
+    page.reload(wait_until="load")
+    page.wait_for_selector("#tok-text textarea")
+    tb.open_tab(page, "Spam classifier")
+    picked = "document.querySelector('#clf-model input')?.value ?? ''"
+    page.wait_for_function(f"({picked}).startsWith('job:{b_job}')")
+    page.locator("#clf-model input").click()
+    options = [o.lstrip("✓ \n") for o in page.get_by_role("option").all_inner_texts()]
+    assert options[0].startswith(f"job:{b_job}"), options  # B's own first
+    assert any(o.startswith(f"job:{a_job}") for o in options[1:])  # A's listed, further down
+    page.keyboard.press("Escape")
+
+    key = "gpt2lab-visitor"  # pages.visitors.STORAGE_KEY: B's token in this browser
+    saved = page.evaluate(f"localStorage.getItem('{key}')")
+    page.evaluate(f"localStorage.removeItem('{key}')")  # a new visitor C in this browser
+    page.reload(wait_until="load")
+    page.wait_for_selector("#tok-text textarea")
+    tb.open_tab(page, "Spam classifier")
+    time.sleep(1)  # (the page-load events have run by now)
+    assert "job:" not in page.evaluate(picked)  # C: the default, not B's model
+    page.evaluate(f"localStorage.setItem('{key}', {saved!r})")  # B again
+    for job_id in (a_job, b_job):
+        a.act("delete", job_id, admin=ADMIN)

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from gpt.jobs import JobManager  # noqa: E402
+from gpt.jobs import JobManager, Visitor  # noqa: E402
 from gpt.lab import hub  # noqa: E402
 from gpt.lab.oneclick import ONE_CLICK, why_not  # noqa: E402
 from gpt.lab.registry import add_job_models, default_registry  # noqa: E402
@@ -78,7 +78,7 @@ def test_online_the_spam_button_trains_gpt2_and_picks_its_model(env, tmp_path):
     manager = JobManager(tmp_path / "jobs")
     add_job_models(default_registry(), manager)
     try:
-        job_id, line, timer = page.start(manager, one, None)
+        job_id, line, timer = page.start(manager, one, None, Visitor("anon:x"))
         assert job_id and f"Started job **{job_id}**" in line and timer.active is True
         assert f"about **{one.minutes:.0f} min**" in line  # measured, said before the estimate
         again, line2, _ = page.start(manager, one, job_id)  # a second click while it runs
@@ -86,11 +86,12 @@ def test_online_the_spam_button_trains_gpt2_and_picks_its_model(env, tmp_path):
         status = manager.wait(job_id, timeout=300)
         assert status.state == "succeeded", manager.log(job_id)
         assert hub.cached_gpt2("gpt2") is not None  # the worker downloaded it from the fake hub
-        text, picker, timer = page.poll(manager, ("classify",), job_id, "starter-spam")
+        text, picker, timer = page.poll(manager, ("classify",), job_id, "starter-spam", "anon:x")
         assert "finished" in text and "test accuracy" in text and f"job:{job_id}" in text
         assert picker.value == f"job:{job_id}" and timer.active is False
         names = [value for _label, value in picker.choices]
-        assert f"job:{job_id}" in names
+        assert names[0] == f"job:{job_id}"  # the visitor's own model first in the list
+        assert default_registry().entry(f"job:{job_id}").owner == "anon:x"
     finally:
         manager.close()
         fakehub.stop()

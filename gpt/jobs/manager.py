@@ -89,6 +89,7 @@ class JobModel:
     path: str
     finished: float | None
     metrics: dict[str, Any]  # the test metrics (test_loss, test_accuracy, ...)
+    owner: str | None = None  # who started it (`JobStatus.owner`)
 
     @property
     def name(self) -> str:
@@ -286,7 +287,9 @@ class JobManager:
                 continue
             test = self.metrics(s.id)["test"]
             test = {k: v for k, v in test.items() if k not in ("test_samples", "base")}
-            out.append(JobModel(s.id, s.kind, s.base, s.method, s.model_path, s.finished, test))
+            out.append(
+                JobModel(s.id, s.kind, s.base, s.method, s.model_path, s.finished, test, s.owner)
+            )
         return out
 
     def has_checkpoint(self, job_id: str) -> bool:

@@ -36,6 +36,7 @@ Environment:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -103,6 +104,7 @@ class ModelEntry:
         n_params: parameter count when known from the config without loading, else None.
         ref: what `gpt.lab.names.resolve` made of it, when the source resolved it (else
             `ModelRegistry.ref` resolves `location`).
+        owner: who made it (a job's owner, `gpt.jobs.JobStatus.owner`), else None.
     """
 
     name: str
@@ -113,6 +115,7 @@ class ModelEntry:
     tokenizer: str
     n_params: int | None = None
     ref: ModelRef | None = field(default=None, compare=False, repr=False)
+    owner: str | None = None
 
 
 def _folder_ref(folder: str | Path) -> ModelRef:
@@ -249,9 +252,10 @@ class JobModelsSource:
             if isinstance(accuracy, int | float):
                 desc += f", test accuracy {accuracy:.2f}"
             try:
-                entries.append(folder_entry(job.name, job.path, "job", desc))
+                entry = folder_entry(job.name, job.path, "job", desc)
             except RegistryError:
                 continue
+            entries.append(dataclasses.replace(entry, owner=job.owner))
         return entries
 
 

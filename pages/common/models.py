@@ -19,8 +19,9 @@ from gpt.lab import hub
 from gpt.lab.cards import ModelCard, model_card, params_text
 from gpt.lab.examples import examples_of
 from gpt.lab.names import resolve
-from gpt.lab.registry import RegistryError, default_registry
+from gpt.lab.registry import ModelEntry, RegistryError, default_registry
 from pages.common.render import esc, md
+from pages.visitors import EVERYONE, viewer_of
 
 log = logging.getLogger("gpt2lab")
 
@@ -52,13 +53,32 @@ class Page:
 LABEL_WORDS = 80  # characters of a model's description in the picker (the card has it all)
 
 
-def model_choices(tasks: Iterable[str]) -> list[tuple[str, str]]:
-    """The picker's (label, name) pairs: the name and the start of its description, short
-    enough to show whole in the box."""
+def is_mine(entry: ModelEntry, me: str | None) -> bool:
+    """Whether `entry` is a model the visitor `me` fine-tuned (a job of theirs; in single-user
+    mode, `me` is EVERYONE: every job)."""
+    return entry.source == "job" and me is not None and me in (EVERYONE, entry.owner)
+
+
+def visitor_entries(tasks: Iterable[str], me: str | None = None) -> list[ModelEntry]:
+    """The models fitting `tasks`, the visitor's own job models first (newest first), then the
+    others in the registry's order."""
+    entries = default_registry().entries(tuple(tasks))
+    return [e for e in entries if is_mine(e, me)] + [e for e in entries if not is_mine(e, me)]
+
+
+def model_choices(tasks: Iterable[str], me: str | None = None) -> list[tuple[str, str]]:
+    """The picker's (label, name) pairs, `me`'s own job models first: the name and the start of
+    its description, short enough to show whole in the box."""
     return [
         (f"{e.name} — {shorten(e.description, LABEL_WORDS)}", e.name)
-        for e in default_registry().entries(tasks)
+        for e in visitor_entries(tasks, me)
     ]
+
+
+def default_model(tasks: Iterable[str], me: str | None = None) -> str | None:
+    """The visitor's newest own job model fitting `tasks`, else the registry's default."""
+    own = [e.name for e in visitor_entries(tasks, me) if is_mine(e, me)]
+    return own[0] if own else default_registry().default(tuple(tasks))
 
 
 def shorten(text: str, most: int) -> str:
@@ -253,8 +273,15 @@ def get_model(name: Any, tasks: Iterable[str], progress: Any = None) -> tuple[An
             progress(None, desc=f"Downloading {line}")
 
 
-def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr.Dropdown:
-    """A dropdown of the models fitting `tasks`; its list refreshes when opened."""
+def model_picker(
+    tasks: Iterable[str],
+    elem_id: str,
+    label: str = "Model",
+    token: gr.BrowserState | None = None,
+) -> gr.Dropdown:
+    """A dropdown of the models fitting `tasks`; its list refreshes when opened. With the page's
+    visitor `token` (`pages.visitors.token_state`), the visitor's own job models come first and,
+    on page load, the newest of them is picked (unless the visitor picked another already)."""
     tasks = tuple(tasks)
     picker = gr.Dropdown(
         choices=model_choices(tasks),
@@ -265,16 +292,26 @@ def model_picker(tasks: Iterable[str], elem_id: str, label: str = "Model") -> gr
         interactive=True,
         allow_custom_value=True,  # models added at run time; wait_model checks the name
     )
+    inputs = [picker] if token is None else [picker, token]
 
-    def refresh(current: str | None):
+    def refresh(current: str | None, visitor_token: Any = None, profile: gr.OAuthProfile | None = None):
         hub.maybe_recheck()  # offline a while ago? ask again (the next opening shows it)
+        me = viewer_of(visitor_token, profile) if token is not None else None
         if current in default_registry().names(tasks):  # only the list: setting the value
-            return gr.Dropdown(choices=model_choices(tasks))  # could undo a pick made meanwhile
-        return gr.Dropdown(choices=model_choices(tasks), value=default_registry().default(tasks))
+            return gr.Dropdown(choices=model_choices(tasks, me))  # could undo a pick meanwhile
+        return gr.Dropdown(choices=model_choices(tasks, me), value=default_model(tasks, me))
 
-    picker.focus(refresh, picker, picker, **QUIET)
-    if Context.root_block is not None:  # the list as of this page load ("548 MB download")
-        Context.root_block.load(lambda: gr.Dropdown(choices=model_choices(tasks)), None, picker, **QUIET)
+    def on_load(current: str | None, visitor_token: Any = None, profile: gr.OAuthProfile | None = None):
+        me = viewer_of(visitor_token, profile) if token is not None else None
+        choices = model_choices(tasks, me)  # the list as of this page load ("548 MB download")
+        mine = default_model(tasks, me)
+        if current == default_registry().default(tasks) and mine != current:  # not picked yet
+            return gr.Dropdown(choices=choices, value=mine)
+        return gr.Dropdown(choices=choices)
+
+    picker.focus(refresh, inputs, picker, **QUIET)
+    if Context.root_block is not None:
+        Context.root_block.load(on_load, inputs, picker, **QUIET)
     return picker
 
 
@@ -368,9 +405,12 @@ def data_markdown(card: ModelCard | None) -> str:
     return "\n".join(lines)
 
 
-def model_header(tasks: Iterable[str], prefix: str) -> gr.Dropdown:
+def model_header(
+    tasks: Iterable[str], prefix: str, token: gr.BrowserState | None = None
+) -> gr.Dropdown:
     """A tab's model picker (`<prefix>-model`), the note beside it (`<prefix>-model-note`) and its
-    "About this model" card (`<prefix>-card`); returns the picker.
+    "About this model" card (`<prefix>-card`); returns the picker. With the visitor `token`, the
+    picker puts the visitor's own job models first (`model_picker`).
 
     The note is fresh on each page load and opening of the list. Picking a GPT-2 size that is not
     cached downloads it at once, the note showing its progress; the tab's own action waits for the
@@ -379,7 +419,7 @@ def model_header(tasks: Iterable[str], prefix: str) -> gr.Dropdown:
     tasks = tuple(tasks)
     with gr.Row():
         with gr.Column(scale=3, min_width=360):  # wide enough that a whole label shows
-            picker = model_picker(tasks, f"{prefix}-model")
+            picker = model_picker(tasks, f"{prefix}-model", token=token)
         with gr.Column(scale=2):
             note = gr.Markdown(model_note(tasks), elem_id=f"{prefix}-model-note", elem_classes="note")
     previous = gr.State(picker.value)
