@@ -1,10 +1,12 @@
-"""Chat tab: talk to an instruction-tuned model through the Alpaca prompt it was trained on.
+"""Chat tab: talk to a chat model in the prompt format it was trained in (`gpt.lab.prompts`).
 
-Our chat models were tuned on single instructions (`gpt.train.data.format_prompt`, one Alpaca record
-per prompt), so by default each message is sent alone, in exactly the prompt training used.
-With "Remember earlier turns" on, earlier turns go in the prompt's `### Input:` section as a
-transcript ("User: ..." / "Assistant: ..."), trimmed from the oldest turn when the prompt would
-not fit the model's context. The default follows the model's card (`ModelCard.multi_turn`).
+Our chat models (and the gpt2-alpaca fine-tunes) were tuned on single instructions in the Alpaca
+prompt (`gpt.train.data.format_prompt`), so by default each message is sent alone, in exactly the
+prompt training used. With "Remember earlier turns" on, earlier turns go in the prompt's
+`### Input:` section as a transcript ("User: ..." / "Assistant: ..."), trimmed from the oldest
+turn when the prompt would not fit the model's context. DialoGPT gets its own format (turns
+ended by `<|endoftext|>`) and remembers by default: the default follows the model's card
+(`ModelCard.multi_turn`, `ModelCard.prompt_format`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import gradio as gr
 
 from gpt.jobs import JobManager
 from gpt.lab.oneclick import ONE_CLICK
+from gpt.lab.prompts import FORMATS, Turn, format_chat, stops
 from gpt.sampling import SamplingError, stream
-from gpt.train.data import Instruction, format_prompt
 from pages import oneclick
 from pages.common.heavy import batched, decode_slots, mark_heavy, sampler_for
 from pages.common.inputs import announce, check_text, friendly_errors, sampling_args, slider_input
@@ -27,7 +29,7 @@ from pages.common.views import look_for
 TASKS = ("instruct",)
 MAX_MESSAGE_CHARS = 4_000
 MAX_NEW_TOKENS = 256
-STOPS = ("### Instruction:", "### Input:", "### Response:")
+STOPS = stops("alpaca")  # where an Alpaca reply ends (each format has its own: `stops`)
 # Plain tasks that fit the starter-chat's instructions (data/README.md) and a hub GPT-2's alike
 EXAMPLES = [
     'Give a synonym for "happy".',
@@ -48,49 +50,70 @@ def _content(message) -> str:
     return str(message or "")
 
 
-def transcript(history: list[dict] | None) -> str:
-    """Earlier turns as "User: ..." / "Assistant: ..." lines.
+def turns_of(history: list[dict] | None) -> list[Turn]:
+    """The chat's earlier turns as (role, text) pairs.
 
-    >>> transcript([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}])
-    'User: Hi\\nAssistant: Hello!'
+    >>> turns_of([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}])
+    [('user', 'Hi'), ('assistant', 'Hello!')]
     """
-    lines = []
-    for turn in history or []:
-        who = "User" if turn.get("role") == "user" else "Assistant"
-        lines.append(f"{who}: {_content(turn).strip()}")
-    return "\n".join(lines)
+    return [
+        ("user" if turn.get("role") == "user" else "assistant", _content(turn).strip())
+        for turn in history or []
+    ]
 
 
-def chat_prompt(message: str, history: list[dict] | None = None, remember: bool = False) -> str:
-    """The prompt for `message`: training's Alpaca prompt (`gpt.train.data.format_prompt`) with the
-    message as the instruction; with `remember`, earlier turns as the `### Input:`.
+def chat_prompt(
+    message: str, history: list[dict] | None = None, remember: bool = False, fmt: str = "alpaca"
+) -> str:
+    """The prompt for `message` in the model's prompt format `fmt` (`gpt.lab.prompts`); with
+    `remember`, the earlier turns too. In "alpaca" (ours): training's prompt
+    (`gpt.train.data.format_prompt`) with the message as the instruction and the earlier turns
+    as the `### Input:`.
 
+    >>> from gpt.train.data import Instruction, format_prompt
     >>> chat_prompt("Say hi.", [{"role": "user", "content": "Hi"}]) == format_prompt(
     ...     Instruction("Say hi."))
     True
     >>> "### Input:\\nUser: Hi" in chat_prompt("Say hi.", [{"role": "user", "content": "Hi"}], True)
     True
     """
-    context = transcript(history) if remember else ""
-    return format_prompt(Instruction(message.strip(), context))
+    return format_chat(fmt, message, turns_of(history) if remember else [])
+
+
+def format_of(model_name) -> str:
+    """The prompt format the picked model was trained in: its card's (a hub chat model's, from
+    `gpt.lab.hubmodels`), else "alpaca" (ours)."""
+    card = card_of(model_name)
+    fmt = card.prompt_format if card else None
+    return fmt if fmt in FORMATS else "alpaca"
 
 
 def fit_prompt(
-    message: str, history: list[dict] | None, tok, budget: int, remember: bool = False
+    message: str,
+    history: list[dict] | None,
+    tok,
+    budget: int,
+    remember: bool = False,
+    fmt: str = "alpaca",
 ) -> str:
     """The prompt with as many recent turns as fit in `budget` tokens (none unless `remember`)."""
-    return fit_prompt_note(message, history, tok, budget, remember)[0]
+    return fit_prompt_note(message, history, tok, budget, remember, fmt)[0]
 
 
 def fit_prompt_note(
-    message: str, history: list[dict] | None, tok, budget: int, remember: bool = False
+    message: str,
+    history: list[dict] | None,
+    tok,
+    budget: int,
+    remember: bool = False,
+    fmt: str = "alpaca",
 ) -> tuple[str, str]:
     """`fit_prompt`, and the sentences saying how many earlier turns were left out to fit and,
     when even the message alone does not fit, that the reply gets less room ("" when all fit)."""
     turns = list(history or []) if remember else []
     dropped = 0
     while True:
-        prompt = chat_prompt(message, turns, remember)
+        prompt = chat_prompt(message, turns, remember, fmt)
         n = len(tok.encode(prompt))
         if n <= budget or not turns:
             break
@@ -137,17 +160,18 @@ def chat(
     With `remember` off (the default), the prompt holds only this message, as in training.
     """
     message = check_text(_content(message), MAX_MESSAGE_CHARS, "Message")
+    fmt = format_of(model_name)
     cfg = sampling_args(
         temperature,
         top_k,
         top_p,
         max_new_tokens=max_new_tokens,
         max_new_cap=MAX_NEW_TOKENS,
-        stop=STOPS,
+        stop=stops(fmt),
     )
     model, tok = get_model(model_name, TASKS)
     budget = max(16, model.config.block_size - cfg.max_new_tokens)
-    prompt, note = fit_prompt_note(message, history, tok, budget, bool(remember))
+    prompt, note = fit_prompt_note(message, history, tok, budget, bool(remember), fmt)
     announce(note)
     reply = ""
     with STREAMS.running():  # past 4 streams at once, each gets a share of the update rate
@@ -178,8 +202,24 @@ class _ChatInterface(gr.ChatInterface):
         return type(self.textbox)("", interactive=False), message
 
 
+def prompt_label(model_name) -> str:
+    """The prompt box's label: the picked model's format.
+
+    >>> prompt_label(None)
+    'Prompt in the alpaca format (exactly what the model reads)'
+    """
+    return f"Prompt in the {format_of(model_name)} format (exactly what the model reads)"
+
+
+def preview(model_name):
+    """The prompt box before a message: the picked model's format, labelled."""
+    fmt = format_of(model_name)
+    return gr.Code(chat_prompt("(your message)", fmt=fmt), label=prompt_label(model_name))
+
+
 def new_chat():
-    """An empty conversation (the chat shown and the history the next turn reads) and prompt."""
+    """An empty conversation (the chat shown and the history the next turn reads) and prompt
+    (the page then shows the picked model's format: `preview`)."""
     return [], [], [], chat_prompt("(your message)")
 
 
@@ -189,9 +229,9 @@ def build(
     """The tab; with a jobs `manager`, also the one-click GPT-2 fine-tune button."""
     with gr.Tab("Chat", id="chat"):
         gr.Markdown(
-            "Chat with an instruction-tuned model. Each message is wrapped in the Alpaca prompt "
-            "the model was trained on, one instruction per prompt; tick *Remember earlier "
-            "turns* to put the conversation so far in the prompt's `### Input:` section."
+            "Chat with an instruction-tuned model. Each message is wrapped in the prompt format "
+            "the model was trained in (ours: the Alpaca prompt, one instruction per prompt); "
+            "tick *Remember earlier turns* to send the conversation so far too."
         )
         model = model_header(TASKS, "chat", token)
         if manager is not None:
@@ -207,14 +247,14 @@ def build(
             new = gr.Button("New chat", elem_id="chat-new", scale=1, min_width=120, size="md")
         with gr.Accordion("Prompt sent to the model", open=False):
             prompt_box = gr.Code(
-                label="Alpaca prompt (exactly what the model reads)",
+                label=prompt_label(model.value),
                 language=None,
                 elem_id="chat-prompt",
-                value=chat_prompt("(your message)"),
+                value=chat_prompt("(your message)", fmt=format_of(model.value)),
             )
             look_for(
-                "your message under ### Instruction; the model writes after ### Response, and "
-                "stops where it learned a reply ends."
+                "your message where the format puts it (Alpaca: under ### Instruction; the model "
+                "writes after ### Response); the model stops where it learned a reply ends."
             )
         with gr.Accordion("Sampling settings", open=False):
             temperature = slider_input(
@@ -257,11 +297,12 @@ def build(
         mark_heavy(demo, chat, "chat", None, kind=batched)
         # the default follows how the picked model was trained (its card)
         model.change(remember_default, model, remember, api_visibility="private", queue=False)
+        model.change(preview, model, prompt_box, api_visibility="private", queue=False)
         new.click(
             new_chat,
             None,
             [chat_ui.chatbot, chat_ui.chatbot_state, chat_ui.chatbot_value, prompt_box],
             api_name="new_chat",
             queue=False,
-        )
+        ).then(preview, model, prompt_box, api_visibility="private", queue=False)
     return Page([Picker("Chat", TASKS, model)])

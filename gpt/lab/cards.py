@@ -89,6 +89,8 @@ class ModelCard:
         multi_turn: an instruction model trained on conversations (none of ours is).
         location: the folder it loads from, when it has one.
         licence: the licence its hub card declares (hub models only).
+        prompt_format: for a chat model, the `gpt.lab.prompts` format it was trained in
+            (None: "alpaca", ours).
     """
 
     name: str
@@ -108,6 +110,7 @@ class ModelCard:
     multi_turn: bool = False
     location: str | None = None
     licence: str | None = None
+    prompt_format: str | None = None
 
 
 def params_text(n: int) -> str:
@@ -465,6 +468,7 @@ def card_from_record(
         metrics_on=_metrics_on(task, record),
         limits=tuple(dict.fromkeys(limits)),
         multi_turn=record.get("multi_turn") is True,
+        prompt_format=_text(record.get("prompt_format")),
         location=location,
     )
 
@@ -622,6 +626,7 @@ def hub_card(name: str, folder: str | Path | None, task: str, config: Any = None
         limits.insert(0, "Not instruction-tuned unless its card says so: it continues text.")
     if params and params < SMALL_MODEL:
         limits.append(f"Small ({params_text(params)} parameters): it often gets things wrong.")
+    fmt = hubmodels.prompt_format(repo, task) if task == "instruct" else None
     return ModelCard(
         name=name,
         task=task,
@@ -636,6 +641,8 @@ def hub_card(name: str, folder: str | Path | None, task: str, config: Any = None
         limits=tuple(limits),
         location=f"{repo}@{folder.name}" if folder is not None else None,  # its exact commit
         licence=licence,
+        prompt_format=fmt,
+        multi_turn=fmt == "dialogpt",  # trained on conversations
     )
 
 

@@ -4,15 +4,9 @@ its prompt format (a per-model setting). `gpt.lab.names` takes a curated repo's 
 
 Any other `org/name[@revision]` works too (typed into a picker, or `--base org/name`); its task
 comes from its config.json (`GPT2ForSequenceClassification` is a classifier, anything else a
-language model) and its prompt format is "plain".
-
-Prompt formats:
-
-- "alpaca": the Alpaca template (`gpt.train.data.format_prompt`): preamble, `### Instruction:`,
-  optional `### Input:`, `### Response:`. Our own chat models and the gpt2-alpaca fine-tunes,
-  which were trained on the Alpaca data in its template.
-- "dialogpt": DialoGPT's turns, each ended by `<|endoftext|>`; the reply follows the last one.
-- "plain": the text as typed (a base language model continues it).
+language model). The prompt formats are `gpt.lab.prompts`'s; `format_losses` there measures
+which one a model expects (`bench/bench_prompt_formats.py`). DialoGPT is a chat model here
+("instruct": the Chat tab lists it), in its own format, remembering earlier turns.
 
 >>> curated("vicgalle/gpt2-alpaca").prompt_format
 'alpaca'
@@ -23,8 +17,6 @@ Prompt formats:
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-PROMPT_FORMATS = ("alpaca", "dialogpt", "plain")
 
 
 @dataclass(frozen=True)
@@ -47,8 +39,8 @@ CURATED: tuple[HubModel, ...] = (
              "GPT-2 (124M) fine-tuned on GPT-4's answers to the Alpaca instructions", 510),
     HubModel("distilbert/distilgpt2", "lm", "plain",
              "DistilGPT2: GPT-2 distilled to 6 layers (82M)", 353),
-    HubModel("microsoft/DialoGPT-small", "lm", "dialogpt",
-             "DialoGPT small: GPT-2 trained on Reddit conversations", 351),
+    HubModel("microsoft/DialoGPT-small", "instruct", "dialogpt",
+             "DialoGPT small: GPT-2 (124M) trained on Reddit conversations", 351),
 )
 _BY_REPO = {m.repo: m for m in CURATED}
 
@@ -60,7 +52,11 @@ def curated(repo: str) -> HubModel | None:
 
 def prompt_format(repo: str, task: str = "lm") -> str:
     """The prompt format a hub repo expects: the curated one, else "alpaca" for an instruct
-    model, else "plain"."""
+    model, else "plain".
+
+    >>> prompt_format("microsoft/DialoGPT-small"), prompt_format("org/any", "instruct")
+    ('dialogpt', 'alpaca')
+    """
     found = curated(repo)
     if found is not None:
         return found.prompt_format

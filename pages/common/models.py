@@ -348,6 +348,9 @@ def card_markdown(card: ModelCard | None, name: Any = None) -> str:
         ("Training", card.training),
         ("Licence", card.licence),
     ]
+    if card.task == "instruct":  # the Chat tab wraps each message in it (`gpt.lab.prompts`)
+        fmt = card.prompt_format or "alpaca"
+        facts.append(("Prompt format", fmt + (", remembers earlier turns" * card.multi_turn)))
     if card.metrics:
         shown = " · ".join(f"{m.label} **{m.text}**" for m in card.metrics)
         on = f" (on {card.metrics_on})" if card.metrics_on else ""
