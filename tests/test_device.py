@@ -30,7 +30,15 @@ from gpt import inside, walk
 from gpt.checkpoint import UntiedGPT
 from gpt.classifier import GPTClassifier
 from gpt.config import PRESETS
-from gpt.device import DEVICE_ENV, DeviceError, autocast, choose_device, device_of, running_on
+from gpt.device import (
+    BF16_ENV,
+    DEVICE_ENV,
+    DeviceError,
+    autocast,
+    choose_device,
+    device_of,
+    running_on,
+)
 from gpt.model import GPT
 from gpt.sampling import SamplingConfig, generate_ids
 from gpt.train.loop import LMTask, TrainConfig, fit, on_device, setup_distributed
@@ -113,9 +121,19 @@ def test_running_on_names_the_device_or_the_problem(monkeypatch):
     assert running_on().startswith("Device problem: unknown device 'tpu' ($GPT2LAB_DEVICE)")
 
 
-def test_autocast_is_bf16_on_cuda_only(monkeypatch):
+def test_autocast_is_bf16_where_bf16_is_fast(monkeypatch):
+    monkeypatch.setattr(gdevice, "cpu_has_bf16", lambda: False)  # e.g. an older x86
     assert isinstance(autocast(torch.device("cpu")), contextlib.nullcontext)
+    monkeypatch.setattr(gdevice, "cpu_has_bf16", lambda: True)  # AVX512-BF16 or AMX
+    cm = autocast(torch.device("cpu"))
+    assert isinstance(cm, torch.autocast) and cm.fast_dtype == torch.bfloat16
+    monkeypatch.setenv(BF16_ENV, "0")  # the switch: float32 everywhere
+    assert isinstance(autocast(torch.device("cpu")), contextlib.nullcontext)
+    monkeypatch.setattr(gdevice, "cpu_has_bf16", lambda: False)
+    monkeypatch.setenv(BF16_ENV, "1")  # forced on a CPU without it (emulated)
+    assert isinstance(autocast(torch.device("cpu")), torch.autocast)
     assert isinstance(autocast(torch.device("mps")), contextlib.nullcontext)
+    monkeypatch.delenv(BF16_ENV)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     with warnings.catch_warnings():  # "CUDA is not available": made here, never entered
         warnings.simplefilter("ignore")

@@ -83,9 +83,11 @@ def test_base_score_and_test_share_the_frozen_trunk(
     tmp_path, byte_tok, spam_tsv, monkeypatch, method
 ):
     """With a frozen trunk the test set's trunk activations are computed once, for the base
-    model's score and the final test both, and the scores are those of the uncached run."""
+    model's score and the final test both, and the scores are those of the uncached run (in
+    float32: a bf16 trunk would round them)."""
     import gpt.lab.runs as runs
 
+    monkeypatch.setenv("GPT2LAB_BF16", "0")
     calls: dict[bool, int] = {}
     metrics = {}
     real = runs.prepare

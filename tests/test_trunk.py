@@ -7,6 +7,7 @@ import torch
 
 from gpt.classifier import GPTClassifier
 from gpt.config import PRESETS
+from gpt.device import BF16_ENV
 from gpt.model import GPT
 from gpt.train.loop import (
     IGNORE_INDEX,
@@ -23,6 +24,13 @@ from tests.test_train import classify_collate, classify_data
 
 SMALL = PRESETS["tiny"].replace(n_layer=3)
 pytestmark = pytest.mark.slow  # training loops
+
+
+@pytest.fixture(autouse=True)
+def float32(monkeypatch):
+    """Caching is exact in float32; bf16 autocast (on where the CPU has it) rounds the cached
+    and the uncached trunk differently, and has a test of its own here."""
+    monkeypatch.setenv(BF16_ENV, "0")
 
 
 def instruct_data(n: int = 40, seed: int = 0):
@@ -101,6 +109,38 @@ def test_dropout_in_the_trained_part_keeps_the_cache_exact():
     plain, _, _ = train("classify", "last_blocks", cache=False, dropout=0.1)
     a, b = [h["loss"] for h in cached.history], [h["loss"] for h in plain.history]
     assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_bf16_trunk_features_are_float32_and_agree_to_bf16_precision(monkeypatch):
+    """Under bf16 autocast the cache computes the trunk in bf16 and keeps float32 values, off
+    from the float32 trunk by bf16's rounding (not more, not zero); training through them
+    follows the float32 run to that precision."""
+    from gpt.train.trunk import TrunkCache
+
+    torch.manual_seed(0)
+    model = GPTClassifier(GPT(SMALL), 2)
+    cfg = TrainConfig(task="classify", method="last_blocks")
+    prepare_model(model, cfg)
+    data = classify_data(16)
+    lengths = [int(last) + 1 for _, last, _ in (classify_collate([ex]) for ex in data)]
+    split = frozen_split(model, cfg.method, cfg.last_n_blocks)
+    stores = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv(BF16_ENV, flag)
+        cache = TrunkCache(model.eval(), split, data, classify_collate, lengths)
+        cache.for_rows([0])(classify_collate([data[0]])[0])  # fills example 0's group: all 16
+        stores[flag] = torch.cat([t for t in cache.store if t is not None])
+    assert stores["1"].dtype == torch.float32 and stores["1"].shape == stores["0"].shape
+    err = (stores["1"] - stores["0"]).abs().max() / stores["0"].abs().max()
+    assert 0 < err < 2e-2  # rounded as bf16 rounds (8 bits of mantissa), no worse
+
+    monkeypatch.setenv(BF16_ENV, "1")
+    bf16, _, _ = train("classify", "last_blocks", cache=True)
+    monkeypatch.setenv(BF16_ENV, "0")
+    fp32, _, _ = train("classify", "last_blocks", cache=True)
+    a, b = [h["loss"] for h in bf16.history], [h["loss"] for h in fp32.history]
+    assert a != b and a == pytest.approx(b, abs=0.05)
+    assert a[-1] < a[0]
 
 
 @pytest.mark.parametrize("method", ["head", "last_blocks"])

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from gpt.classifier import gpt_body
+from gpt.device import autocast
 from gpt.train.loop import (
     BUCKETED_TASKS,
     TrainConfig,
@@ -245,15 +246,22 @@ def _timed_costs(
         for m in split.frozen_modules(body):
             m.eval()
         ids = collate([data[i] for i in around_median(GROUP if cached else len(rows))])[0]
-        ids = ids.to(body.device)  # the trunk runs where the model is
+        ids = ids.to(body.device)  # the trunk runs where the model is, in training's precision
+
+        def trunk() -> None:
+            with autocast(body.device):
+                split.trunk(body, ids)
+
+        # a cached trunk's group is large work: one warm-up and one timing are steady enough
         with torch.no_grad():
-            trunk_s = _seconds(lambda: split.trunk(body, ids), repeats) / ids.numel()
+            trunk_s = (_seconds(trunk, 1, 1) if cached else _seconds(trunk, repeats)) / ids.numel()
         net = TrunkCache(model, split, data, collate, lengths, group=len(rows))
 
     def train_pass() -> None:
         if isinstance(net, TrunkCache):
             net.for_rows(rows)
-        loss, _ = task.loss(net, batch)
+        with autocast(body.device):  # as `fit` trains (bf16 where it is fast)
+            loss, _ = task.loss(net, batch)
         loss.backward()
 
     train_s = _seconds(train_pass, repeats) / tokens
