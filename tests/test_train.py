@@ -221,6 +221,50 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         assert torch.equal(v, resumed_model.state_dict()[k]), k
 
 
+@pytest.mark.parametrize("method", ["last_blocks", "lora"])
+def test_frozen_runs_checkpoint_only_the_trained_weights_and_resume_exactly(tmp_path, method):
+    """A run that freezes part of the model checkpoints the rest (the frozen weights are the
+    base's: a resumed run loads them again), resumes as if uninterrupted, and refuses a base
+    whose frozen weights differ."""
+    from safetensors.torch import load_file
+
+    data, val = classify_data(40), classify_data(8, seed=1)
+    cfg = TrainConfig(task="classify", method=method, max_steps=6, batch_size=8, lr=3e-3,
+                      eval_every=2, seed=3)  # fmt: skip
+
+    def model(seed: int = 0) -> GPTClassifier:
+        torch.manual_seed(seed)
+        m = GPTClassifier(GPT(TINY), 2)
+        prepare_model(m, cfg)
+        return m
+
+    def run(m, out, **kw):
+        task = ClassifyTask(collate=classify_collate)
+        return fit(m, task, data, val, cfg, out_dir=tmp_path / out, **kw)
+
+    full_model = model()
+    full = run(full_model, "a")
+    def stop_at_3(event):
+        if event.kind == "step" and event.step == 3:
+            raise StopTraining
+
+    assert run(model(), "b", callbacks=[stop_at_3]).status == "stopped"
+    folder, state, _ = latest_valid(tmp_path / "b" / "checkpoints")
+    saved = load_file(folder / "model.safetensors")
+    trained = {n for n, p in full_model.named_parameters() if p.requires_grad}
+    assert set(saved) == trained and "gpt.wte.weight" in state["frozen"]["keys"]
+    assert set(state["frozen"]["keys"]) | trained == set(full_model.state_dict())
+
+    resumed_model = model()  # a fresh process builds the same base
+    resumed = run(resumed_model, "b", resume=True)
+    assert resumed.resumed["step"] == 3
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for k, v in full_model.state_dict().items():
+        assert torch.equal(v, resumed_model.state_dict()[k]), k
+    with pytest.raises(TrainStateError, match="frozen weights are not the ones"):
+        run(model(seed=1), "b", resume=True)  # another base: its frozen weights differ
+
+
 def test_callbacks_see_progress(tmp_path):
     events = []
     data = counting_data(16)

@@ -2,7 +2,11 @@
 
 A training checkpoint is a folder `step-000120/` holding:
 
-- `model.safetensors`: the trained module's state (body, task head, LoRA adapters);
+- `model.safetensors`: the trained module's state (body, task head, LoRA adapters); when part
+  of the module is frozen (methods head, last_blocks, lora), only the rest: the frozen weights
+  are the base model's, which a resumed run loads again, and state.json's `frozen` names them
+  with a fingerprint that must match on resume (`frozen_fingerprint`). GPT-2 124M's last-block
+  checkpoint is then 28 MB instead of 500, written in a tenth of a second instead of two;
 - `optimizer.safetensors`: every tensor of the optimizer state, keyed `state.<param>.<name>`;
 - `state.json`: the run's `LoopState` (step, micro-batch position, which gives the epoch and
   the place in the data, metric history, best evaluation, evaluations without improvement),
@@ -129,17 +133,55 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], groups: list) -> dict[str
     return {"state": state, "param_groups": groups}
 
 
+def frozen_keys(module: torch.nn.Module) -> list[str]:
+    """The state_dict keys of `module`'s frozen parameters (`requires_grad` off), in order.
+
+    >>> m = torch.nn.Linear(2, 2); m.bias.requires_grad = False
+    >>> frozen_keys(m)
+    ['bias']
+    """
+    frozen = {id(p) for p in module.parameters() if not p.requires_grad}
+    state = module.state_dict(keep_vars=True)
+    return [k for k, v in state.items() if id(v) in frozen]
+
+
+def frozen_fingerprint(state: dict[str, torch.Tensor], keys: list[str]) -> str:
+    """A digest of the frozen tensors `keys`: each one's name, shape, dtype and up to 4,096
+    values spread evenly over it. Cheap (GPT-2 124M: milliseconds, not the seconds a digest of
+    500 MB takes) and enough to tell a different base model, or another random initialisation,
+    from the one a checkpoint was trained on.
+
+    >>> t = {"w": torch.arange(10.0)}
+    >>> frozen_fingerprint(t, ["w"]) == frozen_fingerprint({"w": torch.arange(10.0)}, ["w"])
+    True
+    >>> frozen_fingerprint(t, ["w"]) == frozen_fingerprint({"w": torch.zeros(10)}, ["w"])
+    False
+    """
+    h = hashlib.sha256()
+    for key in keys:
+        t = state[key].detach()
+        flat = t.reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 4096)].to("cpu", torch.float32).contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(sample.numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_train_state(
     folder: Path,
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     loop: LoopState,
 ) -> Path:
-    """Write a training checkpoint folder atomically: weights, optimizer, `loop` and RNGs."""
+    """Write a training checkpoint folder atomically: weights (the trained ones, when part of
+    `module` is frozen), optimizer, `loop` and RNGs."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        model_state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+        full = module.state_dict()
+        frozen = frozen_keys(module)
+        skip = set(frozen)
+        model_state = {k: v.detach().contiguous().cpu() for k, v in full.items() if k not in skip}
         save_file(model_state, str(tmp / "model.safetensors"))
         opt_tensors, groups = _optimizer_tensors(optimizer)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
@@ -151,6 +193,8 @@ def save_train_state(
             "rng": rng_state(),
             "files": files,
         }
+        if frozen:  # not saved: the base's; checked on resume
+            state["frozen"] = {"keys": frozen, "fingerprint": frozen_fingerprint(full, frozen)}
         (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
@@ -216,8 +260,24 @@ def load_train_state(
     """Restore module, optimizer and RNG states from a verified checkpoint folder (`state`:
     its state.json, from `verify` or `latest_valid`); return its loop state."""
     loop = LoopState.from_dict(state)
+    frozen = state.get("frozen")
+    if frozen:  # the checkpoint holds the trained weights; the frozen ones are `module`'s own
+        here = module.state_dict()
+        missing = [k for k in frozen["keys"] if k not in here]
+        if missing or frozen_fingerprint(here, frozen["keys"]) != frozen["fingerprint"]:
+            raise TrainStateError(
+                f"checkpoint {folder} holds only the trained weights, and this run's frozen "
+                "weights are not the ones it was trained with (another base model?)"
+            )
     try:
-        module.load_state_dict(load_file(str(folder / "model.safetensors")))
+        weights = load_file(str(folder / "model.safetensors"))
+        if frozen:
+            unexpected = module.load_state_dict(weights, strict=False).unexpected_keys
+            left = set(module.state_dict()) - set(weights) - set(frozen["keys"])
+            if unexpected or left:
+                raise KeyError(f"unexpected {sorted(unexpected)}, missing {sorted(left)}")
+        else:
+            module.load_state_dict(weights)
         opt = _optimizer_state(
             load_file(str(folder / "optimizer.safetensors")), state["param_groups"]
         )
