@@ -38,7 +38,7 @@ EXAMPLES = [
 ]
 REMEMBER_INFO = (
     "Off: each message is sent alone, as single-turn models were trained. On: the conversation "
-    "so far goes in the prompt's Input section."
+    "so far goes in the prompt too (Alpaca: in its Input section)."
 )
 
 
