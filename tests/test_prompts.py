@@ -61,11 +61,11 @@ def test_the_measurement_names_the_format_a_model_was_trained_in(starter_chat):
     """starter-chat was instruction-tuned in the Alpaca prompt: on held-out instructions (our
     own, never trained on) the measurement must find that, by a clear margin."""
     model, tok = starter_chat
-    held_out = read_instructions(REPO / "data" / "instructions" / "test.json")[:40]
+    held_out = read_instructions(REPO / "data" / "instructions" / "test.json")[:20]
     losses = format_losses(model, tok, held_out)
     assert set(losses) == set(FORMATS)
     assert best_format(losses) == "alpaca"
-    assert min(v for k, v in losses.items() if k != "alpaca") > losses["alpaca"] + 0.3
+    assert min(v for k, v in losses.items() if k != "alpaca") > losses["alpaca"] + 0.5
 
 
 def test_curated_chat_models_say_their_format_in_the_card():
