@@ -88,18 +88,6 @@ def format_of(model_name) -> str:
     return fmt if fmt in FORMATS else "alpaca"
 
 
-def fit_prompt(
-    message: str,
-    history: list[dict] | None,
-    tok,
-    budget: int,
-    remember: bool = False,
-    fmt: str = "alpaca",
-) -> str:
-    """The prompt with as many recent turns as fit in `budget` tokens (none unless `remember`)."""
-    return fit_prompt_note(message, history, tok, budget, remember, fmt)[0]
-
-
 def fit_prompt_note(
     message: str,
     history: list[dict] | None,
@@ -108,7 +96,8 @@ def fit_prompt_note(
     remember: bool = False,
     fmt: str = "alpaca",
 ) -> tuple[str, str]:
-    """`fit_prompt`, and the sentences saying how many earlier turns were left out to fit and,
+    """The prompt with as many recent turns as fit in `budget` tokens (none unless `remember`),
+    and the sentences saying how many earlier turns were left out to fit and,
     when even the message alone does not fit, that the reply gets less room ("" when all fit)."""
     turns = list(history or []) if remember else []
     dropped = 0

@@ -65,10 +65,10 @@ def test_remember_puts_earlier_turns_in_the_input_section(tok):
 
 def test_remember_trims_the_oldest_turns_to_fit(tok):
     history = [{"role": "user", "content": f"old turn {i} " + "word " * 30} for i in range(20)]
-    prompt = chat_page.fit_prompt("Hi.", history, tok, budget=200, remember=True)
+    prompt = chat_page.fit_prompt_note("Hi.", history, tok, budget=200, remember=True)[0]
     assert len(tok.encode(prompt)) <= 200
     assert "old turn 19" in prompt and "old turn 0 " not in prompt
-    assert chat_page.fit_prompt("Hi.", history, tok, 200, remember=False) == format_prompt(
+    assert chat_page.fit_prompt_note("Hi.", history, tok, 200, remember=False)[0] == format_prompt(
         Instruction("Hi.")
     )
 
