@@ -774,7 +774,7 @@ class Trainer:
             sync = j == len(group) - 1 or self.world == 1  # all-reduce grads once a step
             with nullcontext() if sync else self.wrapped.no_sync():
                 batch = self.collate([self.train_data[i] for i in rows])
-                with autocast(self.device):  # bf16 on CUDA; backward runs outside, as advised
+                with autocast(self.device):  # bf16 where fast; backward runs outside, as advised
                     loss, n_tok = self.task.loss(net, batch)
                 (loss * weight / len(group)).backward()
             loss_sum += float(loss.detach()) * weight / len(group)
@@ -810,8 +810,9 @@ class Trainer:
             rows = range(len(self.val_data))
             chunks = [rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
             chunks = chunks[: cfg.eval_batches or None]
-            if self.val_cache is not None:
-                metrics.update(self.task.evaluate(self.val_cache, self.val_cache.batches(chunks)))
+            if self.val_cache is not None:  # the same examples, in the cache's larger batches
+                each = self.val_cache.batches(self.val_cache.eval_chunks(i for c in chunks for i in c))
+                metrics.update(self.task.evaluate(self.val_cache, each))
             else:
                 batches = (self.collate([self.val_data[i] for i in c]) for c in chunks)
                 metrics.update(self.task.evaluate(self.model, batches))
@@ -923,8 +924,9 @@ def fit(
     The model is moved to `device` (default: a model on the CPU goes to
     `gpt.device.choose_device()`, so CUDA, then MPS, then the CPU unless `$GPT2LAB_DEVICE` says
     otherwise; one already on a GPU stays on it) and stays there; the tasks move each
-    batch to it, and on CUDA the training forward runs under bf16 autocast
-    (`gpt.device.autocast`). Evaluation runs in float32.
+    batch to it, and where bf16 is fast (CUDA, a CPU with AVX512-BF16 or AMX) the training
+    forward and the frozen trunk's features run under bf16 autocast (`gpt.device.autocast`;
+    `$GPT2LAB_BF16=0` turns it off). Evaluation runs in float32.
     """
     trainer = Trainer(
         model,
