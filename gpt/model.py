@@ -24,6 +24,7 @@ torch.Size([1, 3, 512])
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 from dataclasses import dataclass
@@ -308,15 +309,32 @@ class CausalSelfAttention(nn.Module):
             y = weights @ v  # (B, H, T, hd)
         else:
             dropout_p = self.dropout if self.training else 0.0
-            if start == 0:
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=T > 1)
-            elif T == 1:  # one new token sees every cached position: no mask needed
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-            else:  # a chunk appended after cached positions: bottom-right aligned causal mask
-                mask = _causal_mask(T, S, start, x.device)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            dtype, fp32 = q.dtype, _fp32_attention(q)
+            if fp32:
+                q, k, v = q.float(), k.float(), v.float()
+            with torch.autocast("cpu", enabled=False) if fp32 else contextlib.nullcontext():
+                if start == 0:
+                    y = F.scaled_dot_product_attention(
+                        q, k, v, dropout_p=dropout_p, is_causal=T > 1
+                    )
+                elif T == 1:  # one new token sees every cached position: no mask needed
+                    y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+                else:  # a chunk appended after cached positions: bottom-right aligned mask
+                    mask = _causal_mask(T, S, start, x.device)
+                    y = F.scaled_dot_product_attention(
+                        q, k, v, attn_mask=mask, dropout_p=dropout_p
+                    )
+            y = y.to(dtype)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y)), weights
+
+
+def _fp32_attention(q: torch.Tensor) -> bool:
+    """Whether to attend in float32 though autocast runs in bf16: on the CPU, where torch's bf16
+    SDPA kernel is no faster forward and 1.1-3x slower forward + backward than its float32 one
+    (8 x 64 tokens, 12 heads: 13.8 ms against 5.4 on 2 EPYC cores), while the projections
+    around it gain from bf16."""
+    return q.device.type == "cpu" and torch.is_autocast_enabled("cpu")
 
 
 def _causal_mask(T: int, S: int, start: int, device: torch.device) -> torch.Tensor:

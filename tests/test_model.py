@@ -137,6 +137,31 @@ def test_training_gradients_reach_tied_embedding(tiny):
     assert model.wte.weight.grad is not None and model.wte.weight.grad.abs().sum() > 0
 
 
+def test_cpu_autocast_attends_in_float32(tiny, monkeypatch):
+    """Under bf16 autocast on the CPU the projections run in bf16 and attention in float32
+    (torch's bf16 SDPA kernel is slower there), and the logits stay within bf16's rounding."""
+    import torch.nn.functional as F
+
+    seen, real = [], F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return real(q, k, v, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    ids = torch.randint(0, tiny.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        exact = tiny(ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = tiny(ids)
+    assert len(seen) == 2 * tiny.config.n_layer
+    fp32 = (torch.float32, torch.float32, torch.float32, False)
+    assert all(s == fp32 for s in seen[tiny.config.n_layer :])  # the autocast forward's calls
+    assert low.dtype == torch.bfloat16
+    err = (low.float() - exact).abs().max() / exact.abs().max()
+    assert 0 < err < 3e-2
+
+
 def test_bad_inputs_raise_clear_errors(tiny):
     with pytest.raises(ValueError, match="exceeds the context length 64"):
         tiny(torch.zeros(1, 65, dtype=torch.long))
