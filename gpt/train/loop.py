@@ -50,6 +50,10 @@ TaskName = Literal["lm", "classify", "instruct"]
 Method = Literal["full", "last_blocks", "head", "lora"]
 BUCKETED_TASKS = ("classify", "instruct")  # variable-length examples: batch similar lengths
 BUCKET_CHUNK = 8  # batches per length-sorted chunk (see _epoch_batches)
+# Instructions vary far more in length (a few tokens to hundreds) than messages: longer sorted
+# runs (50 batches, as the megabatches of Hugging Face's group_by_length) cut the padding of
+# 1,100 of them in batches of 8 from 34% of the tokens to 5%.
+BUCKET_CHUNKS = {"instruct": 50}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -486,7 +490,8 @@ def step_schedule(
 
 class BatchPlan:
     """Which examples each optimizer step trains on: every epoch a fresh `_epoch_batches`
-    (bucketed when `lengths` is given), cut into steps of `grad_accum` micro-batches."""
+    (bucketed when `lengths` is given, in sorted chunks of the task's `BUCKET_CHUNKS`), cut
+    into steps of `grad_accum` micro-batches."""
 
     def __init__(
         self, n_examples: int, cfg: TrainConfig, lengths: Sequence[int] | None = None
@@ -502,7 +507,10 @@ class BatchPlan:
         if epoch != self.epoch:
             cfg = self.cfg
             self.epoch = epoch
-            self.batches = _epoch_batches(self.n, cfg.batch_size, epoch, cfg.seed, self.lengths)
+            chunk = BUCKET_CHUNKS.get(cfg.task, BUCKET_CHUNK)
+            self.batches = _epoch_batches(
+                self.n, cfg.batch_size, epoch, cfg.seed, self.lengths, chunk
+            )
         return self.batches[pos : pos + self.cfg.grad_accum]
 
 
