@@ -456,9 +456,12 @@ def first_render(
 
 # The Stop button is grey while nothing runs and red (CSS class "running") while a run streams.
 # Flipped in the browser: a server event (even queue=False) lands only after the run it marks.
-RUNNING = """(...args) => { document.querySelector('#gen-stop')?.classList.add('running');
+# Runs are counted (the page-load run and a click can overlap): grey again when the last ends.
+RUNNING = """(...args) => { window.gptLabRuns = (window.gptLabRuns || 0) + 1;
+    document.querySelector('#gen-stop')?.classList.add('running');
     return args; }"""  # runs in the browser before the event, its inputs passed on as they are
-IDLE = "() => { document.querySelector('#gen-stop')?.classList.remove('running'); }"
+IDLE = """() => { window.gptLabRuns = Math.max(0, (window.gptLabRuns || 0) - 1);
+    if (!window.gptLabRuns) document.querySelector('#gen-stop')?.classList.remove('running'); }"""
 
 
 def build(demo: gr.Blocks) -> Page:

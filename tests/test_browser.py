@@ -281,6 +281,44 @@ def test_generation_stop_button(page, monkeypatch):
     page.wait_for_function(GREY_STOP)  # grey again
 
 
+def test_stop_stays_red_while_any_run_streams(page, monkeypatch):
+    """The run the page makes on load and a clicked run overlap: when the first ends, Stop stays
+    red while the second streams, and turns grey when it ends (Stop went grey mid-run before)."""
+    import time
+
+    from pages import generation
+
+    real = generation.stream
+
+    def slowed(*args, **kwargs):
+        for event in real(*args, **kwargs):
+            time.sleep(1 / 20)
+            yield event
+
+    monkeypatch.setattr(generation, "stream", slowed)
+    page.reload(wait_until="load")
+    page.wait_for_selector("#tok-text textarea")
+    open_tab(page, "Generate")
+    page.evaluate(
+        """() => { window.__most = 0; window.__atDrop = null; let before = 0;
+        const t = setInterval(() => {
+            const n = window.gptLabRuns || 0;
+            window.__most = Math.max(window.__most, n);
+            if (before === 2 && n === 1) {
+                window.__atDrop = document.querySelector('#gen-stop').className; clearInterval(t); }
+            before = n; }, 2); }"""
+    )
+    page.wait_for_function("window.gptLabRuns === 1")  # the page-load run streams
+    page.locator("#gen-max input[type=range]").fill("256")
+    page.locator("#gen-run").click()
+    page.wait_for_function("window.__atDrop !== null", timeout=60_000)
+    assert page.evaluate("() => window.__most") == 2
+    assert "running" in page.evaluate("() => window.__atDrop").split()  # still red
+    page.locator("#gen-stop").click()
+    page.wait_for_function(GREY_STOP)
+    assert page.evaluate("() => window.gptLabRuns") == 0
+
+
 def test_classify_tab(page):
     open_tab(page, "Spam classifier")
     pick_model(page, "clf-model", SPAM)
