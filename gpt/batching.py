@@ -8,7 +8,9 @@ visitors get nearly eight times the tokens a second of one.
 
 A run (`Batcher.steps`, the same arguments and `TokenStep`s as `gpt.sampling.sample_steps`):
 - is prefilled on its own (a batch-1 `KVCache`, as `sample_steps` does) by the worker between
-  two steps, gets its first token, and joins the batch at the next step;
+  two steps, at most `PREFILL_TOKENS` tokens between two steps (a long prompt in chunks, so the
+  others keep getting tokens meanwhile), gets its first token, and joins the batch at the next
+  step;
 - keeps its own settings, random generator (its seed), seen tokens and stop rule: the worker
   picks each row's token with `gpt.sampling.pick_token`, so a seeded run draws the same tokens
   whoever else is in the batch, and greedy runs give the tokens `sample_steps` gives;
@@ -101,6 +103,7 @@ class _Row:
     last: int = 0  # the picked token not yet fed to the model
     need: int = 0  # positions its row may use at most
     kv: KVCache | None = None  # its prefill, until the worker copies it into the batch
+    done: int = 0  # prompt tokens prefilled so far
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -225,22 +228,27 @@ class Batcher:
         """Prefill the waiting runs that fit, in arrival order, each alone (a batch-1
         `KVCache`, as `sample_steps` does), send each its first token and give it a row.
         Prefills here, between steps, not beside them: on a few cores two at once only slow
-        each other. About `PREFILL_TOKENS` prompt tokens per step, so a long prompt holds the
-        others up for one step's worth of time, not more."""
+        each other. At most `PREFILL_TOKENS` prompt tokens per step: a longer prompt goes in
+        chunks over several steps (the cache's bottom-right causal mask), so it holds the others
+        up for one step's worth of time at a time."""
         taken, budget = [], PREFILL_TOKENS
         for row in waiting:
             if budget <= 0:
                 break
-            taken.append(row)
             if row.cancelled.is_set():
+                taken.append(row)
                 continue
             n = len(self._rows) + 1
             length = _aligned(max([row.need] + [r.need for r in self._rows]), self.block)
             if not self._fits(n, length):
-                taken.pop()
                 break
-            budget -= len(row.ids)
-            if self._prefill(row):
+            chunk = row.ids[row.done : row.done + budget]
+            budget -= len(chunk)
+            raw = self._prefill(row, chunk)
+            if row.done < len(row.ids):
+                break  # the rest of this prompt after the next step; later ones wait behind
+            taken.append(row)
+            if self._first_token(row, raw):
                 self._reserve(n, length).load(n - 1, row.kv)
                 row.kv = None
                 self._rows.append(row)
@@ -248,11 +256,16 @@ class Batcher:
             with self._cond:
                 self._waiting = [r for r in self._waiting if r not in taken]
 
-    def _prefill(self, row: _Row) -> bool:
-        """Run `row`'s prompt alone and send its first token; whether the run goes on."""
-        row.kv = self.model.new_cache(1, max_len=len(row.ids))
-        x = torch.tensor([row.ids], device=self.model.device)
-        raw = self.model(x, row.kv, last_only=True)[0, -1].float().cpu()  # (V,)
+    def _prefill(self, row: _Row, chunk: list[int]) -> torch.Tensor:
+        """Feed the next `chunk` of `row`'s prompt into its own cache; the logits after it (V,)."""
+        if row.kv is None:
+            row.kv = self.model.new_cache(1, max_len=len(row.ids))
+        x = torch.tensor([chunk], device=self.model.device)  # (1, T)
+        row.done += len(chunk)
+        return self.model(x, row.kv, last_only=True)[0, -1].float().cpu()  # (V,)
+
+    def _first_token(self, row: _Row, raw: torch.Tensor) -> bool:
+        """Pick and send `row`'s first token from its prompt's logits; whether the run goes on."""
         token, probs = pick_token(raw, row.seen, row.cfg, row.generator)
         row.steps = 1
         last = row.finished(token)

@@ -261,3 +261,35 @@ def test_packed_weights_give_the_batched_logits_and_the_same_tokens(model):
     with torch.no_grad():
         model.h[0].mlp.c_fc.weight.add_(0.0)  # the weights changed: the packs are stale
     assert not packed.fresh()
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_between_the_others_steps(model, monkeypatch):
+    """A prompt longer than PREFILL_TOKENS is fed in chunks, a shared step after each, so the
+    runs already going keep getting tokens; its own tokens are still those it gets alone."""
+    import gpt.batching as batching
+
+    monkeypatch.setattr(batching, "PREFILL_TOKENS", 16)
+    events = []
+    real_prefill, real_step = Batcher._prefill, Batcher._step
+
+    def prefill(self, row, chunk):
+        events.append(("chunk", len(chunk)))
+        return real_prefill(self, row, chunk)
+
+    def step(self):
+        events.append(("step", len(self._rows)))
+        return real_step(self)
+
+    monkeypatch.setattr(Batcher, "_prefill", prefill)
+    monkeypatch.setattr(Batcher, "_step", step)
+    runs = [
+        (prompt(3, 6), SamplingConfig(temperature=0, max_new_tokens=30, stop_at_eot=False)),
+        (prompt(50, 7), SamplingConfig(temperature=0, max_new_tokens=8, stop_at_eot=False)),
+    ]
+    got = run_all(Batcher(model), model, runs, stagger={1: (0, 3)})
+    for (p, cfg), tokens in zip(runs, got):
+        assert tokens == generate_ids(model, p, cfg)
+    long = [i for i, e in enumerate(events) if e == ("chunk", 16) or e == ("chunk", 2)]
+    assert [events[i][1] for i in long] == [16, 16, 16, 2]  # 50 tokens in four chunks
+    for a, b in zip(long, long[1:]):  # a step of the running batch between two chunks
+        assert ("step", 1) in events[a + 1 : b]
