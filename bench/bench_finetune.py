@@ -16,7 +16,13 @@ folder) loaded through `gpt.load_model`, so the timings are those of `gpt2` itse
      on the first `--messages` real SMS from ../shared/data), in its own process: model
      loading, validation every 50 steps, the test set and saving included (`--no-cli`: skip).
 2. Instruction tuning with LoRA (rank 8) on data/instructions/train.json: tokens/s over a short
-   run and the projected time for 1,100 instructions x 2 epochs.
+   run, and the projected time for 1,100 instructions x 2 epochs in the batches `fit` draws
+   (bucketed, `gpt.train.loop.BUCKET_CHUNKS`), from `--lora-strata` of its own steps timed
+   (`sampled_projection`: long batches cost more a token); then the same in float32
+   (`GPT2LAB_BF16=0`) for comparison, where the CPU has fast bf16. Quality: each run's
+   validation loss after its steps (the first 64 instructions of data/instructions/val.json,
+   evaluated in float32), and `--quality-steps` steps of LoRA on the small pretrained `starter`
+   in both precisions, for a loss that moves.
 
 Beside each figure: the 1-minute load average before and after (other processes share the CPU),
 and what `gpt.train.estimate` predicted before the run. Writes bench/results/finetune.json.
@@ -41,21 +47,20 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench.common import machine, print_table, save  # noqa: E402
 from gpt.classifier import GPTClassifier  # noqa: E402
+from gpt.device import BF16_ENV, bf16_enabled  # noqa: E402
 from gpt.lab.names import (
     load_model,  # noqa: E402
     load_tokenizer,  # noqa: E402
 )
 from gpt.train import data as gdata  # noqa: E402
 from gpt.train.loop import (  # noqa: E402
-    IGNORE_INDEX,
+    BUCKET_CHUNKS,
     ClassifyTask,
     InstructTask,
     TrainConfig,
     _epoch_batches,
     example_lengths,
     fit,
-    lm_loss,
-    on_device,
     prepare_model,
     step_schedule,
 )
@@ -191,16 +196,74 @@ def cli_run(folder: Path, args, tmp: Path) -> dict:
     }
 
 
-class AllLogits(InstructTask):
-    """The instruct loss as it was before: (B, T, V) logits at every position, prompt and
-    padding included, then the masked cross-entropy (timed beside today's, in one run)."""
+def precision(flag: str | None):
+    """`$GPT2LAB_BF16` set to `flag` (None: as it was) inside the block."""
+    import contextlib
 
-    def loss(self, model, batch):
-        x, y = on_device(batch, model)
-        return lm_loss(model(x), y), int((y != IGNORE_INDEX).sum())
+    @contextlib.contextmanager
+    def block():
+        old = os.environ.get(BF16_ENV)
+        if flag is not None:
+            os.environ[BF16_ENV] = flag
+        try:
+            yield
+        finally:
+            os.environ.pop(BF16_ENV, None)
+            if old is not None:
+                os.environ[BF16_ENV] = old
+
+    return block()
 
 
-def lora_run(folder: Path, args, task_type: type = InstructTask) -> dict:
+def val_loss(model, tok) -> float:
+    """Float32 validation loss on the first 64 instructions of data/instructions/val.json."""
+    records = gdata.read_instructions(REPO / "data" / "instructions" / "val.json")[:64]
+    ds = gdata.InstructionDataset(records, tok, model.config.block_size, mask_prompt=True)
+    batches = (ds.collate([ds[j] for j in range(i, min(i + 8, len(ds)))]) for i in range(0, len(ds), 8))
+    with precision("0"):
+        return InstructTask().evaluate(model.eval(), batches)["val_loss"]
+
+
+def lora_quality(args) -> dict:
+    """`--quality-steps` LoRA steps on `starter` (a small pretrained model, whose loss moves),
+    in float32 and in bf16: each one's final training loss and float32 validation loss."""
+    from gpt.lab.runs import set_dropout
+
+    tok = load_tokenizer("starter")
+    records = gdata.read_instructions(REPO / "data" / "instructions" / "train.json")
+    context = load_model("starter").config.block_size
+    ds = gdata.InstructionDataset(records, tok, context, mask_prompt=True)
+    out = {}
+    for name, flag in (("float32", "0"), ("bf16", "1")):
+        cfg = TrainConfig(task="instruct", method="lora", max_steps=args.quality_steps,
+                          batch_size=8, lr=1e-3, eval_every=10**6)  # fmt: skip
+        torch.manual_seed(0)
+        model = load_model("starter")
+        set_dropout(model, 0.0)  # as a run spec's default: the attention kernels users run
+        prepare_model(model, cfg)
+        before = load()
+        t0 = time.perf_counter()
+        with precision(flag):
+            result = fit(model, InstructTask(), ds, None, cfg, collate=ds.collate)
+        out[name] = {
+            "steps": result.step,
+            "final_loss": result.history[-1]["loss"],
+            "mean_last_10": sum(h["loss"] for h in result.history[-10:]) / 10,
+            "val_loss": val_loss(model, tok),
+            "wall_s": time.perf_counter() - t0,
+            "load": f"{before} -> {load()}",
+        }
+        print(f"quality {name}: {out[name]}", flush=True)
+    return out
+
+
+def lora_run(folder: Path, args, flag: str | None = None) -> dict:
+    """The LoRA instruct speed and projection (`flag`: `$GPT2LAB_BF16` for the run)."""
+    with precision(flag):
+        return _lora_run(folder, args)
+
+
+def _lora_run(folder: Path, args) -> dict:
     from gpt.train.estimate import estimate_fit
 
     tok = load_tokenizer("gpt2")
@@ -215,32 +278,81 @@ def lora_run(folder: Path, args, task_type: type = InstructTask) -> dict:
     lengths = example_lengths(InstructTask(), ds, ds.collate)
     padded = [sum(len(b) * max(lengths[i] for i in b) for b in group)
               for group in step_schedule(len(ds), cfg, lengths)]  # fmt: skip
-    estimate = estimate_fit(model, task_type(), ds, None, cfg, collate=ds.collate)
-    r = timed_fit(model, task_type(), ds, cfg, ds.collate)
+    estimate = estimate_fit(model, InstructTask(), ds, None, cfg, collate=ds.collate)
+    r = timed_fit(model, InstructTask(), ds, cfg, ds.collate)
     steps = r["step_s"][1:]  # the first step also pays for fit's setup
     tokens_per_s = sum(padded[1:]) / sum(steps)
     # 1,100 instructions x 2 epochs, in the batches bucketing makes of their lengths
     lengths = lengths[:1100]
+    chunk = BUCKET_CHUNKS.get("instruct")
     total = sum(
         len(b) * max(lengths[i] for i in b)
         for e in range(2)
-        for b in _epoch_batches(len(lengths), 8, e, cfg.seed, lengths)
+        for b in _epoch_batches(len(lengths), 8, e, cfg.seed, lengths, chunk)
     )
     full_cfg = TrainConfig(task="instruct", method="lora", epochs=2, batch_size=8, eval_every=10**6)
+    subset = torch.utils.data.Subset(ds, range(1100))
     full_estimate = estimate_fit(
-        model, task_type(), torch.utils.data.Subset(ds, range(1100)), None, full_cfg,
-        collate=ds.collate, costs=estimate.costs,
+        model, InstructTask(), subset, None, full_cfg, collate=ds.collate, costs=estimate.costs,
     )  # fmt: skip
+    after = val_loss(model, tok)  # after the short run (the sampled steps train on)
+    sampled = sampled_projection(model, subset, full_cfg, ds.collate, lengths, args.lora_strata)
     r.update(
         tokens_per_s=tokens_per_s,
         steps_timed=len(steps),
         total_tokens=total,
-        projected_s=total / tokens_per_s,
+        first_steps_projected_s=total / tokens_per_s,
+        projected_s=sampled["projected_s"],
+        sampled=sampled,
         projected_steps=2 * math.ceil(1100 / 8),
         estimate_s=full_estimate.seconds,
         short_estimate_s=estimate.seconds,
+        real_tokens=sum(lengths) * 2,
+        bf16=bf16_enabled(torch.device("cpu")),
+        val_loss=after,
     )
     return r
+
+
+def sampled_projection(model, data, cfg, collate, lengths, strata: int) -> dict:
+    """The run's time from a sample of its own steps: `cfg`'s steps over `data` (the batches
+    `fit` draws) sorted by padded tokens and cut into `strata` equal strata; the median step of
+    each is run (forward, backward, clipping, AdamW, as `fit` runs it) and timed, and stands for
+    its stratum in proportion to tokens. Long batches cost more a token (attention grows with
+    length), so timing only the first steps of a run misjudges it."""
+    from gpt.train.loop import Trainer
+
+    schedule = step_schedule(len(data), cfg, lengths)
+    tokens = [sum(len(b) * max(lengths[i] for i in b) for b in step) for step in schedule]
+    starts = [0]
+    for step in schedule:
+        starts.append(starts[-1] + len(step))
+    order = sorted(range(len(schedule)), key=lambda k: tokens[k])
+    trainer = Trainer(model, InstructTask(), data, None, cfg, collate=collate)
+    trainer.train_mode()
+
+    def timed(k: int) -> float:
+        trainer.state.micro, trainer.state.step = starts[k], k
+        t0 = time.perf_counter()
+        trainer.train_step()
+        return time.perf_counter() - t0
+
+    timed(order[len(order) // 2])  # warm-up
+    projected, timed_tokens, timed_s = 0.0, 0, 0.0
+    for g in range(strata):
+        stratum = order[g * len(order) // strata : (g + 1) * len(order) // strata]
+        k = stratum[len(stratum) // 2]
+        seconds = timed(k)
+        projected += seconds * sum(tokens[j] for j in stratum) / tokens[k]
+        timed_tokens, timed_s = timed_tokens + tokens[k], timed_s + seconds
+    return {
+        "projected_s": projected,
+        "steps": len(schedule),
+        "strata": strata,
+        "timed_tokens": timed_tokens,
+        "timed_s": timed_s,
+        "tokens_per_s": sum(tokens) / projected,
+    }
 
 
 def main() -> None:
@@ -249,6 +361,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--old-epochs", type=float, default=1)
     ap.add_argument("--lora-steps", type=int, default=12, help="0: no LoRA run")
+    ap.add_argument("--quality-steps", type=int, default=100, help="0: no starter LoRA runs")
+    ap.add_argument("--lora-strata", type=int, default=12, help="steps timed for the projection")
     ap.add_argument("--paths", default="new,old,main", help="which spam paths to time")
     ap.add_argument("--no-cli", dest="cli", action="store_false", help="skip the CLI command")
     args = ap.parse_args()
@@ -258,9 +372,10 @@ def main() -> None:
         spam = spam_runs(folder, args)
         cli = cli_run(folder, args, Path(tmp)) if args.cli else None
         lora = lora_run(folder, args) if args.lora_steps else None
-        before = lora_run(folder, args, AllLogits) if args.lora_steps else None
-        if lora and before:
-            lora["all_logits"] = before
+        if lora and lora["bf16"]:  # the same run in float32, for comparison
+            lora["float32"] = lora_run(folder, args, "0")
+        if lora and args.quality_steps:
+            lora["quality"] = lora_quality(args)
     tok = spam["tokens"]
 
     def row(name: str, r: dict) -> list[str]:
@@ -317,15 +432,25 @@ def print_lora(lora: dict) -> None:
         ["What", "Value"],
         [
             ["Padded tokens/s (steps 2..)", f"{lora['tokens_per_s']:.0f}"],
+            ["Padded tokens/s over the whole run (its steps sampled by size)",
+             f"{lora['sampled']['tokens_per_s']:.0f} ({lora['sampled']['strata']} of "
+             f"{lora['sampled']['steps']} steps timed)"],
             ["Estimated before the short run", f"{lora['short_estimate_s']:.0f} s"],
             ["Short run took", f"{lora['wall_s']:.0f} s"],
             ["Steps timed", str(lora["steps_timed"])],
             ["1,100 instructions x 2 epochs", f"{lora['total_tokens']:,} padded tokens"],
-            ["Projected (tokens / tokens/s)", f"{lora['projected_s'] / 60:.1f} min"],
-            *([["Before, logits at every position: tokens/s, projected",
+            ["Projected (sampled steps)", f"{lora['projected_s'] / 60:.1f} min "
+             f"(from the first steps' tokens/s: {lora['first_steps_projected_s'] / 60:.1f} min)"],
+            ["bf16 autocast", "on" if lora["bf16"] else "off (no fast bf16 here)"],
+            ["Validation loss after the run (float32)", f"{lora['val_loss']:.4f}"],
+            *([["float32 (GPT2LAB_BF16=0): tokens/s, projected, validation loss",
                 f"{b['tokens_per_s']:.0f}, {b['projected_s'] / 60:.1f} min "
-                f"({b['projected_s'] / lora['projected_s']:.2f}x today's time)"]]
-              if (b := lora.get("all_logits")) else []),
+                f"({b['projected_s'] / lora['projected_s']:.2f}x the bf16 time), "
+                f"{b['val_loss']:.4f}"]]
+              if (b := lora.get("float32")) else []),
+            *([[f"starter, {q['bf16']['steps']} LoRA steps: val loss bf16 / float32",
+                f"{q['bf16']['val_loss']:.4f} / {q['float32']['val_loss']:.4f}"]]
+              if (q := lora.get("quality")) else []),
             ["gpt.train.estimate says", f"{lora['estimate_s'] / 60:.1f} min"],
             ["Load 1 min", lora["load"]],
         ],
