@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
@@ -263,6 +264,30 @@ def test_frozen_runs_checkpoint_only_the_trained_weights_and_resume_exactly(tmp_
         assert torch.equal(v, resumed_model.state_dict()[k]), k
     with pytest.raises(TrainStateError, match="frozen weights are not the ones"):
         run(model(seed=1), "b", resume=True)  # another base: its frozen weights differ
+
+
+def test_token_tasks_train_in_bf16_and_classifiers_in_float32(monkeypatch):
+    """Where bf16 is on, an LM's training forward runs under bf16 autocast; a classifier's in
+    float32 (bf16 cost it balanced accuracy); evaluation in float32 for both."""
+    monkeypatch.setenv(BF16_ENV, "1")
+    seen: dict[str, list[bool]] = {}
+
+    def spying(task):
+        real = task.loss
+
+        def loss(model, batch):
+            seen.setdefault(task.name, []).append(torch.is_autocast_enabled("cpu"))
+            return real(model, batch)
+
+        task.loss = loss
+        return task
+
+    cfg = TrainConfig(max_steps=2, batch_size=4, eval_every=2)
+    fit(GPT(TINY), spying(LMTask()), counting_data(8), None, cfg)
+    clf = GPTClassifier(GPT(TINY), 2)
+    task = spying(ClassifyTask(collate=classify_collate))
+    fit(clf, task, classify_data(8), classify_data(4), dataclasses.replace(cfg, task="classify"))
+    assert seen == {"lm": [True, True], "classify": [False, False]}
 
 
 def test_callbacks_see_progress(tmp_path):

@@ -38,6 +38,7 @@ from gpt.train.loop import (
     TrainConfig,
     example_lengths,
     step_schedule,
+    train_precision,
 )
 from gpt.train.optim import make_optimizer
 from gpt.train.trunk import GROUP, Split, TrunkCache, cache_bytes, frozen_split
@@ -260,7 +261,7 @@ def _timed_costs(
     def train_pass() -> None:
         if isinstance(net, TrunkCache):
             net.for_rows(rows)
-        with autocast(body.device):  # as `fit` trains (bf16 where it is fast)
+        with train_precision(task, body.device):  # as `fit` trains
             loss, _ = task.loss(net, batch)
         loss.backward()
 
