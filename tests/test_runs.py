@@ -94,11 +94,11 @@ def test_base_score_and_test_share_the_frozen_trunk(
     for cache in (True, False):
         calls[cache] = 0
 
-        def prepare(spec, cache=cache):  # count block 0's calls (frozen: always in eval mode)
+        def prepare(spec, cache=cache):  # count what runs through the frozen block 0
             prep = real(spec)
 
-            def count(module, *_):
-                calls[cache] += not module.training
+            def count(module, args, _):  # rows through block 0 (frozen: always in eval mode)
+                calls[cache] += 0 if module.training else args[0].shape[0]
 
             prep.model.gpt.h[0].register_forward_hook(count)
             return prep
@@ -114,10 +114,10 @@ def test_base_score_and_test_share_the_frozen_trunk(
         a, b = metrics[True][key], metrics[False][key]
         assert a["test_confusion_matrix"] == b["test_confusion_matrix"]
         assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-5)
-    # 56 training examples (6 steps of 8), 16 test examples (2 batches) scored before and
-    # after training, 8 validation examples (1 batch) at the end: cached, one group each;
-    # uncached, every batch
-    assert calls == {True: 3, False: 6 + 2 + 1 + 2}
+    # 56 training examples (6 steps of 8: 48 rows), 16 test examples scored before and after
+    # training, 8 validation examples at the end: cached, each example once; uncached, every
+    # batch's rows
+    assert calls == {True: 56 + 16 + 8, False: 48 + 16 + 8 + 16}
 
 
 def test_relative_data_path_is_read_from_the_repository_root(tmp_path, monkeypatch):

@@ -41,7 +41,14 @@ from gpt.train.loop import (
     train_precision,
 )
 from gpt.train.optim import make_optimizer
-from gpt.train.trunk import GROUP, Split, TrunkCache, cache_bytes, frozen_split
+from gpt.train.trunk import (
+    GROUP,
+    Split,
+    TrunkCache,
+    cache_bytes,
+    frozen_split,
+    length_groups,
+)
 
 
 @dataclass(frozen=True)
@@ -165,16 +172,14 @@ def plan(
 
 
 def _group_tokens(lengths: Sequence[int], used: set[int], group: int) -> int:
-    """Padded tokens the trunk cache computes to hold the examples in `used`: each group of
-    `group` similar lengths that holds one of them, padded to its longest.
+    """Padded tokens the trunk cache computes to hold the examples in `used`: each of its
+    `length_groups` (up to `group` similar lengths) that holds one of them, padded to its longest.
 
     >>> _group_tokens([1, 4, 2, 3], {0}, 2)  # the group (1, 2), padded to 2
     4
     """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     total = 0
-    for g in range(0, len(order), group):
-        rows = order[g : g + group]
+    for rows in length_groups(lengths, range(len(lengths)), group):
         if used.intersection(rows):
             total += len(rows) * max(lengths[i] for i in rows)
     return total

@@ -17,8 +17,9 @@ Why the result equals the uncached run's:
 - each example's activations are kept at its own length, the positions that can reach the loss
   (`task.row_lengths`): attention is causal, so later positions never change the loss, and a
   batch pads the stored activations with zeros up to its own length;
-- the trunk runs on fixed groups of similar-length examples (sorted by length, `GROUP` at a
-  time: larger matrix products than a training batch's, faster per token), whatever order
+- the trunk runs on fixed groups of similar-length examples (`length_groups`: sorted by
+  length, up to `GROUP` examples and `GROUP_TOKENS` padded positions at a time: larger matrix
+  products than a training batch's, faster per token, and little padding), whatever order
   training asks for them in, so the stored values, and hence a resumed
   run, do not depend on which batch first needed an example.
 
@@ -62,6 +63,9 @@ from gpt.model import GPT
 
 BYTES_PER_VALUE = 4  # float32
 GROUP = 64  # examples per trunk computation: large matrix products run faster per token
+# ... and padded positions: products of ~1,000 rows already run at full speed, and a group of
+# long examples is not padded to the longest of 64 (2,000 real SMS: 48k positions, not 61k)
+GROUP_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ class TrunkCache(nn.Module):
             raise ValueError(f"{len(lengths)} lengths for {len(examples)} examples")
         self.model, self.split = model, split
         self.examples, self.collate, self.lengths = examples, collate, list(lengths)
-        self.groups = _cut(sorted(range(len(examples)), key=lambda i: (self.lengths[i], i)), group)
+        self.groups = length_groups(self.lengths, range(len(examples)), group)
         self.group_of = [0] * len(examples)
         for g, rows in enumerate(self.groups):
             for i in rows:
@@ -165,16 +169,16 @@ class TrunkCache(nn.Module):
             yield self.collate([self.examples[i] for i in rows])
 
     def eval_chunks(self, rows: Iterable[int], size: int = GROUP) -> list[list[int]]:
-        """`rows` in length order, cut into chunks of `size`: batches for evaluating through the
-        cache, of similar lengths and larger than training's, so the trained part pads little
-        and runs faster per token. Metrics summed over examples (loss, accuracy) do not depend
-        on how the examples are batched: attention is causal, padding comes after each one.
+        """`rows` in `length_groups` of up to `size`: batches for evaluating through the cache,
+        of similar lengths and larger than training's, so the trained part pads little and
+        runs faster per token. Metrics summed over examples (loss, accuracy) do not depend on
+        how the examples are batched: attention is causal, padding comes after each one.
 
         >>> cache = TrunkCache(nn.Identity(), Split(1), ["a"] * 5, list, [5, 1, 4, 2, 3])
         >>> cache.eval_chunks([0, 1, 2, 4], size=3)
         [[1, 4, 2], [0]]
         """
-        return _cut(sorted(rows, key=lambda i: (self.lengths[i], i)), size)
+        return length_groups(self.lengths, rows, size)
 
     def seconds_left(self, examples_left: int | None = None) -> float:
         """Projected time to compute the activations still missing (at most `examples_left`
@@ -213,6 +217,22 @@ class TrunkCache(nn.Module):
         self.trunk_seconds += time.perf_counter() - t0
 
 
-def _cut(rows: list[int], size: int) -> list[list[int]]:
-    """`rows` in consecutive pieces of `size` (the last may be shorter)."""
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
+def length_groups(
+    lengths: Sequence[int], rows: Iterable[int], group: int = GROUP, tokens: int = GROUP_TOKENS
+) -> list[list[int]]:
+    """`rows` sorted by length (ties by index) and cut into groups of at most `group` examples
+    and `tokens` padded positions (each padded to its longest; a longer example alone).
+
+    >>> length_groups([5, 1, 4, 2, 3], range(5), group=3)
+    [[1, 3, 4], [2, 0]]
+    >>> length_groups([300, 10, 10, 10, 600], range(5), group=64, tokens=1024)
+    [[1, 2, 3], [0], [4]]
+    """
+    groups: list[list[int]] = []
+    for i in sorted(rows, key=lambda i: (lengths[i], i)):
+        last = groups[-1] if groups else None
+        if last is None or len(last) == group or (len(last) + 1) * lengths[i] > tokens:
+            groups.append([i])
+        else:
+            last.append(i)
+    return groups
