@@ -6,7 +6,8 @@ A training checkpoint is a folder `step-000120/` holding:
   of the module is frozen (methods head, last_blocks, lora), only the rest: the frozen weights
   are the base model's, which a resumed run loads again, and state.json's `frozen` names them
   with a fingerprint that must match on resume (`frozen_fingerprint`). GPT-2 124M's last-block
-  checkpoint is then 28 MB instead of 500, written in a tenth of a second instead of two;
+  weights are then 28 MB instead of 500, and a checkpoint (with Adam's moments, digests
+  included) takes about 0.35 s to write instead of 2.3;
 - `optimizer.safetensors`: every tensor of the optimizer state, keyed `state.<param>.<name>`;
 - `state.json`: the run's `LoopState` (step, micro-batch position, which gives the epoch and
   the place in the data, metric history, best evaluation, evaluations without improvement),
