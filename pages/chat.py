@@ -191,19 +191,19 @@ class _ChatInterface(gr.ChatInterface):
         return type(self.textbox)("", interactive=False), message
 
 
-def prompt_label(model_name) -> str:
-    """The prompt box's label: the picked model's format.
+def prompt_label(model_name, fmt: str | None = None) -> str:
+    """The prompt box's label: the picked model's format (`fmt` when already known).
 
     >>> prompt_label(None)
     'Prompt in the alpaca format (exactly what the model reads)'
     """
-    return f"Prompt in the {format_of(model_name)} format (exactly what the model reads)"
+    return f"Prompt in the {fmt or format_of(model_name)} format (exactly what the model reads)"
 
 
 def preview(model_name):
     """The prompt box before a message: the picked model's format, labelled."""
-    fmt = format_of(model_name)
-    return gr.Code(chat_prompt("(your message)", fmt=fmt), label=prompt_label(model_name))
+    fmt = format_of(model_name)  # reads the model's card once
+    return gr.Code(chat_prompt("(your message)", fmt=fmt), label=prompt_label(model_name, fmt))
 
 
 def new_chat():

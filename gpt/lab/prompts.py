@@ -52,15 +52,14 @@ def transcript(turns: Iterable[Turn]) -> str:
 
 def format_chat(fmt: str, message: str, turns: Sequence[Turn] = ()) -> str:
     """The prompt asking for a reply to `message` after the earlier `turns`, in format `fmt`."""
+    stops(fmt)  # a known format
     message = message.strip()
     if fmt == "alpaca":
         return format_prompt(Instruction(message, transcript(turns)))
     if fmt == "dialogpt":
         return "".join(f"{text.strip()}{EOT}" for _, text in turns) + f"{message}{EOT}"
-    if fmt == "plain":
-        before = transcript(turns)
-        return (before + "\n" if before else "") + f"User: {message}\nAssistant:"
-    raise ValueError(f"unknown prompt format {fmt!r}; known: {', '.join(FORMATS)}")
+    before = transcript(turns)  # "plain"
+    return (before + "\n" if before else "") + f"User: {message}\nAssistant:"
 
 
 def stops(fmt: str) -> tuple[str, ...]:

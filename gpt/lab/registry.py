@@ -357,12 +357,15 @@ class ModelRegistry:
         known = ", ".join(self.names()) or "none"
         raise RegistryError(f"no model named {name!r}; available: {known}")
 
-    def default(self, tasks: str | Iterable[str] | None = None) -> str | None:
+    def default(
+        self, tasks: str | Iterable[str] | None = None, names: list[str] | None = None
+    ) -> str | None:
         """`gpt2` when listed and fitting the task; for instruction models alone (the Chat tab)
         the first curated instruction-tuned GPT-2 from the hub when listed (online: a real
         GPT-2 that follows instructions, not the 4M-parameter starter-chat); else the first
-        listed model, else None."""
-        names = self.names(tasks)
+        listed model, else None. `names`: `self.names(tasks)` when the caller has it already
+        (a listing reads every source: the jobs database, the hub cache)."""
+        names = self.names(tasks) if names is None else names
         if "gpt2" in names:
             return "gpt2"
         if tasks == "instruct" or (tasks is not None and set(tasks) == {"instruct"}):

@@ -59,26 +59,34 @@ def is_mine(entry: ModelEntry, me: str | None) -> bool:
     return entry.source == "job" and me is not None and me in (EVERYONE, entry.owner)
 
 
-def visitor_entries(tasks: Iterable[str], me: str | None = None) -> list[ModelEntry]:
-    """The models fitting `tasks`, the visitor's own job models first (newest first), then the
-    others in the registry's order."""
-    entries = default_registry().entries(tuple(tasks))
-    return [e for e in entries if is_mine(e, me)] + [e for e in entries if not is_mine(e, me)]
+def picker_state(
+    tasks: Iterable[str], me: str | None = None
+) -> tuple[list[tuple[str, str]], str | None, str | None]:
+    """From one listing of the registry (it reads every source: the jobs database, the hub
+    cache): the picker's (label, name) pairs with `me`'s own job models first (newest first),
+    the visitor's default (their newest own job model, else the registry's) and the registry's
+    default."""
+    tasks = tuple(tasks)
+    reg = default_registry()
+    entries = reg.entries(tasks)
+    own = [e for e in entries if is_mine(e, me)]
+    general = reg.default(tasks, names=[e.name for e in entries])
+    choices = [
+        (f"{e.name} — {shorten(e.description, LABEL_WORDS)}", e.name)
+        for e in own + [e for e in entries if not is_mine(e, me)]
+    ]
+    return choices, (own[0].name if own else general), general
 
 
 def model_choices(tasks: Iterable[str], me: str | None = None) -> list[tuple[str, str]]:
     """The picker's (label, name) pairs, `me`'s own job models first: the name and the start of
     its description, short enough to show whole in the box."""
-    return [
-        (f"{e.name} — {shorten(e.description, LABEL_WORDS)}", e.name)
-        for e in visitor_entries(tasks, me)
-    ]
+    return picker_state(tasks, me)[0]
 
 
 def default_model(tasks: Iterable[str], me: str | None = None) -> str | None:
     """The visitor's newest own job model fitting `tasks`, else the registry's default."""
-    own = [e.name for e in visitor_entries(tasks, me) if is_mine(e, me)]
-    return own[0] if own else default_registry().default(tuple(tasks))
+    return picker_state(tasks, me)[1]
 
 
 def shorten(text: str, most: int) -> str:
@@ -297,15 +305,15 @@ def model_picker(
     def refresh(current: str | None, visitor_token: Any = None, profile: gr.OAuthProfile | None = None):
         hub.maybe_recheck()  # offline a while ago? ask again (the next opening shows it)
         me = viewer_of(visitor_token, profile) if token is not None else None
-        if current in default_registry().names(tasks):  # only the list: setting the value
-            return gr.Dropdown(choices=model_choices(tasks, me))  # could undo a pick meanwhile
-        return gr.Dropdown(choices=model_choices(tasks, me), value=default_model(tasks, me))
+        choices, mine, _ = picker_state(tasks, me)
+        if current in (name for _, name in choices):  # only the list: setting the value
+            return gr.Dropdown(choices=choices)  # could undo a pick made meanwhile
+        return gr.Dropdown(choices=choices, value=mine)
 
     def on_load(current: str | None, visitor_token: Any = None, profile: gr.OAuthProfile | None = None):
         me = viewer_of(visitor_token, profile) if token is not None else None
-        choices = model_choices(tasks, me)  # the list as of this page load ("548 MB download")
-        mine = default_model(tasks, me)
-        if current == default_registry().default(tasks) and mine != current:  # not picked yet
+        choices, mine, general = picker_state(tasks, me)  # the list as of this page load
+        if current == general and mine != current:  # not picked yet: the visitor's own model
             return gr.Dropdown(choices=choices, value=mine)
         return gr.Dropdown(choices=choices)
 
