@@ -78,6 +78,58 @@ def test_kv_cache_equals_full_recomputation(tiny):
     assert cache.pos == 40
 
 
+def _decode_both_ways(model, x, monkeypatch):
+    """Logits and cache of one-token steps after a prefill, by the decode fast path and by the
+    blocks' own forward, and how many block steps took the fast path."""
+    import gpt.model as gm
+
+    plain, fast = gm._plain, []
+    monkeypatch.setattr(gm, "_plain", lambda b: fast.append(p := plain(b)) or p)
+    out = []
+    for use_fast in (True, False):
+        if not use_fast:
+            monkeypatch.setattr(gm, "_plain", lambda b: None)
+        with torch.inference_mode():
+            cache = model.new_cache(x.shape[0])
+            model(x[:, :6], cache)
+            steps = [model(x[:, t : t + 1], cache) for t in range(6, x.shape[1])]
+        out.append((torch.cat(steps, 1), cache.k[:, :, :, : cache.pos].clone()))
+    return out, sum(p is not None for p in fast)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_decode_fast_path_equals_blocks_exactly(bias, monkeypatch):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**{**PRESETS["tiny"].__dict__, "bias": bias})).eval()
+    x = torch.randint(0, 512, (2, 12))
+    ((fast, k_fast), (slow, k_slow)), n_fast = _decode_both_ways(model, x, monkeypatch)
+    assert n_fast == 6 * model.config.n_layer  # every block of every one-token step
+    assert torch.equal(fast, slow) and torch.equal(k_fast, k_slow)
+
+
+def test_decode_fast_path_steps_aside_for_hooks_lora_and_walks(monkeypatch):
+    from gpt.train.lora import apply_lora
+    from gpt.walk import knockout
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 512, (1, 9))
+    model = GPT(PRESETS["tiny"]).eval()
+    handle = model.h[1].mlp.c_fc.register_forward_hook(lambda m, a, out: out * 0)
+    (_, _), n_fast = _decode_both_ways(model, x, monkeypatch)
+    assert n_fast == 3  # block 0 only: block 1's hook must run
+    with torch.inference_mode():
+        hooked = model(x[:, :1], model.new_cache(1))
+    handle.remove()
+    with torch.inference_mode():
+        assert not torch.equal(hooked, model(x[:, :1], model.new_cache(1)))
+    with knockout(model, "gelu"):  # a torch function mode swaps ops inside MLP.forward
+        (_, _), n_fast = _decode_both_ways(model, x, monkeypatch)
+    assert n_fast == 0
+    apply_lora(model, rank=2)
+    (_, _), n_fast = _decode_both_ways(model, x, monkeypatch)
+    assert n_fast == 0
+
+
 def test_kv_cache_chunked_prefill_equals_full(tiny):
     x = torch.randint(0, 512, (1, 30))
     with torch.no_grad():
