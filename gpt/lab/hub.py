@@ -1,34 +1,34 @@
-"""Is the Hugging Face hub reachable? And GPT-2 downloads into its cache, with progress.
+"""Is the Hugging Face hub reachable? And GPT-2 (or any GPT-2-architecture repo) downloads into
+its cache, with progress.
 
 The app asks once, at start, in a background thread (`start_check`): one HEAD request for
 `openai-community/gpt2`'s config.json (3 s timeout). The answer is one shared `HubStatus`:
-"unknown" (nobody asked), "checking", "online" or "offline" with a reason. Pickers list the GPT-2
-sizes that are not cached yet only when it is "online" (or `GPT2LAB_ALLOW_DOWNLOAD=1` forces it),
-and `gpt.lab.sources` refuses its online data sources with the reason when it is "offline". No
-check is made when `HF_HUB_OFFLINE=1` or `GPT2LAB_ALLOW_DOWNLOAD=0`. `HF_ENDPOINT`,
-`HF_HUB_CACHE`, `HF_HOME` and `HF_HUB_DOWNLOAD_TIMEOUT` are read when called, not when
-`huggingface_hub` was imported, so setting them later (tests, the app's storage setup) counts.
+"unknown", "checking", "online" or "offline" with a reason. Pickers list the GPT-2 sizes that are
+not cached only when it is "online" (or `GPT2LAB_ALLOW_DOWNLOAD=1` forces it), and
+`gpt.lab.sources` refuses its online sources with the reason when it is "offline". No check is
+made when `HF_HUB_OFFLINE=1` or `GPT2LAB_ALLOW_DOWNLOAD=0`. The `HF_*` variables are read when
+called, not when `huggingface_hub` was imported, so setting them later (tests, the app's storage
+setup) counts.
 
-`download_gpt2(size, progress)` puts config.json and model.safetensors of a GPT-2 size into the
-huggingface_hub cache, in its layout (so `try_to_load_from_cache` and offline runs find them).
-huggingface_hub does the work: `get_hf_file_metadata` (size, commit, where the bytes are),
-`http_get` (the bytes; it reports each chunk through `tqdm_class`, which makes our
-`DownloadProgress`: bytes done of the total, rate, time left) and its exceptions (what went
-wrong). `hf_hub_download` itself is not used: it retries quietly, with backoff and resuming, so
-on tests/fakehub.py a refused connection took 23 s to report, a cut-short file 5 s and 7
-requests, a hub that never answers over 200 s. Here each request is made once and a failure is
-reported at once, with its `DownloadError.kind`: "refused", "unreachable", "timeout",
-"truncated", "not_found", "http" or "offline".
+Downloads land in the huggingface_hub cache, in its layout (so `try_to_load_from_cache` and
+offline runs find them). huggingface_hub does the work: `get_hf_file_metadata`, `http_get` (it
+reports each chunk to its `tqdm_class`, which makes our `DownloadProgress`) and its exceptions.
+`hf_hub_download` itself is not used: it retries quietly, with backoff and resuming, so on
+tests/fakehub.py a refused connection took 23 s to report, a cut-short file 5 s and 7 requests,
+a hub that never answers over 200 s. Here each request is made once and a failure is reported at
+once, with its `DownloadError.kind`: "refused", "unreachable", "timeout", "truncated",
+"not_found", "http", "offline" or "other".
 
 >>> HubStatus("offline", "HF_HUB_OFFLINE=1 is set").line()
 'offline (HF_HUB_OFFLINE=1 is set)'
->>> DownloadProgress("gpt2", "model.safetensors", 100 * MB, 548 * MB, 20 * MB, 22.4).line()
+>>> DownloadProgress("gpt2", 100 * MB, 548 * MB, 20 * MB, 22.4).line()
 'gpt2: 100 / 548 MB · 20.0 MB/s · 22 s left'
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -50,6 +50,7 @@ CHECK_REPO, CHECK_FILE = HUB_IDS["gpt2"], "config.json"
 GPT2_FILES = ("config.json", "model.safetensors")
 DOWNLOAD_ENV = "GPT2LAB_ALLOW_DOWNLOAD"
 MODELS_DIR_ENV = "GPT2LAB_MODELS_DIR"
+HUB_CACHE_ORIGIN = "hub cache"
 
 # model.safetensors of the hub's GPT-2 sizes holds the parameters (float32) plus each layer's
 # 1024 x 1024 causal-mask buffer, which `gpt.checkpoint` skips when loading: 548 MB for gpt2.
@@ -64,8 +65,8 @@ UNKNOWN, CHECKING, ONLINE, OFFLINE = "unknown", "checking", "online", "offline"
 
 @dataclass(frozen=True)
 class HubStatus:
-    """What the last availability check found: `state` ("unknown", "checking", "online" or
-    "offline"), `reason` (why offline, or what is being checked) and the `endpoint` asked."""
+    """What the last check found: `state`, `reason` (why offline, or what is being checked) and
+    the `endpoint` asked."""
 
     state: str
     reason: str = ""
@@ -85,12 +86,10 @@ class HubStatus:
 
 @dataclass(frozen=True)
 class DownloadProgress:
-    """One progress report of a GPT-2 download, all its files together: bytes `done` of `total`
-    (from the hub's metadata), the `rate` (bytes/s) since the start, `eta_s` (None before the rate
-    is known) and `finished` (the last report, once every file is in the cache)."""
+    """One report of a download, all its files together: bytes `done` of `total`, the `rate`
+    (bytes/s) since the start, `eta_s` (None before the rate is known), `finished` (the last)."""
 
     name: str
-    filename: str
     done: int
     total: int
     rate: float
@@ -102,7 +101,6 @@ class DownloadProgress:
         return self.done / self.total if self.total else 0.0
 
     def line(self) -> str:
-        """'gpt2: 120 / 548 MB · 35.0 MB/s · 12 s left'."""
         text = f"{self.name}: {self.done / MB:.0f} / {self.total / MB:.0f} MB"
         if self.finished:
             return text + " · done"
@@ -117,7 +115,7 @@ ProgressCallback = Callable[[DownloadProgress], None]
 
 
 class DownloadError(OSError):
-    """A GPT-2 download that failed; `kind` says how, the message what to do."""
+    """A download that failed; `kind` says how, the message what to do."""
 
     def __init__(self, message: str, kind: str = "other") -> None:
         super().__init__(message)
@@ -192,8 +190,8 @@ def _set(state: HubStatus) -> HubStatus:
 
 
 def check(timeout: float = CHECK_TIMEOUT, sizes: bool = True) -> HubStatus:
-    """Ask the hub now (blocking, at most about `timeout` seconds) and record the answer; when
-    it answers and `sizes` is set, read the GPT-2 sizes' download sizes too (`read_sizes`)."""
+    """Ask the hub now (blocking, at most about `timeout` s) and record the answer; when online
+    and `sizes` is set, read the GPT-2 sizes' download sizes too (`read_sizes`)."""
     global _checked_at
     reason, ep = skip_reason(), endpoint()
     if reason is not None:
@@ -212,8 +210,8 @@ def check(timeout: float = CHECK_TIMEOUT, sizes: bool = True) -> HubStatus:
 
 
 def read_sizes(timeout: float = CHECK_TIMEOUT) -> None:
-    """Read each GPT-2 size's download size from the hub's file metadata (kept for labels);
-    a size whose metadata cannot be read keeps its known size."""
+    """Each GPT-2 size's download size from the hub's metadata (for labels); one whose
+    metadata cannot be read keeps its known size."""
     for size in HUB_IDS:
         try:
             _sizes[size] = sum(_metadata(HUB_IDS[size], f, timeout).size or 0 for f in GPT2_FILES)
@@ -290,8 +288,7 @@ def download_bytes(name: str) -> int:
 
 
 def size_label(nbytes: int) -> str:
-    """'548 MB', '1.5 GB' or '0.4 MB'.
-
+    """
     >>> size_label(548_105_171), size_label(1_520_013_706), size_label(400_000)
     ('548 MB', '1.5 GB', '0.4 MB')
     """
@@ -310,8 +307,7 @@ def fits_cap(name: str, cap_bytes: int) -> bool:
 
 def explain(e: BaseException, timeout: float | None = None) -> tuple[str, str]:
     """(kind, short reason) of a network failure, from huggingface_hub's exceptions and its HTTP
-    client's (httpx2): offline, not_found, http, timeout, truncated, refused, unreachable or
-    other. The causes of `e` are searched too."""
+    client's (httpx2); the causes of `e` are searched too."""
     import httpx2
     from huggingface_hub import errors
 
@@ -373,7 +369,7 @@ def _download_error(e: BaseException, name: str, repo: str, timeout: float) -> D
 
 
 def offline_message(name: str, reason: str) -> str:
-    """What to do when a GPT-2 size is not on this machine and `reason` turns downloads off.
+    """What to do when `name` is not on this machine and `reason` turns downloads off.
 
     >>> offline_message("gpt2", "HF_HUB_OFFLINE=1 is set")[:60]
     "'gpt2' is not in the local cache and downloads are off (HF_H"
@@ -409,34 +405,42 @@ def _metadata(repo: str, filename: str, timeout: float, revision: str | None = N
     )
 
 
-def download_gpt2(
-    name: str, progress: ProgressCallback | None = None, timeout: float | None = None
+def _once(
+    label: str, cached: Callable[[], Path | None], fetch: Callable[[float], Path],
+    timeout: float | None,
 ) -> Path:
-    """The cached snapshot folder of a GPT-2 size, downloading its files first when missing.
-
-    `progress` gets a `DownloadProgress` after every chunk and once more with finished=True;
-    `timeout` (default `$HF_HUB_DOWNLOAD_TIMEOUT` or 10 s) bounds each connect and each read.
-    Raises DownloadError (kind and advice in it); nothing partial is left where the cache
-    looks for complete files.
-    """
-    if name not in HUB_IDS:
-        raise DownloadError(f"unknown GPT-2 size {name!r}; known: {', '.join(HUB_IDS)}", "other")
-    cached = cached_gpt2(name)
-    if cached is not None:
-        return cached
-    reason = skip_reason()
-    if reason is not None:
-        raise DownloadError(offline_message(name, reason), "offline")
+    """`cached()`, else `fetch(timeout)` (default `$HF_HUB_DOWNLOAD_TIMEOUT` or 10 s, for each
+    connect and each read), one download of `label` at a time: a second caller waits, then finds
+    the files cached. Refused at once when the environment turns downloads off."""
+    if (found := cached()) is not None:
+        return found
+    if (reason := skip_reason()) is not None:
+        raise DownloadError(offline_message(label, reason), "offline")
     if timeout is None:
         timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
     with _progress_lock:
-        lock = _download_locks.setdefault(name, threading.Lock())
-    with lock:  # a second caller waits, then finds the files cached
+        lock = _download_locks.setdefault(label, threading.Lock())
+    with lock:
         try:
-            return cached_gpt2(name) or _download(name, progress, timeout)
+            return cached() or fetch(timeout)
         finally:
             with _progress_lock:
-                _progress.pop(name, None)
+                _progress.pop(label, None)
+
+
+def download_gpt2(
+    name: str, progress: ProgressCallback | None = None, timeout: float | None = None
+) -> Path:
+    """The cached snapshot folder of a GPT-2 size, downloading config.json and the weights first
+    when missing. `progress` gets a `DownloadProgress` after every chunk and once more with
+    finished=True. Raises DownloadError (kind and advice in it); nothing partial is left where
+    the cache looks for complete files."""
+    if name not in HUB_IDS:
+        raise DownloadError(f"unknown GPT-2 size {name!r}; known: {', '.join(HUB_IDS)}", "other")
+    return _once(
+        name, lambda: cached_gpt2(name),
+        lambda timeout: _fetch(name, HUB_IDS[name], GPT2_FILES, progress, timeout), timeout,
+    )
 
 
 class _Progress:
@@ -446,7 +450,7 @@ class _Progress:
 
     def __init__(self, name: str, total: int, callback: ProgressCallback | None) -> None:
         self.name, self.total, self.callback = name, total, callback
-        self.filename, self.done, self.start = GPT2_FILES[0], 0, time.monotonic()
+        self.done, self.start = 0, time.monotonic()
 
     def __call__(self, **bar_options) -> _Progress:
         return self
@@ -464,30 +468,25 @@ class _Progress:
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed >= 0.5 else 0.0  # too early to tell before that
         eta = (self.total - self.done) / rate if rate > 0 else None
-        event = DownloadProgress(
-            self.name, self.filename, self.done, self.total, rate, eta, finished
-        )
+        event = DownloadProgress(self.name, self.done, self.total, rate, eta, finished)
         with _progress_lock:
             _progress[self.name] = event
         if self.callback is not None:
             self.callback(event)
 
 
-def _download(name: str, progress: ProgressCallback | None, timeout: float) -> Path:
-    return _fetch(name, HUB_IDS[name], GPT2_FILES, progress, timeout)
-
-
 def _fetch(
     name: str, repo: str, files: tuple[str, ...], progress: ProgressCallback | None,
-    timeout: float, revision: str | None = None, ref_name: str = "main",
+    timeout: float, revision: str | None = None, commit: str = "",
 ) -> Path:
-    """Download `files` of `repo` into the hub cache's layout, each request once."""
+    """Download `files` of `repo` at `commit` (else `revision`, else main) into the hub cache's
+    layout, each request once; `revision` (default main) is the ref that names the snapshot."""
     from huggingface_hub import constants
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
     try:
-        metas = {f: _metadata(repo, f, timeout, revision) for f in files}
+        metas = {f: _metadata(repo, f, timeout, commit or revision) for f in files}
     except Exception as e:
         raise _download_error(e, name, repo, timeout) from e
     if not all(meta.commit_hash and meta.etag for meta in metas.values()):
@@ -498,12 +497,10 @@ def _fetch(
         )
     _sizes[name] = total = sum(meta.size or 0 for meta in metas.values())
     tracker = _Progress(name, total, progress)
-    tracker.filename = files[0]
     folder = repo_folder(repo)
     # http_get reads its timeout from here (huggingface_hub reads the variable at import only)
     constants.HF_HUB_DOWNLOAD_TIMEOUT = timeout
     for filename, meta in metas.items():
-        tracker.filename = filename
         blob = folder / "blobs" / meta.etag
         pointer = folder / "snapshots" / meta.commit_hash / filename
         if blob.is_file() and (meta.size is None or blob.stat().st_size == meta.size):
@@ -516,14 +513,8 @@ def _fetch(
             part = blob.with_name(blob.name + ".incomplete")
             try:
                 with open(part, "wb") as out:  # one request: no quiet retries (_nb_retries=0)
-                    http_get(
-                        meta.location,
-                        out,
-                        headers=headers,
-                        expected_size=meta.size,
-                        tqdm_class=tracker,
-                        _nb_retries=0,  # type: ignore[arg-type]
-                    )
+                    http_get(meta.location, out, headers=headers, expected_size=meta.size,
+                             tqdm_class=tracker, _nb_retries=0)  # type: ignore[arg-type]
                 os.replace(part, blob)
             except BaseException as e:
                 part.unlink(missing_ok=True)
@@ -538,9 +529,10 @@ def _fetch(
                 shutil.copyfile(blob, pointer)
         tracker.report()
     commit = metas[files[-1]].commit_hash
+    ref = revision or "main"
     (folder / "refs").mkdir(parents=True, exist_ok=True)
-    if "/" not in ref_name and ref_name != commit:
-        (folder / "refs" / ref_name).write_text(commit)
+    if "/" not in ref and ref != commit:
+        (folder / "refs" / ref).write_text(commit)
     tracker.report(finished=True)
     return folder / "snapshots" / commit
 
@@ -564,8 +556,7 @@ def parse_hub_id(text: str) -> tuple[str, str | None] | None:
     m = _HUB_ID.fullmatch(text.strip())
     if m is None or any(p.startswith(".") or p.endswith(".") for p in m.group(1).split("/")):
         return None
-    repo, revision = m.group(1), m.group(2)
-    return repo, (revision or None)
+    return m.group(1), (m.group(2) or None)
 
 
 def pick_weights(files: dict[str, int | None] | list[str]) -> str | None:
@@ -595,8 +586,7 @@ def pick_weights(files: dict[str, int | None] | list[str]) -> str | None:
 
 
 def shards(files: dict[str, int | None] | list[str]) -> tuple[str, ...]:
-    """The shard files of a sharded safetensors checkpoint (`model-00001-of-00002.safetensors`).
-
+    """
     >>> shards(["model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors", "x"])
     ('model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors')
     """
@@ -606,14 +596,11 @@ def shards(files: dict[str, int | None] | list[str]) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class RepoInfo:
     """What the hub says about a repo: its `commit`, `files` (name -> bytes, None when not
-    said), the `weights` file picked (`pick_weights`), `license` and `gated`."""
+    said) and the `weights` file picked (`pick_weights`)."""
 
-    repo: str
-    revision: str | None
     commit: str
     files: dict[str, int | None]
     weights: str | None
-    license: str | None = None
 
     @property
     def fetch(self) -> tuple[str, ...]:
@@ -624,32 +611,21 @@ class RepoInfo:
             return (*side, *shards(self.files), self.weights)
         return side + ((self.weights,) if self.weights else ())
 
-    @property
-    def download_bytes(self) -> int:
-        return sum(self.files.get(f) or 0 for f in self.fetch)
-
-
-def _api():
-    from huggingface_hub import HfApi
-
-    return HfApi(endpoint=endpoint())
-
 
 def repo_info(repo: str, revision: str | None = None, timeout: float = CHECK_TIMEOUT * 3) -> RepoInfo:
     """Ask the hub about a repo (`HfApi.model_info` with file sizes); DownloadError says why not."""
-    reason = skip_reason()
-    if reason is not None:
+    from huggingface_hub import HfApi
+
+    if (reason := skip_reason()) is not None:
         raise DownloadError(offline_message(repo, reason), "offline")
     try:
-        info = _api().model_info(repo, revision=revision, files_metadata=True, timeout=timeout)
+        info = HfApi(endpoint=endpoint()).model_info(
+            repo, revision=revision, files_metadata=True, timeout=timeout
+        )
     except Exception as e:
         raise _download_error(e, repo, repo, timeout) from e
     files = {s.rfilename: s.size for s in (info.siblings or [])}
-    card = info.card_data.to_dict() if getattr(info, "card_data", None) else {}
-    lic = card.get("license") or next(
-        (t.split(":", 1)[1] for t in (info.tags or []) if t.startswith("license:")), None
-    )
-    return RepoInfo(repo, revision, info.sha or "", files, pick_weights(files), lic)
+    return RepoInfo(info.sha or "", files, pick_weights(files))
 
 
 def repo_folder(repo: str) -> Path:
@@ -672,54 +648,6 @@ def snapshot_repo(folder: str | Path) -> str | None:
     return f"{org}/{name}" if sep and name else None
 
 
-def cached_repo(repo: str, revision: str | None = None) -> Path | None:
-    """The cached snapshot of `repo` at `revision` (default main) once its weights are there."""
-    snap = snapshot_path(repo, revision)
-    if not snap.is_dir():
-        return None
-    names = [p.name for p in snap.iterdir()]
-    return snap if pick_weights(names) else None
-
-
-def download_repo(
-    repo: str, revision: str | None = None, progress: ProgressCallback | None = None,
-    timeout: float | None = None, label: str | None = None,
-) -> Path:
-    """The cached snapshot folder of a hub repo, downloading config, tokenizer files, card and
-    weights first when missing (`repo_info` picks the weights file). Progress and errors are
-    the GPT-2 sizes' (`DownloadProgress`, `DownloadError`)."""
-    label = label or (f"{repo}@{revision}" if revision else repo)
-    cached = cached_repo(repo, revision)
-    if cached is not None:
-        return cached
-    reason = skip_reason()
-    if reason is not None:
-        raise DownloadError(offline_message(label, reason), "offline")
-    if timeout is None:
-        timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
-    info = repo_info(repo, revision, timeout)
-    if info.weights is None:
-        raise DownloadError(
-            f"{repo} has no model.safetensors or pytorch_model.bin (files: "
-            f"{', '.join(sorted(info.files)[:8])}); only GPT-2 weights in those files load here",
-            "not_found",
-        )
-    with _progress_lock:
-        lock = _download_locks.setdefault(label, threading.Lock())
-    with lock:
-        try:
-            return cached_repo(repo, revision) or _fetch(
-                label, repo, info.fetch, progress, timeout, info.commit or revision or "main",
-                ref_name=revision or "main",
-            )
-        finally:
-            with _progress_lock:
-                _progress.pop(label, None)
-
-
-HUB_CACHE_ORIGIN = "hub cache"
-
-
 def snapshot_path(repo: str, revision: str | None = None) -> Path:
     """Where the hub cache keeps `repo` at `revision` (default main); it may not exist yet,
     or hold only the small files (`read_repo_config`)."""
@@ -729,12 +657,39 @@ def snapshot_path(repo: str, revision: str | None = None) -> Path:
     return folder / "snapshots" / (ref.read_text().strip() if ref.is_file() else rev)
 
 
+def cached_repo(repo: str, revision: str | None = None) -> Path | None:
+    """The cached snapshot of `repo` at `revision` (default main) once its weights are there."""
+    snap = snapshot_path(repo, revision)
+    if not snap.is_dir():
+        return None
+    return snap if pick_weights([p.name for p in snap.iterdir()]) else None
+
+
+def download_repo(
+    repo: str, revision: str | None = None, progress: ProgressCallback | None = None,
+    timeout: float | None = None, label: str | None = None,
+) -> Path:
+    """The cached snapshot folder of a hub repo, downloading config, tokenizer files, card and
+    weights first when missing (`repo_info` picks the weights file); as `download_gpt2`."""
+    label = label or (f"{repo}@{revision}" if revision else repo)
+
+    def fetch(timeout: float) -> Path:
+        info = repo_info(repo, revision, timeout)
+        if info.weights is None:
+            raise DownloadError(
+                f"{repo} has no model.safetensors or pytorch_model.bin (files: "
+                f"{', '.join(sorted(info.files)[:8])}); only GPT-2 weights in those files load here",
+                "not_found",
+            )
+        return _fetch(label, repo, info.fetch, progress, timeout, revision, info.commit)
+
+    return _once(label, lambda: cached_repo(repo, revision), fetch, timeout)
+
+
 def read_repo_config(repo: str, revision: str | None = None) -> dict:
     """A repo's config.json (fetched into the cache with its README.md, for the card; `{}`
     when the repo has none, as the LLMs-from-scratch repos), without its weights.
     DownloadError says why it cannot be read."""
-    import json
-
     snap = snapshot_path(repo, revision)
     if not (snap / "config.json").is_file() and not (snap / "README.md").is_file():
         info = repo_info(repo, revision)
@@ -742,8 +697,7 @@ def read_repo_config(repo: str, revision: str | None = None) -> dict:
         if not small:
             return {}
         timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
-        snap = _fetch(repo, repo, small, None, timeout, info.commit or revision or "main",
-                      ref_name=revision or "main")
+        snap = _fetch(repo, repo, small, None, timeout, revision, info.commit)
     cfg = snap / "config.json"
     if not cfg.is_file():
         return {}
