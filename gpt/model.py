@@ -415,18 +415,19 @@ def _plain(block: nn.Module) -> tuple | None:
     return ln_1, ln_2, attn.n_head, *weights
 
 
-def _decode_step(parts: tuple, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
-    """`block(x, cache, layer)[0]` for one new token per sequence, in eval mode, from the block's
-    `_plain` parts: the same products and sums as `Block.forward` in about half the tensor
-    operations (no module calls, reshapes or dropout), a few percent of a GPT-2 124M decode step
-    on a CPU (see `bench/bench_model.py`). x: `(B, 1, C)`."""
+def _decode_step(
+    parts: tuple, x: torch.Tensor, ck: torch.Tensor, cv: torch.Tensor, p: int
+) -> torch.Tensor:
+    """A block's output for one new token per sequence at position `p`, in eval mode, from the
+    block's `_plain` parts and its layer's cached keys and values `ck`, `cv` `(B, H, maxT, hd)`:
+    the same products and sums as `Block.forward` in about half the tensor operations (no module
+    calls, reshapes or dropout), a few percent of a GPT-2 124M decode step on a CPU (see
+    `bench/bench_model.py`). x: `(B, 1, C)`."""
     ln_1, ln_2, H, (wa, ba), (wp, bp), (wf, bf), (wm, bm) = parts
     B, _, C = x.shape
-    p = cache.pos
     x = x.view(B, C)
     h = F.layer_norm(x, (C,), ln_1.weight, ln_1.bias, ln_1.eps)
     q, k, v = _affine(h, wa, ba).view(B, 3, H, 1, C // H).unbind(1)  # each (B, H, 1, hd)
-    ck, cv = cache.k[layer], cache.v[layer]  # (B, H, maxT, hd)
     ck[:, :, p : p + 1] = k
     cv[:, :, p : p + 1] = v
     y = F.scaled_dot_product_attention(q, ck[:, :, : p + 1], cv[:, :, : p + 1])  # (B, H, 1, hd)
@@ -526,7 +527,7 @@ class GPT(nn.Module):
         one_token = cache is not None and idx.shape[1] == 1 and _unobserved(self)
         for i, block in enumerate(self.h):
             if one_token and (parts := _plain(block)) is not None:  # decoding's hot loop
-                x = _decode_step(parts, x, cache, i)
+                x = _decode_step(parts, x, cache.k[i], cache.v[i], start)
             else:
                 x, _ = block(x, cache, i)
         if cache is not None:
@@ -614,9 +615,13 @@ class GPT(nn.Module):
         packed = packed if n > 1 else None  # a lone row: the batch-1 products
         x = self.drop(self.wte(tokens[:, None]) + self.wpe(step.pos[:, None]))  # (n, 1, C)
         token = _PACKED.set(packed.linears if packed is not None else None)
+        one_row = n == 1 and _unobserved(self)
         try:
             for i, block in enumerate(self.h):
-                x, _ = block(x, step, i)
+                if one_row and (parts := _plain(block)) is not None:
+                    x = _decode_step(parts, x, cache.k[i, :1], cache.v[i, :1], step.span - 1)
+                else:
+                    x, _ = block(x, step, i)
         finally:
             _PACKED.reset(token)
         step.advance()

@@ -105,6 +105,16 @@ def test_decode_fast_path_equals_blocks_exactly(bias, monkeypatch):
     ((fast, k_fast), (slow, k_slow)), n_fast = _decode_both_ways(model, x, monkeypatch)
     assert n_fast == 6 * model.config.n_layer  # every block of every one-token step
     assert torch.equal(fast, slow) and torch.equal(k_fast, k_slow)
+    # a lone row of batched decoding (the web app's path) takes it too, with the same logits
+    ((one, _), (one_slow, _)), _ = _decode_both_ways(model, x[:1], monkeypatch)
+    monkeypatch.undo()
+    with torch.inference_mode():
+        rows = model.new_row_cache(rows=3, max_len=16)
+        cache = model.new_cache(1)
+        model(x[:1, :6], cache)
+        rows.load(0, cache)
+        lone = [model.decode_rows(x[:1, t], rows, 1) for t in range(6, 12)]
+    assert torch.equal(one, one_slow) and torch.equal(torch.stack(lone, 1), one)
 
 
 def test_decode_fast_path_steps_aside_for_hooks_lora_and_walks(monkeypatch):
