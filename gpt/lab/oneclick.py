@@ -79,7 +79,8 @@ ONE_CLICK: dict[str, OneClick] = {
         title="Instruction-tune GPT-2",
         # LoRA on every projection (rank 8), merged at the end: the trunk cannot be cached, so
         # this is the slow one; 2 epochs over the 1,100 LLMs-from-scratch instructions (85% train),
-        # as chapter 7 does: 383 padded tokens/s on 2 cores, 9.2 min for all 1,100 x 2.
+        # as chapter 7 does. bench/bench_finetune.py projects 4.5-5.7 min on 2 cores with bf16
+        # autocast (CPUs with native bf16) and 8.6 min in float32 (9.2 min before stop 26).
         spec=RunSpec(
             kind="instruct",
             base="gpt2",
@@ -94,7 +95,7 @@ ONE_CLICK: dict[str, OneClick] = {
             eval_samples=20,
             save_dtype="bfloat16",
         ),
-        minutes=9,
+        minutes=5,
         about=(
             "GPT-2 124M with LoRA adapters (rank 8), 2 epochs on the 1,100 Alpaca-style "
             "instructions of LLMs-from-scratch chapter 7, prompt masked"
