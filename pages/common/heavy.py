@@ -1,18 +1,16 @@
-"""Heavy and light events: each tab marks its own (`**heavy(group, limit)`, `**light(name)`,
+"""Heavy and light events: each tab marks its own (`**heavy(group)`, `**light(name)`,
 `**batched(group)`).
 
 A heavy event runs a model (or trains); a light one only reads or writes a little. In multi-user
-mode (a public Space) app.py calls `share_heavy_slots`: every heavy event then shares one queue of
-a few slots, so a flood of them leaves CPU to the light ones, which get no limit at all; and
-`fair_heavy_queue`: that queue is served round-robin by session, and a session (or a client
-address) may only have a few heavy runs waiting or running, so one client's flood delays
-another's run by a few runs at most.
+mode app.py calls `share_heavy_slots` (every heavy event shares one queue of a few slots, so a
+flood of them leaves CPU to the light ones) and `fair_heavy_queue` (that queue is served
+round-robin by session, and a session or client address may only have a few heavy runs waiting
+or running, so one client's flood delays another's run by a few runs at most).
 
-A batched event (Generate's and Chat's streams) is heavy too (the same per-session and
-per-address limits), but its runs share decode steps (`gpt.batching`): they get a group of
-their own, `DECODE_SLOTS` wide, so that concurrent streams reach the batcher together instead of
-queueing behind two slots; the batcher is then the concurrency control (`decode_limits`: rows
-and KV-cache memory; a run that does not fit waits there for one to end).
+A batched event (Generate's and Chat's streams) is heavy too, but its runs share decode steps
+(`gpt.batching`): they get a group of their own, `DECODE_SLOTS` wide, so that concurrent streams
+reach the batcher together instead of queueing behind two slots; the batcher is then the
+concurrency control (`decode_limits`; a run that does not fit waits there for one to end).
 """
 
 from __future__ import annotations
@@ -37,13 +35,11 @@ DECODE_SLOTS = 16
 
 
 def heavy(group: str, limit: int | None | str = "default") -> dict[str, Any]:
-    """An event's keywords marking it heavy, in the tab's concurrency group `group`."""
     return dict(concurrency_id=f"{HEAVY}:{group}", concurrency_limit=limit)
 
 
 def batched(group: str, limit: int | None | str = None) -> dict[str, Any]:
-    """An event's keywords marking it heavy and batched (its runs share decode steps): in the
-    decode group, `limit` runs at once (None: `decode_slots()`)."""
+    """Heavy and batched (its runs share decode steps): `limit` runs at once (`decode_slots()`)."""
     return dict(concurrency_id=f"{DECODE}:{group}", concurrency_limit=limit or decode_slots())
 
 
@@ -55,13 +51,12 @@ def decode_slots() -> int:
 
 
 def decode_limits() -> Any:
-    """The batcher's limits (`gpt.batching.BatchLimits`): `decode_slots()` rows; a KV cache of
-    $GPT2LAB_DECODE_MEMORY_MB, else a fifth of the model cache's cap (`GPT2LAB_MODEL_CACHE_MB`,
-    2,500 MB: 500 MB, e.g. 16 rows of 440 positions of GPT-2 124M, or 6 full 1,024-token rows);
-    $GPT2LAB_DECODE_THREADS torch threads for its steps, else all but one of torch's (1 on a
-    2-core Space: the other core serves the pages and the web server, which otherwise stall
-    every two-thread step); weights pre-packed for batched steps when the copy takes at most
-    $GPT2LAB_DECODE_PACK_MB, else 768 MB (GPT-2 124M: 494 MB; larger sizes step unpacked)."""
+    """The batcher's `BatchLimits`: `decode_slots()` rows; a KV cache of
+    $GPT2LAB_DECODE_MEMORY_MB, else a fifth of the model cache's cap (of 2,500 MB: 500 MB, 16 rows
+    of 440 positions of GPT-2 124M); $GPT2LAB_DECODE_THREADS torch threads, else all but one (1
+    on a 2-core Space: the other serves the pages, which otherwise stall every two-thread step);
+    weights pre-packed when the copy takes at most $GPT2LAB_DECODE_PACK_MB, else 768 MB (GPT-2
+    124M: 494 MB; larger sizes step unpacked)."""
     import torch
 
     from gpt.batching import BatchLimits
@@ -76,8 +71,7 @@ def decode_limits() -> Any:
 
 
 def sampler_for(model: Any) -> Any:
-    """What makes a run's tokens (`gpt.sampling.Sampler`): the model's shared batcher
-    (`gpt.batching`) for a GPT, else `sample_steps`."""
+    """What makes a run's tokens: the model's shared batcher for a GPT, else `sample_steps`."""
     from gpt.batching import batcher_for
     from gpt.model import GPT
     from gpt.sampling import sample_steps
@@ -94,9 +88,8 @@ def light(name: str, limit: int | None | str = "default") -> dict[str, Any]:
 def mark_heavy(
     demo: Any, fn: Any, group: str, limit: int | None | str = "default", kind: Any = None
 ) -> None:
-    """Mark heavy (`kind`: `heavy` or `batched`) every event of `demo` that runs `fn`: for the
-    events a component makes itself (`gr.ChatInterface` takes a concurrency limit, not a
-    group)."""
+    """Mark heavy (`kind`: `heavy` or `batched`) every event of `demo` that runs `fn`: for events
+    a component makes itself (`gr.ChatInterface` takes a concurrency limit, not a group)."""
     marks = (kind or heavy)(group, limit)
     for block_fn in demo.fns.values():
         if block_fn.fn is not None and inspect.unwrap(block_fn.fn) is inspect.unwrap(fn):
@@ -107,11 +100,9 @@ def mark_heavy(
 def share_heavy_slots(
     demo: Any, slots: int, light_slots: int | None = None, batched_slots: int | None = None
 ) -> dict[str, int]:
-    """Put every heavy event of `demo` in one concurrency group of `slots`, and every batched
-    one in the decode group of `batched_slots` (None: `decode_slots()`); give each light one
-    `light_slots` (None: no limit), so that a flood of one light endpoint (a script looping
-    /jobs) holds only a few of Gradio's workers; returns how many events each got
-    ({"heavy": n, "light": m, "heavy:decode": b})."""
+    """Every heavy event of `demo` in one concurrency group of `slots`, every batched one in the
+    decode group of `batched_slots` (None: `decode_slots()`), each light one `light_slots` (so a
+    script looping /jobs holds only a few of Gradio's workers); how many events each got."""
     counts = {HEAVY: 0, LIGHT: 0, DECODE: 0}
     for fn in demo.fns.values():
         cid = str(fn.concurrency_id)
@@ -127,7 +118,6 @@ def share_heavy_slots(
     return counts
 
 
-
 class QuietLog:
     """Refusals in the log without flooding it: per kind, one line at most every `every` s, which
     says how many more like it went unlogged since the last (a script looping /jobs is refused
@@ -140,8 +130,7 @@ class QuietLog:
         self._lock = threading.Lock()
 
     def warn(self, kind: str, message: str) -> bool:
-        """Log `message` unless a line of `kind` went out less than `every` s ago; whether it
-        was logged."""
+        """Log `message` unless a line of `kind` went out less than `every` s ago."""
         now = self.clock()
         with self._lock:
             if now - self._last.get(kind, -self.every) < self.every:
@@ -177,12 +166,11 @@ def fair_heavy_queue(
     address_of: Callable[[Any], str | None] = lambda request: None,
     per_group: int | None = None,
 ) -> None:
-    """Serve `demo`'s queue fairly: at most `per_session` heavy runs waiting or running per
-    session and endpoint, at most `per_address` heavy runs per client address (`address_of` a
-    request; None: no limit), at most `per_group` requests waiting for any one concurrency
-    group (so a flood of one endpoint does not fill the queue for the others); a request over
-    any is answered at once with an error that says so; the heavy runs that wait are ordered
-    round-robin (`_fair_order`). Call after `demo.queue()`."""
+    """Serve `demo`'s queue fairly (call after `demo.queue()`): at most `per_session` heavy runs
+    waiting or running per session and endpoint, `per_address` per client address (`address_of`
+    a request), `per_group` requests waiting for any one concurrency group (so a flood of one
+    endpoint does not fill the queue for the others); a request over any is answered at once
+    with an error that says so; waiting heavy runs are ordered round-robin (`_fair_order`)."""
     from gradio.server_messages import ProcessCompletedMessage
 
     queue = demo._queue
@@ -204,45 +192,43 @@ def fair_heavy_queue(
         queue.send_message(event, ProcessCompletedMessage(output=error, title="Error", success=False))
         quiet.warn(f"{kind} {event.fn.api_name}", message)
 
-    async def fair_push(body: Any, request: Any, username: str | None):
-        ok, event_id, state = await push(body=body, request=request, username=username)
-        event = queue.event_ids_to_events.get(event_id) if ok else None
-        if event is None:
-            return ok, event_id, state
-        waiting = queue.event_queue_per_concurrency_id[event.concurrency_id].queue
+    def refusal(event: Any, waiting: list, running: list) -> tuple[str, str] | None:
+        """(message, kind) when `event` is over a limit, else None."""
         name = f"/{event.fn.api_name}" if event.fn.api_name else "this tab"
         if per_group is not None and event in waiting and len(waiting) > per_group:
-            refuse(event, waiting, (
-                f"The server is busy: {len(waiting) - 1} requests like this one ({name}) are "
-                "waiting already; try again in a moment."
-            ), "busy")  # fmt: skip
-            return ok, event_id, state
+            return (f"The server is busy: {len(waiting) - 1} requests like this one ({name}) are "
+                    "waiting already; try again in a moment.", "busy")
         if not is_heavy(event):
-            return ok, event_id, state
-        running = [e for job in queue.active_jobs if job for e in job if is_heavy(e)]
+            return None
         others = [e for e in running if e is not event] + [
             e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue
             if e is not event and is_heavy(e)
         ]  # fmt: skip
         mine = [e for e in others if e.session_hash == event.session_hash and e.fn is event.fn]
         if len(mine) >= per_session:
-            refuse(event, waiting, (
-                f"You already have {len(mine)} runs of {name} waiting or running (at most "
-                f"{per_session} per visitor here, so that everyone gets a turn); wait for one "
-                "to finish."
-            ), "per-session")  # fmt: skip
-            return ok, event_id, state
+            return (f"You already have {len(mine)} runs of {name} waiting or running (at most "
+                    f"{per_session} per visitor here, so that everyone gets a turn); wait for one "
+                    "to finish.", "per-session")
         here = where(event)
-        if per_address is not None and here is not None:
-            near = [e for e in others if where(e) == here]
-            if len(near) >= per_address:
-                refuse(event, waiting, (
-                    f"{len(near)} model runs from your network address are already waiting or "
-                    f"running (at most {per_address} per address here); try again in a moment."
-                ), "per-address")  # fmt: skip
-                return ok, event_id, state
-        busy = Counter(e.session_hash for e in running if e.concurrency_id == event.concurrency_id)
-        waiting[:] = _fair_order(waiting, busy, where)
+        near = [e for e in others if here is not None and where(e) == here]
+        if per_address is not None and here is not None and len(near) >= per_address:
+            return (f"{len(near)} model runs from your network address are already waiting or "
+                    f"running (at most {per_address} per address here); try again in a moment.",
+                    "per-address")
+        return None
+
+    async def fair_push(body: Any, request: Any, username: str | None):
+        ok, event_id, state = await push(body=body, request=request, username=username)
+        event = queue.event_ids_to_events.get(event_id) if ok else None
+        if event is not None:
+            waiting = queue.event_queue_per_concurrency_id[event.concurrency_id].queue
+            running = [e for job in queue.active_jobs if job for e in job if is_heavy(e)]
+            if (refused := refusal(event, waiting, running)) is not None:
+                refuse(event, waiting, *refused)
+            elif is_heavy(event):
+                busy = Counter(e.session_hash for e in running
+                               if e.concurrency_id == event.concurrency_id)
+                waiting[:] = _fair_order(waiting, busy, where)
         return ok, event_id, state
 
     queue.push = fair_push

@@ -1,15 +1,12 @@
 """Every value that enters a tab is checked once, where it enters, and every failure is a message.
 
-- `number_input`, `slider_input`, `named_errors`: components whose bad API values get a message
-  naming the input ("Seed must be a number, not 'abc'."). They are instances of a subclass of
-  Gradio's class (`Named`), so the check travels with the component, also when Gradio rebuilds it
-  for a session after an update (it rebuilds `block.__class__`).
+- `number_input`, `slider_input`, `named_errors`: bad API values get a message naming the input
+  ("Seed must be a number, not 'abc'.").
 - `clamp_note` / `cap_text` fit a value or a text to a tab's limits and say what they used;
   `sampling_args` turns the sampling sliders into the `SamplingConfig` that `stream` takes.
 - `friendly_errors` / `job_errors`: failures as messages for the visitor, never a server path.
-- `guard_events`: every event of the app checks its raw inputs first (wrong types, lone
-  surrogates: a message naming the input), and every rejection goes out short (`cap_message`:
-  at most ~80 characters of a bad value) and is logged as one line, without a traceback.
+- `guard_events`: every event checks its raw inputs first (wrong types, lone surrogates), and
+  every rejection goes out short (`cap_message`) and is logged as one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -61,9 +58,8 @@ def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
 
 
 def cap_message(message: Any) -> str:
-    """An error message fit to send back: a quoted value longer than QUOTE_CHARS (or a run of
-    over twice that without a space) cut to QUOTE_CHARS characters, lone surrogates escaped,
-    at most MESSAGE_CHARS in all.
+    """An error message fit to send back: long quoted values and runs without a space cut, lone
+    surrogates escaped, at most MESSAGE_CHARS in all.
 
     >>> m = cap_message("Value: '" + "x" * 500 + "' is not in the list of choices")
     >>> m.count("x"), m[-49:]
@@ -85,7 +81,7 @@ def cap_message(message: Any) -> str:
 
 
 def label_name(label: Any) -> str:
-    """A component's label as a setting's name in a sentence, without its "(hint)".
+    """
 
     >>> label_name("Token to inspect (-1 = last)")
     'Token to inspect'
@@ -95,34 +91,28 @@ def label_name(label: Any) -> str:
 
 
 def announce(note: str) -> str:
-    """Show `note` as a warning pop-up (nothing when empty) and return it, for the tab's note."""
+    """`note`, also shown as a warning pop-up (when not empty)."""
     if note:
         gr.Warning(note)
     return note
-
-
-def _number(name: str, payload: Any, whole: bool) -> Any:
-    """An API caller's value for a number input, or a gr.Error naming the input."""
-    if isinstance(payload, str):
-        try:
-            payload = float(payload.strip())
-        except ValueError:
-            raise gr.Error(f"{name} must be a number, not {quote(payload)}.") from None
-    if isinstance(payload, bool) or not isinstance(payload, int | float):
-        raise gr.Error(f"{name} must be a number, not {type(payload).__name__} {quote(payload)}.")
-    if math.isnan(payload):
-        raise gr.Error(f"{name} is not a number (NaN); give a number.")
-    if math.isinf(payload) and whole:
-        raise gr.Error(f"{name} must be a whole number, not {payload}.")
-    return payload
 
 
 def _named_preprocess(self: Any, payload: Any) -> Any:
     name = label_name(self.label)
     if isinstance(self, gr.Slider) and payload is None:  # a slider always has a value
         raise gr.Error(f"{name} must be a number, not None.")
+    if isinstance(self, gr.Number | gr.Slider) and isinstance(payload, str):
+        try:
+            payload = float(payload.strip())
+        except ValueError:
+            raise gr.Error(f"{name} must be a number, not {quote(payload)}.") from None
     if isinstance(self, gr.Number | gr.Slider) and payload is not None:
-        payload = _number(name, payload, getattr(self, "precision", None) == 0)
+        if isinstance(payload, bool) or not isinstance(payload, int | float):
+            raise gr.Error(f"{name} must be a number, not {type(payload).__name__} {quote(payload)}.")
+        if math.isnan(payload):
+            raise gr.Error(f"{name} is not a number (NaN); give a number.")
+        if math.isinf(payload) and getattr(self, "precision", None) == 0:
+            raise gr.Error(f"{name} must be a whole number, not {payload}.")
     try:
         return type(self).plain.preprocess(self, payload)
     except gr.Error as e:
@@ -131,11 +121,11 @@ def _named_preprocess(self: Any, payload: Any) -> Any:
 
 @functools.cache
 def Named(base: type) -> type:  # noqa: N802 (a class factory)
-    """`base` (a Gradio component class) whose `preprocess` names the input in its errors.
-
-    A template class, as Gradio's `ClearButton` is one of `Button`: the page draws it as `base`.
-    Built without Gradio's metaclass step, which would write a `.pyi` stub next to this file.
-    """
+    """`base` (a Gradio component class) whose `preprocess` names the input in its errors. A
+    subclass, not a patch: the check travels with the component, also when Gradio rebuilds it for
+    a session (from `block.__class__`). A template class, as `ClearButton` is one of `Button`: the
+    page draws it as `base`. Built without Gradio's metaclass step, which would write a `.pyi`
+    stub next to this file."""
     attrs = {
         "__module__": __name__,
         "__qualname__": f"Named{base.__name__}",
@@ -166,8 +156,8 @@ def slider_input(*args: Any, **kwargs: Any) -> gr.Slider:
 def clamp_note(
     value: Any, lo: float, hi: float, name: str, integer: bool = False
 ) -> tuple[float | int, str]:
-    """`value` within [lo, hi], and the sentence saying what was changed ("" when nothing was).
-    NaN and non-numbers raise gr.Error naming the setting.
+    """`value` within [lo, hi], and the sentence saying what was changed; NaN and non-numbers
+    raise gr.Error naming the setting.
 
     >>> clamp_note(999, 0, 36, "Token index", integer=True)
     (36, 'Token index must be between 0 and 36; used 36 instead of 999.')
@@ -198,8 +188,8 @@ def clamp(value: Any, lo: float, hi: float, name: str, integer: bool = False) ->
 def cap_text(
     text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False
 ) -> tuple[str, str]:
-    """The text cut to its first `max_chars` (Python) characters, and the sentence saying so ("" when
-    it fits). Missing, empty (unless `allow_empty`) or flooding text raises gr.Error.
+    """The text cut to its first `max_chars` characters, and the sentence saying so. Missing,
+    empty (unless `allow_empty`) or flooding text raises gr.Error.
 
     >>> cap_text("abcdef", 4)
     ('abcd', 'Text is 6 characters; the limit is 4, so only the first 4 were used.')
@@ -232,9 +222,9 @@ def check_text(text: Any, max_chars: int, what: str = "Text", allow_empty: bool 
 def sampling_args(
     temperature, top_k, top_p, repetition_penalty=1.0, max_new_tokens=1, seed=-1, max_new_cap=256, **fixed
 ) -> SamplingConfig:
-    """The sampling sliders as a `SamplingConfig`: each clamped to its slider's range (said), a
-    temperature in (0, MIN_TEMPERATURE) raised to it (said), seed -1 as None. `fixed` are the
-    tab's own settings (`stop`, `n_candidates`, ...).
+    """The sampling sliders as a `SamplingConfig`, each clamped to its slider's range and a
+    temperature in (0, MIN_TEMPERATURE) raised to it (said), seed -1 as None; `fixed`: the tab's
+    own settings (`stop`, `n_candidates`, ...).
 
     >>> sampling_args(0.8, 40, 0.95, 1.1, 60, 7).top_k
     40
@@ -319,30 +309,20 @@ def job_errors(words: Callable[[str], str] = str) -> Iterator[None]:
 TEXT_KINDS = ("Textbox", "Dropdown", "Radio", "Code", "Markdown", "Number", "Slider", "Checkbox")
 
 
-def _input_names(block_fn: Any) -> list[str]:
-    """Each input of an event as a message names it: its label, else its API parameter."""
+def _input_name(block_fn: Any, i: int) -> str:
+    """Input `i` of an event as a message names it: its label, else its API parameter."""
+    if label := getattr(block_fn.inputs[i], "label", None):
+        return label_name(label)
     try:
-        params = [
-            p.name for p in inspect.signature(block_fn.fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]  # fmt: skip
+        params = [p.name for p in inspect.signature(block_fn.fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
     except (TypeError, ValueError):
         params = []
-    names = []
-    for i, block in enumerate(block_fn.inputs):
-        label = getattr(block, "label", None)
-        if label:
-            names.append(label_name(label))
-        elif i < len(params):
-            names.append(params[i])
-        else:
-            names.append(f"Input {i + 1}")
-    return names
+    return params[i] if i < len(params) else f"Input {i + 1}"
 
 
 def _surrogate_in(value: Any, budget: list[int]) -> bool:
-    """Whether a lone surrogate is anywhere in `value` (strings in lists and dicts, a bounded
-    walk)."""
+    """Whether a lone surrogate is anywhere in `value` (a walk of at most `budget[0]` items)."""
     budget[0] -= 1
     if budget[0] < 0:
         return False
@@ -356,34 +336,27 @@ def _surrogate_in(value: Any, budget: list[int]) -> bool:
 
 
 def check_payloads(block_fn: Any, inputs: list[Any]) -> None:
-    """gr.Error naming the input when a raw API value is the wrong kind for its component (a
-    list or dict where it takes one value) or holds a lone surrogate (not valid text)."""
-    names = None
+    """gr.Error naming the input when a raw API value is a list or dict where its component
+    takes one value, or holds a lone surrogate (not valid text)."""
     for i, (block, value) in enumerate(zip(block_fn.inputs, inputs, strict=False)):
-        kind = type(block).__mro__
-        single = any(k.__name__ in TEXT_KINDS for k in kind) and not getattr(
-            block, "multiselect", False
-        )
-        wrong = single and isinstance(value, list | dict | tuple)
-        if wrong or _surrogate_in(value, [10_000]):
-            names = names or _input_names(block_fn)
-            if wrong:
-                raise gr.Error(
-                    f"{names[i]} must be a single value, not a {type(value).__name__} "
-                    f"({quote(value)}).",
-                    print_exception=False,
-                )
+        single = any(k.__name__ in TEXT_KINDS for k in type(block).__mro__)
+        if single and not getattr(block, "multiselect", False) and isinstance(value, list | dict | tuple):
             raise gr.Error(
-                f"{names[i]} contains a lone surrogate (a character between U+D800 and "
-                "U+DFFF), which is not valid text; remove it.",
+                f"{_input_name(block_fn, i)} must be a single value, not a "
+                f"{type(value).__name__} ({quote(value)}).",
+                print_exception=False,
+            )
+        if _surrogate_in(value, [10_000]):
+            raise gr.Error(
+                f"{_input_name(block_fn, i)} contains a lone surrogate (a character between "
+                "U+D800 and U+DFFF), which is not valid text; remove it.",
                 print_exception=False,
             )
 
 
 def guard_events(demo: Any) -> None:
     """Every event of `demo`: raw inputs checked first (`check_payloads`); an input Gradio
-    cannot read is a message, not a traceback; every refusal is short (`cap_message`) and
-    logged as one line. Wraps the Blocks' own `process_api` and `preprocess_data`."""
+    cannot read is a message, not a traceback; every refusal is short and logged as one line."""
     process_api, preprocess = demo.process_api, demo.preprocess_data
 
     async def guarded_preprocess(block_fn: Any, inputs: Any, *args: Any, **kwargs: Any):

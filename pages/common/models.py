@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +27,13 @@ log = logging.getLogger("gpt2lab")
 
 POLL_S = 0.5  # how often a waiting event reports download progress
 QUIET = dict(api_visibility="private", show_progress="hidden", queue=False)
+LABEL_WORDS = 80  # characters of a model's description in the picker (the card has it all)
 
 
 @dataclass(frozen=True)
 class Picker:
-    """A tab's model picker (its tab's name, tasks, dropdown): the Fine-tune tab's "Open in other
-    tabs" sets a finished job's model in every picker whose tasks fit the job."""
+    """A tab's model picker: the Fine-tune tab's "Open in other tabs" sets a finished job's model
+    in every picker whose tasks fit the job."""
 
     tab: str
     tasks: tuple[str, ...]
@@ -50,22 +51,17 @@ class Page:
     pickers: list[Picker] = field(default_factory=list)
 
 
-LABEL_WORDS = 80  # characters of a model's description in the picker (the card has it all)
-
-
 def is_mine(entry: ModelEntry, me: str | None) -> bool:
-    """Whether `entry` is a model the visitor `me` fine-tuned (a job of theirs; in single-user
-    mode, `me` is EVERYONE: every job)."""
+    """Whether `entry` is a job model of the visitor `me` (EVERYONE, in single-user mode: any)."""
     return entry.source == "job" and me is not None and me in (EVERYONE, entry.owner)
 
 
 def picker_state(
     tasks: Iterable[str], me: str | None = None
 ) -> tuple[list[tuple[str, str]], str | None, str | None]:
-    """From one listing of the registry (it reads every source: the jobs database, the hub
-    cache): the picker's (label, name) pairs with `me`'s own job models first (newest first),
-    the visitor's default (their newest own job model, else the registry's) and the registry's
-    default."""
+    """From one listing of the registry (it reads the jobs database and the hub cache): the
+    picker's (label, name) pairs, `me`'s own job models first (newest first); the visitor's
+    default (their newest own job model, else the registry's); the registry's default."""
     tasks = tuple(tasks)
     reg = default_registry()
     entries = reg.entries(tasks)
@@ -79,13 +75,10 @@ def picker_state(
 
 
 def model_choices(tasks: Iterable[str], me: str | None = None) -> list[tuple[str, str]]:
-    """The picker's (label, name) pairs, `me`'s own job models first: the name and the start of
-    its description, short enough to show whole in the box."""
     return picker_state(tasks, me)[0]
 
 
 def default_model(tasks: Iterable[str], me: str | None = None) -> str | None:
-    """The visitor's newest own job model fitting `tasks`, else the registry's default."""
     return picker_state(tasks, me)[1]
 
 
@@ -126,16 +119,7 @@ def gpt2_help() -> str:
 def model_note(tasks: Iterable[str], picked: str | None = None) -> str:
     """Which model is the default here, and how to get GPT-2 when it is missing; with `picked`
     another model than the default, that one first (no stale "Default model: X" beside it)."""
-    note = _default_note(tasks)
-    default = default_registry().default(tuple(tasks))
-    if picked and default and picked != default:
-        return f"Picked: **{esc(picked)}**. " + note.replace("Default model:", "The default is", 1)
-    return note
-
-
-def _default_note(tasks: Iterable[str]) -> str:
-    reg = default_registry()
-    tasks = tuple(tasks)
+    reg, tasks = default_registry(), tuple(tasks)
     default = reg.default(tasks)
     if default is None:
         return (
@@ -143,28 +127,30 @@ def _default_note(tasks: Iterable[str]) -> str:
             f"`assets/models/` holds them. {gpt2_help()}"
         )
     if "lm" not in tasks:
-        return f"Default model: **{default}**."
-    if default != "gpt2":
-        return f"Default model: **{default}**. {gpt2_help()}"
-    if reg.needs_download("gpt2"):
+        note = f"Default model: **{default}**."
+    elif default != "gpt2":
+        note = f"Default model: **{default}**. {gpt2_help()}"
+    elif reg.needs_download("gpt2"):
         size = hub.size_label(hub.download_bytes("gpt2"))
-        return f"Default model: **gpt2** ({size} download on first use). {gpt2_help()}"
-    return "Default model: **gpt2**."
+        note = f"Default model: **gpt2** ({size} download on first use). {gpt2_help()}"
+    else:
+        note = "Default model: **gpt2**."
+    if picked and picked != default:
+        return f"Picked: **{esc(picked)}**. " + note.replace("Default model:", "The default is", 1)
+    return note
 
 
 def model_shape(name: str | None) -> tuple[int, int]:
     """(n_layer, n_head) of a listed model from its config, without loading weights."""
-    if not name:
-        return 12, 12
     try:
-        config = default_registry().ref(name).config
+        config = default_registry().ref(name).config if name else None
     except LookupError:  # not listed
-        return 12, 12
-    return config.n_layer, config.n_head
+        config = None
+    return (config.n_layer, config.n_head) if config else (12, 12)
 
 
 def _fetching(name: str) -> bool:
-    """Whether loading `name` means waiting for a GPT-2 download (to start, or running)."""
+    """Whether loading `name` means waiting for a download (to start, or running)."""
     if _typed_hub_id(name):
         return True
     try:
@@ -180,6 +166,34 @@ def _typed_hub_id(name: Any) -> bool:
             and name not in default_registry().names())
 
 
+def _in_background(
+    work: Callable[[], Any], thread: str, first: str, download: str, idle: str | None = None
+) -> Generator[str, None, Any]:
+    """`work()` in a daemon thread, returned (or its error raised) by this generator, which
+    yields `first`, then every POLL_S s the progress of the download `download` (else `idle`)."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["ok"] = work()
+        except Exception as e:  # handed to the waiting generator
+            result["error"] = e
+
+    worker = threading.Thread(target=run, name=thread, daemon=True)
+    worker.start()
+    yield first
+    while worker.is_alive():
+        worker.join(POLL_S)
+        progress = hub.download_progress(download)
+        if progress is not None:
+            yield progress.line()
+        elif idle and worker.is_alive():
+            yield idle
+    if "error" in result:
+        raise result["error"]
+    return result["ok"]
+
+
 def _add_hub_model(name: str, tasks: tuple[str, ...]) -> Generator[str, None, None]:
     """Resolve a typed hub id through `gpt.lab.names` (its config first: a model of another
     task, or not GPT-2, is refused before any weights come), download it with progress lines,
@@ -191,31 +205,21 @@ def _add_hub_model(name: str, tasks: tuple[str, ...]) -> Generator[str, None, No
     task = "instruct" if ref.task == "lm" and "instruct" in tasks and "lm" not in tasks else ref.task
     if task not in tasks:
         raise gr.Error(f"{name} is a {ref.task} model; this tab needs {' or '.join(tasks)}.")
-    result: dict[str, Any] = {}
 
     def work() -> None:
-        try:
-            ref = resolve(name, download=True)
-            about = f"from the hub, {params_text(ref.config.n_params())} parameters"
-            result["ok"] = default_registry().add(name, ref.folder, task=task, description=about)
-        except Exception as e:  # handed to the waiting generator
-            result["error"] = e
+        ref = resolve(name, download=True)
+        about = f"from the hub, {params_text(ref.config.n_params())} parameters"
+        default_registry().add(name, ref.folder, task=task, description=about)
 
-    worker = threading.Thread(target=work, name=f"gpt2lab-hub-{name}", daemon=True)
-    worker.start()
-    yield f"{name}: asking the hub"
-    while worker.is_alive():
-        worker.join(POLL_S)
-        progress = hub.download_progress(name)
-        if progress is not None:
-            yield progress.line()
-    if "error" in result:
-        raise gr.Error(f"{result['error']} Pick another model.") from result["error"]
+    try:
+        yield from _in_background(work, f"gpt2lab-hub-{name}", f"{name}: asking the hub", name)
+    except Exception as e:
+        raise gr.Error(f"{e} Pick another model.") from e
 
 
 def wait_model(name: Any, tasks: Iterable[str]) -> Generator[str, None, tuple[Any, Any]]:
     """(model, tokenizer) of a picked model (blank: the tab's default), returned by this
-    generator, which yields a progress line every POLL_S s while a GPT-2 download runs. A name not
+    generator, which yields a progress line every POLL_S s while a download runs. A name not
     listed for `tasks`, a failed download or load is a gr.Error that says what to do."""
     tasks = tuple(tasks)
     reg = default_registry()
@@ -228,35 +232,17 @@ def wait_model(name: Any, tasks: Iterable[str]) -> Generator[str, None, tuple[An
         names = ", ".join(reg.names(tasks)) or "none"
         hint = f" {gpt2_help()}" if name in HUB_IDS else ""
         raise gr.Error(f"Model {name!r} is not available for this tab; pick one of: {names}.{hint}")
-    if not _fetching(name):
-        try:
+    try:
+        if not _fetching(name):
             return reg.get(name)
-        except RegistryError as e:
-            raise gr.Error(f"{e} Pick another model.") from e
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            result["ok"] = reg.get(name)
-        except Exception as e:  # handed to the waiting generator
-            result["error"] = e
-
-    worker = threading.Thread(target=work, name=f"gpt2lab-load-{name}", daemon=True)
-    worker.start()
-    yield f"{name}: starting the download"
-    while worker.is_alive():
-        worker.join(POLL_S)
-        progress = hub.download_progress(reg.ref(name).name)
-        if progress is not None:
-            yield progress.line()
-        elif worker.is_alive():
-            yield f"{name}: loading the downloaded weights"
-    if "error" in result:
-        error = result["error"]
+        return (yield from _in_background(
+            lambda: reg.get(name), f"gpt2lab-load-{name}", f"{name}: starting the download",
+            reg.ref(name).name, idle=f"{name}: loading the downloaded weights",
+        ))
+    except Exception as error:
         if not isinstance(error, RegistryError):
             error = RegistryError(f"could not load model {name!r}: {error}")
         raise gr.Error(f"{error} Pick another model.") from error
-    return result["ok"]
 
 
 def progress_lines(steps: Generator[str, None, Any], wrap: Any) -> Generator[Any, None, Any]:
@@ -279,8 +265,6 @@ def get_model(name: Any, tasks: Iterable[str], progress: Any = None) -> tuple[An
             return stop.value
         if progress is not None:
             progress(None, desc=f"Downloading {line}")
-
-
 def model_picker(
     tasks: Iterable[str],
     elem_id: str,

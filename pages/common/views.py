@@ -1,11 +1,8 @@
 """What the analysis tabs share: the last few results (`Recent`), how many tokens a view of
 `gpt.inside` reads (its cap), the token to follow, the attribution view (Inside and Spam tabs),
-and a view's numbers as CSV + JSON files for a `gr.File` download.
-
-Charts are saved as images from their own toolbar (Plotly's camera button). Export files live in
-a temporary folder for an hour. Views with many numbers (the Inside tab's) keep how to build them
-(`KeptNumbers`) and write the files only when asked.
-"""
+and a view's numbers as CSV + JSON files (kept an hour) for a `gr.File` download; views with
+many numbers keep how to build them (`KeptNumbers`) and write the files only when asked. Charts
+are saved as images from Plotly's own toolbar."""
 
 from __future__ import annotations
 
@@ -56,7 +53,7 @@ class Recent:
         self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
 
     def get(self, key: Hashable, compute: Callable[[], Any] | None = None) -> Any:
-        """The result kept for `key`; else `compute()`'s, kept (None without `compute`)."""
+        """The result kept for `key`, else `compute()`'s (kept), else None."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -101,7 +98,7 @@ def token_cap(cfg, view: str, n_tokens: int | None = None) -> int:
 
 def read_text(model, tok, text: str, view: str, name: str) -> tuple[list[int], list[str]]:
     """The text's ids, capped for `view`, and the notes saying so."""
-    text, cut = cap_text(text, MAX_CHARS, "Text")  # said in the note (one event runs each view)
+    text, cut = cap_text(text, MAX_CHARS, "Text")
     config = inside.body(model).config
     cap = token_cap(config, view)
     ids = tok.encode(text)
@@ -184,39 +181,25 @@ def attribution_result(model_name: str, text: str, method: str, target: Any, tas
     scores = result.scores.tolist()
     notes.insert(0, f"Explaining {what}: **{result.prob:.3f}** on the full text ({HOW[method]}).")
     rows = [{"position": i, "token": t, "score": s} for i, (t, s) in enumerate(zip(texts, scores))]
-    data = {
-        "model": model_name,
-        "ids": ids,
-        "method": method,
-        "target": {"index": result.target, "name": name},
-        "prob": result.prob,
-        "scores": scores,
-    }
-    finite = [abs(s) for s in scores if not math.isnan(s)]
-    scale = max(finite, default=0.0) or 1.0
+    data = {"model": model_name, "ids": ids, "method": method,
+            "target": {"index": result.target, "name": name}, "prob": result.prob, "scores": scores}
+    scale = max((abs(s) for s in scores if not math.isnan(s)), default=0.0) or 1.0
     unit = "Δ log-odds" if method == "occlusion" else "grad × input"
     if method == "occlusion":  # tiny effects stay pale: full colour from ±2 (odds × 7.4) up
         scale = max(scale, FULL_LOG_ODDS)
         data["measure"] = "change in log-odds, log(P / (1 - P)), when the token is dropped"
-    pieces = [
-        (token_text(tok, i), "#e8e8e8", "not measured (cap)")  # split characters as their bytes
-        if math.isnan(s)
-        else (
-            token_text(tok, i),
-            mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale),
-            f"{unit} {s:+.3g}",
-        )
+    pieces = [  # token_text: a split character's bytes, not "\ufffd"
+        (token_text(tok, i), "#e8e8e8", "not measured (cap)") if math.isnan(s)
+        else (token_text(tok, i), mix(WHITE, RED if s > 0 else BLUE, abs(s) / scale), f"{unit} {s:+.3g}")
         for i, s in zip(ids, scores)
     ]
-    legend = (
-        f"Red: pushed {what} up; blue: pushed it down (full colour: {unit} {scale:.3g}). "
-        "Hover a token for its score."
-    )
+    legend = (f"Red: pushed {what} up; blue: pushed it down (full colour: {unit} {scale:.3g}). "
+              "Hover a token for its score.")
     return coloured_text(pieces, legend, "attribution-view"), " ".join(notes), rows, data
 
 
 def export_files(stem: str, rows: list[dict[str, Any]], data: dict[str, Any]) -> list[str]:
-    """Write `<stem>.csv` (one line per row) and `<stem>.json` (`data`, everything); their paths.
+    """Write `<stem>.csv` (one line per row) and `<stem>.json` (`data`); their paths.
 
     >>> paths = export_files("demo", [{"token": "a", "p": 0.5}], {"p": [0.5]})
     >>> [Path(p).name for p in paths], Path(paths[0]).read_text().splitlines()
@@ -240,11 +223,10 @@ def export_files(stem: str, rows: list[dict[str, Any]], data: dict[str, Any]) ->
 
 
 class GiveWay:
-    """A tab's views that the page draws on its own (on page load, on a model change) give way
-    to the visitor's own request for the same view when that came while they ran: ended later,
-    such a draw would land over the visitor's (seen on Inside: 2 s late, the default text over
-    theirs). `asked(view)` is the quick event beside the view's own triggers; `auto(view, fn)`
-    wraps the page's own draw.
+    """A view the page draws on its own (on page load, on a model change) gives way to the
+    visitor's own request for it that came meanwhile: ended later, it would land over the
+    visitor's (seen on Inside: 2 s late, the default text over theirs). `asked(view)` is the quick
+    event beside the view's own triggers; `auto(view, fn)` wraps the page's own draw.
 
     >>> way = GiveWay()
     >>> request = type("R", (), {"session_hash": "s"})()
@@ -283,7 +265,7 @@ class GiveWay:
     def on(self, view: str, triggers: list[Any]) -> None:
         """Note, at once and off the queue, whenever `triggers` ask for `view`."""
         gr.on(triggers, self.asked(view), None, None, api_visibility="private", queue=False,
-              show_progress="hidden")  # fmt: skip
+              show_progress="hidden")
 
 
 def look_for(text: str, elem_id: str | None = None) -> gr.Markdown:
@@ -292,20 +274,14 @@ def look_for(text: str, elem_id: str | None = None) -> gr.Markdown:
 
 
 def numbers_box(label: str, elem_id: str) -> gr.File:
-    """The download box of a view's numbers: out of sight until it holds files (CSS
-    `.numbers-box`), so a page is not a column of empty boxes."""
-    return gr.File(
-        label=f"{label} (CSV, JSON)",
-        file_count="multiple",
-        elem_id=elem_id,
-        elem_classes=["numbers-box"],
-    )
+    """The download box of a view's numbers, out of sight until it holds files (CSS)."""
+    return gr.File(label=f"{label} (CSV, JSON)", file_count="multiple", elem_id=elem_id,
+                   elem_classes=["numbers-box"])
 
 
 class KeptNumbers(Recent):
-    """The numbers behind the last few views drawn: a view puts (file stem, build) under the
-    inputs it was drawn from; `files` writes `build()`'s rows and data, redrawing the view first
-    when they are no longer kept.
+    """The numbers behind the last few views: a view puts (file stem, build) under its inputs;
+    `files` writes `build()`'s rows and data, redrawing the view first when no longer kept.
 
     >>> kept = KeptNumbers(16)
     >>> _ = kept.put(("lens", "gpt2"), ("demo", lambda: ([{"p": 0.5}], {"p": [0.5]})))
@@ -326,9 +302,6 @@ class KeptNumbers(Recent):
 def numbers_button(label: str, elem_id: str) -> tuple[gr.Button, gr.File]:
     """A button that writes a view's numbers on demand, and the download box it fills."""
     with gr.Row(equal_height=False):
-        what = label[:1].lower() + label[1:]
-        button = gr.Button(
-            f"Export {what}", elem_id=f"{elem_id}-btn", size="sm", scale=0, min_width=220
-        )
-        files = numbers_box(label, elem_id)
-    return button, files
+        button = gr.Button(f"Export {label[:1].lower() + label[1:]}", elem_id=f"{elem_id}-btn",
+                           size="sm", scale=0, min_width=220)
+        return button, numbers_box(label, elem_id)
