@@ -1,23 +1,17 @@
-"""Is the Hugging Face hub reachable? And GPT-2 (or any GPT-2-architecture repo) downloads into
-its cache, with progress.
+"""Is the Hugging Face hub reachable? And downloads into its cache, with progress.
 
-The app asks once, at start, in a background thread (`start_check`): one HEAD request for
-`openai-community/gpt2`'s config.json (3 s timeout). The answer is one shared `HubStatus`:
-"unknown", "checking", "online" or "offline" with a reason. Pickers list the GPT-2 sizes that are
-not cached only when it is "online" (or `GPT2LAB_ALLOW_DOWNLOAD=1` forces it), and
-`gpt.lab.sources` refuses its online sources with the reason when it is "offline". No check is
-made when `HF_HUB_OFFLINE=1` or `GPT2LAB_ALLOW_DOWNLOAD=0`. The `HF_*` variables are read when
-called, not when `huggingface_hub` was imported, so setting them later (tests, the app's storage
-setup) counts.
+The app asks once, at start, in a background thread (`start_check`: one HEAD request, 3 s). The
+answer, one shared `HubStatus`, decides whether pickers list the GPT-2 sizes that are not cached
+(`downloads_listed`) and whether `gpt.lab.sources` offers its online sources. `HF_HUB_OFFLINE=1`
+or `GPT2LAB_ALLOW_DOWNLOAD=0` rule the network out without asking. The `HF_*` variables are read
+when called, not when `huggingface_hub` was imported, so setting them later counts.
 
-Downloads land in the huggingface_hub cache, in its layout (so `try_to_load_from_cache` and
-offline runs find them). huggingface_hub does the work: `get_hf_file_metadata`, `http_get` (it
-reports each chunk to its `tqdm_class`, which makes our `DownloadProgress`) and its exceptions.
-`hf_hub_download` itself is not used: it retries quietly, with backoff and resuming, so on
-tests/fakehub.py a refused connection took 23 s to report, a cut-short file 5 s and 7 requests,
-a hub that never answers over 200 s. Here each request is made once and a failure is reported at
-once, with its `DownloadError.kind`: "refused", "unreachable", "timeout", "truncated",
-"not_found", "http", "offline" or "other".
+Downloads land in the huggingface_hub cache, in its layout (`try_to_load_from_cache` and offline
+runs find them), made by its `get_hf_file_metadata` and `http_get` (which reports each chunk to
+our `DownloadProgress`). Not `hf_hub_download`: it retries quietly, with backoff and resuming, so
+on tests/fakehub.py a refused connection took 23 s to report, a cut-short file 5 s and 7
+requests, a hub that never answers over 200 s. Here each request is made once and a failure is
+reported at once, with its `DownloadError.kind`.
 
 >>> HubStatus("offline", "HF_HUB_OFFLINE=1 is set").line()
 'offline (HF_HUB_OFFLINE=1 is set)'
@@ -126,7 +120,6 @@ class DownloadError(OSError):
 
 
 def endpoint() -> str:
-    """The hub address: `$HF_ENDPOINT`, else huggingface_hub's default."""
     if os.environ.get("HF_ENDPOINT"):
         return os.environ["HF_ENDPOINT"].rstrip("/")
     from huggingface_hub import constants
@@ -156,7 +149,7 @@ def cached_gpt2(name: str) -> Path | None:
 
 # --- the availability check ---------------------------------------------------------------------
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # the check's thread (`_status` is replaced whole, never changed)
 _status = HubStatus(UNKNOWN)
 _thread: threading.Thread | None = None
 _done = threading.Event()
@@ -165,7 +158,7 @@ _checked_at = 0.0  # time.monotonic() of the last answer
 
 
 def skip_reason() -> str | None:
-    """Why no check is made at all (an environment variable says offline), else None."""
+    """Why no check is made at all (an environment variable rules the network out)."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return "HF_HUB_OFFLINE=1 is set"
     if os.environ.get(DOWNLOAD_ENV) == "0":
@@ -176,34 +169,25 @@ def skip_reason() -> str | None:
 def status() -> HubStatus:
     """The current state; "offline" at once when the environment rules the network out."""
     reason = skip_reason()
-    if reason is not None:
-        return HubStatus(OFFLINE, reason, endpoint())
-    with _lock:
-        return _status
-
-
-def _set(state: HubStatus) -> HubStatus:
-    global _status
-    with _lock:
-        _status = state
-    return state
+    return _status if reason is None else HubStatus(OFFLINE, reason, endpoint())
 
 
 def check(timeout: float = CHECK_TIMEOUT, sizes: bool = True) -> HubStatus:
     """Ask the hub now (blocking, at most about `timeout` s) and record the answer; when online
     and `sizes` is set, read the GPT-2 sizes' download sizes too (`read_sizes`)."""
-    global _checked_at
+    global _status, _checked_at
     reason, ep = skip_reason(), endpoint()
     if reason is not None:
-        return _set(HubStatus(OFFLINE, reason, ep))
-    _set(HubStatus(CHECKING, f"asking {ep}", ep))
+        _status = HubStatus(OFFLINE, reason, ep)
+        return _status
+    _status = HubStatus(CHECKING, f"asking {ep}", ep)
     try:
         _metadata(CHECK_REPO, CHECK_FILE, timeout)
-        result = HubStatus(ONLINE, "", ep)
+        _status = HubStatus(ONLINE, "", ep)
     except Exception as e:  # any failure means: not usable now
-        result = HubStatus(OFFLINE, f"{ep}: {explain(e, timeout)[1]}", ep)
+        _status = HubStatus(OFFLINE, f"{ep}: {explain(e, timeout)[1]}", ep)
     _checked_at = time.monotonic()
-    _set(result)
+    result = _status
     if result.online and sizes:
         read_sizes(timeout)
     return result
@@ -264,12 +248,11 @@ def wait(timeout: float | None = None) -> HubStatus:
 
 def reset() -> None:
     """Forget the check (tests; a later `start_check` asks again)."""
-    global _thread, _checked_at
+    global _thread, _checked_at, _status
     with _lock:
-        _thread, _checked_at = None, 0.0
+        _thread, _checked_at, _status = None, 0.0, HubStatus(UNKNOWN)
     _done.clear()
     _sizes.clear()
-    _set(HubStatus(UNKNOWN))
     with _progress_lock:
         _progress.clear()
 
@@ -283,7 +266,7 @@ def downloads_listed() -> bool:
 
 
 def download_bytes(name: str) -> int:
-    """Bytes to download for a GPT-2 size: the hub's metadata once read, else the known size."""
+    """Bytes to download for a GPT-2 size: from the hub's metadata once read, else known."""
     return _sizes.get(name) or KNOWN_BYTES[name]
 
 
@@ -396,7 +379,7 @@ def download_progress(name: str) -> DownloadProgress | None:
 
 
 def _metadata(repo: str, filename: str, timeout: float, revision: str | None = None):
-    """huggingface_hub's metadata of a file: one HEAD request, no retries."""
+    """A file's metadata: one HEAD request, no retries."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     ep = endpoint()
@@ -444,9 +427,8 @@ def download_gpt2(
 
 
 class _Progress:
-    """A download's progress over all its files. `http_get` takes it as its `tqdm_class` (it
-    makes "the bar" by calling it, which returns the same object) and reports each chunk to
-    `update`."""
+    """A download's progress over all its files: `http_get`'s `tqdm_class` (it makes "the bar"
+    by calling it, which returns the same object) and reports each chunk to `update`."""
 
     def __init__(self, name: str, total: int, callback: ProgressCallback | None) -> None:
         self.name, self.total, self.callback = name, total, callback

@@ -1,16 +1,5 @@
 """Request and memory limits of a public app: request bodies (`BodyLimit`), kept session state
-(`StateBudget`) and the log file (`rotating_log`).
-
-- `BodyLimit` is an ASGI middleware on Gradio's FastAPI app (`app_kwargs`): a request whose
-  Content-Length is over its cap gets 413 before any of its body is read; a body streamed
-  without one is counted as it arrives and cut off with 413 once over. File uploads (the
-  `/upload` route) may be as large as the upload cap; everything else (JSON) about 2 MB.
-- `StateBudget`: what events keep for a session (a run's logits) counts against one budget for
-  all sessions; the oldest is dropped first.
-- `light_sessions`: a new Gradio session no longer starts with a copy of every block's config
-  (each API call without a session of its own is a new session: that copy took ~25 ms of the
-  server's event loop, and memory for up to 10,000 sessions).
-"""
+(`StateBudget`), cheap new sessions (`light_sessions`) and the log file (`rotating_log`)."""
 
 from __future__ import annotations
 
@@ -29,9 +18,9 @@ STATE_ENV = "GPT2LAB_STATE_BUDGET_MB"  # kept session state, all sessions (multi
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a request body over `json_bytes` (`upload_bytes` for a path
-    ending in /upload), before its body is read (Content-Length) or as soon as a streamed body
-    passes the cap. Other traffic (websockets, lifespan) passes untouched."""
+    """ASGI middleware (on Gradio's FastAPI app): 413 for a request body over `json_bytes`
+    (`upload_bytes` for a path ending in /upload), before its body is read (Content-Length) or
+    as soon as a streamed body passes the cap. Other traffic (websockets, lifespan) passes."""
 
     def __init__(self, app: Any, json_bytes: int = JSON_BYTES, upload_bytes: int = 20_000_000):
         self.app, self.json_bytes = app, json_bytes
@@ -98,9 +87,8 @@ class BodyLimit:
 
 
 class StateBudget:
-    """What sessions keep between events (a generation's logits), under one byte budget for
-    all of them: `keep(item, size, drop)` records an item; once the total passes `budget`, the
-    oldest items are dropped (`drop(item)` frees it in place) until it fits."""
+    """What sessions keep between events (a run's logits), under one byte budget for all of
+    them: once the total passes `budget`, the oldest items are dropped (`drop(item)`)."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -128,8 +116,8 @@ class StateBudget:
 
 
 def rotating_log(path: str | Path, max_bytes: int = 5_000_000, backups: int = 2) -> None:
-    """Also write the app's log (and Gradio's and uvicorn's warnings) to `path`, rotated at
-    `max_bytes` with `backups` old files kept: at most (backups + 1) x max_bytes on disk."""
+    """Also write the log's warnings (Gradio's and uvicorn's too) to `path`, rotated: at most
+    (backups + 1) x max_bytes on disk."""
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
     )
@@ -143,7 +131,7 @@ _budget: StateBudget | None = None
 
 def state_budget() -> StateBudget:
     """The app's one session-state budget: $GPT2LAB_STATE_BUDGET_MB, else 512 MB in multi-user
-    mode and none locally ("none": no budget)."""
+    mode and none locally."""
     global _budget
     if _budget is None:
         from pages.visitors import env_number, multiuser_mode
@@ -154,8 +142,7 @@ def state_budget() -> StateBudget:
 
 
 class _BlocksWithoutConfigs:
-    """What `SessionState(blocks)` reads of the app, with no block to copy the config of:
-    `blocks.blocks` is empty, everything else is the app's."""
+    """The app as `SessionState(blocks)` reads it, with no block to copy the config of."""
 
     def __init__(self, blocks: Any) -> None:
         self._blocks, self.blocks = blocks, {}
@@ -167,15 +154,12 @@ class _BlocksWithoutConfigs:
 def light_sessions() -> None:
     """Make a new Gradio session cheap (for every app in this process; idempotent).
 
-    Gradio's `SessionState.__init__` fills `config_values` with `config_for_block` of every
-    block of the app (383 here, `inspect.signature` of each class): ~25 ms on the server's event
-    loop per new session. Every API call that brings no session of its own (a plain
-    `/gradio_api/call/...` request) is a new session, so a script looping `/jobs` held the event
-    loop, and every other request (`/tokenize`) waited behind it; each such session also kept
-    its copy (capacity: 10,000 sessions). Sessions now start with none: `SessionState` computes
-    a block's entry when its value first changes (`_update_value_in_config`), and the only
-    reader of all of them, the deep-link route (`gr.DeepLinkButton`, unused here), then lists the
-    blocks a session changed."""
+    `SessionState.__init__` copies `config_for_block` of every block (383 here): ~25 ms of the
+    server's event loop per new session, and every API call without a session of its own is
+    one, so a script looping `/jobs` held the loop and every other request waited behind it;
+    each such session also kept its copy (up to 10,000). Sessions now start with none: a block's
+    entry is computed when its value first changes, and the only reader of them all, the
+    deep-link route (`gr.DeepLinkButton`, unused here), lists the blocks a session changed."""
     from gradio import state_holder
 
     cls = state_holder.SessionState

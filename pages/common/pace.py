@@ -2,9 +2,7 @@
 
 Sending the whole text on every token (hundreds a second on a small model) keeps the browser
 busy redrawing, so a click on Stop waits behind the updates; each update also costs the server
-a round trip through Gradio's queue. A `Pace` says when the next update is due; `paced` thins a
-stream of whole-state updates, always keeping the last. With many streams at once (`STREAMS`),
-each gets a share of the rates.
+a round trip through Gradio's queue. With many streams at once (`STREAMS`), each gets a share.
 """
 
 from __future__ import annotations
@@ -24,10 +22,9 @@ FULL_RATE_STREAMS = 4  # up to this many streams at once each get the full rates
 
 
 class Streams:
-    """How many streams run at once (`with STREAMS.running(): ...`). Every update costs the web
-    server's one event loop a few ms: past `FULL_RATE_STREAMS` streams, each stream's rates
-    are divided so that all of them together send what 4 would (16 visitors: 3 text updates a
-    second each), leaving the CPU to the model that makes their tokens.
+    """How many streams run at once (`with STREAMS.running(): ...`). Every update costs the
+    server's one event loop a few ms: past `FULL_RATE_STREAMS` streams, all of them together
+    send what 4 would (16 visitors: 3 text updates a second each), leaving the CPU to the model.
 
     >>> s = Streams()
     >>> with s.running(), s.running():
@@ -71,14 +68,10 @@ class Pace:
     """
 
     def __init__(
-        self,
-        per_second: float,
-        clock: Callable[[], float] = time.monotonic,
+        self, per_second: float, clock: Callable[[], float] = time.monotonic,
         streams: Streams | None = None,
     ):
-        self.gap = 1.0 / per_second
-        self.clock = clock
-        self.next = -math.inf
+        self.gap, self.clock, self.next = 1.0 / per_second, clock, -math.inf
         self.streams = streams  # the gap grows with `streams.share()` when given
 
     def due(self) -> bool:
@@ -93,10 +86,8 @@ _NOTHING = object()
 
 
 def paced(
-    updates: Iterable[T],
-    per_second: float = TEXT_RATE,
-    clock: Callable[[], float] = time.monotonic,
-    streams: Streams | None = None,
+    updates: Iterable[T], per_second: float = TEXT_RATE,
+    clock: Callable[[], float] = time.monotonic, streams: Streams | None = None,
 ) -> Iterator[T]:
     """`updates`, each the whole state so far, thinned to at most `per_second` a second; the
     last one always comes through.
