@@ -339,8 +339,8 @@ def sample_steps(
             x = torch.tensor([new_ids], device=model.device)
             return model(x, cache, last_only=True)[0, -1].float().cpu()  # (V,)
 
-    with torch.inference_mode():
-        cache = model.new_cache(1)
+    with torch.inference_mode():  # room for the whole run, not the whole context
+        cache = model.new_cache(1, min(block, len(ids) + cfg.max_new_tokens))
     raw = forward(ids)
     for step in range(cfg.max_new_tokens):
         token, probs = pick_token(raw, seen, cfg, generator)
