@@ -1,5 +1,6 @@
-"""Inside tab: the logit lens, per-token surprisal, head ablation, input attribution, and two
-models compared on one text. The numbers come from `gpt.inside`; this page only draws them."""
+"""Inside tab: the logit lens, per-token surprisal, head ablation, input attribution, two models
+compared on one text, and activation patching. The numbers come from `gpt.inside`; this page only
+draws them."""
 
 from __future__ import annotations
 
@@ -63,17 +64,17 @@ COMPARE_SCALE = [[0.0, f"rgb{RED}"], [0.5, f"rgb{WHITE}"], [1.0, f"rgb{GREEN}"]]
 MODES = [("Zero", "zero"), ("Mean over positions", "mean")]
 PATCH_MAX = 32  # tokens per prompt in the patching view (fewer on big models: `patch_cap`)
 PATCH_CHARS = 1_000
+FIRST = "the first token has no prediction"
 
-_predictions = Recent(8)  # the intact model's predictions of the last few texts
+# The intact model's predictions of the last few texts: surprisal computes them, ablation reuses
+# them as its baseline.
+_predictions = Recent(8)
 kept = KeptNumbers(16)  # each view's numbers, written to CSV + JSON when the button asks
 
 
 def cached_predictions(name: str, model, ids: list[int]) -> inside.Predictions:
-    """The intact model's `Predictions` of `ids`, kept for the last few texts: surprisal computes
-    them, ablation reuses them as its baseline."""
-    return _predictions.get(
-        (name, id(model), tuple(ids)), lambda: inside.predictions(model, ids, TOP_K)
-    )
+    key = (name, id(model), tuple(ids))
+    return _predictions.get(key, lambda: inside.predictions(model, ids, TOP_K))
 
 
 def labeller(tok):
@@ -87,11 +88,17 @@ def layer_rows(n_rows: int) -> list[str]:
 
 
 def layout(fig: go.Figure, title: str, height: int, left: int, bottom: int, **axes: Any) -> None:
-    """Every chart's layout: its title, height, margins and axes."""
     margin = dict(l=left, r=20, t=50, b=bottom)
-    fig.update_layout(
-        title=dict(text=title, font=dict(size=14)), height=height, margin=margin, **axes
-    )
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=margin, **axes)
+
+
+def heatmap(z, x, y: list[str], hover, colorbar: str, template: str, **kw: Any) -> go.Figure:
+    """A layer × position heatmap, its hover text all in one box (a trace name would sit in a
+    tag of its own beside it, over cells)."""
+    return go.Figure(go.Heatmap(
+        z=z, x=x, y=y, customdata=hover, hovertemplate=template + "<extra></extra>",
+        colorbar=dict(title=colorbar, thickness=12), **kw,
+    ))  # fmt: skip
 
 
 def lens_layout(fig: go.Figure, title: str, n_rows: int, xtitle: str, ticktext: list[str]) -> None:
@@ -121,24 +128,12 @@ def lens_figure(lens: inside.LogitLens, labels: list[str], decode) -> go.Figure:
     ]
     show_text = T <= CELL_TEXT_MAX
     # numpy arrays: Plotly keeps them as they are instead of checking every cell
-    fig = go.Figure(
-        go.Heatmap(
-            z=lens.top_probs[:, :, 0].numpy(),  # (L+1, T)
-            x=np.arange(T),
-            y=rows,
-            text=np.array([[decode(row[0]) for row in ids[r]] for r in range(L1)]),
-            customdata=np.array(hover),
-            texttemplate="%{text}" if show_text else None,
-            textfont=dict(size=10),
-            colorscale="Blues",
-            zmin=0,
-            zmax=1,
-            colorbar=dict(title="P(top-1)", thickness=12),
-            # all in one box (a trace name would sit in a tag of its own beside it, over cells)
-            hovertemplate="%{customdata}<extra></extra>",
-            hoverlabel=dict(align="left"),
-        )
-    )
+    fig = heatmap(
+        lens.top_probs[:, :, 0].numpy(), np.arange(T), rows, np.array(hover), "P(top-1)", "%{customdata}",
+        text=np.array([[decode(row[0]) for row in ids[r]] for r in range(L1)]),
+        texttemplate="%{text}" if show_text else None, textfont=dict(size=10),
+        colorscale="Blues", zmin=0, zmax=1, hoverlabel=dict(align="left"),
+    )  # fmt: skip
     note = "" if show_text else " · hover (or zoom in) for the tokens"
     title = f"Logit lens: the top next-token guess after each layer{note}"
     lens_layout(fig, title, L1, "Input token (the guess is for the token after it)", labels)
@@ -146,19 +141,12 @@ def lens_figure(lens: inside.LogitLens, labels: list[str], decode) -> go.Figure:
 
 
 def decide_figure(lens: inside.LogitLens, target_text: str, where: str) -> go.Figure:
-    L1 = lens.n_rows
-    rows = layer_rows(L1)
     logp = lens.target_logprobs[:, -1]
-    fig = go.Figure(
-        go.Scatter(
-            x=rows,
-            y=logp.exp().tolist(),
-            customdata=logp.tolist(),
-            mode="lines+markers",
-            line=dict(color="#e4572e", width=2),
-            hovertemplate="%{x}: P = %{y:.4f} (log p = %{customdata:.2f})<extra></extra>",
-        )
-    )
+    fig = go.Figure(go.Scatter(
+        x=layer_rows(lens.n_rows), y=logp.exp().tolist(), customdata=logp.tolist(),
+        mode="lines+markers", line=dict(color="#e4572e", width=2),
+        hovertemplate="%{x}: P = %{y:.4f} (log p = %{customdata:.2f})<extra></extra>",
+    ))  # fmt: skip
     title = f"When does the model decide? P({visible(target_text)}) after each layer, {where}"
     layout(fig, title, 340, 60, 60, yaxis=dict(title="probability", range=[0, 1.02]))
     return fig
@@ -173,12 +161,10 @@ def lens(model_name: str, text: str, target: str):
     # fast: rows projected in bf16, each position's top candidates (and the model's own
     # distribution after the last token) exact
     result = inside.logit_lens(model, ids, k=TOP_K, target=tid, fast=True)
-    tid = result.target
-    ttext = ttext if ttext is not None else tok.decode([tid])
+    ttext = ttext if ttext is not None else tok.decode([result.target])
     notes += [tnote] if tnote else []
-    decode = labeller(tok)
     labels = token_labels(tok, ids)
-    heat = lens_figure(result, labels, decode)
+    heat = lens_figure(result, labels, labeller(tok))
     decide = decide_figure(result, ttext, f"reading the last token {labels[-1]!r}")
     key = view_key("lens", model_name, text, target)
     kept.put(key, ("logit-lens", lambda: lens_export(model_name, tok, ids, result, ttext)))
@@ -190,30 +176,16 @@ def lens_export(model_name: str, tok, ids: list[int], result, ttext: str):
     raw = functools.cache(lambda token_id: tok.decode([token_id]))
     L1, T, _ = result.top_ids.shape
     top_ids, top_probs = result.top_ids.tolist(), result.top_probs.tolist()
-    target_lp = result.target_logprobs.tolist()
-    layer_names = layer_rows(L1)
-    rows = [
-        {
-            **dict(row=r, layer=layer_names[r], position=t, input_token=tok.decode([ids[t]])),
-            **{
-                f"top{j + 1}_{what}": (
-                    raw(top_ids[r][t][j]) if what == "token" else top_probs[r][t][j]
-                )
-                for j in range(TOP_K)
-                for what in ("token", "prob")
-            },
-            "target_logprob": target_lp[r][t],
-        }
-        for r in range(L1)
-        for t in range(T)
-    ]
-    data = {
-        "model": model_name,
-        "ids": ids,
-        **inside.describe(result),
-        "target": {"id": result.target, "text": ttext},  # describe() has top_ids, top_probs
-    }
-    return rows, data
+    target_lp, names = result.target_logprobs.tolist(), layer_rows(L1)
+    rows = []
+    for r in range(L1):
+        for t in range(T):
+            row = dict(row=r, layer=names[r], position=t, input_token=tok.decode([ids[t]]))
+            for j in range(TOP_K):
+                row |= {f"top{j + 1}_token": raw(top_ids[r][t][j]), f"top{j + 1}_prob": top_probs[r][t][j]}
+            rows.append(row | {"target_logprob": target_lp[r][t]})
+    target = {"id": result.target, "text": ttext}  # describe() has top_ids, top_probs
+    return rows, {"model": model_name, "ids": ids, **inside.describe(result), "target": target}
 
 
 @friendly_errors
@@ -226,38 +198,35 @@ def surprisal(model_name: str, text: str):
         raise gr.Error("Surprisal needs at least 2 tokens: the first one has no prediction.")
     p = cached_predictions(model_name, model, ids)
     decode = labeller(tok)
-    pieces = [(token_text(tok, ids[0]), "#e8e8e8", "the first token has no prediction")]
-    rows = []
+    pieces, rows = [(token_text(tok, ids[0]), "#e8e8e8", FIRST)], []
     for t in range(len(ids) - 1):
-        s = float(p.surprisal[t])
+        s, prob, rank, entropy = float(p.surprisal[t]), float(p.prob[t]), int(p.rank[t]), float(p.entropy[t])
         alts = ", ".join(
             f"{decode(int(i))!r} {float(q):.3f}" for i, q in zip(p.top_ids[t], p.top_probs[t])
         )
         tip = (
-            f"p = {float(p.prob[t]):.4f} · rank {int(p.rank[t])} · surprisal {s:.2f} nats · "
-            f"entropy {float(p.entropy[t]):.2f} nats\ntop {TOP_K}: {alts}"
+            f"p = {prob:.4f} · rank {rank} · surprisal {s:.2f} nats · "
+            f"entropy {entropy:.2f} nats\ntop {TOP_K}: {alts}"
         )
         pieces.append((token_text(tok, ids[t + 1]), mix(WHITE, RED, s / SURPRISAL_MAX), tip))
-        row = dict(position=t + 1, token=tok.decode([ids[t + 1]]), surprisal_nats=s)
-        row |= dict(prob=float(p.prob[t]), rank=int(p.rank[t]), entropy_nats=float(p.entropy[t]))
-        rows.append(row | dict(top_alternatives=alts))
-    view = coloured_text(
-        pieces,
+        rows.append(dict(
+            position=t + 1, token=tok.decode([ids[t + 1]]), surprisal_nats=s, prob=prob, rank=rank,
+            entropy_nats=entropy, top_alternatives=alts,
+        ))  # fmt: skip
+    legend = (
         f"White: expected (0 nats); dark red: surprising ({SURPRISAL_MAX:g}+ nats). "
-        "Hover a token for its probability, rank and the top 5 alternatives.",
-        "surprisal-view",
+        "Hover a token for its probability, rank and the top 5 alternatives."
     )
     worst = int(torch.argmax(p.surprisal))
-    notes.insert(
-        0,
+    notes.insert(0, (
         f"Perplexity **{p.perplexity:.2f}** (mean surprisal {p.loss:.3f} nats over "
         f"{len(ids) - 1} predicted tokens). Most surprising: "
         f"{token_text(tok, ids[worst + 1])!r} ({float(p.surprisal[worst]):.2f} nats, "
-        f"rank {int(p.rank[worst])}).",
-    )
+        f"rank {int(p.rank[worst])})."
+    ))  # fmt: skip
     key = view_key("surprisal", model_name, text)
     kept.put(key, ("surprisal", lambda: surprisal_export(model_name, tok, ids, p, rows)))
-    return view, " ".join(notes), key
+    return coloured_text(pieces, legend, "surprisal-view"), " ".join(notes), key
 
 
 def surprisal_export(model_name: str, tok, ids: list[int], p: inside.Predictions, rows: list):
@@ -272,11 +241,7 @@ def surprisal_export(model_name: str, tok, ids: list[int], p: inside.Predictions
 
 def head_choices(n_layer: int, n_head: int) -> list[tuple[str, str]]:
     """The head grid's (label, value) pairs: one notation, L<layer>H<head>, in the grid, the text
-    box and the notes.
-
-    >>> head_choices(1, 2)
-    [('L0H0', 'L0H0'), ('L0H1', 'L0H1')]
-    """
+    box and the notes."""
     return [(f"L{i}H{h}",) * 2 for i in range(n_layer) for h in range(n_head)]
 
 
@@ -294,11 +259,12 @@ def parse_head_values(values: Any) -> list[tuple[int, int]]:
     """["L0H1", ...] (or "L0H1, L2H3") as (layer, head) pairs; a gr.Error names a bad one."""
     if isinstance(values, str):
         values = [v for v in values.replace(" ", "").split(",") if v]
-    pairs = [re.fullmatch(r"L(-?\d+)H(-?\d+)", str(v).upper()) for v in values or []]
-    for v, pair in zip(values or [], pairs):
-        if pair is None:
+    pairs = []
+    for v in values or []:
+        if (pair := re.fullmatch(r"L(-?\d+)H(-?\d+)", str(v).upper())) is None:
             raise gr.Error(f"{v!r} is not a head; write heads as L<layer>H<head>, e.g. L0H3.")
-    return [(int(pair[1]), int(pair[2])) for pair in pairs]
+        pairs.append((int(pair[1]), int(pair[2])))
+    return pairs
 
 
 def ablation_figures(result: inside.Ablation, ids, decode, labels: list[str]):
@@ -312,20 +278,14 @@ def ablation_figures(result: inside.Ablation, ids, decode, labels: list[str]):
     axes = dict(xaxis=dict(title="probability"), yaxis=dict(autorange="reversed"))
     title = f"Next token after {labels[-1]!r}: intact vs ablated"
     layout(nxt, title, 420, 110, 60, barmode="group", legend=dict(orientation="h", y=-0.15), **axes)
+    b, a = result.before.surprisal.tolist(), result.after.surprisal.tolist()
     delta = (result.after.surprisal - result.before.surprisal).tolist()
-    loss = go.Figure(
-        go.Bar(
-            x=list(range(1, len(ids))),
-            y=delta,
-            marker_color=["#c0392b" if d > 0 else "#2e86c1" for d in delta],
-            hovertext=labels[1:],
-            customdata=list(zip(result.before.surprisal.tolist(), result.after.surprisal.tolist())),
-            hovertemplate=(
-                "%{hovertext}: %{customdata[0]:.2f} → %{customdata[1]:.2f} nats"
-                " (%{y:+.2f})<extra></extra>"
-            ),
-        )
-    )
+    loss = go.Figure(go.Bar(
+        x=list(range(1, len(ids))), y=delta, hovertext=labels[1:], customdata=list(zip(b, a)),
+        marker_color=["#c0392b" if d > 0 else "#2e86c1" for d in delta],
+        hovertemplate="%{hovertext}: %{customdata[0]:.2f} → %{customdata[1]:.2f} nats"
+        " (%{y:+.2f})<extra></extra>",
+    ))  # fmt: skip
     title = (
         f"Per-token loss change: mean {result.before.loss:.3f} → {result.after.loss:.3f} nats "
         "(up: the ablation hurt)"
@@ -343,33 +303,25 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
     ids, notes = read_text(model, tok, text, "ablate", model_name)
     if len(ids) < 2:
         raise gr.Error("Ablation needs at least 2 tokens.")
-    pairs = parse_head_values(heads)
-    if not pairs:
+    if not (pairs := parse_head_values(heads)):
         raise gr.Error("Pick at least one head to ablate.")
     if mode not in inside.ABLATION_MODES:
         raise gr.Error(f"Mode must be one of {', '.join(inside.ABLATION_MODES)}.")
+    before = cached_predictions(model_name, model, ids)
     try:
-        result = inside.ablate(
-            model, ids, pairs, mode, TOP_K, before=cached_predictions(model_name, model, ids)
-        )
+        result = inside.ablate(model, ids, pairs, mode, TOP_K, before=before)
     except ValueError as e:
         raise gr.Error(f"{e}.") from None
     decode = labeller(tok)
-    labels = token_labels(tok, ids)
-    nxt, loss = ablation_figures(result, ids, decode, labels)
+    nxt, loss = ablation_figures(result, ids, decode, token_labels(tok, ids))
     shown = ", ".join(f"L{i}H{h}" for i, hs in result.heads.items() for h in hs)
     verb = "zeroed" if mode == "zero" else "replaced by their mean over positions"
     b, a = int(result.next_before.argmax()), int(result.next_after.argmax())
-    change = (
-        f"the top next token stays {decode(b)!r}"
-        if a == b
-        else f"the top next token changes from {decode(b)!r} to {decode(a)!r}"
-    )
-    notes.insert(
-        0,
+    change = f"stays {decode(b)!r}" if a == b else f"changes from {decode(b)!r} to {decode(a)!r}"
+    notes.insert(0, (
         f"Heads {shown} {verb}: loss {result.before.loss:.3f} → **{result.after.loss:.3f}** "
-        f"nats; {change}.",
-    )
+        f"nats; the top next token {change}."
+    ))  # fmt: skip
     key = view_key("ablate", model_name, text, heads, mode)
     kept.put(key, ("ablation", lambda: ablate_export(model_name, tok, ids, result, mode)))
     return " ".join(notes), nxt, loss, key
@@ -378,28 +330,17 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
 def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation, mode: str):
     b, a = result.before.surprisal.tolist(), result.after.surprisal.tolist()
     rows = [
-        {
-            "position": t + 1,
-            "token": tok.decode([ids[t + 1]]),
-            "loss_before": b[t],
-            "loss_after": a[t],
-        }
+        dict(position=t + 1, token=tok.decode([ids[t + 1]]), loss_before=b[t], loss_after=a[t])
         for t in range(len(ids) - 1)
     ]
     nb, na = result.next_before, result.next_after
     top = torch.topk(torch.maximum(nb, na), 20).indices.tolist()
-    data = {
-        "model": model_name,
-        "ids": ids,
-        "heads": {str(k): v for k, v in result.heads.items()},
-        "mode": mode,
-        "loss_before": b,
-        "loss_after": a,
-        "next_token": [
-            {"id": i, "token": tok.decode([i]), "before": float(nb[i]), "after": float(na[i])}
-            for i in top
-        ],
-    }
+    heads = {str(k): v for k, v in result.heads.items()}
+    data = dict(model=model_name, ids=ids, heads=heads, mode=mode, loss_before=b, loss_after=a)
+    data["next_token"] = [
+        {"id": i, "token": tok.decode([i]), "before": float(nb[i]), "after": float(na[i])}
+        for i in top
+    ]
     return rows, data
 
 
@@ -435,10 +376,9 @@ def compare(model_a: str, model_b: str, text: str):
         raise gr.Error("Comparing needs at least 2 tokens.")
     c = inside.compare(ma, mb, ids, fast=True)
     labels = token_labels(tok_a, ids)
-    texts = [tok_a.decode([i]) for i in ids]  # as they are, for the exported numbers
     shown = [token_text(tok_a, i) for i in ids]  # split characters as their bytes
     scale = max(float(c.diff.abs().max()), 1e-9)
-    pieces = [(shown[0], "#e8e8e8", "the first token has no prediction")]
+    pieces = [(shown[0], "#e8e8e8", FIRST)]
     for t in range(len(ids) - 1):
         d = float(c.diff[t])
         tip = (
@@ -453,36 +393,25 @@ def compare(model_a: str, model_b: str, text: str):
         "compare-view",
     )
     loss_a, loss_b = float(-c.logprobs_a.mean()), float(-c.logprobs_b.mean())
-    notes.insert(
-        0,
+    notes.insert(0, (
         f"Loss A ({model_a}) **{loss_a:.3f}** · B ({model_b}) **{loss_b:.3f}** nats per token; "
-        f"mean KL(A‖B) {float(c.kl.mean()):.3f} nats.",
-    )
+        f"mean KL(A‖B) {float(c.kl.mean()):.3f} nats."
+    ))  # fmt: skip
     fig = None
     if c.lens_diff is None:
         notes.append("The models differ in depth, so their logit lenses are not compared.")
     else:
         L1 = c.lens_diff.shape[0]
         bound = max(float(c.lens_diff.abs().max()), 1e-6)
-        fig = go.Figure(
-            go.Heatmap(
-                z=c.lens_diff.tolist(),
-                x=list(range(len(ids) - 1)),
-                y=layer_rows(L1),
-                colorscale=COMPARE_SCALE,  # the text's colours: green where B is more sure
-                zmid=0,
-                zmin=-bound,
-                zmax=bound,  # fmt: skip
-                customdata=[labels[1:]] * L1,
-                colorbar=dict(title="B − A", thickness=12),
-                hovertemplate=(
-                    "%{y}, predicting %{customdata}: log p B − A = %{z:+.3f}<extra></extra>"
-                ),
-            )
-        )
+        fig = heatmap(
+            c.lens_diff.tolist(), list(range(len(ids) - 1)), layer_rows(L1), [labels[1:]] * L1, "B − A",
+            "%{y}, predicting %{customdata}: log p B − A = %{z:+.3f}",
+            colorscale=COMPARE_SCALE, zmid=0, zmin=-bound, zmax=bound,  # green: B more sure
+        )  # fmt: skip
         title = "Logit lens, B − A: log p(actual next token) after each layer (green: B more sure)"
         lens_layout(fig, title, L1, "Predicted token", labels[1:])
     key = view_key("compare", model_a, model_b, text)
+    texts = [tok_a.decode([i]) for i in ids]  # as they are, for the exported numbers
     kept.put(key, ("compare", lambda: compare_export(model_a, model_b, ids, texts, c)))
     return " ".join(notes), view, fig, key
 
@@ -490,29 +419,18 @@ def compare(model_a: str, model_b: str, text: str):
 def compare_export(model_a: str, model_b: str, ids: list[int], texts: list[str], c):
     a, b, diff, kl = (x.tolist() for x in (c.logprobs_a, c.logprobs_b, c.diff, c.kl))
     rows = [
-        dict(
-            position=t + 1,
-            token=texts[t + 1],
-            logprob_a=a[t],
-            logprob_b=b[t],
-            b_minus_a=diff[t],
-            kl_a_b=kl[t],
-        )
+        dict(position=t + 1, token=texts[t + 1], logprob_a=a[t], logprob_b=b[t],
+             b_minus_a=diff[t], kl_a_b=kl[t])
         for t in range(len(ids) - 1)
-    ]
-    data = {"model_a": model_a, "model_b": model_b, "ids": ids, **inside.describe(c)}
-    return rows, data
+    ]  # fmt: skip
+    return rows, {"model_a": model_a, "model_b": model_b, "ids": ids, **inside.describe(c)}
 
 
 def patch_cap(cfg) -> int:
     """How many tokens patching reads on a model of config `cfg`: it runs (n_layer + 1) × T
     variants of T tokens through the blocks after the patched layer, about 12·n_embd²·T²·L(L+1)
-    operations, kept under FLOP_BUDGET (near 10 s on a 2-core CPU), and at most PATCH_MAX.
-
-    >>> from gpt.config import PRESETS
-    >>> patch_cap(PRESETS["gpt2"]), patch_cap(PRESETS["gpt2-xl"])
-    (30, 3)
-    """
+    operations, kept under FLOP_BUDGET (near 10 s on a 2-core CPU), and at most PATCH_MAX
+    (gpt2: 30, gpt2-xl: 3)."""
     per_t2 = 12 * cfg.n_embd**2 * cfg.n_layer * (cfg.n_layer + 1)
     return max(2, min(PATCH_MAX, cfg.block_size, int((FLOP_BUDGET / per_t2) ** 0.5)))
 
@@ -523,9 +441,8 @@ def patch(model_name: str, clean: str, corrupt: str, target: str):
     numbers. Runs the corrupted prompt with the clean run's residual stream put back at one
     (layer, position) at a time; the target is the clean run's top token unless typed."""
     model, tok = get_model(model_name, TASKS)
-    texts = []
-    for what, t in (("Clean prompt", clean), ("Corrupted prompt", corrupt)):
-        texts.append(cap_text(t, PATCH_CHARS, what)[0])
+    texts = [cap_text(t, PATCH_CHARS, what)[0]
+             for what, t in (("Clean prompt", clean), ("Corrupted prompt", corrupt))]  # fmt: skip
     clean_ids, corrupt_ids = (tok.encode(t) for t in texts)
     a, b = len(clean_ids), len(corrupt_ids)
     if a != b:
@@ -534,8 +451,7 @@ def patch(model_name: str, clean: str, corrupt: str, target: str):
             "position in place of the same corrupted position, so both need the same number of "
             "tokens. Change a word for one of the same token length."
         )
-    cap = patch_cap(inside.body(model).config)
-    if a > cap:
+    if a > (cap := patch_cap(inside.body(model).config)):
         raise gr.Error(
             f"The prompts are {a} tokens; patching on {model_name} reads at most {cap} (it runs "
             f"(layers + 1) × tokens variants, so a request stays near 10 s). Shorten them."
@@ -545,56 +461,37 @@ def patch(model_name: str, clean: str, corrupt: str, target: str):
     with torch.inference_mode():
         logits = model(torch.tensor([clean_ids, corrupt_ids], device=inside.body(model).device))
     probs = torch.softmax(logits[:, -1].float(), -1).cpu()
-    tid, ttext, tnote = pick_target(tok, target)
-    if tid == "top":
-        tid = int(probs[0].argmax())
+    tid, _, tnote = pick_target(tok, target)
+    tid = int(probs[0].argmax()) if tid == "top" else tid
     ttext = tok.decode([tid])
     grid = inside.patch(model, clean_ids, corrupt_ids, tid)  # (L+1, T)
     p_clean, p_corrupt = float(probs[0, tid]), float(probs[1, tid])
-    span = p_clean - p_corrupt
-    flat = abs(span) < 1e-6
-    restored = (grid - p_corrupt) / (1.0 if flat else span)
+    flat = abs(p_clean - p_corrupt) < 1e-6
+    restored = (grid - p_corrupt) / (1.0 if flat else p_clean - p_corrupt)
     notes = [
-        f"**{a}** tokens each. P({visible(ttext)}) after the clean prompt **{p_clean:.4f}**, after the "
-        f"corrupted one **{p_corrupt:.4f}**."
+        f"**{a}** tokens each. P({visible(ttext)}) after the clean prompt **{p_clean:.4f}**, "
+        f"after the corrupted one **{p_corrupt:.4f}**.",
+        *([tnote] if tnote else []),
+        "The two runs give the target the same probability, so nothing is to restore: the "
+        "colour shows the change from the corrupted value."
+        if flat
+        else "Each cell: the corrupted run with the clean residual stream put back at that "
+        "(layer, position); 1 = the clean probability fully restored, 0 = none of it.",
     ]
-    notes += [tnote] if tnote else []
-    if flat:
-        notes.append(
-            "The two runs give the target the same probability, so nothing is to restore: the "
-            "colour shows the change from the corrupted value."
-        )
-    else:
-        notes.append(
-            "Each cell: the corrupted run with the clean residual stream put back at that "
-            "(layer, position); 1 = the clean probability fully restored, 0 = none of it."
-        )
     clean_labels, corrupt_labels = token_labels(tok, clean_ids), token_labels(tok, corrupt_ids)
     xlabels = [c if c == d else f"{c} / {d}" for c, d in zip(clean_labels, corrupt_labels)]
-    rows = layer_rows(grid.shape[0])
-    raw = grid.numpy()
-    hover = np.array(
+    rows, raw = layer_rows(grid.shape[0]), grid.numpy()
+    hover = np.array([
         [
-            [
-                f"{rows[r]}, position {t} ({html.escape(clean_labels[t])!r} clean, "
-                f"{html.escape(corrupt_labels[t])!r} corrupted):<br>P = {raw[r, t]:.4f}"
-                for t in range(a)
-            ]
-            for r in range(len(rows))
+            f"{rows[r]}, position {t} ({html.escape(clean_labels[t])!r} clean, "
+            f"{html.escape(corrupt_labels[t])!r} corrupted):<br>P = {raw[r, t]:.4f}"
+            for t in range(a)
         ]
-    )
-    fig = go.Figure(
-        go.Heatmap(
-            z=restored.numpy(),
-            x=np.arange(a),
-            y=rows,
-            customdata=hover,
-            colorscale="Purples",
-            zmin=0,
-            zmax=1,
-            colorbar=dict(title="restored", thickness=12),
-            hovertemplate="%{customdata}<br>restored %{z:.1%}<extra></extra>",
-        )
+        for r in range(len(rows))
+    ])  # fmt: skip
+    fig = heatmap(
+        restored.numpy(), np.arange(a), rows, hover, "restored", "%{customdata}<br>restored %{z:.1%}",
+        colorscale="Purples", zmin=0, zmax=1,
     )
     title = f"Activation patching: how much of P({visible(ttext)}) each clean (layer, position) restores"
     xaxis = dict(title="Position (clean token / corrupted token where they differ)", tickangle=-40,
@@ -694,10 +591,9 @@ def on_model_change(
         gr.CheckboxGroup(choices=head_choices(n_layer, n_head), value=still),
         grid_style(n_head),
         ", ".join(still),
-        follow("inside", text, model_name),
-        follow("patch-clean", clean, model_name),
-        follow("patch-corrupt", corrupt, model_name),
-    )
+        *(follow(page, box, model_name) for page, box in
+          (("inside", text), ("patch-clean", clean), ("patch-corrupt", corrupt))),
+    )  # fmt: skip
 
 
 give_way = GiveWay()  # the page-load and model-change draws give way to the visitor's own
@@ -734,24 +630,22 @@ def build(demo: gr.Blocks) -> Page:
             target = gr.Textbox(label=label, elem_id="ins-target", max_lines=1, scale=3)
             run_btn = gr.Button("Look inside", variant="primary", elem_id="ins-run", scale=1)
         note = gr.Markdown(elem_id="ins-note")
+        numbers = {}  # each view's Export button and the download box it fills
 
         with gr.Accordion("Logit lens", open=True, elem_id="ins-lens-box"):
             lens_plot = gr.Plot(label="Logit lens", elem_id="ins-lens")
-            look_for(
-                "the layer where a column's guess becomes the right next token: early layers often just repeat the input word."
-            )
+            look_for("the layer where a column's guess becomes the right next token: early layers "
+                     "often just repeat the input word.")  # fmt: skip
             decide_plot = gr.Plot(label="When does the model decide?", elem_id="ins-decide")
-            look_for(
-                "a late jump: the last blocks make the decision; a steady rise: it builds up block by block."
-            )
-            numbers = {"lens": numbers_button("Lens numbers", "ins-lens-files")}
+            look_for("a late jump: the last blocks make the decision; a steady rise: it builds up "
+                     "block by block.")  # fmt: skip
+            numbers["lens"] = numbers_button("Lens numbers", "ins-lens-files")
 
         with gr.Accordion("Surprisal", open=True, elem_id="ins-surprisal-box"):
             ppl = gr.Markdown(elem_id="ins-ppl")
             surprisal_view = gr.HTML(elem_id="ins-surprisal")
-            look_for(
-                "names and new facts are dark (surprising); the ends of familiar phrases are white."
-            )
+            look_for("names and new facts are dark (surprising); the ends of familiar phrases are "
+                     "white.")  # fmt: skip
             numbers["surprisal"] = numbers_button("Surprisal numbers", "ins-surprisal-files")
 
         with gr.Accordion("Head ablation", open=False, elem_id="ins-ablate-box"):
@@ -774,9 +668,8 @@ def build(demo: gr.Blocks) -> Page:
             ablate_note = gr.Markdown(elem_id="ins-ablate-note")
             with gr.Row(equal_height=False):
                 ablate_next = gr.Plot(label="Next token", elem_id="ins-ablate-next")
-                look_for(
-                    "a head whose silencing raises the loss at a few tokens only: that is the job it does."
-                )
+                look_for("a head whose silencing raises the loss at a few tokens only: that is the "
+                         "job it does.")  # fmt: skip
                 ablate_loss = gr.Plot(label="Per-token loss", elem_id="ins-ablate-loss")
             numbers["ablate"] = numbers_button("Ablation numbers", "ins-ablate-files")
 
@@ -799,9 +692,8 @@ def build(demo: gr.Blocks) -> Page:
             compare_note = gr.Markdown(elem_id="ins-compare-note")
             compare_view = gr.HTML(elem_id="ins-compare")
             compare_lens = gr.Plot(label="Logit lens difference", elem_id="ins-compare-lens")
-            look_for(
-                "green where the fine-tuned model learned the text's style; the layers where the difference appears."
-            )
+            look_for("green where the fine-tuned model learned the text's style; the layers where "
+                     "the difference appears.")  # fmt: skip
             numbers["compare"] = numbers_button("Comparison numbers", "ins-compare-files")
 
         with gr.Accordion("Activation patching", open=False, elem_id="ins-patch-box"):
@@ -811,12 +703,12 @@ def build(demo: gr.Blocks) -> Page:
                 "how much of the clean answer's probability comes back? Both prompts need the "
                 "same number of tokens."
             )
-            clean_default, corrupt_default = text_for("patch-clean"), text_for("patch-corrupt")
             with gr.Row():
-                patch_clean = gr.Textbox(label="Clean prompt", value=clean_default,
-                                         elem_id="ins-patch-clean", max_lines=2)  # fmt: skip
-                patch_corrupt = gr.Textbox(label="Corrupted prompt", value=corrupt_default,
-                                           elem_id="ins-patch-corrupt", max_lines=2)  # fmt: skip
+                patch_clean, patch_corrupt = (
+                    gr.Textbox(label=f"{what} prompt", value=text_for(f"patch-{name}"),
+                               elem_id=f"ins-patch-{name}", max_lines=2)
+                    for what, name in (("Clean", "clean"), ("Corrupted", "corrupt"))
+                )  # fmt: skip
             with gr.Row():
                 label = "Target token (blank: the clean run's top token)"
                 patch_target = gr.Textbox(label=label, elem_id="ins-patch-target", max_lines=1,
@@ -824,9 +716,8 @@ def build(demo: gr.Blocks) -> Page:
                 patch_btn = gr.Button("Patch", elem_id="ins-patch-run", scale=1)
             patch_note = gr.Markdown(elem_id="ins-patch-note")
             patch_plot = gr.Plot(label="Activation patching", elem_id="ins-patch")
-            look_for(
-                "a bright cell at the changed word in early layers, moving to the last position in late layers: where the fact travels."
-            )
+            look_for("a bright cell at the changed word in early layers, moving to the last "
+                     "position in late layers: where the fact travels.")  # fmt: skip
             numbers["patch"] = numbers_button("Patching numbers", "ins-patch-files")
 
         run = heavy("inside", 2)
@@ -834,42 +725,24 @@ def build(demo: gr.Blocks) -> Page:
         # button writes the numbers of the chart on the page, whatever the boxes say since.
         shown = {v: gr.State(None) for v in VIEWS}
         views = {  # each view's triggers (a button's click, a text box's submit), inputs, outputs
-            "lens": (
-                [run_btn, text, target],
-                [model, text, target],
-                [note, lens_plot, decide_plot],
-            ),
+            "lens": ([run_btn, text, target], [model, text, target], [note, lens_plot, decide_plot]),
             "surprisal": ([run_btn, text], [model, text], [surprisal_view, ppl]),
-            "ablate": (
-                [ablate_btn],
-                [model, text, heads_text, mode],
-                [ablate_note, ablate_next, ablate_loss],
-            ),
+            "ablate": ([ablate_btn], [model, text, heads_text, mode],
+                       [ablate_note, ablate_next, ablate_loss]),
             "attribution": ([attr_btn], [model, text, method, target], [attr_view, attr_note]),
-            "compare": (
-                [compare_btn],
-                [model, model_b, text],
-                [compare_note, compare_view, compare_lens],
-            ),
-            "patch": (
-                [patch_btn],
-                [model, patch_clean, patch_corrupt, patch_target],
-                [patch_note, patch_plot],
-            ),
-        }
-        heads.input(
-            lambda values: ", ".join(values or []),
-            heads,
-            heads_text,
-            api_visibility="private",
-            queue=False,
-        )
+            "compare": ([compare_btn], [model, model_b, text],
+                        [compare_note, compare_view, compare_lens]),
+            "patch": ([patch_btn], [model, patch_clean, patch_corrupt, patch_target],
+                      [patch_note, patch_plot]),
+        }  # fmt: skip
+        heads.input(lambda values: ", ".join(values or []), heads, heads_text,
+                    api_visibility="private", queue=False)  # fmt: skip
         fit = (
             [model, heads, text, patch_clean, patch_corrupt],
             [heads, style, heads_text, text, patch_clean, patch_corrupt],
         )
         # The views drawn on their own (on page load, on a model change) give way to the
-        # visitor's own click or Enter (`first_draw`), which `asked` notes at once.
+        # visitor's own click or Enter (`first_draw`), which `give_way.on` notes at once.
         auto = ("lens", "surprisal")
         for start in (  # queued on a change: its warning (heads the new model lacks) needs it
             model.change(on_model_change, *fit, api_visibility="private"),
@@ -877,8 +750,8 @@ def build(demo: gr.Blocks) -> Page:
         ):
             for view in auto:  # drawn at once, one after the other
                 _, inputs, outputs = views[view]
-                io = (inputs, [*outputs, shown[view]])
-                start = start.then(first_draw(view), *io, api_visibility="private", **run)
+                start = start.then(first_draw(view), inputs, [*outputs, shown[view]],
+                                   api_visibility="private", **run)  # fmt: skip
         for view, (triggers, inputs, outputs) in views.items():
             triggers = [t.click if isinstance(t, gr.Button) else t.submit for t in triggers]
             gr.on(triggers, VIEWS[view], inputs, [*outputs, shown[view]], api_name=view, **run)

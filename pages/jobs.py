@@ -33,20 +33,10 @@ from gpt.lab.recipes import with_tune_defaults as recipe_fields
 from gpt.lab.registry import default_registry
 from gpt.lab.sources import SOURCES, availability
 from gpt.train.metrics import majority_accuracy
-from pages.common import (
-    Page,
-    Picker,
-    duration,
-    esc,
-    friendly_errors,
-    heavy,
-    job_errors,
-    light,
-    model_card_box,
-    model_choices,
-    named_errors,
-    number_input,
-)
+from pages.common.heavy import heavy, light
+from pages.common.inputs import friendly_errors, job_errors, named_errors, number_input
+from pages.common.models import Page, Picker, model_card_box, model_choices
+from pages.common.render import duration, esc
 from pages.common.views import EXPORT_DIR
 from pages.visitors import ensure_token, owner_of, visitor_of, who
 
@@ -56,10 +46,8 @@ KINDS = [
     ("Language model (lm)", "lm"),
 ]
 KIND_NAMES = {"lm": "language-model", "classify": "classifier", "instruct": "instruction"}
-BASE_TASKS = {
-    "lm": ("lm", "instruct"),
-    "classify": ("classify", "lm"),
-    "instruct": ("instruct", "lm"),
+BASE_TASKS = {  # the tasks of the models a job of each kind starts from
+    "lm": ("lm", "instruct"), "classify": ("classify", "lm"), "instruct": ("instruct", "lm")
 }
 METHODS = [("Full: every weight", "full"), ("Last blocks only", "last_blocks"), ("LoRA", "lora")]
 UPLOAD_TYPES = {"lm": (".txt",), "classify": (".tsv", ".csv"), "instruct": (".json", ".jsonl")}
@@ -76,21 +64,13 @@ OWNER_COLUMN = "Owner"  # multi-user mode: "you" / "another visitor"
 EMPTY = "### No jobs yet — start one above\nYour jobs, their progress and loss curves show up here."
 log = logging.getLogger("gpt2lab.jobs")
 STATE_WORDS = {  # "Job j3 has succeeded", never "is succeeded"
-    "queued": "is queued",
-    "running": "is running",
-    "succeeded": "has succeeded",
-    "failed": "has failed",
-    "cancelled": "was cancelled",
-    "interrupted": "was interrupted",
-}
+    "queued": "is queued", "running": "is running", "succeeded": "has succeeded",
+    "failed": "has failed", "cancelled": "was cancelled", "interrupted": "was interrupted",
+}  # fmt: skip
 
 
 def a_job(kind: str) -> str:
-    """A job kind in a sentence, with the right article.
-
-    >>> a_job("instruct"), a_job("lm"), a_job("classify")
-    ('an instruction job', 'a language-model job', 'a classifier job')
-    """
+    """A job kind in a sentence, with its article: 'an instruction job', 'a classifier job'."""
     name = KIND_NAMES.get(kind, kind)
     return f"{'an' if name[:1] in 'aeiou' else 'a'} {name} job"
 
@@ -101,9 +81,8 @@ def job_message(text: str) -> str:
     >>> job_message("job j1 is succeeded; only queued or running jobs cancel")
     'Job j1 has succeeded; only queued or running jobs cancel'
     """
-    text = re.sub(
-        r"\bis (" + "|".join(STATE_WORDS) + r")\b", lambda m: STATE_WORDS[m.group(1)], text
-    )
+    states = r"\bis (" + "|".join(STATE_WORDS) + r")\b"
+    text = re.sub(states, lambda m: STATE_WORDS[m.group(1)], text)
     return text[:1].upper() + text[1:]
 
 
@@ -111,7 +90,6 @@ def job_message(text: str) -> str:
 
 
 def base_choices(kind: str) -> list[tuple[str, str]]:
-    """(label, name) of the registry's models a `kind` job can start from."""
     return model_choices(BASE_TASKS.get(kind, ()))
 
 
@@ -132,7 +110,6 @@ def data_info(kind: str) -> str:
 
 
 def on_kind(kind: str):
-    """Base models and data sources that fit a newly chosen kind."""
     bases = base_choices(kind)
     return (
         gr.Dropdown(choices=bases, value=bases[0][1] if bases else None),
@@ -141,20 +118,12 @@ def on_kind(kind: str):
 
 
 def epochs_text(epochs: float) -> str:
-    """Epochs in words.
-
-    >>> epochs_text(1), epochs_text(2.5)
-    ('1 epoch', '2.5 epochs')
-    """
     return f"{epochs:g} epoch{'' if epochs == 1 else 's'}"
 
 
 def recipe_info(kind: str, method: str, base: str) -> str:
-    """The learning rate box's note: where its default comes from (`gpt.lab.recipes`).
-
-    >>> recipe_info("classify", "lora", "starter")
-    'LoRA on a small model: 3 epochs at 1e-3 (adapters start at zero: a larger lr than full; on real SMS full does better). 1e-6 to 1e-2; pick one or type a value'
-    """
+    """The learning rate box's note: where its default comes from (`gpt.lab.recipes`), e.g.
+    'LoRA on a small model: 3 epochs at 1e-3 (adapters start at zero: ...). 1e-6 to 1e-2; ...'"""
     d = tune_defaults(kind, method, base)
     family = "GPT-2" if base_family(base) == "gpt2" else "a small model"
     name = METHOD_WORDS.get(method, method)
@@ -165,19 +134,13 @@ def recipe_info(kind: str, method: str, base: str) -> str:
 
 
 def on_recipe(kind: str, method: str, base: str) -> tuple[Any, Any]:
-    """Epochs and learning rate that work for the picked kind, method and base (their defaults
-    live in `gpt.lab.recipes.TUNE_DEFAULTS`): set whenever one of the three changes."""
+    """Epochs and learning rate that work for the picked kind, method and base: set whenever one
+    of the three changes."""
     if not method:
         return gr.skip(), gr.skip()
-    d = tune_defaults(kind, method, base or "")
-    return (
-        gr.Number(value=d.epochs),
-        gr.Dropdown(
-            choices=LEARNING_RATES,
-            value=form_number(d.lr),
-            info=recipe_info(kind, method, base or ""),
-        ),
-    )
+    d, base = tune_defaults(kind, method, base or ""), base or ""
+    lr = gr.Dropdown(LEARNING_RATES, value=form_number(d.lr), info=recipe_info(kind, method, base))
+    return gr.Number(value=d.epochs), lr
 
 
 # --- checks -------------------------------------------------------------------------------------
@@ -203,9 +166,7 @@ def resolve_base(name: Any, kind: str) -> str:
     if name not in entries:
         known = ", ".join(entries) or "none"
         raise gr.Error(f"Base model {name!r} does not fit {a_job(kind)}; pick one of: {known}.")
-    if is_name(name):  # the job runner resolves it (a job:<id> with its manager)
-        return name
-    return entries[name].location
+    return name if is_name(name) else entries[name].location
 
 
 def check_upload(upload: Any, kind: str) -> Path:
@@ -219,8 +180,7 @@ def check_upload(upload: Any, kind: str) -> Path:
             f"{a_job(kind).capitalize()} reads {UPLOAD_HELP[kind]}; {path.name!r} is not one. "
             "Pick another file or another kind."
         )
-    size = path.stat().st_size
-    if size > MAX_UPLOAD_BYTES:
+    if (size := path.stat().st_size) > MAX_UPLOAD_BYTES:
         raise gr.Error(
             f"{path.name} is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB. "
             "Upload a smaller sample."
@@ -240,12 +200,8 @@ def discard_upload(upload: Any) -> bool:
     """Delete an upload from Gradio's cache (its job has its own copy, or it was refused), so
     its `/gradio_api/file=` URL stops answering; files outside the cache are never touched.
     Whether one was deleted."""
-    if not upload:
-        return False
-    raw = upload if isinstance(upload, str | Path) else getattr(upload, "path", None)
-    if isinstance(upload, dict):
-        raw = upload.get("path")
-    if not isinstance(raw, str | Path):
+    raw = upload.get("path") if isinstance(upload, dict) else getattr(upload, "path", upload)
+    if not raw or not isinstance(raw, str | Path):
         return False
     path, cache = Path(raw).resolve(), upload_folder()
     if cache not in path.parents or not path.is_file():
@@ -283,20 +239,12 @@ def sweep_uploads(age_s: float) -> int:
 
 @friendly_errors
 def start_job(
-    manager: JobManager, kind: str, base: str, data: str, upload: Any, method: str,
-    epochs: float, lr: Any, batch_size: float, max_steps: float, eval_every: float,
-    by: Visitor = NOBODY,
-) -> tuple[str, str]:  # fmt: skip
-    """Read the form into a spec and submit it for `by`; (message, job id for the job picker).
-    Here only the form's own rules: each number within its field's range, the picked base and
-    data among the kind's choices, the upload's type and size. `JobManager.submit` checks the
-    job (its owner, base, data, limits and disk budget) and says what is wrong. An upload in
-    Gradio's cache is deleted either way: copied into the job, or refused."""
+    manager: JobManager, kind: str, base: str, data: str, upload: Any, *settings: Any
+) -> tuple[str, str]:
+    """`_start_job`; an upload in Gradio's cache is deleted either way: copied into the job, or
+    refused."""
     try:
-        return _start_job(
-            manager, kind, base, data, upload, method, epochs, lr, batch_size, max_steps,
-            eval_every, by,
-        )  # fmt: skip
+        return _start_job(manager, kind, base, data, upload, *settings)
     finally:
         if data == "upload":
             discard_upload(upload)
@@ -307,12 +255,18 @@ def _start_job(
     epochs: float, lr: Any, batch_size: float, max_steps: float, eval_every: float,
     by: Visitor = NOBODY,
 ) -> tuple[str, str]:  # fmt: skip
+    """Read the form into a spec and submit it for `by`; (message, job id for the job picker).
+    Here only the form's own rules: each number within its field's range, the picked base and
+    data among the kind's choices, the upload's type and size. `JobManager.submit` checks the
+    job (its owner, base, data, limits and disk budget) and says what is wrong."""
+    d = tune_defaults(kind, method, base)
+    lr_hint = f" Try {form_number(d.lr)} ({METHOD_WORDS.get(method, method)} on this base)."
     spec: dict[str, Any] = {
         "kind": kind,
         "base": resolve_base(base, kind),
         "method": method,
         "epochs": number(epochs, 0.1, 20, "Epochs"),
-        "lr": number(lr, 1e-6, 1e-2, "Learning rate", " " + lr_hint(kind, method, base)),
+        "lr": number(lr, 1e-6, 1e-2, "Learning rate", lr_hint),
         "batch_size": int(number(batch_size, 1, 64, "Batch size")),
         "eval_every": int(number(eval_every, 1, 10_000, "Evaluate every N steps")),
         "score_base": True,  # the base model on the same test set: what tuning changed
@@ -339,39 +293,25 @@ def _start_job(
                 f"{msg}. Fix the file (it needs {UPLOAD_HELP[kind]}) and upload it again."
             ) from None
         raise gr.Error(f"Could not start the job: {msg}.") from None
-    status = manager.get(job_id)
-    where = "starting now" if status.state == "running" else "queued behind the running job"
+    running = manager.get(job_id).state == "running"
+    where = "starting now" if running else "queued behind the running job"
     said = f"Started job **{job_id}** ({where})."
     if most and not steps:
         said += f" Capped at {most} steps (this Space's size limit)."
-    if n := len(manager.last_pruned):
-        for gone in manager.last_pruned:  # drop a cached copy of its model
-            default_registry().remove(f"job:{gone}")
-        whose = (
-            "your own older ones, or ones past their retention age"
-            if manager.multiuser
-            else "of anonymous visitors"
-        )
+    if n := len(gone := manager.last_pruned):
+        for old in gone:  # drop a cached copy of its model
+            default_registry().remove(f"job:{old}")
+        whose = "of anonymous visitors"
+        if manager.multiuser:
+            whose = "your own older ones, or ones past their retention age"
         said += (
             f" To stay within the disk budget, {n} finished job{'s' if n > 1 else ''} "
-            f"({whose}) {'were' if n > 1 else 'was'} removed: {', '.join(manager.last_pruned)}."
+            f"({whose}) {'were' if n > 1 else 'was'} removed: {', '.join(gone)}."
         )
     return said, job_id  # the list adds its choice
 
 
-def lr_hint(kind: str, method: str, base: str) -> str:
-    """The learning rate to try, for the "Learning rate must be ..." message.
-
-    >>> lr_hint("classify", "full", "starter")
-    'Try 5e-4 (full on this base).'
-    """
-    d = tune_defaults(kind, method, base)
-    return f"Try {form_number(d.lr)} ({METHOD_WORDS.get(method, method)} on this base)."
-
-
 def estimate_text(job_id: str, record: dict[str, Any]) -> str:
-    """`Job **X** should take about 4 min on this machine.` (and whether other jobs slowed
-    the timing)."""
     busy = " (timed while another job ran, so probably less)" if record.get("busy") else ""
     return f"Job **{job_id}** should take {record['text']}{busy}."
 
@@ -403,19 +343,17 @@ def _job_id(job_id: Any) -> str:
     return job_id
 
 
-@friendly_errors
-def cancel_job(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
-    """Cancel the job, as `by` asks (the policy decides whether they may)."""
-    with job_errors(job_message):
-        status = manager.cancel(_job_id(job_id), by)
-    return f"Job **{status.id}** cancelled at step {status.step}; {resume_hint(manager, status.id)}"
-
-
 def resume_hint(manager: JobManager, job_id: str, sentence: bool = False) -> str:
-    """What Resume will do: continue from the last checkpoint, or start over without one."""
     if manager.has_checkpoint(job_id):
         return "**Resume** continues it from its last checkpoint."
     return f"{'I' if sentence else 'i'}t had no checkpoint yet, so **Resume** starts it over."
+
+
+@friendly_errors
+def cancel_job(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
+    with job_errors(job_message):
+        status = manager.cancel(_job_id(job_id), by)  # the policy decides whether `by` may
+    return f"Job **{status.id}** cancelled at step {status.step}; {resume_hint(manager, status.id)}"
 
 
 @friendly_errors
@@ -423,8 +361,7 @@ def resume_job(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
     with job_errors(job_message):
         manager.resume(_job_id(job_id), by)
         status = manager.get(job_id)
-    note = f" ({status.note})" if status.note else ""
-    return f"Job **{job_id}** resumed{note}."
+    return f"Job **{job_id}** resumed{f' ({status.note})' if status.note else ''}."
 
 
 @friendly_errors
@@ -437,50 +374,48 @@ def delete_job(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
     return f"Job **{job_id}** deleted with its files."
 
 
+def finished_job(
+    manager: JobManager, job_id: Any, verb: str = "", by: Visitor | None = None
+) -> JobStatus:
+    """The job, once it has a model to use (`verb`: to download, push); with `by`, in
+    multi-user mode only its owner's (or the admin's): it learned from their data."""
+    with job_errors(job_message):
+        status = manager.get(_job_id(job_id))
+    if status.model_path is None:
+        if not verb and status.state == "succeeded":
+            raise gr.Error(f"Job {job_id} has succeeded but kept no model.")
+        state, ready = STATE_WORDS.get(status.state, status.state), f"can be {verb}ed" * bool(verb)
+        raise gr.Error(f"Job {job_id} {state}; its model {ready or 'is ready'} once it succeeds.")
+    if by is not None and manager.multiuser and not manager.policy.may(by, status):
+        raise gr.Error(f"Job {job_id} is another visitor's: only they can {verb} its model.")
+    return status
+
+
 @friendly_errors
 def open_in_tabs(
     manager: JobManager, job_id: str, pickers: list[Picker]
 ) -> tuple[str, dict[gr.Dropdown, Any]]:
     """(message, an update per picker whose tasks fit the job: `job:<id>` picked in it)."""
-    with job_errors(job_message):
-        status = manager.get(_job_id(job_id))
-    if status.model_path is None:
-        if status.state == "succeeded":
-            raise gr.Error(f"Job {job_id} has succeeded but kept no model.")
-        raise gr.Error(
-            f"Job {job_id} {STATE_WORDS.get(status.state, status.state)}; its model is ready "
-            "once it succeeds."
-        )
+    finished_job(manager, job_id)
     name = f"job:{job_id}"
     entry = next((e for e in default_registry().entries() if e.name == name), None)
     if entry is None:
         raise gr.Error(f"{name} is not in the model list yet; try again in a second.")
-    fits = [p for p in pickers if entry.task in p.tasks]
-    if not fits:
+    if not (fits := [p for p in pickers if entry.task in p.tasks]):
         raise gr.Error(f"No other tab takes {name}, the model of {a_job(entry.task)}.")
     updates = {p.dropdown: gr.Dropdown(choices=model_choices(p.tasks), value=name) for p in fits}
     tabs = list(dict.fromkeys(f"**{p.tab}**" for p in fits))
     where = ", ".join(tabs[:-1]) + " and " + tabs[-1] if len(tabs) > 1 else tabs[0]
-    plural = "s" if len(tabs) > 1 else ""
-    msg = f"Picked **{name}** in the {where} tab{plural}: open it in the tab bar at the top."
+    msg = f"Picked **{name}** in the {where} tab{'s' * (len(tabs) > 1)}: open it in the tab bar "
+    msg += "at the top."
     gr.Info(msg.replace("**", ""))
     return msg, updates
 
 
 def download_model(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
-    """A finished job's model as a .zip of a Hugging Face folder (`gpt.lab.export`: config.json,
-    model.safetensors, tokenizer, generation_config.json, README card) that `transformers`
-    loads; its path, for the download box. In multi-user mode only its owner (or the admin)
-    may take it: it learned from their data."""
-    with job_errors(job_message):
-        status = manager.get(_job_id(job_id))
-    if status.model_path is None:
-        raise gr.Error(
-            f"Job {job_id} {STATE_WORDS.get(status.state, status.state)}; its model can be "
-            "downloaded once it succeeds."
-        )
-    if manager.multiuser and not manager.policy.may(by, status):
-        raise gr.Error(f"Job {job_id} is another visitor's: only they can download its model.")
+    """A finished job's model as a .zip of a Hugging Face folder (`gpt.lab.export`) that
+    `transformers` loads; its path, for the download box."""
+    status = finished_job(manager, job_id, "download", by)
     folder = EXPORT_DIR / uuid.uuid4().hex[:16]
     try:
         path = export_zip(f"job:{status.id}", folder / f"gpt2lab-{status.id}.zip", jobs=manager)
@@ -500,23 +435,14 @@ def push_model(
     namespace on the hub, as a private repo; a message with its URL. The token is the
     visitor's Hugging Face login (OAuth on a Space, with the write scope) or, locally in
     single-user mode, `HF_TOKEN`; never the server's own token for a visitor of a Space."""
-    with job_errors(job_message):
-        status = manager.get(_job_id(job_id))
-    if status.model_path is None:
-        raise gr.Error(
-            f"Job {job_id} {STATE_WORDS.get(status.state, status.state)}; its model can be "
-            "pushed once it succeeds."
-        )
-    if manager.multiuser and not manager.policy.may(by, status):
-        raise gr.Error(f"Job {job_id} is another visitor's: only they can push its model.")
+    status = finished_job(manager, job_id, "push", by)
     name = (repo_name or "").strip() or f"gpt2lab-{status.id}"
     if not REPO_NAME.fullmatch(name):
         raise gr.Error(
             f"Repo name {name[:80]!r} is not a hub repo name: letters, digits, '.', '_' and '-', "
             "at most 96, no '/' (it goes to your own account)."
         )
-    token = login_token or (None if manager.multiuser else os.environ.get("HF_TOKEN"))
-    if not token:
+    if not (token := login_token or (None if manager.multiuser else os.environ.get("HF_TOKEN"))):
         raise gr.Error(
             "Pushing needs your Hugging Face login: press 'Sign in with Hugging Face' above"
             if manager.multiuser
@@ -592,11 +518,7 @@ def list_jobs(manager: JobManager, me: str | None = None) -> pd.DataFrame:
 
 
 def data_text(data: str, mine: bool = True) -> str:
-    """A job's data in words: an upload's (or URL's) name only for its owner (`mine`).
-
-    >>> data_text("/srv/jobs/j1/data/my sms.tsv"), data_text("/srv/jobs/j1/data/my sms.tsv", False)
-    ('your file `my sms.tsv`', 'an uploaded file')
-    """
+    """A job's data in words: an upload's (or URL's) name only for its owner (`mine`)."""
     if data == "bundled":
         return "the bundled sample data"
     if data in SOURCES:
@@ -608,14 +530,8 @@ def data_text(data: str, mine: bool = True) -> str:
 
 def kept_text(status: JobStatus, policy: JobPolicy, now: float | None = None) -> str | None:
     """How long a finished job is kept (the retention age), or None when it is kept until
-    deleted.
-
-    >>> from types import SimpleNamespace as S
-    >>> kept_text(S(active=False, finished=0.0, created=0.0), JobPolicy(retention_s=7200), 3600)
-    'Kept for 2 h after it finishes, then removed to make room: about 1 h 00 min left.'
-    """
-    text = policy.retention_text()
-    if text is None:
+    deleted: 'Kept for 2 h after it finishes, then removed to make room: about 1 h 00 min left.'"""
+    if (text := policy.retention_text()) is None:
         return None
     if status.active:
         return f"{text}."
@@ -627,25 +543,22 @@ def kept_text(status: JobStatus, policy: JobPolicy, now: float | None = None) ->
 
 
 def details(
-    status: JobStatus,
-    metrics: dict[str, Any],
-    public: Path | None = None,
-    resume: str = "",
-    mine: bool = True,
-    kept: str | None = None,
-) -> str:
+    status: JobStatus, metrics: dict[str, Any], public: Path | None = None, resume: str = "",
+    mine: bool = True, kept: str | None = None,
+) -> str:  # fmt: skip
     """The selected job in words. `public` (multi-user mode: the job's folder): its error
     without tracebacks, its paths relative to that folder. `mine`: the viewer owns it (an
     upload's name shows only to its owner); `kept`: how long it is kept (`kept_text`)."""
+    spec, test = status.spec, metrics.get("test", {})
     parts = [
         f"**{status.id}** · {KIND_NAMES[status.kind]} job from **{esc(short_base(status.base))}**"
         f" · {status.method.replace('_', ' ')} · **{status.state}**",
-        f"data: {data_text(status.spec.get('data') or status.data, mine)}",
+        f"data: {data_text(spec.get('data') or status.data, mine)}",
     ]
     if status.max_steps:
         parts.append(f"step {status.step} / {status.max_steps} ({status.progress:.0%})")
-    if stage_text(status):
-        parts.append(stage_text(status))
+    if stage := stage_text(status):
+        parts.append(stage)
     elif status.active and status.eta_s is not None:
         parts.append(f"about {duration(status.eta_s)} left")
     if status.active and status.estimate:
@@ -654,31 +567,23 @@ def details(
     if status.started and status.active:
         parts.append(f"running for {duration(time.time() - status.started)}")
     text = " · ".join(parts)
-    test = {k: v for k, v in metrics.get("test", {}).items() if isinstance(v, int | float)}
-    if test:
-        shown = ", ".join(
-            f"{k.removeprefix('test_').replace('_', ' ')} {v:.3f}"
-            for k, v in list(test.items())[:4]
-        )
-        text += f"\n\nTest set: {shown}."
-        text += base_change_text(metrics.get("test", {}))
-        text += baseline_text(metrics.get("test", {}))
-    if status.state == "succeeded" and (said := advice(status.spec, metrics)) is not None:
+    if scores := [(k, v) for k, v in test.items() if isinstance(v, int | float)][:4]:
+        shown = ", ".join(f"{k.removeprefix('test_').replace('_', ' ')} {v:.3f}" for k, v in scores)
+        text += f"\n\nTest set: {shown}.{base_change_text(test)}{baseline_text(test)}"
+    if status.state == "succeeded" and (said := advice(spec, metrics)) is not None:
         text += f"\n\n**Weak result.** {esc(said.text())}"
-    if note := loss_note(metrics, status.spec.get("prefix_weight") or 0):
+    if note := loss_note(metrics, spec.get("prefix_weight") or 0):
         text += f"\n\n{note}"
     if status.model_path:
         text += (
             f"\n\nIts model is **job:{status.id}** in every model picker; "
             "**Open in other tabs** picks it for you."
         )
-    if kept:
-        text += f"\n\n{kept}"
-    if status.note:
-        text += f"\n\nNote: {esc(status.note)}"
+    text += f"\n\n{kept}" if kept else ""
+    text += f"\n\nNote: {esc(status.note)}" if status.note else ""
     if status.error:
         error = status.error if public is None else scrub(status.error, public)
-        data = str(status.spec.get("data") or status.data)
+        data = str(spec.get("data") or status.data)
         if not mine and data_text(data, mine) != data_text(data):  # an upload's name: theirs
             error = error.replace(Path(data).name, "(an uploaded file)")
         text += f"\n\n```\n{error[-1500:]}\n```"
@@ -688,13 +593,8 @@ def details(
 
 
 def base_change_text(test: dict[str, Any]) -> str:
-    """What fine-tuning changed: the base model's scores on the same test set, then the job's.
-
-    >>> print(base_change_text({"test_accuracy": 0.95, "base": {"test_accuracy": 0.4}}))
-    <BLANKLINE>
-    <BLANKLINE>
-    Before fine-tuning, the base model scored: accuracy 0.400 → 0.950.
-    """
+    """What fine-tuning changed: the base model's scores on the same test set, then the job's
+    ("Before fine-tuning, the base model scored: accuracy 0.400 → 0.950.")."""
     base = test.get("base")
     if not isinstance(base, dict):
         return ""
@@ -703,36 +603,21 @@ def base_change_text(test: dict[str, Any]) -> str:
         for k in ("test_accuracy", "test_f1", "test_rouge_l_f1", "test_loss", "test_perplexity")
         if isinstance(base.get(k), int | float) and isinstance(test.get(k), int | float)
     ]
-    if not keys:
-        return ""
     shown = ", ".join(f"{k.removeprefix('test_')} {base[k]:.3f} → {test[k]:.3f}" for k in keys)
-    return f"\n\nBefore fine-tuning, the base model scored: {shown}."
+    return f"\n\nBefore fine-tuning, the base model scored: {shown}." if keys else ""
 
 
 def baseline_text(test: dict[str, Any], labels: tuple[str, str] = ("ham", "spam")) -> str:
     """A classifier's test results next to what they must beat: the majority-class accuracy,
-    and the confusion matrix (so "accuracy 0.868, recall 0.021" reads as "always ham").
-
-    >>> print(baseline_text({"test_accuracy": 0.868, "test_confusion_matrix": [[866, 0], [132, 2]]}))
-    <BLANKLINE>
-    <BLANKLINE>
-    Always answering **ham** would score 0.866: this model is 0.002 above it.
-    <BLANKLINE>
-    | true ↓ · predicted → | ham | spam |
-    |---|---|---|
-    | **ham** | 866 | 0 |
-    | **spam** | 132 | 2 |
-    """
+    and the confusion matrix (so "accuracy 0.868, recall 0.021" reads as "always ham")."""
     cm = test.get("test_confusion_matrix")
     if not (isinstance(cm, list) and len(cm) == 2 and all(len(r) == 2 for r in cm)):
         return ""
     base = majority_accuracy(cm)
     common = labels[0] if sum(cm[0]) >= sum(cm[1]) else labels[1]
-    acc = test.get("test_accuracy")
     versus = ""
-    if isinstance(acc, int | float):
-        gap = acc - base
-        versus = f": this model is {abs(gap):.3f} {'above' if gap >= 0 else 'below'} it"
+    if isinstance(acc := test.get("test_accuracy"), int | float):
+        versus = f": this model is {abs(acc - base):.3f} {'above' if acc >= base else 'below'} it"
     rows = "\n".join(f"| **{labels[i]}** | {cm[i][0]} | {cm[i][1]} |" for i in range(2))
     return (
         f"\n\nAlways answering **{common}** would score {base:.3f}{versus}.\n\n"
@@ -752,8 +637,6 @@ def smooth(values: list[float], span: int | None = None) -> list[float]:
     """An exponential moving average over `span` points (default: 1/`SMOOTH_POINTS` of them,
     1 to 50), debiased so its first points are not pulled towards 0 (as TensorBoard does).
 
-    >>> smooth([1.0, 1.0, 1.0], 5), smooth([4.0, 0.0], 1)
-    ([1.0, 1.0, 1.0], [4.0, 0.0])
     >>> [round(v, 3) for v in smooth([0.0, 6.0, 0.0, 6.0], 3)]
     [0.0, 4.0, 1.714, 4.0]
     """
@@ -777,13 +660,7 @@ def curve_points(metrics: dict[str, Any]) -> dict[str, tuple[list[int], list[flo
 
 def loss_note(metrics: dict[str, Any], prefix_weight: float = 0.0) -> str:
     """Where the train loss's smoothed line ends against the last val loss, in words: the two
-    numbers the chart draws last, and why they differ.
-
-    >>> m = {"steps": [{"step": s, "loss": 0.5} for s in range(1, 41)],
-    ...      "evals": [{"step": 40, "val_loss": 0.2}]}
-    >>> loss_note(m, 0.5).split(". ")[0]
-    "The train loss's smoothed line ends at 0.500 (step 40), above the last val loss, 0.200 (step 40)"
-    """
+    numbers the chart draws last, and why they differ."""
     points = curve_points(metrics)
     (train_steps, train), (val_steps, val) = points["loss"], points["val_loss"]
     if not train or not val:
@@ -814,24 +691,18 @@ def curves(metrics: dict[str, Any]) -> go.Figure | None:
     fig = make_subplots(
         rows=1, cols=cols, subplot_titles=("Loss", "Accuracy")[:cols], horizontal_spacing=0.1
     )
-    for _, key, name, colour, col in CURVES:
-        if col <= cols:
-            xs, ys = points[key]
-            line = dict(color=colour, width=2)
-            if key == "loss":  # noisy per step: faint points under a moving average
-                fig.add_scatter(
-                    x=xs, y=ys, mode="markers", name=f"{name} (each step)", legendgroup=name,
-                    marker=dict(color=colour, size=3, opacity=0.25), row=1, col=col,
-                )  # fmt: skip
-                fig.add_scatter(
-                    x=xs, y=smooth(ys), mode="lines", name=f"{name} (smoothed)",
-                    legendgroup=name, line=line, row=1, col=col,
-                )  # fmt: skip
-            else:
-                fig.add_scatter(
-                    x=xs, y=ys, mode="lines+markers", name=name, line=line, row=1, col=col
-                )
-            fig.update_xaxes(title_text="Step", row=1, col=col)
+    for _, key, name, colour, col in (c for c in CURVES if c[-1] <= cols):
+        (xs, ys), at = points[key], dict(row=1, col=col)
+        line = dict(color=colour, width=2)
+        if key == "loss":  # noisy per step: faint points under a moving average
+            faint = dict(color=colour, size=3, opacity=0.25)
+            fig.add_scatter(x=xs, y=ys, mode="markers", name=f"{name} (each step)",
+                            legendgroup=name, marker=faint, **at)  # fmt: skip
+            fig.add_scatter(x=xs, y=smooth(ys), mode="lines", name=f"{name} (smoothed)",
+                            legendgroup=name, line=line, **at)  # fmt: skip
+        else:
+            fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name, line=line, **at)
+        fig.update_xaxes(title_text="Step", **at)
     fig.update_yaxes(title_text="Loss", row=1, col=1)
     if cols == 2:
         fig.update_yaxes(title_text="Accuracy", range=[0, 1.02], row=1, col=2)
@@ -866,9 +737,7 @@ class JobsView:
     commands: tuple[gr.Button, ...] = ()
 
     def outputs(self) -> list[Any]:
-        return [getattr(self, f.name) for f in fields(self) if f.name != "commands"] + [
-            *self.commands
-        ]
+        return [getattr(self, f.name) for f in fields(self)][:-1] + [*self.commands]
 
 
 def refresh(
@@ -887,11 +756,12 @@ def refresh(
         if key != seen:
             fig = curves(metrics)
             plot = gr.Plot(value=fig, visible=fig is not None)
-        resume = resume_hint(manager, job.id, sentence=True)
-        mine = not owners or (me is not None and job.owner == me)
-        kept = kept_text(job, manager.policy) if owners else None
-        public = manager.job_dir(job.id) if owners else None
-        info = details(job, metrics, public, resume, mine, kept)
+        info = details(
+            job, metrics, manager.job_dir(job.id) if owners else None,
+            resume_hint(manager, job.id, sentence=True),
+            mine=not owners or (me is not None and job.owner == me),
+            kept=kept_text(job, manager.policy) if owners else None,
+        )  # fmt: skip
         log = shown_log(manager, job, by)
     choices = [
         (f"{s.id} · {s.kind} · {s.state}" + (f" · {who(s.owner, me)}" if owners else ""), s.id)
@@ -914,12 +784,9 @@ def refresh(
 def command_looks(view: JobsView, allowed: bool, active: bool) -> dict[Any, Any]:
     """Cancel's update: enabled when the viewer may change the job (`allowed`), and red
     (variant "stop") only while it is queued or running (`active`); grey otherwise."""
-    if not view.commands:
-        return {}
     red = allowed and active
-    return {
-        view.commands[0]: gr.Button(interactive=allowed, variant="stop" if red else "secondary")
-    }
+    cancel = view.commands[:1]
+    return {b: gr.Button(interactive=allowed, variant="stop" if red else "secondary") for b in cancel}
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -957,92 +824,69 @@ def limits_text(policy: JobPolicy) -> str:
     )
 
 
-@dataclass
-class JobForm:
-    """The start form's inputs, in `start_job`'s order (`inputs()`)."""
-
-    kind: gr.Dropdown
-    base: gr.Dropdown
-    data: gr.Dropdown
-    upload: gr.File
-    method: gr.Dropdown
-    epochs: gr.Number
-    lr: gr.Dropdown
-    batch_size: gr.Number
-    max_steps: gr.Number
-    eval_every: gr.Number
-
-    def inputs(self) -> list[Any]:
-        return [getattr(self, f.name) for f in fields(self)]
-
-
 def dropdown(choices: Any, value: Any, label: str, elem_id: str, **kw: Any) -> gr.Dropdown:
     return gr.Dropdown(choices, value=value, label=label, elem_id=elem_id, interactive=True, **kw)
 
 
-def job_form() -> JobForm:
-    """The form: kind, base model and method; data or an upload; epochs and learning rate; the
-    advanced settings."""
-    first_kind = KINDS[0][1]
-    bases = base_choices(first_kind)
-    first_base = bases[0][1] if bases else ""
-    recipe = tune_defaults(first_kind, "full", first_base)
+def job_form() -> dict[str, Any]:
+    """The form's inputs by name, in `_start_job`'s order: kind, base model and method; data or
+    an upload; epochs and learning rate; the advanced settings."""
+    kind = KINDS[0][1]
+    bases = base_choices(kind)
+    base = bases[0][1] if bases else None
+    recipe = tune_defaults(kind, "full", base or "")
+    form: dict[str, Any] = {}
     with gr.Group():
         with gr.Row():
-            kind = named_errors(dropdown(KINDS, first_kind, "Kind", "job-kind"))
-            base = dropdown(
-                bases, bases[0][1] if bases else None, "Base model", "job-base",
+            form["kind"] = named_errors(dropdown(KINDS, kind, "Kind", "job-kind"))
+            form["base"] = dropdown(
+                bases, base, "Base model", "job-base",
                 allow_custom_value=True, scale=2,  # finished jobs appear at run time; long labels
             )  # fmt: skip
             method = named_errors(dropdown(METHODS, "full", "Method", "job-method"))
-        model_card_box(base, "job-base-card", "About the base model")
+        model_card_box(form["base"], "job-base-card", "About the base model")
         with gr.Row(equal_height=True):
-            data = dropdown(
-                data_choices(first_kind), "bundled", "Data", "job-data", info=data_info(first_kind),
+            form["data"] = dropdown(
+                data_choices(kind), "bundled", "Data", "job-data", info=data_info(kind),
                 allow_custom_value=True, scale=2,  # the choices change with the kind
             )  # fmt: skip
-            upload = gr.File(
-                label="Upload (TSV/CSV, JSON/JSONL or TXT, ≤ 20 MB)",
-                file_types=[".txt", ".tsv", ".csv", ".json", ".jsonl"],
-                type="filepath",
-                elem_id="job-upload",
-                height=170,  # the drop icon clears the label chip
-                scale=1,
-            )
+            form["upload"] = gr.File(
+                label="Upload (TSV/CSV, JSON/JSONL or TXT, ≤ 20 MB)", elem_id="job-upload",
+                file_types=[".txt", ".tsv", ".csv", ".json", ".jsonl"], type="filepath",
+                height=170, scale=1,  # the drop icon clears the label chip
+            )  # fmt: skip
+        form["method"] = method
         with gr.Row():
-            epochs = number_input(
+            form["epochs"] = number_input(
                 value=recipe.epochs, step=0.5, label="Epochs", elem_id="job-epochs",
                 info="0.1 to 20 passes over the training split; set for the method and base",
             )  # fmt: skip
-            lr = dropdown(
+            form["lr"] = dropdown(
                 LEARNING_RATES, form_number(recipe.lr), "Learning rate", "job-lr",
-                allow_custom_value=True, info=recipe_info(first_kind, "full", first_base),
+                allow_custom_value=True, info=recipe_info(kind, "full", base or ""),
             )  # fmt: skip
         with gr.Accordion("Advanced", open=False, elem_id="job-advanced"), gr.Row():
-            batch_size, max_steps, eval_every = (
-                number_input(value=value, precision=0, label=label, info=info, elem_id=elem_id)
-                for value, label, info, elem_id in (
-                    (8, "Batch size (1–64)",
-                     "examples per step: larger is steadier, each step slower", "job-batch"),
-                    (0, "Max steps (0 = set by epochs)",
-                     "stops the job after this many steps, whatever the epochs say",
-                     "job-max-steps"),
-                    (50, "Evaluate every N steps",
-                     "checkpoints: at each evaluation and every 5 min; a crash loses no more",
-                     "job-eval"),
+            for name, value, label, info, elem_id in (
+                ("batch_size", 8, "Batch size (1–64)",
+                 "examples per step: larger is steadier, each step slower", "job-batch"),
+                ("max_steps", 0, "Max steps (0 = set by epochs)",
+                 "stops the job after this many steps, whatever the epochs say", "job-max-steps"),
+                ("eval_every", 50, "Evaluate every N steps",
+                 "checkpoints: at each evaluation and every 5 min; a crash loses no more",
+                 "job-eval"),
+            ):  # fmt: skip
+                form[name] = number_input(
+                    value=value, precision=0, label=label, info=info, elem_id=elem_id
                 )
-            )  # fmt: skip
-    return JobForm(kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every)
+    return form
 
 
 QUIET = dict(api_visibility="private", show_progress="hidden", concurrency_limit=None)
+PRIVATE = dict(api_visibility="private", queue=False)
 
 
 def build(
-    demo: gr.Blocks,
-    manager: JobManager,
-    pickers: list[Picker],
-    token: gr.BrowserState | None = None,
+    demo: gr.Blocks, manager: JobManager, pickers: list[Picker], token: gr.BrowserState | None = None
 ) -> Page:
     """The Fine-tune tab. `pickers` are the other tabs' model pickers (their `Page`s), for "Open
     in other tabs"; `token` is the page's browser token (`pages.visitors.token_state`), made
@@ -1070,15 +914,13 @@ def build(
         )
         with gr.Row(equal_height=True):
             cancel, resume, delete, use, refresh_btn = (
-                gr.Button(label, elem_id=f"job-{name}", scale=scale, **kw)
-                for name, label, scale, kw in (
-                    ("cancel", "Cancel", 1, {"variant": "secondary"}),  # red while it runs
-                    ("resume", "Resume", 1, {}),
-                    ("delete", "Delete", 1, {}),
-                    ("use", "Open in other tabs", 2, {}),
-                    ("refresh", "Refresh", 1, {}),
+                gr.Button(label, elem_id=f"job-{name}", scale=2 if name == "use" else 1, **kw)
+                for name, label, kw in (
+                    ("cancel", "Cancel", {"variant": "secondary"}),  # red while it runs
+                    ("resume", "Resume", {}), ("delete", "Delete", {}),
+                    ("use", "Open in other tabs", {}), ("refresh", "Refresh", {}),
                 )
-            )
+            )  # fmt: skip
         with gr.Accordion("Take its model out", open=False, elem_id="job-out-box"):
             gr.Markdown(
                 "The selected job's model as a Hugging Face folder (config.json, "
@@ -1113,82 +955,58 @@ def build(
         )  # fmt: skip
 
     # --- events: each command redraws the list after it --------------------------------------
+    watch, act = [picked, view.seen, token, admin], [picked, token, admin]
 
-    def do_refresh(
-        selected, last, visitor_token, admin_token, profile: gr.OAuthProfile | None = None
-    ):
-        return refresh(
-            manager, view, selected, last, visitor_of(visitor_token, profile, admin_token)
-        )
+    def do_refresh(selected, last, visitor_token, admin_token, profile: gr.OAuthProfile | None = None):
+        return refresh(manager, view, selected, last, visitor_of(visitor_token, profile, admin_token))
 
-    watch = [picked, view.seen, token, admin]
-
-    def after(event):
+    def redraw(event):  # the list, redrawn after `event`
         event.then(do_refresh, watch, view.outputs(), **QUIET)
 
-    form.kind.change(on_kind, form.kind, [form.base, form.data], api_visibility="private")
-    for box in (form.kind, form.method, form.base):  # epochs and lr that work for the three
-        box.change(
-            on_recipe, [form.kind, form.method, form.base], [form.epochs, form.lr],
-            api_visibility="private", queue=False,
-        )  # fmt: skip
-    private = dict(api_visibility="private", queue=False)
-    form.upload.upload(lambda: "upload", None, form.data, **private)
-    for box, choices in ((form.base, base_choices), (form.data, data_choices)):  # fresh choices:
-        box.focus(  # a finished job's model; an online source's availability
-            lambda k, v, choices=choices: gr.Dropdown(choices=choices(k), value=v),
-            [form.kind, box], box, **private,
-        )  # fmt: skip
+    form["kind"].change(on_kind, form["kind"], [form["base"], form["data"]], api_visibility="private")
+    recipe = [form["kind"], form["method"], form["base"]]
+    for box in recipe:  # epochs and lr that work for the three
+        box.change(on_recipe, recipe, [form["epochs"], form["lr"]], **PRIVATE)
+    form["upload"].upload(lambda: "upload", None, form["data"], **PRIVATE)
+    for name, choices in (("base", base_choices), ("data", data_choices)):  # fresh choices: a
+        box = form[name]  # finished job's model; an online source's availability
+        box.focus(lambda k, v, choices=choices: gr.Dropdown(choices=choices(k), value=v),
+                  [form["kind"], box], box, **PRIVATE)  # fmt: skip
 
     def do_start(
         kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every,
         visitor_token=None, profile: gr.OAuthProfile | None = None,
     ):  # fmt: skip
-        settings = (epochs, lr, batch_size, max_steps, eval_every)
-        by = visitor_of(visitor_token, profile)
-        return start_job(manager, kind, base, data, upload, method, *settings, by)
+        settings = (method, epochs, lr, batch_size, max_steps, eval_every)
+        return start_job(manager, kind, base, data, upload, *settings, visitor_of(visitor_token, profile))
 
     started = start.click(
-        do_start, [*form.inputs(), token], [message, picked], api_name="start_job",
+        do_start, [*form.values(), token], [message, picked], api_name="start_job",
         **heavy("start_job", 1),  # it parses the upload; in multi-user mode, a shared slot
     )  # fmt: skip
-    after(started)
+    redraw(started)
     started.success(lambda job_id: estimate_job(manager, job_id), picked, estimate, **QUIET)
     started.then(  # the upload is gone from the cache (copied or refused): clear its box
-        lambda data: None if data == "upload" else gr.skip(), form.data, form.upload, **QUIET
+        lambda data: None if data == "upload" else gr.skip(), form["data"], form["upload"], **QUIET
     )
 
     def as_visitor(command):  # the event running `command` for whoever sent it
-        def event(
-            job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None
-        ):
+        def event(job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None):
             return command(manager, job_id, visitor_of(visitor_token, profile, admin_token))
 
         return event
 
-    act = [picked, token, admin]
-    for button, command, name in (
-        (cancel, cancel_job, "cancel_job"),
-        (resume, resume_job, "resume_job"),
-    ):
-        after(button.click(as_visitor(command), act, message, api_name=name, **light(name)))
-    after(  # Delete asks first (in the browser; an API call is its own confirmation)
-        delete.click(
-            as_visitor(delete_job), act, message, api_name="delete_job",
-            js="(j, t, a) => confirm('Delete job ' + j + ' and its files?') ? [j, t, a] : "
-            "[null, t, a]",
-        )
-    )  # fmt: skip
+    for button, command, name in ((cancel, cancel_job, "cancel_job"), (resume, resume_job, "resume_job")):
+        redraw(button.click(as_visitor(command), act, message, api_name=name, **light(name)))
+    redraw(delete.click(  # Delete asks first (in the browser; an API call is its own confirmation)
+        as_visitor(delete_job), act, message, api_name="delete_job",
+        js="(j, t, a) => confirm('Delete job ' + j + ' and its files?') ? [j, t, a] : [null, t, a]",
+    ))  # fmt: skip
 
     def do_list(visitor_token=None, profile: gr.OAuthProfile | None = None):
         return list_jobs(manager, owner_of(visitor_token, profile))
 
-    after(refresh_btn.click(do_list, token, table, api_name="jobs", **light("jobs", None)))
-
-    def do_open(job_id):
-        msg, updates = open_in_tabs(manager, job_id, pickers)
-        return {message: msg, **updates}
-
+    redraw(refresh_btn.click(do_list, token, table, api_name="jobs", **light("jobs", None)))
     download.click(
         as_visitor(download_model), act, download_box, api_name="download_job_model",
         **heavy("export", 1),  # writes and zips the weights: 500 MB for a GPT-2 124M job
@@ -1204,15 +1022,19 @@ def build(
     push_btn.click(do_push, [picked, repo_name, token, admin], message,
                    api_visibility="private", **heavy("export", 1))  # fmt: skip
 
+    def do_open(job_id):
+        msg, updates = open_in_tabs(manager, job_id, pickers)
+        return {message: msg, **updates}
+
     targets = list(dict.fromkeys([message, *(p.dropdown for p in pickers)]))
     use.click(do_open, picked, targets, api_name="open_job_model")
 
     def on_select(evt: gr.SelectData):
         return evt.row_value[0] if evt.row_value else gr.skip()
 
-    after(table.select(on_select, None, picked, api_visibility="private"))
+    redraw(table.select(on_select, None, picked, api_visibility="private"))
     picked.input(do_refresh, watch, view.outputs(), **QUIET)
     gr.on([admin.blur, admin.submit], do_refresh, watch, view.outputs(), **QUIET)  # its buttons
     view.timer.tick(do_refresh, watch, view.outputs(), **QUIET)
-    after(demo.load(ensure_token, token, token, **QUIET))  # a new visitor gets a token
+    redraw(demo.load(ensure_token, token, token, **QUIET))  # a new visitor gets a token
     return Page()
