@@ -462,15 +462,6 @@ def push_model(
 # --- the list and the curves --------------------------------------------------------------------
 
 
-def progress_bar(fraction: float, cells: int = 10) -> str:
-    full = int(round(fraction * cells))
-    return "█" * full + "░" * (cells - full) + f" {fraction * 100:.0f}%"
-
-
-def short_base(base: str) -> str:
-    return Path(base).name if "/" in base or "\\" in base else base
-
-
 def stage_text(s: JobStatus) -> str | None:
     """A running job's stage after training, in words ("training done, evaluating on the test
     set: 40 / 120 scored"), or None while it trains."""
@@ -483,10 +474,17 @@ def stage_text(s: JobStatus) -> str | None:
 
 
 def progress_cell(s: JobStatus) -> str:
-    if not s.stage:
-        return progress_bar(s.progress)
-    name = "evaluating" if s.stage.get("stage") == "evaluating" else "scoring base"
-    return f"{name} " + progress_bar(s.stage.get("done", 0) / max(1, s.stage.get("total", 1)))
+    """A bar of the steps done, or after training of the test set scored ("evaluating ▓▓░ 40%")."""
+    stage, fraction, name = s.stage or {}, s.progress, ""
+    if stage:
+        fraction = stage.get("done", 0) / max(1, stage.get("total", 1))
+        name = "evaluating " if stage.get("stage") == "evaluating" else "scoring base "
+    full = int(round(fraction * 10))
+    return name + "█" * full + "░" * (10 - full) + f" {fraction * 100:.0f}%"
+
+
+def short_base(base: str) -> str:
+    return Path(base).name if "/" in base or "\\" in base else base
 
 
 def eta_cell(s: JobStatus) -> str:
@@ -794,20 +792,15 @@ def command_looks(view: JobsView, allowed: bool, active: bool) -> dict[Any, Any]
 
 def limits_text(policy: JobPolicy) -> str:
     """What multi-user mode promises and limits, said in the tab."""
-    per, cap, quota = policy.per_visitor, policy.max_examples, policy.disk_quota
+    per, cap, quota, own = policy.per_visitor, policy.max_examples, policy.disk_quota, policy.owner_quota
     limits = [
         f"{per if per is not None else 'any number of'} queued or running "
-        f"job{'s' if per != 1 else ''} per visitor"
+        f"job{'s' if per != 1 else ''} per visitor",
+        cap and f"at most {cap:,} examples per job (max steps × batch size; 0 steps means the "
+        "most that allows)",
+        quota and f"{quota / 1e9:.3g} GB of disk for all jobs",
+        own and f"{own / 1e9:.3g} GB of disk per visitor (data included)",
     ]
-    if cap:
-        limits.append(
-            f"at most {cap:,} examples per job (max steps × batch size; 0 steps means the "
-            "most that allows)"
-        )
-    if quota:
-        limits.append(f"{quota / 1e9:.3g} GB of disk for all jobs")
-    if policy.owner_quota:
-        limits.append(f"{policy.owner_quota / 1e9:.3g} GB of disk per visitor (data included)")
     kept = policy.retention_text()
     kept = (
         f"**Your models:** {kept[:1].lower()}{kept[1:]}; until then only your own new jobs "
@@ -819,7 +812,7 @@ def limits_text(policy: JobPolicy) -> str:
     return (
         "**Shared Space:** everyone sees the jobs list and can use finished models in every tab; "
         "only the visitor who started a job (or the admin) can cancel, resume or delete it. "
-        f"Limits: {'; '.join(limits)}. {kept} An uploaded file is deleted from the upload cache "
+        f"Limits: {'; '.join(x for x in limits if x)}. {kept} An uploaded file is deleted from the upload cache "
         "once its job has copied it, and with its job; only you see its name."
     )
 
