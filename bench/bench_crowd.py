@@ -15,6 +15,13 @@ each visitor's tokens/s (its tokens over its own wall time, median), time to fir
 (first streamed text) p50 / p95, `/tokenize` p95, and the 1-minute load average at the end of
 the run. Writes bench/results/crowd.json and prints a table.
 
+`--long-prompt` (in-process, no app) measures what chunked prefill buys: `--others` runs decode
+together (greedy, short prompts, the app's batch settings: one thread, packed weights) and, once
+each has 16 tokens, a run with a 1,000-token prompt joins. For a prompt prefilled in one go and
+in chunks of `gpt.batching.PREFILL_TOKENS` (and 128), it reports the others' longest wait
+between two tokens while the long prompt joins, the long run's time to its first token, and
+the total time; medians of `--repeats`.
+
 `--page-work` runs the Generate tab's own generator (`pages.generation._generate`, no Gradio
 server) for one visitor and splits its time per token: the model's forward passes and the
 waits for the shared batch, against everything else the visitor's thread does (sampling when
@@ -137,6 +144,72 @@ def page_work(tokens: int, repeats: int) -> dict:
         "page_share": page / wall,
         "load_1min": os.getloadavg()[0],
     }
+
+
+def long_prompt(others: int, repeats: int, prompt_len: int = 1000) -> dict:
+    """See the module docstring (`--long-prompt`)."""
+    import torch
+
+    import gpt.batching as batching
+    from gpt.batching import Batcher, BatchLimits
+    from gpt.config import PRESETS
+    from gpt.model import GPT, PackedWeights
+    from gpt.sampling import SamplingConfig
+
+    torch.manual_seed(0)
+    model = GPT(PRESETS["gpt2"]).eval()
+    pack = PackedWeights.nbytes_of(model) + 1
+    limits = BatchLimits(threads=max(1, torch.get_num_threads() - 1), pack_bytes=pack)
+    long_ids = torch.randint(0, 50257, (prompt_len,)).tolist()
+    cfg = SamplingConfig(temperature=0, max_new_tokens=96, stop_at_eot=False)
+
+    def once(chunk: int) -> dict:
+        batching.PREFILL_TOKENS = chunk
+        batcher = Batcher(model, limits)
+        stamps = [[] for _ in range(others)]
+        first: dict = {}
+
+        def other(i: int) -> None:
+            for _ in batcher.steps(model, [100 + i, 200 + i, 300 + i], cfg):
+                stamps[i].append(time.perf_counter())
+
+        def newcomer() -> None:
+            while min(len(s) for s in stamps) < 16:
+                time.sleep(0.005)
+            first["t0"] = time.perf_counter()
+            for _ in batcher.steps(model, long_ids, SamplingConfig(temperature=0, max_new_tokens=1)):
+                first["t1"] = time.perf_counter()
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=other, args=(i,)) for i in range(others)]
+        threads.append(threading.Thread(target=newcomer))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        join_start = first["t0"]
+        gaps = [b - a for s in stamps for a, b in zip(s, s[1:]) if b > join_start]
+        return {
+            "others_longest_gap_s": max(gaps),
+            "newcomer_first_token_s": first["t1"] - join_start,
+            "total_s": time.perf_counter() - t0,
+        }
+
+    saved = batching.PREFILL_TOKENS
+    chunks = {"one go": 10**6, f"chunks of {saved}": saved, "chunks of 128": 128}
+    runs: dict[str, list[dict]] = {name: [] for name in chunks}
+    try:
+        once(saved)  # warm-up: packing, allocations
+        for _ in range(repeats):
+            for name, chunk in chunks.items():
+                runs[name].append(once(chunk))
+    finally:
+        batching.PREFILL_TOKENS = saved
+    out = {
+        name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()
+    }
+    out.update(others=others, prompt_tokens=prompt_len, load_1min=os.getloadavg()[0])
+    return out
 
 
 # --- through the app --------------------------------------------------------------------------
@@ -265,10 +338,23 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["multi", "single"])
     ap.add_argument("--models", type=Path, help="a folder holding gpt2/ (else a temporary one)")
     ap.add_argument("--page-work", action="store_true")
+    ap.add_argument("--long-prompt", action="store_true")
+    ap.add_argument("--others", type=int, default=7, help="--long-prompt: runs already decoding")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--name", default="crowd", help="results file: bench/results/<name>.json")
     ap.add_argument("--app", type=Path, default=ROOT, help="the checkout whose app.py to run")
     args = ap.parse_args()
+    if args.long_prompt:
+        result = long_prompt(args.others, args.repeats)
+        print_table(
+            f"A 1,000-token prompt joins {args.others} runs decoding (GPT-2 124M, random; "
+            f"medians of {args.repeats}; load {result['load_1min']:.1f})",
+            ["Prefill", "Others' longest wait (s)", "Its first token (s)", "Total (s)"],
+            [[name, f"{r['others_longest_gap_s']:.2f}", f"{r['newcomer_first_token_s']:.2f}",
+              f"{r['total_s']:.1f}"] for name, r in result.items() if isinstance(r, dict)],
+        )  # fmt: skip
+        print(f"\nwrote {save(args.name, {'long_prompt': result})}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         models = save_random_gpt2(args.models or Path(tmp) / "models")
         if args.page_work:
