@@ -81,7 +81,7 @@ def cap_message(message: Any) -> str:
 
 
 def label_name(label: Any) -> str:
-    """
+    """A label as a setting's name, without its "(hint)".
 
     >>> label_name("Token to inspect (-1 = last)")
     'Token to inspect'
@@ -199,17 +199,12 @@ def cap_text(
         raise gr.Error(f"{what} must be text.")
     if not text.strip() and not allow_empty:
         raise gr.Error(f"{what} is empty: type something first.")
+    said = f"{what} is {len(text):,} characters; the limit is {max_chars:,}"
     if len(text) > max_chars * TEXT_REFUSE_FACTOR:
-        raise gr.Error(
-            f"{what} is {len(text):,} characters; the limit is {max_chars:,}. Shorten it."
-        )
+        raise gr.Error(f"{said}. Shorten it.")
     if len(text) <= max_chars:
         return text, ""
-    note = (
-        f"{what} is {len(text):,} characters; the limit is {max_chars:,}, so only the first "
-        f"{max_chars:,} were used."
-    )
-    return text[:max_chars], note
+    return text[:max_chars], f"{said}, so only the first {max_chars:,} were used."
 
 
 def check_text(text: Any, max_chars: int, what: str = "Text", allow_empty: bool = False) -> str:
@@ -231,10 +226,7 @@ def sampling_args(
     """
     t = clamp(temperature, 0, 2, "Temperature")
     if 0 < t < MIN_TEMPERATURE:
-        announce(
-            f"Temperature {t:g} is too low to sample with; used {MIN_TEMPERATURE:g} "
-            "(0 means greedy)."
-        )
+        announce(f"Temperature {t:g} is too low to sample with; used {MIN_TEMPERATURE:g} (0 means greedy).")
         t = MIN_TEMPERATURE
     seed = clamp(seed, -1, 2**31 - 1, "Seed", integer=True)
     return SamplingConfig(

@@ -275,13 +275,10 @@ def model_picker(
     visitor `token` (`pages.visitors.token_state`), the visitor's own job models come first and,
     on page load, the newest of them is picked (unless the visitor picked another already)."""
     tasks = tuple(tasks)
+    choices, _, default = picker_state(tasks)
     picker = gr.Dropdown(
-        choices=model_choices(tasks),
-        value=default_registry().default(tasks),
-        label=label,
+        choices=choices, value=default, label=label, elem_id=elem_id, interactive=True,
         info="pick one, or type any GPT-2 model's hub id (org/name)",
-        elem_id=elem_id,
-        interactive=True,
         allow_custom_value=True,  # models added at run time; wait_model checks the name
     )
     inputs = [picker] if token is None else [picker, token]
@@ -333,13 +330,8 @@ def card_markdown(card: ModelCard | None, name: Any = None) -> str:
         facts.append(("Size", size + (f" ({card.architecture})" if card.architecture else "")))
     elif card.architecture:
         facts.append(("Architecture", card.architecture))
-    facts += [
-        ("Tokenizer", card.tokenizer),
-        ("Fine-tuned from", card.base),
-        ("Trained on", card.data),
-        ("Training", card.training),
-        ("Licence", card.licence),
-    ]
+    facts += [("Tokenizer", card.tokenizer), ("Fine-tuned from", card.base),
+              ("Trained on", card.data), ("Training", card.training), ("Licence", card.licence)]
     if card.task == "instruct":  # the Chat tab wraps each message in it (`gpt.lab.prompts`)
         fmt = card.prompt_format or "alpaca"
         facts.append(("Prompt format", fmt + (", remembers earlier turns" * card.multi_turn)))
@@ -403,11 +395,10 @@ def data_markdown(card: ModelCard | None) -> str:
 def model_header(
     tasks: Iterable[str], prefix: str, token: gr.BrowserState | None = None
 ) -> gr.Dropdown:
-    """A tab's model picker (`<prefix>-model`), the note beside it (`<prefix>-model-note`) and its
-    "About this model" card (`<prefix>-card`); returns the picker. With the visitor `token`, the
-    picker puts the visitor's own job models first (`model_picker`).
+    """A tab's model picker (`<prefix>-model`, with `token` the visitor's own models first), the
+    note beside it (`<prefix>-model-note`) and its card (`<prefix>-card`); returns the picker.
 
-    The note is fresh on each page load and opening of the list. Picking a GPT-2 size that is not
+    The note is fresh on each page load and opening of the list. Picking a model that is not
     cached downloads it at once, the note showing its progress; the tab's own action waits for the
     same download. When it fails the note says why and the picker goes back to its last model.
     """
@@ -442,14 +433,8 @@ def model_header(
         ready = gr.Dropdown(choices=model_choices(tasks))  # its label loses "download"
         yield ready, f"**{esc(name)}** is downloaded and ready.", name
 
-    picker.change(
-        prepare,
-        [picker, previous],
-        [picker, note, previous],
-        api_visibility="private",
-        show_progress="hidden",
-        concurrency_limit=None,
-    )
+    picker.change(prepare, [picker, previous], [picker, note, previous], api_visibility="private",
+                  show_progress="hidden", concurrency_limit=None)
     picker.focus(lambda name: model_note(tasks, name), picker, note, **QUIET)
     model_card_box(picker, f"{prefix}-card")
     return picker

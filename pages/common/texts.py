@@ -24,17 +24,17 @@ import gradio as gr
 
 World = Literal["starter", "english"]
 
+# "it" is the porridge: a head that links them is worth finding
+PORRIDGE = ("Lottie made porridge, but Hollis was too ill to eat it. Then Lottie went to the bank "
+            "of the river Sable and found fresh mint.")
 TEXTS: dict[str, dict[World, str]] = {
     "attention": {
-        # "it" is the porridge: a head that links them is worth finding
-        "starter": "Lottie made porridge, but Hollis was too ill to eat it. Then Lottie went to the "
-        "bank of the river Sable and found fresh mint.",
+        "starter": PORRIDGE,
         "english": "The cat sat on the mat because it was tired. Then the cat fell asleep, and the "
         "mat stayed warm all night.",
     },
     "inside": {
-        "starter": "Lottie made porridge, but Hollis was too ill to eat it. Then Lottie went to the "
-        "bank of the river Sable and found fresh mint.",
+        "starter": PORRIDGE,
         "english": "The cat sat on the mat because it was tired. Then the cat fell asleep on the "
         "mat.",
     },
@@ -74,8 +74,7 @@ GENERATE_EXAMPLES: dict[World, list[list]] = {
 
 
 def world(model_name: str | None) -> World:
-    """"starter" for the starter models and models fine-tuned from them (their tokenizer is the
-    starter's BPE), else "english"."""
+    """"starter" for the starter models and models fine-tuned from them, else "english"."""
     if not model_name:
         from gpt.lab.registry import default_registry
 
@@ -96,8 +95,7 @@ def text_for(page: str, model_name: str | None = None) -> str:
 
 def follow(page: str, current: str | None, model_name: str | None):
     """The text box after the model changed: the new model's default text when the box holds a
-    default (of either world) or nothing, else `gr.skip()`: the visitor's own text is never
-    replaced."""
+    default (of either world) or nothing; the visitor's own text is never replaced."""
     if (current or "").strip() and current not in TEXTS[page].values():
         return gr.skip()
     new = text_for(page, model_name)
