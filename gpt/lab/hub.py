@@ -179,6 +179,7 @@ def check(timeout: float = CHECK_TIMEOUT, sizes: bool = True) -> HubStatus:
     reason, ep = skip_reason(), endpoint()
     if reason is not None:
         _status = HubStatus(OFFLINE, reason, ep)
+        _done.set()
         return _status
     _status = HubStatus(CHECKING, f"asking {ep}", ep)
     try:
@@ -188,6 +189,7 @@ def check(timeout: float = CHECK_TIMEOUT, sizes: bool = True) -> HubStatus:
         _status = HubStatus(OFFLINE, f"{ep}: {explain(e, timeout)[1]}", ep)
     _checked_at = time.monotonic()
     result = _status
+    _done.set()  # `wait` returns with the answer; the sizes follow
     if result.online and sizes:
         read_sizes(timeout)
     return result
@@ -215,7 +217,7 @@ def start_check(timeout: float = CHECK_TIMEOUT, again: bool = False) -> threadin
             return _thread
         _done.clear()
         _thread = threading.Thread(
-            target=_run_check, args=(timeout,), name="gpt2lab-hub-check", daemon=True
+            target=check, args=(timeout,), name="gpt2lab-hub-check", daemon=True
         )
         _thread.start()
         return _thread
@@ -228,15 +230,6 @@ def maybe_recheck(max_age: float = RECHECK_S) -> None:
         stale = _status.offline and time.monotonic() - _checked_at > max_age
     if stale and skip_reason() is None:
         start_check(again=True)
-
-
-def _run_check(timeout: float) -> None:
-    try:
-        state = check(timeout, sizes=False)
-    finally:
-        _done.set()  # `wait` returns with the answer; the sizes follow
-    if state.online:
-        read_sizes(timeout)
 
 
 def wait(timeout: float | None = None) -> HubStatus:
