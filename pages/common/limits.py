@@ -111,9 +111,6 @@ class StateBudget:
         for victim, victim_drop in dropped:
             victim_drop(victim)
 
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 def rotating_log(path: str | Path, max_bytes: int = 5_000_000, backups: int = 2) -> None:
     """Also write the log's warnings (Gradio's and uvicorn's too) to `path`, rotated: at most
