@@ -209,9 +209,9 @@ def fair_heavy_queue(
             return (f"You already have {len(mine)} runs of {name} waiting or running (at most "
                     f"{per_session} per visitor here, so that everyone gets a turn); wait for one "
                     "to finish.", "per-session")
-        here = where(event)
+        here = where(event) if per_address is not None else None
         near = [e for e in others if here is not None and where(e) == here]
-        if per_address is not None and here is not None and len(near) >= per_address:
+        if here is not None and len(near) >= per_address:
             return (f"{len(near)} model runs from your network address are already waiting or "
                     f"running (at most {per_address} per address here); try again in a moment.",
                     "per-address")
