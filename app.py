@@ -28,8 +28,8 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from gpt.device import running_on  # noqa: E402
-from gpt.jobs import JobManager  # noqa: E402
-from gpt.jobs.policy import OWNER_BUDGET_ENV, RETENTION_ENV  # noqa: E402
+from gpt.jobs import JobManager, JobPolicy  # noqa: E402
+from gpt.jobs.policy import MAX_EXAMPLES, OWNER_BUDGET_ENV, RETENTION_ENV  # noqa: E402
 from gpt.lab import hub  # noqa: E402
 from gpt.lab.paths import JOBS_DIR_ENV, storage_paths  # noqa: E402
 from gpt.lab.registry import add_job_models, default_registry  # noqa: E402
@@ -106,22 +106,23 @@ log = logging.getLogger("gpt2lab")
 
 def job_settings(multiuser: bool) -> dict:
     """JobManager's keyword arguments for this mode: in multi-user mode (a public Space) jobs
-    have owners, 1 queued-or-running job per visitor ($GPT2LAB_JOBS_PER_VISITOR), a 10 GB disk
-    budget ($GPT2LAB_DISK_BUDGET_GB) of which 4 GB per visitor ($GPT2LAB_OWNER_DISK_GB), and
-    finished jobs are kept 24 h ($GPT2LAB_RETENTION_HOURS) before anyone's submission may
-    remove them; locally none of these unless set."""
+    have owners, 1 queued-or-running job per visitor ($GPT2LAB_JOBS_PER_VISITOR) of at most
+    MAX_EXAMPLES examples, a 10 GB disk budget ($GPT2LAB_DISK_BUDGET_GB) of which 4 GB per
+    visitor ($GPT2LAB_OWNER_DISK_GB), and finished jobs are kept 24 h ($GPT2LAB_RETENTION_HOURS)
+    before anyone's submission may remove them; locally none of these unless set."""
     budget_gb = env_number(BUDGET_ENV, 10 if multiuser else None)
     owner_gb = env_number(OWNER_BUDGET_ENV, 4 if multiuser else None)
     hours = env_number(RETENTION_ENV, 24 if multiuser else None)
-    return dict(
-        max_concurrent=1,
-        max_queued=MAX_QUEUED_JOBS,
-        disk_quota_bytes=None if budget_gb is None else int(budget_gb * 10**9),
-        owner_disk_quota_bytes=None if owner_gb is None else int(owner_gb * 10**9),
-        retention_s=None if hours is None else hours * 3600,
+    policy = JobPolicy(
         multiuser=multiuser,
-        max_active_per_owner=env_int(PER_VISITOR_ENV, 1 if multiuser else None),
+        max_queued=MAX_QUEUED_JOBS,
+        per_visitor=env_int(PER_VISITOR_ENV, 1 if multiuser else None),
+        disk_quota=None if budget_gb is None else int(budget_gb * 10**9),
+        owner_quota=None if owner_gb is None else int(owner_gb * 10**9),
+        retention_s=None if hours is None else hours * 3600,
+        max_examples=MAX_EXAMPLES if multiuser else None,
     )
+    return dict(max_concurrent=1, policy=policy)
 
 
 def open_jobs(folder: str | Path, multiuser: bool = False) -> tuple[JobManager, str]:

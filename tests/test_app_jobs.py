@@ -196,11 +196,11 @@ def test_an_upload_leaves_gradios_cache_and_job_files_are_not_served(
 def test_full_queue_says_so(app_url, tmp_path, tsv):
     import gradio as gr
 
-    from gpt.jobs import JobManager
+    from gpt.jobs import JobManager, JobPolicy
     from pages.jobs import start_job
 
     args = ("classify", SPAM, "upload", str(tsv), "full", 1, "1e-4", 8, 4, 2)
-    manager = JobManager(tmp_path / "jobs", max_queued=0, background=False)
+    manager = JobManager(tmp_path / "jobs", policy=JobPolicy(max_queued=0), background=False)
     with manager, pytest.raises(gr.Error, match="queue is full"):
         start_job(manager, *args)
 

@@ -33,7 +33,7 @@ def fake_job(jobs: JobManager, job_id: str, state: str, owner: str | None, size:
 def four(tmp_path):
     """4 KB of jobs: an old anonymous succeeded one, an anonymous cancelled one, a signed-in
     visitor's, and an anonymous one still queued."""
-    with JobManager(tmp_path / "jobs", multiuser=True, background=False) as jobs:
+    with JobManager(tmp_path / "jobs", policy=JobPolicy(multiuser=True), background=False) as jobs:
         fake_job(jobs, "a-model", "succeeded", "anon:aaaa", KB)
         fake_job(jobs, "a-cancelled", "cancelled", "anon:aaaa", KB)
         fake_job(jobs, "alice", "succeeded", "hf:alice", KB)
@@ -95,7 +95,9 @@ def test_resume_never_prunes_the_job_it_resumes(four):
 
 @pytest.mark.slow  # a real job
 def test_a_succeeded_job_under_a_budget_keeps_its_model_only(files, tmp_path):  # noqa: F811
-    with JobManager(tmp_path / "jobs", disk_quota_bytes=10**9, background=False) as jobs:
+    with JobManager(
+        tmp_path / "jobs", policy=JobPolicy(disk_quota=10**9), background=False
+    ) as jobs:
         job_id = jobs.submit(classify_spec(files))
         status = jobs.wait(job_id, timeout=120)
         assert status.state == "succeeded", status.error

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import gpt
-from gpt.jobs import REPO, JobError, JobManager, connect, is_worker_alive, retry_db
+from gpt.jobs import REPO, JobError, JobManager, JobPolicy, connect, retry_db
 from gpt.jobs.cli import register
 from gpt.train import state as trainstate
 
@@ -89,6 +89,18 @@ def exited(pid: int) -> bool:
     return all(s in ("Z", "X") for s in states)
 
 
+def is_worker_alive(pid: int | None, job_id: str) -> bool:
+    """Whether `pid` is a live (not zombie) worker of `job_id`: its command line must name the
+    worker module and the job, so a reused PID is not mistaken for the job."""
+    try:
+        if not pid or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX":
+            return False
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    return b"gpt.jobs.worker" in argv and job_id.encode() in argv
+
+
 def assert_continuous(steps: list[dict], max_steps: int) -> None:
     assert [r["step"] for r in steps] == list(range(1, max_steps + 1))
 
@@ -118,7 +130,7 @@ def test_classify_job_end_to_end_then_limits(files, tmp_path):
         assert jobs.resolve_base(model.name).portable == model.path
 
     used = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and f.parent != root)
-    with JobManager(root, disk_quota_bytes=used // 2) as jobs:
+    with JobManager(root, policy=JobPolicy(disk_quota=used // 2)) as jobs:
         with pytest.raises(JobError, match="disk quota exceeded"):
             jobs.submit(classify_spec(files))
         jobs.delete(job_id)
@@ -204,7 +216,7 @@ def test_queue_runs_jobs_one_after_the_other(files, tmp_path):
 
 
 def test_queue_full_gives_a_clear_error(files, tmp_path):
-    with JobManager(tmp_path / "jobs", max_concurrent=1, max_queued=1) as jobs:
+    with JobManager(tmp_path / "jobs", 1, JobPolicy(max_queued=1)) as jobs:
         spec = classify_spec(files, max_steps=100_000)
         running = jobs.submit(spec)
         queued = jobs.submit(spec)
@@ -275,7 +287,7 @@ def test_submissions_from_many_threads_get_distinct_ids_and_all_run(files, tmp_p
         except Exception as e:  # pragma: no cover (reported below)
             errors.append(e)
 
-    with JobManager(tmp_path / "jobs", max_concurrent=3, max_queued=16) as jobs:
+    with JobManager(tmp_path / "jobs", 3, JobPolicy(max_queued=16)) as jobs:
         threads = [threading.Thread(target=submit) for _ in range(6)]
         for t in threads:
             t.start()

@@ -153,7 +153,7 @@ def test_jobs_db_from_before_owners_gains_the_column(tmp_path):
     old.commit()
     old.close()
     connect(root).close()
-    with JobManager(root, multiuser=True, background=False) as jobs:
+    with JobManager(root, policy=JobPolicy(multiuser=True), background=False) as jobs:
         assert jobs.get("old").owner is None
         with pytest.raises(NotOwnerError):  # an unowned old job is the admin's to manage
             jobs.delete("old", Visitor("anon:someone"))

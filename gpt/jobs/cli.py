@@ -4,17 +4,12 @@
     python -m gpt jobs submit --spec job.json          # a JSON object of RunSpec fields
     python -m gpt jobs list
     python -m gpt jobs show JOB_ID [--json] [--log]
-    python -m gpt jobs cancel JOB_ID
-    python -m gpt jobs resume JOB_ID [--wait]
-    python -m gpt jobs delete JOB_ID
+    python -m gpt jobs cancel|resume|delete JOB_ID     # resume takes --wait too
 
-`--root` (default `$GPT2LAB_JOBS_DIR`, else `/data/gpt2lab/jobs` where a writable `/data` exists
-as on Spaces, else `./jobs`; see `gpt.lab.paths`) is where jobs live. Without `--wait` the job
-goes on after this command exits; the next `list` shows its progress. A refused request (bad
-spec or data, unknown job, a full queue, the disk quota) prints `error: ...` and exits with 2.
-`submit` fills what it is not given (method, epochs, lr, for classify the prefix loss) from
-`gpt.lab.recipes.TUNE_DEFAULTS`, as the Fine-tune tab does; `show` says what to try when a
-finished job's result is weak (`gpt.lab.recipes.advice`).
+`--root` (see `gpt.lab.paths`) is where jobs live. Without `--wait` the job goes on after this
+command exits. A refused request prints `error: ...` and exits with 2. `submit` fills what it is
+not given from `gpt.lab.recipes.TUNE_DEFAULTS`, as the Fine-tune tab does; `show` says what to
+try when a finished job's result is weak (`gpt.lab.recipes.advice`).
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from gpt.jobs.manager import JobError, JobManager, JobStatus
@@ -33,18 +27,14 @@ from gpt.lab.paths import JOBS_DIR_ENV, storage_paths
 from gpt.lab.recipes import advice, with_tune_defaults
 
 # Spec fields with their own flag; any other RunSpec field goes through --set KEY=VALUE.
-_FLAGS: list[tuple[str, type, str]] = [
+_FLAGS: list[tuple[str, type, str | None]] = [
     ("kind", str, "lm, classify or instruct"),
     ("base", str, "starter..., a GPT-2 size, preset:NAME, job:<id> or a model folder"),
     ("data", str, "'bundled', a file, a source name or an http(s) URL"),
     ("method", str, "full, last_blocks, head (classify) or lora"),
     ("tokenizer", str, "a tokenizer file (with preset:NAME)"),
-    ("epochs", float, None),
-    ("max_steps", int, None),
-    ("lr", float, None),
-    ("batch_size", int, None),
-    ("eval_every", int, None),
-    ("checkpoint_every", int, None),
+    *((name, float, None) for name in ("epochs", "lr")),
+    *((name, int, None) for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every")),
 ]
 
 
@@ -57,8 +47,9 @@ def register(subparsers: Any) -> None:
         help=f"the jobs folder (default: ${JOBS_DIR_ENV}, else /data/gpt2lab/jobs when /data is "
         "writable, else ./jobs)",
     )
-    jobs = subparsers.add_parser("jobs", help="background training jobs")
-    sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    sub = subparsers.add_parser("jobs", help="background training jobs").add_subparsers(
+        dest="jobs_command", required=True
+    )
     cmd = {}
     for fn, text in (
         (cmd_submit, "queue a training job"),
@@ -70,38 +61,30 @@ def register(subparsers: Any) -> None:
     ):
         name = fn.__name__.removeprefix("cmd_")
         cmd[name] = sub.add_parser(name, parents=[common], help=text)
-        cmd[name].set_defaults(func=_guard(fn))
+        cmd[name].set_defaults(func=lambda args, fn=fn: _run(fn, args))
         if name not in ("submit", "list"):
             cmd[name].add_argument("job_id")
         if name in ("submit", "resume"):
             cmd[name].add_argument("--wait", action="store_true", help="block until done")
-    s = cmd["submit"]
-    s.add_argument("--spec", help="a JSON file holding the job's RunSpec fields")
+    cmd["submit"].add_argument("--spec", help="a JSON file holding the job's RunSpec fields")
     for name, kind, text in _FLAGS:
-        s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
-    s.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+        cmd["submit"].add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    cmd["submit"].add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
         help="any other RunSpec field (VALUE read as JSON, else as a string); repeatable",
-    )
+    )  # fmt: skip
     cmd["show"].add_argument("--json", action="store_true", help="the status and metrics as JSON")
     cmd["show"].add_argument("--log", action="store_true", help="also its log's last 40 lines")
 
 
-def _guard(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
-    """Print a refused request as `error: ...` and exit with status 2."""
-
-    def run(args: argparse.Namespace) -> None:
-        try:
-            with JobManager(args.root, background=False) as jobs:
-                fn(jobs, args)
-        except (JobError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-
-    return run
+def _run(fn: Any, args: argparse.Namespace) -> None:
+    """`fn(jobs, args)`; a refused request prints `error: ...` and exits with status 2."""
+    try:
+        with JobManager(args.root, background=False) as jobs:
+            fn(jobs, args)
+    except (JobError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -114,9 +97,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
                 raise JobError(f"{args.spec}: not valid JSON ({e})") from e
         if not isinstance(spec, dict):
             raise JobError(f"{args.spec}: expected a JSON object of RunSpec fields")
-    for name, _, _ in _FLAGS:
-        if getattr(args, name) is not None:
-            spec[name] = getattr(args, name)
+    spec.update({n: getattr(args, n) for n, *_ in _FLAGS if getattr(args, n) is not None})
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -139,12 +120,10 @@ def _line(s: JobStatus) -> str:
 
 
 def _wait(jobs: JobManager, job_id: str) -> None:
-    last = ""
+    tty, last = sys.stderr.isatty(), ""
     try:
         while True:
-            s = jobs.get(job_id)
-            line = _line(s)
-            if line != last and sys.stderr.isatty():
+            if (line := _line(s := jobs.get(job_id))) != last and tty:
                 print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
             last = line
             if not s.active:
@@ -153,13 +132,22 @@ def _wait(jobs: JobManager, job_id: str) -> None:
     except KeyboardInterrupt:
         print(f"\n{job_id} goes on in the background; `jobs cancel {job_id}` stops it")
         raise SystemExit(130) from None
-    if sys.stderr.isatty():
+    if tty:
         print(file=sys.stderr)
     print(_line(s))
     if s.state != "succeeded":
         print(f"error: job {job_id} {s.state}: {s.error or ''}".rstrip(), file=sys.stderr)
         raise SystemExit(1)
     print(f"model: {s.model_path}")
+
+
+def _num(v: Any) -> Any:
+    """A number as people read it: four significant digits.
+
+    >>> _num(0.8777777777777778), _num(1234.5678), _num(12), _num("ok")
+    ('0.8778', '1235', 12, 'ok')
+    """
+    return f"{v:.4g}" if isinstance(v, float) else v
 
 
 def cmd_submit(jobs: JobManager, args: argparse.Namespace) -> None:
@@ -174,15 +162,6 @@ def cmd_list(jobs: JobManager, args: argparse.Namespace) -> None:
     print("\n".join(map(_line, rows)) if rows else f"no jobs in {jobs.root}")
 
 
-def _num(v: Any) -> Any:
-    """A number as people read it: four significant digits.
-
-    >>> _num(0.8777777777777778), _num(1234.5678), _num(12), _num("ok")
-    ('0.8778', '1235', 12, 'ok')
-    """
-    return f"{v:.4g}" if isinstance(v, float) else v
-
-
 def cmd_show(jobs: JobManager, args: argparse.Namespace) -> None:
     s, metrics = jobs.get(args.job_id), jobs.metrics(args.job_id)
     if args.json:
@@ -192,16 +171,11 @@ def cmd_show(jobs: JobManager, args: argparse.Namespace) -> None:
     for key in ("base", "data", "method", "error", "note", "model_path"):
         if value := getattr(s, key):
             print(f"  {key}: {value}")
-    for e in metrics["evals"][-3:]:
-        print(
-            "  eval " + ", ".join(f"{k}={_num(v)}" for k, v in e.items() if not isinstance(v, list))
-        )
-    if metrics["test"]:
-        test = {k: v for k, v in metrics["test"].items() if not isinstance(v, (list, dict))}
-        print("  test " + ", ".join(f"{k}={_num(v)}" for k, v in test.items()))
+    for name, values in [*(("eval", e) for e in metrics["evals"][-3:]), ("test", metrics["test"])]:
+        if shown := {k: v for k, v in values.items() if not isinstance(v, (list, dict))}:
+            print(f"  {name} " + ", ".join(f"{k}={_num(v)}" for k, v in shown.items()))
     if s.state == "succeeded" and (said := advice(s.spec, metrics)) is not None:
-        print(f"  weak result: {said.problem}")
-        print("  try: " + "; ".join(said.tries))
+        print(f"  weak result: {said.problem}\n  try: " + "; ".join(said.tries))
     if args.log and (log := jobs.log(args.job_id)):
         print("  log:\n" + "\n".join(f"    {line}" for line in log.splitlines()))
 

@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 
 from gpt.checkpoint import CheckpointError
 from gpt.jobs import store
-from gpt.jobs.policy import MAX_EXAMPLES, NOBODY, JobError, JobPolicy, Visitor, expected_bytes
+from gpt.jobs.policy import NOBODY, JobError, JobPolicy, Visitor, expected_bytes
 from gpt.jobs.scheduler import Children, end_attempt, schedule
-from gpt.jobs.store import ACTIVE, LOCK_NAME, RESUMABLE, dir_size, transaction, transition
+from gpt.jobs.store import ACTIVE, RESUMABLE, dir_size, transaction, transition
 from gpt.lab.cards import JOBS_POLICY_FILE
 from gpt.lab.names import EXPECTED, ModelNameError, ModelRef, resolve
 from gpt.lab.runs import RunSpec
@@ -97,48 +97,26 @@ class JobModel:
 
 
 class JobManager:
-    """Queue, run, watch, cancel and resume training jobs stored under `root_dir`.
+    """Queue, run, watch, cancel and resume training jobs stored under `root_dir`, as `policy`
+    allows (default: one user, no limits but 20 queued jobs).
 
     `max_concurrent` jobs run at once (1 suits a CPU: a job uses every core). `background` runs
-    a scheduler thread (else each public method runs a round via `poll()`). Without `policy`,
-    one is made of `max_queued`, `disk_quota_bytes`, `owner_disk_quota_bytes`, `retention_s`,
-    `multiuser` and `max_active_per_owner` (multi-user mode also caps a job at MAX_EXAMPLES). Commands take the `Visitor` asking
-    (default: nobody in particular, who in multi-user mode may change and start no job).
+    a scheduler thread (else each public method runs a round via `poll()`). Commands take the
+    `Visitor` asking (default: nobody in particular, who in multi-user mode may change and
+    start no job).
     """
 
     def __init__(
-        self,
-        root_dir: str | Path,
-        max_concurrent: int = 1,
-        max_queued: int = 20,
-        disk_quota_bytes: int | None = None,
-        *,
-        background: bool = True,
-        poll_interval: float = 0.2,
-        multiuser: bool = False,
-        max_active_per_owner: int | None = None,
-        owner_disk_quota_bytes: int | None = None,
-        retention_s: float | None = None,
-        policy: JobPolicy | None = None,
-    ) -> None:
-        self.policy = policy or JobPolicy(
-            multiuser=multiuser,
-            max_queued=max_queued,
-            per_visitor=max_active_per_owner,
-            disk_quota=disk_quota_bytes,
-            owner_quota=owner_disk_quota_bytes,
-            retention_s=retention_s,
-            max_examples=MAX_EXAMPLES if multiuser else None,
-        )
-        if max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
-        if self.policy.max_queued < 0:
-            raise ValueError(f"max_queued must be >= 0, got {self.policy.max_queued}")
+        self, root_dir: str | Path, max_concurrent: int = 1, policy: JobPolicy | None = None,
+        *, background: bool = True, poll_interval: float = 0.2,
+    ) -> None:  # fmt: skip
+        self.policy = policy or JobPolicy()
+        if max_concurrent < 1 or self.policy.max_queued < 0:
+            raise ValueError(f"need max_concurrent >= 1 and max_queued >= 0, got {max_concurrent}"
+                             f" and {self.policy.max_queued}")  # fmt: skip
         self.root = Path(root_dir).resolve()
-        self.max_concurrent = max_concurrent
-        self.poll_interval = poll_interval
+        self.max_concurrent, self.poll_interval = max_concurrent, poll_interval
         self.last_pruned: list[str] = []  # jobs the last `make_room` removed
-        self.last_error: str | None = None  # the scheduler's last failed round, if any
         self._conn = store.connect(self.root)
         self._lock = threading.RLock()
         self._children: Children = {}
@@ -147,8 +125,7 @@ class JobManager:
         store.max_concurrent(self._conn, max_concurrent)
         self._publish_policy()
         self.poll()  # recovery: jobs whose process died while no manager watched
-        self._thread = None
-        self._scheduler_fd = None
+        self._thread = self._scheduler_fd = None
         if background:  # the lock tells finishing workers to leave the queue to us
             self._scheduler_fd = store.hold_scheduler_lock(self.root)
             self._thread = threading.Thread(target=self._loop, name="job-scheduler", daemon=True)
@@ -178,15 +155,15 @@ class JobManager:
         self.close()
 
     def _loop(self) -> None:
+        last = None
         while not self._stop.wait(self.poll_interval):
             try:
                 self.poll()
-                self.last_error = None
+                last = None
             except Exception as e:  # a locked or vanished DB must not kill the scheduler
-                error = f"{type(e).__name__}: {e}"
-                if error != self.last_error:  # logged once per new error, not every round
+                if (error := f"{type(e).__name__}: {e}") != last:  # logged once, not each round
                     log.warning("job scheduler: %s", error)
-                self.last_error = error
+                last = error
 
     def poll(self) -> None:
         """One round of the scheduler (`schedule`), with this manager's workers as children."""
@@ -251,10 +228,9 @@ class JobManager:
             "SELECT kind, step, data FROM metrics WHERE job_id = ? ORDER BY step", (job_id,)
         )
         out: dict[str, Any] = {"steps": [], "evals": [], "checkpoints": [], "test": {}}
-        lists = {"step": "steps", "eval": "evals"}
         for r in rows:
-            if r["kind"] in lists:
-                out[lists[r["kind"]]].append(json.loads(r["data"]))
+            if r["kind"] in ("step", "eval"):
+                out[r["kind"] + "s"].append(json.loads(r["data"]))
             elif r["kind"] == "checkpoint":
                 out["checkpoints"].append(r["step"])
             elif r["kind"] == "test":
@@ -268,9 +244,8 @@ class JobManager:
         from gpt.lab.runs import estimate_run
 
         row = self._row(job_id)
-        busy = len(
-            self._execute("SELECT id FROM jobs WHERE state = 'running' AND id != ?", (job_id,))
-        )
+        sql = "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND id != ?"
+        busy = self._execute(sql, (job_id,))[0][0]
         est = estimate_run(RunSpec.from_dict(json.loads(row["spec"])))
         return store.write_estimate(self.job_dir(job_id), est.seconds, est.describe(), busy)
 
@@ -283,13 +258,11 @@ class JobManager:
         """The models of succeeded jobs, newest first."""
         out = []
         for s in self.list():
-            if s.state != "succeeded" or s.model_path is None:
-                continue
-            test = self.metrics(s.id)["test"]
-            test = {k: v for k, v in test.items() if k not in ("test_samples", "base")}
-            out.append(
-                JobModel(s.id, s.kind, s.base, s.method, s.model_path, s.finished, test, s.owner)
-            )
+            if s.state == "succeeded" and s.model_path is not None:
+                test = self.metrics(s.id)["test"]
+                test = {k: v for k, v in test.items() if k not in ("test_samples", "base")}
+                out.append(JobModel(s.id, s.kind, s.base, s.method, s.model_path, s.finished,
+                                    test, s.owner))  # fmt: skip
         return out
 
     def has_checkpoint(self, job_id: str) -> bool:
@@ -308,7 +281,7 @@ class JobManager:
             run_spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(dict(spec))
         except (TypeError, ValueError) as e:
             raise JobError(f"invalid job spec: {e}") from e
-        run_spec = self.policy.sized(run_spec)
+        self.policy.check_size(run_spec)
         ref = self.resolve_base(run_spec.base)
         tokenizer = run_spec.tokenizer
         if tokenizer not in (None, "gpt2"):
@@ -318,7 +291,7 @@ class JobManager:
         upload = self._check_data(run_spec.kind, run_spec.data)
         self._db(self.policy.admit, owner)  # refused before anything is pruned
         need = expected_bytes({"method": run_spec.method}, ref)
-        self._check_quota(need + (upload.stat().st_size if upload else 0), owner=owner)
+        self.make_room(need + (upload.stat().st_size if upload else 0), owner=owner)
         while True:  # a new folder: its name is the job's id
             job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
             folder = self.job_dir(job_id)
@@ -330,12 +303,15 @@ class JobManager:
             if upload is not None:
                 (folder / "data").mkdir()
                 data = str(shutil.copy2(upload, folder / "data" / upload.name))
-            stored = {**run_spec.to_dict(), "base": ref.portable, "data": data}
-            row = {k: getattr(run_spec, k) for k in ("kind", "base", "method", "data", "max_steps")}
-            row.update(spec=json.dumps({**stored, "tokenizer": tokenizer}), owner=owner, data=data)
+            stored = {**run_spec.to_dict(), "base": ref.portable, "data": data,
+                      "tokenizer": tokenizer}  # fmt: skip
             with self._lock, transaction(self._conn) as conn:
                 self.policy.admit(conn, owner)
-                store.add_job(conn, job_id, disk_quota=self.policy.disk_quota, **row)
+                store.add_job(
+                    conn, job_id, kind=run_spec.kind, base=run_spec.base, method=run_spec.method,
+                    data=data, max_steps=run_spec.max_steps, spec=json.dumps(stored),
+                    owner=owner, disk_quota=self.policy.disk_quota,
+                )  # fmt: skip
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -354,21 +330,17 @@ class JobManager:
             if row["state"] == "cancelled":
                 return self._status(row)
             raise JobError(f"job {job_id} is {row['state']}; only queued or running jobs cancel")
-        self._db(store.update, job_id, cancel_requested=1)
-        deadline = time.time() + 1.0
-        while row["pid"] is None and time.time() < deadline:  # claimed, not yet spawned
-            time.sleep(0.02)
-            row = self._row(job_id)
-        pid, attempt = row["pid"], row["attempt"]
+        self._db(store.update, job_id, cancel_requested=1)  # how the attempt ends: cancelled
+        _until(lambda: self._row(job_id)["pid"] is not None, 1.0)  # claimed, not yet spawned
+        row = self._row(job_id)
+        pid = row["pid"]
         for sig, wait in ((signal.SIGTERM, CANCEL_GRACE_S), (signal.SIGKILL, 0.4)):
             if pid is None or not self._alive(job_id, pid):
                 break
             with contextlib.suppress(ProcessLookupError, PermissionError):  # SIGKILL: the
                 (os.killpg if sig == signal.SIGKILL else os.kill)(pid, sig)  # worker's session
-            end = time.time() + wait
-            while time.time() < end and self._alive(job_id, pid):
-                time.sleep(0.02)
-        self._db(end_attempt, self.root, job_id, attempt, "cancelled")
+            _until(lambda: not self._alive(job_id, pid), wait)  # noqa: B023 (called at once)
+        self._db(end_attempt, self.root, job_id, row["attempt"])
         self.poll()
         return self._status(self._row(job_id))
 
@@ -382,7 +354,7 @@ class JobManager:
             raise JobError(
                 f"job {job_id} is {row['state']}; only {', '.join(RESUMABLE)} jobs resume"
             )
-        self._check_quota(0, keep=job_id, owner=row["owner"], pruner=by.owner)
+        self.make_room(0, keep=job_id, owner=row["owner"], pruner=by.owner)
         ckpts = self.job_dir(job_id) / "out" / "checkpoints"
         note = "no checkpoint yet: starting over"
         if trainstate.list_checkpoints(ckpts):
@@ -392,15 +364,12 @@ class JobManager:
                 msg = f"cannot resume: {e}"
                 self._db(store.update, job_id, note=msg)
                 raise JobError(f"job {job_id}: {msg}") from e
-            note = (
-                f"skipped {'; '.join(problems)}; resuming from {folder.name}" if problems else None
-            )
+            skipped = f"skipped {'; '.join(problems)}; resuming from {folder.name}"
+            note = skipped if problems else None
         with self._lock, transaction(self._conn) as conn:
             self.policy.admit(conn, row["owner"])
-            quota = self.policy.disk_quota
-            moved = transition(
-                conn, job_id, "queued", expect=row["state"], resume=1, note=note, disk_quota=quota
-            )
+            moved = transition(conn, job_id, "queued", expect=row["state"], resume=1, note=note,
+                               disk_quota=self.policy.disk_quota)  # fmt: skip
         if not moved:
             raise JobError(f"job {job_id} changed state meanwhile; try again")
         self.poll()
@@ -463,102 +432,75 @@ class JobManager:
         return path.resolve()
 
     def make_room(
-        self,
-        extra: int = 0,
-        keep: str | None = None,
-        owner: str | None = None,
+        self, extra: int = 0, keep: str | None = None, owner: str | None = None,
         pruner: str | None = None,
-    ) -> list[str]:
+    ) -> list[str]:  # fmt: skip
         """Free disk for `extra` more bytes of `owner`'s within the budgets (in all, and
-        `owner`'s share), deleting what the policy says may go (`JobPolicy.prunable` for
-        `pruner`, default `owner`: their own finished jobs and anyone's past the retention age).
-        What to delete is decided first: when even that would not make room, JobError, and
-        nothing is deleted. Each removal is logged. Returns the removed ids (also kept as
-        `last_pruned`).
+        `owner`'s share), deleting what `JobPolicy.prunable` lets `pruner` (default `owner`)
+        prune; for someone else's resume, only what is past its retention age. JobError, with
+        nothing deleted, when even that would not make room. Returns the removed ids (also
+        `last_pruned`); each removal is logged.
 
         >>> import tempfile
-        >>> JobManager(tempfile.mkdtemp(), disk_quota_bytes=10**6, background=False).make_room()
+        >>> JobManager(tempfile.mkdtemp(), 1, JobPolicy(disk_quota=1), background=False).make_room()
         []
         """
         self.last_pruned = []
         policy = self.policy
         if policy.disk_quota is None and (policy.owner_quota is None or owner is None):
             return []
-        pruner = owner if pruner is None else pruner
         with self._lock:  # this process's submissions plan and prune one at a time
-            used = self._committed()
-            owner_used = self._committed(owner) if owner is not None else 0
-            if policy.over_budget(used, extra) is None and (
-                owner is None or policy.over_budget(owner_used, extra, owner=owner) is None
-            ):
-                return []
-            rows = self._db(policy.prunable, pruner, keep)
-            if pruner != owner:  # someone else's resume: only what is past its age may go
-                rows = [r for r in rows if r["expired"]]
-            sizes = {r["id"]: dir_size(self.job_dir(r["id"])) for r in rows}
-            plan, error = policy.plan_room(rows, sizes, used, extra, owner, owner_used)
+            used, owner_used = self.usage(), 0 if owner is None else self.usage(owner)
+            if policy.plan_room([], {}, used, extra, owner, owner_used)[1] is None:
+                return []  # it fits already
+            rows = {  # someone else's resume may prune only what is past its retention age
+                r["id"]: r
+                for r in self._db(policy.prunable, owner if pruner is None else pruner, keep)
+                if r["expired"] or pruner in (None, owner)
+            }
+            sizes = {job_id: dir_size(self.job_dir(job_id)) for job_id in rows}
+            plan, error = policy.plan_room([*rows.values()], sizes, used, extra, owner, owner_used)
             if error is not None:
                 raise error
-            by_id = {r["id"]: r for r in rows}
+            quota = "no limit" if policy.disk_quota is None else f"{policy.disk_quota / 1e6:.1f} MB"
             for job_id in plan:
-                row, size = by_id[job_id], sizes[job_id]
                 self._remove(job_id)
-                used -= size
                 self.last_pruned.append(job_id)
+                used -= sizes[job_id]
+                row = rows[job_id]
                 why = "past its retention age" if row["expired"] else "the requester's own"
                 log.warning(
                     "disk budget: pruned job %s (%s, %s, %s, %.1f MB) to make room; jobs use "
-                    "%.1f MB of %s", job_id, row["state"], row["owner"], why, size / 1e6,
-                    used / 1e6, "no limit" if policy.disk_quota is None
-                    else f"{policy.disk_quota / 1e6:.1f} MB",
+                    "%.1f MB of %s", job_id, row["state"], row["owner"], why,
+                    sizes[job_id] / 1e6, used / 1e6, quota,
                 )  # fmt: skip
         return self.last_pruned
 
     def usage(self, owner: str | None = None) -> int:
-        """Bytes the jobs use now or will (see `_committed`): all of them, or `owner`'s."""
-        return self._committed(owner)
-
-    def _committed(self, owner: str | None = None) -> int:
-        """Disk the job folders use, plus what the queued and running jobs should still write
+        """Bytes the job folders use plus what the queued and running jobs should still write
         (`expected_bytes` less what each has written): room for the jobs already accepted. With
         `owner`: that owner's jobs only."""
+        mine, params = ("", ()) if owner is None else (" AND owner = ?", (owner,))
+        rows = self._execute(f"SELECT id, spec FROM jobs WHERE state IN {ACTIVE!r}{mine}", params)
         if owner is None:
-            rows = self._execute(f"SELECT id, spec FROM jobs WHERE state IN {ACTIVE!r}")
             used = self.disk_usage()
         else:
-            rows = self._execute(
-                f"SELECT id, spec FROM jobs WHERE owner = ? AND state IN {ACTIVE!r}", (owner,)
-            )
-            owned = self._execute("SELECT id FROM jobs WHERE owner = ?", (owner,))
+            owned = self._execute("SELECT id FROM jobs WHERE owner = ?", params)
             used = sum(dir_size(self.job_dir(r["id"])) for r in owned)
-        reserved = sum(
+        return used + sum(
             max(0, expected_bytes(json.loads(r["spec"])) - dir_size(self.job_dir(r["id"])))
             for r in rows
         )
-        return used + reserved
-
-    def _check_quota(
-        self, extra: int, keep: str | None = None, owner: str | None = None,
-        pruner: str | None = None,
-    ) -> None:  # fmt: skip
-        """JobError, having deleted nothing, when `extra` more bytes of `owner`'s do not fit
-        even after pruning; else prunes what it takes (`make_room`)."""
-        self.make_room(extra, keep, owner, pruner)
 
     def _publish_policy(self) -> None:
         """Write what visitors may know of the policy (`gpt.lab.cards.JOBS_POLICY_FILE`, read
         by job models' cards): multi-user mode and the retention age. Never a secret."""
-        public = {
-            "multiuser": self.policy.multiuser,
-            "retention_hours": None
-            if self.policy.retention_s is None
-            else self.policy.retention_s / 3600,
-        }
+        hours = None if self.policy.retention_s is None else self.policy.retention_s / 3600
+        public = {"multiuser": self.policy.multiuser, "retention_hours": hours}
         with contextlib.suppress(OSError):  # a read-only folder: cards then say less
-            path = self.root / JOBS_POLICY_FILE
-            tmp = path.with_suffix(".tmp")
+            tmp = self.root / (JOBS_POLICY_FILE + ".tmp")
             tmp.write_text(json.dumps(public), encoding="utf-8")
-            os.replace(tmp, path)
+            os.replace(tmp, self.root / JOBS_POLICY_FILE)
 
     def _remove(self, job_id: str) -> None:
         with self._lock:
@@ -572,4 +514,11 @@ class JobManager:
         child = self._children.get(job_id)
         if child is not None and child[0].pid == pid:
             return child[0].poll() is None
-        return store.worker_holds_lock(self.job_dir(job_id) / LOCK_NAME)
+        return store.worker_holds_lock(self.job_dir(job_id) / store.LOCK_NAME)
+
+
+def _until(done: Callable[[], bool], seconds: float) -> None:
+    """Wait until `done()` or `seconds` pass."""
+    end = time.time() + seconds
+    while not done() and time.time() < end:
+        time.sleep(0.02)

@@ -4,16 +4,15 @@ the disk budget is kept. A `JobManager` asks its `JobPolicy`; a page only says w
 
 - **Ownership** (multi-user mode, a public Space): only a job's owner or an admin may cancel,
   resume or delete it; a job without an owner is the admin's. In single-user mode anyone may.
-- **Limits**: jobs waiting (`max_queued`), queued-or-running jobs per owner (`per_visitor`), a
-  job's size (`max_examples`, steps x batch size).
+- **Limits**: jobs waiting (`max_queued`), queued-or-running jobs per owner (`per_visitor`) and
+  per client address of anonymous owners (`per_address`), a job's size (`max_examples`).
 - **The disk budget**, in all (`disk_quota`) and per owner (`owner_quota`): a job is accepted
   only if the job folders, plus what the accepted jobs should still write (`expected_bytes`),
-  plus its data, leave room for it in both. `plan_room` first works out what pruning may free
-  (`prunable`) and only then, if that makes room, is anything deleted: a refused submission
-  deletes nothing. In multi-user mode pruning takes only the requester's own finished jobs,
-  plus anyone's finished job past the retention age (`retention_s`): nobody's submission
-  deletes another visitor's fresh work. A running job stops at its next checkpoint once the
-  folders pass the budget.
+  plus its data, leave room for it in both. `plan_room` works out what pruning may free
+  (`prunable`) before anything is deleted: a refused submission deletes nothing. In multi-user
+  mode pruning takes only the requester's own finished jobs, plus anyone's past the retention
+  age (`retention_s`): nobody's submission deletes another visitor's fresh work. A running job
+  stops at its next checkpoint once the folders pass the budget.
 
 >>> policy = JobPolicy(multiuser=True)
 >>> policy.authorize(Visitor("anon:b"), {"id": "j1", "owner": "anon:a"}, "cancel")
@@ -43,7 +42,6 @@ ANONYMOUS = "anon:"  # owners without a Hugging Face account (single-user mode p
 OWNER_BUDGET_ENV = "GPT2LAB_OWNER_DISK_GB"  # per-owner disk budget (default 4 in multi-user mode)
 RETENTION_ENV = "GPT2LAB_RETENTION_HOURS"  # finished jobs older than this may go (default 24 there)
 MAX_EXAMPLES = 8_000  # multi-user mode: a job's size cap, steps x batch size
-ACTIVE_SQL = "(" + ", ".join(f"'{state}'" for state in ACTIVE) + ")"  # SQL: ('queued', ...)
 
 
 class JobError(ValueError):
@@ -134,8 +132,8 @@ class JobPolicy:
         """The most steps a job may take at `batch_size` (None: no cap)."""
         return None if self.max_examples is None else self.max_examples // batch_size
 
-    def sized(self, spec: RunSpec) -> RunSpec:
-        """`spec`, or JobError when its max_steps x batch_size is over `max_examples` (without
+    def check_size(self, spec: RunSpec) -> None:
+        """JobError when `spec`'s max_steps x batch_size is over `max_examples` (without
         max_steps, as a one-click job, the epochs size it)."""
         most = self.most_steps(spec.batch_size)
         if most is not None and spec.max_steps is not None and spec.max_steps > most:
@@ -144,11 +142,11 @@ class JobPolicy:
                 f"Space's limit of {self.max_examples:,} examples per job: at most {most} "
                 "steps at this batch size"
             )
-        return spec
 
     def admit(self, conn: sqlite3.Connection, owner: str | None) -> None:
-        """JobError when one more active job of `owner` is over the queue's or the owner's
-        limit; called inside the transaction that queues the job."""
+        """JobError when one more active job of `owner` is over the queue's limit, the owner's,
+        or their client address's (made-up visitors from one address share one allowance);
+        called inside the transaction that queues the job."""
         (queued,) = conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()
         if queued >= self.max_queued:
             raise JobError(
@@ -157,72 +155,53 @@ class JobPolicy:
             )
         if owner is None or self.per_visitor is None:
             return
-        (active,) = conn.execute(
-            f"SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN {ACTIVE_SQL}", (owner,)
-        ).fetchone()
-        if active >= self.per_visitor:
-            raise JobError(
-                f"you already have {active} job{'s' if active != 1 else ''} queued or running "
-                f"(at most {self.per_visitor} per visitor here); wait for it to finish or "
-                "cancel it"
-            )
-        self.admit_address(conn, owner)
 
-    def admit_address(self, conn: sqlite3.Connection, owner: str) -> None:
-        """JobError when the anonymous owners from `owner`'s client address already have
-        `per_address` active jobs (made-up visitors from one address share one allowance)."""
-        address = self.addresses.get(owner)
-        if self.per_address is None or address is None:
-            return
-        same = [o for o, a in list(self.addresses.items()) if a == address]
-        marks = ", ".join("?" * len(same))
-        (active,) = conn.execute(
-            f"SELECT COUNT(*) FROM jobs WHERE owner IN ({marks}) AND state IN {ACTIVE_SQL}", same
-        ).fetchone()
-        if active >= self.per_address:
+        def active(owners: list[str]) -> int:
+            marks = ", ".join("?" * len(owners))
+            sql = f"SELECT COUNT(*) FROM jobs WHERE owner IN ({marks}) AND state IN {ACTIVE!r}"
+            return conn.execute(sql, owners).fetchone()[0]
+
+        if (n := active([owner])) >= self.per_visitor:
             raise JobError(
-                f"{active} job{'s' if active != 1 else ''} from your network address "
-                f"{'are' if active != 1 else 'is'} already queued or running (at most "
+                f"you already have {n} job{'s' if n != 1 else ''} queued or running (at most "
+                f"{self.per_visitor} per visitor here); wait for it to finish or cancel it"
+            )
+        if self.per_address is None or (address := self.addresses.get(owner)) is None:
+            return
+        if (n := active([o for o, a in list(self.addresses.items()) if a == address])) >= (
+            self.per_address
+        ):
+            raise JobError(
+                f"{n} job{'s' if n != 1 else ''} from your network address "
+                f"{'are' if n != 1 else 'is'} already queued or running (at most "
                 f"{self.per_address} per address here, shared by everyone behind it); wait "
                 "for one to finish, or sign in with Hugging Face to get your own slot"
             )
 
     def prunable(
-        self,
-        conn: sqlite3.Connection,
-        owner: str | None = None,
-        keep: str | None = None,
+        self, conn: sqlite3.Connection, owner: str | None = None, keep: str | None = None,
         now: float | None = None,
-    ) -> list[sqlite3.Row]:
+    ) -> list[sqlite3.Row]:  # fmt: skip
         """What pruning may delete for a request of `owner`, in order: jobs without a final model
         first, then jobs past the retention age, oldest first. Each row has `id`, `state`,
         `owner` and `expired` (past the retention age). Never active jobs or `keep` (a job being
-        resumed).
-
-        Multi-user mode: only `owner`'s own finished jobs, plus anyone's finished job past the
-        retention age (`retention_s`): another visitor's fresh work is never a candidate.
-        Single-user mode, as before: anonymous visitors' finished jobs (and, when a retention
-        age is set, any finished job past it)."""
+        resumed). Multi-user mode: `owner`'s own finished jobs and anyone's past the retention
+        age; single-user mode: anonymous visitors' finished jobs and any past the age."""
         now = time.time() if now is None else now
         cutoff = -1.0 if self.retention_s is None else now - self.retention_s
         ended = "COALESCE(finished, created)"
         mine = "(owner IS NOT NULL AND owner = ?)" if self.multiuser else "owner LIKE ?"
         return conn.execute(
             f"SELECT id, state, owner, {ended} < ? AS expired FROM jobs WHERE id != ? AND state "
-            f"NOT IN {ACTIVE_SQL} AND ({mine} OR {ended} < ?) "
+            f"NOT IN {ACTIVE!r} AND ({mine} OR {ended} < ?) "
             "ORDER BY state = 'succeeded', expired = 0, created, rowid",
             (cutoff, keep or "", owner if self.multiuser else ANONYMOUS + "%", cutoff),
         ).fetchall()
 
     def plan_room(
-        self,
-        candidates: list[Mapping[str, Any]],
-        sizes: Mapping[str, int],
-        used: int,
-        extra: int,
-        owner: str | None = None,
-        owner_used: int = 0,
-    ) -> tuple[list[str], JobError | None]:
+        self, candidates: list[Mapping[str, Any]], sizes: Mapping[str, int], used: int,
+        extra: int, owner: str | None = None, owner_used: int = 0,
+    ) -> tuple[list[str], JobError | None]:  # fmt: skip
         """(ids to prune, None), or ([], the error) when even pruning every candidate would not
         leave room for `extra` more bytes: decided before anything is deleted. `used` is what
         the jobs use (or will) in all, `owner_used` what `owner`'s do; `candidates` come from
@@ -237,49 +216,40 @@ class JobPolicy:
         True
         """
         plan: list[str] = []
-        if self.owner_quota is not None and owner is not None:
+        left = {True: owner_used, False: used}  # bytes used: owner's (True), in all (False)
+        for mine, quota in (
+            (True, None if owner is None else self.owner_quota),
+            (False, self.disk_quota),
+        ):
+            if quota is None:
+                continue
             for row in candidates:
-                if owner_used + extra <= self.owner_quota:
+                if left[mine] + extra <= quota:
                     break
-                if row["owner"] == owner:
+                if row["id"] not in plan and (row["owner"] == owner or not mine):
                     plan.append(row["id"])
-                    owner_used -= sizes[row["id"]]
-                    used -= sizes[row["id"]]
-            if owner_used + extra > self.owner_quota:
-                return [], self.over_budget(owner_used, extra, owner=owner)
-        if self.disk_quota is not None:
-            for row in candidates:
-                if used + extra <= self.disk_quota:
-                    break
-                if row["id"] not in plan:
-                    plan.append(row["id"])
-                    used -= sizes[row["id"]]
-            if used + extra > self.disk_quota:
-                return [], self.over_budget(used, extra)
+                    left[False] -= sizes[row["id"]]
+                    left[True] -= sizes[row["id"]] if row["owner"] == owner else 0
+            if left[mine] + extra > quota:
+                return [], self._refusal(left[mine], extra, quota, mine)
         return plan, None
 
-    def over_budget(self, used: int, extra: int = 0, owner: str | None = None) -> JobError | None:
-        """The error for `extra` more bytes when the jobs use (or will) `used` (`owner`'s jobs,
-        against `owner_quota`, when `owner` is given); None if it fits."""
-        quota = self.disk_quota if owner is None else self.owner_quota
-        if quota is None or used + extra <= quota:
-            return None
-        whose = "your jobs use" if owner is not None else "job outputs use"
-        of = "of your share of" if owner is not None else "of the"
-        pruned = (
-            "even after removing your own older finished jobs"
-            if self.multiuser
-            else "even after pruning old anonymous jobs"
-        )
+    def _refusal(self, used: int, extra: int, quota: int, mine: bool) -> JobError:
+        """Why `extra` more bytes do not fit when the jobs use (or will) `used` of `quota`
+        (`mine`: the requester's share)."""
+        whose, of = ("your jobs use", "of your share of") if mine else ("job outputs use", "of the")
+        if self.multiuser:
+            pruned = "removing your own older finished jobs"
+        else:
+            pruned = "pruning old anonymous jobs"
+        wait = ""
+        if self.retention_s and not mine:
+            wait = f", or wait: finished jobs are kept for {hours_text(self.retention_s)}"
         return JobError(
             f"disk quota exceeded: {whose} (or running jobs will need) {used:,} bytes"
             + (f" (+{extra:,} for this job and its data)" if extra else "")
-            + f" {of} {quota:,} allowed, {pruned}; delete finished jobs to make room"
-            + (
-                ""
-                if owner is not None or not self.retention_s
-                else f", or wait: finished jobs are kept for {hours_text(self.retention_s)}"
-            )
+            + f" {of} {quota:,} allowed, even after {pruned}; delete finished jobs to make room"
+            + wait
         )
 
     def retention_text(self) -> str | None:
@@ -290,9 +260,8 @@ class JobPolicy:
         """
         if self.retention_s is None:
             return None
-        return (
-            f"Kept for {hours_text(self.retention_s)} after it finishes, then removed to make room"
-        )
+        age = hours_text(self.retention_s)
+        return f"Kept for {age} after it finishes, then removed to make room"
 
 
 def hours_text(seconds: float) -> str:
@@ -301,9 +270,7 @@ def hours_text(seconds: float) -> str:
     >>> hours_text(86400), hours_text(1800), hours_text(90 * 3600)
     ('24 h', '30 min', '90 h')
     """
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.3g} h"
 
 
 _ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"(),:;]+")

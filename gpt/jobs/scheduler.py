@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 from gpt.jobs import store
-from gpt.jobs.store import LOCK_NAME, LOG_NAME, Claim, finish_attempt, log_tail, worker_holds_lock
+from gpt.jobs.store import LOCK_NAME, LOG_NAME, finish_attempt, worker_holds_lock
 
 REPO = Path(__file__).resolve().parents[2]
 Children = dict[str, tuple[subprocess.Popen, int]]  # job id -> (its worker, the attempt)
+RESUME = "resume continues from its last checkpoint"
 
 
 def schedule(
@@ -41,13 +42,12 @@ def schedule(
         if worker_holds_lock(Path(root) / store.SCHEDULER_LOCK):
             return []
         children = {}
-    rows = conn.execute("SELECT id, attempt, pid FROM jobs WHERE state = 'running'").fetchall()
+    rows = conn.execute("SELECT id, attempt FROM jobs WHERE state = 'running'").fetchall()
     running = {row["id"]: row["attempt"] for row in rows}
     for job_id, (proc, attempt) in list(children.items()):
         if running.get(job_id) != attempt and proc.poll() is not None:  # it reported its end
             del children[job_id]
-    for row in rows:
-        job_id, attempt = row["id"], row["attempt"]
+    for job_id, attempt in running.items():
         child = children.get(job_id)
         if child is not None and child[1] == attempt:
             if (rc := child[0].poll()) is None:
@@ -57,7 +57,7 @@ def schedule(
             continue
         else:
             rc = None  # not our child: its exit status is unknown
-        end_attempt(conn, root, job_id, attempt, None, rc)
+        end_attempt(conn, root, job_id, attempt, rc)
     started = []
     while (claim := store.claim_next(conn, root, limit)) is not None:
         if (proc := spawn(conn, root, claim, limit)) is not None:
@@ -67,42 +67,33 @@ def schedule(
 
 
 def end_attempt(
-    conn: sqlite3.Connection,
-    root: Path,
-    job_id: str,
-    attempt: int,
-    state: str | None = None,
-    rc: int | None = None,
+    conn: sqlite3.Connection, root: Path, job_id: str, attempt: int, rc: int | None = None
 ) -> bool:
-    """Record the end of an attempt whose worker did not report it: in `state` when given, else
-    judged from a cancel request, the worker's exit status `rc` (None: unknown, not our child)
-    and its log. False when the attempt is not running any more."""
+    """Record the end of an attempt whose worker did not report it, judged from a cancel
+    request, the worker's exit status `rc` (None: unknown, not our child) and its log. False
+    when the attempt is not running any more."""
     row = store.job_row(conn, job_id)
     if row is None or row["state"] != "running" or row["attempt"] != attempt:
         return False
-    tail = log_tail(root / job_id / LOG_NAME)
-    resume = "resume continues from its last checkpoint"
-    error = None
-    if state is not None or row["cancel_requested"]:
-        state = state or "cancelled"
+    tail, error = store.log_tail(root / job_id / LOG_NAME), None
+    if row["cancel_requested"]:
+        state = "cancelled"
     elif rc is not None and rc > 0:
         state, error = "failed", f"worker exited with status {rc}:\n{tail}".strip()
     elif rc is not None and rc < 0:
         name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-        state, error = (
-            "interrupted",
-            f"worker killed by {name} (out of memory, or killed by hand); {resume}",
-        )
+        state = "interrupted"
+        error = f"worker killed by {name} (out of memory, or killed by hand); {RESUME}"
     elif rc == 0:
         state, error = "failed", f"worker exited without reporting:\n{tail}"
     else:
         why = "the job's process was gone (the app, the machine or the job was stopped)"
-        state, error = "interrupted", f"{why}; {resume}\n{tail}".strip()
+        state, error = "interrupted", f"{why}; {RESUME}\n{tail}".strip()
     return finish_attempt(conn, job_id, attempt, state, error)
 
 
 def spawn(
-    conn: sqlite3.Connection, root: Path, claim: Claim, limit: int
+    conn: sqlite3.Connection, root: Path, claim: store.Claim, limit: int
 ) -> subprocess.Popen | None:
     """Start a claimed job's worker, `python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT`, in its own
     session (it outlives whoever starts it), logging to the job's `log.txt`, holding the job's
@@ -119,19 +110,13 @@ def spawn(
             out.write(header.encode())
             out.flush()
             proc = subprocess.Popen(
-                [*cmd, str(claim.attempt)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                pass_fds=(claim.lock,),
-                cwd=str(folder),
+                [*cmd, str(claim.attempt)], stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, env=env, pass_fds=(claim.lock,), cwd=str(folder),
                 start_new_session=True,
-            )
+            )  # fmt: skip
     except OSError as e:
-        finish_attempt(
-            conn, claim.job_id, claim.attempt, "failed", f"could not start the worker: {e}"
-        )
+        error = f"could not start the worker: {e}"
+        finish_attempt(conn, claim.job_id, claim.attempt, "failed", error)
         return None
     finally:
         store.close_lock(claim.lock)

@@ -10,14 +10,6 @@
   drops the lock however the process dies, so any manager tells a live worker from a dead one
   without trusting PIDs. `root/scheduler.lock` is share-locked by managers running a scheduler.
 
-    (submit) -> queued
-    queued      -> running                  claimed: a manager, or a finishing worker, starts it
-    queued      -> cancelled                cancelled before it started
-    running     -> succeeded | failed       the worker reports its own end
-    running     -> cancelled                SIGTERM: the worker checkpoints and stops
-    running     -> interrupted | failed     a manager finds the worker dead (killed, crashed)
-    failed | cancelled | interrupted -> queued    resume (from the newest valid checkpoint)
-
 Each move to `running` starts a new attempt; ending one names it, so a late report of an old
 attempt never ends a newer one:
 
@@ -50,10 +42,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 LIFECYCLE: dict[str, tuple[str, ...]] = {  # state -> the states it may move to
-    "queued": ("running", "cancelled"),
+    "queued": ("running", "cancelled"),  # claimed by a manager or a finishing worker
+    # the worker reports succeeded or failed itself, or stops cancelled on SIGTERM (at a
+    # checkpoint); a manager that finds it dead ends it interrupted or failed
     "running": ("succeeded", "failed", "cancelled", "interrupted"),
     "succeeded": (),
-    "failed": ("queued",),
+    "failed": ("queued",),  # resume: from the newest valid checkpoint
     "cancelled": ("queued",),
     "interrupted": ("queued",),
 }
@@ -72,50 +66,19 @@ THREADS_ENV = "GPT2LAB_JOB_THREADS"  # torch threads per worker (default: cores 
 LOCK_FD_ENV = "GPT2LAB_JOB_LOCK_FD"  # which inherited fd holds the job's lock
 T = TypeVar("T")
 
-_JOBS = """CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    base TEXT NOT NULL,
-    method TEXT NOT NULL,
-    data TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    state TEXT NOT NULL,
-    step INTEGER NOT NULL DEFAULT 0,
-    max_steps INTEGER,
-    loss REAL,
-    eta_s REAL,
-    created REAL NOT NULL,
-    started REAL,
-    finished REAL,
-    error TEXT,
-    note TEXT,
-    pid INTEGER,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    resume INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    disk_quota INTEGER,
-    owner TEXT,
-    stage TEXT
-);"""
-_SCHEMA = (
-    _JOBS
-    + """
-CREATE TABLE IF NOT EXISTS metrics (
-    job_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (job_id, kind, step)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-)
+_SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL,
+    base TEXT NOT NULL, method TEXT NOT NULL, data TEXT NOT NULL, spec TEXT NOT NULL,
+    state TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0, max_steps INTEGER, loss REAL,
+    eta_s REAL, created REAL NOT NULL, started REAL, finished REAL, error TEXT, note TEXT,
+    pid INTEGER, attempt INTEGER NOT NULL DEFAULT 0, resume INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0, disk_quota INTEGER, owner TEXT, stage TEXT);
+CREATE TABLE IF NOT EXISTS metrics (job_id TEXT NOT NULL, kind TEXT NOT NULL,
+    step INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, kind, step));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"""
 # What `transition` and `update` may write: `id`, `state` and `attempt` are the lifecycle's own,
 # `created` is set once by `add_job`.
-FIELDS = frozenset(re.findall(r"^    (\w+) ", _JOBS, re.M)) - {"id", "state", "attempt", "created"}
-
-
-# --- the database ---------------------------------------------------------------------------------
+_COLUMNS = re.findall(r"(\w+) (?:TEXT|INTEGER|REAL)", _SCHEMA.split(";")[0])
+FIELDS = frozenset(_COLUMNS) - {"id", "state", "attempt", "created"}
 
 
 def connect(root: str | Path) -> sqlite3.Connection:
@@ -136,9 +99,8 @@ def connect(root: str | Path) -> sqlite3.Connection:
 
 
 def retry_db(fn: Callable[..., T], *args: Any, timeout: float = 60.0, **kwargs: Any) -> T:
-    """`fn(*args, **kwargs)`, retried with backoff while SQLite reports the database locked or
-    busy: WAL mode can return SQLITE_BUSY at once, despite the busy timeout (e.g. while another
-    process checkpoints the log), and a worker's final state must not be lost to that.
+    """`fn(*args, **kwargs)`, retried while SQLite says locked or busy: WAL mode can say so at
+    once despite the busy timeout, and a worker's final state must not be lost to that.
 
     >>> retry_db(lambda x: x + 1, 1)
     2
@@ -156,8 +118,7 @@ def retry_db(fn: Callable[..., T], *args: Any, timeout: float = 60.0, **kwargs: 
 
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One short write transaction: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block
-    (or the commit: busy, disk full) raises, so no transaction is left open on `conn`."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block (or the commit) raises."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -181,9 +142,6 @@ def max_concurrent(conn: sqlite3.Connection, n: int | None = None) -> int:
     return int(row["value"]) if row else 1
 
 
-# --- the job lifecycle ----------------------------------------------------------------------------
-
-
 def add_job(conn: sqlite3.Connection, job_id: str, **fields: Any) -> None:
     """Insert a new job, `queued`; `fields` are its columns (kind, base, method, data, spec)."""
     _check_fields(fields)
@@ -195,22 +153,13 @@ def add_job(conn: sqlite3.Connection, job_id: str, **fields: Any) -> None:
 
 
 def transition(
-    conn: sqlite3.Connection,
-    job_id: str,
-    to_state: str,
-    *,
-    expect: str | None = None,
-    attempt: int | None = None,
-    **fields: Any,
-) -> bool:
-    """Move the job to `to_state` with `fields`, in one UPDATE, if its state may move there
-    (`LIFECYCLE`), is `expect` when given, and it is still `attempt` when given. False when it
-    did not move: how a race ends (another process reported, reaped or resumed it first).
-
-    Each target brings its own fields (`fields` override them): `running` starts a new attempt
-    (`started` now; pid, eta, stage, finished cleared); a final state sets `finished` and clears
-    `eta_s` and `error`; `queued` clears `finished`, `pid`, `error` and a cancel request.
-    """
+    conn: sqlite3.Connection, job_id: str, to_state: str, *, expect: str | None = None,
+    attempt: int | None = None, **fields: Any,
+) -> bool:  # fmt: skip
+    """Move the job to `to_state` with `fields` (over the target's own, below), in one UPDATE,
+    if `LIFECYCLE` allows it from its state, which is `expect` and still `attempt` when given.
+    False when it did not move: how a race ends (another process reported, reaped or resumed
+    it first)."""
     if to_state not in LIFECYCLE:
         raise ValueError(f"unknown job state {to_state!r}; known: {', '.join(STATES)}")
     sources = [s for s, targets in LIFECYCLE.items() if to_state in targets]
@@ -218,7 +167,7 @@ def transition(
         if expect not in sources:
             raise ValueError(f"a {expect} job never becomes {to_state}")
         sources = [expect]
-    now = time.time()
+    now = time.time()  # a new attempt; a final state's end; a resume forgets the last end:
     entry = {
         "running": {"started": now, "finished": None, "pid": None, "eta_s": None, "stage": None},
         "queued": {"finished": None, "pid": None, "error": None, "cancel_requested": 0},
@@ -236,13 +185,9 @@ def transition(
 
 
 def finish_attempt(
-    conn: sqlite3.Connection,
-    job_id: str,
-    attempt: int,
-    state: str,
-    error: str | None = None,
+    conn: sqlite3.Connection, job_id: str, attempt: int, state: str, error: str | None = None,
     **kw: Any,
-) -> bool:
+) -> bool:  # fmt: skip
     """End a running attempt in final `state` (with `error`, and e.g. the final `step`). False
     when that attempt is not running any more (it ended already, or was resumed)."""
     if state not in FINAL:
@@ -253,8 +198,8 @@ def finish_attempt(
 def update(
     conn: sqlite3.Connection, job_id: str, *, attempt: int | None = None, **fields: Any
 ) -> bool:
-    """Write fields that are not the state (progress, pid, stage, note, a cancel request); given
-    `attempt`, only while the job is still that attempt. Returns whether a row was written."""
+    """Write fields that are not the state; given `attempt`, only while the job is still that
+    attempt. Returns whether a row was written."""
     _check_fields(fields)
     if not fields:
         return False
@@ -285,7 +230,7 @@ class Claim:
 
 def claim_next(conn: sqlite3.Connection, root: Path, max_concurrent: int) -> Claim | None:
     """Claim the oldest queued job, unless `max_concurrent` jobs run already: one write
-    transaction, so the limit holds across processes. The job's lock is taken before the claim
+    transaction, so the limit holds across processes. Its lock is taken before the claim
     commits, so a `running` job's lock is always held; a job whose previous worker still holds
     it (exiting) waits for the next round."""
     lock = None
@@ -318,13 +263,10 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> None:
         conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
 
-# --- metrics --------------------------------------------------------------------------------------
-
-
 def record_metric(
     conn: sqlite3.Connection, job_id: str, kind: str, step: int, data: dict, verb: str = "REPLACE"
 ) -> None:
-    """Store one metric row (a training step, an evaluation, a checkpoint, the test)."""
+    """One metric row: a training step, an evaluation, a checkpoint, the test."""
     conn.execute(
         f"INSERT OR {verb} INTO metrics (job_id, kind, step, data) VALUES (?, ?, ?, ?)",
         (job_id, kind, step, json.dumps(data, default=str)),
@@ -344,9 +286,6 @@ def rewind_metrics(
                 if rec.get("step", step + 1) <= step:
                     record_metric(conn, job_id, kind, rec["step"], rec, verb="IGNORE")
         update(conn, job_id, step=step)
-
-
-# --- the job folder -------------------------------------------------------------------------------
 
 
 def dir_size(path: Path) -> int:
@@ -376,7 +315,7 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 def write_estimate(job_dir: Path, seconds: float, text: str, busy: int = 0) -> dict[str, Any]:
-    """Keep a job's estimate in its folder (`JobStatus.estimate` reads it); return it."""
+    """Keep a job's estimate in its folder (`read_estimate` reads it); return it."""
     record = {"seconds": seconds, "text": text, "busy": busy, "at": time.time()}
     tmp = job_dir / (ESTIMATE_FILE + ".tmp")
     tmp.write_text(json.dumps(record), encoding="utf-8")
@@ -384,14 +323,11 @@ def write_estimate(job_dir: Path, seconds: float, text: str, busy: int = 0) -> d
     return record
 
 
-def read_estimate(job_dir: Path) -> dict[str, Any] | None:
+def read_estimate(job_dir: Path) -> dict[str, Any] | None:  # None: not made yet
     try:
         return json.loads((job_dir / ESTIMATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-# --- locks ----------------------------------------------------------------------------------------
 
 
 def take_worker_lock(path: Path) -> int | None:
@@ -424,16 +360,12 @@ def close_lock(fd: int | None) -> None:
 
 def worker_holds_lock(path: Path) -> bool:
     """Whether a live process holds `path`'s lock, shared or exclusive."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
+    if not path.exists():
         return False  # never locked: no worker was ever started for it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also releases the lock if we just took it
+    with contextlib.suppress(FileNotFoundError):  # its folder went meanwhile
+        fd = take_worker_lock(path)
+        close_lock(fd)  # releases the lock if we just took it
+        return fd is None
     return False
 
 
@@ -443,26 +375,3 @@ def hold_scheduler_lock(root: Path) -> int:
     fd = os.open(Path(root) / SCHEDULER_LOCK, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_SH)
     return fd
-
-
-def is_worker_alive(pid: int | None, job_id: str) -> bool:
-    """Whether `pid` is a live (not zombie) worker of `job_id`: a check for tests and people
-    (managers judge by the job's lock). On Linux its command line must name the worker module
-    and the job, so a reused PID is not mistaken for the job."""
-    if not pid:
-        return False
-    if not Path("/proc/self/stat").exists():  # macOS: no /proc
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
-    try:
-        if (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) in ("Z", "X"):
-            return False
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, IndexError):
-        return False
-    return WORKER_MODULE.encode() in argv and job_id.encode() in argv

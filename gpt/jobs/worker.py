@@ -36,9 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 3:
         print("usage: python -m gpt.jobs.worker ROOT JOB_ID ATTEMPT", file=sys.stderr)
         return 2
-    root_arg, job_id, attempt_arg = argv
-    root, attempt = Path(root_arg), int(attempt_arg)
-    flags = {"stop": False, "training": False, "quota": False}
+    root, job_id, attempt = Path(argv[0]), argv[1], int(argv[2])
+    flags = {"stop": False, "training": False, "quota": False, "staged": False}
 
     def on_term(signum, frame):
         flags["stop"] = flags["stop"] or time.time()
@@ -54,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        threads = int(os.environ.get(THREADS_ENV, "0") or 0)
-        if threads > 0:
+        if (threads := int(os.environ.get(THREADS_ENV, "0") or 0)) > 0:
             torch.set_num_threads(threads)
         conn = retry_db(store.connect, root)
         return _run(conn, root, job_id, attempt, flags)
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         # Whatever went wrong outside training (the database, an import), the job must end
         # `failed` with the reason, not look like a process that vanished.
         traceback.print_exc()
-        error = f"{type(e).__name__}: {e}"  # else the manager sees the exit status instead
+        error = f"{type(e).__name__}: {e}"
         _on_db(root, "record the failure", finish_attempt, job_id, attempt, "failed", error)
         return 1
     finally:
@@ -100,63 +98,59 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
         print(f"job {job_id} attempt {attempt} is not ours to run; exiting", flush=True)
         return 0
     retry_db(store.update, conn, job_id, attempt=attempt, pid=os.getpid())
-    quota = row["disk_quota"]
+    quota, out = row["disk_quota"], root / job_id / "out"
 
     def finish(state: str, error: str | None = None, **fields) -> None:
         retry_db(finish_attempt, conn, job_id, attempt, state, error, **fields)
 
+    def write(**fields) -> None:  # progress only: a busy DB skips one update
+        with contextlib.suppress(Exception):
+            store.update(conn, job_id, attempt=attempt, **fields)
+
+    def on_event(event: TrainEvent) -> None:
+        flags["training"] = True
+        if event.kind == "stage":  # past training (the test set): shown, never stopped
+            if event.metrics["done"] == 0:
+                print(f"{event.metrics['stage']} on the test set", flush=True)
+            write(stage=json.dumps(event.metrics), eta_s=None)
+            flags["staged"] = True
+            return
+        if flags["staged"]:  # training (re)started after scoring the base model
+            flags["staged"] = False
+            write(stage=None)
+        if event.kind == "note":
+            print(event.metrics["message"], flush=True)
+        if event.kind == "estimate":
+            print(f"estimated: {event.metrics['text']}", flush=True)
+            store.write_estimate(root / job_id, event.metrics["seconds"], event.metrics["text"])
+        try:
+            _record(conn, job_id, attempt, event)
+        except Exception as e:  # a busy DB loses one row, never the training
+            print(f"warning: could not record {event.kind} {event.step}: {e}", flush=True)
+        checked = event.kind == "checkpoint" and quota is not None
+        if checked and (used := store.jobs_usage(root)) > quota:
+            flags["quota"] = True
+            print(f"disk quota exceeded ({used:,} > {quota:,} bytes): stopping")
+        if flags["stop"] or flags["quota"]:
+            raise StopTraining()
+
     try:
         spec = RunSpec.from_dict(json.loads(row["spec"]))
-        out = root / job_id / "out"
         resume = bool(row["resume"])
         print(f"job {job_id}: {spec.kind} from {spec.base} on {spec.data} ({spec.method})")
         # $GPT2LAB_DEVICE (inherited from the app or the CLI's --device), else CUDA, MPS, CPU:
         # the loop picks the same one; a device this machine lacks fails the job here, saying why
         print(f"training on {describe(choose_device())}", flush=True)
-        if resume:
-            ckpts = out / "checkpoints"
-            if trainstate.list_checkpoints(ckpts):
-                folder, state, problems = trainstate.latest_valid(ckpts)
-                for p in problems:
-                    print(f"warning: {p}")
-                print(f"resuming from {folder.name}")
-                store.rewind_metrics(conn, job_id, state["step"], state)
-            else:
-                print("no checkpoint yet: starting over")
-                resume = False
-                store.rewind_metrics(conn, job_id, 0)
-
-        def on_event(event: TrainEvent) -> None:
-            flags["training"] = True
-            if event.kind == "stage":  # past training (the test set): shown, never stopped
-                if event.metrics["done"] == 0:
-                    print(f"{event.metrics['stage']} on the test set", flush=True)
-                with contextlib.suppress(Exception):  # a busy DB skips one progress update
-                    stage = json.dumps(event.metrics)
-                    store.update(conn, job_id, attempt=attempt, stage=stage, eta_s=None)
-                flags["staged"] = True
-                return
-            if flags.get("staged"):  # training (re)started after scoring the base model
-                flags["staged"] = False
-                with contextlib.suppress(Exception):
-                    store.update(conn, job_id, attempt=attempt, stage=None)
-            if event.kind == "note":
-                print(event.metrics["message"], flush=True)
-            if event.kind == "estimate":
-                print(f"estimated: {event.metrics['text']}", flush=True)
-                store.write_estimate(root / job_id, event.metrics["seconds"], event.metrics["text"])
-            try:
-                _record(conn, job_id, attempt, event)
-            except Exception as e:  # a busy DB loses one row, never the training
-                print(f"warning: could not record {event.kind} {event.step}: {e}", flush=True)
-            if event.kind == "checkpoint" and quota is not None:
-                used = store.jobs_usage(root)
-                if used > quota:
-                    flags["quota"] = True
-                    print(f"disk quota exceeded ({used:,} > {quota:,} bytes): stopping")
-            if flags["stop"] or flags["quota"]:
-                raise StopTraining()
-
+        if resume and trainstate.list_checkpoints(out / "checkpoints"):
+            folder, state, problems = trainstate.latest_valid(out / "checkpoints")
+            for p in problems:
+                print(f"warning: {p}")
+            print(f"resuming from {folder.name}")
+            store.rewind_metrics(conn, job_id, state["step"], state)
+        elif resume:
+            print("no checkpoint yet: starting over")
+            resume = False
+            store.rewind_metrics(conn, job_id, 0)
         metrics = run(spec, out, callbacks=[on_event], resume=resume, estimate=True)
     except Cancelled:
         print("cancelled before training started", flush=True)
@@ -194,11 +188,8 @@ def _record(conn, job_id: str, attempt: int, event) -> None:
     elif event.kind == "step":
         with store.transaction(conn):
             store.record_metric(conn, job_id, "step", event.step, event.metrics)
-            loss = event.metrics.get("loss")
-            progress = dict(
-                step=event.step, max_steps=event.max_steps, loss=loss, eta_s=event.eta_s
-            )
-            store.update(conn, job_id, attempt=attempt, **progress)
+            store.update(conn, job_id, attempt=attempt, step=event.step, max_steps=event.max_steps,
+                         loss=event.metrics.get("loss"), eta_s=event.eta_s)  # fmt: skip
     elif event.kind in ("eval", "checkpoint"):
         store.record_metric(conn, job_id, event.kind, event.step, event.metrics)
 
