@@ -420,20 +420,11 @@ def download_gpt2(
 
 
 class _Progress:
-    """A download's progress over all its files: `http_get`'s `tqdm_class` (it makes "the bar"
-    by calling it, which returns the same object) and reports each chunk to `update`."""
+    """A download's progress over all its files: the bar `http_get` reports each chunk to."""
 
     def __init__(self, name: str, total: int, callback: ProgressCallback | None) -> None:
         self.name, self.total, self.callback = name, total, callback
         self.done, self.start = 0, time.monotonic()
-
-    def __call__(self, **bar_options) -> _Progress:
-        return self
-
-    __enter__ = __call__
-
-    def __exit__(self, *exc) -> None:
-        return None
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -489,7 +480,7 @@ def _fetch(
             try:
                 with open(part, "wb") as out:  # one request: no quiet retries (_nb_retries=0)
                     http_get(meta.location, out, headers=headers, expected_size=meta.size,
-                             tqdm_class=tracker, _nb_retries=0)  # type: ignore[arg-type]
+                             _tqdm_bar=tracker, _nb_retries=0)  # type: ignore[arg-type]
                 os.replace(part, blob)
             except BaseException as e:
                 part.unlink(missing_ok=True)
