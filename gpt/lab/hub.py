@@ -109,7 +109,8 @@ ProgressCallback = Callable[[DownloadProgress], None]
 
 
 class DownloadError(OSError):
-    """A download that failed; `kind` says how, the message what to do."""
+    """A download that failed; the message says what to do, `kind` how it failed: "refused",
+    "unreachable", "timeout", "truncated", "not_found", "http", "offline" or "other"."""
 
     def __init__(self, message: str, kind: str = "other") -> None:
         super().__init__(message)
