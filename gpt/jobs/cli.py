@@ -51,16 +51,9 @@ def register(subparsers: Any) -> None:
         dest="jobs_command", required=True
     )
     cmd = {}
-    for fn, text in (
-        (cmd_submit, "queue a training job"),
-        (cmd_list, "every job, newest first"),
-        (cmd_show, "one job's state and metrics"),
-        (cmd_cancel, "stop a queued or running job"),
-        (cmd_resume, "continue from the last checkpoint"),
-        (cmd_delete, "remove a job and its files"),
-    ):
+    for fn in (cmd_submit, cmd_list, cmd_show, cmd_cancel, cmd_resume, cmd_delete):
         name = fn.__name__.removeprefix("cmd_")
-        cmd[name] = sub.add_parser(name, parents=[common], help=text)
+        cmd[name] = sub.add_parser(name, parents=[common], help=fn.__doc__)
         cmd[name].set_defaults(func=lambda args, fn=fn: _run(fn, args))
         if name not in ("submit", "list"):
             cmd[name].add_argument("job_id")
@@ -151,6 +144,7 @@ def _num(v: Any) -> Any:
 
 
 def cmd_submit(jobs: JobManager, args: argparse.Namespace) -> None:
+    """Queue a training job."""
     job_id = jobs.submit(_spec(args))
     print(f"{job_id} {jobs.get(job_id).state}")
     if args.wait:
@@ -158,11 +152,13 @@ def cmd_submit(jobs: JobManager, args: argparse.Namespace) -> None:
 
 
 def cmd_list(jobs: JobManager, args: argparse.Namespace) -> None:
+    """Every job, newest first."""
     rows = jobs.list()
     print("\n".join(map(_line, rows)) if rows else f"no jobs in {jobs.root}")
 
 
 def cmd_show(jobs: JobManager, args: argparse.Namespace) -> None:
+    """One job's state and metrics."""
     s, metrics = jobs.get(args.job_id), jobs.metrics(args.job_id)
     if args.json:
         print(json.dumps({**dataclasses.asdict(s), "metrics": metrics}, indent=2, default=str))
@@ -181,10 +177,12 @@ def cmd_show(jobs: JobManager, args: argparse.Namespace) -> None:
 
 
 def cmd_cancel(jobs: JobManager, args: argparse.Namespace) -> None:
+    """Stop a queued or running job."""
     print(_line(jobs.cancel(args.job_id)))
 
 
 def cmd_resume(jobs: JobManager, args: argparse.Namespace) -> None:
+    """Continue from the last checkpoint."""
     s = jobs.get(jobs.resume(args.job_id))
     print(_line(s) + (f"\n  note: {s.note}" if s.note else ""))
     if args.wait:
@@ -192,5 +190,6 @@ def cmd_resume(jobs: JobManager, args: argparse.Namespace) -> None:
 
 
 def cmd_delete(jobs: JobManager, args: argparse.Namespace) -> None:
+    """Remove a job and its files."""
     jobs.delete(args.job_id)
     print(f"deleted {args.job_id}")

@@ -5,10 +5,9 @@ queue in `root/jobs.db` and trains each job in its own process, so a crash or a 
 job never takes the app down, and a restart of the app never loses a job.
 
 `submit` validates a job, once: its spec parsed, its base model resolved (and stored by its
-portable name, so the worker loads exactly that), its data checked, and the `JobPolicy` asked.
-A job whose process died without reporting is `interrupted`; `resume` continues cancelled,
-interrupted and failed jobs from their newest valid checkpoint, so at most one checkpoint
-interval is redone and the metric history stays continuous.
+portable name, so the worker loads exactly that), its data checked, the `JobPolicy` asked.
+`resume` continues a job from its newest valid checkpoint: at most one checkpoint interval is
+redone, and the metric history stays continuous.
 """
 
 from __future__ import annotations
@@ -376,8 +375,7 @@ class JobManager:
         return job_id
 
     def delete(self, job_id: str, by: Visitor = NOBODY) -> None:
-        """Remove a job, its files and its history (cancelling it first). NotOwnerError as
-        `cancel`."""
+        """Remove a job, its files and its history (cancelling it first). NotOwnerError as above."""
         row = self._row(job_id)
         self.policy.authorize(by, row, "delete")
         if row["state"] in ACTIVE:
@@ -386,12 +384,8 @@ class JobManager:
 
     def wait(self, job_id: str, timeout: float | None = None, interval: float = 0.1) -> JobStatus:
         """Block until the job leaves queued/running (or `timeout` seconds pass)."""
-        end = None if timeout is None else time.time() + timeout
-        while True:
-            status = self.get(job_id)
-            if not status.active or (end is not None and time.time() > end):
-                return status
-            time.sleep(interval)
+        _until(lambda: not self.get(job_id).active, timeout or float("inf"), interval)
+        return self.get(job_id)
 
     def resolve_base(self, base: str) -> ModelRef:
         """What a spec's base means (`gpt.lab.names.resolve`, asking us about `job:<id>`), or
@@ -517,8 +511,8 @@ class JobManager:
         return store.worker_holds_lock(self.job_dir(job_id) / store.LOCK_NAME)
 
 
-def _until(done: Callable[[], bool], seconds: float) -> None:
+def _until(done: Callable[[], bool], seconds: float, interval: float = 0.02) -> None:
     """Wait until `done()` or `seconds` pass."""
     end = time.time() + seconds
     while not done() and time.time() < end:
-        time.sleep(0.02)
+        time.sleep(interval)

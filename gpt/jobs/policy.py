@@ -133,8 +133,8 @@ class JobPolicy:
         return None if self.max_examples is None else self.max_examples // batch_size
 
     def check_size(self, spec: RunSpec) -> None:
-        """JobError when `spec`'s max_steps x batch_size is over `max_examples` (without
-        max_steps, as a one-click job, the epochs size it)."""
+        """JobError when `spec`'s max_steps x batch_size is over `max_examples` (a job without
+        max_steps, as a one-click one, is sized by its epochs)."""
         most = self.most_steps(spec.batch_size)
         if most is not None and spec.max_steps is not None and spec.max_steps > most:
             raise JobError(
@@ -145,8 +145,8 @@ class JobPolicy:
 
     def admit(self, conn: sqlite3.Connection, owner: str | None) -> None:
         """JobError when one more active job of `owner` is over the queue's limit, the owner's,
-        or their client address's (made-up visitors from one address share one allowance);
-        called inside the transaction that queues the job."""
+        or their address's (made-up visitors from one address share one allowance); called in
+        the transaction that queues the job."""
         (queued,) = conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()
         if queued >= self.max_queued:
             raise JobError(
@@ -179,16 +179,13 @@ class JobPolicy:
             )
 
     def prunable(
-        self, conn: sqlite3.Connection, owner: str | None = None, keep: str | None = None,
-        now: float | None = None,
-    ) -> list[sqlite3.Row]:  # fmt: skip
-        """What pruning may delete for a request of `owner`, in order: jobs without a final model
-        first, then jobs past the retention age, oldest first. Each row has `id`, `state`,
-        `owner` and `expired` (past the retention age). Never active jobs or `keep` (a job being
-        resumed). Multi-user mode: `owner`'s own finished jobs and anyone's past the retention
-        age; single-user mode: anonymous visitors' finished jobs and any past the age."""
-        now = time.time() if now is None else now
-        cutoff = -1.0 if self.retention_s is None else now - self.retention_s
+        self, conn: sqlite3.Connection, owner: str | None = None, keep: str | None = None
+    ) -> list[sqlite3.Row]:
+        """What pruning may delete for a request of `owner` (rows: `id`, `state`, `owner`,
+        `expired`), jobs without a final model first, then those past the retention age, oldest
+        first; never active jobs or `keep` (a job being resumed). Multi-user mode: `owner`'s own
+        finished jobs and anyone's past the age; single-user mode: anonymous visitors' too."""
+        cutoff = -1.0 if self.retention_s is None else time.time() - self.retention_s
         ended = "COALESCE(finished, created)"
         mine = "(owner IS NOT NULL AND owner = ?)" if self.multiuser else "owner LIKE ?"
         return conn.execute(
@@ -202,11 +199,10 @@ class JobPolicy:
         self, candidates: list[Mapping[str, Any]], sizes: Mapping[str, int], used: int,
         extra: int, owner: str | None = None, owner_used: int = 0,
     ) -> tuple[list[str], JobError | None]:  # fmt: skip
-        """(ids to prune, None), or ([], the error) when even pruning every candidate would not
-        leave room for `extra` more bytes: decided before anything is deleted. `used` is what
-        the jobs use (or will) in all, `owner_used` what `owner`'s do; `candidates` come from
-        `prunable`, `sizes` are their folders' bytes. Only `owner`'s own jobs free room in
-        their share; any candidate frees room in the total.
+        """(ids to prune, None), or ([], the error) when even pruning every candidate (from
+        `prunable`, `sizes` their bytes) would not leave room for `extra` more bytes, with the
+        jobs using (or going to use) `used` bytes, `owner`'s `owner_used`. Only `owner`'s own
+        jobs free room in their share; any candidate frees room in the total.
 
         >>> policy = JobPolicy(multiuser=True, disk_quota=100, owner_quota=50)
         >>> rows = [{"id": "old", "owner": "anon:b"}, {"id": "mine", "owner": "anon:a"}]
@@ -235,8 +231,7 @@ class JobPolicy:
         return plan, None
 
     def _refusal(self, used: int, extra: int, quota: int, mine: bool) -> JobError:
-        """Why `extra` more bytes do not fit when the jobs use (or will) `used` of `quota`
-        (`mine`: the requester's share)."""
+        """Why `extra` more bytes do not fit in `quota` (`mine`: the requester's share)."""
         whose, of = ("your jobs use", "of your share of") if mine else ("job outputs use", "of the")
         if self.multiuser:
             pruned = "removing your own older finished jobs"

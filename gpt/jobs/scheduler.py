@@ -1,16 +1,13 @@
 """The one scheduler: the only place that starts queued jobs and ends attempts whose worker died.
 
-`schedule` runs one round. Two kinds of process run rounds on the same database (a claim is one
-SQLite write transaction, so the concurrency limit holds across processes):
-
-- a `JobManager`, at each `poll()`: from its scheduler thread (`background=True`, the app) or at
-  each of its calls (the CLI). It passes `children`, the workers it started, so it waits for
-  each (no zombies) and reads its exit status.
-- a finishing worker, as its last act (`children=None`), so a queue drains while no app runs: a
-  job submitted from a CLI that has exited since starts the next queued job when it ends. It
-  does nothing while a manager's scheduler thread holds `root/scheduler.lock`: that manager
-  starts each job as its own child, to wait for it (a job a worker starts outlives that worker,
-  and an app running as PID 1 would never reap it).
+`schedule` runs one round; a claim is one SQLite write transaction, so the concurrency limit
+holds across the processes that run rounds:
+- a `JobManager` at each `poll()` (from its scheduler thread in the app, at each call in the
+  CLI), passing the workers it started as `children`: it waits for each (no zombies);
+- a finishing worker, as its last act, so a queue drains while no app runs. It does nothing
+  while a manager's scheduler thread holds `root/scheduler.lock`: that manager starts each job
+  as its own child, to reap it (a job a worker starts outlives that worker, and an app running
+  as PID 1 would never reap it).
 """
 
 from __future__ import annotations

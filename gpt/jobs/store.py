@@ -4,11 +4,9 @@
 - **The lifecycle** (`LIFECYCLE`): every state change goes through `transition`, which checks
   the move; ending an attempt is `finish_attempt`; other fields go through `update`.
 - **The job folder** `root/<id>/`: `out/` (what `gpt.lab.runs.run` writes), `log.txt`,
-  `estimate.json`, `data/` (an uploaded file's copy) and `worker.lock`.
-- **Locks** (`flock`): the manager that claims a job flocks its `worker.lock` before the claim
-  commits and hands the fd to the worker, which holds it until its state is final. The kernel
-  drops the lock however the process dies, so any manager tells a live worker from a dead one
-  without trusting PIDs. `root/scheduler.lock` is share-locked by managers running a scheduler.
+  `estimate.json`, `data/` (an uploaded file's copy) and `worker.lock`, which the manager that
+  claims a job flocks before the claim commits and hands to the worker, held until its state is
+  final: the kernel drops it however the process dies, so no manager need trust PIDs.
 
 Each move to `running` starts a new attempt; ending one names it, so a late report of an old
 attempt never ends a newer one:

@@ -177,8 +177,9 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
         # Dropped before it reports success, so a succeeded job's folder is its final size.
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         print("disk budget: dropped the training checkpoints; the final model stays", flush=True)
-    finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
+    # said before it is so: a succeeded job's log is complete
     print(f"succeeded: {metrics['steps']} steps, test {metrics.get('test', {})}", flush=True)
+    finish("succeeded", step=metrics["steps"], max_steps=metrics["max_steps"])
     return 0
 
 
@@ -186,7 +187,7 @@ def _record(conn, job_id: str, attempt: int, event) -> None:
     if event.kind == "estimate":
         store.update(conn, job_id, attempt=attempt, max_steps=event.max_steps, eta_s=event.eta_s)
     elif event.kind == "step":
-        with store.transaction(conn):
+        with store.transaction(conn):  # the step's row and the job's progress, together
             store.record_metric(conn, job_id, "step", event.step, event.metrics)
             store.update(conn, job_id, attempt=attempt, step=event.step, max_steps=event.max_steps,
                          loss=event.metrics.get("loss"), eta_s=event.eta_s)  # fmt: skip
