@@ -15,6 +15,7 @@ from gpt.lab.runs import REPO, RunSpec, classify_splits, predict_labels, run
 from gpt.model import GPT
 from gpt.tokenizer import Tokenizer
 from gpt.train.data import DataError, label_counts, read_spam
+from gpt.train.loop import StopTraining
 from gpt.train.metrics import classification_report
 from tests.conftest import reply
 
@@ -268,3 +269,21 @@ def test_weigh_classes_takes_its_weights_from_the_training_split(byte_tok, tmp_p
     assert counts == {"ham": 56, "spam": 14}
     assert prep.task.class_weights.tolist() == pytest.approx([70 / (2 * 56), 70 / (2 * 14)])
     assert runs.prepare(tiny_spec("classify", byte_tok, path)).task.class_weights is None
+
+
+@pytest.mark.parametrize("method", ["last_blocks", "head"])
+def test_a_stopped_frozen_run_on_a_random_preset_resumes(tmp_path, byte_tok, spam_tsv, method):
+    # A frozen part is checkpointed as a fingerprint, not as weights: the resumed run must
+    # build the same random preset again, or the fingerprint check refuses the checkpoint.
+    spec = tiny_spec("classify", byte_tok, spam_tsv, method=method, eval_every=2)
+
+    def stop_at_2(event):
+        if event.kind == "eval" and event.step == 2:
+            raise StopTraining
+
+    first = run(spec, tmp_path, callbacks=[stop_at_2])
+    assert first["status"] == "stopped" and first["steps"] == 2
+    events = []
+    second = run(spec, tmp_path, callbacks=[events.append], resume=True)
+    assert second["status"] == "finished" and second["steps"] == 6
+    assert second["resumed"] and [e.step for e in events if e.kind == "step"][0] == 3

@@ -149,7 +149,8 @@ def load_base(spec: RunSpec) -> tuple[nn.Module, Any]:
     if ref.kind == "hub" and ref.needs_download:  # first the repo: its own tokenizer files
         ref = resolve(spec.base, download=True)  # (added_tokens.json) are in its folder
     tok = load_tokenizer(spec.tokenizer or ref.tokenizer)
-    if ref.kind == "preset":
+    if ref.kind == "preset":  # seeded: a resumed run rebuilds the same frozen weights
+        torch.manual_seed(spec.seed)
         model: nn.Module = GPT(ref.config.replace(vocab_size=tok.n_vocab, dropout=spec.dropout))
     else:
         model = load_model(ref)
