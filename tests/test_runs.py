@@ -287,3 +287,23 @@ def test_a_stopped_frozen_run_on_a_random_preset_resumes(tmp_path, byte_tok, spa
     second = run(spec, tmp_path, callbacks=[events.append], resume=True)
     assert second["status"] == "finished" and second["steps"] == 6
     assert second["resumed"] and [e.step for e in events if e.kind == "step"][0] == 3
+
+
+@pytest.mark.parametrize("method", ["full", "last_blocks", "lora"])
+def test_a_run_writes_no_more_than_its_jobs_disk_estimate(tmp_path, byte_tok, spam_tsv, method):
+    from gpt.jobs import expected_bytes
+
+    spec = tiny_spec("classify", byte_tok, spam_tsv, method=method, eval_every=2)
+    peak = []
+
+    def measure(event):
+        if event.kind in ("checkpoint", "eval", "end"):
+            peak.append(sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()))
+
+    run(spec, tmp_path, callbacks=[measure])
+    written = max(peak + [sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())])
+    need = expected_bytes(spec.to_dict())
+    assert written <= need, (written, need)
+    if method != "full":  # GPT-2 124M: only the trained part is checkpointed (3.5 GB in full)
+        gpt2 = {**spec.to_dict(), "base": "gpt2"}
+        assert expected_bytes(gpt2) < 0.3 * expected_bytes({**gpt2, "method": "full"})

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt.checkpoint import CheckpointError
+from gpt.config import GPTConfig
 from gpt.jobs.store import ACTIVE
 from gpt.lab.names import ModelRef, resolve
 from gpt.lab.runs import RunSpec
@@ -67,11 +68,15 @@ NOBODY = Visitor()
 
 def expected_bytes(spec: Mapping[str, Any], ref: ModelRef | None = None) -> int:
     """How much disk a job should need at most: its final model plus the two checkpoints it
-    keeps, each the weights and (full fine-tuning) Adam's two moments. Weights are measured in
-    the base model's folder (`ref`, else resolved from the spec) or counted from a config.
+    keeps. A checkpoint holds the trained weights and Adam's two moments for them: the whole
+    model for full fine-tuning; for head, last_blocks and LoRA only the trained part (the frozen
+    rest is a fingerprint). Weights are measured in the base model's folder (`ref`, else
+    resolved from the spec) or counted from a config.
 
-    >>> expected_bytes({"base": "preset:tiny", "method": "full"}) > 0
-    True
+    >>> full = expected_bytes({"base": "gpt2", "method": "full"})
+    >>> last = expected_bytes({"base": "gpt2", "method": "last_blocks", "save_dtype": "bfloat16"})
+    >>> round(full / 1e9, 2), round(last / 1e9, 2)  # GB: 3 x 498 MB per checkpoint, or 3 x 28 MB
+    (3.49, 0.42)
     """
     if ref is None:
         try:
@@ -82,8 +87,26 @@ def expected_bytes(spec: Mapping[str, Any], ref: ModelRef | None = None) -> int:
         weights = ref.config.n_params() * 4
     else:
         weights = sum(p.stat().st_size for p in ref.folder.glob("*.safetensors"))
-    per_checkpoint = weights * (3 if spec.get("method", "full") == "full" else 1.2)
-    return int(weights + 2 * per_checkpoint)
+    trained = weights * _trained_share(ref.config, spec)
+    final = weights / 2 if spec.get("save_dtype") == "bfloat16" else weights
+    if spec.get("method") == "lora":
+        final += trained  # the adapters, beside the merged model
+    other = 2**20  # a checkpoint's state.json (the metric history), metrics, logs, tokenizer
+    return int(final + 2 * (3 * trained + other) + other)
+
+
+def _trained_share(config: GPTConfig, spec: Mapping[str, Any]) -> float:
+    """The share of a model's parameters that `spec`'s method trains (at most 1)."""
+    method, c = spec.get("method", "full"), config.n_embd
+    if method == "full":
+        return 1.0
+    per_block = 12 * c * c + 13 * c  # a block's weights and biases (and its LayerNorms)
+    trained = 4 * c + 2 * c  # the final LayerNorm, and a classifier's head
+    if method == "last_blocks":
+        trained += min(int(spec.get("last_n_blocks", 1)), config.n_layer) * per_block
+    elif method == "lora":
+        trained += config.n_layer * int(spec.get("lora_rank", 8)) * 16 * c  # A and B, 4 layers
+    return min(1.0, trained / config.n_params())
 
 
 @dataclass
