@@ -401,7 +401,8 @@ def _plain(block: nn.Module) -> tuple | None:
     costs about as much as a small tensor operation, and this runs per block per token."""
     if type(block) is not Block:
         return None
-    ln_1, attn, ln_2, mlp = block._modules.values()
+    mods = block._modules
+    ln_1, attn, ln_2, mlp = mods["ln_1"], mods["attn"], mods["ln_2"], mods["mlp"]
     if type(attn) is not CausalSelfAttention or type(mlp) is not MLP:
         return None
     c_attn, c_proj = attn._modules["c_attn"], attn._modules["c_proj"]
