@@ -169,7 +169,10 @@ def test_a_second_visitor_in_the_browser(page, app_url, tsv):
     from tests.test_app_jobs import wait_for_text
 
     a = Visitor(app_url)
-    _, a_job = a.start(tsv, max_steps=900, eval_every=900)
+    # long enough (the size cap's 8,000 examples, one a step) that B's job stays queued behind
+    # it: a 900-step job ended on a quiet machine, then B's 1,000 steps did too, and B's Cancel
+    # had turned off before the click below
+    _, a_job = a.start(tsv, max_steps=8000, eval_every=8000, batch_size=1)
     tb.open_tab(page, "Fine-tune")
     page.locator("#job-refresh").click()
     wait_for_text(page, "job-table", f"{a_job}[\\s\\S]*another visitor")
