@@ -90,9 +90,18 @@ class GPTConfig:
         >>> PRESETS["gpt2"].n_params()
         124439808
         """
-        c, v, t, layer = self.n_embd, self.vocab_size, self.block_size, self.n_layer
-        b = 1 if self.bias else 0
-        per_block = (
+        c, b = self.n_embd, 1 if self.bias else 0
+        embeddings = (self.vocab_size + self.block_size) * c
+        return embeddings + self.n_layer * self.block_params() + c * (1 + b)  # ... + ln_f
+
+    def block_params(self) -> int:
+        """Parameters of one transformer block.
+
+        >>> PRESETS["gpt2"].block_params()
+        7087872
+        """
+        c, b = self.n_embd, 1 if self.bias else 0
+        return (
             2 * c * (1 + b)  # ln_1, ln_2
             + c * 3 * c
             + 3 * c * b  # attn.c_attn
@@ -103,7 +112,6 @@ class GPTConfig:
             + 4 * c * c
             + c * b  # mlp.c_proj
         )
-        return v * c + t * c + layer * per_block + c * (1 + b)
 
 
 PRESETS: dict[str, GPTConfig] = {

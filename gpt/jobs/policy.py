@@ -100,10 +100,9 @@ def _trained_share(config: GPTConfig, spec: Mapping[str, Any]) -> float:
     method, c = spec.get("method", "full"), config.n_embd
     if method == "full":
         return 1.0
-    per_block = 12 * c * c + 13 * c  # a block's weights and biases (and its LayerNorms)
-    trained = 4 * c + 2 * c  # the final LayerNorm, and a classifier's head
+    trained = 4 * c + 2  # the final LayerNorm, and a classifier's 2-class head
     if method == "last_blocks":
-        trained += min(int(spec.get("last_n_blocks", 1)), config.n_layer) * per_block
+        trained += min(int(spec.get("last_n_blocks", 1)), config.n_layer) * config.block_params()
     elif method == "lora":
         trained += config.n_layer * int(spec.get("lora_rank", 8)) * 16 * c  # A and B, 4 layers
     return min(1.0, trained / config.n_params())
