@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# The tests' models are tiny: a second intra-op thread's hand-off costs more than it gives (the
+# inner loop ran 36 s on 2 threads, 33 s on 1). Tests of threading set their own counts.
+torch.set_num_threads(1)
+
 SMALL_HF = dict(n_layer=2, n_head=4, n_embd=64, n_positions=128, vocab_size=1000)
 
 

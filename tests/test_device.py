@@ -113,7 +113,10 @@ def test_a_device_this_machine_lacks_is_a_clear_error_saying_where_it_was_asked(
 
 
 def test_running_on_names_the_device_or_the_problem(monkeypatch):
-    assert running_on() == f"Running on CPU ({torch.get_num_threads()} threads)"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert running_on() == "Running on CPU (2 threads)"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert running_on() == "Running on CPU (1 thread)"
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "NVIDIA H200")
     machine(monkeypatch, cuda=True)
     assert running_on() == "Running on CUDA: NVIDIA H200"
@@ -350,7 +353,8 @@ def test_the_app_says_where_it_runs(monkeypatch, tmp_path):
 
     demo = app.build_app()
     (header,) = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "header"]
-    assert f"*Running on CPU ({torch.get_num_threads()} threads)*" in header.value
+    n = torch.get_num_threads()
+    assert f"*Running on CPU ({n} thread{'s' if n != 1 else ''})*" in header.value
 
 
 @pytest.mark.slow  # real job worker processes
