@@ -53,8 +53,11 @@ def test_generators_are_deterministic():
     assert stories.generate_corpus(seed=6, target_bytes=50_000).text != a
 
 
-def test_committed_files_equal_a_fresh_generation(fresh, tmp_path):
+def test_committed_files_equal_a_fresh_generation(fresh, tmp_path, monkeypatch):
+    calls = []  # write_all renders through render_all: the module's one generation, reused
+    monkeypatch.setattr(datagen, "render_all", lambda seed: calls.append(seed) or fresh)
     sizes = datagen.write_all(tmp_path)
+    assert calls == [datagen.DEFAULT_SEED]
     assert set(sizes) == set(fresh)
     for rel, text in fresh.items():
         written = (tmp_path / rel).read_bytes()
