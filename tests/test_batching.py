@@ -218,9 +218,10 @@ def test_a_batch_steps_on_its_own_threads_and_leaves_everyone_elses_alone(model)
     )
     default = torch.get_num_threads()  # 1 in the tests (conftest): the batch's 2 differ
     try:
-        cfg = SamplingConfig(temperature=0, max_new_tokens=12, stop_at_eot=False)
-        runs = [(prompt(3, 60), cfg), (prompt(5, 61), cfg)]
-        got = run_all(Batcher(model, BatchLimits(threads=default + 1)), model, runs)
+        cfg = SamplingConfig(temperature=0, max_new_tokens=48, stop_at_eot=False)
+        runs = [(prompt(3, 60), cfg), (prompt(5, 61), cfg)]  # the second joins the first's batch
+        batcher = Batcher(model, BatchLimits(threads=default + 1))
+        got = run_all(batcher, model, runs, stagger={1: (0, 1)})
     finally:
         del model.decode_rows
     assert {t for n, t in seen if n > 1} == {default + 1}
