@@ -23,7 +23,7 @@ from pages.common.inputs import (
     slider_input,
 )
 from pages.common.models import Page, Picker, get_model, model_header, model_note, model_shape
-from pages.common.render import ticks, token_labels
+from pages.common.render import layout, ticks, token_labels
 from pages.common.texts import follow, text_for
 from pages.common.views import GiveWay, Recent, export_files, look_for, numbers_box
 
@@ -82,17 +82,13 @@ def heatmap(z: np.ndarray, labels: list[str], title: str, height: int = 560) -> 
             colorbar=dict(title="weight", thickness=12),
         )
     )
-    fig.update_layout(
-        title=dict(text=title, font=dict(size=14)),
-        height=height,
-        margin=dict(l=90, r=20, t=50, b=90),
-        plot_bgcolor=MASKED,
+    return layout(
+        fig, title, height, left=90, plot_bgcolor=MASKED,
         xaxis=dict(title="Key (attended-to token)", tickangle=-60, showgrid=False, **ticks(labels)),
         yaxis=dict(
             title="Query (attending token)", autorange="reversed", showgrid=False, **ticks(labels)
         ),
-    )
-    return fig
+    )  # fmt: skip
 
 
 def pooled(maps: np.ndarray, cells: int) -> np.ndarray:
@@ -135,11 +131,10 @@ def grid_figure(maps: np.ndarray, layer: int, head: int) -> go.Figure:
     x0, y0 = head * (s + 1) - 0.5, layer * (s + 1) - 0.5
     fig.add_shape(type="rect", x0=x0, x1=x0 + s, y0=y0, y1=y0 + s, line=dict(color="red", width=2))
     pooled_note = f", each pooled to {s}×{s}" if s < T else ""
-    fig.update_layout(
-        title=dict(text=f"All heads: {L} layers × {H} heads{pooled_note}", font=dict(size=14)),
-        # the grid fills the width: cells up to 140 px, the whole at most 1,200 px tall
-        height=min(1200, 90 + round(min(1100 / H, 140)) * L),
-        margin=dict(l=70, r=20, t=50, b=40),
+    # the grid fills the width: cells up to 140 px, the whole at most 1,200 px tall
+    height = min(1200, 90 + round(min(1100 / H, 140)) * L)
+    return layout(
+        fig, f"All heads: {L} layers × {H} heads{pooled_note}", height, left=70, bottom=40,
         plot_bgcolor="white",
         xaxis=dict(
             tickmode="array",
@@ -159,8 +154,7 @@ def grid_figure(maps: np.ndarray, layer: int, head: int) -> go.Figure:
             autorange="reversed",
             scaleanchor="x",
         ),
-    )
-    return fig
+    )  # fmt: skip
 
 
 def bar_figure(row: np.ndarray, labels: list[str], index: int, where: str) -> go.Figure:
@@ -175,16 +169,11 @@ def bar_figure(row: np.ndarray, labels: list[str], index: int, where: str) -> go
             hovertemplate="key %{x} %{hovertext}: %{y:.3f}<extra></extra>",
         )
     )
-    fig.update_layout(
-        title=dict(
-            text=f"Where token #{index} {labels[index]!r} attends ({where})", font=dict(size=14)
-        ),
-        height=360,
-        margin=dict(l=60, r=20, t=50, b=90),
+    return layout(
+        fig, f"Where token #{index} {labels[index]!r} attends ({where})", 360,
         xaxis=dict(title="Key (attended-to token)", tickangle=-60, **ticks(labels[: index + 1])),
         yaxis=dict(title="attention weight", rangemode="tozero"),
-    )
-    return fig
+    )  # fmt: skip
 
 
 @friendly_errors

@@ -12,7 +12,7 @@ from pages import oneclick
 from pages.common.heavy import heavy
 from pages.common.inputs import announce, cap_text, friendly_errors
 from pages.common.models import Page, Picker, card_of, get_model, model_header, model_note
-from pages.common.render import md, ticks, token_labels
+from pages.common.render import layout, md, ticks, token_labels
 from pages.common.views import METHODS, attribution_result, export_files, look_for, numbers_box
 
 TASKS = ("classify",)
@@ -49,14 +49,11 @@ def trace_figure(labels: list[str], probs: list[float], name: str) -> go.Figure:
         )
     )
     fig.add_hline(y=0.5, line=dict(dash="dash", color="#888"), annotation_text="0.5")
-    fig.update_layout(
-        title=dict(text=f"P({name}) after each token", font=dict(size=14)),
-        height=380,
-        margin=dict(l=60, r=20, t=50, b=90),
+    return layout(
+        fig, f"P({name}) after each token", 380,
         xaxis=dict(title="Token (message read up to here)", tickangle=-60, **ticks(labels)),
         yaxis=dict(title=f"P({name})", range=[0, 1]),
-    )
-    return fig
+    )  # fmt: skip
 
 
 def limit_line(model_name: str) -> str:

@@ -28,7 +28,7 @@ from pages.common.inputs import (
 from pages.common.limits import state_budget
 from pages.common.models import Page, Picker, model_header, model_note, progress_lines, wait_model
 from pages.common.pace import CHART_RATE, STREAMS, TEXT_RATE, Pace
-from pages.common.render import fast_figure, token_labels, visible
+from pages.common.render import fast_figure, layout, token_labels, visible
 from pages.common.texts import GENERATE_EXAMPLES, follow, text_for, world
 from pages.common.views import export_files, look_for, numbers_box
 
@@ -328,18 +328,12 @@ def pipeline_figure(run: dict, step: int, cfg: SamplingConfig) -> tuple[go.Figur
     fig.update_xaxes(tickangle=-50, tickfont=dict(size=10))
     fig.update_annotations(font_size=12)
     n_kept = int((st.probs > 0).sum())
-    fig.update_layout(
-        title=dict(
-            text=(
-                f"Sampling pipeline at step {step}: chose {label[chosen]!r} "
-                f"(P = {float(st.probs[chosen]):.3f} now; {n_kept} token"
-                f"{'' if n_kept == 1 else 's'} left to sample from)"
-            ),
-            font=dict(size=14),
-        ),
-        height=640,
-        margin=dict(l=50, r=20, t=80, b=60),
+    title = (
+        f"Sampling pipeline at step {step}: chose {label[chosen]!r} (P = "
+        f"{float(st.probs[chosen]):.3f} now; {n_kept} token{'' if n_kept == 1 else 's'} left to "
+        "sample from)"
     )
+    layout(fig, title, 640, left=50, bottom=60, top=80)
     rows = [
         {
             "token_id": i,

@@ -17,28 +17,10 @@ import torch
 
 from gpt import inside
 from gpt.lab.registry import default_registry
-from pages.common.heavy import heavy
-from pages.common.inputs import announce, cap_text, friendly_errors
-from pages.common.models import (
-    Page,
-    Picker,
-    get_model,
-    model_header,
-    model_note,
-    model_picker,
-    model_shape,
-)
-from pages.common.render import (
-    GREEN,
-    RED,
-    WHITE,
-    coloured_text,
-    mix,
-    ticks,
-    token_labels,
-    token_text,
-    visible,
-)
+from pages.common import Page, Picker, friendly_errors, heavy, layout, ticks, token_labels, visible
+from pages.common.inputs import announce, cap_text
+from pages.common.models import get_model, model_header, model_note, model_picker, model_shape
+from pages.common.render import GREEN, RED, WHITE, coloured_text, mix, token_text
 from pages.common.texts import follow, text_for
 from pages.common.views import (
     FLOP_BUDGET,
@@ -85,11 +67,6 @@ def labeller(tok):
 def layer_rows(n_rows: int) -> list[str]:
     """The y labels of a lens heatmap: the embeddings, then each block's output."""
     return ["embeddings"] + [f"layer {i}" for i in range(1, n_rows)]
-
-
-def layout(fig: go.Figure, title: str, height: int, left: int, bottom: int, **axes: Any) -> None:
-    margin = dict(l=left, r=20, t=50, b=bottom)
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=margin, **axes)
 
 
 def heatmap(z, x, y: list[str], hover, colorbar: str, template: str, **kw: Any) -> go.Figure:
@@ -305,8 +282,6 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
         raise gr.Error("Ablation needs at least 2 tokens.")
     if not (pairs := parse_head_values(heads)):
         raise gr.Error("Pick at least one head to ablate.")
-    if mode not in inside.ABLATION_MODES:
-        raise gr.Error(f"Mode must be one of {', '.join(inside.ABLATION_MODES)}.")
     before = cached_predictions(model_name, model, ids)
     try:
         result = inside.ablate(model, ids, pairs, mode, TOP_K, before=before)

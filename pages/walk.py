@@ -35,7 +35,7 @@ from pages.common.inputs import (
     slider_input,
 )
 from pages.common.models import Page, Picker, get_model, model_header, model_shape
-from pages.common.render import esc, ticks, token_labels, token_text
+from pages.common.render import esc, layout, ticks, token_labels, token_text
 from pages.common.texts import follow, text_for
 from pages.common.views import GiveWay, KeptNumbers, Recent, look_for, numbers_button
 
@@ -295,15 +295,8 @@ def why_md(s: core.Step) -> str:
 # --- charts ---------------------------------------------------------------------------------------
 
 
-def _layout(fig: go.Figure, title: str, height: int, **kw: Any) -> go.Figure:
-    fig.update_layout(
-        title=dict(text=title, font=dict(size=14)),
-        height=height,
-        margin=dict(l=70, r=20, t=60, b=60),
-        showlegend=False,
-        **kw,
-    )
-    return fig
+# the Walk's charts: wider left margin, no legend
+_layout = functools.partial(layout, left=70, bottom=60, top=60, showlegend=False)
 
 
 def _row_box(fig: go.Figure, t: int, width: int, **where: Any) -> None:
@@ -443,10 +436,8 @@ def gelu_figure(w: Walk, s: core.Step, t: int) -> go.Figure:
     neg = int((xin < 0).sum())
     title = (f"GELU, block {s.block}: token {t}'s {len(xin)} inputs on the curve "
              f"({neg} negative, squashed towards 0)")  # fmt: skip
-    fig = _layout(fig, title, 480, xaxis=dict(title="input (c_fc output)"),
-                  yaxis=dict(title="GELU(input)"))  # fmt: skip
-    fig.update_layout(showlegend=True, legend=dict(x=0.02, y=0.98))
-    return fig
+    return _layout(fig, title, 480, xaxis=dict(title="input (c_fc output)"),
+                   yaxis=dict(title="GELU(input)"), showlegend=True, legend=dict(x=0.02, y=0.98))  # fmt: skip
 
 
 def bars_figure(values: np.ndarray, labels: list[str], title: str, xtitle: str, ytitle: str,

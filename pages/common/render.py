@@ -1,4 +1,5 @@
-"""How the tabs draw things: CSS, escaping, token texts, coloured spans, axis ticks, durations."""
+"""How the tabs draw things: CSS, escaping, token texts, coloured spans, axis ticks, chart
+layouts, durations."""
 
 from __future__ import annotations
 
@@ -111,6 +112,14 @@ def ticks(labels: list[str], start: int = 0, most: int = 40) -> dict:
     step = max(1, len(labels) // most)
     vals = list(range(start, len(labels), step))
     return dict(tickmode="array", tickvals=vals, ticktext=[labels[i] for i in vals])
+
+
+def layout(fig: Any, title: str, height: int, left: int = 60, bottom: int = 90, top: int = 50,
+           **kw: Any) -> Any:
+    """`fig` in the tabs' chart layout: its title, `height` and margins (px), and `kw`."""
+    margin = dict(l=left, r=20, t=top, b=bottom)
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=margin, **kw)
+    return fig
 
 
 _TEMPLATE: dict | None = None
