@@ -8,7 +8,6 @@ seconds while it is queued or running. Offline, the button says what it needs an
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gradio as gr
@@ -16,18 +15,10 @@ import gradio as gr
 from gpt.jobs import NOBODY, JobError, JobManager, JobStatus, Visitor
 from gpt.lab.oneclick import OneClick, why_not
 from gpt.lab.registry import default_registry
-from pages.common import esc, friendly_errors, model_choices
+from pages.common import duration, esc, friendly_errors, model_choices
 from pages.visitors import viewer_of, visitor_of
 
 POLL_S = 2.0
-
-
-def _minutes(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    return f"{seconds / 60:.0f} min"
 
 
 def progress_line(status: JobStatus) -> str:
@@ -46,7 +37,7 @@ def progress_line(status: JobStatus) -> str:
         where = f"step {status.step}/{status.max_steps} ({status.progress * 100:.0f}%)"
     else:
         where = "preparing (downloading the model and data, caching the trunk)"
-    left = f" · about {_minutes(status.eta_s)} left" if status.eta_s else ""
+    left = f" · about {duration(status.eta_s, rough=True)} left" if status.eta_s else ""
     told = f" · estimated {estimate} at the start" if estimate else ""
     return f"Job **{status.id}** is training: {where}{left}{told}."
 
