@@ -121,6 +121,7 @@ def job_settings(multiuser: bool) -> dict:
         owner_quota=None if owner_gb is None else int(owner_gb * 10**9),
         retention_s=None if hours is None else hours * 3600,
         max_examples=MAX_EXAMPLES if multiuser else None,
+        local_paths=False,  # the Fine-tune tab offers listed models, bundled data, sources, uploads
     )
     return dict(max_concurrent=1, policy=policy)
 

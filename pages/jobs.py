@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import tempfile
@@ -23,11 +22,21 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gpt.jobs import NOBODY, JobError, JobManager, JobPolicy, JobStatus, Visitor, scrub
+from gpt.jobs import (
+    BASE_TASKS,
+    KIND_WORDS,
+    NOBODY,
+    JobError,
+    JobManager,
+    JobPolicy,
+    JobStatus,
+    Visitor,
+    a_job,
+    scrub,
+)
 from gpt.lab.export import ExportError, export, export_zip, push
 from gpt.lab.hub import endpoint as hub_endpoint
 from gpt.lab.hub import explain
-from gpt.lab.names import is_name
 from gpt.lab.recipes import METHOD_WORDS, advice, base_family, form_number, tune_defaults
 from gpt.lab.recipes import with_tune_defaults as recipe_fields
 from gpt.lab.registry import default_registry
@@ -45,10 +54,6 @@ KINDS = [
     ("Instruction following (instruct)", "instruct"),
     ("Language model (lm)", "lm"),
 ]
-KIND_NAMES = {"lm": "language-model", "classify": "classifier", "instruct": "instruction"}
-BASE_TASKS = {  # the tasks of the models a job of each kind starts from
-    "lm": ("lm", "instruct"), "classify": ("classify", "lm"), "instruct": ("instruct", "lm")
-}
 METHODS = [("Full: every weight", "full"), ("Last blocks only", "last_blocks"), ("LoRA", "lora")]
 UPLOAD_TYPES = {"lm": (".txt",), "classify": (".tsv", ".csv"), "instruct": (".json", ".jsonl")}
 UPLOAD_HELP = {
@@ -67,12 +72,6 @@ STATE_WORDS = {  # "Job j3 has succeeded", never "is succeeded"
     "queued": "is queued", "running": "is running", "succeeded": "has succeeded",
     "failed": "has failed", "cancelled": "was cancelled", "interrupted": "was interrupted",
 }  # fmt: skip
-
-
-def a_job(kind: str) -> str:
-    """A job kind in a sentence, with its article: 'an instruction job', 'a classifier job'."""
-    name = KIND_NAMES.get(kind, kind)
-    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name} job"
 
 
 def job_message(text: str) -> str:
@@ -143,30 +142,7 @@ def on_recipe(kind: str, method: str, base: str) -> tuple[Any, Any]:
     return gr.Number(value=d.epochs), lr
 
 
-# --- checks -------------------------------------------------------------------------------------
-
-
-def number(value: Any, lo: float, hi: float, name: str, hint: str = "") -> float:
-    """`value` as a float within [lo, hi], or a gr.Error that says what to enter."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number between {lo:g} and {hi:g}.{hint}") from None
-    if math.isnan(x) or not lo <= x <= hi:
-        raise gr.Error(f"{name} must be between {lo:g} and {hi:g}, not {value}.{hint}")
-    return x
-
-
-def resolve_base(name: Any, kind: str) -> str:
-    """What `RunSpec.base` gets for a picked model: its name where the job runner knows it
-    (starter, GPT-2 size, job:<id>), else its checkpoint folder."""
-    if not name:
-        raise gr.Error("Pick a base model to start from.")
-    entries = {e.name: e for e in default_registry().entries(BASE_TASKS[kind])}
-    if name not in entries:
-        known = ", ".join(entries) or "none"
-        raise gr.Error(f"Base model {name!r} does not fit {a_job(kind)}; pick one of: {known}.")
-    return name if is_name(name) else entries[name].location
+# --- the upload: Gradio's to receive, the job's to check -------------------------------------
 
 
 def check_upload(upload: Any, kind: str) -> Path:
@@ -252,39 +228,18 @@ def start_job(
 
 def _start_job(
     manager: JobManager, kind: str, base: str, data: str, upload: Any, method: str,
-    epochs: float, lr: Any, batch_size: float, max_steps: float, eval_every: float,
+    epochs: Any, lr: Any, batch_size: Any, max_steps: Any, eval_every: Any,
     by: Visitor = NOBODY,
 ) -> tuple[str, str]:  # fmt: skip
-    """Read the form into a spec and submit it for `by`; (message, job id for the job picker).
-    Here only the form's own rules: each number within its field's range, the picked base and
-    data among the kind's choices, the upload's type and size. `JobManager.submit` checks the
-    job (its owner, base, data, limits and disk budget) and says what is wrong."""
-    d = tune_defaults(kind, method, base)
-    lr_hint = f" Try {form_number(d.lr)} ({METHOD_WORDS.get(method, method)} on this base)."
-    spec: dict[str, Any] = {
-        "kind": kind,
-        "base": resolve_base(base, kind),
-        "method": method,
-        "epochs": number(epochs, 0.1, 20, "Epochs"),
-        "lr": number(lr, 1e-6, 1e-2, "Learning rate", lr_hint),
-        "batch_size": int(number(batch_size, 1, 64, "Batch size")),
-        "eval_every": int(number(eval_every, 1, 10_000, "Evaluate every N steps")),
-        "score_base": True,  # the base model on the same test set: what tuning changed
-    }
-    steps = int(number(max_steps, 0, 100_000, "Max steps", " 0 lets the epochs decide."))
-    most = manager.policy.most_steps(spec["batch_size"])  # multi-user mode: a size cap
-    if steps or most:
-        spec["max_steps"] = steps or most
-    # the recipe's other fields (last_n_blocks; for classify, the every-prefix loss as
-    # starter-spam: the Spam tab's trace then rises as spam appears)
-    spec = recipe_fields({**spec, "base": base}) | {"base": spec["base"]}
+    """Submit the form's values for `by`, as they are; (message, job id for the job picker).
+    `JobManager.submit` checks the job (its numbers, base, data, owner, limits and disk budget)
+    and says what is wrong; here only the upload's type and size, which Gradio receives."""
+    spec = {"kind": kind, "base": base, "data": data, "method": method, "epochs": epochs,
+            "lr": lr, "batch_size": batch_size, "max_steps": max_steps, "eval_every": eval_every,
+            "score_base": True}  # the base model on the same test set: what tuning changed
     upload_path = check_upload(upload, kind) if data == "upload" else None
-    spec["data"] = str(upload_path) if upload_path else data
-    if not upload_path and data != "bundled" and getattr(SOURCES.get(data), "kind", "") != kind:
-        names = ", ".join(v for _, v in data_choices(kind))
-        raise gr.Error(f"Data {data!r} does not fit {a_job(kind)}; choose one of: {names}.")
-    try:
-        job_id = manager.submit(spec, by)
+    try:  # the recipe fills the rest (last_n_blocks; for classify, the every-prefix loss)
+        job_id = manager.submit(recipe_fields(spec), by, upload=upload_path and str(upload_path))
     except JobError as e:
         msg = job_message(str(e))
         if upload_path is not None and str(upload_path) in msg:  # the file is what is wrong
@@ -293,11 +248,11 @@ def _start_job(
                 f"{msg}. Fix the file (it needs {UPLOAD_HELP[kind]}) and upload it again."
             ) from None
         raise gr.Error(f"Could not start the job: {msg}.") from None
-    running = manager.get(job_id).state == "running"
-    where = "starting now" if running else "queued behind the running job"
+    status = manager.get(job_id)
+    where = "starting now" if status.state == "running" else "queued behind the running job"
     said = f"Started job **{job_id}** ({where})."
-    if most and not steps:
-        said += f" Capped at {most} steps (this Space's size limit)."
+    if manager.policy.max_examples and not max_steps and status.spec.get("max_steps"):
+        said += f" Capped at {status.spec['max_steps']} steps (this Space's size limit)."
     if n := len(gone := manager.last_pruned):
         for old in gone:  # drop a cached copy of its model
             default_registry().remove(f"job:{old}")
@@ -549,7 +504,7 @@ def details(
     upload's name shows only to its owner); `kept`: how long it is kept (`kept_text`)."""
     spec, test = status.spec, metrics.get("test", {})
     parts = [
-        f"**{status.id}** · {KIND_NAMES[status.kind]} job from **{esc(short_base(status.base))}**"
+        f"**{status.id}** · {KIND_WORDS[status.kind]} job from **{esc(short_base(status.base))}**"
         f" · {status.method.replace('_', ' ')} · **{status.state}**",
         f"data: {data_text(spec.get('data') or status.data, mine)}",
     ]

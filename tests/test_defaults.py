@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
+from gpt.jobs import JobPolicy
 from gpt.jobs import cli as jobs_cli
 from gpt.jobs.manager import JobStatus
 from gpt.lab import recipes
@@ -59,22 +60,21 @@ def test_form_updates_epochs_and_lr_when_the_method_or_base_changes():
     assert page.on_recipe("classify", "lora", "gpt2")[1].value == "3e-4"
 
 
-def test_page_and_cli_fill_the_same_fields(monkeypatch):
+def test_page_and_cli_fill_the_same_fields():
     seen = {}
 
     class Manager:
-        policy = SimpleNamespace(most_steps=lambda batch: None)
+        policy = JobPolicy()
         last_pruned: list = []
         multiuser = False
 
-        def submit(self, spec, by=None):
-            seen["page"] = spec
+        def submit(self, spec, by=None, upload=None):
+            seen["page"] = self.policy.numbers(spec)  # the numbers as the job gets them
             return "j1"
 
         def get(self, job_id):
             return status(state="queued")
 
-    monkeypatch.setattr(page, "resolve_base", lambda name, kind: name)
     d = tune_defaults("classify", "last_blocks", "starter")
     page._start_job(Manager(), "classify", "starter", "bundled", None, "last_blocks",
                     d.epochs, page.form_number(d.lr), 8, 0, 50)  # fmt: skip

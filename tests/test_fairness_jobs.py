@@ -156,7 +156,6 @@ def test_an_upload_leaves_gradios_cache_once_copied_or_refused(tmp_path, files, 
 
     cache = tmp_path / "gradio"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
-    monkeypatch.setattr(page, "resolve_base", lambda name, kind: name)
 
     def upload(name: str, text: str) -> Path:
         path = cache / f"hash-{name}" / name

@@ -267,6 +267,15 @@ def test_bad_uploads_are_rejected_at_submit_with_the_parsers_message(files, tmp_
         ({"method": "head", "kind": "instruct"}, "'head' only for the classify task"),
         ({"data": "/no/such/file.tsv"}, "neither 'bundled', an existing file"),
         ({"tokenizer": "/no/such/tok.json"}, "tokenizer '/no/such/tok.json' not found"),
+        # the form's numbers, checked here for every caller: the field and its range
+        ({"epochs": 50}, "epochs must be between 0.1 and 20, not 50"),
+        ({"lr": "fast"}, "learning rate must be a number between 1e-06 and 0.01, not 'fast'; try"),
+        ({"batch_size": 0}, "batch size must be between 1 and 64, not 0"),
+        ({"eval_every": 20_000}, "evaluate every N steps must be between 1 and 10000"),
+        ({"max_steps": -1}, "max steps must be between 0 and 100000, not -1; 0 lets the epochs"),
+        ({"kind": "lm", "base": "starter-spam"}, "classify model: it does not fit a language-model"),
+        ({"data": "alpaca"}, "data 'alpaca' does not fit a classifier job; choose one of: bundled"),
+        ({"data": "upload"}, "data 'upload' needs the uploaded file"),
     ],
 )
 def test_bad_specs_are_rejected_at_submit(files, tmp_path, change, message):
@@ -275,6 +284,19 @@ def test_bad_specs_are_rejected_at_submit(files, tmp_path, change, message):
         pytest.raises(JobError, match=message.replace("(", r"\(")),
     ):
         jobs.submit(classify_spec(files, **change))
+
+
+def test_the_apps_policy_takes_only_what_the_form_offers(files, tmp_path):
+    policy = JobPolicy(local_paths=False)  # the app's: no model folder or data file of the server
+    spec = classify_spec(files, base="starter-spam", tokenizer=None)
+    with JobManager(tmp_path / "jobs", policy=policy, background=False) as jobs:
+        with pytest.raises(JobError, match="base model 'preset:tiny' does not fit a classifier"):
+            jobs.submit({**spec, "base": "preset:tiny"})
+        with pytest.raises(JobError, match=r"data '/.*sms\.tsv' does not fit a classifier job"):
+            jobs.submit(spec)
+        job_id = jobs.submit({**spec, "data": "upload"}, upload=str(files / "sms.tsv"))
+        assert jobs.get(job_id).spec["data"] == str(jobs.job_dir(job_id) / "data" / "sms.tsv")
+        jobs.delete(job_id)
 
 
 def test_submissions_from_many_threads_get_distinct_ids_and_all_run(files, tmp_path):

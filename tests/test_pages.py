@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("gradio")
 import gradio as gr  # noqa: E402
 
-from gpt.jobs import JobError, JobManager, NotOwnerError  # noqa: E402
+from gpt.jobs import JobError, JobManager, JobPolicy, NotOwnerError  # noqa: E402
 from pages import chat, generation, jobs  # noqa: E402
 from pages.common import inputs, render  # noqa: E402
 from pages.common.inputs import (  # noqa: E402
@@ -107,10 +107,12 @@ def test_job_errors_map_both_kinds_of_job_error():
 @pytest.mark.parametrize(
     "kind, said", [("lm", "a language-model job"), ("instruct", "an instruction job")]
 )
-def test_job_kinds_take_the_right_article(kind, said):
+def test_job_kinds_take_the_right_article(kind, said, tmp_path):
     assert jobs.a_job(kind) == said
-    with pytest.raises(gr.Error, match=f"does not fit {said}"):
-        jobs.resolve_base("no-such-model", kind)
+    policy = JobPolicy(local_paths=False)  # the app's: only the models it lists
+    manager = JobManager(tmp_path, policy=policy, background=False)
+    with manager, pytest.raises(JobError, match=f"does not fit {said}"):
+        manager.submit({"kind": kind, "base": "no-such-model"})
 
 
 def jobs_view() -> jobs.JobsView:

@@ -19,11 +19,14 @@ macOS): a worker's liveness is the lock it holds.
 
 from gpt.jobs.manager import JobManager, JobModel, JobStatus
 from gpt.jobs.policy import (
+    BASE_TASKS,
+    KIND_WORDS,
     NOBODY,
     JobError,
     JobPolicy,
     NotOwnerError,
     Visitor,
+    a_job,
     expected_bytes,
     scrub,
 )
@@ -31,6 +34,6 @@ from gpt.jobs.scheduler import REPO
 from gpt.jobs.store import connect, dir_size, retry_db
 
 __all__ = [
-    "NOBODY", "REPO", "JobError", "JobManager", "JobModel", "JobPolicy", "JobStatus",
-    "NotOwnerError", "Visitor", "connect", "dir_size", "expected_bytes", "retry_db", "scrub",
+    "BASE_TASKS", "KIND_WORDS", "NOBODY", "REPO", "JobError", "JobManager", "JobModel", "JobPolicy", "JobStatus",
+    "NotOwnerError", "Visitor", "a_job", "connect", "dir_size", "expected_bytes", "retry_db", "scrub",
 ]  # fmt: skip

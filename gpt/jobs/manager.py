@@ -29,11 +29,19 @@ from typing import Any, TypeVar
 
 from gpt.checkpoint import CheckpointError
 from gpt.jobs import store
-from gpt.jobs.policy import NOBODY, JobError, JobPolicy, Visitor, expected_bytes
+from gpt.jobs.policy import (
+    BASE_TASKS,
+    NOBODY,
+    JobError,
+    JobPolicy,
+    Visitor,
+    a_job,
+    expected_bytes,
+)
 from gpt.jobs.scheduler import Children, end_attempt, schedule
 from gpt.jobs.store import ACTIVE, RESUMABLE, dir_size, transaction, transition
 from gpt.lab.cards import JOBS_POLICY_FILE
-from gpt.lab.names import EXPECTED, ModelNameError, ModelRef, resolve
+from gpt.lab.names import EXPECTED, ModelNameError, ModelRef, is_name, resolve
 from gpt.lab.runs import RunSpec
 from gpt.train import state as trainstate
 
@@ -271,26 +279,31 @@ class JobManager:
     def disk_usage(self) -> int:
         return store.jobs_usage(self.root)
 
-    def submit(self, spec: Mapping[str, Any] | RunSpec, by: Visitor = NOBODY) -> str:
-        """Validate `spec` (RunSpec fields, or a RunSpec) and queue it for `by`; return its id.
-        The one place a job is checked: JobError for a bad key or value, a missing base model,
-        data that does not parse, no owner (multi-user mode), or a limit or the disk budget."""
+    def submit(
+        self, spec: Mapping[str, Any] | RunSpec, by: Visitor = NOBODY, upload: str | None = None
+    ) -> str:
+        """Validate `spec` (RunSpec fields as a form or the CLI sends them, or a RunSpec) and
+        queue it for `by`; return its id. `upload`: the file for `data="upload"`, copied into
+        the job. The one place a job is checked: JobError for a bad key, a number out of its
+        range (`JobPolicy.numbers`), a base model that is missing or does not fit the kind,
+        data that does not fit or parse, no owner (multi-user mode), a limit or the disk budget."""
         owner = self.policy.owner(by)
+        fields = self.policy.numbers(spec.to_dict() if isinstance(spec, RunSpec) else spec)
         try:
-            run_spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(dict(spec))
+            run_spec = RunSpec.from_dict(fields)
         except (TypeError, ValueError) as e:
             raise JobError(f"invalid job spec: {e}") from e
         self.policy.check_size(run_spec)
-        ref = self.resolve_base(run_spec.base)
+        ref = self.resolve_base(run_spec.base, run_spec.kind)
         tokenizer = run_spec.tokenizer
         if tokenizer not in (None, "gpt2"):
             if not (tok_path := Path(tokenizer).expanduser()).exists():
                 raise JobError(f"tokenizer {tokenizer!r} not found")
             tokenizer = str(tok_path.resolve())
-        upload = self._check_data(run_spec.kind, run_spec.data)
+        file = self._check_data(run_spec.kind, run_spec.data, upload)
         self._db(self.policy.admit, owner)  # refused before anything is pruned
         need = expected_bytes({"method": run_spec.method}, ref)
-        self.make_room(need + (upload.stat().st_size if upload else 0), owner=owner)
+        self.make_room(need + (file.stat().st_size if file else 0), owner=owner)
         while True:  # a new folder: its name is the job's id
             job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
             folder = self.job_dir(job_id)
@@ -299,9 +312,9 @@ class JobManager:
                 break
         try:
             data = run_spec.data
-            if upload is not None:
+            if file is not None:
                 (folder / "data").mkdir()
-                data = str(shutil.copy2(upload, folder / "data" / upload.name))
+                data = str(shutil.copy2(file, folder / "data" / file.name))
             stored = {**run_spec.to_dict(), "base": ref.portable, "data": data,
                       "tokenizer": tokenizer}  # fmt: skip
             with self._lock, transaction(self._conn) as conn:
@@ -387,29 +400,53 @@ class JobManager:
         _until(lambda: not self.get(job_id).active, timeout or float("inf"), interval)
         return self.get(job_id)
 
-    def resolve_base(self, base: str) -> ModelRef:
+    def resolve_base(self, base: str, kind: str | None = None) -> ModelRef:
         """What a spec's base means (`gpt.lab.names.resolve`, asking us about `job:<id>`), or
-        JobError when it does not exist."""
+        JobError when it does not exist or does not fit a `kind` job. Without the policy's
+        `local_paths`, only a model the app lists for `kind` (`gpt.lab.registry`)."""
+        if kind is not None and not self.policy.local_paths:
+            from gpt.lab.registry import default_registry
+
+            listed = {e.name: e for e in default_registry().entries(BASE_TASKS[kind])}
+            if base not in listed:
+                known = ", ".join(listed) or "none"
+                raise JobError(f"base model {base!r} does not fit {a_job(kind)}; pick one of: {known}")
+            base = base if is_name(base) else listed[base].location
         try:
-            return resolve(base, jobs=self)
+            ref = resolve(base, jobs=self)
         except ModelNameError as e:
             if e.reason == "unknown":
                 raise JobError(f"unknown base model {base!r}: expected {EXPECTED}") from e
             raise JobError(str(e)) from e
         except CheckpointError as e:  # a folder whose config.json is broken
             raise JobError(f"base model {base!r}: {e}") from e
+        if kind is not None and ref.task not in BASE_TASKS[kind]:
+            raise JobError(f"base model {base!r} is a {ref.task} model: it does not fit {a_job(kind)}")
+        return ref
 
-    def _check_data(self, kind: str, data: str) -> Path | None:
-        """The uploaded file to copy into the job (None for bundled or online data), parsed now
-        so a bad one fails with the parser's message."""
+    def _check_data(self, kind: str, data: str, upload: str | None) -> Path | None:
+        """The file to copy into the job (None for bundled or online data), parsed now so a
+        bad one fails with the parser's message."""
         from gpt.lab.sources import SOURCES, availability
         from gpt.train.data import DataError, validate_file
 
-        if data in SOURCES:
+        if data == "upload":
+            if not upload:
+                raise JobError("data 'upload' needs the uploaded file")
+            data = upload
+        elif data in SOURCES and SOURCES[data].kind == kind:
             if (why := availability(data)) is not None:  # offline, and it is not cached
                 raise JobError(f"data {data!r} {why}; use bundled data or a file instead")
             return None
-        if data == "bundled" or data.startswith(("http://", "https://")):
+        elif data == "bundled":
+            return None
+        elif data in SOURCES or not self.policy.local_paths:
+            fits = [s for s, src in SOURCES.items() if src.kind == kind]
+            raise JobError(
+                f"data {data!r} does not fit {a_job(kind)}; choose one of: "
+                + ", ".join(["bundled", "upload", *fits])
+            )
+        elif data.startswith(("http://", "https://")):
             return None
         path = Path(data).expanduser()
         if not path.is_file():

@@ -24,6 +24,7 @@ gpt.jobs.policy.NotOwnerError: job j1 belongs to another visitor; only they (or 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
@@ -37,12 +38,30 @@ from gpt.checkpoint import CheckpointError
 from gpt.config import GPTConfig
 from gpt.jobs.store import ACTIVE
 from gpt.lab.names import ModelRef, resolve
+from gpt.lab.recipes import METHOD_WORDS, form_number, tune_defaults
 from gpt.lab.runs import RunSpec
 
 ANONYMOUS = "anon:"  # owners without a Hugging Face account (single-user mode prunes theirs)
 OWNER_BUDGET_ENV = "GPT2LAB_OWNER_DISK_GB"  # per-owner disk budget (default 4 in multi-user mode)
 RETENTION_ENV = "GPT2LAB_RETENTION_HOURS"  # finished jobs older than this may go (default 24 there)
 MAX_EXAMPLES = 8_000  # multi-user mode: a job's size cap, steps x batch size
+RANGES = {  # a job's numbers, whoever sends them: field -> (its name, lowest, highest, whole)
+    "epochs": ("epochs", 0.1, 20, False),
+    "lr": ("learning rate", 1e-6, 1e-2, False),
+    "batch_size": ("batch size", 1, 64, True),
+    "eval_every": ("evaluate every N steps", 1, 10_000, True),
+    "max_steps": ("max steps", 0, 100_000, True),
+}
+KIND_WORDS = {"lm": "language-model", "classify": "classifier", "instruct": "instruction"}
+BASE_TASKS = {  # the tasks of the models a job of each kind starts from
+    "lm": ("lm", "instruct"), "classify": ("classify", "lm"), "instruct": ("instruct", "lm")
+}
+
+
+def a_job(kind: str) -> str:
+    """A job kind in a sentence, with its article: 'an instruction job', 'a classifier job'."""
+    name = KIND_WORDS.get(kind, kind)
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name} job"
 
 
 class JobError(ValueError):
@@ -120,6 +139,9 @@ class JobPolicy:
     retention_s: float | None = None  # finished jobs older than this may be pruned by anyone
     max_examples: int | None = None  # a job's most max_steps x batch_size
     per_address: int | None = None  # queued-or-running jobs of anonymous owners per address
+    # a spec may name a model folder or a data file on this machine (the CLI); the app's
+    # visitors pick what it offers: a listed model, bundled data, a source or their upload
+    local_paths: bool = True
     # owner -> the client address its jobs came from, in memory (this process's submissions)
     addresses: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -153,6 +175,42 @@ class JobPolicy:
     def most_steps(self, batch_size: int) -> int | None:
         """The most steps a job may take at `batch_size` (None: no cap)."""
         return None if self.max_examples is None else self.max_examples // batch_size
+
+    def numbers(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """`fields` with each number of `RANGES` read (a form sends text) and checked, else a
+        JobError naming the field and its range; max steps 0 means as many as `max_examples`
+        allows (with no cap, the epochs decide).
+
+        >>> JobPolicy(max_examples=800).numbers({"lr": "3e-4", "batch_size": 8.0, "max_steps": 0})
+        {'lr': 0.0003, 'batch_size': 8, 'max_steps': 100}
+        >>> JobPolicy().numbers({"kind": "classify", "method": "lora", "lr": 0.5})
+        Traceback (most recent call last):
+        ...
+        gpt.jobs.policy.JobError: learning rate must be between 1e-06 and 0.01, not 0.5; try 1e-3, the recipe's for LoRA on this base
+        """
+        out = dict(fields)
+        for key, (name, lo, hi, whole) in RANGES.items():
+            if key not in out or (key == "max_steps" and out[key] is None):
+                continue
+            value = out[key]
+            hint = "; 0 lets the epochs decide" if key == "max_steps" else ""
+            if key == "lr":
+                method = str(out.get("method", "full"))
+                d = tune_defaults(str(out.get("kind")), method, str(out.get("base", "starter")))
+                words = METHOD_WORDS.get(method, method)
+                hint = f"; try {form_number(d.lr)}, the recipe's for {words} on this base"
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                raise JobError(
+                    f"{name} must be a number between {lo:g} and {hi:g}, not {value!r}{hint}"
+                ) from None
+            if math.isnan(x) or not lo <= x <= hi:
+                raise JobError(f"{name} must be between {lo:g} and {hi:g}, not {value}{hint}")
+            out[key] = int(x) if whole else x
+        if out.get("max_steps") == 0:
+            out["max_steps"] = self.most_steps(out.get("batch_size", RunSpec.batch_size))
+        return out
 
     def check_size(self, spec: RunSpec) -> None:
         """JobError when `spec`'s max_steps x batch_size is over `max_examples` (a job without
