@@ -33,25 +33,30 @@ def registry(monkeypatch):
     return reg
 
 
+def default_model(tasks, me):
+    """The visitor's default: their newest own job model, else the registry's."""
+    return models.picker_state(tasks, me)[1]
+
+
 def test_a_visitors_own_jobs_come_first_newest_first(registry):
     names = [name for _, name in models.model_choices(("instruct",), "anon:b")]
     assert names == ["job:b2", "job:b1", "org/gpt2-alpaca", "starter-chat", "job:a1"]
-    assert models.default_model(("instruct",), "anon:b") == "job:b2"
-    assert models.default_model(("instruct",), "anon:a") == "job:a1"
+    assert default_model(("instruct",), "anon:b") == "job:b2"
+    assert default_model(("instruct",), "anon:a") == "job:a1"
 
 
 def test_without_jobs_of_ones_own_the_registry_default_holds(registry):
     for me in ("anon:c", None):
-        assert models.default_model(("instruct",), me) == registry.default(("instruct",))
+        assert default_model(("instruct",), me) == registry.default(("instruct",))
         assert [n for _, n in models.model_choices(("instruct",), me)] == registry.names()
-    assert models.default_model(("classify",), "anon:b") is None  # no model fits
+    assert default_model(("classify",), "anon:b") is None  # no model fits
 
 
 def test_single_user_mode_every_job_is_the_visitors(registry, monkeypatch):
     monkeypatch.delenv("GPT2LAB_MULTIUSER", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)
     assert viewer_of(None) == EVERYONE
-    assert models.default_model(("instruct",), EVERYONE) == "job:b2"
+    assert default_model(("instruct",), EVERYONE) == "job:b2"
     names = [n for _, n in models.model_choices(("instruct",), EVERYONE)]
     assert names[:3] == ["job:b2", "job:a1", "job:b1"]
     monkeypatch.setenv("GPT2LAB_MULTIUSER", "1")

@@ -78,10 +78,6 @@ def model_choices(tasks: Iterable[str], me: str | None = None) -> list[tuple[str
     return picker_state(tasks, me)[0]
 
 
-def default_model(tasks: Iterable[str], me: str | None = None) -> str | None:
-    return picker_state(tasks, me)[1]
-
-
 def shorten(text: str, most: int) -> str:
     """`text` cut at a word to at most `most` characters, with "…" when cut.
 
