@@ -20,7 +20,7 @@ from gpt.lab.registry import default_registry
 from pages.common import Page, Picker, friendly_errors, heavy, layout, ticks, token_labels, visible
 from pages.common.inputs import announce, cap_text
 from pages.common.models import get_model, model_header, model_note, model_picker, model_shape
-from pages.common.render import GREEN, RED, WHITE, coloured_text, mix, token_text
+from pages.common.render import GREEN, RED, WHITE, coloured_text, labeller, mix, token_text
 from pages.common.texts import follow, text_for
 from pages.common.views import (
     FLOP_BUDGET,
@@ -57,11 +57,6 @@ kept = KeptNumbers(16)  # each view's numbers, written to CSV + JSON when the bu
 def cached_predictions(name: str, model, ids: list[int]) -> inside.Predictions:
     key = (name, id(model), tuple(ids))
     return _predictions.get(key, lambda: inside.predictions(model, ids, TOP_K))
-
-
-def labeller(tok):
-    """Token id -> its label, memoised (the lens labels thousands of cells)."""
-    return functools.cache(lambda token_id: token_labels(tok, [token_id])[0])
 
 
 def layer_rows(n_rows: int) -> list[str]:

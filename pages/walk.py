@@ -35,7 +35,7 @@ from pages.common.inputs import (
     slider_input,
 )
 from pages.common.models import Page, Picker, get_model, model_header, model_shape
-from pages.common.render import esc, layout, ticks, token_labels, token_text
+from pages.common.render import esc, labeller, layout, ticks, token_labels, token_text
 from pages.common.texts import follow, text_for
 from pages.common.views import GiveWay, KeptNumbers, Recent, look_for, numbers_button
 
@@ -109,7 +109,7 @@ class Walk:
 
     @functools.cached_property
     def decode(self) -> Callable[[int], str]:
-        return functools.cache(lambda i: token_labels(self.tok, [i])[0])
+        return labeller(self.tok)
 
 
 def read_ids(model, tok, text: Any, name: str) -> tuple[list[int], list[str]]:

@@ -3,7 +3,9 @@ layouts, durations."""
 
 from __future__ import annotations
 
+import functools
 import html
+from collections.abc import Callable
 from typing import Any
 
 from gpt.train.estimate import duration  # noqa: F401 (the tabs' durations: one formatter)
@@ -80,6 +82,11 @@ def token_text(tok: Any, token_id: int) -> str:
 
 def token_labels(tok: Any, ids: list[int]) -> list[str]:
     return [visible(token_text(tok, i)) for i in ids]
+
+
+def labeller(tok: Any) -> Callable[[int], str]:
+    """Token id -> its label, memoised (a lens or a trace labels thousands of cells)."""
+    return functools.cache(lambda token_id: token_labels(tok, [token_id])[0])
 
 WHITE, RED, BLUE, GREEN = (255, 255, 255), (200, 30, 30), (40, 90, 200), (30, 150, 60)
 
