@@ -293,11 +293,11 @@ def ablate(model_name: str, text: str, heads: Any, mode: str):
         f"nats; the top next token {change}."
     ))  # fmt: skip
     key = view_key("ablate", model_name, text, heads, mode)
-    kept.put(key, ("ablation", lambda: ablate_export(model_name, tok, ids, result, mode)))
+    kept.put(key, ("ablation", lambda: ablate_export(model_name, tok, ids, result)))
     return " ".join(notes), nxt, loss, key
 
 
-def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation, mode: str):
+def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation):
     b, a = result.before.surprisal.tolist(), result.after.surprisal.tolist()
     rows = [
         dict(position=t + 1, token=tok.decode([ids[t + 1]]), loss_before=b[t], loss_after=a[t])
@@ -306,7 +306,7 @@ def ablate_export(model_name: str, tok, ids: list[int], result: inside.Ablation,
     nb, na = result.next_before, result.next_after
     top = torch.topk(torch.maximum(nb, na), 20).indices.tolist()
     heads = {str(k): v for k, v in result.heads.items()}
-    data = dict(model=model_name, ids=ids, heads=heads, mode=mode, loss_before=b, loss_after=a)
+    data = dict(model=model_name, ids=ids, heads=heads, mode=result.mode, loss_before=b, loss_after=a)
     data["next_token"] = [
         {"id": i, "token": tok.decode([i]), "before": float(nb[i]), "after": float(na[i])}
         for i in top
