@@ -148,8 +148,7 @@ def on_recipe(kind: str, method: str, base: str) -> tuple[Any, Any]:
 def check_upload(upload: Any, kind: str) -> Path:
     if not upload:
         raise gr.Error(f"Choose a file to upload first: {UPLOAD_HELP[kind]}.")
-    path = Path(upload if isinstance(upload, str) else upload.get("path", ""))
-    if not path.is_file():
+    if not (path := upload_path(upload)) or not path.is_file():
         raise gr.Error("The upload did not arrive; upload the file again.")
     if path.suffix.lower() not in UPLOAD_TYPES[kind]:
         raise gr.Error(
@@ -172,15 +171,18 @@ def upload_folder() -> Path:
     return Path(get_upload_folder()).resolve()
 
 
+def upload_path(upload: Any) -> Path | None:
+    """The file of an upload as Gradio hands it over: a path, or a dict or FileData with one."""
+    raw = upload.get("path") if isinstance(upload, dict) else getattr(upload, "path", upload)
+    return Path(raw) if raw and isinstance(raw, str | Path) else None
+
+
 def discard_upload(upload: Any) -> bool:
     """Delete an upload from Gradio's cache (its job has its own copy, or it was refused), so
     its `/gradio_api/file=` URL stops answering; files outside the cache are never touched.
     Whether one was deleted."""
-    raw = upload.get("path") if isinstance(upload, dict) else getattr(upload, "path", upload)
-    if not raw or not isinstance(raw, str | Path):
-        return False
-    path, cache = Path(raw).resolve(), upload_folder()
-    if cache not in path.parents or not path.is_file():
+    path = upload_path(upload)
+    if path is None or upload_folder() not in (path := path.resolve()).parents:
         return False
     with contextlib.suppress(OSError):
         path.unlink()
@@ -215,39 +217,32 @@ def sweep_uploads(age_s: float) -> int:
 
 @friendly_errors
 def start_job(
-    manager: JobManager, kind: str, base: str, data: str, upload: Any, *settings: Any
-) -> tuple[str, str]:
-    """`_start_job`; an upload in Gradio's cache is deleted either way: copied into the job, or
-    refused."""
-    try:
-        return _start_job(manager, kind, base, data, upload, *settings)
-    finally:
-        if data == "upload":
-            discard_upload(upload)
-
-
-def _start_job(
     manager: JobManager, kind: str, base: str, data: str, upload: Any, method: str,
     epochs: Any, lr: Any, batch_size: Any, max_steps: Any, eval_every: Any,
     by: Visitor = NOBODY,
 ) -> tuple[str, str]:  # fmt: skip
     """Submit the form's values for `by`, as they are; (message, job id for the job picker).
     `JobManager.submit` checks the job (its numbers, base, data, owner, limits and disk budget)
-    and says what is wrong; here only the upload's type and size, which Gradio receives."""
+    and says what is wrong; here only the upload's type and size, which Gradio receives. An
+    upload in Gradio's cache is deleted either way: copied into the job, or refused."""
     spec = {"kind": kind, "base": base, "data": data, "method": method, "epochs": epochs,
             "lr": lr, "batch_size": batch_size, "max_steps": max_steps, "eval_every": eval_every,
             "score_base": True}  # the base model on the same test set: what tuning changed
-    upload_path = check_upload(upload, kind) if data == "upload" else None
-    try:  # the recipe fills the rest (last_n_blocks; for classify, the every-prefix loss)
-        job_id = manager.submit(recipe_fields(spec), by, upload=upload_path and str(upload_path))
+    try:
+        file = check_upload(upload, kind) if data == "upload" else None
+        # the recipe fills the rest (last_n_blocks; for classify, the every-prefix loss)
+        job_id = manager.submit(recipe_fields(spec), by, upload=file and str(file))
     except JobError as e:
         msg = job_message(str(e))
-        if upload_path is not None and str(upload_path) in msg:  # the file is what is wrong
-            msg = msg.replace(str(upload_path), upload_path.name)
+        if file is not None and str(file) in msg:  # the file is what is wrong
+            msg = msg.replace(str(file), file.name)
             raise gr.Error(
                 f"{msg}. Fix the file (it needs {UPLOAD_HELP[kind]}) and upload it again."
             ) from None
         raise gr.Error(f"Could not start the job: {msg}.") from None
+    finally:
+        if data == "upload":
+            discard_upload(upload)
     status = manager.get(job_id)
     where = "starting now" if status.state == "running" else "queued behind the running job"
     said = f"Started job **{job_id}** ({where})."
@@ -256,12 +251,11 @@ def _start_job(
     if n := len(gone := manager.last_pruned):
         for old in gone:  # drop a cached copy of its model
             default_registry().remove(f"job:{old}")
-        whose = "of anonymous visitors"
-        if manager.multiuser:
-            whose = "your own older ones, or ones past their retention age"
+        whose = "your own older ones, or ones past their retention age"
         said += (
             f" To stay within the disk budget, {n} finished job{'s' if n > 1 else ''} "
-            f"({whose}) {'were' if n > 1 else 'was'} removed: {', '.join(gone)}."
+            f"({whose if manager.multiuser else 'of anonymous visitors'}) "
+            f"{'were' if n > 1 else 'was'} removed: {', '.join(gone)}."
         )
     return said, job_id  # the list adds its choice
 

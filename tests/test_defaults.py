@@ -76,7 +76,7 @@ def test_page_and_cli_fill_the_same_fields():
             return status(state="queued")
 
     d = tune_defaults("classify", "last_blocks", "starter")
-    page._start_job(Manager(), "classify", "starter", "bundled", None, "last_blocks",
+    page.start_job(Manager(), "classify", "starter", "bundled", None, "last_blocks",
                     d.epochs, page.form_number(d.lr), 8, 0, 50)  # fmt: skip
     args = argparse.Namespace(spec=None, set=[], **{n: None for n, *_ in jobs_cli._FLAGS})
     args.kind, args.base, args.method = "classify", "starter", "last_blocks"
