@@ -731,9 +731,8 @@ def refresh(
 def command_looks(view: JobsView, allowed: bool, active: bool) -> dict[Any, Any]:
     """Cancel's update: enabled when the viewer may change the job (`allowed`), and red
     (variant "stop") only while it is queued or running (`active`); grey otherwise."""
-    red = allowed and active
-    cancel = view.commands[:1]
-    return {b: gr.Button(interactive=allowed, variant="stop" if red else "secondary") for b in cancel}
+    variant = "stop" if allowed and active else "secondary"
+    return {b: gr.Button(interactive=allowed, variant=variant) for b in view.commands[:1]}
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -750,14 +749,12 @@ def limits_text(policy: JobPolicy) -> str:
         quota and f"{quota / 1e9:.3g} GB of disk for all jobs",
         own and f"{own / 1e9:.3g} GB of disk per visitor (data included)",
     ]
-    kept = policy.retention_text()
-    kept = (
-        f"**Your models:** {kept[:1].lower()}{kept[1:]}; until then only your own new jobs "
-        "replace your older ones, nobody else's."
-        if kept
-        else "**Your models** are kept until you delete them; only your own new jobs replace "
-        "your older ones when the disk is full."
-    )
+    if kept := policy.retention_text():
+        kept = f"**Your models:** {kept[:1].lower()}{kept[1:]}; until then only your own new jobs "
+        kept += "replace your older ones, nobody else's."
+    else:
+        kept = "**Your models** are kept until you delete them; only your own new jobs replace "
+        kept += "your older ones when the disk is full."
     return (
         "**Shared Space:** everyone sees the jobs list and can use finished models in every tab; "
         "only the visitor who started a job (or the admin) can cancel, resume or delete it. "
@@ -919,8 +916,8 @@ def build(
         kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every,
         visitor_token=None, profile: gr.OAuthProfile | None = None,
     ):  # fmt: skip
-        settings = (method, epochs, lr, batch_size, max_steps, eval_every)
-        return start_job(manager, kind, base, data, upload, *settings, visitor_of(visitor_token, profile))
+        values = (kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every)
+        return start_job(manager, *values, visitor_of(visitor_token, profile))
 
     started = start.click(
         do_start, [*form.values(), token], [message, picked], api_name="start_job",

@@ -236,12 +236,11 @@ class JobManager:
         )
         out: dict[str, Any] = {"steps": [], "evals": [], "checkpoints": [], "test": {}}
         for r in rows:
-            if r["kind"] in ("step", "eval"):
-                out[r["kind"] + "s"].append(json.loads(r["data"]))
-            elif r["kind"] == "checkpoint":
-                out["checkpoints"].append(r["step"])
-            elif r["kind"] == "test":
+            if r["kind"] == "test":
                 out["test"] = json.loads(r["data"])
+            else:  # a checkpoint's row says only its step
+                data = r["step"] if r["kind"] == "checkpoint" else json.loads(r["data"])
+                out[r["kind"] + "s"].append(data)
         return out
 
     def estimate(self, job_id: str) -> dict[str, Any]:

@@ -313,10 +313,9 @@ class JobPolicy:
     def _refusal(self, used: int, extra: int, quota: int, mine: bool) -> JobError:
         """Why `extra` more bytes do not fit in `quota` (`mine`: the requester's share)."""
         whose, of = ("your jobs use", "of your share of") if mine else ("job outputs use", "of the")
+        pruned = "pruning old anonymous jobs"
         if self.multiuser:
             pruned = "removing your own older finished jobs"
-        else:
-            pruned = "pruning old anonymous jobs"
         wait = ""
         if self.retention_s and not mine:
             wait = f", or wait: finished jobs are kept for {hours_text(self.retention_s)}"
@@ -335,8 +334,7 @@ class JobPolicy:
         """
         if self.retention_s is None:
             return None
-        age = hours_text(self.retention_s)
-        return f"Kept for {age} after it finishes, then removed to make room"
+        return f"Kept for {hours_text(self.retention_s)} after it finishes, then removed to make room"
 
 
 def hours_text(seconds: float) -> str:
