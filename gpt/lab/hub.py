@@ -7,11 +7,13 @@ or `GPT2LAB_ALLOW_DOWNLOAD=0` rule the network out without asking. The `HF_*` va
 when called, not when `huggingface_hub` was imported, so setting them later counts.
 
 Downloads land in the huggingface_hub cache, in its layout (`try_to_load_from_cache` and offline
-runs find them), made by its `get_hf_file_metadata` and `http_get` (which reports each chunk to
-our `DownloadProgress`). Not `hf_hub_download`: it retries quietly, with backoff and resuming, so
-on tests/fakehub.py a refused connection took 23 s to report, a cut-short file 5 s and 7
-requests, a hub that never answers over 200 s. Here each request is made once and a failure is
-reported at once, with its `DownloadError.kind`.
+runs find them): its `get_hf_file_metadata` reads a file's commit, ETag and size, and one GET on
+its HTTP session (`get_session`) fetches it, each chunk reported to our `DownloadProgress`. Not
+`hf_hub_download`: in huggingface_hub 2.4 it retries quietly, with backoff and resuming, and no
+argument turns that off; on tests/fakehub.py with 0.5 s timeouts it took 23 s to report a refused
+connection, 5.3 s and 9 requests a cut-short file, and a hub that never answers was still being
+asked after 300 s. Here each request is made once and a failure is reported at once (0.5 s at
+most), with its `DownloadError.kind`.
 
 >>> HubStatus("offline", "HF_HUB_OFFLINE=1 is set").line()
 'offline (HF_HUB_OFFLINE=1 is set)'
@@ -22,17 +24,18 @@ reported at once, with its `DownloadError.kind`.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gpt.checkpoint import CheckpointError, read_json
 from gpt.config import HUB_IDS, PRESETS
 from gpt.train.estimate import duration
 
@@ -121,11 +124,9 @@ class DownloadError(OSError):
 
 
 def endpoint() -> str:
-    if os.environ.get("HF_ENDPOINT"):
-        return os.environ["HF_ENDPOINT"].rstrip("/")
     from huggingface_hub import constants
 
-    return constants.ENDPOINT
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
 def cache_dir() -> Path:
@@ -175,35 +176,27 @@ def status() -> HubStatus:
 
 def check(timeout: float = CHECK_TIMEOUT, sizes: bool = True) -> HubStatus:
     """Ask the hub now (blocking, at most about `timeout` s) and record the answer; when online
-    and `sizes` is set, read the GPT-2 sizes' download sizes too (`read_sizes`)."""
+    and `sizes` is set, read each GPT-2 size's download size from the hub's metadata too (for
+    labels; one that cannot be read keeps its known size)."""
     global _status, _checked_at
     reason, ep = skip_reason(), endpoint()
-    if reason is not None:
+    if reason is None:
+        _status = HubStatus(CHECKING, f"asking {ep}", ep)
+        try:
+            _metadata(CHECK_REPO, CHECK_FILE, timeout)
+            _status = HubStatus(ONLINE, "", ep)
+        except Exception as e:  # any failure means: not usable now
+            _status = HubStatus(OFFLINE, f"{ep}: {explain(e, timeout)[1]}", ep)
+        _checked_at = time.monotonic()
+    else:
         _status = HubStatus(OFFLINE, reason, ep)
-        _done.set()
-        return _status
-    _status = HubStatus(CHECKING, f"asking {ep}", ep)
-    try:
-        _metadata(CHECK_REPO, CHECK_FILE, timeout)
-        _status = HubStatus(ONLINE, "", ep)
-    except Exception as e:  # any failure means: not usable now
-        _status = HubStatus(OFFLINE, f"{ep}: {explain(e, timeout)[1]}", ep)
-    _checked_at = time.monotonic()
     result = _status
     _done.set()  # `wait` returns with the answer; the sizes follow
     if result.online and sizes:
-        read_sizes(timeout)
+        for size, repo in HUB_IDS.items():
+            with suppress(Exception):
+                _sizes[size] = sum(_metadata(repo, f, timeout).size or 0 for f in GPT2_FILES)
     return result
-
-
-def read_sizes(timeout: float = CHECK_TIMEOUT) -> None:
-    """Each GPT-2 size's download size from the hub's metadata (for labels); one whose
-    metadata cannot be read keeps its known size."""
-    for size in HUB_IDS:
-        try:
-            _sizes[size] = sum(_metadata(HUB_IDS[size], f, timeout).size or 0 for f in GPT2_FILES)
-        except Exception:
-            continue
 
 
 def start_check(timeout: float = CHECK_TIMEOUT, again: bool = False) -> threading.Thread | None:
@@ -274,11 +267,6 @@ def size_label(nbytes: int) -> str:
     return f"{nbytes / MB:.0f} MB" if nbytes >= 10 * MB else f"{nbytes / MB:.1f} MB"
 
 
-def fits_cap(name: str, cap_bytes: int) -> bool:
-    """Whether a GPT-2 size's float32 parameters fit a memory cap."""
-    return PRESETS[name].n_params() * 4 <= cap_bytes
-
-
 # --- errors, for people --------------------------------------------------------------------------
 
 
@@ -304,13 +292,8 @@ def explain(e: BaseException, timeout: float | None = None) -> tuple[str, str]:
             return "timeout", f"no answer{f' within {timeout:g} s' if timeout else ''} (timed out)"
         if isinstance(err, httpx2.RemoteProtocolError):
             return "truncated", f"the connection closed early ({err})"
-        if isinstance(err, OSError) and str(err).startswith("Consistency check failed"):
-            return "truncated", str(err).split("\n")[0]  # http_get: fewer bytes than promised
-        if (
-            getattr(err, "errno", None) == errno.ECONNREFUSED
-            or isinstance(err, ConnectionRefusedError)
-            or (isinstance(err, httpx2.ConnectError) and "refused" in str(err).lower())
-        ):
+        refused = isinstance(err, httpx2.ConnectError) and "refused" in str(err).lower()
+        if refused or getattr(err, "errno", None) == errno.ECONNREFUSED:
             return "refused", "connection refused"
         if isinstance(err, httpx2.ConnectError):  # plain words: no "[Errno -2] Name or ..."
             return "unreachable", "the Hugging Face hub cannot be reached from here"
@@ -393,16 +376,18 @@ def _once(
         return found
     if (reason := skip_reason()) is not None:
         raise DownloadError(offline_message(label, reason), "offline")
-    if timeout is None:
-        timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
     with _progress_lock:
         lock = _download_locks.setdefault(label, threading.Lock())
     with lock:
         try:
-            return cached() or fetch(timeout)
+            return cached() or fetch(_download_timeout() if timeout is None else timeout)
         finally:
             with _progress_lock:
                 _progress.pop(label, None)
+
+
+def _download_timeout() -> float:
+    return float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
 
 
 def download_gpt2(
@@ -421,17 +406,14 @@ def download_gpt2(
 
 
 class _Progress:
-    """A download's progress over all its files: the bar `http_get` reports each chunk to."""
+    """A download's progress over all its files, reported after each chunk."""
 
     def __init__(self, name: str, total: int, callback: ProgressCallback | None) -> None:
         self.name, self.total, self.callback = name, total, callback
         self.done, self.start = 0, time.monotonic()
 
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        self.report()
-
-    def report(self, finished: bool = False) -> None:
+    def report(self, nbytes: int = 0, finished: bool = False) -> None:
+        self.done += nbytes
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed >= 0.5 else 0.0  # too early to tell before that
         eta = (self.total - self.done) / rate if rate > 0 else None
@@ -448,10 +430,6 @@ def _fetch(
 ) -> Path:
     """Download `files` of `repo` at `commit` (else `revision`, else main) into the hub cache's
     layout, each request once; `revision` (default main) is the ref that names the snapshot."""
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
-
     try:
         metas = {f: _metadata(repo, f, timeout, commit or revision) for f in files}
     except Exception as e:
@@ -465,43 +443,55 @@ def _fetch(
     _sizes[name] = total = sum(meta.size or 0 for meta in metas.values())
     tracker = _Progress(name, total, progress)
     folder = repo_folder(repo)
-    # http_get reads its timeout from here (huggingface_hub reads the variable at import only)
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = timeout
     for filename, meta in metas.items():
         blob = folder / "blobs" / meta.etag
-        pointer = folder / "snapshots" / meta.commit_hash / filename
-        if blob.is_file() and (meta.size is None or blob.stat().st_size == meta.size):
-            tracker.done += blob.stat().st_size
+        if blob.is_file() and meta.size in (None, blob.stat().st_size):
+            tracker.report(blob.stat().st_size)
         else:
-            headers = build_hf_headers()
-            if urlsplit(meta.location).netloc != urlsplit(endpoint()).netloc:
-                headers.pop("authorization", None)  # storage gets no hub token (as hf does)
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            part = blob.with_name(blob.name + ".incomplete")
             try:
-                with open(part, "wb") as out:  # one request: no quiet retries (_nb_retries=0)
-                    http_get(meta.location, out, headers=headers, expected_size=meta.size,
-                             _tqdm_bar=tracker, _nb_retries=0)  # type: ignore[arg-type]
-                os.replace(part, blob)
-            except BaseException as e:
-                part.unlink(missing_ok=True)
-                if isinstance(e, Exception):
-                    raise _download_error(e, name, repo, timeout) from e
-                raise
+                _get(meta, blob, tracker, timeout)
+            except Exception as e:
+                raise _download_error(e, name, repo, timeout) from e
+        pointer = folder / "snapshots" / meta.commit_hash / filename
         pointer.parent.mkdir(parents=True, exist_ok=True)
         if not pointer.exists():
             try:
                 pointer.symlink_to(os.path.relpath(blob, pointer.parent))
             except OSError:  # no symlinks on this file system
                 shutil.copyfile(blob, pointer)
-        tracker.report()
     commit = metas[files[-1]].commit_hash
-    ref = revision or "main"
-    (folder / "refs").mkdir(parents=True, exist_ok=True)
-    if "/" not in ref and ref != commit:
+    if "/" not in (ref := revision or "main") and ref != commit:
+        (folder / "refs").mkdir(exist_ok=True)
         (folder / "refs" / ref).write_text(commit)
     tracker.report(finished=True)
     return folder / "snapshots" / commit
+
+
+def _get(meta, blob: Path, tracker: _Progress, timeout: float) -> None:
+    """One GET of a file (no quiet retries) into `blob`, through `<blob>.incomplete`, which a
+    failure removes."""
+    import httpx2
+    from huggingface_hub import get_session, hf_raise_for_status
+    from huggingface_hub.utils import build_hf_headers
+
+    headers = build_hf_headers()
+    if urlsplit(meta.location).netloc != urlsplit(endpoint()).netloc:
+        headers.pop("authorization", None)  # storage gets no hub token (as hf does)
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    part = blob.with_name(blob.name + ".incomplete")
+    try:
+        with open(part, "wb") as out, get_session().stream(
+            "GET", meta.location, headers=headers, timeout=timeout
+        ) as response:
+            hf_raise_for_status(response)
+            for chunk in response.iter_bytes(MB):
+                out.write(chunk)
+                tracker.report(len(chunk))
+        if meta.size is not None and part.stat().st_size != meta.size:
+            raise httpx2.RemoteProtocolError(f"{part.stat().st_size} of {meta.size} bytes came")
+        os.replace(part, blob)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 # --- any GPT-2-architecture repo: org/name[@revision] ---------------------------------------------
@@ -560,27 +550,11 @@ def shards(files: dict[str, int | None] | list[str]) -> tuple[str, ...]:
     return tuple(sorted(f for f in files if re.fullmatch(r"model-\d+-of-\d+\.safetensors", f)))
 
 
-@dataclass(frozen=True)
-class RepoInfo:
-    """What the hub says about a repo: its `commit`, `files` (name -> bytes, None when not
-    said) and the `weights` file picked (`pick_weights`)."""
-
-    commit: str
-    files: dict[str, int | None]
-    weights: str | None
-
-    @property
-    def fetch(self) -> tuple[str, ...]:
-        """The files to download: the side files present, then the weights (last, so a
-        snapshot with its weights in place is complete)."""
-        side = tuple(f for f in SIDE_FILES if f in self.files)
-        if self.weights == "model.safetensors.index.json":
-            return (*side, *shards(self.files), self.weights)
-        return side + ((self.weights,) if self.weights else ())
-
-
-def repo_info(repo: str, revision: str | None = None, timeout: float = CHECK_TIMEOUT * 3) -> RepoInfo:
-    """Ask the hub about a repo (`HfApi.model_info` with file sizes); DownloadError says why not."""
+def repo_info(
+    repo: str, revision: str | None = None, timeout: float = CHECK_TIMEOUT * 3
+) -> tuple[str, dict[str, int | None]]:
+    """What the hub says about a repo (`HfApi.model_info` with file sizes): its commit and its
+    files (name -> bytes, None when not said). DownloadError says why not."""
     from huggingface_hub import HfApi
 
     if (reason := skip_reason()) is not None:
@@ -591,8 +565,7 @@ def repo_info(repo: str, revision: str | None = None, timeout: float = CHECK_TIM
         )
     except Exception as e:
         raise _download_error(e, repo, repo, timeout) from e
-    files = {s.rfilename: s.size for s in (info.siblings or [])}
-    return RepoInfo(info.sha or "", files, pick_weights(files))
+    return info.sha or "", {s.rfilename: s.size for s in (info.siblings or [])}
 
 
 def repo_folder(repo: str) -> Path:
@@ -618,10 +591,8 @@ def snapshot_repo(folder: str | Path) -> str | None:
 def snapshot_path(repo: str, revision: str | None = None) -> Path:
     """Where the hub cache keeps `repo` at `revision` (default main); it may not exist yet,
     or hold only the small files (`read_repo_config`)."""
-    folder = repo_folder(repo)
-    rev = revision or "main"
-    ref = folder / "refs" / rev
-    return folder / "snapshots" / (ref.read_text().strip() if ref.is_file() else rev)
+    ref = repo_folder(repo) / "refs" / (revision or "main")
+    return ref.parent.parent / "snapshots" / (ref.read_text().strip() if ref.is_file() else ref.name)
 
 
 def cached_repo(repo: str, revision: str | None = None) -> Path | None:
@@ -637,18 +608,23 @@ def download_repo(
     timeout: float | None = None, label: str | None = None,
 ) -> Path:
     """The cached snapshot folder of a hub repo, downloading config, tokenizer files, card and
-    weights first when missing (`repo_info` picks the weights file); as `download_gpt2`."""
+    weights first when missing (`pick_weights` picks the weights file); as `download_gpt2`."""
     label = label or (f"{repo}@{revision}" if revision else repo)
 
     def fetch(timeout: float) -> Path:
-        info = repo_info(repo, revision, timeout)
-        if info.weights is None:
+        commit, files = repo_info(repo, revision, timeout)
+        weights = pick_weights(files)
+        if weights is None:
             raise DownloadError(
                 f"{repo} has no model.safetensors or pytorch_model.bin (files: "
-                f"{', '.join(sorted(info.files)[:8])}); only GPT-2 weights in those files load here",
+                f"{', '.join(sorted(files)[:8])}); only GPT-2 weights in those files load here",
                 "not_found",
             )
-        return _fetch(label, repo, info.fetch, progress, timeout, revision, info.commit)
+        # the side files present, then the weights: last, so a snapshot with its weights in
+        # place is complete
+        parts = shards(files) if weights == "model.safetensors.index.json" else ()
+        wanted = (*(f for f in SIDE_FILES if f in files), *parts, weights)
+        return _fetch(label, repo, wanted, progress, timeout, revision, commit)
 
     return _once(label, lambda: cached_repo(repo, revision), fetch, timeout)
 
@@ -659,16 +635,12 @@ def read_repo_config(repo: str, revision: str | None = None) -> dict:
     DownloadError says why it cannot be read."""
     snap = snapshot_path(repo, revision)
     if not (snap / "config.json").is_file() and not (snap / "README.md").is_file():
-        info = repo_info(repo, revision)
-        small = tuple(f for f in ("config.json", "README.md") if f in info.files)
+        commit, files = repo_info(repo, revision)
+        small = tuple(f for f in ("config.json", "README.md") if f in files)
         if not small:
             return {}
-        timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or DEFAULT_DOWNLOAD_TIMEOUT)
-        snap = _fetch(repo, repo, small, None, timeout, revision, info.commit)
-    cfg = snap / "config.json"
-    if not cfg.is_file():
-        return {}
+        snap = _fetch(repo, repo, small, None, _download_timeout(), revision, commit)
     try:
-        return json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        return read_json(snap / "config.json") if (snap / "config.json").is_file() else {}
+    except CheckpointError as e:
         raise DownloadError(f"{repo}: config.json is not readable JSON ({e})", "other") from e

@@ -174,7 +174,7 @@ def gpt2_source() -> list[ModelEntry]:
             source = sources[ref.origin]
             folder = str(ref.folder)
             entries.append(ModelEntry(size, "lm", source, desc, folder, "gpt2", n_params, ref))
-        elif allow_download and hub.fits_cap(size, cache_cap_bytes()):
+        elif allow_download and n_params * 4 <= cache_cap_bytes():  # float32 parameters
             desc = gpt2_description(size, download=True)
             entries.append(
                 ModelEntry(size, "lm", DOWNLOAD_SOURCE, desc, size, "gpt2", n_params, ref)
