@@ -144,9 +144,8 @@ def cached_gpt2(name: str) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     found = [try_to_load_from_cache(HUB_IDS[name], f, cache_dir=cache_dir()) for f in GPT2_FILES]
-    if not all(isinstance(path, str) for path in found):  # None, or "cached as missing"
-        return None
-    return Path(found[0]).parent
+    # each a path, else None or "cached as missing"
+    return Path(found[0]).parent if all(isinstance(path, str) for path in found) else None
 
 
 # --- the availability check ---------------------------------------------------------------------
@@ -207,13 +206,11 @@ def start_check(timeout: float = CHECK_TIMEOUT, again: bool = False) -> threadin
         _done.set()
         return None
     with _lock:
-        if _thread is not None and (_thread.is_alive() or not again):
-            return _thread
-        _done.clear()
-        _thread = threading.Thread(
-            target=check, args=(timeout,), name="gpt2lab-hub-check", daemon=True
-        )
-        _thread.start()
+        if _thread is None or (again and not _thread.is_alive()):
+            _done.clear()
+            _thread = threading.Thread(target=check, args=(timeout,), name="gpt2lab-hub-check",
+                                       daemon=True)
+            _thread.start()
         return _thread
 
 
@@ -247,9 +244,7 @@ def reset() -> None:
 def downloads_listed() -> bool:
     """Whether GPT-2 sizes that are not cached are offered: `GPT2LAB_ALLOW_DOWNLOAD=1` forces it,
     `=0` or `HF_HUB_OFFLINE=1` rule it out, otherwise only when the check found the hub online."""
-    if skip_reason() is not None:
-        return False
-    return os.environ.get(DOWNLOAD_ENV) == "1" or status().online
+    return skip_reason() is None and (os.environ.get(DOWNLOAD_ENV) == "1" or _status.online)
 
 
 def download_bytes(name: str) -> int:
@@ -312,8 +307,6 @@ _ADVICE = {
 
 
 def _download_error(e: BaseException, name: str, repo: str, timeout: float) -> DownloadError:
-    if isinstance(e, DownloadError):
-        return e
     kind, why = explain(e, timeout)
     advice = _ADVICE.get(kind, "Try again later.").format(ep=endpoint(), repo=repo)
     if name in HUB_IDS:
@@ -435,11 +428,8 @@ def _fetch(
     except Exception as e:
         raise _download_error(e, name, repo, timeout) from e
     if not all(meta.commit_hash and meta.etag for meta in metas.values()):
-        raise DownloadError(
-            f"{endpoint()} answered for {repo} without a commit or ETag header, so it is not a "
-            f"Hugging Face hub. Check HF_ENDPOINT.",
-            "other",
-        )
+        raise DownloadError(f"{endpoint()} answered for {repo} without a commit or ETag header, "
+                            "so it is not a Hugging Face hub. Check HF_ENDPOINT.", "other")
     _sizes[name] = total = sum(meta.size or 0 for meta in metas.values())
     tracker = _Progress(name, total, progress)
     folder = repo_folder(repo)
@@ -598,9 +588,7 @@ def snapshot_path(repo: str, revision: str | None = None) -> Path:
 def cached_repo(repo: str, revision: str | None = None) -> Path | None:
     """The cached snapshot of `repo` at `revision` (default main) once its weights are there."""
     snap = snapshot_path(repo, revision)
-    if not snap.is_dir():
-        return None
-    return snap if pick_weights([p.name for p in snap.iterdir()]) else None
+    return snap if snap.is_dir() and pick_weights([p.name for p in snap.iterdir()]) else None
 
 
 def download_repo(
@@ -615,11 +603,9 @@ def download_repo(
         commit, files = repo_info(repo, revision, timeout)
         weights = pick_weights(files)
         if weights is None:
-            raise DownloadError(
-                f"{repo} has no model.safetensors or pytorch_model.bin (files: "
-                f"{', '.join(sorted(files)[:8])}); only GPT-2 weights in those files load here",
-                "not_found",
-            )
+            raise DownloadError(f"{repo} has no model.safetensors or pytorch_model.bin (files: "
+                                f"{', '.join(sorted(files)[:8])}); only GPT-2 weights in those "
+                                "files load here", "not_found")
         # the side files present, then the weights: last, so a snapshot with its weights in
         # place is complete
         parts = shards(files) if weights == "model.safetensors.index.json" else ()
