@@ -47,7 +47,6 @@ CHECK_REPO, CHECK_FILE = HUB_IDS["gpt2"], "config.json"
 GPT2_FILES = ("config.json", "model.safetensors")
 DOWNLOAD_ENV = "GPT2LAB_ALLOW_DOWNLOAD"
 MODELS_DIR_ENV = "GPT2LAB_MODELS_DIR"
-HUB_CACHE_ORIGIN = "hub cache"
 
 # model.safetensors of the hub's GPT-2 sizes holds the parameters (float32) plus each layer's
 # 1024 x 1024 causal-mask buffer, which `gpt.checkpoint` skips when loading: 548 MB for gpt2.
@@ -629,4 +628,4 @@ def read_repo_config(repo: str, revision: str | None = None) -> dict:
     try:
         return read_json(snap / "config.json") if (snap / "config.json").is_file() else {}
     except CheckpointError as e:
-        raise DownloadError(f"{repo}: config.json is not readable JSON ({e})", "other") from e
+        raise DownloadError(f"{repo}: {e}", "other") from e  # "<path> is not valid JSON: ..."

@@ -57,7 +57,7 @@ EXPECTED = (
     f"preset:NAME ({', '.join(PRESETS)}), a hub id org/name[@revision], "
     "job:<id> of a finished job, or a model folder"
 )
-HUB_CACHE = "hub cache"  # `ModelRef.origin` of a GPT-2 size found in (or downloaded to) it
+HUB_CACHE = "hub cache"  # `ModelRef.origin` of weights found in (or downloaded to) the hub cache
 HUB = "hub"  # `ModelRef.origin` of a GPT-2 size not on this machine yet
 
 
@@ -229,7 +229,7 @@ def _hub_ref(
         folder = hub.download_repo(repo, revision, progress, label=text)
     curated = hubmodels.curated(repo)
     if folder is not None:
-        ref = _folder_ref(text, folder, "hub", hub.HUB_CACHE_ORIGIN)
+        ref = _folder_ref(text, folder, "hub", HUB_CACHE)
         task = curated.task if curated and ref.task == "lm" else ref.task
         return ModelRef(text, "hub", ref.folder, ref.layout, ref.config, task, ref.tokenizer,
                         ref.origin)
