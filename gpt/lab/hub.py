@@ -123,9 +123,11 @@ class DownloadError(OSError):
 
 
 def endpoint() -> str:
+    if os.environ.get("HF_ENDPOINT"):  # without importing huggingface_hub
+        return os.environ["HF_ENDPOINT"].rstrip("/")
     from huggingface_hub import constants
 
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    return constants.ENDPOINT
 
 
 def cache_dir() -> Path:
@@ -286,7 +288,8 @@ def explain(e: BaseException, timeout: float | None = None) -> tuple[str, str]:
             return "timeout", f"no answer{f' within {timeout:g} s' if timeout else ''} (timed out)"
         if isinstance(err, httpx2.RemoteProtocolError):
             return "truncated", f"the connection closed early ({err})"
-        refused = isinstance(err, httpx2.ConnectError) and "refused" in str(err).lower()
+        refused = isinstance(err, ConnectionRefusedError) or (
+            isinstance(err, httpx2.ConnectError) and "refused" in str(err).lower())
         if refused or getattr(err, "errno", None) == errno.ECONNREFUSED:
             return "refused", "connection refused"
         if isinstance(err, httpx2.ConnectError):  # plain words: no "[Errno -2] Name or ..."
@@ -580,8 +583,9 @@ def snapshot_repo(folder: str | Path) -> str | None:
 def snapshot_path(repo: str, revision: str | None = None) -> Path:
     """Where the hub cache keeps `repo` at `revision` (default main); it may not exist yet,
     or hold only the small files (`read_repo_config`)."""
-    ref = repo_folder(repo) / "refs" / (revision or "main")
-    return ref.parent.parent / "snapshots" / (ref.read_text().strip() if ref.is_file() else ref.name)
+    folder, rev = repo_folder(repo), revision or "main"
+    ref = folder / "refs" / rev
+    return folder / "snapshots" / (ref.read_text().strip() if ref.is_file() else rev)
 
 
 def cached_repo(repo: str, revision: str | None = None) -> Path | None:
