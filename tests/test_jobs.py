@@ -190,7 +190,7 @@ def test_sigkill_then_restart_marks_interrupted_and_resume_redoes_one_interval(f
 def test_cancel_stops_a_running_job_and_keeps_a_checkpoint(files, tmp_path):
     root = tmp_path / "jobs"  # how fast cancel() returns: bench/bench_jobs.py
     with JobManager(root) as jobs:
-        job_id = jobs.submit(classify_spec(files, max_steps=100_000, eval_every=100_000))
+        job_id = jobs.submit(classify_spec(files, max_steps=100_000, eval_every=10_000))
         pid = wait_for(lambda: (s := jobs.get(job_id)).step >= 2 and s.pid)
         status = jobs.cancel(job_id)
         assert status.state == "cancelled" and not is_worker_alive(pid, job_id)
@@ -372,7 +372,7 @@ def test_a_live_worker_is_judged_by_its_lock_not_by_its_pid(files, tmp_path):
     not a worker), that manager must not mark the job interrupted while the worker runs."""
     root = tmp_path / "jobs"
     with JobManager(root) as owner:
-        job_id = owner.submit(classify_spec(files, max_steps=100_000, eval_every=100_000))
+        job_id = owner.submit(classify_spec(files, max_steps=100_000, eval_every=10_000))
         pid = wait_for(lambda: (s := owner.get(job_id)).step >= 2 and s.pid)
         _set_row(root, job_id, pid=os.getppid())
         with JobManager(root, background=False) as other:
@@ -404,7 +404,7 @@ def test_retry_db_retries_busy_errors_only():
 def test_corrupted_checkpoint_falls_back_or_fails_clearly(files, tmp_path):
     root = tmp_path / "jobs"
     with JobManager(root) as jobs:
-        job_id = jobs.submit(classify_spec(files, max_steps=100_000, eval_every=100_000))
+        job_id = jobs.submit(classify_spec(files, max_steps=100_000, eval_every=10_000))
         wait_for(lambda: jobs.get(job_id).step >= 4)
         jobs.cancel(job_id)
         ckpts = trainstate.list_checkpoints(root / job_id / "out" / "checkpoints")

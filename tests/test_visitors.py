@@ -26,7 +26,7 @@ from pages.visitors import (
 )
 from tests.test_jobs import classify_spec, files, one_thread  # noqa: F401 (fixtures)
 
-LONG = dict(max_steps=100_000, eval_every=100_000, checkpoint_every=100_000)
+LONG = dict(max_steps=100_000, eval_every=10_000, checkpoint_every=100_000)
 SHARED = JobPolicy(multiuser=True)  # multi-user mode without the job size cap (LONG is over it)
 
 

@@ -401,16 +401,20 @@ class JobManager:
 
     def resolve_base(self, base: str, kind: str | None = None) -> ModelRef:
         """What a spec's base means (`gpt.lab.names.resolve`, asking us about `job:<id>`), or
-        JobError when it does not exist or does not fit a `kind` job. Without the policy's
-        `local_paths`, only a model the app lists for `kind` (`gpt.lab.registry`)."""
-        if kind is not None and not self.policy.local_paths:
+        JobError when it does not exist or does not fit a `kind` job. A name the app lists for
+        `kind` (`gpt.lab.registry`) means its model; without the policy's `local_paths`, only
+        such a name is taken."""
+        if kind is not None:
             from gpt.lab.registry import default_registry
 
             listed = {e.name: e for e in default_registry().entries(BASE_TASKS[kind])}
-            if base not in listed:
+            if base in listed and not is_name(base):  # e.g. an extra model, by its folder's name
+                base = listed[base].location
+            elif base not in listed and not self.policy.local_paths:
                 known = ", ".join(listed) or "none"
-                raise JobError(f"base model {base!r} does not fit {a_job(kind)}; pick one of: {known}")
-            base = base if is_name(base) else listed[base].location
+                raise JobError(
+                    f"base model {base!r} does not fit {a_job(kind)}; pick one of: {known}"
+                )
         try:
             ref = resolve(base, jobs=self)
         except ModelNameError as e:
@@ -420,7 +424,8 @@ class JobManager:
         except CheckpointError as e:  # a folder whose config.json is broken
             raise JobError(f"base model {base!r}: {e}") from e
         if kind is not None and ref.task not in BASE_TASKS[kind]:
-            raise JobError(f"base model {base!r} is a {ref.task} model: it does not fit {a_job(kind)}")
+            fit = f"it does not fit {a_job(kind)}"
+            raise JobError(f"base model {base!r} is a {ref.task} model: {fit}")
         return ref
 
     def _check_data(self, kind: str, data: str, upload: str | None) -> Path | None:

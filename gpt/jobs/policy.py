@@ -184,9 +184,10 @@ class JobPolicy:
         >>> JobPolicy(max_examples=800).numbers({"lr": "3e-4", "batch_size": 8.0, "max_steps": 0})
         {'lr': 0.0003, 'batch_size': 8, 'max_steps': 100}
         >>> JobPolicy().numbers({"kind": "classify", "method": "lora", "lr": 0.5})
+        ... # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        gpt.jobs.policy.JobError: learning rate must be between 1e-06 and 0.01, not 0.5; try 1e-3, the recipe's for LoRA on this base
+        gpt.jobs.policy.JobError: learning rate must be between 1e-06 and 0.01, not 0.5; try 1e-3, ...
         """
         out = dict(fields)
         for key, (name, lo, hi, whole) in RANGES.items():
@@ -334,7 +335,8 @@ class JobPolicy:
         """
         if self.retention_s is None:
             return None
-        return f"Kept for {hours_text(self.retention_s)} after it finishes, then removed to make room"
+        age = hours_text(self.retention_s)
+        return f"Kept for {age} after it finishes, then removed to make room"
 
 
 def hours_text(seconds: float) -> str:
