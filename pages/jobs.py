@@ -26,6 +26,7 @@ from gpt.jobs import (
     BASE_TASKS,
     KIND_WORDS,
     NOBODY,
+    RANGES,
     JobError,
     JobManager,
     JobPolicy,
@@ -120,15 +121,22 @@ def epochs_text(epochs: float) -> str:
     return f"{epochs:g} epoch{'' if epochs == 1 else 's'}"
 
 
+def span(field: str) -> str:
+    """A job field's allowed range as the form's notes say it, from the one table `submit`
+    checks (`gpt.jobs.RANGES`): span("epochs") == "0.1 to 20"."""
+    _, lo, hi, _ = RANGES[field]
+    return f"{form_number(lo)} to {form_number(hi)}"
+
+
 def recipe_info(kind: str, method: str, base: str) -> str:
     """The learning rate box's note: where its default comes from (`gpt.lab.recipes`), e.g.
-    'LoRA on a small model: 3 epochs at 1e-3 (adapters start at zero: ...). 1e-6 to 1e-2; ...'"""
+    'LoRA on a small model: 3 epochs at 1e-3 (adapters start at zero: ...). 1e-6 to 0.01; ...'"""
     d = tune_defaults(kind, method, base)
     family = "GPT-2" if base_family(base) == "gpt2" else "a small model"
     name = METHOD_WORDS.get(method, method)
     return (
         f"{name[:1].upper()}{name[1:]} on {family}: {epochs_text(d.epochs)} at "
-        f"{form_number(d.lr)} ({d.why}). 1e-6 to 1e-2; pick one or type a value"
+        f"{form_number(d.lr)} ({d.why}). {span('lr')}; pick one or type a value"
     )
 
 
@@ -798,7 +806,7 @@ def job_form() -> dict[str, Any]:
         with gr.Row():
             form["epochs"] = number_input(
                 value=recipe.epochs, step=0.5, label="Epochs", elem_id="job-epochs",
-                info="0.1 to 20 passes over the training split; set for the method and base",
+                info=f"{span('epochs')} passes over the training split; set for the method and base",
             )  # fmt: skip
             form["lr"] = dropdown(
                 LEARNING_RATES, form_number(recipe.lr), "Learning rate", "job-lr",
@@ -806,7 +814,7 @@ def job_form() -> dict[str, Any]:
             )  # fmt: skip
         with gr.Accordion("Advanced", open=False, elem_id="job-advanced"), gr.Row():
             for name, value, label, info, elem_id in (
-                ("batch_size", 8, "Batch size (1–64)",
+                ("batch_size", 8, f"Batch size ({span('batch_size')})",
                  "examples per step: larger is steadier, each step slower", "job-batch"),
                 ("max_steps", 0, "Max steps (0 = set by epochs)",
                  "stops the job after this many steps, whatever the epochs say", "job-max-steps"),

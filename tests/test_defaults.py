@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from gpt.jobs import JobPolicy
+from gpt.jobs import JobError, JobPolicy
 from gpt.jobs import cli as jobs_cli
 from gpt.jobs.manager import JobStatus
 from gpt.lab import recipes
@@ -213,3 +213,17 @@ def test_tab_defaults_reach_the_goal_through_a_real_job(tmp_path):
         metrics["test"]["test_confusion_matrix"]
     )
     assert advice(s.spec, metrics) is None
+
+
+@pytest.mark.parametrize("field", ["epochs", "lr", "batch_size", "eval_every", "max_steps"])
+def test_the_forms_ranges_are_the_ones_submit_checks(field):
+    """The notes say a field's range (`page.span`); `JobPolicy.numbers` takes both ends of it
+    and refuses a value just past either."""
+    lo, hi = (float(x) for x in page.span(field).split(" to "))
+    policy = JobPolicy()
+    for ok in (lo, hi):
+        got = policy.numbers({field: ok})[field]
+        assert got == pytest.approx(ok) or (field, ok, got) == ("max_steps", 0, None)  # epochs decide
+    for bad in (lo - max(abs(lo), 1) / 2, hi * 1.5):
+        with pytest.raises(JobError, match=r"must be between|must be a"):
+            policy.numbers({field: bad})

@@ -269,7 +269,7 @@ def test_bad_uploads_are_rejected_at_submit_with_the_parsers_message(files, tmp_
         ({"tokenizer": "/no/such/tok.json"}, "tokenizer '/no/such/tok.json' not found"),
         # the form's numbers, checked here for every caller: the field and its range
         ({"epochs": 50}, "epochs must be between 0.1 and 20, not 50"),
-        ({"lr": "fast"}, "learning rate must be a number between 1e-06 and 0.01, not 'fast'; try"),
+        ({"lr": "fast"}, "learning rate must be a number between 1e-6 and 0.01, not 'fast'; try"),
         ({"batch_size": 0}, "batch size must be between 1 and 64, not 0"),
         ({"eval_every": 20_000}, "evaluate every N steps must be between 1 and 10000"),
         ({"max_steps": -1}, "max steps must be between 0 and 100000, not -1; 0 lets the epochs"),

@@ -22,6 +22,7 @@ from gpt.jobs.policy import (
     BASE_TASKS,
     KIND_WORDS,
     NOBODY,
+    RANGES,
     JobError,
     JobPolicy,
     NotOwnerError,
@@ -34,7 +35,7 @@ from gpt.jobs.scheduler import REPO
 from gpt.jobs.store import connect, dir_size, retry_db
 
 __all__ = [
-    "BASE_TASKS", "KIND_WORDS", "NOBODY", "REPO", "JobError", "JobManager", "JobModel",
+    "BASE_TASKS", "KIND_WORDS", "NOBODY", "RANGES", "REPO", "JobError", "JobManager", "JobModel",
     "JobPolicy", "JobStatus", "NotOwnerError", "Visitor", "a_job", "connect", "dir_size",
     "expected_bytes", "retry_db", "scrub",
 ]  # fmt: skip

@@ -187,7 +187,7 @@ class JobPolicy:
         ... # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        gpt.jobs.policy.JobError: learning rate must be between 1e-06 and 0.01, not 0.5; try 1e-3, ...
+        gpt.jobs.policy.JobError: learning rate must be between 1e-6 and 0.01, not 0.5; try 1e-3, ...
         """
         out = dict(fields)
         for key, (name, lo, hi, whole) in RANGES.items():
@@ -200,14 +200,13 @@ class JobPolicy:
                 d = tune_defaults(str(out.get("kind")), method, str(out.get("base", "starter")))
                 words = METHOD_WORDS.get(method, method)
                 hint = f"; try {form_number(d.lr)}, the recipe's for {words} on this base"
+            span = f"between {form_number(lo)} and {form_number(hi)}"  # as the form's notes say
             try:
                 x = float(value)
             except (TypeError, ValueError):
-                raise JobError(
-                    f"{name} must be a number between {lo:g} and {hi:g}, not {value!r}{hint}"
-                ) from None
+                raise JobError(f"{name} must be a number {span}, not {value!r}{hint}") from None
             if math.isnan(x) or not lo <= x <= hi:
-                raise JobError(f"{name} must be between {lo:g} and {hi:g}, not {value}{hint}")
+                raise JobError(f"{name} must be {span}, not {value}{hint}")
             out[key] = int(x) if whole else x
         if out.get("max_steps") == 0:
             out["max_steps"] = self.most_steps(out.get("batch_size", RunSpec.batch_size))
