@@ -692,8 +692,8 @@ def job_attacks(args: argparse.Namespace, app_dir: Path, files: dict, tmp: Path)
     import httpx
     from gradio_client import Client
 
-    from gpt.jobs import expected_bytes
     from gpt.lab.names import resolve
+    from gpt.lab.runs import expected_bytes
 
     spec = {"base": "starter-spam", "method": "last_blocks"}
     weights = sum(p.stat().st_size for p in resolve("starter-spam").folder.glob("*.safetensors"))

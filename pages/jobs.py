@@ -33,7 +33,6 @@ from gpt.jobs import (
     JobStatus,
     Visitor,
     a_job,
-    scrub,
 )
 from gpt.lab.export import ExportError, export, export_zip, push
 from gpt.lab.hub import endpoint as hub_endpoint
@@ -44,7 +43,7 @@ from gpt.lab.registry import default_registry
 from gpt.lab.sources import SOURCES, availability
 from gpt.train.metrics import majority_accuracy
 from pages.common.heavy import heavy, light
-from pages.common.inputs import friendly_errors, job_errors, named_errors, number_input
+from pages.common.inputs import friendly_errors, job_errors, named_errors, number_input, scrub
 from pages.common.models import Page, Picker, model_card_box, model_choices
 from pages.common.render import duration, esc
 from pages.common.views import EXPORT_DIR

@@ -108,7 +108,7 @@ def test_a_succeeded_job_under_a_budget_keeps_its_model_only(files, tmp_path):  
 
 
 def test_accepted_jobs_keep_room_for_what_they_will_write(files, tmp_path):  # noqa: F811
-    from gpt.jobs import expected_bytes
+    from gpt.lab.runs import expected_bytes
 
     spec = classify_spec(files, max_steps=100_000, eval_every=10_000, checkpoint_every=100_000)
     need = expected_bytes(spec)

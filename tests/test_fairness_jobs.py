@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import gpt
-from gpt.jobs import JobError, JobManager, JobPolicy, Visitor, expected_bytes
+from gpt.jobs import JobError, JobManager, JobPolicy, Visitor
+from gpt.lab.runs import expected_bytes
 from tests.test_disk_budget import fake_job, ids
 from tests.test_jobs import classify_spec, files  # noqa: F401 (a fixture)
 

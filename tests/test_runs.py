@@ -291,7 +291,7 @@ def test_a_stopped_frozen_run_on_a_random_preset_resumes(tmp_path, byte_tok, spa
 
 @pytest.mark.parametrize("method", ["full", "last_blocks", "lora"])
 def test_a_run_writes_no_more_than_its_jobs_disk_estimate(tmp_path, byte_tok, spam_tsv, method):
-    from gpt.jobs import expected_bytes
+    from gpt.lab.runs import expected_bytes
 
     spec = tiny_spec("classify", byte_tok, spam_tsv, method=method, eval_every=2)
     peak = []

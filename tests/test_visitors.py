@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from gpt.jobs import JobError, JobManager, JobPolicy, NotOwnerError, Visitor, connect, scrub
+from gpt.jobs import JobError, JobManager, JobPolicy, NotOwnerError, Visitor, connect
+from pages.common.inputs import scrub
 from pages.visitors import (
     KEY_FILE,
     TokenKeys,

@@ -28,8 +28,6 @@ from gpt.jobs.policy import (
     NotOwnerError,
     Visitor,
     a_job,
-    expected_bytes,
-    scrub,
 )
 from gpt.jobs.scheduler import REPO
 from gpt.jobs.store import connect, dir_size, retry_db
@@ -37,5 +35,5 @@ from gpt.jobs.store import connect, dir_size, retry_db
 __all__ = [
     "BASE_TASKS", "KIND_WORDS", "NOBODY", "RANGES", "REPO", "JobError", "JobManager", "JobModel",
     "JobPolicy", "JobStatus", "NotOwnerError", "Visitor", "a_job", "connect", "dir_size",
-    "expected_bytes", "retry_db", "scrub",
+    "retry_db",
 ]  # fmt: skip

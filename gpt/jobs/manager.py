@@ -36,13 +36,12 @@ from gpt.jobs.policy import (
     JobPolicy,
     Visitor,
     a_job,
-    expected_bytes,
 )
 from gpt.jobs.scheduler import Children, end_attempt, schedule
 from gpt.jobs.store import ACTIVE, RESUMABLE, dir_size, transaction, transition
 from gpt.lab.cards import JOBS_POLICY_FILE
 from gpt.lab.names import EXPECTED, ModelNameError, ModelRef, is_name, resolve
-from gpt.lab.runs import RunSpec
+from gpt.lab.runs import RunSpec, expected_bytes
 from gpt.train import state as trainstate
 
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
@@ -301,7 +300,7 @@ class JobManager:
             tokenizer = str(tok_path.resolve())
         file = self._check_data(run_spec.kind, run_spec.data, upload)
         self._db(self.policy.admit, owner)  # refused before anything is pruned
-        need = expected_bytes({"method": run_spec.method}, ref)
+        need = expected_bytes(run_spec.to_dict(), ref)
         self.make_room(need + (file.stat().st_size if file else 0), owner=owner)
         while True:  # a new folder: its name is the job's id
             job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"

@@ -25,19 +25,13 @@ gpt.jobs.policy.NotOwnerError: job j1 belongs to another visitor; only they (or 
 from __future__ import annotations
 
 import math
-import os
-import re
 import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CheckpointError
-from gpt.config import GPTConfig
 from gpt.jobs.store import ACTIVE
-from gpt.lab.names import ModelRef, resolve
 from gpt.lab.recipes import METHOD_WORDS, form_number, tune_defaults
 from gpt.lab.runs import RunSpec
 
@@ -83,48 +77,6 @@ class Visitor:
 
 
 NOBODY = Visitor()
-
-
-def expected_bytes(spec: Mapping[str, Any], ref: ModelRef | None = None) -> int:
-    """How much disk a job should need at most: its final model plus the two checkpoints it
-    keeps. A checkpoint holds the trained weights and Adam's two moments for them: the whole
-    model for full fine-tuning; for head, last_blocks and LoRA only the trained part (the frozen
-    rest is a fingerprint). Weights are measured in the base model's folder (`ref`, else
-    resolved from the spec) or counted from a config.
-
-    >>> full = expected_bytes({"base": "gpt2", "method": "full"})
-    >>> last = expected_bytes({"base": "gpt2", "method": "last_blocks", "save_dtype": "bfloat16"})
-    >>> round(full / 1e9, 2), round(last / 1e9, 2)  # GB: 3 x 498 MB per checkpoint, or 3 x 28 MB
-    (3.49, 0.42)
-    """
-    if ref is None:
-        try:
-            ref = resolve(str(spec.get("base", "")), weights=False)  # no download needed
-        except CheckpointError:
-            return 0
-    if ref.kind in ("preset", "gpt2"):  # counted: a new model, or one maybe not downloaded yet
-        weights = ref.config.n_params() * 4
-    else:
-        weights = sum(p.stat().st_size for p in ref.folder.glob("*.safetensors"))
-    trained = weights * _trained_share(ref.config, spec)
-    final = weights / 2 if spec.get("save_dtype") == "bfloat16" else weights
-    if spec.get("method") == "lora":
-        final += trained  # the adapters, beside the merged model
-    other = 2**20  # a checkpoint's state.json (the metric history), metrics, logs, tokenizer
-    return int(final + 2 * (3 * trained + other) + other)
-
-
-def _trained_share(config: GPTConfig, spec: Mapping[str, Any]) -> float:
-    """The share of a model's parameters that `spec`'s method trains (at most 1)."""
-    method, c = spec.get("method", "full"), config.n_embd
-    if method == "full":
-        return 1.0
-    trained = 4 * c + 2  # the final LayerNorm, and a classifier's 2-class head
-    if method == "last_blocks":
-        trained += min(int(spec.get("last_n_blocks", 1)), config.n_layer) * config.block_params()
-    elif method == "lora":
-        trained += config.n_layer * int(spec.get("lora_rank", 8)) * 16 * c  # A and B, 4 layers
-    return min(1.0, trained / config.n_params())
 
 
 @dataclass
@@ -345,33 +297,3 @@ def hours_text(seconds: float) -> str:
     ('24 h', '30 min', '90 h')
     """
     return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.3g} h"
-
-
-_ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"(),:;]+")
-_FRAME = re.compile(r"^\s+(File \"|\S)")  # a traceback's frame line or its source line
-
-
-def scrub(text: str, job_dir: Path | str | None = None) -> str:
-    r"""`text` fit to show a visitor: paths in the job folder made relative to it, other absolute
-    paths cut to their file name, traceback frames dropped (the exception's line stays).
-
-    >>> print(scrub("no /srv/jobs/j1/data/up.tsv (see /srv/gpt/data.py)", "/srv/jobs/j1"))
-    no data/up.tsv (see …/data.py)
-    >>> print(scrub("Traceback (most recent call last):\n  File \"/a/b.py\", line 3, in f\n"
-    ...             "    x()\nValueError: bad https://h/x"))
-    ValueError: bad https://h/x
-    """
-    if job_dir is not None:
-        folder = str(job_dir).rstrip("/\\")
-        text = text.replace(folder + os.sep, "").replace(folder, ".")
-    lines, in_tb = [], False
-    for line in text.splitlines():
-        if line.startswith("Traceback (most recent call last)"):
-            in_tb = True
-            continue
-        if in_tb and _FRAME.match(line):
-            continue
-        in_tb = False
-        lines.append(line)
-    text = "\n".join(lines)
-    return _ABS_PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)

@@ -18,17 +18,17 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 
-from gpt.checkpoint import read_json, save_checkpoint
+from gpt.checkpoint import CheckpointError, read_json, save_checkpoint
 from gpt.classifier import GPTClassifier
-from gpt.config import unknown_fields
+from gpt.config import GPTConfig, unknown_fields
 from gpt.device import choose_device
 from gpt.model import GPT
 from gpt.sampling import generate
@@ -50,6 +50,9 @@ from gpt.train.loop import (
     run_length,
 )
 from gpt.train.trunk import TrunkCache, frozen_split
+
+if TYPE_CHECKING:
+    from gpt.lab.names import ModelRef
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED: dict[str, dict[str, Path]] = {
@@ -420,6 +423,50 @@ def estimate_run(spec: RunSpec) -> Estimate:
         est.work, eval_tokens=est.work.eval_tokens + test_tokens, decode_tokens=decode_tokens
     )
     return Estimate(work, dataclasses.replace(est.costs, decode=decode))
+
+
+def expected_bytes(spec: Mapping[str, Any], ref: ModelRef | None = None) -> int:
+    """How much disk a run (`spec` as a dict) should need at most, as `estimate_run` says how
+    long: its final model plus the two checkpoints it keeps. A checkpoint holds the trained weights and Adam's two moments for them: the whole
+    model for full fine-tuning; for head, last_blocks and LoRA only the trained part (the frozen
+    rest is a fingerprint). Weights are measured in the base model's folder (`ref`, else
+    resolved from the spec) or counted from a config.
+
+    >>> full = expected_bytes({"base": "gpt2", "method": "full"})
+    >>> last = expected_bytes({"base": "gpt2", "method": "last_blocks", "save_dtype": "bfloat16"})
+    >>> round(full / 1e9, 2), round(last / 1e9, 2)  # GB: 3 x 498 MB per checkpoint, or 3 x 28 MB
+    (3.49, 0.42)
+    """
+    from gpt.lab.names import resolve
+
+    if ref is None:
+        try:
+            ref = resolve(str(spec.get("base", "")), weights=False)  # no download needed
+        except CheckpointError:
+            return 0
+    if ref.kind in ("preset", "gpt2"):  # counted: a new model, or one maybe not downloaded yet
+        weights = ref.config.n_params() * 4
+    else:
+        weights = sum(p.stat().st_size for p in ref.folder.glob("*.safetensors"))
+    trained = weights * _trained_share(ref.config, spec)
+    final = weights / 2 if spec.get("save_dtype") == "bfloat16" else weights
+    if spec.get("method") == "lora":
+        final += trained  # the adapters, beside the merged model
+    other = 2**20  # a checkpoint's state.json (the metric history), metrics, logs, tokenizer
+    return int(final + 2 * (3 * trained + other) + other)
+
+
+def _trained_share(config: GPTConfig, spec: Mapping[str, Any]) -> float:
+    """The share of a model's parameters that `spec`'s method trains (at most 1)."""
+    method, c = spec.get("method", "full"), config.n_embd
+    if method == "full":
+        return 1.0
+    trained = 4 * c + 2  # the final LayerNorm, and a classifier's 2-class head
+    if method == "last_blocks":
+        trained += min(int(spec.get("last_n_blocks", 1)), config.n_layer) * config.block_params()
+    elif method == "lora":
+        trained += config.n_layer * int(spec.get("lora_rank", 8)) * 16 * c  # A and B, 4 layers
+    return min(1.0, trained / config.n_params())
 
 
 def run(

@@ -15,16 +15,18 @@ import functools
 import inspect
 import logging
 import math
+import os
 import re
 import reprlib
 from abc import ABCMeta
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from gpt.jobs import JobError, NotOwnerError, scrub
+from gpt.jobs import JobError, NotOwnerError
 from gpt.sampling import MIN_TEMPERATURE, SamplingConfig
 
 log = logging.getLogger("gpt2lab")
@@ -55,6 +57,36 @@ def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
     short.maxlevel = 3
     text = short.repr(value)
     return text if len(text) <= limit + 20 else text[: limit + 20] + "…"
+
+
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"(),:;]+")
+_FRAME = re.compile(r"^\s+(File \"|\S)")  # a traceback's frame line or its source line
+
+
+def scrub(text: str, job_dir: Path | str | None = None) -> str:
+    r"""`text` fit to show a visitor: paths in the job folder made relative to it, other absolute
+    paths cut to their file name, traceback frames dropped (the exception's line stays).
+
+    >>> print(scrub("no /srv/jobs/j1/data/up.tsv (see /srv/gpt/data.py)", "/srv/jobs/j1"))
+    no data/up.tsv (see …/data.py)
+    >>> print(scrub("Traceback (most recent call last):\n  File \"/a/b.py\", line 3, in f\n"
+    ...             "    x()\nValueError: bad https://h/x"))
+    ValueError: bad https://h/x
+    """
+    if job_dir is not None:
+        folder = str(job_dir).rstrip("/\\")
+        text = text.replace(folder + os.sep, "").replace(folder, ".")
+    lines, in_tb = [], False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_tb = True
+            continue
+        if in_tb and _FRAME.match(line):
+            continue
+        in_tb = False
+        lines.append(line)
+    text = "\n".join(lines)
+    return _ABS_PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
 def cap_message(message: Any) -> str:
