@@ -35,7 +35,7 @@ from pages.visitors import (  # noqa: E402
 )
 from tests.test_jobs import classify_spec, files, one_thread  # noqa: E402, F401 (fixtures)
 
-LONG = dict(max_steps=100_000, eval_every=100_000, checkpoint_every=100_000)
+LONG = dict(max_steps=100_000, eval_every=10_000, checkpoint_every=100_000)
 
 
 # --- identity: signed tokens --------------------------------------------------------------
