@@ -58,6 +58,19 @@ def a_job(kind: str) -> str:
     return f"{'an' if name[:1] in 'aeiou' else 'a'} {name} job"
 
 
+def _range_hint(key: str, fields: Mapping[str, Any]) -> str:
+    """What to enter instead, for a refused number: the recipe's lr for this job, made only
+    when one is refused."""
+    if key == "max_steps":
+        return "; 0 lets the epochs decide"
+    if key != "lr":
+        return ""
+    method = str(fields.get("method", "full"))
+    d = tune_defaults(str(fields.get("kind")), method, str(fields.get("base", "starter")))
+    words = METHOD_WORDS.get(method, method)
+    return f"; try {form_number(d.lr)}, the recipe's for {words} on this base"
+
+
 class JobError(ValueError):
     """A job request that cannot be done (bad spec or data, unknown job, a limit reached)."""
 
@@ -146,19 +159,15 @@ class JobPolicy:
             if key not in out or (key == "max_steps" and out[key] is None):
                 continue
             value = out[key]
-            hint = "; 0 lets the epochs decide" if key == "max_steps" else ""
-            if key == "lr":
-                method = str(out.get("method", "full"))
-                d = tune_defaults(str(out.get("kind")), method, str(out.get("base", "starter")))
-                words = METHOD_WORDS.get(method, method)
-                hint = f"; try {form_number(d.lr)}, the recipe's for {words} on this base"
             span = f"between {form_number(lo)} and {form_number(hi)}"  # as the form's notes say
             try:
                 x = float(value)
             except (TypeError, ValueError):
-                raise JobError(f"{name} must be a number {span}, not {value!r}{hint}") from None
+                raise JobError(
+                    f"{name} must be a number {span}, not {value!r}{_range_hint(key, out)}"
+                ) from None
             if math.isnan(x) or not lo <= x <= hi:
-                raise JobError(f"{name} must be {span}, not {value}{hint}")
+                raise JobError(f"{name} must be {span}, not {value}{_range_hint(key, out)}")
             out[key] = int(x) if whole else x
         if out.get("max_steps") == 0:
             out["max_steps"] = self.most_steps(out.get("batch_size", RunSpec.batch_size))

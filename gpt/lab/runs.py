@@ -427,10 +427,11 @@ def estimate_run(spec: RunSpec) -> Estimate:
 
 def expected_bytes(spec: Mapping[str, Any], ref: ModelRef | None = None) -> int:
     """How much disk a run (`spec` as a dict) should need at most, as `estimate_run` says how
-    long: its final model plus the two checkpoints it keeps. A checkpoint holds the trained weights and Adam's two moments for them: the whole
-    model for full fine-tuning; for head, last_blocks and LoRA only the trained part (the frozen
-    rest is a fingerprint). Weights are measured in the base model's folder (`ref`, else
-    resolved from the spec) or counted from a config.
+    long: its final model plus the two checkpoints it keeps. A checkpoint holds the trained
+    weights and Adam's two moments for them: the whole model for full fine-tuning; for head,
+    last_blocks and LoRA only the trained part (the frozen rest is a fingerprint). Weights are
+    measured in the base model's folder (`ref`, else resolved from the spec) or counted from a
+    config.
 
     >>> full = expected_bytes({"base": "gpt2", "method": "full"})
     >>> last = expected_bytes({"base": "gpt2", "method": "last_blocks", "save_dtype": "bfloat16"})

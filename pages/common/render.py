@@ -88,6 +88,7 @@ def labeller(tok: Any) -> Callable[[int], str]:
     """Token id -> its label, memoised (a lens or a trace labels thousands of cells)."""
     return functools.cache(lambda token_id: token_labels(tok, [token_id])[0])
 
+
 WHITE, RED, BLUE, GREEN = (255, 255, 255), (200, 30, 30), (40, 90, 200), (30, 150, 60)
 
 
