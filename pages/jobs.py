@@ -253,7 +253,8 @@ def start_job(
     status = manager.get(job_id)
     where = "starting now" if status.state == "running" else "queued behind the running job"
     said = f"Started job **{job_id}** ({where})."
-    if manager.policy.max_examples and not max_steps and status.spec.get("max_steps"):
+    asked = float(max_steps or 0)  # a number, or its text: `submit` took it as one
+    if manager.policy.max_examples and asked == 0 and status.spec.get("max_steps"):
         said += f" Capped at {status.spec['max_steps']} steps (this Space's size limit)."
     if n := len(gone := manager.last_pruned):
         for old in gone:  # drop a cached copy of its model

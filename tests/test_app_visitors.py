@@ -116,6 +116,10 @@ def test_one_job_per_visitor_and_a_size_cap(app_url, tsv):
         a.client.predict(*form(tsv), api_name="/start_job")  # nobody: cannot own a job
     for visitor, job_id in ((a, first), (b, other)):
         visitor.act("delete", job_id)
+    c = Visitor(app_url)  # no max steps at all (a cleared box): capped all the same
+    said, uncapped = c.start(tsv, max_steps=None, batch_size=8, epochs=20)
+    assert "Capped at 1000 steps" in said and c.jobs()[uncapped]["Step"].endswith("/ 1000")
+    c.act("delete", uncapped)
 
 
 def test_another_visitor_uses_a_finished_model(app_url, tsv):

@@ -91,6 +91,29 @@ def test_page_and_cli_fill_the_same_fields():
     assert given["lr"] == 1e-4 and given["epochs"] == tune_defaults("classify", "lora", "x").epochs
 
 
+@pytest.mark.parametrize("asked, capped", [(0, True), ("0", True), (0.0, True), (None, True),
+                                           (50, False), ("50", False)])
+def test_the_page_says_when_the_space_capped_the_steps(asked, capped):
+    """Max steps 0 (however the value arrives: the form's number, an API's text) is sized by
+    the Space's cap, and the message says so; a number the visitor chose is not 'capped'."""
+
+    class Manager:
+        policy = JobPolicy(max_examples=800)
+        last_pruned: list = []
+        multiuser = True
+
+        def submit(self, spec, by=None, upload=None):
+            self.spec = self.policy.numbers(spec)
+            return "j1"
+
+        def get(self, job_id):
+            return status(state="queued", spec=self.spec)
+
+    said, _ = page.start_job(Manager(), "classify", "starter", "bundled", None, "full",
+                             1, "1e-4", 8, asked, 50)  # fmt: skip
+    assert ("Capped at 100 steps" in said) is capped, said
+
+
 # --- advice -------------------------------------------------------------------------------------
 
 WEAK = {"kind": "classify", "base": "starter", "method": "last_blocks", "epochs": 1, "lr": 5e-5}

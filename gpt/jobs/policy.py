@@ -144,10 +144,12 @@ class JobPolicy:
     def numbers(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """`fields` with each number of `RANGES` read (a form sends text) and checked, else a
         JobError naming the field and its range; max steps 0 means as many as `max_examples`
-        allows (with no cap, the epochs decide).
+        allows (with no cap, the epochs decide), and so does None.
 
         >>> JobPolicy(max_examples=800).numbers({"lr": "3e-4", "batch_size": 8.0, "max_steps": 0})
         {'lr': 0.0003, 'batch_size': 8, 'max_steps': 100}
+        >>> JobPolicy(max_examples=800).numbers({"batch_size": 16, "max_steps": None})
+        {'batch_size': 16, 'max_steps': 50}
         >>> JobPolicy().numbers({"kind": "classify", "method": "lora", "lr": 0.5})
         ... # doctest: +ELLIPSIS
         Traceback (most recent call last):
@@ -155,8 +157,10 @@ class JobPolicy:
         gpt.jobs.policy.JobError: learning rate must be between 1e-6 and 0.01, not 0.5; try 1e-3, ...
         """
         out = dict(fields)
+        if "max_steps" in out and out["max_steps"] is None:  # a cleared box: as 0, not uncapped
+            out["max_steps"] = 0
         for key, (name, lo, hi, whole) in RANGES.items():
-            if key not in out or (key == "max_steps" and out[key] is None):
+            if key not in out:
                 continue
             value = out[key]
             span = f"between {form_number(lo)} and {form_number(hi)}"  # as the form's notes say
