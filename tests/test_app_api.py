@@ -6,6 +6,7 @@ random-weight checkpoints made here (GPT2LAB_EXTRA_MODELS); GPT-2's weights are 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -479,6 +480,18 @@ def test_every_endpoint_parameter_has_a_real_name(client):
         "max_steps",
         "eval_every",
     ]
+
+
+@pytest.mark.slow
+def test_the_public_api_is_the_one_recorded(client):
+    """Every named endpoint and its parameters, as `tests/api_endpoints.json` records them: a
+    restructuring keeps the API that scripts call; a change to it is made on purpose, there."""
+    recorded = json.loads((Path(__file__).parent / "api_endpoints.json").read_text())
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    served = {name: [p["parameter_name"] for p in e["parameters"]] for name, e in api.items()}
+    assert sorted(served) == sorted(recorded), "endpoints added or removed"
+    for name, params in recorded.items():
+        assert served[name] == params, name
 
 
 @pytest.mark.slow
