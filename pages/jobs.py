@@ -253,9 +253,8 @@ def start_job(
     status = manager.get(job_id)
     where = "starting now" if status.state == "running" else "queued behind the running job"
     said = f"Started job **{job_id}** ({where})."
-    asked = float(max_steps or 0)  # a number, or its text: `submit` took it as one
-    if manager.policy.max_examples and asked == 0 and status.spec.get("max_steps"):
-        said += f" Capped at {status.spec['max_steps']} steps (this Space's size limit)."
+    if cap := status.spec.get("step_cap"):  # max steps 0: the epochs decide, up to the cap
+        said += f" At most {cap} steps (this Space's size limit), fewer if the epochs end sooner."
     if n := len(gone := manager.last_pruned):
         for old in gone:  # drop a cached copy of its model
             default_registry().remove(f"job:{old}")
@@ -752,8 +751,8 @@ def limits_text(policy: JobPolicy) -> str:
     limits = [
         f"{per if per is not None else 'any number of'} queued or running "
         f"job{'s' if per != 1 else ''} per visitor",
-        cap and f"at most {cap:,} examples per job (max steps × batch size; 0 steps means the "
-        "most that allows)",
+        cap and f"at most {cap:,} examples per job (max steps × batch size; with max steps 0 "
+        "the epochs decide, up to that)",
         quota and f"{quota / 1e9:.3g} GB of disk for all jobs",
         own and f"{own / 1e9:.3g} GB of disk per visitor (data included)",
     ]

@@ -63,6 +63,14 @@ class Visitor:
         table = self.client.predict(self.token, api_name="/jobs")
         return {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
 
+    def wait_steps(self, job_id: str, timeout: float = 90) -> int:
+        """The steps the job will take, once its worker has counted them (its Step column's
+        "n / total")."""
+        end = time.monotonic() + timeout
+        while "/" not in (step := self.jobs()[job_id]["Step"]) and time.monotonic() < end:
+            time.sleep(0.2)
+        return int(step.split("/")[1])
+
     def wait(self, job_id: str, states: tuple[str, ...], timeout: float = 90) -> dict:
         end = time.monotonic() + timeout
         while True:
@@ -116,10 +124,14 @@ def test_one_job_per_visitor_and_a_size_cap(app_url, tsv):
         a.client.predict(*form(tsv), api_name="/start_job")  # nobody: cannot own a job
     for visitor, job_id in ((a, first), (b, other)):
         visitor.act("delete", job_id)
-    c = Visitor(app_url)  # no max steps at all (a cleared box): capped all the same
-    said, uncapped = c.start(tsv, max_steps=None, batch_size=8, epochs=20)
-    assert "Capped at 1000 steps" in said and c.jobs()[uncapped]["Step"].endswith("/ 1000")
-    c.act("delete", uncapped)
+    # max steps 0 or none (a cleared box): the epochs decide, up to 1,000 steps of 8
+    big = write_tsv(tsv.parent / "big.tsv", 1000)  # 700 to train on: 88 steps an epoch
+    for upload, steps in ((tsv, 6 * 20), (big, 1000)):  # 42 to train on: 6 steps an epoch
+        c = Visitor(app_url)
+        said, job_id = c.start(upload, max_steps=None, batch_size=8, epochs=20, eval_every=1000)
+        assert "At most 1000 steps (this Space's size limit)" in said
+        assert c.wait_steps(job_id) == steps
+        c.act("delete", job_id)
 
 
 def test_another_visitor_uses_a_finished_model(app_url, tsv):
@@ -185,7 +197,7 @@ def test_a_second_visitor_in_the_browser(page, app_url, tsv):
     tb.pick_model(page, "job-kind", "Spam classifier")
     tb.pick_model(page, "job-base", "tiny-spam")
     page.locator("#job-start").click()
-    wait_for_text(page, "job-msg", r"Started job \S+[\s\S]*Capped at \d+ steps")
+    wait_for_text(page, "job-msg", r"Started job \S+[\s\S]*At most \d+ steps")
     b_job = re.search(r"Started job (\S+)", page.locator("#job-msg").inner_text()).group(1)
 
     page.reload(wait_until="load")

@@ -94,8 +94,9 @@ def test_page_and_cli_fill_the_same_fields():
 @pytest.mark.parametrize("asked, capped", [(0, True), ("0", True), (0.0, True), (None, True),
                                            (50, False), ("50", False)])
 def test_the_page_says_when_the_space_capped_the_steps(asked, capped):
-    """Max steps 0 (however the value arrives: the form's number, an API's text) is sized by
-    the Space's cap, and the message says so; a number the visitor chose is not 'capped'."""
+    """Max steps 0 (however the value arrives: the form's number, an API's text, None) lets
+    the epochs decide up to the Space's cap, and the message says so; a number the visitor
+    chose gets no such line."""
 
     class Manager:
         policy = JobPolicy(max_examples=800)
@@ -111,7 +112,7 @@ def test_the_page_says_when_the_space_capped_the_steps(asked, capped):
 
     said, _ = page.start_job(Manager(), "classify", "starter", "bundled", None, "full",
                              1, "1e-4", 8, asked, 50)  # fmt: skip
-    assert ("Capped at 100 steps" in said) is capped, said
+    assert ("At most 100 steps (this Space's size limit)" in said) is capped, said
 
 
 # --- advice -------------------------------------------------------------------------------------

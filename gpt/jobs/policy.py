@@ -143,13 +143,15 @@ class JobPolicy:
 
     def numbers(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """`fields` with each number of `RANGES` read (a form sends text) and checked, else a
-        JobError naming the field and its range; max steps 0 means as many as `max_examples`
-        allows (with no cap, the epochs decide), and so does None.
+        JobError naming the field and its range. Max steps 0 (or None: a cleared box) lets the
+        epochs decide, up to as many steps as `max_examples` allows (`step_cap`).
 
         >>> JobPolicy(max_examples=800).numbers({"lr": "3e-4", "batch_size": 8.0, "max_steps": 0})
-        {'lr': 0.0003, 'batch_size': 8, 'max_steps': 100}
+        {'lr': 0.0003, 'batch_size': 8, 'max_steps': None, 'step_cap': 100}
         >>> JobPolicy(max_examples=800).numbers({"batch_size": 16, "max_steps": None})
-        {'batch_size': 16, 'max_steps': 50}
+        {'batch_size': 16, 'max_steps': None, 'step_cap': 50}
+        >>> JobPolicy().numbers({"max_steps": 0})
+        {'max_steps': None}
         >>> JobPolicy().numbers({"kind": "classify", "method": "lora", "lr": 0.5})
         ... # doctest: +ELLIPSIS
         Traceback (most recent call last):
@@ -157,7 +159,7 @@ class JobPolicy:
         gpt.jobs.policy.JobError: learning rate must be between 1e-6 and 0.01, not 0.5; try 1e-3, ...
         """
         out = dict(fields)
-        if "max_steps" in out and out["max_steps"] is None:  # a cleared box: as 0, not uncapped
+        if "max_steps" in out and out["max_steps"] is None:  # a cleared box: as 0
             out["max_steps"] = 0
         for key, (name, lo, hi, whole) in RANGES.items():
             if key not in out:
@@ -173,8 +175,10 @@ class JobPolicy:
             if math.isnan(x) or not lo <= x <= hi:
                 raise JobError(f"{name} must be {span}, not {value}{_range_hint(key, out)}")
             out[key] = int(x) if whole else x
-        if out.get("max_steps") == 0:
-            out["max_steps"] = self.most_steps(out.get("batch_size", RunSpec.batch_size))
+        if out.get("max_steps") == 0:  # the epochs decide, within the size limit
+            out["max_steps"] = None
+            if (most := self.most_steps(out.get("batch_size", RunSpec.batch_size))) is not None:
+                out["step_cap"] = most
         return out
 
     def check_size(self, spec: RunSpec) -> None:

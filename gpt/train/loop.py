@@ -70,7 +70,8 @@ class TrainSettings:
     `method` is what trains: "full", "last_blocks" (the last `last_n_blocks`), "head"
     (classify) or "lora" (`lora_rank`, `lora_alpha`); see `prepare_model`. Steps are
     optimizer steps; each consumes `grad_accum` micro-batches of `batch_size` rows.
-    `max_steps` wins over `epochs` when both are given. Checkpoints are written every
+    `max_steps` wins over `epochs` when both are given; `step_cap` bounds either (a public
+    Space's size limit: the epochs decide, up to that many steps). Checkpoints are written every
     `checkpoint_every` steps (default: at each evaluation) and also after any step that ends
     `checkpoint_minutes` after the last one, so a crash loses at most about that much
     training (None: by steps only).
@@ -84,6 +85,7 @@ class TrainSettings:
     method: Method = "full"
     epochs: float = 1.0
     max_steps: int | None = None
+    step_cap: int | None = None
     lr: float = 5e-5
     batch_size: int = 8
     grad_accum: int = 1
@@ -137,6 +139,7 @@ class TrainConfig(TrainSettings):
         )
         check(self.epochs > 0, "epochs", "> 0")
         check(self.max_steps is None or self.max_steps > 0, "max_steps", "> 0 or None")
+        check(self.step_cap is None or self.step_cap > 0, "step_cap", "> 0 or None")
         check(self.batch_size > 0, "batch_size", "> 0")
         check(self.grad_accum > 0, "grad_accum", "> 0")
         check(0 < self.lr < 1, "lr", "in (0, 1)")
@@ -479,10 +482,13 @@ def run_length(n_examples: int, cfg: TrainConfig) -> tuple[int, int]:
 
     >>> run_length(100, TrainConfig(batch_size=8, grad_accum=2, epochs=3))
     (13, 21)
+    >>> run_length(100, TrainConfig(batch_size=8, grad_accum=2, epochs=3, step_cap=10))
+    (13, 10)
     """
     micro_per_epoch = math.ceil(n_examples / cfg.batch_size)
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / cfg.grad_accum))
-    return micro_per_epoch, cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    steps = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    return micro_per_epoch, min(steps, cfg.step_cap or steps)
 
 
 def step_schedule(

@@ -36,6 +36,7 @@ MESSAGE_CHARS = 1_000  # ... and is at most this long
 _LONG_QUOTE = re.compile(rf"'[^'\n]{{{QUOTE_CHARS + 1},}}'|\"[^\"\n]{{{QUOTE_CHARS + 1},}}\"")
 _LONG_RUN = re.compile(rf"\S{{{2 * QUOTE_CHARS + 1},}}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_TAG = re.compile(r"<(/?[A-Za-z][^<>\n]{0,40})>")  # `label<TAB>text`: a toast drops it as HTML
 
 
 def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
@@ -91,13 +92,16 @@ def scrub(text: str, job_dir: Path | str | None = None) -> str:
 
 def cap_message(message: Any) -> str:
     """An error message fit to send back: long quoted values and runs without a space cut, lone
-    surrogates escaped, at most MESSAGE_CHARS in all.
+    surrogates escaped, at most MESSAGE_CHARS in all; a `<word>` in angle quotes (the page's
+    pop-up reads it as an HTML tag and drops it).
 
     >>> m = cap_message("Value: '" + "x" * 500 + "' is not in the list of choices")
     >>> m.count("x"), m[-49:]
     (80, "…' (500 characters) is not in the list of choices")
+    >>> cap_message("expected 'label<TAB>text'; heads as L<layer>H<head>; 1 < 2 > 0")
+    "expected 'label‹TAB›text'; heads as L‹layer›H‹head›; 1 < 2 > 0"
     """
-    text = str(message)
+    text = _TAG.sub(r"‹\1›", str(message))
     if len(text) <= 2 * QUOTE_CHARS and not _SURROGATE.search(text):
         return text
 
