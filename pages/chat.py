@@ -12,6 +12,7 @@ ended by `<|endoftext|>`) and remembers by default: the default follows the mode
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import gradio as gr
 
@@ -21,7 +22,14 @@ from gpt.lab.prompts import FORMATS, Turn, format_chat, stops
 from gpt.sampling import SamplingError, stream
 from pages import oneclick
 from pages.common.heavy import batched, decode_slots, mark_heavy, sampler_for
-from pages.common.inputs import announce, check_text, friendly_errors, sampling_args, slider_input
+from pages.common.inputs import (
+    announce,
+    cap_message,
+    check_text,
+    friendly_errors,
+    sampling_args,
+    slider_input,
+)
 from pages.common.models import Page, Picker, card_of, get_model, model_header
 from pages.common.pace import STREAMS, paced
 from pages.common.views import look_for
@@ -51,15 +59,23 @@ def _content(message) -> str:
 
 
 def turns_of(history: list[dict] | None) -> list[Turn]:
-    """The chat's earlier turns as (role, text) pairs.
+    """The chat's earlier turns as (role, text) pairs, without a message that was not sent
+    (`NOT_SENT`) and its reason.
 
     >>> turns_of([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}])
     [('user', 'Hi'), ('assistant', 'Hello!')]
+    >>> turns_of([{"role": "user", "content": "x" * 9}, {"role": "assistant",
+    ...           "content": NOT_SENT + "Message is too long."}])
+    []
     """
-    return [
-        ("user" if turn.get("role") == "user" else "assistant", _content(turn).strip())
-        for turn in history or []
-    ]
+    turns: list[Turn] = []
+    for turn in history or []:
+        text = _content(turn).strip()
+        if turn.get("role") != "user" and text.startswith(NOT_SENT.strip()):
+            turns = turns[:-1] if turns and turns[-1][0] == "user" else turns
+            continue
+        turns.append(("user" if turn.get("role") == "user" else "assistant", text))
+    return turns
 
 
 def chat_prompt(
@@ -183,6 +199,31 @@ def _replies(model, tok, prompt: str, cfg):
         raise gr.Error(f"{e}. Adjust the setting and try again.") from None
 
 
+NOT_SENT = "⚠️ Not sent: "  # a refused turn's reply in the chat (`answer_refusals`)
+
+
+def answer_refusals(demo: gr.Blocks, chat_ui: gr.ChatInterface) -> None:
+    """The page's turns (not the /chat API, which answers with the error): a refused one
+    (too long, no model) is answered in the chat with the reason. Gradio's ChatInterface (6.31)
+    leaves its message box disabled, Stop showing, after an error until the page is reloaded."""
+    for block_fn in demo.fns.values():
+        inputs = block_fn.inputs or [None]
+        if getattr(block_fn.fn, "__name__", "") != "_submit_fn" or inputs[0] is not chat_ui.saved_input:
+            continue
+
+        @functools.wraps(block_fn.fn)
+        async def turn(message, history, *args, inner=block_fn.fn):
+            try:
+                async for out in inner(message, history, *args):
+                    yield out
+            except gr.Error as e:
+                said = [{"role": "user", "content": _content(message)},
+                        {"role": "assistant", "content": NOT_SENT + cap_message(e.message)}]  # fmt: skip
+                yield None, [*(history or []), *said], gr.skip()
+
+        block_fn.fn = turn
+
+
 class _ChatInterface(gr.ChatInterface):
     """Gradio's ChatInterface, its message box keeping its placeholder after a message is sent
     (Gradio's own blanks it for good on the first message)."""
@@ -284,6 +325,7 @@ def build(
         )
         # the /chat endpoint and the page's turns: their runs share decode steps
         mark_heavy(demo, chat, "chat", None, kind=batched)
+        answer_refusals(demo, chat_ui)
         # the default follows how the picked model was trained (its card)
         model.change(remember_default, model, remember, api_visibility="private", queue=False)
         model.change(preview, model, prompt_box, api_visibility="private", queue=False)

@@ -372,6 +372,30 @@ def test_chat_tab(page):
     shot(page, "chat")
 
 
+def test_a_refused_chat_message_is_answered_and_the_box_works_again(page):
+    """Gradio's ChatInterface leaves its box disabled after an error; ours answers the refusal
+    in the chat, and the next message is sent as usual (and never remembers the refused one)."""
+    open_tab(page, "Chat")
+    pick_model(page, "chat-model", CHAT)
+    page.locator("#chat-new").click()
+    page.wait_for_function("document.querySelectorAll('#chat-bot .message').length === 0")
+    box = page.locator("#chat-input textarea")
+    box.fill("x" * 25_000)  # over 5 x the 4,000-character limit: refused, not cut
+    box.press("Enter")
+    page.wait_for_function(
+        "(document.querySelector('#chat-bot')?.innerText || '').includes('Not sent')",
+        timeout=30_000,
+    )
+    assert "the limit is 4,000" in page.locator("#chat-bot").inner_text()
+    page.wait_for_function("!document.querySelector('#chat-input textarea').disabled")
+    box.fill("Where does Pip the fox live?")
+    box.press("Enter")
+    page.wait_for_function(
+        "document.querySelectorAll('#chat-bot .message').length >= 4", timeout=30_000
+    )
+    page.wait_for_function("!document.querySelector('#chat-input textarea').disabled")
+
+
 def test_chat_remember_and_new_chat(page):
     open_tab(page, "Chat")
     page.locator("#chat-remember input[type=checkbox]").check()
