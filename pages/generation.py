@@ -450,7 +450,8 @@ def first_render(
 
 # The Stop button is grey while nothing runs and red (CSS class "running") while a run streams.
 # Flipped in the browser: a server event (even queue=False) lands only after the run it marks.
-# Runs are counted (the page-load run and a click can overlap): grey again when the last ends.
+# Runs are counted (the page-load run and a click can overlap): grey again when the last ends,
+# or is refused (Gradio 6.31 runs an event's `.then` only after a success; `.failure` after not).
 RUNNING = """(...args) => { window.gptLabRuns = (window.gptLabRuns || 0) + 1;
     document.querySelector('#gen-stop')?.classList.add('running');
     return args; }"""  # runs in the browser before the event, its inputs passed on as they are
@@ -578,6 +579,7 @@ def build(demo: gr.Blocks) -> Page:
         pipe_inputs = [last_run, step, temperature, top_k, top_p, rep]
         after = [step, pipe, pipe_files, run_files]
         event.then(None, js=IDLE).then(after_run, pipe_inputs, after, api_visibility="private")
+        event.failure(None, js=IDLE)
         redraw = dict(trigger_mode="always_last", show_progress="hidden")
         step.release(
             pipeline,
@@ -598,7 +600,7 @@ def build(demo: gr.Blocks) -> Page:
             **redraw,
         )
         stop.click(request_stop, None, None, api_visibility="private", queue=False)
-        demo.load(
+        loaded = demo.load(
             first_render,
             inputs,
             [output, chart, status, last_run],
@@ -606,5 +608,7 @@ def build(demo: gr.Blocks) -> Page:
             show_progress="hidden",
             js=RUNNING,
             **batched("generate"),
-        ).then(None, js=IDLE).then(after_run, pipe_inputs, after, api_visibility="private")
+        )
+        loaded.then(None, js=IDLE).then(after_run, pipe_inputs, after, api_visibility="private")
+        loaded.failure(None, js=IDLE)
     return Page([Picker("Generate", TASKS, model)])

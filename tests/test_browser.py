@@ -218,6 +218,23 @@ FINISH_REASONS = ("<|endoftext|>", "max new tokens", "a stop string")
 GREY_STOP = "!document.querySelector('#gen-stop').classList.contains('running')"
 
 
+def test_a_refused_run_leaves_stop_grey(page):
+    """A run refused before its first token (a flooding prompt) ends too: Stop turns grey again
+    (Gradio runs `.then` only after a success)."""
+    open_tab(page, "Generate")
+    page.wait_for_function(GREY_STOP, timeout=30_000)  # the page-load run has ended
+    prompt = page.locator("#gen-prompt textarea")
+    prompt.fill("x" * 60_000)  # over 5 x the 10,000-character limit: refused
+    page.locator("#gen-run").click()
+    page.wait_for_function(
+        "[...document.querySelectorAll('.toast-body')].some(t => t.innerText.includes('Prompt'))",
+        timeout=30_000,
+    )
+    page.wait_for_function(GREY_STOP, timeout=5_000)
+    assert page.evaluate("() => window.gptLabRuns") == 0
+    prompt.fill("Pip the fox")
+
+
 def test_generation_stop_button(page, monkeypatch):
     """Stop pressed 1 s into a 256-token run ends it within 1 s and says so. The model is slowed
     to about 70 tokens/s (the default model on a busy 2-core machine), so the run would last
