@@ -926,15 +926,20 @@ def build(
         values = (kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every)
         return start_job(manager, *values, visitor_of(visitor_token, profile))
 
+    # the new job's id, for the API and the picker: a refusal marks this hidden box "Error", not
+    # the picker (Gradio's error badge would cover it until closed)
+    new_job = gr.Textbox(visible=False, elem_id="job-new")
     started = start.click(
-        do_start, [*form.values(), token], [message, picked], api_name="start_job",
+        do_start, [*form.values(), token], [message, new_job], api_name="start_job",
         **heavy("start_job", 1),  # it parses the upload; in multi-user mode, a shared slot
     )  # fmt: skip
-    redraw(started)
-    started.success(lambda job_id: estimate_job(manager, job_id), picked, estimate, **QUIET)
-    started.then(  # the upload is gone from the cache (copied or refused): clear its box
-        lambda data: None if data == "upload" else gr.skip(), form["data"], form["upload"], **QUIET
-    )
+    redraw(started.success(lambda job_id: job_id, new_job, picked, **QUIET))
+    started.success(lambda job_id: estimate_job(manager, job_id), new_job, estimate, **QUIET)
+    for ended in (started.success, started.failure):  # (Gradio's .then: after a success only)
+        ended(  # the upload is gone from the cache (copied or refused): clear its box
+            lambda data: None if data == "upload" else gr.skip(), form["data"], form["upload"],
+            **QUIET,
+        )  # fmt: skip
 
     def as_visitor(command):  # the event running `command` for whoever sent it
         def event(job_id, visitor_token=None, admin_token="", profile: gr.OAuthProfile | None = None):

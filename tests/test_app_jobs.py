@@ -261,6 +261,18 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
         "document.querySelector('#job-data input').value === 'Upload a file'"
     )  # uploading picks it as the data
     page.get_by_text("Advanced").click()
+    # a refusal: said in a pop-up, the picker left usable (no error badge over it), and the
+    # upload box cleared (the refused file left the upload cache)
+    fill_and_leave(page, "job-epochs", "50")
+    page.locator("#job-start").click()
+    page.wait_for_function(
+        "[...document.querySelectorAll('.toast-body')].some(t => t.innerText.includes("
+        "'Epochs must be between 0.1 and 20'))"
+    )
+    page.wait_for_function("!document.querySelector('#job-upload')?.innerText.includes('my.tsv')")
+    assert "Error" not in page.locator("#job-picked").inner_text()
+    page.locator("#job-upload input[type=file]").set_input_files(str(tmp_path / "my.tsv"))
+    page.wait_for_function("document.querySelector('#job-upload')?.innerText.includes('my.tsv')")
     # 600 steps: long enough (~20 s idle) that the 1 s poll always catches it running
     for field, value in (("job-epochs", "2"), ("job-max-steps", "600"), ("job-eval", "20")):
         fill_and_leave(page, field, value)
