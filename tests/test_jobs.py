@@ -286,6 +286,32 @@ def test_bad_specs_are_rejected_at_submit(files, tmp_path, change, message):
         jobs.submit(classify_spec(files, **change))
 
 
+def test_a_file_too_small_to_hold_some_out_is_refused_at_submit(files, tmp_path):
+    """Fewer than 20 examples: no job (it would train on all of them and test on none)."""
+    (files / "tiny.tsv").write_text("ham\thi\nspam\tWIN now\nham\tok\n", encoding="utf-8")
+    one = [{"instruction": "Say a.", "input": "", "output": "a"}]
+    (files / "one.json").write_text(json.dumps(one), encoding="utf-8")
+    with JobManager(tmp_path / "jobs", background=False) as jobs:
+        with pytest.raises(JobError, match=r"tiny\.tsv has 3 examples; a classifier job needs "
+                                           "at least 20"):  # fmt: skip
+            jobs.submit(classify_spec(files, data=str(files / "tiny.tsv")))
+        with pytest.raises(JobError, match=r"one\.json has 1 example; an instruction job"):
+            jobs.submit(classify_spec(files, kind="instruct", data=str(files / "one.json")))
+        assert jobs.list() == []
+
+
+def test_a_split_with_nothing_held_out_is_refused_by_the_run(files):
+    """The run's own check (the CLI reads files without the job's minimum)."""
+    from gpt.lab.runs import RunSpec, load_run_data
+    from gpt.train.data import DataError
+
+    (files / "few.tsv").write_text("ham\thi\nspam\tWIN now\nham\tok\n", encoding="utf-8")
+    spec = RunSpec(kind="classify", data=str(files / "few.tsv"))
+    tok = gpt.Tokenizer.load(files / "tok.json")
+    with pytest.raises(DataError, match=r"splits into train \d+, val 0, test \d+ examples"):
+        load_run_data(spec, tok, 32)
+
+
 def test_the_apps_policy_takes_only_what_the_form_offers(files, tmp_path):
     policy = JobPolicy(local_paths=False)  # the app's: no model folder or data file of the server
     spec = classify_spec(files, base="starter-spam", tokenizer=None)

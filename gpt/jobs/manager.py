@@ -41,7 +41,7 @@ from gpt.jobs.scheduler import Children, end_attempt, schedule
 from gpt.jobs.store import ACTIVE, RESUMABLE, dir_size, transaction, transition
 from gpt.lab.cards import JOBS_POLICY_FILE
 from gpt.lab.names import EXPECTED, ModelNameError, ModelRef, is_name, resolve
-from gpt.lab.runs import RunSpec, expected_bytes
+from gpt.lab.runs import MIN_EXAMPLES, RunSpec, expected_bytes
 from gpt.train import state as trainstate
 
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this long
@@ -458,11 +458,16 @@ class JobManager:
                 f"({', '.join(SOURCES)}) nor an http(s) URL"
             )
         try:
-            validate_file(kind, path)
+            n = validate_file(kind, path).get("examples", MIN_EXAMPLES)
         except DataError as e:
             raise JobError(str(e)) from e
         except OSError as e:
             raise JobError(f"cannot read data file {path}: {e}") from e
+        if n < MIN_EXAMPLES:  # some held out for validation and testing, some to train on
+            raise JobError(
+                f"{path} has {n} example{'s' * (n != 1)}; {a_job(kind)} needs at least "
+                f"{MIN_EXAMPLES}, to train on most and still test on some"
+            )
         return path.resolve()
 
     def make_room(

@@ -64,6 +64,8 @@ SPAM_LABELS = ("ham", "spam")
 # Real SMS (half of the UCI SMS Spam Collection, CC BY 4.0), kept beside the repository, never in it.
 REAL_SMS = Path("../shared/data/sms-spam-collection/sms-half.tsv")
 CLASSIFY_SPLIT = (0.7, 0.1, 0.2)  # train / val / test of a classify file, stratified by label
+INSTRUCT_SPLIT = (0.85, 0.05, 0.1)  # ... and of an instruction file
+MIN_EXAMPLES = 20  # a classify or instruct file's fewest: each split gets some
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,16 @@ def classify_splits(spec: RunSpec) -> list[list[gdata.SpamExample]]:
     return gdata.stratified_split(examples, CLASSIFY_SPLIT, seed=spec.seed)
 
 
+def _check_splits(spec: RunSpec, splits: list[list]) -> None:
+    """DataError unless train, val and test each hold an example (a tiny file's split)."""
+    if not all(splits):
+        sizes = ", ".join(f"{n} {len(s)}" for n, s in zip(("train", "val", "test"), splits))
+        raise gdata.DataError(
+            f"data {spec.data!r} splits into {sizes} examples: too few to train and still "
+            f"hold some out for validation and testing; give at least {MIN_EXAMPLES}"
+        )
+
+
 def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
     """Train / val / test datasets for the spec's kind, read and validated up front."""
     bundled = spec.data == "bundled"
@@ -245,6 +257,7 @@ def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
         splits = classify_splits(spec)
         if spec.balance:
             splits = [gdata.balance(s, seed=spec.seed) for s in splits]
+        _check_splits(spec, splits)
         sets = [gdata.SpamDataset(s, tok, context) for s in splits]
         summary = {
             "data": spec.data,
@@ -260,7 +273,8 @@ def load_run_data(spec: RunSpec, tok: Any, context: int) -> RunData:
 
         skip = spec.data in SOURCES and SOURCES[spec.data].skip_empty
         examples = gdata.read_instructions(_source_path(spec), skip_empty=skip)
-        splits = _split(examples, (0.85, 0.05, 0.1), spec.seed)
+        splits = _split(examples, INSTRUCT_SPLIT, spec.seed)
+    _check_splits(spec, splits)
     sets = [gdata.InstructionDataset(s, tok, context, mask_prompt=spec.mask_prompt) for s in splits]
     summary = {
         "data": spec.data,
