@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gpt.lab import hub, hubmodels
-from gpt.lab.registry import ModelRegistry, curated_source, starter_source
+from gpt.lab.registry import ModelRegistry, RegistryError, curated_source, starter_source
 from tests import fakehub
 from tests.test_hub_models import _ours, _theirs, repos  # noqa: F401 (a fixture)
 
@@ -57,6 +57,19 @@ def test_online_chat_defaults_to_an_instruction_tuned_gpt2_from_the_hub(online, 
     again = ModelRegistry(sources=[starter_source, curated_source])
     assert again.entry(INSTRUCT).source == "hub (cache)"  # now listed from the cache
     assert again.entry(INSTRUCT).task == "instruct"  # the curated task, not config.json's "lm"
+
+
+def test_a_hub_default_that_fails_to_download_gives_way(online, tmp_path):
+    """The hub refuses the Chat default (the warm-up's preload fails): Chat defaults to the
+    next curated instruction model, and to starter-chat once none loads."""
+    chat = [m.repo for m in hubmodels.CURATED if m.task == "instruct"]
+    reg = ModelRegistry(sources=[starter_source, curated_source])
+    for i, repo in enumerate(chat):
+        shutil.rmtree(tmp_path / "repos" / repo.replace("/", "--"))  # the hub: 404 for it
+        assert reg.default(("instruct",)) == repo
+        with pytest.raises(RegistryError):
+            reg.get(repo)
+        assert reg.default(("instruct",)) == (chat[i + 1:] or ["starter-chat"])[0]
 
 
 def test_offline_the_curated_models_are_not_offered(monkeypatch, tmp_path):

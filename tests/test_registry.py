@@ -85,6 +85,22 @@ def test_extra_models_env_and_gpt2_default(folders, monkeypatch):
     assert reg.default("lm") == "gpt2"
 
 
+def test_a_model_that_failed_to_load_is_no_default_while_another_fits(folders, monkeypatch):
+    """Online, the Chat tab's default hub model may fail to download at start-up (the warm-up
+    logs it): the tabs then default to a model that loads, until the failed one loads."""
+    monkeypatch.setenv("GPT2LAB_EXTRA_MODELS", str(folders["a-lm"]))
+    broken = ModelEntry("gpt2", "lm", "test", "", "/no/such/gpt2", "gpt2")
+    reg = ModelRegistry(sources=[lambda: [broken], reg_mod.extra_source])
+    assert reg.default("lm") == "gpt2"
+    with pytest.raises(RegistryError, match="could not load model 'gpt2'"):
+        reg.get("gpt2")
+    assert reg.default("lm") == "a-lm"
+    alone = ModelRegistry(sources=[lambda: [broken]])
+    with pytest.raises(RegistryError):
+        alone.get("gpt2")
+    assert alone.default("lm") == "gpt2"  # nothing else: still named (its tab says why)
+
+
 def test_models_dir_env_lists_gpt2_without_network(tmp_path, monkeypatch):
     (tmp_path / "gpt2").mkdir()
     (tmp_path / "gpt2" / "config.json").write_text("{}")

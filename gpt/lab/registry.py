@@ -297,6 +297,7 @@ class ModelRegistry:
         self._cache: OrderedDict[str, tuple[Any, Tokenizer, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._name_locks: dict[str, threading.Lock] = {}
+        self._failed: set[str] = set()  # whose last load failed: not a default until one works
 
     @property
     def cap_bytes(self) -> int:
@@ -363,9 +364,11 @@ class ModelRegistry:
         """`gpt2` when listed and fitting the task; for instruction models alone (the Chat tab)
         the first curated instruction-tuned GPT-2 from the hub when listed (online: a real
         GPT-2 that follows instructions, not the 4M-parameter starter-chat); else the first
-        listed model, else None. `names`: `self.names(tasks)` when the caller has it already
-        (a listing reads every source: the jobs database, the hub cache)."""
+        listed model, else None; a model whose last load failed (a download the hub refused)
+        only when nothing else fits. `names`: `self.names(tasks)` when the caller has it
+        already (a listing reads every source: the jobs database, the hub cache)."""
         names = self.names(tasks) if names is None else names
+        names = [n for n in names if n not in self._failed] or names
         if "gpt2" in names:
             return "gpt2"
         if tasks == "instruct" or (tasks is not None and set(tasks) == {"instruct"}):
@@ -424,9 +427,12 @@ class ModelRegistry:
                 model = load_model(ref).eval().to(choose_device())
                 tokenizer = load_tokenizer(ref.tokenizer)
             except hub.DownloadError as e:
+                self._failed.add(name)
                 raise RegistryError(str(e)) from e
             except (CheckpointError, ValueError, OSError) as e:
+                self._failed.add(name)
                 raise RegistryError(f"could not load model {name!r}: {e}") from e
+            self._failed.discard(name)
             size = _model_bytes(model)
             with self._lock:
                 self._cache[name] = (model, tokenizer, size)

@@ -269,7 +269,8 @@ def model_picker(
 ) -> gr.Dropdown:
     """A dropdown of the models fitting `tasks`; its list refreshes when opened. With the page's
     visitor `token` (`pages.visitors.token_state`), the visitor's own job models come first and,
-    on page load, the newest of them is picked (unless the visitor picked another already)."""
+    on page load, the newest of them is picked (unless the visitor picked another already); on
+    page load, the registry's default as of then (it skips a model that failed to load)."""
     tasks = tuple(tasks)
     choices, _, default = picker_state(tasks)
     picker = gr.Dropdown(
@@ -289,8 +290,10 @@ def model_picker(
 
     def on_load(current: str | None, visitor_token: Any = None, profile: gr.OAuthProfile | None = None):
         me = viewer_of(visitor_token, profile) if token is not None else None
-        choices, mine, general = picker_state(tasks, me)  # the list as of this page load
-        if current == general and mine != current:  # not picked yet: the visitor's own model
+        choices, mine, _ = picker_state(tasks, me)  # the list as of this page load
+        # not picked yet (the value built with the app): the visitor's own model, else today's
+        # default (a job finished since, or the default failed to load at start-up)
+        if current == default and mine != current:
             return gr.Dropdown(choices=choices, value=mine)
         return gr.Dropdown(choices=choices)
 
