@@ -174,6 +174,8 @@ class JobPolicy:
                 ) from None
             if math.isnan(x) or not lo <= x <= hi:
                 raise JobError(f"{name} must be {span}, not {value}{_range_hint(key, out)}")
+            if whole and x != int(x):
+                raise JobError(f"{name} must be a whole number {span}, not {value}")
             out[key] = int(x) if whole else x
         if out.get("max_steps") == 0:  # the epochs decide, within the size limit
             out["max_steps"] = None
