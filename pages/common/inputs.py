@@ -189,6 +189,11 @@ def slider_input(*args: Any, **kwargs: Any) -> gr.Slider:
     return Named(gr.Slider)(*args, **kwargs)
 
 
+def _num(x: float) -> str:
+    """A number as a note says it: whole ones in full (2,147,483,647, not 2.14748e+09)."""
+    return f"{int(x):,}" if x == int(x) and abs(x) < 1e15 else f"{x:g}"
+
+
 def clamp_note(
     value: Any, lo: float, hi: float, name: str, integer: bool = False
 ) -> tuple[float | int, str]:
@@ -199,17 +204,20 @@ def clamp_note(
     (36, 'Token index must be between 0 and 36; used 36 instead of 999.')
     >>> clamp_note("0.5", 0, 1, "Top-p")
     (0.5, '')
+    >>> clamp_note(1e30, -1, 2**31 - 1, "Seed", integer=True)[1]
+    'Seed must be between -1 and 2,147,483,647; used 2,147,483,647 instead of 1e+30.'
     """
+    span = f"between {_num(lo)} and {_num(hi)}"
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number between {lo:g} and {hi:g}.") from None
+        raise gr.Error(f"{name} must be a number {span}.") from None
     if math.isnan(x):
-        raise gr.Error(f"{name} is not a number; set it between {lo:g} and {hi:g}.")
+        raise gr.Error(f"{name} is not a number; set it {span}.")
     note = ""
     if not lo <= x <= hi:
         clamped = min(max(x, lo), hi)
-        note = f"{name} must be between {lo:g} and {hi:g}; used {clamped:g} instead of {x:g}."
+        note = f"{name} must be {span}; used {_num(clamped)} instead of {_num(x)}."
         x = clamped
     return (int(round(x)) if integer else x), note
 
