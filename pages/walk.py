@@ -196,7 +196,7 @@ def header_html(w: Walk, s: core.Step, t: int) -> str:
         for i, label in enumerate(w.labels)
     )
     return (
-        f'<div class="walk-head"><b>Step {s.index} of {n - 1}</b> · {esc(where_label(w, s))} · '
+        f'<div class="walk-head"><b>Step {s.index} of 0–{n - 1}</b> · {esc(where_label(w, s))} · '
         f"<b>{esc(s.name)}</b>{module} · {esc(path)}</div>"
         f'<div class="tok-view" style="margin-top:4px">{toks}</div>'
         f'<div class="note">Following token {t} ({esc(w.labels[t])}): its row is outlined '

@@ -48,7 +48,7 @@ def test_walk_step_numbers_match_the_core(client):
     )
     note, header, code, numbers, chart, why, path = out
     assert f"**{len(ids)}** tokens" in note and f"**{len(tr)}** steps" in note
-    assert f"Step {i} of {len(tr) - 1}" in header and "softmax" in header
+    assert f"Step {i} of 0–{len(tr) - 1}" in header and "softmax" in header
     assert "gpt/model.py" in code and "<mark" in code  # the expression highlighted
     st = tr.steps[i].stats(3)
     assert f"{st.norm:.3g}" in numbers and "head 1 only" in numbers
