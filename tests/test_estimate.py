@@ -98,6 +98,16 @@ def test_run_announces_its_estimate_before_training(tmp_path, byte_tok, spam_tsv
     assert events[1].kind != "estimate"
 
 
+@pytest.mark.slow  # prepares a (tiny) run
+def test_the_estimate_counts_scoring_the_base_model(byte_tok, spam_tsv):  # noqa: F811
+    """score_base runs the test set once more, through the base model, before training."""
+    from gpt.lab.runs import estimate_run
+
+    plain = estimate_run(tiny_spec("classify", byte_tok, spam_tsv)).work
+    scored = estimate_run(tiny_spec("classify", byte_tok, spam_tsv, score_base=True)).work
+    assert scored.eval_tokens > plain.eval_tokens and scored.train_tokens == plain.train_tokens
+
+
 def test_rough_durations():
     assert [duration(s, rough=True) for s in (0.2, 61, 89, 90, 3599, 7200)] == [
         "5 s",

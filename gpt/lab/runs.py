@@ -425,7 +425,7 @@ def estimate_run(spec: RunSpec) -> Estimate:
     test_tokens = sum(
         len(test[i : i + cfg.batch_size]) * max(test[i : i + cfg.batch_size])
         for i in range(0, len(test), cfg.batch_size)
-    )
+    ) * (2 if spec.score_base else 1)  # the base model scored on the same test set first
     decode_tokens, decode = 0, 0.0
     if spec.kind == "instruct" and data.test_examples and spec.eval_samples:
         decode_tokens = min(spec.eval_samples, len(data.test_examples)) * spec.max_new_tokens
