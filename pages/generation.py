@@ -6,6 +6,7 @@ import dataclasses
 import random
 import threading
 import time
+from typing import Any
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -369,11 +370,18 @@ def pipeline(run: dict | None, step: float, temperature, top_k, top_p, repetitio
     return fig, files
 
 
-def quiet_pipeline(run: dict | None, *args):
-    """A slider moved: redraw the pipeline if there is a last run (no error before the first)."""
+def quiet_pipeline(run: dict | None, step: Any, *settings: Any):
+    """A sampling slider moved: redraw the pipeline if there is a last run (no error before the
+    first), at the step slider's value fitted to that run without a word (the slider may still
+    span an earlier, longer run: the visitor did not set it)."""
     if not run or not run.get("tokens"):
         return gr.skip(), gr.skip()
-    return pipeline(run, *args)
+    n = len(run["tokens"])
+    try:
+        step = min(max(int(float(step)), 1), n)
+    except (TypeError, ValueError):
+        step = n
+    return pipeline(run, step, *settings)
 
 
 def examples_for(model_name: str | None) -> list[list]:

@@ -389,6 +389,19 @@ def test_the_step_slider_shows_any_steps_candidates(model, every_token, monkeypa
     assert generation.scrub(None, 3) == gr.skip()  # before any run: nothing to show
 
 
+def test_a_sampling_slider_redraws_at_a_step_the_run_has_without_a_warning(model, monkeypatch):
+    """The step slider may still span an earlier, longer run when a sampling slider moves:
+    the redraw uses the new run's last step and warns about nothing the visitor did not set."""
+    request = SimpleNamespace(session_hash="quiet-test")
+    run = list(generation.generate(model, "Once upon a time", 0.8, 40, 0.95, 1.1, 5, 0,
+                                   request=request))[-1][3]  # fmt: skip
+    warned = []
+    monkeypatch.setattr(gr, "Warning", warned.append)
+    fig, _ = generation.quiet_pipeline(run, 60, 0.5, 40, 0.95, 1.1)
+    n = len(run["tokens"])
+    assert f"at step {n}:" in fig.layout.title.text and warned == []
+
+
 def test_the_first_view_uses_the_pages_own_settings(model):
     """Page load runs the default example with the sliders' values: 60 means 60 tokens."""
     example = generation.examples_for(model)[0]
