@@ -194,7 +194,8 @@ def build_app() -> gr.Blocks:
 
 def warm_up() -> None:
     """Load each tab's default model in the background, so no first visitor waits for a load
-    (online, that downloads gpt2 once; its progress goes to the log every 10%)."""
+    (online, that downloads gpt2 once; its progress goes to the log every 10%); a default that
+    fails to load gives way to the next, and pages opened after that default to it."""
     registry = default_registry()
     hub.wait(hub.CHECK_TIMEOUT + 1)
     logged = [-1]
@@ -206,13 +207,14 @@ def warm_up() -> None:
             log.warning("downloading %s", p.line())
 
     for module in (attention, classify, chat):
-        name = registry.default(module.TASKS)
-        if name is None:
-            continue
-        try:
-            registry.get(name, progress=report)
-        except Exception as e:  # a broken model shows its error in the tab; the app still starts
-            log.warning("could not preload %s: %s", name, e)
+        tried = set()  # a default that fails gives way to the next (`ModelRegistry.default`)
+        while (name := registry.default(module.TASKS)) is not None and name not in tried:
+            tried.add(name)
+            try:
+                registry.get(name, progress=report)
+                break
+            except Exception as e:  # a broken model shows its error in its tab; the app starts
+                log.warning("could not preload %s: %s", name, e)
 
 
 def main() -> None:

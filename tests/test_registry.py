@@ -101,6 +101,20 @@ def test_a_model_that_failed_to_load_is_no_default_while_another_fits(folders, m
     assert alone.default("lm") == "gpt2"  # nothing else: still named (its tab says why)
 
 
+def test_the_warm_up_loads_the_next_default_when_one_fails(folders, monkeypatch, caplog):
+    pytest.importorskip("gradio")
+    import app
+
+    monkeypatch.setenv("GPT2LAB_EXTRA_MODELS", str(folders["a-lm"]))
+    broken = ModelEntry("gpt2", "lm", "test", "", "/no/such/gpt2", "gpt2")
+    reg = ModelRegistry(sources=[lambda: [broken], reg_mod.extra_source])
+    monkeypatch.setattr(app, "default_registry", lambda: reg)
+    monkeypatch.setattr(app.hub, "wait", lambda timeout: None)
+    app.warm_up()
+    assert "could not preload gpt2" in caplog.text
+    assert reg.cached() == ["a-lm"] and reg.default("lm") == "a-lm"
+
+
 def test_models_dir_env_lists_gpt2_without_network(tmp_path, monkeypatch):
     (tmp_path / "gpt2").mkdir()
     (tmp_path / "gpt2" / "config.json").write_text("{}")
