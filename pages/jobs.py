@@ -849,6 +849,9 @@ def build(
         start = gr.Button("Start job", variant="primary", elem_id="job-start")
         message = gr.Markdown(elem_id="job-msg")
         estimate = gr.Markdown(elem_id="job-estimate")
+        # the new job's id, for the API and the picker: a refusal marks this hidden box "Error",
+        # not the picker (Gradio's error badge would cover it until closed)
+        new_job = gr.Textbox(visible=False, elem_id="job-new")
         gr.Markdown("## Jobs")
         empty = gr.Markdown(EMPTY, elem_id="job-empty")
         table = gr.Dataframe(
@@ -926,9 +929,6 @@ def build(
         values = (kind, base, data, upload, method, epochs, lr, batch_size, max_steps, eval_every)
         return start_job(manager, *values, visitor_of(visitor_token, profile))
 
-    # the new job's id, for the API and the picker: a refusal marks this hidden box "Error", not
-    # the picker (Gradio's error badge would cover it until closed)
-    new_job = gr.Textbox(visible=False, elem_id="job-new")
     started = start.click(
         do_start, [*form.values(), token], [message, new_job], api_name="start_job",
         **heavy("start_job", 1),  # it parses the upload; in multi-user mode, a shared slot
