@@ -200,6 +200,7 @@ def _replies(model, tok, prompt: str, cfg):
 
 
 NOT_SENT = "⚠️ Not sent: "  # a refused turn's reply in the chat (`answer_refusals`)
+SHOWN_CHARS = 500  # ... under the refused message, shown at most this long
 
 
 def answer_refusals(demo: gr.Blocks, chat_ui: gr.ChatInterface) -> None:
@@ -217,7 +218,10 @@ def answer_refusals(demo: gr.Blocks, chat_ui: gr.ChatInterface) -> None:
                 async for out in inner(message, history, *args):
                     yield out
             except gr.Error as e:
-                said = [{"role": "user", "content": _content(message)},
+                text = _content(message)  # a flood shown cut (a short one stays, to copy)
+                if len(text) > SHOWN_CHARS:
+                    text = f"{text[:SHOWN_CHARS]}… ({len(text):,} characters)"
+                said = [{"role": "user", "content": text},
                         {"role": "assistant", "content": NOT_SENT + cap_message(e.message)}]  # fmt: skip
                 yield None, [*(history or []), *said], gr.skip()
 

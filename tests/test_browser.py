@@ -403,7 +403,9 @@ def test_a_refused_chat_message_is_answered_and_the_box_works_again(page):
         "(document.querySelector('#chat-bot')?.innerText || '').includes('Not sent')",
         timeout=30_000,
     )
-    assert "the limit is 4,000" in page.locator("#chat-bot").inner_text()
+    shown = page.locator("#chat-bot").inner_text()
+    assert "the limit is 4,000" in shown and "… (25,000 characters)" in shown
+    assert "x" * 501 not in shown  # the flood, cut
     page.wait_for_function("!document.querySelector('#chat-input textarea').disabled")
     box.fill("Where does Pip the fox live?")
     box.press("Enter")
