@@ -108,6 +108,27 @@ def test_the_estimate_counts_scoring_the_base_model(byte_tok, spam_tsv):  # noqa
     assert scored.eval_tokens > plain.eval_tokens and scored.train_tokens == plain.train_tokens
 
 
+@pytest.mark.slow  # two whole (tiny) training runs
+def test_a_run_announces_the_same_accounting_as_a_queued_jobs_estimate(
+    tmp_path, monkeypatch, byte_tok, spam_tsv  # noqa: F811
+):
+    """The estimate a run announces at its start counts the test set (twice with score_base),
+    as `estimate_run` does for a queued job: training alone is measured as free here."""
+    import gpt.lab.runs
+    from gpt.train.estimate import Costs, Estimate, Workload
+
+    free_fit = Estimate(Workload(0, 0, 0, 0), Costs(0.0, 0.0, 1.0, 0.0))
+    monkeypatch.setattr(gpt.lab.runs, "estimate_fit", lambda *a, **k: free_fit)
+    said = []
+    for scored in (False, True):
+        events = []
+        spec = tiny_spec("classify", byte_tok, spam_tsv, score_base=scored)
+        run(spec, tmp_path / str(scored), [events.append], estimate=True)
+        said.append(events[0].metrics["seconds"])
+        assert said[-1] == gpt.lab.runs.estimate_run(spec).seconds
+    assert said[0] > 0 and said[1] == 2 * said[0]  # one test pass (tokens at 1 s each), or two
+
+
 def test_rough_durations():
     assert [duration(s, rough=True) for s in (0.2, 61, 89, 90, 3599, 7200)] == [
         "5 s",

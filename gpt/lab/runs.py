@@ -417,8 +417,14 @@ def prepare(spec: RunSpec) -> Prepared:
 
 def estimate_run(spec: RunSpec) -> Estimate:
     """How long `run(spec, ...)` will train and evaluate on this machine: it prepares the run as
-    `run` does (`prepare`), plans it and times a few steps."""
-    prep = prepare(spec)
+    `run` does (`prepare`), plans it and times a few steps (`estimate_prepared`)."""
+    return estimate_prepared(spec, prepare(spec))
+
+
+def estimate_prepared(spec: RunSpec, prep: Prepared) -> Estimate:
+    """How long a prepared run will take: training and its evaluations (`estimate_fit`), the
+    test set (twice with `score_base`) and, for instruct, the answers scored. A queued job's
+    estimate and the one a run announces at its start are this one."""
     model, tok, data, cfg, task = prep.model, prep.tok, prep.data, prep.cfg, prep.task
     est = estimate_fit(model, task, data.train, data.val, cfg)
     test = example_lengths(task, data.test, task.collate) if data.test else []
@@ -511,7 +517,7 @@ def run(
     model, tok, data, cfg, task = prep.model, prep.tok, prep.data, prep.cfg, prep.task
     body = gpt_body(model)
     if estimate and rank == 0 and not resume:
-        _announce_estimate(prep, callbacks)
+        _announce_estimate(spec, prep, callbacks)
     # the test set's frozen-trunk activations, shared by the base model's score and the final
     # test (method head / last_blocks; the trunk is the same before and after training)
     split = frozen_split(model, cfg.method, cfg.last_n_blocks)
@@ -594,10 +600,10 @@ def _stage_reporter(
     return progress
 
 
-def _announce_estimate(prep: Prepared, callbacks: Sequence) -> None:
+def _announce_estimate(spec: RunSpec, prep: Prepared, callbacks: Sequence) -> None:
     _, max_steps = run_length(len(prep.data.train), prep.cfg)
     try:
-        est = estimate_fit(prep.model, prep.task, prep.data.train, prep.data.val, prep.cfg)
+        est = estimate_prepared(spec, prep)
     except Exception as e:  # an estimate is a courtesy: it never stops a run
         note = {"message": f"no time estimate: {type(e).__name__}: {e}"}
         event = TrainEvent("note", 0, max_steps, 0.0, note, 0.0)
