@@ -396,45 +396,39 @@ def test_a_refused_chat_message_is_answered_and_the_box_works_again(page):
     pick_model(page, "chat-model", CHAT)
     page.locator("#chat-new").click()
     page.wait_for_function("document.querySelectorAll('#chat-bot .message').length === 0")
-    box = page.locator("#chat-input textarea")
-    box.fill("x" * 25_000)  # over 5 x the 4,000-character limit: refused, not cut
-    box.press("Enter")
-    page.wait_for_function(
-        "(document.querySelector('#chat-bot')?.innerText || '').includes('Not sent')",
-        timeout=30_000,
-    )
+    # over 5 x the 4,000-character limit: refused, not cut
+    send(page, "x" * 25_000, "(document.querySelector('#chat-bot')?.innerText || '').includes('Not sent')")
     shown = page.locator("#chat-bot").inner_text()
     assert "the limit is 4,000" in shown and "… (25,000 characters)" in shown
     assert "x" * 501 not in shown  # the flood, cut
     page.wait_for_function("!document.querySelector('#chat-input textarea').disabled")
-    box.fill("Where does Pip the fox live?")
-    box.press("Enter")
-    page.wait_for_function(
-        "document.querySelectorAll('#chat-bot .message').length >= 4", timeout=30_000
-    )
+    send(page, "Where does Pip the fox live?",
+         "document.querySelectorAll('#chat-bot .message').length >= 4")  # fmt: skip
     page.wait_for_function("!document.querySelector('#chat-input textarea').disabled")
 
 
+def send(page, message: str, until: str) -> None:
+    """Type `message` in the chat box, press Enter and wait until `until` (JS) holds."""
+    box = page.locator("#chat-input textarea")
+    box.fill(message)
+    box.press("Enter")
+    page.wait_for_function(until, timeout=30_000)
+
+
 def test_chat_remember_and_new_chat(page):
+    """Remembering sends the turns so far (the previous test's, without its refused one)."""
     open_tab(page, "Chat")
     page.locator("#chat-remember input[type=checkbox]").check()
-    box = page.locator("#chat-input textarea")
-    box.fill("And Otto the owl?")
-    box.press("Enter")
-    page.wait_for_function(
-        "(document.querySelector('#chat-prompt')?.innerText || '').includes('And Otto')",
-        timeout=30_000,
-    )
+    send(page, "And Otto the owl?",
+         "(document.querySelector('#chat-prompt')?.innerText || '').includes('And Otto')")  # fmt: skip
     sent = page.locator("#chat-prompt").inner_text()
     assert "### Input:" in sent and "User: Where does Pip the fox live?" in sent
+    assert "xxxx" not in sent and "Not sent" not in sent  # the refused turn is not remembered
     settle(page)
     page.locator("#chat-new").click()
     page.wait_for_function("document.querySelectorAll('#chat-bot .message').length === 0")
-    box.fill("Where does Pip the fox live?")
-    box.press("Enter")
-    page.wait_for_function(
-        "document.querySelectorAll('#chat-bot .message').length >= 2", timeout=30_000
-    )
+    send(page, "Where does Pip the fox live?",
+         "document.querySelectorAll('#chat-bot .message').length >= 2")  # fmt: skip
     page.wait_for_function(
         "(document.querySelector('#chat-prompt')?.innerText || '').includes('Pip the fox')"
     )
