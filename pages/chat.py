@@ -223,7 +223,8 @@ def answer_refusals(demo: gr.Blocks, chat_ui: gr.ChatInterface) -> None:
                     text = f"{text[:SHOWN_CHARS]}… ({len(text):,} characters)"
                 said = [{"role": "user", "content": text},
                         {"role": "assistant", "content": NOT_SENT + cap_message(e.message)}]  # fmt: skip
-                yield None, [*(history or []), *said], gr.skip()
+                others = [gr.skip()] * len(chat_ui.additional_outputs)  # the prompt box
+                yield None, [*(history or []), *said], *others
 
         block_fn.fn = turn
 

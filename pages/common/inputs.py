@@ -191,7 +191,7 @@ def slider_input(*args: Any, **kwargs: Any) -> gr.Slider:
 
 def _num(x: float) -> str:
     """A number as a note says it: whole ones in full (2,147,483,647, not 2.14748e+09)."""
-    return f"{int(x):,}" if x == int(x) and abs(x) < 1e15 else f"{x:g}"
+    return f"{int(x):,}" if abs(x) < 1e15 and x == int(x) else f"{x:g}"
 
 
 def clamp_note(
@@ -206,6 +206,8 @@ def clamp_note(
     (0.5, '')
     >>> clamp_note(1e30, -1, 2**31 - 1, "Seed", integer=True)[1]
     'Seed must be between -1 and 2,147,483,647; used 2,147,483,647 instead of 1e+30.'
+    >>> clamp_note("-inf", 0, 1, "Top-p")[1]
+    'Top-p must be between 0 and 1; used 0 instead of -inf.'
     """
     span = f"between {_num(lo)} and {_num(hi)}"
     try:
