@@ -376,11 +376,7 @@ def quiet_pipeline(run: dict | None, step: Any, *settings: Any):
     span an earlier, longer run: the visitor did not set it)."""
     if not run or not run.get("tokens"):
         return gr.skip(), gr.skip()
-    n = len(run["tokens"])
-    try:
-        step = min(max(int(float(step)), 1), n)
-    except (TypeError, ValueError):
-        step = n
+    step, _ = clamp_note(step, 1, len(run["tokens"]), "Step", integer=True)  # its note unsaid
     return pipeline(run, step, *settings)
 
 
