@@ -202,6 +202,7 @@ class ProgressBar:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from gpt.lab.runs import RunSpec, run
+    from gpt.train.loop import leave_distributed
 
     if args.resume:
         folder = Path(args.resume)
@@ -233,11 +234,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         estimate=main_rank and not args.quiet,
     )
     progress.close()
-    if not main_rank:
-        return
-    test = {k: v for k, v in metrics.get("test", {}).items() if k != "test_samples"}
-    print(json.dumps({"status": metrics["status"], "steps": metrics["steps"], **test}, default=str))
-    print(f"model: {out / 'model'}  metrics: {out / 'metrics.json'}", file=sys.stderr)
+    if main_rank:
+        test = {k: v for k, v in metrics.get("test", {}).items() if k != "test_samples"}
+        summary = {"status": metrics["status"], "steps": metrics["steps"], **test}
+        print(json.dumps(summary, default=str))
+        print(f"model: {out / 'model'}  metrics: {out / 'metrics.json'}", file=sys.stderr)
+    leave_distributed()  # under torchrun: exit now (see its docstring); else nothing
 
 
 _SPEC_ARGS = {

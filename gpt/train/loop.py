@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -982,3 +983,20 @@ def setup_distributed() -> tuple[int, int]:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return _distributed()
+
+
+def leave_distributed(code: int = 0) -> None:
+    """End this rank's process once its work is done: leave the process group, then exit with
+    `code` at once, skipping the interpreter's shutdown. A no-op outside a process group.
+
+    Why not a normal exit: gloo's worker threads can still be releasing the last collective's
+    tensors when the interpreter shuts down; a thread that needs the GIL then is killed and
+    `std::terminate` aborts the rank (SIGABRT after all its work: 1 run in 20-40 of the 2-rank
+    test on a busy 2-core machine, torch 2.13), and torchrun reports the finished run as failed.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.destroy_process_group()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
