@@ -10,13 +10,14 @@ from gpt.jobs import JobManager
 from gpt.lab.oneclick import ONE_CLICK
 from pages import oneclick
 from pages.common.heavy import heavy
-from pages.common.inputs import announce, cap_text, friendly_errors
+from pages.common.inputs import announce, cap_text, friendly_errors, said_by_twin
 from pages.common.models import Page, Picker, card_of, get_model, model_header, model_note
 from pages.common.render import layout, md, ticks, token_labels
 from pages.common.views import METHODS, attribution_result, export_files, look_for, numbers_box
 
 TASKS = ("classify",)
 MAX_CHARS = 5_000
+NOT_DRAWN = "*Not drawn for this message: see the error above.*"
 # Written for this tab in the style of real texts (none is taken from a dataset).
 EXAMPLES = [
     "hey u still coming 2nite? running a bit l8 but will b there by 8. save me a seat x",
@@ -172,7 +173,7 @@ def build(
             attr_files = numbers_box("Attribution numbers", "clf-attr-files")
         attr_io = ([model, message, attr_method], [attr_view, attr_note, attr_files])
         run = heavy("classify", 4)
-        gr.on(
+        read = gr.on(
             [
                 classify_btn.click,
                 message.submit,
@@ -183,9 +184,17 @@ def build(
             [label, summary, chart],
             api_name="classify",
             **run,
-        ).then(spam_attribution, *attr_io, api_visibility="private", **run).then(
-            trace_numbers, [model, message], trace_files, api_visibility="private"
         )
+        # what follows reads the box again: should it hold a new text by then, `classify` (on
+        # its run) is the one to say a refusal, not a pop-up while the visitor types
+        read.then(said_by_twin(spam_attribution), *attr_io, api_visibility="private",
+                  **run).then(said_by_twin(trace_numbers), [model, message], trace_files,
+                              api_visibility="private")  # fmt: skip
+        # `.then` runs only after a success: after a refusal, no attribution of the last text
+        # stays beside the error as if it were this one's
+        read.failure(lambda: ("", NOT_DRAWN, None, None), None,
+                     [attr_view, attr_note, attr_files, trace_files], api_visibility="private",
+                     queue=False)  # fmt: skip
         attr_method.change(spam_attribution, *attr_io, api_visibility="private", **run)
         demo.load(
             first_render, [model, message], [label, summary, chart], api_visibility="private", **run

@@ -18,7 +18,7 @@ import torch
 from gpt import inside
 from gpt.lab.registry import default_registry
 from pages.common import Page, Picker, friendly_errors, heavy, layout, ticks, token_labels, visible
-from pages.common.inputs import announce, cap_text
+from pages.common.inputs import announce, cap_text, said_by_twin
 from pages.common.models import get_model, model_header, model_note, model_picker, model_shape
 from pages.common.render import GREEN, RED, WHITE, coloured_text, labeller, mix, token_text
 from pages.common.texts import follow, text_for
@@ -495,6 +495,9 @@ VIEWS = dict(
     lens=lens, surprisal=surprisal, ablate=ablate, attribution=attribution, compare=compare,
     patch=patch,
 )  # fmt: skip
+# Views drawn by the same click as another that checks the same model and text first: their
+# refusals are said once, by that view (`said_by_twin`).
+TWINS = {"surprisal": "lens"}
 
 
 def view_key(view: str, *inputs: Any) -> tuple:
@@ -724,7 +727,8 @@ def build(demo: gr.Blocks) -> Page:
                                    api_visibility="private", **run)  # fmt: skip
         for view, (triggers, inputs, outputs) in views.items():
             triggers = [t.click if isinstance(t, gr.Button) else t.submit for t in triggers]
-            gr.on(triggers, VIEWS[view], inputs, [*outputs, shown[view]], api_name=view, **run)
+            draw = said_by_twin(VIEWS[view]) if view in TWINS else VIEWS[view]
+            gr.on(triggers, draw, inputs, [*outputs, shown[view]], api_name=view, **run)
             if view in auto:
                 give_way.on(view, triggers)
             # its numbers, written when asked (thousands of rows for the lens): the page's

@@ -30,6 +30,7 @@ from pages.common.inputs import (
     friendly_errors,
     named_errors,
     number_input,
+    said_by_twin,
     slider_input,
 )
 from pages.common.models import Page
@@ -482,7 +483,7 @@ def build(demo: gr.Blocks | None = None) -> Page:
         # always ends on the latest text and index (two listeners could finish out of order).
         gr.on(
             [text.change, index.change],
-            token_bytes,
+            said_by_twin(token_bytes),  # `tokenize`, on the same text, says a refusal
             [text, index],
             byte_view,
             api_name="token_bytes",

@@ -160,3 +160,56 @@ def test_spam_attribution(page):
     assert page.locator("#clf-attr .attribution-view .tok").count() > 10
     page.wait_for_function("document.querySelectorAll('#clf-trace-files a').length === 2")
     element_shot(page, "#clf-attr-box", "classify-attribution")
+
+
+def toasts_saying(page, needle: str) -> int:
+    """How many messages on screen say `needle` (Gradio groups same-kind pop-ups into one box,
+    "Error (2)", with each message in it)."""
+    return page.evaluate(
+        "n => [...document.querySelectorAll('.toast-body')]"
+        ".map(t => t.textContent.split(n).length - 1).reduce((a, b) => a + b, 0)",
+        needle,
+    )
+
+
+def refuse(page, box: str, button: str | None, chars: int) -> str:
+    """Type a flooding text of `chars` characters into `box` (and click `button`); wait until
+    its refusal pops up and every listener of the click has ended. Returns the message's start."""
+    needle = f"is {chars:,} characters"
+    page.evaluate("() => document.querySelectorAll('.toast-close').forEach(b => b.click())")
+    page.locator(f"{box} textarea").fill("x" * chars)
+    if button:
+        page.locator(button).click()
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('.toast-body')].some(t => t.innerText.includes(n))",
+        arg=needle,
+        timeout=30_000,
+    )
+    page.wait_for_timeout(2_000)  # the twin listener's error, had it popped up, is there now
+    return needle
+
+
+def test_a_refused_text_is_said_once_and_leaves_no_stale_view(page):
+    """A flooding text gives one pop-up, not one per view the click draws (the Tokenizer's
+    tokens and byte view, Inside's lens and surprisal), and the Spam tab's attribution of the
+    previous message is cleared rather than shown beside the error as if it were this one's."""
+    open_tab(page, "Tokenizer")
+    assert toasts_saying(page, refuse(page, "#tok-text", None, 200_000)) == 1
+    page.locator("#tok-text textarea").fill("Hello world")
+
+    open_tab(page, "Inside")
+    assert toasts_saying(page, refuse(page, "#ins-text", "#ins-run", 200_001)) == 1
+    page.locator("#ins-text textarea").fill(TEXT)
+
+    open_tab(page, "Spam classifier")
+    pick_model(page, "clf-model", SPAM)
+    page.locator("#clf-text textarea").fill("WIN a free prize now, text CLAIM to 80086")
+    page.locator("#clf-run").click()
+    wait_text(page, "#clf-attr-note", "P(spam)")
+    assert page.locator("#clf-attr .attribution-view .tok").count() > 0
+    page.wait_for_function("document.querySelectorAll('#clf-trace-files a').length === 2")
+    assert toasts_saying(page, refuse(page, "#clf-text", "#clf-run", 30_000)) == 1
+    wait_text(page, "#clf-attr-note", "Not drawn for this message")
+    assert page.locator("#clf-attr .attribution-view .tok").count() == 0
+    assert page.locator("#clf-trace-files a").count() == 0
+    page.locator("#clf-text textarea").fill("see you at 8")

@@ -325,6 +325,31 @@ def friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def said_by_twin(fn: Callable) -> Callable:
+    """`fn` for a listener that shares its trigger with a twin that checks the same inputs first
+    (Inside's surprisal beside the lens, the Tokenizer's byte view beside the tokens): its
+    gr.Error raises without a pop-up, since the twin's pop-up already says it (one 200,000-
+    character text: one message, not two). Its outputs still show Gradio's error badge, and an
+    API caller still gets the message.
+
+    >>> try:
+    ...     said_by_twin(lambda: cap_text("", 5))()
+    ... except gr.Error as e:
+    ...     print(e.message, e.visible)
+    Text is empty: type something first. False
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as e:
+            e.visible = False
+            raise
+
+    return wrapper
+
+
 @contextmanager
 def job_errors(words: Callable[[str], str] = str) -> Iterator[None]:
     """The jobs manager's errors as messages, each put in the page's `words` first.
