@@ -239,6 +239,8 @@ if rank == 0:
         "losses_ddp": losses, "losses_one_process": one_losses,
         "max_rel_loss_diff": ldiff, "max_abs_weight_diff": wdiff,
     }))
+sys.stdout.flush()
+os._exit(0)  # not a normal exit: gloo can abort a rank in the interpreter's shutdown (see gpt.train.loop.leave_distributed)
 EOF
 
 n_gpu=$(python -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
