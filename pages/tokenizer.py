@@ -401,16 +401,18 @@ def build(demo: gr.Blocks | None = None) -> Page:
             interactive=False,
         )
 
-        with gr.Accordion("Byte view of one token", open=True), gr.Row():
-            index = number_input(
-                label="Token index (0 = first)",
-                value=0,
-                precision=0,
-                minimum=0,
-                elem_id="tok-index",
-                scale=1,
-            )
-            byte_view = gr.Markdown(token_bytes(EXAMPLE, 0), elem_id="tok-bytes")
+        with gr.Accordion("Byte view of one token", open=True):
+            with gr.Row():
+                index = number_input(
+                    label="Token index (0 = first)",
+                    value=0,
+                    precision=0,
+                    minimum=0,
+                    elem_id="tok-index",
+                    scale=1,
+                )
+                # wide, so ids and counts stay on one line (CSS) and long tokens fit
+                byte_view = gr.Markdown(token_bytes(EXAMPLE, 0), elem_id="tok-bytes", scale=4)
             look_for(
                 "an accented letter or an emoji is 2 to 4 bytes; GPT-2 may give each byte its own token."
             )

@@ -118,6 +118,14 @@ def test_tokenizer_tab(page):
     page.wait_for_function(
         "(document.querySelector('#tok-bytes')?.innerText || '').includes('995')"
     )
+    # every heading and the index, id and count are on one line each ("154 / 96" wrapped)
+    assert page.evaluate(
+        """() => [...document.querySelectorAll('#tok-bytes th, #tok-bytes td')]
+            .filter((c, i) => c.tagName === 'TH' || [0, 1, 3].includes(i % 5))
+            .map(c => { const r = document.createRange(); r.selectNodeContents(c);
+                        return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; })
+            .every(n => n === 1)"""
+    )
     page.locator("#tok-word textarea, #tok-word input").first.fill(" lowest")
     page.wait_for_function(
         "(document.querySelector('#tok-merges')?.innerText || '').includes('step 1')"

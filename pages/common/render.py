@@ -27,6 +27,7 @@ CSS = """
   font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
 .tok-table th { background: #f3f3f3; }
 .note { font-size: 13px; }
+#tok-bytes th, #tok-bytes td:not(:nth-child(3)) { white-space: nowrap; }
 .numbers-box:has(> .empty) { display: none !important; }
 .running { background: var(--button-cancel-background-fill) !important;
   color: var(--button-cancel-text-color) !important;
