@@ -44,10 +44,10 @@ from gpt.lab.sources import SOURCES, availability
 from gpt.train.metrics import majority_accuracy
 from pages.common.heavy import heavy, light
 from pages.common.inputs import friendly_errors, job_errors, named_errors, number_input, scrub
-from pages.common.models import Page, Picker, model_card_box, model_choices
+from pages.common.models import Page, Picker, model_card_box, model_choices, picker_state
 from pages.common.render import duration, esc
 from pages.common.views import EXPORT_DIR
-from pages.visitors import ensure_token, owner_of, visitor_of, who
+from pages.visitors import ensure_token, owner_of, viewer_of, visitor_of, who
 
 KINDS = [
     ("Spam classifier (classify)", "classify"),
@@ -328,6 +328,25 @@ def delete_job(manager: JobManager, job_id: str, by: Visitor = NOBODY) -> str:
         manager.delete(_job_id(job_id), by)
     default_registry().remove(f"job:{job_id}")  # drop a cached copy of its model
     return f"Job **{job_id}** deleted with its files."
+
+
+def unpick_gone(
+    pickers: list[Picker], values: list[Any], me: str | None = None
+) -> tuple[str, dict[gr.Dropdown, Any]]:
+    """After a job is deleted: (a sentence, an update for each picker that still holds a
+    `job:` model no longer listed, picking the visitor's default for its tasks instead). A name
+    typed by hand (a hub id) is left alone: it was never in the list."""
+    updates: dict[gr.Dropdown, Any] = {}
+    moved = []
+    for picker, value in zip(pickers, values):
+        if picker.dropdown in updates or not str(value or "").startswith("job:"):
+            continue
+        choices, mine, _ = picker_state(picker.tasks, me)
+        if value not in {name for _, name in choices}:
+            updates[picker.dropdown] = gr.Dropdown(choices=choices, value=mine)
+            moved.append(f"the {picker.tab} tab now uses **{mine or 'no model'}**")
+    said = "; ".join(moved)
+    return (said[:1].upper() + said[1:] + ".") if moved else "", updates
 
 
 def finished_job(
@@ -949,10 +968,21 @@ def build(
 
     for button, command, name in ((cancel, cancel_job, "cancel_job"), (resume, resume_job, "resume_job")):
         redraw(button.click(as_visitor(command), act, message, api_name=name, **light(name)))
-    redraw(delete.click(  # Delete asks first (in the browser; an API call is its own confirmation)
+    deleted = delete.click(  # Delete asks first (in the browser; an API call is its own confirmation)
         as_visitor(delete_job), act, message, api_name="delete_job",
         js="(j, t, a) => confirm('Delete job ' + j + ' and its files?') ? [j, t, a] : [null, t, a]",
-    ))  # fmt: skip
+    )  # fmt: skip
+    redraw(deleted)
+    dropdowns = list(dict.fromkeys(p.dropdown for p in pickers))
+
+    def do_unpick(data: dict, profile: gr.OAuthProfile | None = None):
+        """The other tabs no longer hold the deleted job's model: theirs is run next."""
+        msg, updates = unpick_gone(pickers, [data[p.dropdown] for p in pickers],
+                                   viewer_of(data.get(token), profile))  # fmt: skip
+        return {message: f"{data[message]} {msg}".strip(), **updates} if updates else {}
+
+    unpick_inputs = {message, *dropdowns, *([token] if token is not None else [])}
+    deleted.then(do_unpick, unpick_inputs, [message, *dropdowns], **QUIET)
 
     def do_list(visitor_token=None, profile: gr.OAuthProfile | None = None):
         return list_jobs(manager, owner_of(visitor_token, profile))

@@ -313,3 +313,16 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
     # the tab's model card follows the picker to the job's model: its data, its limit
     page.locator("#clf-card-box").get_by_text("About this model").click()
     wait_for_text(page, "clf-card", f"job {job_id}[\\s\\S]*my\\.tsv[\\s\\S]*Limits")
+
+    # deleting the job moves every tab that held its model to the default, and says so
+    tb.open_tab(page, "Fine-tune")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#job-delete").click()
+    wait_for_text(page, "job-msg", f"{job_id}[\\s\\S]*deleted[\\s\\S]*Spam classifier tab now uses")
+    tb.open_tab(page, "Spam classifier")
+    page.wait_for_function(
+        f"!document.querySelector('#clf-model input').value.includes('job:{job_id}')"
+    )
+    page.wait_for_function(  # the card follows the new pick
+        f"!document.querySelector('#clf-card').innerText.includes('job {job_id}')"
+    )

@@ -61,3 +61,20 @@ def test_single_user_mode_every_job_is_the_visitors(registry, monkeypatch):
     assert names[:3] == ["job:b2", "job:a1", "job:b1"]
     monkeypatch.setenv("GPT2LAB_MULTIUSER", "1")
     assert viewer_of("not a signed token") is None  # nobody's: no job of theirs first
+
+
+def test_a_deleted_jobs_model_leaves_the_pickers_that_held_it(registry):
+    """After a delete: a picker on a job no longer listed moves to the visitor's default; one on
+    a listed job, or on a hub id typed by hand (never in the list), stays."""
+    import gradio as gr
+
+    from pages import jobs
+    from pages.common.models import Picker
+
+    chat, other, typed = (Picker(t, ("instruct",), gr.Dropdown()) for t in ("Chat", "Inside", "Walk"))
+    values = ["job:gone", "job:a1", "someone/gpt2-poems"]
+    msg, updates = jobs.unpick_gone([chat, other, typed], values, "anon:b")
+    assert list(updates) == [chat.dropdown]
+    assert updates[chat.dropdown].value == "job:b2"  # anon:b's newest own model
+    assert msg == "The Chat tab now uses **job:b2**."
+    assert jobs.unpick_gone([chat], ["job:a1"], "anon:b") == ("", {})
