@@ -268,8 +268,23 @@ def start_job(
 
 
 def estimate_text(job_id: str, record: dict[str, Any]) -> str:
+    """A job's estimate in a sentence: a running job's says what its start took and what is
+    left; a queued job's, the work alone (its start is on top).
+
+    >>> estimate_text("j1", {"seconds": 5, "text": "about 5 s on this machine", "start_s": 8.4})
+    'Job **j1** started in 8 s (Python, the model and the data loaded); training and testing should take about 5 s more on this machine.'
+    """
     busy = " (timed while another job ran, so probably less)" if record.get("busy") else ""
-    return f"Job **{job_id}** should take {record['text']}{busy}."
+    text = record["text"].removesuffix(" on this machine")
+    if (start := record.get("start_s")) is not None:
+        return (
+            f"Job **{job_id}** started in {duration(start)} (Python, the model and the data "
+            f"loaded); training and testing should take {text} more on this machine{busy}."
+        )
+    return (
+        f"Job **{job_id}** should take {text} on this machine{busy}, plus a few seconds to "
+        "start (Python, the model and the data)."
+    )
 
 
 def estimate_job(manager: JobManager, job_id: Any, wait_s: float = 30.0) -> str:
@@ -536,7 +551,9 @@ def details(
         parts.append(f"about {duration(status.eta_s)} left")
     if status.active and status.estimate:
         said = "estimated at its start" if status.state == "running" else "expected to take"
-        parts.append(f"{said}: {status.estimate['text']}")
+        start = status.estimate.get("start_s")
+        after = f" after a start of {duration(start)}" if start is not None else ""
+        parts.append(f"{said}: {status.estimate['text']}{after}")
     if status.started and status.active:
         parts.append(f"running for {duration(time.time() - status.started)}")
     text = " · ".join(parts)

@@ -159,8 +159,15 @@ def test_fine_tune_tab_shows_estimates():
     assert "about 1 min 05 s left" in shown and "estimated at its start: about 3 min" in shown
     assert estimate_text("j1", est) == (
         "Job **j1** should take about 3 min on this machine (timed while another job ran, so "
-        "probably less)."
+        "probably less), plus a few seconds to start (Python, the model and the data)."
     )
+    started = {**est, "busy": 0, "start_s": 9.6}  # written by the worker: its start is known
+    assert estimate_text("j1", started) == (
+        "Job **j1** started in 10 s (Python, the model and the data loaded); training and "
+        "testing should take about 3 min more on this machine."
+    )
+    shown = details(status("running", eta=65.0, estimate=started), {})
+    assert "estimated at its start: about 3 min on this machine after a start of 10 s" in shown
 
 
 def test_a_queued_job_gets_an_estimate(tmp_path, monkeypatch, byte_tok, spam_tsv):  # noqa: F811
@@ -175,7 +182,7 @@ def test_a_queued_job_gets_an_estimate(tmp_path, monkeypatch, byte_tok, spam_tsv
         text = estimate_job(manager, job_id)
         status = manager.get(job_id)
     assert status.estimate["seconds"] > 0 and status.estimate["busy"] == 0
-    assert text == f"Job **{job_id}** should take {status.estimate['text']}."
+    assert text.startswith(f"Job **{job_id}** should take {status.estimate['text']}, plus a few")
     assert eta_cell(status).startswith("≈ ")
 
 

@@ -113,6 +113,9 @@ def test_classify_job_end_to_end_then_limits(files, tmp_path):
         assert status.state == "succeeded", (status.error, (root / job_id / "log.txt").read_text())
         assert status.step == status.max_steps == 4 and status.progress == 1.0
         assert status.started <= status.finished
+        # the worker's estimate says what its start took (Python, the model, the data): part
+        # of the job's time that the estimate itself does not count
+        assert 0 < status.estimate["start_s"] < status.finished - status.started
         metrics = jobs.metrics(job_id)
         assert_continuous(metrics["steps"], 4)
         assert [e["step"] for e in metrics["evals"]] == [2, 4]

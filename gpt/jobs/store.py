@@ -312,9 +312,15 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def write_estimate(job_dir: Path, seconds: float, text: str, busy: int = 0) -> dict[str, Any]:
-    """Keep a job's estimate in its folder (`read_estimate` reads it); return it."""
+def write_estimate(
+    job_dir: Path, seconds: float, text: str, busy: int = 0, start_s: float | None = None
+) -> dict[str, Any]:
+    """Keep a job's estimate in its folder (`read_estimate` reads it); return it. `start_s`: a
+    running job's seconds from its start to the estimate (the worker's Python, the model and
+    the data loaded), which the estimate itself does not count."""
     record = {"seconds": seconds, "text": text, "busy": busy, "at": time.time()}
+    if start_s is not None:
+        record["start_s"] = start_s
     tmp = job_dir / (ESTIMATE_FILE + ".tmp")
     tmp.write_text(json.dumps(record), encoding="utf-8")
     tmp.replace(job_dir / ESTIMATE_FILE)

@@ -122,7 +122,10 @@ def _run(conn, root: Path, job_id: str, attempt: int, flags: dict) -> int:
             print(event.metrics["message"], flush=True)
         if event.kind == "estimate":
             print(f"estimated: {event.metrics['text']}", flush=True)
-            store.write_estimate(root / job_id, event.metrics["seconds"], event.metrics["text"])
+            start_s = round(time.time() - row["started"], 1) if row["started"] else None
+            store.write_estimate(
+                root / job_id, event.metrics["seconds"], event.metrics["text"], start_s=start_s
+            )
         try:
             _record(conn, job_id, attempt, event)
         except Exception as e:  # a busy DB loses one row, never the training
