@@ -996,7 +996,9 @@ def build(
         """The other tabs no longer hold the deleted job's model: theirs is run next."""
         msg, updates = unpick_gone(pickers, [data[p.dropdown] for p in pickers],
                                    viewer_of(data.get(token), profile))  # fmt: skip
-        return {message: f"{data[message]} {msg}".strip(), **updates} if updates else {}
+        if not updates:  # an empty dict would read as one output's value
+            return {message: gr.skip()}
+        return {message: f"{data[message]} {msg}".strip(), **updates}
 
     unpick_inputs = {message, *dropdowns, *([token] if token is not None else [])}
     deleted.then(do_unpick, unpick_inputs, [message, *dropdowns], **QUIET)
