@@ -275,6 +275,7 @@ def test_bad_uploads_are_rejected_at_submit_with_the_parsers_message(files, tmp_
         ({"lr": "fast"}, "learning rate must be a number between 1e-6 and 0.01, not 'fast'; try"),
         ({"batch_size": 0}, "batch size must be between 1 and 64, not 0"),
         ({"batch_size": 2.5}, "batch size must be a whole number between 1 and 64, not 2.5"),
+        ({"batch_size": int(1e308)}, "batch size must be between 1 and 64, not 1e\\+308$"),
         ({"eval_every": 20_000}, "evaluate every N steps must be between 1 and 10000"),
         ({"max_steps": -1}, "max steps must be between 0 and 100000, not -1; 0 lets the epochs"),
         ({"kind": "lm", "base": "starter-spam"}, "classify model: it does not fit a language-model"),

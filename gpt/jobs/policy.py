@@ -172,10 +172,11 @@ class JobPolicy:
                 raise JobError(
                     f"{name} must be a number {span}, not {value!r}{_range_hint(key, out)}"
                 ) from None
+            said = f"{x:g}" if len(str(value)) > 16 else value  # 1e+308, not 309 digits
             if math.isnan(x) or not lo <= x <= hi:
-                raise JobError(f"{name} must be {span}, not {value}{_range_hint(key, out)}")
+                raise JobError(f"{name} must be {span}, not {said}{_range_hint(key, out)}")
             if whole and x != int(x):
-                raise JobError(f"{name} must be a whole number {span}, not {value}")
+                raise JobError(f"{name} must be a whole number {span}, not {said}")
             out[key] = int(x) if whole else x
         if out.get("max_steps") == 0:  # the epochs decide, within the size limit
             out["max_steps"] = None
