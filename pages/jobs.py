@@ -996,12 +996,20 @@ def build(
         """The other tabs no longer hold the deleted job's model: theirs is run next."""
         msg, updates = unpick_gone(pickers, [data[p.dropdown] for p in pickers],
                                    viewer_of(data.get(token), profile))  # fmt: skip
+        said = re.match(r"Job \*\*(\S+?)\*\*", data[estimate] or "")
+        try:
+            if said:
+                manager.get(said.group(1))
+        except JobError:  # the estimate of a job now gone
+            updates[estimate] = ""
         if not updates:  # an empty dict would read as one output's value
             return {message: gr.skip()}
-        return {message: f"{data[message]} {msg}".strip(), **updates}
+        if msg:
+            updates[message] = f"{data[message]} {msg}".strip()
+        return updates
 
-    unpick_inputs = {message, *dropdowns, *([token] if token is not None else [])}
-    deleted.then(do_unpick, unpick_inputs, [message, *dropdowns], **QUIET)
+    unpick_inputs = {message, estimate, *dropdowns, *([token] if token is not None else [])}
+    deleted.then(do_unpick, unpick_inputs, [message, estimate, *dropdowns], **QUIET)
 
     def do_list(visitor_token=None, profile: gr.OAuthProfile | None = None):
         return list_jobs(manager, owner_of(visitor_token, profile))

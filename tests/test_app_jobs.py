@@ -324,6 +324,7 @@ def test_fine_tune_tab_in_browser(page, tmp_path):
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#job-delete").click()
     wait_for_text(page, "job-msg", f"{job_id}[\\s\\S]*deleted[\\s\\S]*Spam classifier tab now uses")
+    page.wait_for_function("!document.querySelector('#job-estimate').innerText.trim()")
     tb.open_tab(page, "Spam classifier")
     page.wait_for_function(
         f"!document.querySelector('#clf-model input').value.includes('job:{job_id}')"
