@@ -172,7 +172,7 @@ class JobPolicy:
                 raise JobError(
                     f"{name} must be a number {span}, not {value!r}{_range_hint(key, out)}"
                 ) from None
-            said = f"{x:g}" if len(str(value)) > 16 else value  # 1e+308, not 309 digits
+            said = form_number(x) if len(str(value)) > 16 else value  # 1e+308, not 309 digits
             if math.isnan(x) or not lo <= x <= hi:
                 raise JobError(f"{name} must be {span}, not {said}{_range_hint(key, out)}")
             if whole and x != int(x):

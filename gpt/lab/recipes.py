@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import shutil
 import time
@@ -459,10 +460,12 @@ def form_number(x: float) -> str:
 
     >>> form_number(3.0), form_number(2.5), form_number(0.0005), form_number(2e-3), form_number(0.05)
     ('3', '2.5', '5e-4', '2e-3', '0.05')
+    >>> form_number(1e308), form_number(float("inf"))  # not 309 digits
+    ('1e+308', 'inf')
     """
-    if x == int(x):
+    if math.isfinite(x) and abs(x) < 1e15 and x == int(x):
         return str(int(x))
-    if abs(x) >= 0.01:
+    if not math.isfinite(x) or abs(x) >= 0.01:
         return f"{x:g}"
     mantissa, exp = f"{x:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
